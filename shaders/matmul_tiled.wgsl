@@ -1,0 +1,113 @@
+// matmul_tiled.wgsl — register-blocked tiled matrix product with a fused epilogue (bias, activation, row scale).
+//
+// For every batch index z and every (m, n) of the M×N output:
+//     C[z](m, n) = act( Σ_k A[z](m, k) · B[z](k, n) + bias[n] ) · row_scale[m]
+// where bias is used only when HAS_BIAS, row_scale only when SCALE_ROWS, and act is the ACT code of
+// shared/activations.wgsl (0 = identity).
+//
+// Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M]),
+//                     4 c (read_write), 5 params (uniform Params).
+// Layout: row-major with leading dimensions, all in f32 elements:
+//     A(m, k) = a[z·stride_a + m·lda + k]        (TRANS_A: a[z·stride_a + k·lda + m])
+//     B(k, n) = b[z·stride_b + k·ldb + n]        (TRANS_B: b[z·stride_b + n·ldb + k], e.g. an nn.Linear weight [N, K])
+//     C(m, n) = c[z·stride_c + m·ldc + n]
+// Tiling: a workgroup of 16×16 threads computes a 64×64 output tile, 4×4 outputs per thread, stepping K by 16
+// through workgroup memory. Dispatch (⌈N/64⌉, ⌈M/64⌉, batch). Every global index is bounds-checked.
+
+struct Params {
+    m: u32, n: u32, k: u32, batch: u32,
+    lda: u32, ldb: u32, ldc: u32, pad0: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32, pad1: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override ACT: u32 = 0u;
+override HAS_BIAS: bool = false;
+override SCALE_ROWS: bool = false;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> row_scale: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+const TILE_K: u32 = 16u;
+const THREADS: u32 = 256u;
+
+var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
+var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let m0 = group.y * TILE_M;
+    let n0 = group.x * TILE_N;
+    let z = group.z;
+    let base_a = z * params.stride_a;
+    let base_b = z * params.stride_b;
+    let base_c = z * params.stride_c;
+    let row0 = local.y * 4u;
+    let col0 = local.x * 4u;
+
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
+
+    for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
+        for (var r = 0u; r < 4u; r++) {
+            let i = lid + r * THREADS;
+            // A tile, stored [kk][mm]; consecutive threads walk the contiguous axis of A.
+            var kk: u32; var mm: u32;
+            if (TRANS_A) { mm = i & 63u; kk = i >> 6u; } else { kk = i & 15u; mm = i >> 4u; }
+            let gm = m0 + mm;
+            let gk = k0 + kk;
+            var va = 0.0;
+            if (gm < params.m && gk < params.k) {
+                if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
+            }
+            tile_a[kk * TILE_M + mm] = va;
+
+            // B tile, stored [kk][nn].
+            var nn: u32;
+            if (TRANS_B) { kk = i & 15u; nn = i >> 4u; } else { nn = i & 63u; kk = i >> 6u; }
+            let gn = n0 + nn;
+            let gk2 = k0 + kk;
+            var vb = 0.0;
+            if (gn < params.n && gk2 < params.k) {
+                if (TRANS_B) { vb = b[base_b + gn * params.ldb + gk2]; } else { vb = b[base_b + gk2 * params.ldb + gn]; }
+            }
+            tile_b[kk * TILE_N + nn] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let ao = kk * TILE_M + row0;
+            let bo = kk * TILE_N + col0;
+            let bv = vec4<f32>(tile_b[bo], tile_b[bo + 1u], tile_b[bo + 2u], tile_b[bo + 3u]);
+            acc[0] = fma(vec4<f32>(tile_a[ao]), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(tile_a[ao + 1u]), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(tile_a[ao + 2u]), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(tile_a[ao + 3u]), bv, acc[3]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + row0 + i;
+        if (m >= params.m) { continue; }
+        var scale = 1.0;
+        if (SCALE_ROWS) { scale = row_scale[m]; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + col0 + j;
+            if (n >= params.n) { continue; }
+            var v = acc[i][j];
+            if (HAS_BIAS) { v += bias[n]; }
+            c[base_c + m * params.ldc + n] = activate(ACT, v) * scale;
+        }
+    }
+}

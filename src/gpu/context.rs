@@ -1,0 +1,174 @@
+//! The GPU context: instance → adapter → device, built once per process and shared.
+//!
+//! The device is requested with the adapter's own limits (not WebGPU's defaults), because the batch planner
+//! sizes chunks from them: a 2 GiB binding on a datacentre GPU should not be cut to 128 MiB.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::KernelCache;
+
+/// What the chosen adapter can do, read once.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl Capabilities {
+    /// Software rasterisers (lavapipe, llvmpipe, WARP, SwiftShader): subgroup paths stay off there.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest storage-buffer binding the device accepts, in bytes (never above `max_buffer_size`).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    pub fn max_workgroups_per_dimension(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
+    }
+}
+
+/// One adapter as listed by `scorelens info`.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub caps: Capabilities,
+    pub(crate) kernels: KernelCache,
+    /// Bound where a kernel's optional input is unused.
+    dummy: wgpu::Buffer,
+}
+
+/// Environment variable that picks an adapter: an index into `scorelens info`'s list, or a substring of its name.
+pub const ADAPTER_ENV: &str = "SCORELENS_ADAPTER";
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+/// Every adapter that can run compute work, in a stable order (the order indices in `SCORELENS_ADAPTER` refer to).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters
+        .into_iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Gl || std::env::var_os("SCORELENS_ALLOW_GL").is_some())
+        .enumerate()
+        .map(|(index, a)| AdapterSummary { index, info: a.get_info(), limits: a.limits(), features: a.features() })
+        .collect()
+}
+
+/// Picks by `SCORELENS_ADAPTER` when set, else the most capable: discrete > integrated > virtual > CPU, then the
+/// largest storage binding.
+fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter {
+            hint: " (install a Vulkan driver; on Debian without a GPU: apt-get install mesa-vulkan-drivers)".into(),
+        });
+    }
+    if let Ok(wanted) = std::env::var(ADAPTER_ENV) {
+        let wanted = wanted.trim().to_string();
+        if let Ok(index) = wanted.parse::<usize>() {
+            let count = adapters.len();
+            return adapters.into_iter().nth(index).ok_or_else(|| Error::NoAdapter {
+                hint: format!(": {ADAPTER_ENV}={index} but only {count} adapter(s) exist (see `scorelens info`)"),
+            });
+        }
+        let lower = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&lower))
+            .ok_or_else(|| Error::NoAdapter {
+                hint: format!(": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"),
+            });
+    }
+    adapters
+        .into_iter()
+        .max_by_key(|a| (device_rank(&a.get_info()), a.limits().max_storage_buffer_binding_size))
+        .ok_or_else(|| Error::NoAdapter { hint: String::new() })
+}
+
+impl GpuContext {
+    /// Builds a context on the adapter `SCORELENS_ADAPTER` names, or the most capable one.
+    pub fn new() -> Result<Self> {
+        let instance = instance();
+        let adapters: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .filter(|a| a.get_info().backend != wgpu::Backend::Gl || std::env::var_os("SCORELENS_ALLOW_GL").is_some())
+            .collect();
+        let adapter = choose_adapter(adapters)?;
+        Self::from_adapter(adapter)
+    }
+
+    /// The process-wide shared context (tests, the CLI and embedders that do not manage their own).
+    pub fn shared() -> Result<Arc<GpuContext>> {
+        static SHARED: std::sync::Mutex<Option<Arc<GpuContext>>> = std::sync::Mutex::new(None);
+        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ctx) = slot.as_ref() {
+            return Ok(ctx.clone());
+        }
+        let ctx = Arc::new(GpuContext::new()?);
+        *slot = Some(ctx.clone());
+        Ok(ctx)
+    }
+
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("scorelens"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            log::error!("uncaptured GPU error: {e}");
+        }));
+        let caps = Capabilities { info, limits, features };
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused-binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy })
+    }
+
+    /// A small buffer bound where a kernel's optional input is unused.
+    pub fn dummy(&self) -> &wgpu::Buffer {
+        &self.dummy
+    }
+
+    /// "name (backend, driver driver_info)", for summaries and benchmark records.
+    pub fn adapter_description(&self) -> String {
+        let i = &self.caps.info;
+        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything that touches wgpu directly: the context, kernels, buffers and command recording.
+
+mod buffers;
+mod context;
+pub mod kernels;
+
+pub use buffers::{grid_2d, BufferRole, Recorder};
+pub use context::{list_adapters, AdapterSummary, Capabilities, GpuContext, ADAPTER_ENV};
+pub use kernels::{Kernel, KERNELS};

@@ -1,0 +1,85 @@
+//! `.npy` arrays through the `npyz` crate: f32 and f64 in (little- or big-endian, C order), f32 or f64 out.
+
+use std::path::Path;
+
+use npyz::WriterBuilder;
+
+use crate::error::{Error, Result};
+
+/// An array read from a `.npy` file, as f32 values with its shape.
+#[derive(Debug, Clone)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// An array in f64, for results that are written in double precision.
+#[derive(Debug, Clone)]
+pub struct Array64 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+fn read_npy(path: &Path) -> Result<(Vec<usize>, npyz::NpyFile<std::io::BufReader<std::fs::File>>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::bad_file(path, format!("not a .npy file ({e})")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(Error::bad_file(path, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+    }
+    let shape = npy.shape().iter().map(|&s| s as usize).collect();
+    Ok((shape, npy))
+}
+
+fn type_of(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> Option<(npyz::TypeChar, u64)> {
+    match npy.dtype() {
+        npyz::DType::Plain(ts) => Some((ts.type_char(), ts.size_field())),
+        _ => None,
+    }
+}
+
+/// Reads an f32 or f64 array as f64.
+pub fn read_f64(path: &Path) -> Result<Array64> {
+    let (shape, npy) = read_npy(path)?;
+    let data: Vec<f64> = match type_of(&npy) {
+        Some((npyz::TypeChar::Float, 4)) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
+        Some((npyz::TypeChar::Float, 8)) => npy.into_vec::<f64>(),
+        _ => {
+            return Err(Error::bad_file(path, format!("dtype {} is not supported (use float32 or float64)", npy.dtype().descr())))
+        }
+    }
+    .map_err(|e| Error::bad_file(path, format!("truncated or unreadable array data ({e})")))?;
+    let expected: usize = shape.iter().product();
+    if data.len() != expected {
+        return Err(Error::bad_file(path, format!("holds {} values for shape {shape:?}", data.len())));
+    }
+    Ok(Array64 { shape, data })
+}
+
+/// Reads an f32 or f64 array as f32 (f64 values are rounded to nearest).
+pub fn read_f32(path: &Path) -> Result<Array> {
+    let a = read_f64(path)?;
+    Ok(Array { shape: a.shape, data: a.data.into_iter().map(|v| v as f32).collect() })
+}
+
+fn encode<T: npyz::AutoSerialize + npyz::Serialize + Copy>(shape: &[usize], data: &[T]) -> Result<Vec<u8>> {
+    let shape64: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
+    let mut bytes = Vec::new();
+    let mut write = || -> std::io::Result<()> {
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(&mut bytes).begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    };
+    write().map_err(|e| Error::bad_input("npy encoding", e.to_string()))?;
+    Ok(bytes)
+}
+
+/// Writes a float32 array, whole or not at all.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    super::write_atomically(path, &encode(shape, data)?)
+}
+
+/// Writes a float64 array, whole or not at all.
+pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
+    super::write_atomically(path, &encode(shape, data)?)
+}

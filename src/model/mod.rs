@@ -1,0 +1,161 @@
+//! Score-model files and their architectures (shared spec: model-format.md).
+
+pub mod file;
+pub mod mlp;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub use file::ModelFile;
+pub use mlp::{Linear, MlpModel};
+pub use schedule::NoiseSchedule;
+
+use crate::error::Result;
+
+/// What the network's raw output is multiplied by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputScale {
+    /// Divide by std(t) (the default).
+    InvStd,
+    None,
+}
+
+/// A loaded score model, on the host.
+#[derive(Debug, Clone)]
+pub enum ScoreModel {
+    Mlp(MlpModel),
+}
+
+impl ScoreModel {
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::from_file(&ModelFile::open(path)?)
+    }
+
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_file(&ModelFile::from_bytes(path, bytes)?)
+    }
+
+    fn from_file(file: &ModelFile) -> Result<Self> {
+        if let Some(format) = file.meta_opt("format") {
+            if format != "scorelens" {
+                return Err(file.bad_meta("format", format!("{format:?}, expected \"scorelens\"")));
+            }
+        }
+        match file.meta("arch")? {
+            "mlp" => Ok(ScoreModel::Mlp(MlpModel::from_file(file)?)),
+            "song-unet" => Err(file.bad_meta("arch", "\"song-unet\" is not supported by this build yet (issue: the Song U-Net)")),
+            other => Err(file.bad_meta("arch", format!("unknown architecture {other:?} (expected \"mlp\" or \"song-unet\")"))),
+        }
+    }
+
+    pub fn arch(&self) -> &'static str {
+        match self {
+            ScoreModel::Mlp(_) => "mlp",
+        }
+    }
+
+    /// The shape of one input row, as X's trailing dimensions must be.
+    pub fn row_shape(&self) -> Vec<usize> {
+        match self {
+            ScoreModel::Mlp(m) => vec![m.dim],
+        }
+    }
+
+    /// D: entries of one input row.
+    pub fn dim(&self) -> usize {
+        self.row_shape().iter().product()
+    }
+
+    pub fn schedule(&self) -> NoiseSchedule {
+        match self {
+            ScoreModel::Mlp(m) => m.schedule,
+        }
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            ScoreModel::Mlp(m) => m.parameter_count(),
+        }
+    }
+
+    /// One line per property, for `scorelens info MODEL`.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut rows = vec![
+            ("arch".to_string(), self.arch().to_string()),
+            ("schedule".to_string(), self.schedule().to_string()),
+            ("input shape per row".to_string(), format!("{:?}", self.row_shape())),
+            ("parameters".to_string(), self.parameter_count().to_string()),
+        ];
+        match self {
+            ScoreModel::Mlp(m) => {
+                rows.push(("activation".into(), m.act.to_string()));
+                rows.push(("embed_dim".into(), m.embed_dim().to_string()));
+                rows.push(("hidden".into(), format!("{:?}", m.hidden())));
+                rows.push(("output_scale".into(), format!("{:?}", m.output_scale)));
+            }
+        }
+        rows
+    }
+}
+
+pub(crate) fn parse_schedule(file: &ModelFile) -> Result<NoiseSchedule> {
+    let positive = |key: &str| -> Result<f64> {
+        let v = file.meta_f64(key)?;
+        if v > 0.0 { Ok(v) } else { Err(file.bad_meta(key, format!("{v} must be positive"))) }
+    };
+    match file.meta("schedule")? {
+        "ve-song" => {
+            let sigma = positive("sigma")?;
+            if sigma == 1.0 {
+                return Err(file.bad_meta("sigma", "1 makes std(t) = 0/0 (ve-song needs sigma ≠ 1)"));
+            }
+            Ok(NoiseSchedule::VeSong { sigma })
+        }
+        "ve" => {
+            let (sigma_min, sigma_max) = (positive("sigma_min")?, positive("sigma_max")?);
+            if sigma_max <= sigma_min {
+                return Err(file.bad_meta("sigma_max", format!("{sigma_max} must exceed sigma_min {sigma_min}")));
+            }
+            Ok(NoiseSchedule::Ve { sigma_min, sigma_max })
+        }
+        "vp" => {
+            let (beta_min, beta_max) = (positive("beta_min")?, positive("beta_max")?);
+            if beta_max < beta_min {
+                return Err(file.bad_meta("beta_max", format!("{beta_max} is below beta_min {beta_min}")));
+            }
+            Ok(NoiseSchedule::Vp { beta_min, beta_max })
+        }
+        other => Err(file.bad_meta("schedule", format!("unknown schedule {other:?} (expected \"ve-song\", \"ve\" or \"vp\")"))),
+    }
+}
+
+pub(crate) fn parse_output_scale(file: &ModelFile) -> Result<OutputScale> {
+    match file.meta_opt("output_scale") {
+        None | Some("inv_std") => Ok(OutputScale::InvStd),
+        Some("none") => Ok(OutputScale::None),
+        Some(other) => Err(file.bad_meta("output_scale", format!("{other:?}, expected \"inv_std\" or \"none\""))),
+    }
+}
+
+pub(crate) fn schedule_metadata(schedule: &NoiseSchedule, scale: OutputScale, metadata: &mut HashMap<String, String>) {
+    metadata.insert("schedule".into(), schedule.name().into());
+    match *schedule {
+        NoiseSchedule::VeSong { sigma } => {
+            metadata.insert("sigma".into(), sigma.to_string());
+        }
+        NoiseSchedule::Ve { sigma_min, sigma_max } => {
+            metadata.insert("sigma_min".into(), sigma_min.to_string());
+            metadata.insert("sigma_max".into(), sigma_max.to_string());
+        }
+        NoiseSchedule::Vp { beta_min, beta_max } => {
+            metadata.insert("beta_min".into(), beta_min.to_string());
+            metadata.insert("beta_max".into(), beta_max.to_string());
+        }
+    }
+    let scale = match scale {
+        OutputScale::InvStd => "inv_std",
+        OutputScale::None => "none",
+    };
+    metadata.insert("output_scale".into(), scale.into());
+}

@@ -1,0 +1,7 @@
+//! GPU operations: each records one kernel's dispatch from typed arguments. They know buffers and shapes,
+//! nothing of models, files or the CLI.
+
+pub mod matmul;
+pub mod mlp_input;
+
+pub use matmul::{record_matmul, Epilogue, MatmulShape};

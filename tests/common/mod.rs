@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use scorelens::GpuContext;
+
+/// The shared GPU context. Fails (never skips) when no adapter exists: CI must run these on lavapipe.
+pub fn gpu() -> Arc<GpuContext> {
+    GpuContext::shared().unwrap_or_else(|e| panic!("GPU tests need an adapter (CI uses lavapipe): {e}"))
+}
+
+pub fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+pub fn normal_vec(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| { let z: f32 = StandardNormal.sample(rng); scale * z }).collect()
+}
+
+/// ‖got − want‖ / ‖want‖, failing on any non-finite value.
+pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    assert!(got.iter().all(|v| v.is_finite()), "GPU result has a non-finite value");
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
