@@ -53,8 +53,20 @@ pub struct GpuContext {
 /// Environment variable that picks an adapter: an index into `scorelens info`'s list, or a substring of its name.
 pub const ADAPTER_ENV: &str = "SCORELENS_ADAPTER";
 
+/// Vulkan, Metal and DX12; the GL backend (compute-limited, and noisy when no display exists) only when
+/// `SCORELENS_ALLOW_GL` is set. `WGPU_BACKEND` still overrides.
+fn backends() -> wgpu::Backends {
+    if std::env::var_os("SCORELENS_ALLOW_GL").is_some() {
+        wgpu::Backends::all()
+    } else {
+        wgpu::Backends::PRIMARY
+    }
+}
+
 fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends();
+    wgpu::Instance::new(desc.with_env())
 }
 
 fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
@@ -69,10 +81,9 @@ fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
 
 /// Every adapter that can run compute work, in a stable order (the order indices in `SCORELENS_ADAPTER` refer to).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    let adapters = pollster::block_on(instance().enumerate_adapters(backends()));
     adapters
         .into_iter()
-        .filter(|a| a.get_info().backend != wgpu::Backend::Gl || std::env::var_os("SCORELENS_ALLOW_GL").is_some())
         .enumerate()
         .map(|(index, a)| AdapterSummary { index, info: a.get_info(), limits: a.limits(), features: a.features() })
         .collect()
@@ -112,10 +123,7 @@ impl GpuContext {
     /// Builds a context on the adapter `SCORELENS_ADAPTER` names, or the most capable one.
     pub fn new() -> Result<Self> {
         let instance = instance();
-        let adapters: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .into_iter()
-            .filter(|a| a.get_info().backend != wgpu::Backend::Gl || std::env::var_os("SCORELENS_ALLOW_GL").is_some())
-            .collect();
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends()));
         let adapter = choose_adapter(adapters)?;
         Self::from_adapter(adapter)
     }

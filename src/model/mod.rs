@@ -21,6 +21,15 @@ pub enum OutputScale {
     None,
 }
 
+impl OutputScale {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputScale::InvStd => "inv_std",
+            OutputScale::None => "none",
+        }
+    }
+}
+
 /// A loaded score model, on the host.
 #[derive(Debug, Clone)]
 pub enum ScoreModel {
@@ -92,7 +101,7 @@ impl ScoreModel {
                 rows.push(("activation".into(), m.act.to_string()));
                 rows.push(("embed_dim".into(), m.embed_dim().to_string()));
                 rows.push(("hidden".into(), format!("{:?}", m.hidden())));
-                rows.push(("output_scale".into(), format!("{:?}", m.output_scale)));
+                rows.push(("output_scale".into(), m.output_scale.name().into()));
             }
         }
         rows
@@ -153,9 +162,5 @@ pub(crate) fn schedule_metadata(schedule: &NoiseSchedule, scale: OutputScale, me
             metadata.insert("beta_max".into(), beta_max.to_string());
         }
     }
-    let scale = match scale {
-        OutputScale::InvStd => "inv_std",
-        OutputScale::None => "none",
-    };
-    metadata.insert("output_scale".into(), scale.into());
+    metadata.insert("output_scale".into(), scale.name().into());
 }

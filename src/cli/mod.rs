@@ -1,0 +1,55 @@
+//! The `scorelens` command line.
+
+mod demo;
+mod info;
+mod inputs;
+mod progress;
+mod score;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use scorelens::scheduler::{parse_memory_size, DEFAULT_MEMORY_BUDGET};
+use scorelens::Result;
+
+#[derive(Parser)]
+#[command(name = "scorelens", version, about = "GPU geometry of score-based generative models", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// List GPU adapters with their limits and features (the chosen one marked); with MODEL, describe it.
+    Info {
+        /// A model file (.safetensors) to describe.
+        model: Option<PathBuf>,
+    },
+    /// The score s(x, t) of a model for every row of X.
+    Score(score::ScoreArgs),
+    /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
+    Demo(demo::DemoArgs),
+}
+
+/// Options every command that computes takes.
+#[derive(Args, Clone)]
+pub struct ComputeArgs {
+    /// Device memory budget for the job, e.g. 512MiB or 4GiB; jobs larger than it are split into chunks.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+}
+
+impl ComputeArgs {
+    pub fn memory_budget(&self) -> Result<u64> {
+        self.max_memory.as_deref().map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { model } => info::run(model.as_deref()),
+        Command::Score(args) => score::run(&args),
+        Command::Demo(args) => demo::run(&args),
+    }
+}

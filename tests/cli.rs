@@ -1,0 +1,201 @@
+//! The `scorelens` binary: a correct run, and every bad input ending with one clear message and exit status 2.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fixture, random_mlp, rel_err};
+use scorelens::io::npy;
+use scorelens::model::file::serialize_f32;
+use scorelens::model::NoiseSchedule;
+use scorelens::Activation;
+
+fn scorelens(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scorelens")).args(args).output().expect("run scorelens");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Runs and expects exit status 2 with an `error:` line naming every one of `needles`.
+fn expect_user_error(args: &[&str], needles: &[&str]) {
+    let (code, _, stderr) = scorelens(args);
+    assert_eq!(code, 2, "args {args:?}: expected exit 2, got {code}; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "args {args:?} panicked:\n{stderr}");
+    // The last one: Vulkan loaders may print their own `error:` lines first.
+    let line = stderr.lines().filter(|l| l.starts_with("error:")).last().unwrap_or_else(|| panic!("no error line in {stderr}"));
+    for needle in needles {
+        assert!(line.contains(needle), "args {args:?}: error line {line:?} does not name {needle:?}");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+    fn npy(&self, name: &str, shape: &[usize], data: &[f32]) -> PathBuf {
+        let p = self.path(name);
+        npy::write_f32(&p, shape, data).unwrap();
+        p
+    }
+}
+
+/// A valid model file as (tensors, metadata), to be corrupted one piece at a time.
+fn model_parts() -> (Vec<(String, Vec<usize>, Vec<f32>)>, HashMap<String, String>) {
+    let m = random_mlp(5, 4, &[6, 5], 4, Activation::Gelu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let mut tensors = vec![("embed.W".to_string(), vec![2], m.embed_w.clone())];
+    for (l, layer) in m.layers.iter().enumerate() {
+        tensors.push((format!("layers.{l}.weight"), vec![layer.outputs, layer.inputs], layer.weight.clone()));
+        tensors.push((format!("layers.{l}.bias"), vec![layer.outputs], layer.bias.clone()));
+    }
+    let metadata: HashMap<String, String> = [("format", "scorelens"), ("arch", "mlp"), ("act", "gelu"), ("dim", "4"), ("embed_dim", "4"), ("schedule", "ve-song"), ("sigma", "25")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (tensors, metadata)
+}
+
+fn model_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>) -> Vec<u8> {
+    serialize_f32(tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice())).collect(), metadata).unwrap()
+}
+
+#[test]
+fn score_reproduces_the_pytorch_fixture() {
+    let scratch = Scratch::new();
+    let out = scratch.path("score.npy");
+    let (code, _, stderr) = scorelens(&[
+        "score",
+        s(&fixture("mlp_relu/model.safetensors")),
+        "--x",
+        s(&fixture("mlp_relu/x.npy")),
+        "--t",
+        s(&fixture("mlp_relu/t.npy")),
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let got = npy::read_f32(&out).unwrap();
+    let want = npy::read_f64(&fixture("mlp_relu/score.npy")).unwrap();
+    assert_eq!(got.shape, want.shape);
+    let err = rel_err(&got.data, &want.data);
+    assert!(err <= 1e-5, "rel err {err:e}");
+}
+
+#[test]
+fn scalar_t_and_small_memory_budget() {
+    let scratch = Scratch::new();
+    let x = npy::read_f32(&fixture("mlp_silu/x.npy")).unwrap();
+    let model = scorelens::ScoreModel::load(&fixture("mlp_silu/model.safetensors")).unwrap();
+    let scorelens::ScoreModel::Mlp(mlp) = &model;
+    let out = scratch.path("s.npy");
+    let (code, _, stderr) = scorelens(&["score", s(&fixture("mlp_silu/model.safetensors")), "--x", s(&fixture("mlp_silu/x.npy")), "--t", "0.25", "-o", s(&out), "--max-memory", "64KiB"]);
+    assert_eq!(code, 0, "{stderr}");
+    let got = npy::read_f32(&out).unwrap();
+    let want = scorelens::reference::mlp::mlp_score(mlp, &x.data, &[0.25]);
+    assert!(rel_err(&got.data, &want) <= 1e-5);
+}
+
+#[test]
+fn bad_model_files() {
+    let scratch = Scratch::new();
+    let x = scratch.npy("x.npy", &[3, 4], &[0.5; 12]);
+    let score = |model: &Path| -> Vec<String> {
+        vec!["score".into(), s(model).into(), "--x".into(), s(&x).into(), "--t".into(), "0.5".into(), "-o".into(), s(&scratch.path("o.npy")).into()]
+    };
+    let run = |model: &Path, needles: &[&str]| {
+        let args = score(model);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_user_error(&args, needles);
+    };
+
+    run(&scratch.path("missing.safetensors"), &["missing.safetensors", "not found"]);
+    run(&scratch.write("text.safetensors", b"hello, this is not a model"), &["text.safetensors", "not a safetensors file"]);
+    run(&scratch.write("tiny.safetensors", b"abc"), &["tiny.safetensors", "not a safetensors file"]);
+
+    let (tensors, metadata) = model_parts();
+    let good = model_bytes(&tensors, metadata.clone());
+    run(&scratch.write("truncated.safetensors", &good[..good.len() - 40]), &["truncated.safetensors", "truncated"]);
+
+    let with = |key: &str, value: Option<&str>| {
+        let mut m = metadata.clone();
+        match value {
+            Some(v) => m.insert(key.into(), v.into()),
+            None => m.remove(key),
+        };
+        model_bytes(&tensors, m)
+    };
+    run(&scratch.write("noarch.safetensors", &with("arch", None)), &["noarch.safetensors", "`arch`", "missing"]);
+    run(&scratch.write("badarch.safetensors", &with("arch", Some("transformer"))), &["`arch`", "transformer"]);
+    run(&scratch.write("nosched.safetensors", &with("schedule", None)), &["`schedule`", "missing"]);
+    run(&scratch.write("badsched.safetensors", &with("schedule", Some("cosine"))), &["`schedule`", "cosine"]);
+    run(&scratch.write("nosigma.safetensors", &with("sigma", None)), &["`sigma`", "missing"]);
+    run(&scratch.write("badact.safetensors", &with("act", Some("softplus"))), &["`act`", "softplus"]);
+    run(&scratch.write("baddim.safetensors", &with("dim", Some("7"))), &["layers.2.weight", "7"]);
+
+    let without: Vec<_> = tensors.iter().filter(|t| t.0 != "layers.1.bias").cloned().collect();
+    run(&scratch.write("nobias.safetensors", &model_bytes(&without, metadata.clone())), &["layers.1.bias", "missing"]);
+
+    let mut reshaped = tensors.clone();
+    for t in reshaped.iter_mut().filter(|t| t.0 == "layers.1.weight") {
+        t.1 = vec![5, 5];
+        t.2.truncate(25);
+    }
+    run(&scratch.write("shape.safetensors", &model_bytes(&reshaped, metadata.clone())), &["layers.1.weight", "shape [5, 5]", "[5, 6]"]);
+
+    let mut nan = tensors.clone();
+    nan[1].2[3] = f32::NAN;
+    run(&scratch.write("nan.safetensors", &model_bytes(&nan, metadata.clone())), &["layers.0.weight", "NaN"]);
+}
+
+#[test]
+fn bad_points_and_times() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors"); // D = 16
+    let m = s(&model);
+    let out = scratch.path("o.npy");
+    let o = s(&out);
+
+    let wrong_row = scratch.npy("wrong_row.npy", &[3, 15], &[0.0; 45]);
+    expect_user_error(&["score", m, "--x", s(&wrong_row), "--t", "0.5", "-o", o], &["wrong_row.npy", "(X)", "[16]", "15"]);
+    let flat = scratch.npy("flat.npy", &[16], &[0.0; 16]);
+    expect_user_error(&["score", m, "--x", s(&flat), "--t", "0.5", "-o", o], &["flat.npy", "[B, 16]"]);
+
+    let mut data = vec![0.1f32; 5 * 16];
+    data[3 * 16 + 7] = f32::NAN;
+    let nan_x = scratch.npy("nan_x.npy", &[5, 16], &data);
+    expect_user_error(&["score", m, "--x", s(&nan_x), "--t", "0.5", "-o", o], &["nan_x.npy", "row 3", "not finite"]);
+
+    let x = scratch.npy("x.npy", &[5, 16], &[0.1; 80]);
+    let xs = s(&x);
+    let t_len = scratch.npy("t_len.npy", &[4], &[0.5; 4]);
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_len), "-o", o], &["t_len.npy", "(T)", "[5]", "[4]"]);
+    let t_inf = scratch.npy("t_inf.npy", &[5], &[0.5, 0.5, f32::INFINITY, 0.5, 0.5]);
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_inf), "-o", o], &["t_inf.npy", "row 2", "inf"]);
+    let t_zero = scratch.npy("t_zero.npy", &[5], &[0.5, 0.0, 0.5, 0.5, 0.5]);
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_zero), "-o", o], &["t_zero.npy", "row 1", "outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "1.5", "-o", o], &["--t 1.5", "outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "-0.2", "-o", o], &["outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "nan", "-o", o], &["--t nan", "not finite"]);
+    expect_user_error(&["score", m, "--x", s(&scratch.path("nope.npy")), "--t", "0.5", "-o", o], &["nope.npy", "not found"]);
+    let junk = scratch.write("junk.npy", b"not an array");
+    expect_user_error(&["score", m, "--x", s(&junk), "--t", "0.5", "-o", o], &["junk.npy", "not a .npy file"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "0.5", "-o", o, "--max-memory", "lots"], &["memory size", "lots"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "0.5", "-o", o, "--max-memory", "1KiB"], &["--max-memory"]);
+    assert!(!out.exists(), "no output may be written when the job fails");
+}
