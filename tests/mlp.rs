@@ -83,3 +83,12 @@ fn pytorch_fixture_mlp_silu() {
 fn pytorch_fixture_mlp_relu() {
     check_fixture("mlp_relu");
 }
+
+// Independent NumPy float64 references written from model-format.md alone (tools/fixtures/), for activations,
+// schedules and output scales the PyTorch fixtures do not cover.
+#[test]
+fn numpy_fixtures_other_activations_schedules_and_scales() {
+    for name in ["numpy_mlp_gelu_ve", "numpy_mlp_tanh_vp", "numpy_mlp_silu_none", "numpy_mlp_relu_wide"] {
+        check_fixture(name);
+    }
+}

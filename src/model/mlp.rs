@@ -120,6 +120,36 @@ impl MlpModel {
         Ok(MlpModel { dim, embed_w, layers, act, schedule, output_scale })
     }
 
+    /// A model with random weights: N(0, 1/fan_in) weights, N(0, 0.01) biases, N(0, 16) Fourier frequencies.
+    /// For tests, benchmarks and demos; the same seed gives the same model on every machine.
+    pub fn random(seed: u64, dim: usize, hidden: &[usize], embed_dim: usize, act: Activation, schedule: NoiseSchedule) -> Self {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut normal = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    let z: f32 = StandardNormal.sample(&mut rng);
+                    scale * z
+                })
+                .collect()
+        };
+        let mut widths = vec![dim + embed_dim];
+        widths.extend_from_slice(hidden);
+        widths.push(dim);
+        let layers = widths
+            .windows(2)
+            .map(|w| Linear {
+                weight: normal(w[0] * w[1], (1.0 / w[0] as f32).sqrt()),
+                bias: normal(w[1], 0.1),
+                inputs: w[0],
+                outputs: w[1],
+            })
+            .collect();
+        let embed_w = normal(embed_dim / 2, 4.0);
+        MlpModel { dim, embed_w, layers, act, schedule, output_scale: OutputScale::InvStd }
+    }
+
     /// The model as a safetensors file, metadata included (for tests, demos and exports).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
         let mut tensors: Vec<(String, Vec<usize>, &[f32])> = vec![("embed.W".into(), vec![self.embed_w.len()], &self.embed_w)];

@@ -38,25 +38,12 @@ pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }
 
-use scorelens::model::{Linear, MlpModel, NoiseSchedule, OutputScale};
+use scorelens::model::{MlpModel, NoiseSchedule};
 use scorelens::Activation;
 
-/// An MLP score model with random weights (Kaiming-like scale) and random Fourier frequencies.
+/// An MLP score model with random weights (see `MlpModel::random`).
 pub fn random_mlp(seed: u64, dim: usize, hidden: &[usize], embed_dim: usize, act: Activation, schedule: NoiseSchedule) -> MlpModel {
-    let mut r = rng(seed);
-    let mut widths = vec![dim + embed_dim];
-    widths.extend_from_slice(hidden);
-    widths.push(dim);
-    let layers = widths
-        .windows(2)
-        .map(|w| Linear {
-            weight: normal_vec(&mut r, w[0] * w[1], (1.0 / w[0] as f32).sqrt()),
-            bias: normal_vec(&mut r, w[1], 0.1),
-            inputs: w[0],
-            outputs: w[1],
-        })
-        .collect();
-    MlpModel { dim, embed_w: normal_vec(&mut r, embed_dim / 2, 4.0), layers, act, schedule, output_scale: OutputScale::InvStd }
+    MlpModel::random(seed, dim, hidden, embed_dim, act, schedule)
 }
 
 /// Times in (0, 1], one per row.
