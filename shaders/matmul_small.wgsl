@@ -12,8 +12,9 @@
 
 struct Params {
     m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32, pad0: u32,
-    stride_a: u32, stride_b: u32, stride_c: u32, pad1: u32,
+    lda: u32, ldb: u32, ldc: u32, offset_a: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32, offset_b: u32,
+    offset_c: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 override TRANS_A: bool = false;
@@ -35,8 +36,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) gr
     let m = group.y;
     let z = group.z;
     if (n >= params.n || m >= params.m) { return; }
-    let base_a = z * params.stride_a;
-    let base_b = z * params.stride_b;
+    let base_a = params.offset_a + z * params.stride_a;
+    let base_b = params.offset_b + z * params.stride_b;
     var acc = 0.0;
     for (var k = 0u; k < params.k; k++) {
         var va: f32;
@@ -48,5 +49,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) gr
     if (HAS_BIAS) { acc += bias[n]; }
     var scale = 1.0;
     if (SCALE_ROWS) { scale = row_scale[m]; }
-    c[z * params.stride_c + m * params.ldc + n] = activate(ACT, acc) * scale;
+    c[params.offset_c + z * params.stride_c + m * params.ldc + n] = activate(ACT, acc) * scale;
 }

@@ -8,16 +8,17 @@
 // Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M]),
 //                     4 c (read_write), 5 params (uniform Params).
 // Layout: row-major with leading dimensions, all in f32 elements:
-//     A(m, k) = a[z·stride_a + m·lda + k]        (TRANS_A: a[z·stride_a + k·lda + m])
-//     B(k, n) = b[z·stride_b + k·ldb + n]        (TRANS_B: b[z·stride_b + n·ldb + k], e.g. an nn.Linear weight [N, K])
-//     C(m, n) = c[z·stride_c + m·ldc + n]
+//     A(m, k) = a[offset_a + z·stride_a + m·lda + k]     (TRANS_A: a[offset_a + z·stride_a + k·lda + m])
+//     B(k, n) = b[offset_b + z·stride_b + k·ldb + n]     (TRANS_B: b[offset_b + z·stride_b + n·ldb + k], e.g. an nn.Linear weight [N, K])
+//     C(m, n) = c[offset_c + z·stride_c + m·ldc + n]
 // Tiling: a workgroup of 16×16 threads computes a 64×64 output tile, 4×4 outputs per thread, stepping K by 16
 // through workgroup memory. Dispatch (⌈N/64⌉, ⌈M/64⌉, batch). Every global index is bounds-checked.
 
 struct Params {
     m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32, pad0: u32,
-    stride_a: u32, stride_b: u32, stride_c: u32, pad1: u32,
+    lda: u32, ldb: u32, ldc: u32, offset_a: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32, offset_b: u32,
+    offset_c: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 override TRANS_A: bool = false;
@@ -50,9 +51,9 @@ fn main(
     let m0 = group.y * TILE_M;
     let n0 = group.x * TILE_N;
     let z = group.z;
-    let base_a = z * params.stride_a;
-    let base_b = z * params.stride_b;
-    let base_c = z * params.stride_c;
+    let base_a = params.offset_a + z * params.stride_a;
+    let base_b = params.offset_b + z * params.stride_b;
+    let base_c = params.offset_c + z * params.stride_c;
     let row0 = local.y * 4u;
     let col0 = local.x * 4u;
 

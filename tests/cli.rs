@@ -102,7 +102,7 @@ fn scalar_t_and_small_memory_budget() {
     let scratch = Scratch::new();
     let x = npy::read_f32(&fixture("mlp_silu/x.npy")).unwrap();
     let model = scorelens::ScoreModel::load(&fixture("mlp_silu/model.safetensors")).unwrap();
-    let scorelens::ScoreModel::Mlp(mlp) = &model;
+    let scorelens::ScoreModel::Mlp(mlp) = &model else { panic!("not an mlp") };
     let out = scratch.path("s.npy");
     let (code, _, stderr) = scorelens(&["score", s(&fixture("mlp_silu/model.safetensors")), "--x", s(&fixture("mlp_silu/x.npy")), "--t", "0.25", "-o", s(&out), "--max-memory", "64KiB"]);
     assert_eq!(code, 0, "{stderr}");

@@ -90,3 +90,12 @@ fn batched_products_with_strides() {
         check(shape, kernel, Activation::Silu, false, false, 8);
     }
 }
+
+#[test]
+fn operands_at_offsets_and_output_column_blocks() {
+    for kernel in ["matmul_tiled", "matmul_small"] {
+        // C is a 20-column block (starting at column 7) of a 40-column matrix; A and B start mid-buffer.
+        let shape = MatmulShape::new(37, 20, 19).with_trans_b().with_offsets(5, 11, 7).with_ldc(40);
+        check(shape, kernel, Activation::Relu, true, true, 21);
+    }
+}

@@ -53,7 +53,9 @@ fn npy_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<u64>, Vec<f64>)> {
 pub fn run(args: &DemoArgs) -> Result<()> {
     let budget = args.compute.memory_budget()?;
     let model = ScoreModel::from_bytes(Path::new("built-in mlp_silu"), MODEL)?;
-    let scorelens::ScoreModel::Mlp(mlp) = &model;
+    let ScoreModel::Mlp(mlp) = &model else {
+        return Err(Error::Device("the built-in demo model is an MLP".into()));
+    };
     let dim = mlp.dim;
     let ctx = GpuContext::shared()?;
     let field = ScoreField::new(ctx.clone(), &model)?;

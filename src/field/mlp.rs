@@ -3,18 +3,18 @@
 //! The time path is split off: e(t) depends on t alone, so it is computed once per distinct t on the host in
 //! f64 and rows carry an index into that table (exact Fourier features whatever the driver's `sin`).
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use crate::activation::Activation;
 use crate::error::Result;
+use crate::field::chunked::{run_chunked, ChunkedJob, TimeTable};
 use crate::field::validate_batch;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::MlpModel;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::ops::mlp_input::record_mlp_input;
-use crate::scheduler::{plan_chunks, DeviceBounds, JobOptions, RowCost};
+use crate::scheduler::{JobOptions, RowCost};
 
 pub struct MlpField {
     ctx: Arc<GpuContext>,
@@ -23,9 +23,8 @@ pub struct MlpField {
     layers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
-/// The per-chunk buffers; two sets alternate so that one chunk computes while the previous one is read back.
-struct ChunkBuffers {
-    rows: usize,
+/// The per-chunk buffers.
+pub(crate) struct MlpSlot {
     x: wgpu::Buffer,
     features: wgpu::Buffer,
     time_index: wgpu::Buffer,
@@ -37,11 +36,11 @@ struct ChunkBuffers {
     readback: wgpu::Buffer,
 }
 
-/// Time features of one chunk: the table of distinct t's features, each row's index into it, each row's scale.
-struct TimeTable {
-    features: Vec<f32>,
-    index: Vec<u32>,
-    row_scale: Vec<f32>,
+/// One score evaluation over a batch.
+struct ScoreJob<'a> {
+    field: &'a MlpField,
+    x: &'a [f32],
+    t: &'a [f32],
 }
 
 impl MlpField {
@@ -65,136 +64,96 @@ impl MlpField {
         self.model.hidden().into_iter().max().unwrap_or(1).max(1)
     }
 
-    fn row_cost(&self) -> RowCost {
-        let d = self.model.dim as u64;
-        let e = self.model.embed_dim() as u64;
-        let h = self.widest_hidden() as u64;
-        // x, features (worst case: every row its own t), index, scale, h0, ping, pong, out, readback.
-        let words_per_row = d + e + 1 + 1 + (d + e) + 2 * h + d + d;
-        RowCost {
-            bytes_per_row: 4 * words_per_row,
-            widest_row_bytes: 4 * (d + e).max(h),
-            fixed_bytes: 4 * self.model.parameter_count() as u64,
-        }
-    }
-
-    fn allocate(&self, rows: usize, label: &str) -> ChunkBuffers {
-        let ctx = &self.ctx;
-        let (d, e, h) = (self.model.dim, self.model.embed_dim(), self.widest_hidden());
-        let bytes = |words: usize| (words * 4) as u64;
-        ChunkBuffers {
-            rows,
-            x: ctx.buffer(&format!("{label}/x"), bytes(rows * d), BufferRole::Storage),
-            features: ctx.buffer(&format!("{label}/features"), bytes(rows * e), BufferRole::Storage),
-            time_index: ctx.buffer(&format!("{label}/time_index"), bytes(rows), BufferRole::Storage),
-            row_scale: ctx.buffer(&format!("{label}/row_scale"), bytes(rows), BufferRole::Storage),
-            h0: ctx.buffer(&format!("{label}/h0"), bytes(rows * (d + e)), BufferRole::Storage),
-            ping: ctx.buffer(&format!("{label}/ping"), bytes(rows * h), BufferRole::Storage),
-            pong: ctx.buffer(&format!("{label}/pong"), bytes(rows * h), BufferRole::Storage),
-            out: ctx.buffer(&format!("{label}/out"), bytes(rows * d), BufferRole::Storage),
-            readback: ctx.buffer(&format!("{label}/readback"), bytes(rows * d), BufferRole::Readback),
-        }
-    }
-
-    fn time_table(&self, t: &[f32], rows: Range<usize>) -> TimeTable {
-        let mut slot_of: HashMap<u32, u32> = HashMap::new();
-        let mut table = TimeTable { features: Vec::new(), index: Vec::with_capacity(rows.len()), row_scale: Vec::with_capacity(rows.len()) };
-        for r in rows {
-            let tr = if t.len() == 1 { t[0] } else { t[r] };
-            let next = slot_of.len() as u32;
-            let slot = *slot_of.entry(tr.to_bits()).or_insert_with(|| {
-                table.features.extend(self.model.fourier_features(tr).iter().map(|&v| v as f32));
-                next
-            });
-            table.index.push(slot);
-            table.row_scale.push(self.model.output_factor(tr) as f32);
-        }
-        table
-    }
-
-    fn record_forward(&self, rec: &mut Recorder, buffers: &ChunkBuffers, rows: usize) -> Result<()> {
+    fn record_forward(&self, rec: &mut Recorder, slot: &MlpSlot, rows: usize) -> Result<()> {
         let (d, e) = (self.model.dim, self.model.embed_dim());
-        record_mlp_input(rec, rows, d, e, &buffers.x, &buffers.features, &buffers.time_index, &buffers.h0)?;
+        record_mlp_input(rec, rows, d, e, &slot.x, &slot.features, &slot.time_index, &slot.h0)?;
         let last = self.model.layers.len() - 1;
         for (l, (layer, (weight, bias))) in self.model.layers.iter().zip(&self.layers).enumerate() {
             let input = match l {
-                0 => &buffers.h0,
-                l if l % 2 == 1 => &buffers.ping,
-                _ => &buffers.pong,
+                0 => &slot.h0,
+                l if l % 2 == 1 => &slot.ping,
+                _ => &slot.pong,
             };
             let output = if l == last {
-                &buffers.out
+                &slot.out
             } else if l % 2 == 0 {
-                &buffers.ping
+                &slot.ping
             } else {
-                &buffers.pong
+                &slot.pong
             };
             let shape = MatmulShape::new(rows, layer.outputs, layer.inputs).with_trans_b();
             let epilogue = if l == last {
-                Epilogue { act: Activation::Identity, bias: Some(bias), row_scale: Some(&buffers.row_scale) }
+                Epilogue { act: Activation::Identity, bias: Some(bias), row_scale: Some(&slot.row_scale) }
             } else {
                 Epilogue { act: self.model.act, bias: Some(bias), row_scale: None }
             };
             record_matmul(rec, &shape, input, weight, epilogue, output)?;
         }
-        rec.copy(&buffers.out, &buffers.readback, (rows * d * 4) as u64);
+        rec.copy(&slot.out, &slot.readback, (rows * d * 4) as u64);
         Ok(())
     }
 
     /// s(x, t) for every row of `x` ([rows, D] row-major); `t` has one entry per row or one for all rows.
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
-        let d = self.model.dim;
-        let rows = validate_batch(x, d, t, "X", "T")?;
-        let caps = &self.ctx.caps;
-        let bounds = DeviceBounds {
-            memory_budget: options.memory_budget,
-            max_binding_bytes: caps.max_binding_bytes(),
-            max_rows_per_dispatch: caps.max_workgroups_per_dimension() as u64 * 64,
-        };
-        let chunks = plan_chunks(rows, self.row_cost(), bounds)?;
-        let chunk_rows = chunks.first().map_or(0, |c| c.len());
-        let slots: Vec<ChunkBuffers> = (0..chunks.len().min(2)).map(|s| self.allocate(chunk_rows, &format!("mlp/chunk-slot{s}"))).collect();
+        let rows = validate_batch(x, self.model.dim, t, "X", "T")?;
+        run_chunked(&self.ctx, &ScoreJob { field: self, x, t }, rows, "mlp/score", options)
+    }
+}
 
-        options.progress.start("score", rows);
-        let mut out = vec![0f32; rows * d];
-        let mut in_flight: Vec<(usize, Range<usize>, wgpu::SubmissionIndex)> = Vec::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let slot = &slots[i % slots.len()];
-            if in_flight.len() == slots.len() {
-                let (s, done, index) = in_flight.remove(0);
-                self.finish_chunk(&slots[s], &done, index, &mut out, options)?;
-            }
-            let n = chunk.len();
-            debug_assert!(n <= slot.rows);
-            let times = self.time_table(t, chunk.clone());
-            self.ctx.write(&slot.x, &x[chunk.start * d..chunk.end * d]);
-            self.ctx.write(&slot.features, &times.features);
-            self.ctx.write(&slot.time_index, &times.index);
-            self.ctx.write(&slot.row_scale, &times.row_scale);
-            let mut rec = Recorder::new(&self.ctx, &format!("mlp/score/chunk{i}"));
-            self.record_forward(&mut rec, slot, n)?;
-            let index = rec.submit();
-            in_flight.push((i % slots.len(), chunk.clone(), index));
-        }
-        for (s, done, index) in in_flight {
-            self.finish_chunk(&slots[s], &done, index, &mut out, options)?;
-        }
-        options.progress.finish();
-        Ok(out)
+impl ChunkedJob for ScoreJob<'_> {
+    type Slot = MlpSlot;
+
+    fn outputs_per_row(&self) -> usize {
+        self.field.model.dim
     }
 
-    fn finish_chunk(
-        &self,
-        slot: &ChunkBuffers,
-        rows: &Range<usize>,
-        submission: wgpu::SubmissionIndex,
-        out: &mut [f32],
-        options: JobOptions,
-    ) -> Result<()> {
-        let d = self.model.dim;
-        let values: Vec<f32> = self.ctx.read_mapped(&slot.readback, rows.len() * d, Some(submission))?;
-        out[rows.start * d..rows.end * d].copy_from_slice(&values);
-        options.progress.advance(rows.len());
-        Ok(())
+    fn row_cost(&self) -> RowCost {
+        let f = self.field;
+        let d = f.model.dim as u64;
+        let e = f.model.embed_dim() as u64;
+        let h = f.widest_hidden() as u64;
+        // x, features (worst case: every row its own t), index, scale, h0, ping, pong, out, readback.
+        let words_per_row = d + e + 1 + 1 + (d + e) + 2 * h + d + d;
+        RowCost {
+            bytes_per_row: 4 * words_per_row,
+            widest_row_bytes: 4 * (d + e).max(h),
+            fixed_bytes: 4 * f.model.parameter_count() as u64,
+        }
+    }
+
+    fn max_rows_per_dispatch(&self, ctx: &GpuContext) -> u64 {
+        ctx.caps.max_workgroups_per_dimension() as u64 * 64
+    }
+
+    fn allocate(&self, ctx: &GpuContext, rows: usize, label: &str) -> MlpSlot {
+        let f = self.field;
+        let (d, e, h) = (f.model.dim, f.model.embed_dim(), f.widest_hidden());
+        let buffer = |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
+        MlpSlot {
+            x: buffer("x", rows * d),
+            features: buffer("features", rows * e),
+            time_index: buffer("time_index", rows),
+            row_scale: buffer("row_scale", rows),
+            h0: buffer("h0", rows * (d + e)),
+            ping: buffer("ping", rows * h),
+            pong: buffer("pong", rows * h),
+            out: buffer("out", rows * d),
+            readback: ctx.buffer(&format!("{label}/readback"), (rows * d * 4) as u64, BufferRole::Readback),
+        }
+    }
+
+    fn record(&self, ctx: &GpuContext, slot: &MlpSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
+        let model = &self.field.model;
+        let d = model.dim;
+        let times = TimeTable::build(self.t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
+        ctx.write(&slot.x, &self.x[rows.start * d..rows.end * d]);
+        ctx.write(&slot.features, &times.features);
+        ctx.write(&slot.time_index, &times.index);
+        ctx.write(&slot.row_scale, &times.row_scale);
+        self.field.record_forward(rec, slot, rows.len())
+    }
+
+    fn readback<'s>(&self, slot: &'s MlpSlot) -> &'s wgpu::Buffer {
+        &slot.readback
     }
 }

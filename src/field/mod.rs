@@ -1,10 +1,13 @@
 //! Score fields on the GPU: a model's weights resident on the device, evaluated over batches of points.
 
+mod chunked;
 pub mod mlp;
+pub mod unet;
 
 use std::sync::Arc;
 
 pub use mlp::MlpField;
+pub use unet::UnetField;
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -36,18 +39,21 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 /// A score field whose parameters live on the GPU.
 pub enum ScoreField {
     Mlp(MlpField),
+    Unet(UnetField),
 }
 
 impl ScoreField {
     pub fn new(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
         match model {
             ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
+            ScoreModel::Unet(m) => Ok(ScoreField::Unet(UnetField::new(ctx, m.clone())?)),
         }
     }
 
     pub fn dim(&self) -> usize {
         match self {
             ScoreField::Mlp(f) => f.model().dim,
+            ScoreField::Unet(f) => f.model().dim(),
         }
     }
 
@@ -55,6 +61,7 @@ impl ScoreField {
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         match self {
             ScoreField::Mlp(f) => f.score(x, t, options),
+            ScoreField::Unet(f) => f.score(x, t, options),
         }
     }
 
@@ -62,6 +69,7 @@ impl ScoreField {
     pub fn flops_per_row(&self) -> f64 {
         match self {
             ScoreField::Mlp(f) => f.model().flops_per_row(),
+            ScoreField::Unet(f) => f.model().flops_per_image(),
         }
     }
 }

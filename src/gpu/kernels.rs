@@ -18,6 +18,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_tiled", &[ACTIVATIONS], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS], include_str!("../../shaders/matmul_small.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
+    ("conv2d_igemm", &[ACTIVATIONS], include_str!("../../shaders/conv2d_igemm.wgsl")),
+    ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

@@ -3,6 +3,7 @@
 pub mod file;
 pub mod mlp;
 pub mod schedule;
+pub mod unet;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 pub use file::ModelFile;
 pub use mlp::{Linear, MlpModel};
 pub use schedule::NoiseSchedule;
+pub use unet::UnetModel;
 
 use crate::error::Result;
 
@@ -34,6 +36,7 @@ impl OutputScale {
 #[derive(Debug, Clone)]
 pub enum ScoreModel {
     Mlp(MlpModel),
+    Unet(UnetModel),
 }
 
 impl ScoreModel {
@@ -53,7 +56,7 @@ impl ScoreModel {
         }
         match file.meta("arch")? {
             "mlp" => Ok(ScoreModel::Mlp(MlpModel::from_file(file)?)),
-            "song-unet" => Err(file.bad_meta("arch", "\"song-unet\" is not supported by this build yet (issue: the Song U-Net)")),
+            "song-unet" => Ok(ScoreModel::Unet(UnetModel::from_file(file)?)),
             other => Err(file.bad_meta("arch", format!("unknown architecture {other:?} (expected \"mlp\" or \"song-unet\")"))),
         }
     }
@@ -61,6 +64,7 @@ impl ScoreModel {
     pub fn arch(&self) -> &'static str {
         match self {
             ScoreModel::Mlp(_) => "mlp",
+            ScoreModel::Unet(_) => "song-unet",
         }
     }
 
@@ -68,6 +72,7 @@ impl ScoreModel {
     pub fn row_shape(&self) -> Vec<usize> {
         match self {
             ScoreModel::Mlp(m) => vec![m.dim],
+            ScoreModel::Unet(m) => vec![1, m.height, m.width],
         }
     }
 
@@ -79,12 +84,14 @@ impl ScoreModel {
     pub fn schedule(&self) -> NoiseSchedule {
         match self {
             ScoreModel::Mlp(m) => m.schedule,
+            ScoreModel::Unet(m) => m.schedule,
         }
     }
 
     pub fn parameter_count(&self) -> usize {
         match self {
             ScoreModel::Mlp(m) => m.parameter_count(),
+            ScoreModel::Unet(m) => m.parameter_count(),
         }
     }
 
@@ -102,6 +109,12 @@ impl ScoreModel {
                 rows.push(("embed_dim".into(), m.embed_dim().to_string()));
                 rows.push(("hidden".into(), format!("{:?}", m.hidden())));
                 rows.push(("output_scale".into(), m.output_scale.name().into()));
+            }
+            ScoreModel::Unet(m) => {
+                rows.push(("channels".into(), format!("{:?}", m.channels())));
+                rows.push(("embed_dim".into(), m.embed_dim().to_string()));
+                rows.push(("output_scale".into(), m.output_scale.name().into()));
+                rows.push(("GFLOP per image".into(), format!("{:.4}", m.flops_per_image() / 1e9)));
             }
         }
         rows

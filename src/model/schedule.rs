@@ -96,7 +96,11 @@ mod tests {
             let (a, sd) = (s.alpha(t), s.std(t));
             assert!((a * a + sd * sd - 1.0).abs() < 1e-13, "t={t}");
         }
-        assert!((s.std(1e-6) - (0.1f64 * 1e-6).sqrt()).abs() < 1e-9);
+        // Small t: 1 − α² = 1 − e^{−I} ≈ I(1 − I/2), I = β_min t + ½ t² (β_max − β_min); no cancellation.
+        let t = 1e-6f64;
+        let integral = 0.1 * t + 0.5 * t * t * 19.9;
+        let expected = (integral * (1.0 - integral / 2.0)).sqrt();
+        assert!((s.std(t) / expected - 1.0).abs() < 1e-12, "{} vs {expected}", s.std(t));
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct MatmulShape {
     pub stride_a: u32,
     pub stride_b: u32,
     pub stride_c: u32,
+    /// Where each operand starts inside its buffer (elements), so products can work on parts of larger buffers.
+    pub offset_a: u32,
+    pub offset_b: u32,
+    pub offset_c: u32,
 }
 
 impl MatmulShape {
@@ -40,7 +44,22 @@ impl MatmulShape {
             stride_a: m * k,
             stride_b: k * n,
             stride_c: m * n,
+            offset_a: 0,
+            offset_b: 0,
+            offset_c: 0,
         }
+    }
+
+    /// Operands start at these element offsets inside their buffers.
+    pub fn with_offsets(mut self, a: usize, b: usize, c: usize) -> Self {
+        (self.offset_a, self.offset_b, self.offset_c) = (a as u32, b as u32, c as u32);
+        self
+    }
+
+    /// C rows are `ldc` elements apart (C is a column block of a wider matrix).
+    pub fn with_ldc(mut self, ldc: usize) -> Self {
+        self.ldc = ldc as u32;
+        self
     }
 
     /// A stored transposed ([K, M], contiguous).
@@ -75,9 +94,9 @@ impl MatmulShape {
             }
             (self.batch as u64 - 1) * stride as u64 + (rows as u64 - 1) * ld as u64 + cols as u64
         };
-        let a = if self.trans_a { span(self.k, self.m, self.lda, self.stride_a) } else { span(self.m, self.k, self.lda, self.stride_a) };
-        let b = if self.trans_b { span(self.n, self.k, self.ldb, self.stride_b) } else { span(self.k, self.n, self.ldb, self.stride_b) };
-        let c = span(self.m, self.n, self.ldc, self.stride_c);
+        let a = self.offset_a as u64 + if self.trans_a { span(self.k, self.m, self.lda, self.stride_a) } else { span(self.m, self.k, self.lda, self.stride_a) };
+        let b = self.offset_b as u64 + if self.trans_b { span(self.n, self.k, self.ldb, self.stride_b) } else { span(self.k, self.n, self.ldb, self.stride_b) };
+        let c = self.offset_c as u64 + span(self.m, self.n, self.ldc, self.stride_c);
         (a, b, c)
     }
 }
@@ -104,11 +123,13 @@ struct Params {
     lda: u32,
     ldb: u32,
     ldc: u32,
-    pad0: u32,
+    offset_a: u32,
     stride_a: u32,
     stride_b: u32,
     stride_c: u32,
-    pad1: u32,
+    offset_b: u32,
+    offset_c: u32,
+    pad: [u32; 3],
 }
 
 const TILE: u32 = 64;
@@ -174,11 +195,13 @@ pub fn record_matmul_with(
         lda: shape.lda,
         ldb: shape.ldb,
         ldc: shape.ldc,
-        pad0: 0,
+        offset_a: shape.offset_a,
         stride_a: shape.stride_a,
         stride_b: shape.stride_b,
         stride_c: shape.stride_c,
-        pad1: 0,
+        offset_b: shape.offset_b,
+        offset_c: shape.offset_c,
+        pad: [0; 3],
     };
     let uniform = ctx.uniform("matmul/params", &params);
     let dummy = ctx.dummy();

@@ -1,6 +1,8 @@
 //! GPU operations: each records one kernel's dispatch from typed arguments. They know buffers and shapes,
 //! nothing of models, files or the CLI.
 
+pub mod conv;
+pub mod groupnorm;
 pub mod matmul;
 pub mod mlp_input;
 

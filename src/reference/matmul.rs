@@ -20,9 +20,9 @@ pub fn matmul(
             for n in 0..s.n as usize {
                 let mut acc = 0.0f64;
                 for k in 0..s.k as usize {
-                    let ia = z * s.stride_a as usize
+                    let ia = s.offset_a as usize + z * s.stride_a as usize
                         + if s.trans_a { k * s.lda as usize + m } else { m * s.lda as usize + k };
-                    let ib = z * s.stride_b as usize
+                    let ib = s.offset_b as usize + z * s.stride_b as usize
                         + if s.trans_b { n * s.ldb as usize + k } else { k * s.ldb as usize + n };
                     acc += a[ia] as f64 * b[ib] as f64;
                 }
@@ -30,7 +30,7 @@ pub fn matmul(
                     acc += bias[n] as f64;
                 }
                 let scale = row_scale.map_or(1.0, |r| r[m] as f64);
-                c[z * s.stride_c as usize + m * s.ldc as usize + n] = act.apply_f64(acc) * scale;
+                c[s.offset_c as usize + z * s.stride_c as usize + m * s.ldc as usize + n] = act.apply_f64(acc) * scale;
             }
         }
     }

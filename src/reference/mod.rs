@@ -4,3 +4,4 @@
 
 pub mod matmul;
 pub mod mlp;
+pub mod unet;

@@ -1,0 +1,245 @@
+//! The Song U-Net score field on the GPU.
+//!
+//! Activations are NHWC. Each block's convolution stores z = conv + dense(e) (the pre-norm value); a GroupNorm
+//! statistics kernel folds its mean, variance and affine parameters into one scale and shift per (image, channel);
+//! the next convolution applies that scale, shift and SiLU as it loads z, and reads the decoder's skip
+//! concatenations straight from the two tensors. The time path (Fourier features on the host in f64 per distinct
+//! t, then embed.1 and all seven dense layers as two matmuls) runs once per distinct t, not per image.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::field::chunked::{run_chunked, ChunkedJob, TimeTable};
+use crate::field::validate_batch;
+use crate::gpu::{BufferRole, GpuContext, Recorder};
+use crate::model::unet::{UnetModel, GN_EPS};
+use crate::ops::conv::{record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
+use crate::ops::groupnorm::record_groupnorm_stats;
+use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
+use crate::scheduler::{JobOptions, RowCost};
+
+/// Which encoder output each decoder block concatenates after its own input (blocks in execution order).
+const SKIP_OF: [Option<usize>; 8] = [None, None, None, None, None, Some(2), Some(1), Some(0)];
+
+struct BlockBuffers {
+    weight: wgpu::Buffer,
+    bias: Option<wgpu::Buffer>,
+    norm: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Column of this block's dense(e) term in the stacked time-bias table.
+    dense_offset: Option<usize>,
+}
+
+pub struct UnetField {
+    ctx: Arc<GpuContext>,
+    model: UnetModel,
+    embed_weight: wgpu::Buffer,
+    embed_bias: wgpu::Buffer,
+    /// All dense layers stacked: [ΣC, E] and [ΣC], so one matmul gives every block's time bias.
+    dense_weight: wgpu::Buffer,
+    dense_bias: wgpu::Buffer,
+    dense_width: usize,
+    blocks: Vec<BlockBuffers>,
+}
+
+pub(crate) struct UnetSlot {
+    x: wgpu::Buffer,
+    features: wgpu::Buffer,
+    time_index: wgpu::Buffer,
+    sample_scale: wgpu::Buffer,
+    embedding: wgpu::Buffer,
+    time_bias: wgpu::Buffer,
+    /// Pre-norm outputs of blocks 0..7; block 7 writes the score.
+    z: Vec<wgpu::Buffer>,
+    coef: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+struct ScoreJob<'a> {
+    field: &'a UnetField,
+    x: &'a [f32],
+    t: &'a [f32],
+}
+
+impl UnetField {
+    pub fn new(ctx: Arc<GpuContext>, model: UnetModel) -> Result<Self> {
+        let mut dense_weight = Vec::new();
+        let mut dense_bias = Vec::new();
+        let mut blocks = Vec::new();
+        for b in &model.blocks {
+            let dense_offset = b.dense.as_ref().map(|d| {
+                let offset = dense_bias.len();
+                dense_weight.extend_from_slice(&d.weight);
+                dense_bias.extend_from_slice(&d.bias);
+                offset
+            });
+            let c = &b.conv;
+            blocks.push(BlockBuffers {
+                weight: ctx.upload(&format!("unet/{}.weight", b.name), &reorder_weight(&c.weight, c.inputs, c.outputs, c.transposed)),
+                bias: c.bias.as_ref().map(|v| ctx.upload(&format!("unet/{}.bias", b.name), v)),
+                norm: b.norm.as_ref().map(|n| (ctx.upload("unet/norm.weight", &n.weight), ctx.upload("unet/norm.bias", &n.bias))),
+                dense_offset,
+            });
+        }
+        Ok(UnetField {
+            embed_weight: ctx.upload("unet/embed.1.weight", &model.embed_dense.weight),
+            embed_bias: ctx.upload("unet/embed.1.bias", &model.embed_dense.bias),
+            dense_width: dense_bias.len(),
+            dense_weight: ctx.upload("unet/dense.weight", &dense_weight),
+            dense_bias: ctx.upload("unet/dense.bias", &dense_bias),
+            blocks,
+            model,
+            ctx,
+        })
+    }
+
+    pub fn model(&self) -> &UnetModel {
+        &self.model
+    }
+
+    /// Values per image of each block's output.
+    fn block_output_sizes(&self) -> Vec<usize> {
+        self.model.blocks.iter().zip(self.model.block_sizes()).map(|(b, (_, (h, w)))| h * w * b.conv.outputs).collect()
+    }
+
+    /// Element offsets (for `images` images) of each normalised block's [B, C, 2] coefficients, and their total.
+    fn norm_offsets(&self, images: usize) -> (Vec<Option<usize>>, usize) {
+        let mut total = 0;
+        let offsets = self
+            .model
+            .blocks
+            .iter()
+            .map(|b| {
+                b.norm.as_ref().map(|_| {
+                    let offset = total;
+                    total += images * b.conv.outputs * 2;
+                    offset
+                })
+            })
+            .collect();
+        (offsets, total)
+    }
+
+    fn record_forward(&self, rec: &mut Recorder, slot: &UnetSlot, images: usize, distinct_times: usize) -> Result<()> {
+        let e = self.model.embed_dim();
+        // Time path, once per distinct t: emb = silu(embed.1(features)); time_bias = [dense_k(emb)]_k.
+        let shape = MatmulShape::new(distinct_times, e, e).with_trans_b();
+        let epilogue = Epilogue { act: Activation::Silu, bias: Some(&self.embed_bias), row_scale: None };
+        record_matmul(rec, &shape, &slot.features, &self.embed_weight, epilogue, &slot.embedding)?;
+        let shape = MatmulShape::new(distinct_times, self.dense_width, e).with_trans_b();
+        let epilogue = Epilogue { act: Activation::Identity, bias: Some(&self.dense_bias), row_scale: None };
+        record_matmul(rec, &shape, &slot.embedding, &self.dense_weight, epilogue, &slot.time_bias)?;
+
+        let (norm_offsets, _) = self.norm_offsets(images);
+        let sizes = self.model.block_sizes();
+        let last = self.model.blocks.len() - 1;
+        for (i, (block, buffers)) in self.model.blocks.iter().zip(&self.blocks).enumerate() {
+            let ((h, w), (ho, wo)) = sizes[i];
+            let (src1, norm1) = if i == 0 { (&slot.x, None) } else { (&slot.z[i - 1], norm_offsets[i - 1].map(|offset| PendingNorm { offset })) };
+            let skip = SKIP_OF[i];
+            let c2 = skip.map_or(0, |s| self.model.blocks[s].conv.outputs);
+            let c = &block.conv;
+            let shape = ConvShape {
+                batch: images,
+                height: h,
+                width: w,
+                c1: c.inputs - c2,
+                c2,
+                outputs: c.outputs,
+                stride: c.stride,
+                transposed: c.transposed,
+                output_padding: c.output_padding,
+            };
+            let inputs = ConvInputs {
+                src1,
+                norm1,
+                src2: skip.map(|s| &slot.z[s]),
+                norm2: skip.and_then(|s| norm_offsets[s]).map(|offset| PendingNorm { offset }),
+                norm: Some(&slot.coef),
+            };
+            let bias = match (buffers.dense_offset, &buffers.bias) {
+                (Some(offset), _) => ConvBias::PerTime { table: &slot.time_bias, offset, stride: self.dense_width, time_index: &slot.time_index },
+                (None, Some(b)) => ConvBias::PerChannel(b),
+                (None, None) => ConvBias::None,
+            };
+            let scale = (i == last).then_some(&slot.sample_scale);
+            record_conv2d(rec, &shape, &inputs, &buffers.weight, bias, Activation::Identity, scale, &slot.z[i])?;
+            if let (Some(norm), Some((gamma, beta)), Some(offset)) = (&block.norm, &buffers.norm, norm_offsets[i]) {
+                record_groupnorm_stats(rec, images, ho * wo, c.outputs, norm.groups, GN_EPS, &slot.z[i], gamma, beta, &slot.coef, offset)?;
+            }
+        }
+        rec.copy(&slot.z[last], &slot.readback, (images * self.model.dim() * 4) as u64);
+        Ok(())
+    }
+
+    /// s(x, t) for every image of `x` ([images, 28·28] row-major); `t` has one entry per image or one for all.
+    pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
+        let images = validate_batch(x, self.model.dim(), t, "X", "T")?;
+        run_chunked(&self.ctx, &ScoreJob { field: self, x, t }, images, "unet/score", options)
+    }
+}
+
+impl ChunkedJob for ScoreJob<'_> {
+    type Slot = UnetSlot;
+
+    fn outputs_per_row(&self) -> usize {
+        self.field.model.dim()
+    }
+
+    fn row_cost(&self) -> RowCost {
+        let f = self.field;
+        let d = f.model.dim() as u64;
+        let e = f.model.embed_dim() as u64;
+        let activations: u64 = f.block_output_sizes().iter().map(|&s| s as u64).sum();
+        let (_, coef) = f.norm_offsets(1);
+        // x, features, embedding, time bias (worst case: every image its own t), index, scale, z's, coef, readback.
+        let words = d + 2 * e + f.dense_width as u64 + 2 + activations + coef as u64 + d;
+        let widest = *f.block_output_sizes().iter().max().unwrap_or(&1) as u64;
+        RowCost {
+            bytes_per_row: 4 * words,
+            widest_row_bytes: 4 * widest.max(f.dense_width as u64).max(e),
+            fixed_bytes: 4 * f.model.parameter_count() as u64 + 4 * f.dense_width as u64 * e,
+        }
+    }
+
+    fn max_rows_per_dispatch(&self, ctx: &GpuContext) -> u64 {
+        let max_groups = ctx.caps.max_workgroups_per_dimension() as u64;
+        let widest_pixels = self.field.model.block_sizes().iter().map(|(_, (h, w))| (h * w) as u64).max().unwrap_or(1);
+        // Convolutions tile B·H·W pixels by 64; GroupNorm takes one workgroup row per image.
+        (max_groups * 64 / widest_pixels).min(max_groups)
+    }
+
+    fn allocate(&self, ctx: &GpuContext, images: usize, label: &str) -> UnetSlot {
+        let f = self.field;
+        let e = f.model.embed_dim();
+        let buffer = |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
+        let (_, coef_words) = f.norm_offsets(images);
+        UnetSlot {
+            x: buffer("x", images * f.model.dim()),
+            features: buffer("features", images * e),
+            time_index: buffer("time_index", images),
+            sample_scale: buffer("sample_scale", images),
+            embedding: buffer("embedding", images * e),
+            time_bias: buffer("time_bias", images * f.dense_width),
+            z: f.block_output_sizes().iter().zip(&f.model.blocks).map(|(s, b)| buffer(b.name, images * s)).collect(),
+            coef: buffer("groupnorm", coef_words),
+            readback: ctx.buffer(&format!("{label}/readback"), (images * f.model.dim() * 4) as u64, BufferRole::Readback),
+        }
+    }
+
+    fn record(&self, ctx: &GpuContext, slot: &UnetSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
+        let model = &self.field.model;
+        let d = model.dim();
+        let times = TimeTable::build(self.t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
+        ctx.write(&slot.x, &self.x[rows.start * d..rows.end * d]);
+        ctx.write(&slot.features, &times.features);
+        ctx.write(&slot.time_index, &times.index);
+        ctx.write(&slot.sample_scale, &times.row_scale);
+        self.field.record_forward(rec, slot, rows.len(), times.distinct())
+    }
+
+    fn readback<'s>(&self, slot: &'s UnetSlot) -> &'s wgpu::Buffer {
+        &slot.readback
+    }
+}

@@ -1,0 +1,182 @@
+//! 3×3 convolutions and transposed convolutions over NHWC activations (shaders/conv2d_igemm.wgsl).
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+
+/// Geometry of one (transposed) convolution over a batch; the input is the channel concatenation [src1, src2].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Channels of the first input.
+    pub c1: usize,
+    /// Channels of the second input (0 when there is none).
+    pub c2: usize,
+    pub outputs: usize,
+    pub stride: usize,
+    pub transposed: bool,
+    pub output_padding: usize,
+}
+
+pub const KERNEL: usize = 3;
+
+impl ConvShape {
+    pub fn inputs(&self) -> usize {
+        self.c1 + self.c2
+    }
+
+    pub fn output_size(&self) -> (usize, usize) {
+        let size = |n: usize| {
+            if self.transposed {
+                (n - 1) * self.stride + KERNEL + self.output_padding
+            } else {
+                (n - KERNEL) / self.stride + 1
+            }
+        };
+        (size(self.height), size(self.width))
+    }
+
+    /// Multiply-adds ×2 over the taps that exist (a transposed convolution's skipped taps are not counted).
+    pub fn flops(&self) -> f64 {
+        let (ho, wo) = self.output_size();
+        let pixels = if self.transposed { self.height * self.width } else { ho * wo };
+        2.0 * (self.batch * pixels * KERNEL * KERNEL * self.inputs() * self.outputs) as f64
+    }
+}
+
+/// Where a pending GroupNorm + SiLU of an input lives: element offset of its [B, C, 2] scale/shift block.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingNorm {
+    pub offset: usize,
+}
+
+/// The bias of a convolution's store.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvBias<'a> {
+    None,
+    /// bias[co].
+    PerChannel(&'a wgpu::Buffer),
+    /// bias[offset + time_index[b] · stride + co]: a row of a table of per-time values (the dense(e) term).
+    PerTime { table: &'a wgpu::Buffer, offset: usize, stride: usize, time_index: &'a wgpu::Buffer },
+}
+
+pub struct ConvInputs<'a> {
+    pub src1: &'a wgpu::Buffer,
+    pub norm1: Option<PendingNorm>,
+    pub src2: Option<&'a wgpu::Buffer>,
+    pub norm2: Option<PendingNorm>,
+    /// The buffer holding the pending norms' coefficients (both inputs' blocks).
+    pub norm: Option<&'a wgpu::Buffer>,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    hin: u32,
+    win: u32,
+    c1: u32,
+    c2: u32,
+    cout: u32,
+    hout: u32,
+    wout: u32,
+    stride: u32,
+    m: u32,
+    k: u32,
+    norm_offset1: u32,
+    norm_offset2: u32,
+    bias_offset: u32,
+    bias_stride: u32,
+    pad0: u32,
+}
+
+/// Reorders a PyTorch weight (Conv2d [out, in, 3, 3] or ConvTranspose2d [in, out, 3, 3]) to [out, 3, 3, in].
+pub fn reorder_weight(weight: &[f32], inputs: usize, outputs: usize, transposed: bool) -> Vec<f32> {
+    let mut out = vec![0f32; weight.len()];
+    for co in 0..outputs {
+        for ci in 0..inputs {
+            for tap in 0..KERNEL * KERNEL {
+                let src = if transposed { (ci * outputs + co) * 9 + tap } else { (co * inputs + ci) * 9 + tap };
+                out[(co * 9 + tap) * inputs + ci] = weight[src];
+            }
+        }
+    }
+    out
+}
+
+/// Records out = act(conv(T(inputs)) + bias) · sample_scale. `weight` is [out, 3, 3, in] (see [`reorder_weight`]).
+#[allow(clippy::too_many_arguments)]
+pub fn record_conv2d(
+    rec: &mut Recorder,
+    shape: &ConvShape,
+    inputs: &ConvInputs,
+    weight: &wgpu::Buffer,
+    bias: ConvBias,
+    act: Activation,
+    sample_scale: Option<&wgpu::Buffer>,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let (ho, wo) = shape.output_size();
+    let m = shape.batch * ho * wo;
+    let k = KERNEL * KERNEL * shape.inputs();
+    if (m * shape.outputs * 4) as u64 > out.size() {
+        return Err(Error::Kernel { kernel: "conv2d_igemm".into(), message: format!("output buffer too small for {shape:?}") });
+    }
+    if shape.c2 > 0 && inputs.src2.is_none() {
+        return Err(Error::Kernel { kernel: "conv2d_igemm".into(), message: "c2 > 0 without a second input".into() });
+    }
+    let ctx = rec.ctx();
+    let (bias_mode, bias_buffer, bias_offset, bias_stride, time_index) = match bias {
+        ConvBias::None => (0u32, None, 0, 0, None),
+        ConvBias::PerChannel(b) => (1, Some(b), 0, 0, None),
+        ConvBias::PerTime { table, offset, stride, time_index } => (2, Some(table), offset, stride, Some(time_index)),
+    };
+    let kernel = ctx.kernel(
+        "conv2d_igemm",
+        &[
+            ("TRANSPOSED", shape.transposed as u32 as f64),
+            ("NORM_SRC1", inputs.norm1.is_some() as u32 as f64),
+            ("NORM_SRC2", inputs.norm2.is_some() as u32 as f64),
+            ("BIAS_MODE", bias_mode as f64),
+            ("ACT", act.code() as f64),
+            ("SCALE_SAMPLES", sample_scale.is_some() as u32 as f64),
+        ],
+    )?;
+    let params = Params {
+        batch: shape.batch as u32,
+        hin: shape.height as u32,
+        win: shape.width as u32,
+        c1: shape.c1 as u32,
+        c2: shape.c2 as u32,
+        cout: shape.outputs as u32,
+        hout: ho as u32,
+        wout: wo as u32,
+        stride: shape.stride as u32,
+        m: m as u32,
+        k: k as u32,
+        norm_offset1: inputs.norm1.map_or(0, |n| n.offset as u32),
+        norm_offset2: inputs.norm2.map_or(0, |n| n.offset as u32),
+        bias_offset: bias_offset as u32,
+        bias_stride: bias_stride as u32,
+        pad0: 0,
+    };
+    let uniform = ctx.uniform("conv2d/params", &params);
+    let dummy = ctx.dummy();
+    rec.dispatch(
+        &kernel,
+        &[
+            inputs.src1,
+            inputs.src2.unwrap_or(dummy),
+            inputs.norm.unwrap_or(dummy),
+            weight,
+            bias_buffer.unwrap_or(dummy),
+            time_index.unwrap_or(dummy),
+            sample_scale.unwrap_or(dummy),
+            out,
+            &uniform,
+        ],
+        [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+    )
+}
