@@ -199,3 +199,25 @@ fn bad_points_and_times() {
     expect_user_error(&["score", m, "--x", xs, "--t", "0.5", "-o", o, "--max-memory", "1KiB"], &["--max-memory"]);
     assert!(!out.exists(), "no output may be written when the job fails");
 }
+
+#[test]
+fn unet_scores_from_the_cli_in_both_input_shapes() {
+    let scratch = Scratch::new();
+    let model = fixture("song_unet/model.safetensors");
+    let x = npy::read_f32(&fixture("song_unet/x.npy")).unwrap();
+    let want = npy::read_f64(&fixture("song_unet/score.npy")).unwrap();
+    let flat = scratch.npy("flat.npy", &[x.shape[0], 784], &x.data);
+    for (input, shape) in [(fixture("song_unet/x.npy"), x.shape.clone()), (flat, vec![x.shape[0], 784])] {
+        let out = scratch.path("score.npy");
+        let (code, _, stderr) = scorelens(&["score", s(&model), "--x", s(&input), "--t", s(&fixture("song_unet/t.npy")), "-o", s(&out)]);
+        assert_eq!(code, 0, "{stderr}");
+        let got = npy::read_f32(&out).unwrap();
+        assert_eq!(got.shape, shape, "OUT has X's shape");
+        assert!(rel_err(&got.data, &want.data) <= 1e-5);
+    }
+    let wrong = scratch.npy("wrong.npy", &[2, 1, 27, 28], &vec![0.0; 2 * 27 * 28]);
+    expect_user_error(&["score", s(&model), "--x", s(&wrong), "--t", "0.5", "-o", s(&scratch.path("o.npy"))], &["wrong.npy", "[1, 28, 28]"]);
+    let (code, stdout, _) = scorelens(&["info", s(&model)]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("song-unet") && stdout.contains("[32, 64, 128, 256]") && stdout.contains("1115425"), "{stdout}");
+}

@@ -67,3 +67,42 @@ fn random_unets_batch_64() {
 fn random_unets_batch_257() {
     check_random(14, [32, 32, 32, 32], 32, 257, false);
 }
+
+/// The tutorial's state dict as saved (keys prefixed `module.` by DataParallel), and in float16 / bfloat16.
+#[test]
+fn prefixed_and_half_precision_unet_files() {
+    use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+    let bytes = std::fs::read(fixture("song_unet/model.safetensors")).unwrap();
+    let original = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone();
+    let x = npy::read_f32(&fixture("song_unet/x.npy")).unwrap();
+    let t = npy::read_f32(&fixture("song_unet/t.npy")).unwrap();
+    let images = 2;
+    let (x2, t2) = (&x.data[..images * 784], &t.data[..images]);
+    for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+        let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = original
+            .iter()
+            .map(|(name, view)| {
+                let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let raw: Vec<u8> = match dtype {
+                    Dtype::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+                    Dtype::BF16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+                    _ => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+                };
+                (format!("module.{name}"), view.shape().to_vec(), raw)
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = encoded.iter().map(|(n, s, d)| (n.clone(), TensorView::new(dtype, s.clone(), d).unwrap())).collect();
+        let file = safetensors::tensor::serialize(views, metadata.clone()).unwrap();
+        let model = ScoreModel::from_bytes(std::path::Path::new("module.safetensors"), &file).unwrap();
+        let ScoreModel::Unet(unet) = &model else { panic!("not a U-Net") };
+        let field = ScoreField::new(gpu(), &model).unwrap();
+        let got = field.score(x2, t2, JobOptions::default()).unwrap();
+        // The reference runs on the same (rounded) weights the file holds.
+        let want = unet_score(unet, x2, t2);
+        for (i, e) in per_image_errors(&got, &want, 784).iter().enumerate() {
+            assert!(*e <= 1e-5, "{dtype:?} image {i}: rel err {e:e}");
+        }
+    }
+}
