@@ -73,6 +73,9 @@ fn transposed_convolutions_stride_1_and_2_with_output_padding() {
     check_plain(3, 5, 4, 7, 66, 2, true, 0, 6);
     check_plain(2, 5, 5, 9, 13, 2, true, 1, 7);
     check_plain(4, 6, 7, 65, 3, 1, true, 0, 8);
+    // Stride 3: taps per phase 1, and a phase class with no rows in the output is skipped.
+    check_plain(2, 4, 3, 5, 6, 3, true, 2, 9);
+    check_plain(2, 10, 11, 4, 7, 3, false, 0, 10);
 }
 
 /// coef for z [B, C, H, W] from the GPU statistics kernel, compared with GroupNorm's closed form.

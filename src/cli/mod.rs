@@ -1,5 +1,6 @@
 //! The `scorelens` command line.
 
+mod bench;
 mod demo;
 mod info;
 mod inputs;
@@ -28,6 +29,8 @@ pub enum Command {
     },
     /// The score s(x, t) of a model for every row of X.
     Score(score::ScoreArgs),
+    /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
+    Bench(bench::BenchArgs),
     /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info { model } => info::run(model.as_deref()),
         Command::Score(args) => score::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

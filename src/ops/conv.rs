@@ -89,7 +89,13 @@ struct Params {
     norm_offset2: u32,
     bias_offset: u32,
     bias_stride: u32,
-    pad0: u32,
+    phase_h: u32,
+    phase_w: u32,
+    taps_h: u32,
+    taps_w: u32,
+    class_h: u32,
+    class_w: u32,
+    pad: [u32; 3],
 }
 
 /// Reorders a PyTorch weight (Conv2d [out, in, 3, 3] or ConvTranspose2d [in, out, 3, 3]) to [out, 3, 3, in].
@@ -119,9 +125,7 @@ pub fn record_conv2d(
     out: &wgpu::Buffer,
 ) -> Result<()> {
     let (ho, wo) = shape.output_size();
-    let m = shape.batch * ho * wo;
-    let k = KERNEL * KERNEL * shape.inputs();
-    if (m * shape.outputs * 4) as u64 > out.size() {
+    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
         return Err(Error::Kernel { kernel: "conv2d_igemm".into(), message: format!("output buffer too small for {shape:?}") });
     }
     if shape.c2 > 0 && inputs.src2.is_none() {
@@ -144,39 +148,87 @@ pub fn record_conv2d(
             ("SCALE_SAMPLES", sample_scale.is_some() as u32 as f64),
         ],
     )?;
-    let params = Params {
-        batch: shape.batch as u32,
-        hin: shape.height as u32,
-        win: shape.width as u32,
-        c1: shape.c1 as u32,
-        c2: shape.c2 as u32,
-        cout: shape.outputs as u32,
-        hout: ho as u32,
-        wout: wo as u32,
-        stride: shape.stride as u32,
-        m: m as u32,
-        k: k as u32,
-        norm_offset1: inputs.norm1.map_or(0, |n| n.offset as u32),
-        norm_offset2: inputs.norm2.map_or(0, |n| n.offset as u32),
-        bias_offset: bias_offset as u32,
-        bias_stride: bias_stride as u32,
-        pad0: 0,
-    };
-    let uniform = ctx.uniform("conv2d/params", &params);
     let dummy = ctx.dummy();
-    rec.dispatch(
-        &kernel,
-        &[
-            inputs.src1,
-            inputs.src2.unwrap_or(dummy),
-            inputs.norm.unwrap_or(dummy),
-            weight,
-            bias_buffer.unwrap_or(dummy),
-            time_index.unwrap_or(dummy),
-            sample_scale.unwrap_or(dummy),
-            out,
-            &uniform,
-        ],
-        [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-    )
+    for class in output_classes(shape) {
+        let m = shape.batch * class.rows * class.cols;
+        if m == 0 {
+            continue;
+        }
+        let params = Params {
+            batch: shape.batch as u32,
+            hin: shape.height as u32,
+            win: shape.width as u32,
+            c1: shape.c1 as u32,
+            c2: shape.c2 as u32,
+            cout: shape.outputs as u32,
+            hout: ho as u32,
+            wout: wo as u32,
+            stride: shape.stride as u32,
+            m: m as u32,
+            k: (class.taps_h * class.taps_w * shape.inputs()) as u32,
+            norm_offset1: inputs.norm1.map_or(0, |n| n.offset as u32),
+            norm_offset2: inputs.norm2.map_or(0, |n| n.offset as u32),
+            bias_offset: bias_offset as u32,
+            bias_stride: bias_stride as u32,
+            phase_h: class.phase_h as u32,
+            phase_w: class.phase_w as u32,
+            taps_h: class.taps_h as u32,
+            taps_w: class.taps_w as u32,
+            class_h: class.rows as u32,
+            class_w: class.cols as u32,
+            pad: [0; 3],
+        };
+        let uniform = ctx.uniform("conv2d/params", &params);
+        rec.dispatch(
+            &kernel,
+            &[
+                inputs.src1,
+                inputs.src2.unwrap_or(dummy),
+                inputs.norm.unwrap_or(dummy),
+                weight,
+                bias_buffer.unwrap_or(dummy),
+                time_index.unwrap_or(dummy),
+                sample_scale.unwrap_or(dummy),
+                out,
+                &uniform,
+            ],
+            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+        )?;
+    }
+    Ok(())
+}
+
+/// One output phase class of a (transposed) convolution: the outputs (S·i + phase_h, S·j + phase_w) of a
+/// transposed convolution, which meet only the taps phase + S·t; a plain convolution is one class of all taps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputClass {
+    pub phase_h: usize,
+    pub phase_w: usize,
+    pub taps_h: usize,
+    pub taps_w: usize,
+    /// Output rows and columns in the class.
+    pub rows: usize,
+    pub cols: usize,
+}
+
+pub fn output_classes(shape: &ConvShape) -> Vec<OutputClass> {
+    let (ho, wo) = shape.output_size();
+    if !shape.transposed {
+        return vec![OutputClass { phase_h: 0, phase_w: 0, taps_h: KERNEL, taps_w: KERNEL, rows: ho, cols: wo }];
+    }
+    let s = shape.stride;
+    let mut classes = Vec::new();
+    for phase_h in 0..s {
+        for phase_w in 0..s {
+            classes.push(OutputClass {
+                phase_h,
+                phase_w,
+                taps_h: KERNEL.saturating_sub(phase_h).div_ceil(s),
+                taps_w: KERNEL.saturating_sub(phase_w).div_ceil(s),
+                rows: ho.saturating_sub(phase_h).div_ceil(s),
+                cols: wo.saturating_sub(phase_w).div_ceil(s),
+            });
+        }
+    }
+    classes
 }
