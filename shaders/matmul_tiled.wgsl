@@ -1,16 +1,21 @@
-// matmul_tiled.wgsl — register-blocked tiled matrix product with a fused epilogue (bias, activation, row scale).
+// matmul_tiled.wgsl — register-blocked tiled matrix product with fused prologue and epilogue: an activation of A
+// as it loads, then bias, activation, activation-derivative factor and row scale as C is stored.
 //
-// For every batch index z and every (m, n) of the M×N output:
-//     C[z](m, n) = act( Σ_k A[z](m, k) · B[z](k, n) + bias[n] ) · row_scale[m]
-// where bias is used only when HAS_BIAS, row_scale only when SCALE_ROWS, and act is the ACT code of
-// shared/activations.wgsl (0 = identity).
+// For every batch index z and every (m, n) of the M×N output, with g = m / group_rows (the row's group, e.g.
+// the point a tangent or cotangent row belongs to):
+//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] ) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g]
+// act_a is the ACT_A code applied to A (0 = none), act the ACT code, act' the derivative of the DERIV_ACT code
+// (0 = no factor; codes of shared/activations.wgsl); bias only when HAS_BIAS, row_scale only when SCALE_ROWS.
+// With STORE_GROUP_TRANSPOSED each group's G×N block of C is stored transposed (N×G), e.g. Jacobian columns
+// computed as rows.
 //
-// Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M]),
-//                     4 c (read_write), 5 params (uniform Params).
+// Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M / G]),
+//                     4 pre (read, [M / G, ld_pre]), 5 c (read_write), 6 params (uniform Params).
 // Layout: row-major with leading dimensions, all in f32 elements:
 //     A(m, k) = a[offset_a + z·stride_a + m·lda + k]     (TRANS_A: a[offset_a + z·stride_a + k·lda + m])
 //     B(k, n) = b[offset_b + z·stride_b + k·ldb + n]     (TRANS_B: b[offset_b + z·stride_b + n·ldb + k], e.g. an nn.Linear weight [N, K])
 //     C(m, n) = c[offset_c + z·stride_c + m·ldc + n]
+//               (STORE_GROUP_TRANSPOSED: c[offset_c + z·stride_c + g·G·ldc + n·G + (m − g·G)], ldc = N)
 // Tiling: a workgroup of 16×16 threads computes a 64×64 output tile, 4×4 outputs per thread, stepping K by 16
 // through workgroup memory. Dispatch (⌈N/64⌉, ⌈M/64⌉, batch). Every global index is bounds-checked.
 
@@ -18,26 +23,49 @@ struct Params {
     m: u32, n: u32, k: u32, batch: u32,
     lda: u32, ldb: u32, ldc: u32, offset_a: u32,
     stride_a: u32, stride_b: u32, stride_c: u32, offset_b: u32,
-    offset_c: u32, pad0: u32, pad1: u32, pad2: u32,
+    offset_c: u32, group_rows: u32, ld_pre: u32, offset_pre: u32,
 }
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ACT: u32 = 0u;
+override ACT_A: u32 = 0u;
+override DERIV_ACT: u32 = 0u;
 override HAS_BIAS: bool = false;
 override SCALE_ROWS: bool = false;
+override STORE_GROUP_TRANSPOSED: bool = false;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> row_scale: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read> pre: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 const THREADS: u32 = 256u;
+
+fn epilogue(acc: f32, m: u32, n: u32) -> f32 {
+    let g = m / params.group_rows;
+    var v = acc;
+    if (HAS_BIAS) { v += bias[n]; }
+    v = activate(ACT, v);
+    if (DERIV_ACT != 0u) { v *= activate_derivative(DERIV_ACT, pre[params.offset_pre + g * params.ld_pre + n]); }
+    if (SCALE_ROWS) { v *= row_scale[g]; }
+    return v;
+}
+
+fn store_index(base_c: u32, m: u32, n: u32) -> u32 {
+    if (STORE_GROUP_TRANSPOSED) {
+        let g = m / params.group_rows;
+        let r = m - g * params.group_rows;
+        return base_c + g * params.group_rows * params.ldc + n * params.group_rows + r;
+    }
+    return base_c + m * params.ldc + n;
+}
 
 var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
@@ -71,6 +99,7 @@ fn main(
             var va = 0.0;
             if (gm < params.m && gk < params.k) {
                 if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
+                if (ACT_A != 0u) { va = activate(ACT_A, va); }
             }
             tile_a[kk * TILE_M + mm] = va;
 
@@ -101,14 +130,10 @@ fn main(
     for (var i = 0u; i < 4u; i++) {
         let m = m0 + row0 + i;
         if (m >= params.m) { continue; }
-        var scale = 1.0;
-        if (SCALE_ROWS) { scale = row_scale[m]; }
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + col0 + j;
             if (n >= params.n) { continue; }
-            var v = acc[i][j];
-            if (HAS_BIAS) { v += bias[n]; }
-            c[base_c + m * params.ldc + n] = activate(ACT, v) * scale;
+            c[store_index(base_c, m, n)] = epilogue(acc[i][j], m, n);
         }
     }
 }

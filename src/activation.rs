@@ -49,6 +49,31 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// d act / dx in f64 (relu: 0 at 0, as PyTorch's backward).
+    pub fn derivative_f64(self, x: f64) -> f64 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Silu => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
+            Activation::Gelu => {
+                0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+                    + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
+        }
+    }
+}
+
 impl fmt::Display for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

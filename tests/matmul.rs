@@ -1,4 +1,5 @@
-//! The matmul kernels against the f64 reference, on shapes that are not multiples of the 64×64×16 tiles.
+//! The matmul kernels against the f64 reference, on shapes that are not multiples of the 64×64×16 tiles, with
+//! every fused prologue and epilogue.
 
 mod common;
 
@@ -6,63 +7,87 @@ use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
 use scorelens::ops::matmul::{record_matmul_with, Epilogue, MatmulShape};
+use scorelens::reference::matmul::EpilogueRef;
 use scorelens::{reference, Activation};
 
-fn check(shape: MatmulShape, kernel: &'static str, act: Activation, with_bias: bool, with_scale: bool, seed: u64) {
+/// Which fusions a check turns on.
+#[derive(Clone, Copy, Default)]
+struct Fusions {
+    act_a: Option<Activation>,
+    bias: bool,
+    act: Option<Activation>,
+    deriv: Option<Activation>,
+    scale: bool,
+    group_transposed: bool,
+}
+
+fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
     let ctx = gpu();
     let mut r = rng(seed);
     let (ea, eb, ec) = shape.extents();
+    let groups = (shape.m as usize).div_ceil(shape.group_rows.max(1) as usize);
     let a = normal_vec(&mut r, ea as usize, 1.0);
     let b = normal_vec(&mut r, eb as usize, 1.0);
     let bias = normal_vec(&mut r, shape.n as usize, 1.0);
-    let scale: Vec<f32> = (0..shape.m).map(|_| r.random_range(0.5..2.0)).collect();
+    let scale: Vec<f32> = (0..groups).map(|_| r.random_range(0.5..2.0)).collect();
+    let pre = normal_vec(&mut r, shape.offset_pre as usize + groups * shape.ld_pre as usize, 1.5);
 
     let (ga, gb) = (ctx.upload("a", &a), ctx.upload("b", &b));
-    let (gbias, gscale) = (ctx.upload("bias", &bias), ctx.upload("scale", &scale));
+    let (gbias, gscale, gpre) = (ctx.upload("bias", &bias), ctx.upload("scale", &scale), ctx.upload("pre", &pre));
     let gc = ctx.buffer("c", ec * 4, BufferRole::Storage);
+    let mut epilogue = Epilogue::act(f.act.unwrap_or(Activation::Identity)).with_act_a(f.act_a.unwrap_or(Activation::Identity));
+    if f.bias {
+        epilogue = epilogue.with_bias(&gbias);
+    }
+    if f.scale {
+        epilogue = epilogue.with_row_scale(&gscale);
+    }
+    if let Some(d) = f.deriv {
+        epilogue = epilogue.with_deriv(d, &gpre);
+    }
+    if f.group_transposed {
+        epilogue = epilogue.with_group_transposed_store();
+    }
     let mut rec = Recorder::new(&ctx, "test/matmul");
-    let epilogue = Epilogue { act, bias: with_bias.then_some(&gbias), row_scale: with_scale.then_some(&gscale) };
     record_matmul_with(&mut rec, kernel, &shape, &ga, &gb, epilogue, &gc).unwrap();
     rec.submit();
     let got: Vec<f32> = ctx.download(&gc, ec as usize).unwrap();
 
     let mut want = vec![0.0f64; ec as usize];
-    reference::matmul::matmul(&shape, &a, &b, with_bias.then_some(&bias), act, with_scale.then_some(&scale), &mut want);
+    let reference_epilogue = EpilogueRef {
+        act_a: f.act_a.unwrap_or(Activation::Identity),
+        bias: f.bias.then_some(&bias[..]),
+        act: f.act.unwrap_or(Activation::Identity),
+        deriv: f.deriv.map(|d| (d, &pre[..])),
+        row_scale: f.scale.then_some(&scale[..]),
+        store_group_transposed: f.group_transposed,
+    };
+    reference::matmul::matmul(&shape, &a, &b, reference_epilogue, &mut want);
     let err = rel_err(&got, &want);
-    assert!(err <= 1e-5, "{kernel} {shape:?} act {act} bias {with_bias} scale {with_scale}: rel err {err:e}");
+    assert!(err <= 1e-5, "{kernel} {shape:?}: rel err {err:e}");
+}
+
+fn layouts(m: usize, n: usize, k: usize) -> Vec<MatmulShape> {
+    let base = MatmulShape::new(m, n, k);
+    vec![base, base.with_trans_b(), base.with_trans_a(), base.with_trans_a().with_trans_b()]
 }
 
 #[test]
 fn tiled_matches_reference_on_awkward_shapes_and_layouts() {
-    let shapes = [(1, 1, 1), (3, 5, 7), (17, 65, 15), (65, 63, 17), (130, 257, 33), (77, 1, 300), (200, 129, 1)];
     let mut seed = 0;
-    for &(m, n, k) in &shapes {
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let mut shape = MatmulShape::new(m, n, k);
-            if ta {
-                shape = shape.with_trans_a();
-            }
-            if tb {
-                shape = shape.with_trans_b();
-            }
+    for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 65, 15), (65, 63, 17), (130, 257, 33), (77, 1, 300), (200, 129, 1)] {
+        for shape in layouts(m, n, k) {
             seed += 1;
-            check(shape, "matmul_tiled", Activation::Identity, false, false, seed);
+            check(shape, "matmul_tiled", Fusions::default(), seed);
         }
     }
 }
 
 #[test]
 fn small_matches_reference_on_awkward_shapes_and_layouts() {
-    for &(m, n, k) in &[(1, 1, 1), (1, 300, 37), (5, 65, 129), (16, 3, 600)] {
-        for (ta, tb) in [(false, false), (true, true), (false, true)] {
-            let mut shape = MatmulShape::new(m, n, k);
-            if ta {
-                shape = shape.with_trans_a();
-            }
-            if tb {
-                shape = shape.with_trans_b();
-            }
-            check(shape, "matmul_small", Activation::Identity, false, false, (m * 1000 + n + k) as u64);
+    for (m, n, k) in [(1, 1, 1), (1, 300, 37), (5, 65, 129), (16, 3, 600)] {
+        for shape in layouts(m, n, k) {
+            check(shape, "matmul_small", Fusions::default(), (m * 1000 + n + k) as u64);
         }
     }
 }
@@ -75,9 +100,34 @@ fn fused_epilogues_match_reference_for_every_activation() {
             for (bias, scale) in [(true, false), (true, true), (false, true)] {
                 seed += 1;
                 let shape = MatmulShape::new(13, 70, 45).with_trans_b();
-                check(shape, kernel, act, bias, scale, seed);
+                check(shape, kernel, Fusions { bias, scale, act: Some(act), ..Fusions::default() }, seed);
             }
         }
+    }
+}
+
+#[test]
+fn activation_on_load_and_derivative_factors_for_every_activation() {
+    let mut seed = 200;
+    for act in Activation::ALL {
+        for kernel in ["matmul_tiled", "matmul_small"] {
+            seed += 1;
+            // Tangent rows in groups of 7 per point: act'(pre of the point) per element, scale per point.
+            let shape = MatmulShape::new(if kernel == "matmul_small" { 14 } else { 70 }, 33, 40).with_trans_b().with_group_rows(7).with_pre_layout(45, 3);
+            check(shape, kernel, Fusions { deriv: Some(act), scale: true, ..Fusions::default() }, seed);
+            let shape = MatmulShape::new(if kernel == "matmul_small" { 9 } else { 67 }, 21, 50).with_trans_b();
+            check(shape, kernel, Fusions { act_a: Some(act), bias: true, ..Fusions::default() }, seed + 1000);
+        }
+    }
+}
+
+#[test]
+fn grouped_transposed_store() {
+    for kernel in ["matmul_tiled", "matmul_small"] {
+        // 5 groups of 13 rows (tangents) × 13 columns: each group's 13×13 block stored transposed.
+        let m = if kernel == "matmul_small" { 13 } else { 65 };
+        let shape = MatmulShape::new(m, 13, 20).with_trans_b().with_group_rows(13);
+        check(shape, kernel, Fusions { group_transposed: true, scale: true, ..Fusions::default() }, 300);
     }
 }
 
@@ -85,9 +135,9 @@ fn fused_epilogues_match_reference_for_every_activation() {
 fn batched_products_with_strides() {
     for kernel in ["matmul_tiled", "matmul_small"] {
         let shape = MatmulShape::new(9, 31, 66).with_batch(5).with_trans_b();
-        check(shape, kernel, Activation::Identity, true, false, 7);
+        check(shape, kernel, Fusions { bias: true, ..Fusions::default() }, 7);
         let shape = MatmulShape::new(70, 3, 20).with_batch(3).with_trans_a();
-        check(shape, kernel, Activation::Silu, false, false, 8);
+        check(shape, kernel, Fusions { act: Some(Activation::Silu), ..Fusions::default() }, 8);
     }
 }
 
@@ -96,6 +146,6 @@ fn operands_at_offsets_and_output_column_blocks() {
     for kernel in ["matmul_tiled", "matmul_small"] {
         // C is a 20-column block (starting at column 7) of a 40-column matrix; A and B start mid-buffer.
         let shape = MatmulShape::new(37, 20, 19).with_trans_b().with_offsets(5, 11, 7).with_ldc(40);
-        check(shape, kernel, Activation::Relu, true, true, 21);
+        check(shape, kernel, Fusions { act: Some(Activation::Relu), bias: true, scale: true, ..Fusions::default() }, 21);
     }
 }

@@ -92,3 +92,11 @@ fn numpy_fixtures_other_activations_schedules_and_scales() {
         check_fixture(name);
     }
 }
+
+// Float64 PyTorch references (tools/fixtures/make_torch_mlp_fixtures.py) for gelu, tanh, ve, vp and no output scale.
+#[test]
+fn pytorch_fixtures_other_activations_and_schedules() {
+    for name in ["torch_mlp_gelu_vp", "torch_mlp_tanh_ve", "torch_mlp_silu_none"] {
+        check_fixture(name);
+    }
+}

@@ -106,3 +106,20 @@ fn prefixed_and_half_precision_unet_files() {
         }
     }
 }
+
+#[test]
+fn unet_batches_beyond_the_memory_budget_run_in_chunks() {
+    let model = UnetModel::random(15, [32, 32, 32, 32], 32, scorelens::NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(gpu(), &ScoreModel::Unet(model.clone())).unwrap();
+    let images = 37;
+    let x = normal_vec(&mut rng(16), images * 784, 1.0);
+    let t = random_times(17, images);
+    let whole = field.score(&x, &t, JobOptions::default()).unwrap();
+    // About 4 images per chunk: the job must be split, and agree with the unsplit run and the reference.
+    let small = JobOptions { memory_budget: 1 << 21, ..JobOptions::default() };
+    let split = field.score(&x, &t, small).unwrap();
+    let whole64: Vec<f64> = whole.iter().map(|&v| v as f64).collect();
+    assert!(rel_err(&split, &whole64) <= 1e-6);
+    let worst = per_image_errors(&split, &unet_score(&model, &x, &t), 784).into_iter().fold(0.0, f64::max);
+    assert!(worst <= 1e-5, "worst per-image rel err {worst:e}");
+}

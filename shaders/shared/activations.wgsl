@@ -1,6 +1,7 @@
 // shared/activations.wgsl — pointwise activations shared by the kernels that fuse them into their store.
 // Prepended to a kernel's source by the kernel registry (src/gpu/kernels.rs); it has no bindings of its own.
 // Codes (the `ACT` override of the kernels): 0 identity, 1 relu, 2 silu, 3 gelu (exact erf form), 4 tanh.
+// activate_derivative gives d act / dx (relu: 0 at x = 0, as PyTorch's backward).
 // erf and tanh are written out because WGSL has no erf and drivers' tanh may overflow to NaN for large |x|.
 
 const ACT_IDENTITY: u32 = 0u;
@@ -37,5 +38,21 @@ fn activate(code: u32, x: f32) -> f32 {
         case 3u: { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
         case 4u: { return tanh_f32(x); }
         default: { return x; }
+    }
+}
+
+fn activate_derivative(code: u32, x: f32) -> f32 {
+    switch code {
+        case 1u: { return select(0.0, 1.0, x > 0.0); }
+        case 2u: {
+            let s = 1.0 / (1.0 + exp(-x));
+            return s * (1.0 + x * (1.0 - s));
+        }
+        case 3u: { return 0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x); }
+        case 4u: {
+            let t = tanh_f32(x);
+            return 1.0 - t * t;
+        }
+        default: { return 1.0; }
     }
 }

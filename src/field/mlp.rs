@@ -60,6 +60,15 @@ impl MlpField {
         &self.model
     }
 
+    pub fn ctx(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// (weight [out, in], bias [out]) of layer `l` on the device.
+    pub(crate) fn layer_buffers(&self, l: usize) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        (&self.layers[l].0, &self.layers[l].1)
+    }
+
     fn widest_hidden(&self) -> usize {
         self.model.hidden().into_iter().max().unwrap_or(1).max(1)
     }
@@ -83,9 +92,9 @@ impl MlpField {
             };
             let shape = MatmulShape::new(rows, layer.outputs, layer.inputs).with_trans_b();
             let epilogue = if l == last {
-                Epilogue { act: Activation::Identity, bias: Some(bias), row_scale: Some(&slot.row_scale) }
+                Epilogue::act(Activation::Identity).with_bias(bias).with_row_scale(&slot.row_scale)
             } else {
-                Epilogue { act: self.model.act, bias: Some(bias), row_scale: None }
+                Epilogue::act(self.model.act).with_bias(bias)
             };
             record_matmul(rec, &shape, input, weight, epilogue, output)?;
         }

@@ -1,6 +1,6 @@
 //! Score fields on the GPU: a model's weights resident on the device, evaluated over batches of points.
 
-mod chunked;
+pub(crate) mod chunked;
 pub mod mlp;
 pub mod unet;
 
@@ -62,6 +62,13 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.score(x, t, options),
             ScoreField::Unet(f) => f.score(x, t, options),
+        }
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            ScoreField::Mlp(f) => f.model().parameter_count(),
+            ScoreField::Unet(f) => f.model().parameter_count(),
         }
     }
 

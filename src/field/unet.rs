@@ -98,6 +98,10 @@ impl UnetField {
         &self.model
     }
 
+    pub fn ctx(&self) -> &GpuContext {
+        &self.ctx
+    }
+
     /// Values per image of each block's output.
     fn block_output_sizes(&self) -> Vec<usize> {
         self.model.blocks.iter().zip(self.model.block_sizes()).map(|(b, (_, (h, w)))| h * w * b.conv.outputs).collect()
@@ -125,10 +129,10 @@ impl UnetField {
         let e = self.model.embed_dim();
         // Time path, once per distinct t: emb = silu(embed.1(features)); time_bias = [dense_k(emb)]_k.
         let shape = MatmulShape::new(distinct_times, e, e).with_trans_b();
-        let epilogue = Epilogue { act: Activation::Silu, bias: Some(&self.embed_bias), row_scale: None };
+        let epilogue = Epilogue::act(Activation::Silu).with_bias(&self.embed_bias);
         record_matmul(rec, &shape, &slot.features, &self.embed_weight, epilogue, &slot.embedding)?;
         let shape = MatmulShape::new(distinct_times, self.dense_width, e).with_trans_b();
-        let epilogue = Epilogue { act: Activation::Identity, bias: Some(&self.dense_bias), row_scale: None };
+        let epilogue = Epilogue::act(Activation::Identity).with_bias(&self.dense_bias);
         record_matmul(rec, &shape, &slot.embedding, &self.dense_weight, epilogue, &slot.time_bias)?;
 
         let (norm_offsets, _) = self.norm_offsets(images);

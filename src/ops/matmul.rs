@@ -25,6 +25,12 @@ pub struct MatmulShape {
     pub offset_a: u32,
     pub offset_b: u32,
     pub offset_c: u32,
+    /// Rows per group: row m belongs to group m / group_rows, which indexes `row_scale` and `pre` (e.g. the point
+    /// that a block of tangent rows belongs to). 1 by default.
+    pub group_rows: u32,
+    /// Leading dimension and offset of the epilogue's pre-activations `pre` [M / group_rows, ld_pre].
+    pub ld_pre: u32,
+    pub offset_pre: u32,
 }
 
 impl MatmulShape {
@@ -47,7 +53,29 @@ impl MatmulShape {
             offset_a: 0,
             offset_b: 0,
             offset_c: 0,
+            group_rows: 1,
+            ld_pre: n,
+            offset_pre: 0,
         }
+    }
+
+    /// Rows come in groups of `rows` (row m is in group m / rows) for the row scale, the pre-activations of the
+    /// derivative factor, and the grouped transposed store.
+    pub fn with_group_rows(mut self, rows: usize) -> Self {
+        self.group_rows = rows as u32;
+        self
+    }
+
+    /// The derivative factor's pre-activations start at `offset` with rows `ld` apart.
+    pub fn with_pre_layout(mut self, ld: usize, offset: usize) -> Self {
+        (self.ld_pre, self.offset_pre) = (ld as u32, offset as u32);
+        self
+    }
+
+    /// B is stored [K, N] with rows `ldb` apart (e.g. the first columns of a wider weight).
+    pub fn with_ldb(mut self, ldb: usize) -> Self {
+        self.ldb = ldb as u32;
+        self
     }
 
     /// Operands start at these element offsets inside their buffers.
@@ -101,16 +129,57 @@ impl MatmulShape {
     }
 }
 
-/// The fused store: optional bias per column, activation, optional scale per row.
+/// What is fused around the product: an activation of A as it loads, and at the store a bias per column, an
+/// activation, a factor act'(pre) per element of the row's group, and a scale per row group (see the WGSL header).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
-    pub act: Activation,
+    pub act_a: Activation,
     pub bias: Option<&'a wgpu::Buffer>,
+    pub act: Activation,
+    pub deriv: Option<(Activation, &'a wgpu::Buffer)>,
     pub row_scale: Option<&'a wgpu::Buffer>,
+    pub store_group_transposed: bool,
 }
 
-impl Epilogue<'_> {
-    pub const NONE: Epilogue<'static> = Epilogue { act: Activation::Identity, bias: None, row_scale: None };
+impl<'a> Epilogue<'a> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        act_a: Activation::Identity,
+        bias: None,
+        act: Activation::Identity,
+        deriv: None,
+        row_scale: None,
+        store_group_transposed: false,
+    };
+
+    pub fn act(act: Activation) -> Self {
+        Epilogue { act, ..Epilogue::NONE }
+    }
+
+    pub fn with_bias(mut self, bias: &'a wgpu::Buffer) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    pub fn with_row_scale(mut self, scale: &'a wgpu::Buffer) -> Self {
+        self.row_scale = Some(scale);
+        self
+    }
+
+    pub fn with_act_a(mut self, act: Activation) -> Self {
+        self.act_a = act;
+        self
+    }
+
+    /// Multiply by act'(pre) at the store (the chain rule through an activation).
+    pub fn with_deriv(mut self, act: Activation, pre: &'a wgpu::Buffer) -> Self {
+        self.deriv = Some((act, pre));
+        self
+    }
+
+    pub fn with_group_transposed_store(mut self) -> Self {
+        self.store_group_transposed = true;
+        self
+    }
 }
 
 #[repr(C)]
@@ -129,7 +198,9 @@ struct Params {
     stride_c: u32,
     offset_b: u32,
     offset_c: u32,
-    pad: [u32; 3],
+    group_rows: u32,
+    ld_pre: u32,
+    offset_pre: u32,
 }
 
 const TILE: u32 = 64;
@@ -183,8 +254,11 @@ pub fn record_matmul_with(
             ("TRANS_A", shape.trans_a as u32 as f64),
             ("TRANS_B", shape.trans_b as u32 as f64),
             ("ACT", epilogue.act.code() as f64),
+            ("ACT_A", epilogue.act_a.code() as f64),
+            ("DERIV_ACT", epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64),
             ("HAS_BIAS", epilogue.bias.is_some() as u32 as f64),
             ("SCALE_ROWS", epilogue.row_scale.is_some() as u32 as f64),
+            ("STORE_GROUP_TRANSPOSED", epilogue.store_group_transposed as u32 as f64),
         ],
     )?;
     let params = Params {
@@ -201,7 +275,9 @@ pub fn record_matmul_with(
         stride_c: shape.stride_c,
         offset_b: shape.offset_b,
         offset_c: shape.offset_c,
-        pad: [0; 3],
+        group_rows: shape.group_rows.max(1),
+        ld_pre: shape.ld_pre,
+        offset_pre: shape.offset_pre,
     };
     let uniform = ctx.uniform("matmul/params", &params);
     let dummy = ctx.dummy();
@@ -212,7 +288,7 @@ pub fn record_matmul_with(
     };
     rec.dispatch(
         &kernel,
-        &[a, b, epilogue.bias.unwrap_or(dummy), epilogue.row_scale.unwrap_or(dummy), c, &uniform],
+        &[a, b, epilogue.bias.unwrap_or(dummy), epilogue.row_scale.unwrap_or(dummy), epilogue.deriv.map_or(dummy, |(_, p)| p), c, &uniform],
         groups,
     )
 }

@@ -1,0 +1,153 @@
+//! Exact derivatives of the MLP score field: forward mode (J·V) and reverse mode (Jᵀ·U) on the GPU.
+//!
+//! With pre-activations a_l = W_l h_l + b_l, h_{l+1} = act(a_l), h_0 = [x, e(t)] and s = c(t)·(W_L h_L + b_L):
+//!   forward:  ȧ_0 = W_0[:, :D] v,  ȧ_l = W_l (act'(a_{l−1}) ⊙ ȧ_{l−1}),  J v = c(t) W_L (act'(a_{L−1}) ⊙ ȧ_{L−1})
+//!   reverse:  ā_{L−1} = act'(a_{L−1}) ⊙ W_Lᵀ c(t) u,  ā_{l−1} = act'(a_{l−1}) ⊙ W_lᵀ ā_l,  Jᵀ u = W_0[:, :D]ᵀ ā_0
+//! The primal pass stores the a_l once per point; each product is then a chain of matmuls whose epilogues apply
+//! act'(a_l) of the row's point (rows come in groups of P tangents or cotangents per point).
+
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::field::chunked::TimeTable;
+use crate::field::MlpField;
+use crate::gpu::{BufferRole, GpuContext, Recorder};
+use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
+use crate::ops::mlp_input::record_mlp_input;
+
+/// The MLP linearised at a batch of points: their pre-activations resident on the GPU.
+pub struct MlpLinearization<'f> {
+    field: &'f MlpField,
+    points: usize,
+    /// a_l [points, H_l] of every hidden layer.
+    pre: Vec<wgpu::Buffer>,
+    /// c(t) per point (1/std(t) for inv_std).
+    point_scale: wgpu::Buffer,
+}
+
+/// How J·V is stored: as V is ([B, P, D], row p of point b holding J v_p), or each point's block transposed
+/// ([B, D, P]: with V = I that is the Jacobian, row i holding ∂s_i/∂x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TangentLayout {
+    LikeInput,
+    Transposed,
+}
+
+impl<'f> MlpLinearization<'f> {
+    /// Runs the primal pass for `x` ([points, D]) at `t` (one per point or one for all) and keeps what the
+    /// derivatives need. One submit; nothing is read back.
+    pub fn new(field: &'f MlpField, x: &[f32], t: &[f32]) -> Result<Self> {
+        let ctx = field.ctx();
+        let model = field.model();
+        let (d, e) = (model.dim, model.embed_dim());
+        let points = x.len() / d;
+        let times = TimeTable::build(t, 0..points, |t| model.fourier_features(t), |t| model.output_factor(t));
+        let xb = ctx.upload("mlp/linearize/x", x);
+        let features = ctx.upload("mlp/linearize/features", &times.features);
+        let index = ctx.upload("mlp/linearize/time_index", &times.index);
+        let point_scale = ctx.upload("mlp/linearize/point_scale", &times.row_scale);
+        let h0 = ctx.buffer("mlp/linearize/h0", (points * (d + e) * 4) as u64, BufferRole::Storage);
+        let mut rec = Recorder::new(ctx, "mlp/linearize");
+        record_mlp_input(&mut rec, points, d, e, &xb, &features, &index, &h0)?;
+        let hidden = model.layers.len() - 1;
+        let mut pre: Vec<wgpu::Buffer> = Vec::with_capacity(hidden);
+        for l in 0..hidden {
+            let layer = &model.layers[l];
+            let (weight, bias) = field.layer_buffers(l);
+            let out = ctx.buffer(&format!("mlp/linearize/pre{l}"), (points * layer.outputs * 4) as u64, BufferRole::Storage);
+            let shape = MatmulShape::new(points, layer.outputs, layer.inputs).with_trans_b();
+            // Layer l reads act(a_{l−1}) by activating its input as it loads.
+            let (input, act_a) = if l == 0 { (&h0, Activation::Identity) } else { (&pre[l - 1], model.act) };
+            record_matmul(&mut rec, &shape, input, weight, Epilogue::act(Activation::Identity).with_act_a(act_a).with_bias(bias), &out)?;
+            pre.push(out);
+        }
+        rec.submit();
+        Ok(MlpLinearization { field, points, pre, point_scale })
+    }
+
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    pub fn dim(&self) -> usize {
+        self.field.model().dim
+    }
+
+    fn ctx(&self) -> &GpuContext {
+        self.field.ctx()
+    }
+
+    /// Records J·V for `per_point` tangents per point: `v` [points, P, D] → `out` (see [`TangentLayout`]).
+    pub fn record_jvp(&self, rec: &mut Recorder, v: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer, layout: TangentLayout) -> Result<()> {
+        let model = self.field.model();
+        let (d, e) = (model.dim, model.embed_dim());
+        let rows = self.points * per_point;
+        let widest = model.hidden().into_iter().max().unwrap_or(1);
+        let scratch = [
+            self.ctx().buffer("mlp/jvp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.ctx().buffer("mlp/jvp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
+        ];
+        let last = model.layers.len() - 1;
+        for (l, layer) in model.layers.iter().enumerate() {
+            let (weight, _) = self.field.layer_buffers(l);
+            // Layer 0 sees only the x part of its input: the first D columns of W_0.
+            let inputs = if l == 0 { d } else { layer.inputs };
+            let mut shape = MatmulShape::new(rows, layer.outputs, inputs).with_trans_b().with_ldb(layer.inputs).with_group_rows(per_point);
+            if l == 0 {
+                shape.ldb = (d + e) as u32;
+            }
+            let input = if l == 0 { v } else { &scratch[(l - 1) % 2] };
+            if l == last {
+                let mut epilogue = Epilogue::act(Activation::Identity).with_row_scale(&self.point_scale);
+                if layout == TangentLayout::Transposed {
+                    epilogue = epilogue.with_group_transposed_store();
+                    shape.ldc = d as u32;
+                }
+                record_matmul(rec, &shape, input, weight, epilogue, out)?;
+            } else {
+                let shape = shape.with_pre_layout(layer.outputs, 0);
+                record_matmul(rec, &shape, input, weight, Epilogue::act(Activation::Identity).with_deriv(model.act, &self.pre[l]), &scratch[l % 2])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records Jᵀ·U for `per_point` cotangents per point: `u` [points, Q, D] → `out` [points, Q, D]. With U = I,
+    /// `out` is the Jacobian, row i holding ∂s_i/∂x.
+    pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
+        let model = self.field.model();
+        let d = model.dim;
+        let rows = self.points * per_point;
+        let widest = model.hidden().into_iter().max().unwrap_or(1);
+        let scratch = [
+            self.ctx().buffer("mlp/vjp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.ctx().buffer("mlp/vjp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
+        ];
+        let last = model.layers.len() - 1;
+        // Walk the layers backwards: ā_{l−1} = act'(a_{l−1}) ⊙ W_lᵀ ā_l (W_l [out, in] read as a [K, N] matrix).
+        let mut input = u;
+        for l in (0..=last).rev() {
+            let layer = &model.layers[l];
+            let (weight, _) = self.field.layer_buffers(l);
+            let outputs = if l == 0 { d } else { layer.inputs };
+            let shape = MatmulShape::new(rows, outputs, layer.outputs).with_ldb(layer.inputs).with_group_rows(per_point);
+            let mut epilogue = Epilogue::act(Activation::Identity);
+            if l == last {
+                epilogue = epilogue.with_row_scale(&self.point_scale);
+            }
+            let (target, shape) = if l == 0 {
+                (out, shape)
+            } else {
+                epilogue = epilogue.with_deriv(model.act, &self.pre[l - 1]);
+                (&scratch[l % 2], shape.with_pre_layout(layer.inputs, 0))
+            };
+            record_matmul(rec, &shape, input, weight, epilogue, target)?;
+            input = target;
+        }
+        Ok(())
+    }
+
+    /// Device bytes per (point, tangent) pair that a product needs beyond its input and output.
+    pub fn scratch_bytes_per_tangent(&self) -> u64 {
+        2 * 4 * self.field.model().hidden().into_iter().max().unwrap_or(1) as u64
+    }
+}
