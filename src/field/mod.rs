@@ -65,6 +65,15 @@ impl ScoreField {
         }
     }
 
+    /// Whether s is piecewise linear in x (ReLU networks): finite differences then have no truncation error
+    /// between kinks.
+    pub fn is_piecewise_linear(&self) -> bool {
+        match self {
+            ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
+            ScoreField::Unet(_) => false,
+        }
+    }
+
     pub fn parameter_count(&self) -> usize {
         match self {
             ScoreField::Mlp(f) => f.model().parameter_count(),
