@@ -34,7 +34,11 @@ pub struct DemoArgs {
 }
 
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     (num / den).sqrt()
 }
@@ -44,7 +48,12 @@ fn npy_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<u64>, Vec<f64>)> {
     let file = npyz::NpyFile::new(bytes).map_err(bad)?;
     let shape = file.shape().to_vec();
     let data = match file.dtype().descr().as_str() {
-        "'<f4'" => file.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect(),
+        "'<f4'" => file
+            .into_vec::<f32>()
+            .map_err(bad)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         _ => file.into_vec::<f64>().map_err(bad)?,
     };
     Ok((shape, data))
@@ -59,11 +68,19 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let dim = mlp.dim;
     let ctx = GpuContext::shared()?;
     let field = ScoreField::new(ctx.clone(), &model)?;
-    let options = JobOptions { memory_budget: budget, progress: &Bar::new() };
+    let options = JobOptions {
+        memory_budget: budget,
+        progress: &Bar::new(),
+    };
 
     println!("scorelens demo");
     println!("  adapter      {}", ctx.adapter_description());
-    println!("  model        built-in mlp_silu: D = {dim}, hidden {:?}, {} parameters, {}", mlp.hidden(), model.parameter_count(), model.schedule());
+    println!(
+        "  model        built-in mlp_silu: D = {dim}, hidden {:?}, {} parameters, {}",
+        mlp.hidden(),
+        model.parameter_count(),
+        model.schedule()
+    );
 
     // 1. PyTorch's float64 answer on its own 8 points.
     let (_, fx) = npy_from_bytes("x.npy", FIXTURE_X)?;
@@ -78,7 +95,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     // 2. A built-in batch at four noise levels.
     let mut rng = rand::rngs::StdRng::seed_from_u64(2311);
     let rows = args.rows.max(4);
-    let x: Vec<f32> = (0..rows * dim).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let x: Vec<f32> = (0..rows * dim)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
     let levels = [0.05f32, 0.2, 0.5, 1.0];
     let t: Vec<f32> = (0..rows).map(|r| levels[r * levels.len() / rows]).collect();
     let started = Instant::now();
@@ -88,9 +107,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let check_rows = rows.min(2048);
     let stride = rows / check_rows;
     let picked: Vec<usize> = (0..check_rows).map(|i| i * stride).collect();
-    let px: Vec<f32> = picked.iter().flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied()).collect();
+    let px: Vec<f32> = picked
+        .iter()
+        .flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied())
+        .collect();
     let pt: Vec<f32> = picked.iter().map(|&r| t[r]).collect();
-    let ps: Vec<f32> = picked.iter().flat_map(|&r| score[r * dim..(r + 1) * dim].iter().copied()).collect();
+    let ps: Vec<f32> = picked
+        .iter()
+        .flat_map(|&r| score[r * dim..(r + 1) * dim].iter().copied())
+        .collect();
     let err_reference = rel_err(&ps, &mlp_score(mlp, &px, &pt));
     println!("  batch        {rows} points × {} noise levels in {:.1} ms ({gflops:.2} GFLOP/s, first call includes kernel compilation)", levels.len(), seconds * 1e3);
     println!("  vs f64 ref.  rel. error {err_reference:.2e} on {check_rows} of them");
@@ -99,12 +124,32 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     for (li, &level) in levels.iter().enumerate() {
         let range = (li * rows / levels.len())..((li + 1) * rows / levels.len());
         let std = model.schedule().std(level as f64);
-        let mean_norm = range.clone().map(|r| score[r * dim..(r + 1) * dim].iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()).sum::<f64>() / range.len() as f64;
-        println!("               {level:<6} {std:<10.4} {:.4}", mean_norm * std);
+        let mean_norm = range
+            .clone()
+            .map(|r| {
+                score[r * dim..(r + 1) * dim]
+                    .iter()
+                    .map(|&v| (v as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .sum::<f64>()
+            / range.len() as f64;
+        println!(
+            "               {level:<6} {std:<10.4} {:.4}",
+            mean_norm * std
+        );
         level_rows.push(serde_json::json!({"t": level, "std": std, "mean_score_norm_times_std": mean_norm * std}));
     }
     let ok = err_pytorch <= 1e-5 && err_reference <= 1e-5;
-    println!("  verdict      {}", if ok { "GPU matches PyTorch and the f64 reference to ≤ 1e-5" } else { "MISMATCH: GPU differs from the references by more than 1e-5" });
+    println!(
+        "  verdict      {}",
+        if ok {
+            "GPU matches PyTorch and the f64 reference to ≤ 1e-5"
+        } else {
+            "MISMATCH: GPU differs from the references by more than 1e-5"
+        }
+    );
 
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -121,13 +166,19 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             "rel_err_vs_f64_reference": err_reference,
             "levels": level_rows,
         });
-        let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
+        let text = serde_json::to_string_pretty(&summary)
+            .map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
         write_atomically(&dir.join("summary.json"), text.as_bytes())?;
-        println!("  wrote        {}/{{x,t,score}}.npy and summary.json", dir.display());
+        println!(
+            "  wrote        {}/{{x,t,score}}.npy and summary.json",
+            dir.display()
+        );
     }
     if ok {
         Ok(())
     } else {
-        Err(Error::Device("the GPU result disagrees with the references (see above)".into()))
+        Err(Error::Device(
+            "the GPU result disagrees with the references (see above)".into(),
+        ))
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod derivatives;
 mod info;
 mod inputs;
 mod progress;
@@ -29,6 +30,14 @@ pub enum Command {
     },
     /// The score s(x, t) of a model for every row of X.
     Score(score::ScoreArgs),
+    /// Jacobian-vector products J·v of the score.
+    Jvp(derivatives::JvpArgs),
+    /// Vector-Jacobian products Jᵀ·u of the score.
+    Vjp(derivatives::VjpArgs),
+    /// Full Jacobians ∂s/∂x, [B, D, D].
+    Jacobian(derivatives::JacobianArgs),
+    /// Divergence (trace of the Jacobian), exact or by Hutchinson's estimator.
+    Divergence(derivatives::DivergenceArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
     Bench(bench::BenchArgs),
     /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
@@ -45,7 +54,9 @@ pub struct ComputeArgs {
 
 impl ComputeArgs {
     pub fn memory_budget(&self) -> Result<u64> {
-        self.max_memory.as_deref().map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
+        self.max_memory
+            .as_deref()
+            .map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
     }
 }
 
@@ -55,5 +66,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => score::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Jvp(args) => derivatives::run_jvp(&args),
+        Command::Vjp(args) => derivatives::run_vjp(&args),
+        Command::Jacobian(args) => derivatives::run_jacobian(&args),
+        Command::Divergence(args) => derivatives::run_divergence(&args),
     }
 }

@@ -31,7 +31,12 @@ impl Stencil {
     fn taps(self) -> &'static [(f64, f64)] {
         match self {
             Stencil::Central => &[(1.0, 0.5), (-1.0, -0.5)],
-            Stencil::FourthOrder => &[(2.0, -1.0 / 12.0), (1.0, 8.0 / 12.0), (-1.0, -8.0 / 12.0), (-2.0, 1.0 / 12.0)],
+            Stencil::FourthOrder => &[
+                (2.0, -1.0 / 12.0),
+                (1.0, 8.0 / 12.0),
+                (-1.0, -8.0 / 12.0),
+                (-2.0, 1.0 / 12.0),
+            ],
         }
     }
 
@@ -75,7 +80,16 @@ const ROWS_VALUES_PER_CHUNK: usize = 1 << 24;
 /// J·v by finite differences for `per_point` directions per point (`v` [B, P, D]); with `richardson`, two steps
 /// h and h/2 combined to cancel the leading truncation term.
 #[allow(clippy::too_many_arguments)]
-pub fn jvp(field: &ScoreField, x: &[f32], t: &[f32], v: &[f32], per_point: usize, stencil: Stencil, richardson: bool, options: JobOptions) -> Result<Vec<f32>> {
+pub fn jvp(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    v: &[f32],
+    per_point: usize,
+    stencil: Stencil,
+    richardson: bool,
+    options: JobOptions,
+) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = x.len() / d;
     let piecewise_linear = field.is_piecewise_linear() && !richardson;
@@ -93,9 +107,30 @@ pub fn jvp(field: &ScoreField, x: &[f32], t: &[f32], v: &[f32], per_point: usize
     while start < points {
         let chunk = start..(start + points_per_chunk).min(points);
         if piecewise_linear {
-            piecewise_linear_chunk(field, x, t, v, per_point, stencil, chunk.clone(), &mut out, options)?;
+            piecewise_linear_chunk(
+                field,
+                x,
+                t,
+                v,
+                per_point,
+                stencil,
+                chunk.clone(),
+                &mut out,
+                options,
+            )?;
         } else {
-            jvp_chunk(field, x, t, v, per_point, stencil, scales, chunk.clone(), &mut out, options)?;
+            jvp_chunk(
+                field,
+                x,
+                t,
+                v,
+                per_point,
+                stencil,
+                scales,
+                chunk.clone(),
+                &mut out,
+                options,
+            )?;
         }
         start = chunk.end;
     }
@@ -129,7 +164,11 @@ fn jvp_chunk(
             for &scale in scales {
                 for &(multiple, _) in taps {
                     let shift = multiple * h * scale;
-                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
+                    rows.extend(
+                        xp.iter()
+                            .zip(vk)
+                            .map(|(&a, &b)| (a as f64 + shift * b as f64) as f32),
+                    );
                     times.push(if t.len() == 1 { t[0] } else { t[p] });
                 }
             }
@@ -140,7 +179,8 @@ fn jvp_chunk(
     let per_direction = per_estimate * scales.len();
     let richardson = 2f64.powi(stencil.order());
     for (i, &h) in steps.iter().enumerate() {
-        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
+        let target =
+            &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
         if h == 0.0 {
             target.fill(0.0);
             continue;
@@ -148,7 +188,11 @@ fn jvp_chunk(
         let block = &values[i * per_direction..(i + 1) * per_direction];
         let estimate = |s: usize, j: usize| -> f64 {
             let hs = h * scales[s];
-            taps.iter().enumerate().map(|(tap, &(_, weight))| weight * block[s * per_estimate + tap * d + j] as f64).sum::<f64>() / hs
+            taps.iter()
+                .enumerate()
+                .map(|(tap, &(_, weight))| weight * block[s * per_estimate + tap * d + j] as f64)
+                .sum::<f64>()
+                / hs
         };
         if scales.len() == 2 {
             for (j, slot) in target.iter_mut().enumerate() {
@@ -157,13 +201,21 @@ fn jvp_chunk(
                 *slot = (fine + (fine - coarse) / (richardson - 1.0)) as f32;
             }
         } else {
-            let estimates: Vec<Vec<f64>> = (0..scales.len()).map(|s| (0..d).map(|j| estimate(s, j)).collect()).collect();
+            let estimates: Vec<Vec<f64>> = (0..scales.len())
+                .map(|s| (0..d).map(|j| estimate(s, j)).collect())
+                .collect();
             let norm = |a: &[f64]| a.iter().map(|p| p * p).sum::<f64>().sqrt();
             let disagreement = |i: usize| {
-                let difference: Vec<f64> = estimates[i].iter().zip(&estimates[i + 1]).map(|(p, q)| p - q).collect();
+                let difference: Vec<f64> = estimates[i]
+                    .iter()
+                    .zip(&estimates[i + 1])
+                    .map(|(p, q)| p - q)
+                    .collect();
                 norm(&difference) / norm(&estimates[i + 1]).max(f64::MIN_POSITIVE)
             };
-            let chosen = (0..scales.len() - 1).min_by(|&a, &b| disagreement(a).total_cmp(&disagreement(b))).unwrap_or(0);
+            let chosen = (0..scales.len() - 1)
+                .min_by(|&a, &b| disagreement(a).total_cmp(&disagreement(b)))
+                .unwrap_or(0);
             for (slot, value) in target.iter_mut().zip(&estimates[chosen]) {
                 *slot = *value as f32;
             }
@@ -223,7 +275,11 @@ fn piecewise_linear_chunk(
             for &scale in scales {
                 for sign in [1.0, -1.0] {
                     let shift = sign * h * scale;
-                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
+                    rows.extend(
+                        xp.iter()
+                            .zip(vk)
+                            .map(|(&a, &b)| (a as f64 + shift * b as f64) as f32),
+                    );
                     times.push(tp);
                 }
             }
@@ -232,7 +288,8 @@ fn piecewise_linear_chunk(
     let values = field.score(&rows, &times, options)?;
     let per_direction = (1 + 2 * scales.len()) * d;
     for (i, &h) in steps.iter().enumerate() {
-        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
+        let target =
+            &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
         if h == 0.0 {
             target.fill(0.0);
             continue;
@@ -245,7 +302,9 @@ fn piecewise_linear_chunk(
                 .enumerate()
                 .map(|(k, &scale)| {
                     let row = 1 + 2 * k + usize::from(sign < 0.0);
-                    (0..d).map(|j| sign * (at(row, j) - at(0, j)) / (h * scale)).collect()
+                    (0..d)
+                        .map(|j| sign * (at(row, j) - at(0, j)) / (h * scale))
+                        .collect()
                 })
                 .collect()
         };
@@ -267,7 +326,14 @@ fn piecewise_linear_chunk(
 }
 
 /// The Jacobian by central differences along the coordinate axes, [B, D, D] with row i = ∂s_i/∂x.
-pub fn jacobian(field: &ScoreField, x: &[f32], t: &[f32], points: usize, options: JobOptions, mut sink: impl FnMut(Range<usize>, &[f32]) -> Result<()>) -> Result<()> {
+pub fn jacobian(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    points: usize,
+    options: JobOptions,
+    mut sink: impl FnMut(Range<usize>, &[f32]) -> Result<()>,
+) -> Result<()> {
     let d = field.dim();
     let evaluations = Stencil::Central.taps().len();
     let points_per_chunk = (ROWS_VALUES_PER_CHUNK / (d * evaluations * d).max(1)).max(1);
@@ -280,7 +346,11 @@ pub fn jacobian(field: &ScoreField, x: &[f32], t: &[f32], points: usize, options
         let chunk = start..(start + points_per_chunk).min(points);
         let c = chunk.len();
         let xs = &x[chunk.start * d..chunk.end * d];
-        let ts: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
+        let ts: Vec<f32> = if t.len() == 1 {
+            t.to_vec()
+        } else {
+            t[chunk.clone()].to_vec()
+        };
         let v: Vec<f32> = (0..c).flat_map(|_| identity.iter().copied()).collect();
         // Row j of each point's block is J e_j, column j of J: transpose into row-major J.
         let columns = jvp(field, xs, &ts, &v, d, Stencil::Central, false, options)?;

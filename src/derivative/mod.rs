@@ -53,7 +53,11 @@ pub enum DivergenceMethod {
 }
 
 /// A field that has exact derivatives on the GPU.
-fn exact_linearization<'f>(field: &'f ScoreField, x: &[f32], t: &[f32]) -> Result<Option<MlpLinearization<'f>>> {
+fn exact_linearization<'f>(
+    field: &'f ScoreField,
+    x: &[f32],
+    t: &[f32],
+) -> Result<Option<MlpLinearization<'f>>> {
     match field {
         ScoreField::Mlp(f) => Ok(Some(MlpLinearization::new(f, x, t)?)),
         _ => Ok(None),
@@ -88,7 +92,12 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
 }
 
 /// A plan of point chunks × tangent chunks that fits the budget.
-fn plan_products(field: &ScoreField, points: usize, tangents: usize, options: JobOptions) -> Result<(Vec<Range<usize>>, Vec<Range<usize>>)> {
+fn plan_products(
+    field: &ScoreField,
+    points: usize,
+    tangents: usize,
+    options: JobOptions,
+) -> Result<(Vec<Range<usize>>, Vec<Range<usize>>)> {
     let ctx = ctx_of(field);
     let (per_point, per_tangent, widest) = exact_costs(field);
     let fixed = 4 * field.parameter_count() as u64;
@@ -97,15 +106,26 @@ fn plan_products(field: &ScoreField, points: usize, tangents: usize, options: Jo
         max_binding_bytes: ctx.caps.max_binding_bytes(),
         max_rows_per_dispatch: ctx.caps.max_workgroups_per_dimension() as u64 * 64,
     };
-    let whole = RowCost { bytes_per_row: per_point + tangents as u64 * per_tangent, widest_row_bytes: widest * tangents as u64, fixed_bytes: fixed };
-    let rows_bound = DeviceBounds { max_rows_per_dispatch: bounds.max_rows_per_dispatch / tangents.max(1) as u64, ..bounds };
+    let whole = RowCost {
+        bytes_per_row: per_point + tangents as u64 * per_tangent,
+        widest_row_bytes: widest * tangents as u64,
+        fixed_bytes: fixed,
+    };
+    let rows_bound = DeviceBounds {
+        max_rows_per_dispatch: bounds.max_rows_per_dispatch / tangents.max(1) as u64,
+        ..bounds
+    };
     if rows_bound.max_rows_per_dispatch > 0 {
         if let Ok(point_chunks) = plan_chunks(points, whole, rows_bound) {
             return Ok((point_chunks, vec![0..tangents]));
         }
     }
     // One point at a time, its tangents split.
-    let per_tangent_cost = RowCost { bytes_per_row: per_tangent, widest_row_bytes: widest, fixed_bytes: fixed + per_point };
+    let per_tangent_cost = RowCost {
+        bytes_per_row: per_tangent,
+        widest_row_bytes: widest,
+        fixed_bytes: fixed + per_point,
+    };
     let tangent_chunks = plan_chunks(tangents, per_tangent_cost, bounds)?;
     Ok(((0..points).map(|p| p..p + 1).collect(), tangent_chunks))
 }
@@ -128,20 +148,42 @@ fn run_exact(
     let points = x.len() / d;
     let (point_chunks, tangent_chunks) = plan_products(field, points, tangents, options)?;
     let ctx = ctx_of(field);
-    options.progress.start(if reverse { "vjp" } else { "jvp" }, points);
+    options
+        .progress
+        .start(if reverse { "vjp" } else { "jvp" }, points);
     let mut block = Vec::new();
     for pc in &point_chunks {
-        let t_chunk: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[pc.clone()].to_vec() };
-        let lin = exact_linearization(field, &x[pc.start * d..pc.end * d], &t_chunk)?
-            .ok_or_else(|| Error::InvalidArgument("this field has no exact derivative; use a finite-difference method".into()))?;
+        let t_chunk: Vec<f32> = if t.len() == 1 {
+            t.to_vec()
+        } else {
+            t[pc.clone()].to_vec()
+        };
+        let lin = exact_linearization(field, &x[pc.start * d..pc.end * d], &t_chunk)?.ok_or_else(
+            || {
+                Error::InvalidArgument(
+                    "this field has no exact derivative; use a finite-difference method".into(),
+                )
+            },
+        )?;
         for tc in &tangent_chunks {
             block.clear();
             fill(pc.clone(), tc.clone(), &mut block);
             let len = pc.len() * tc.len() * d;
             let input = ctx.upload("derivative/input", &block);
             let out = ctx.buffer("derivative/output", (len * 4) as u64, BufferRole::Storage);
-            let readback = ctx.buffer("derivative/readback", (len * 4) as u64, BufferRole::Readback);
-            let mut rec = Recorder::new(ctx, if reverse { "derivative/vjp" } else { "derivative/jvp" });
+            let readback = ctx.buffer(
+                "derivative/readback",
+                (len * 4) as u64,
+                BufferRole::Readback,
+            );
+            let mut rec = Recorder::new(
+                ctx,
+                if reverse {
+                    "derivative/vjp"
+                } else {
+                    "derivative/jvp"
+                },
+            );
             if reverse {
                 lin.record_vjp(&mut rec, &input, tc.len(), &out)?;
             } else {
@@ -159,14 +201,28 @@ fn run_exact(
 }
 
 /// Copies rows [points, tangents] of a [B, P, D] array into a chunk block [c, P_c, D].
-fn gather_block(source: &[f32], per_point: usize, d: usize, points: Range<usize>, tangents: Range<usize>, block: &mut Vec<f32>) {
+fn gather_block(
+    source: &[f32],
+    per_point: usize,
+    d: usize,
+    points: Range<usize>,
+    tangents: Range<usize>,
+    block: &mut Vec<f32>,
+) {
     for p in points {
         let start = (p * per_point + tangents.start) * d;
         block.extend_from_slice(&source[start..start + tangents.len() * d]);
     }
 }
 
-fn scatter_block(target: &mut [f32], per_point: usize, d: usize, points: Range<usize>, tangents: Range<usize>, block: &[f32]) {
+fn scatter_block(
+    target: &mut [f32],
+    per_point: usize,
+    d: usize,
+    points: Range<usize>,
+    tangents: Range<usize>,
+    block: &[f32],
+) {
     let chunk = tangents.len() * d;
     for (i, p) in points.enumerate() {
         let start = (p * per_point + tangents.start) * d;
@@ -176,17 +232,35 @@ fn scatter_block(target: &mut [f32], per_point: usize, d: usize, points: Range<u
 
 fn check_directions(name: &str, values: &[f32], points: usize, d: usize) -> Result<usize> {
     if points == 0 || values.len() % (points * d) != 0 || values.is_empty() {
-        return Err(Error::bad_input(name, format!("{} values do not form [{points}, P, {d}] (P directions per point)", values.len())));
+        return Err(Error::bad_input(
+            name,
+            format!(
+                "{} values do not form [{points}, P, {d}] (P directions per point)",
+                values.len()
+            ),
+        ));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite { what: name.into(), row: i / (values.len() / points), value: values[i] as f64 });
+        return Err(Error::NotFinite {
+            what: name.into(),
+            row: i / (values.len() / points),
+            value: values[i] as f64,
+        });
     }
     Ok(values.len() / (points * d))
 }
 
 /// J(x_b, t_b)·v for every point b and each of its P directions: `v` is [B, P, D] (or [B, D]); so is the result.
 /// `richardson` applies to the finite-difference methods: two steps combined to cancel the leading error term.
-pub fn jvp(field: &ScoreField, x: &[f32], t: &[f32], v: &[f32], method: JvpMethod, richardson: bool, options: JobOptions) -> Result<Vec<f32>> {
+pub fn jvp(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    v: &[f32],
+    method: JvpMethod,
+    richardson: bool,
+    options: JobOptions,
+) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     let per_point = check_directions("V", v, points, d)?;
@@ -206,13 +280,37 @@ pub fn jvp(field: &ScoreField, x: &[f32], t: &[f32], v: &[f32], method: JvpMetho
             )?;
             Ok(out)
         }
-        JvpMethod::Fd => fd::jvp(field, x, t, v, per_point, fd::Stencil::Central, richardson, options),
-        JvpMethod::Fd4 => fd::jvp(field, x, t, v, per_point, fd::Stencil::FourthOrder, richardson, options),
+        JvpMethod::Fd => fd::jvp(
+            field,
+            x,
+            t,
+            v,
+            per_point,
+            fd::Stencil::Central,
+            richardson,
+            options,
+        ),
+        JvpMethod::Fd4 => fd::jvp(
+            field,
+            x,
+            t,
+            v,
+            per_point,
+            fd::Stencil::FourthOrder,
+            richardson,
+            options,
+        ),
     }
 }
 
 /// J(x_b, t_b)ᵀ·u for every point b and each of its Q cotangents: `u` is [B, Q, D] (or [B, D]); so is the result.
-pub fn vjp(field: &ScoreField, x: &[f32], t: &[f32], u: &[f32], options: JobOptions) -> Result<Vec<f32>> {
+pub fn vjp(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    u: &[f32],
+    options: JobOptions,
+) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     let per_point = check_directions("U", u, points, d)?;
@@ -276,7 +374,8 @@ pub fn jacobian(
                             error.get_or_insert(e);
                         }
                     }
-                    let (_, j) = pending.get_or_insert_with(|| (pc.clone(), vec![0f32; pc.len() * d * d]));
+                    let (_, j) =
+                        pending.get_or_insert_with(|| (pc.clone(), vec![0f32; pc.len() * d * d]));
                     // Reverse mode gives rows i ∈ tc; forward mode (transposed store) gives columns j ∈ tc as [c, D, |tc|].
                     for (local, _) in pc.clone().enumerate() {
                         let block = &values[local * tc.len() * d..(local + 1) * tc.len() * d];
@@ -285,7 +384,8 @@ pub fn jacobian(
                             target[tc.start * d..tc.end * d].copy_from_slice(block);
                         } else {
                             for i in 0..d {
-                                target[i * d + tc.start..i * d + tc.end].copy_from_slice(&block[i * tc.len()..(i + 1) * tc.len()]);
+                                target[i * d + tc.start..i * d + tc.end]
+                                    .copy_from_slice(&block[i * tc.len()..(i + 1) * tc.len()]);
                             }
                         }
                     }
@@ -304,13 +404,23 @@ pub fn jacobian(
 }
 
 /// div s = tr J per point.
-pub fn divergence(field: &ScoreField, x: &[f32], t: &[f32], method: DivergenceMethod, options: JobOptions) -> Result<Vec<f64>> {
+pub fn divergence(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    method: DivergenceMethod,
+    options: JobOptions,
+) -> Result<Vec<f64>> {
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     match method {
         DivergenceMethod::Exact => {
             let mut out = vec![0f64; points];
-            let jac_method = if has_exact_derivatives(field) { JacobianMethod::Forward } else { JacobianMethod::Fd };
+            let jac_method = if has_exact_derivatives(field) {
+                JacobianMethod::Forward
+            } else {
+                JacobianMethod::Fd
+            };
             jacobian(field, x, t, jac_method, options, |pc, j| {
                 for (local, p) in pc.enumerate() {
                     out[p] = (0..d).map(|i| j[local * d * d + i * d + i] as f64).sum();
@@ -325,13 +435,24 @@ pub fn divergence(field: &ScoreField, x: &[f32], t: &[f32], method: DivergenceMe
             }
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
-            let method = if has_exact_derivatives(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
+            let z: Vec<f32> = (0..points * probes * d)
+                .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                .collect();
+            let method = if has_exact_derivatives(field) {
+                JvpMethod::Exact
+            } else {
+                JvpMethod::Fd4
+            };
             let jz = jvp(field, x, t, &z, method, false, options)?;
             Ok((0..points)
                 .map(|p| {
                     let block = p * probes * d..(p + 1) * probes * d;
-                    z[block.clone()].iter().zip(&jz[block]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / probes as f64
+                    z[block.clone()]
+                        .iter()
+                        .zip(&jz[block])
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        / probes as f64
                 })
                 .collect())
         }

@@ -20,11 +20,23 @@ pub(crate) trait ChunkedJob {
     fn max_rows_per_dispatch(&self, ctx: &GpuContext) -> u64;
     fn allocate(&self, ctx: &GpuContext, rows: usize, label: &str) -> Self::Slot;
     /// Uploads the chunk's inputs and records its work, ending with a copy into the slot's read-back buffer.
-    fn record(&self, ctx: &GpuContext, slot: &Self::Slot, rows: Range<usize>, rec: &mut Recorder) -> Result<()>;
+    fn record(
+        &self,
+        ctx: &GpuContext,
+        slot: &Self::Slot,
+        rows: Range<usize>,
+        rec: &mut Recorder,
+    ) -> Result<()>;
     fn readback<'s>(&self, slot: &'s Self::Slot) -> &'s wgpu::Buffer;
 }
 
-pub(crate) fn run_chunked<J: ChunkedJob>(ctx: &GpuContext, job: &J, rows: usize, label: &str, options: JobOptions) -> Result<Vec<f32>> {
+pub(crate) fn run_chunked<J: ChunkedJob>(
+    ctx: &GpuContext,
+    job: &J,
+    rows: usize,
+    label: &str,
+    options: JobOptions,
+) -> Result<Vec<f32>> {
     let bounds = DeviceBounds {
         memory_budget: options.memory_budget,
         max_binding_bytes: ctx.caps.max_binding_bytes(),
@@ -32,12 +44,19 @@ pub(crate) fn run_chunked<J: ChunkedJob>(ctx: &GpuContext, job: &J, rows: usize,
     };
     let chunks = plan_chunks(rows, job.row_cost(), bounds)?;
     let chunk_rows = chunks.first().map_or(0, |c| c.len());
-    let slots: Vec<J::Slot> = (0..chunks.len().min(2)).map(|s| job.allocate(ctx, chunk_rows, &format!("{label}/slot{s}"))).collect();
+    let slots: Vec<J::Slot> = (0..chunks.len().min(2))
+        .map(|s| job.allocate(ctx, chunk_rows, &format!("{label}/slot{s}")))
+        .collect();
     let per_row = job.outputs_per_row();
     let mut out = vec![0f32; rows * per_row];
 
-    let finish = |slot: &J::Slot, done: &Range<usize>, index: wgpu::SubmissionIndex, out: &mut [f32]| -> Result<()> {
-        let values: Vec<f32> = ctx.read_mapped(job.readback(slot), done.len() * per_row, Some(index))?;
+    let finish = |slot: &J::Slot,
+                  done: &Range<usize>,
+                  index: wgpu::SubmissionIndex,
+                  out: &mut [f32]|
+     -> Result<()> {
+        let values: Vec<f32> =
+            ctx.read_mapped(job.readback(slot), done.len() * per_row, Some(index))?;
         out[done.start * per_row..done.end * per_row].copy_from_slice(&values);
         options.progress.advance(done.len());
         Ok(())
@@ -71,14 +90,25 @@ pub(crate) struct TimeTable {
 }
 
 impl TimeTable {
-    pub fn build(t: &[f32], rows: Range<usize>, features: impl Fn(f32) -> Vec<f64>, factor: impl Fn(f32) -> f64) -> Self {
+    pub fn build(
+        t: &[f32],
+        rows: Range<usize>,
+        features: impl Fn(f32) -> Vec<f64>,
+        factor: impl Fn(f32) -> f64,
+    ) -> Self {
         let mut slot_of: HashMap<u32, u32> = HashMap::new();
-        let mut table = TimeTable { features: Vec::new(), index: Vec::with_capacity(rows.len()), row_scale: Vec::with_capacity(rows.len()) };
+        let mut table = TimeTable {
+            features: Vec::new(),
+            index: Vec::with_capacity(rows.len()),
+            row_scale: Vec::with_capacity(rows.len()),
+        };
         for r in rows {
             let tr = if t.len() == 1 { t[0] } else { t[r] };
             let next = slot_of.len() as u32;
             let slot = *slot_of.entry(tr.to_bits()).or_insert_with(|| {
-                table.features.extend(features(tr).iter().map(|&v| v as f32));
+                table
+                    .features
+                    .extend(features(tr).iter().map(|&v| v as f32));
                 next
             });
             table.index.push(slot);
@@ -89,6 +119,10 @@ impl TimeTable {
 
     /// The number of distinct times (rows of the feature table).
     pub fn distinct(&self) -> usize {
-        self.index.iter().copied().max().map_or(0, |m| m as usize + 1)
+        self.index
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1)
     }
 }

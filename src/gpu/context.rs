@@ -24,7 +24,9 @@ impl Capabilities {
 
     /// The largest storage-buffer binding the device accepts, in bytes (never above `max_buffer_size`).
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     pub fn max_workgroups_per_dimension(&self) -> u32 {
@@ -85,7 +87,12 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters
         .into_iter()
         .enumerate()
-        .map(|(index, a)| AdapterSummary { index, info: a.get_info(), limits: a.limits(), features: a.features() })
+        .map(|(index, a)| AdapterSummary {
+            index,
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
         .collect()
 }
 
@@ -110,13 +117,22 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
             .into_iter()
             .find(|a| a.get_info().name.to_lowercase().contains(&lower))
             .ok_or_else(|| Error::NoAdapter {
-                hint: format!(": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"),
+                hint: format!(
+                    ": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"
+                ),
             });
     }
     adapters
         .into_iter()
-        .max_by_key(|a| (device_rank(&a.get_info()), a.limits().max_storage_buffer_binding_size))
-        .ok_or_else(|| Error::NoAdapter { hint: String::new() })
+        .max_by_key(|a| {
+            (
+                device_rank(&a.get_info()),
+                a.limits().max_storage_buffer_binding_size,
+            )
+        })
+        .ok_or_else(|| Error::NoAdapter {
+            hint: String::new(),
+        })
 }
 
 impl GpuContext {
@@ -131,7 +147,9 @@ impl GpuContext {
     /// The process-wide shared context (tests, the CLI and embedders that do not manage their own).
     pub fn shared() -> Result<Arc<GpuContext>> {
         static SHARED: std::sync::Mutex<Option<Arc<GpuContext>>> = std::sync::Mutex::new(None);
-        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(ctx) = slot.as_ref() {
             return Ok(ctx.clone());
         }
@@ -159,14 +177,24 @@ impl GpuContext {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured GPU error: {e}");
         }));
-        let caps = Capabilities { info, limits, features };
+        let caps = Capabilities {
+            info,
+            limits,
+            features,
+        };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused-binding"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy })
+        Ok(GpuContext {
+            device,
+            queue,
+            caps,
+            kernels: KernelCache::default(),
+            dummy,
+        })
     }
 
     /// A small buffer bound where a kernel's optional input is unused.
@@ -177,6 +205,9 @@ impl GpuContext {
     /// "name (backend, driver driver_info)", for summaries and benchmark records.
     pub fn adapter_description(&self) -> String {
         let i = &self.caps.info;
-        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        )
     }
 }

@@ -7,12 +7,26 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// A hidden temporary name beside `path`, for writing before a rename.
+pub(crate) fn temporary_path(path: &Path) -> Result<std::path::PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::bad_input(path.display().to_string(), "is not a file path"))?;
+    Ok(dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a reader never sees a
 /// partial file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::bad_input(path.display().to_string(), "is not a file path"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = temporary_path(path)?;
     let result = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

@@ -25,13 +25,18 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, npyz::NpyFile<std::io::BufReader
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| Error::bad_file(path, format!("not a .npy file ({e})")))?;
     if npy.order() != npyz::Order::C {
-        return Err(Error::bad_file(path, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+        return Err(Error::bad_file(
+            path,
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+        ));
     }
     let shape = npy.shape().iter().map(|&s| s as usize).collect();
     Ok((shape, npy))
 }
 
-fn type_of(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> Option<(npyz::TypeChar, u64)> {
+fn type_of(
+    npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>,
+) -> Option<(npyz::TypeChar, u64)> {
     match npy.dtype() {
         npyz::DType::Plain(ts) => Some((ts.type_char(), ts.size_field())),
         _ => None,
@@ -42,16 +47,27 @@ fn type_of(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> Option<(np
 pub fn read_f64(path: &Path) -> Result<Array64> {
     let (shape, npy) = read_npy(path)?;
     let data: Vec<f64> = match type_of(&npy) {
-        Some((npyz::TypeChar::Float, 4)) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
+        Some((npyz::TypeChar::Float, 4)) => npy
+            .into_vec::<f32>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
         Some((npyz::TypeChar::Float, 8)) => npy.into_vec::<f64>(),
         _ => {
-            return Err(Error::bad_file(path, format!("dtype {} is not supported (use float32 or float64)", npy.dtype().descr())))
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "dtype {} is not supported (use float32 or float64)",
+                    npy.dtype().descr()
+                ),
+            ))
         }
     }
     .map_err(|e| Error::bad_file(path, format!("truncated or unreadable array data ({e})")))?;
     let expected: usize = shape.iter().product();
     if data.len() != expected {
-        return Err(Error::bad_file(path, format!("holds {} values for shape {shape:?}", data.len())));
+        return Err(Error::bad_file(
+            path,
+            format!("holds {} values for shape {shape:?}", data.len()),
+        ));
     }
     Ok(Array64 { shape, data })
 }
@@ -59,14 +75,24 @@ pub fn read_f64(path: &Path) -> Result<Array64> {
 /// Reads an f32 or f64 array as f32 (f64 values are rounded to nearest).
 pub fn read_f32(path: &Path) -> Result<Array> {
     let a = read_f64(path)?;
-    Ok(Array { shape: a.shape, data: a.data.into_iter().map(|v| v as f32).collect() })
+    Ok(Array {
+        shape: a.shape,
+        data: a.data.into_iter().map(|v| v as f32).collect(),
+    })
 }
 
-fn encode<T: npyz::AutoSerialize + npyz::Serialize + Copy>(shape: &[usize], data: &[T]) -> Result<Vec<u8>> {
+fn encode<T: npyz::AutoSerialize + npyz::Serialize + Copy>(
+    shape: &[usize],
+    data: &[T],
+) -> Result<Vec<u8>> {
     let shape64: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
     let mut bytes = Vec::new();
     let mut write = || -> std::io::Result<()> {
-        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(&mut bytes).begin_nd()?;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(&mut bytes)
+            .begin_nd()?;
         writer.extend(data.iter().copied())?;
         writer.finish()
     };
@@ -82,4 +108,65 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 /// Writes a float64 array, whole or not at all.
 pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     super::write_atomically(path, &encode(shape, data)?)
+}
+
+/// Writes a float32 array chunk by chunk (for results too large to hold), to a temporary file that is renamed
+/// into place by [`StreamWriter::finish`]; dropped unfinished, it removes the temporary file.
+pub struct StreamWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    writer: Option<npyz::NpyWriter<f32, std::io::BufWriter<std::fs::File>>>,
+    remaining: u64,
+}
+
+impl StreamWriter {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        let tmp = super::temporary_path(path)?;
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let shape64: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
+        let writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()
+            .map_err(|e| Error::io(path, e))?;
+        Ok(StreamWriter {
+            path: path.into(),
+            tmp,
+            writer: Some(writer),
+            remaining: shape64.iter().product(),
+        })
+    }
+
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        let writer = self.writer.as_mut().ok_or_else(|| {
+            Error::bad_input(self.path.display().to_string(), "written after finish")
+        })?;
+        writer
+            .extend(values.iter().copied())
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.remaining = self.remaining.saturating_sub(values.len() as u64);
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        if self.remaining != 0 {
+            return Err(Error::bad_input(
+                self.path.display().to_string(),
+                format!("{} values were never written", self.remaining),
+            ));
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.finish().map_err(|e| Error::io(&self.path, e))?;
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

@@ -122,8 +122,18 @@ impl MatmulShape {
             }
             (self.batch as u64 - 1) * stride as u64 + (rows as u64 - 1) * ld as u64 + cols as u64
         };
-        let a = self.offset_a as u64 + if self.trans_a { span(self.k, self.m, self.lda, self.stride_a) } else { span(self.m, self.k, self.lda, self.stride_a) };
-        let b = self.offset_b as u64 + if self.trans_b { span(self.n, self.k, self.ldb, self.stride_b) } else { span(self.k, self.n, self.ldb, self.stride_b) };
+        let a = self.offset_a as u64
+            + if self.trans_a {
+                span(self.k, self.m, self.lda, self.stride_a)
+            } else {
+                span(self.m, self.k, self.lda, self.stride_a)
+            };
+        let b = self.offset_b as u64
+            + if self.trans_b {
+                span(self.n, self.k, self.ldb, self.stride_b)
+            } else {
+                span(self.k, self.n, self.ldb, self.stride_b)
+            };
         let c = self.offset_c as u64 + span(self.m, self.n, self.ldc, self.stride_c);
         (a, b, c)
     }
@@ -152,7 +162,10 @@ impl<'a> Epilogue<'a> {
     };
 
     pub fn act(act: Activation) -> Self {
-        Epilogue { act, ..Epilogue::NONE }
+        Epilogue {
+            act,
+            ..Epilogue::NONE
+        }
     }
 
     pub fn with_bias(mut self, bias: &'a wgpu::Buffer) -> Self {
@@ -243,7 +256,10 @@ pub fn record_matmul_with(
         if need * 4 > buf.size() {
             return Err(Error::Kernel {
                 kernel: kernel_name.into(),
-                message: format!("operand {name} needs {need} elements but its buffer holds {}", buf.size() / 4),
+                message: format!(
+                    "operand {name} needs {need} elements but its buffer holds {}",
+                    buf.size() / 4
+                ),
             });
         }
     }
@@ -255,10 +271,16 @@ pub fn record_matmul_with(
             ("TRANS_B", shape.trans_b as u32 as f64),
             ("ACT", epilogue.act.code() as f64),
             ("ACT_A", epilogue.act_a.code() as f64),
-            ("DERIV_ACT", epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64),
+            (
+                "DERIV_ACT",
+                epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64,
+            ),
             ("HAS_BIAS", epilogue.bias.is_some() as u32 as f64),
             ("SCALE_ROWS", epilogue.row_scale.is_some() as u32 as f64),
-            ("STORE_GROUP_TRANSPOSED", epilogue.store_group_transposed as u32 as f64),
+            (
+                "STORE_GROUP_TRANSPOSED",
+                epilogue.store_group_transposed as u32 as f64,
+            ),
         ],
     )?;
     let params = Params {
@@ -288,7 +310,15 @@ pub fn record_matmul_with(
     };
     rec.dispatch(
         &kernel,
-        &[a, b, epilogue.bias.unwrap_or(dummy), epilogue.row_scale.unwrap_or(dummy), epilogue.deriv.map_or(dummy, |(_, p)| p), c, &uniform],
+        &[
+            a,
+            b,
+            epilogue.bias.unwrap_or(dummy),
+            epilogue.row_scale.unwrap_or(dummy),
+            epilogue.deriv.map_or(dummy, |(_, p)| p),
+            c,
+            &uniform,
+        ],
         groups,
     )
 }
