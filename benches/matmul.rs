@@ -10,14 +10,8 @@ fn bench_matmul(c: &mut Criterion) {
     let ctx = GpuContext::shared().expect("a GPU adapter");
     let mut group = c.benchmark_group(format!("matmul/{}", ctx.caps.info.name));
     group.sample_size(10);
-    let shapes: &[(usize, usize, usize)] = &[
-        (64, 64, 64),
-        (256, 256, 256),
-        (1024, 1024, 1024),
-        (4096, 512, 512),
-        (1, 512, 512),
-        (65536, 64, 512),
-    ];
+    let shapes: &[(usize, usize, usize)] =
+        &[(64, 64, 64), (256, 256, 256), (1024, 1024, 1024), (4096, 512, 512), (1, 512, 512), (65536, 64, 512)];
     for &(m, n, k) in shapes {
         let shape = MatmulShape::new(m, n, k).with_trans_b();
         let a = ctx.upload("a", &vec![0.5f32; m * k]);

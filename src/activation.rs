@@ -15,12 +15,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub const ALL: [Activation; 4] = [
-        Activation::Relu,
-        Activation::Silu,
-        Activation::Gelu,
-        Activation::Tanh,
-    ];
+    pub const ALL: [Activation; 4] = [Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Tanh];
 
     pub fn code(self) -> u32 {
         match self {
@@ -94,9 +89,7 @@ impl FromStr for Activation {
             "gelu" => Ok(Activation::Gelu),
             "tanh" => Ok(Activation::Tanh),
             "identity" | "none" | "linear" => Ok(Activation::Identity),
-            other => Err(format!(
-                "unknown activation {other:?} (expected relu, silu, gelu or tanh)"
-            )),
+            other => Err(format!("unknown activation {other:?} (expected relu, silu, gelu or tanh)")),
         }
     }
 }

@@ -15,28 +15,16 @@ pub enum Error {
     BadFile { path: PathBuf, message: String },
 
     #[error("{path}: metadata key `{key}`: {message}")]
-    BadMetadata {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    BadMetadata { path: PathBuf, key: String, message: String },
 
     #[error("{path}: tensor `{tensor}`: {message}")]
-    BadTensor {
-        path: PathBuf,
-        tensor: String,
-        message: String,
-    },
+    BadTensor { path: PathBuf, tensor: String, message: String },
 
     #[error("{what}: {message}")]
     BadInput { what: String, message: String },
 
     #[error("{what}: value {value} at row {row} is not finite")]
-    NotFinite {
-        what: String,
-        row: usize,
-        value: f64,
-    },
+    NotFinite { what: String, row: usize, value: f64 },
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -55,10 +43,7 @@ pub enum Error {
     DoesNotFit(String),
 
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {
@@ -78,17 +63,11 @@ impl Error {
     }
 
     pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::BadFile { path: path.into(), message: message.into() }
     }
 
     pub fn bad_input(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::BadInput {
-            what: what.into(),
-            message: message.into(),
-        }
+        Error::BadInput { what: what.into(), message: message.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -15,14 +15,10 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// Parses sizes such as `2MiB`, `512MiB`, `4GiB`, `1.5GB`, `65536` (bytes).
 pub fn parse_memory_size(text: &str) -> Result<u64> {
     let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number.parse().map_err(|_| {
-        Error::InvalidArgument(format!(
-            "memory size {text:?}: expected a number with a unit such as 512MiB"
-        ))
+        Error::InvalidArgument(format!("memory size {text:?}: expected a number with a unit such as 512MiB"))
     })?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
@@ -42,9 +38,7 @@ pub fn parse_memory_size(text: &str) -> Result<u64> {
     };
     let bytes = value * factor;
     if !(bytes.is_finite() && bytes >= 1.0) {
-        return Err(Error::InvalidArgument(format!(
-            "memory size {text:?} must be at least one byte"
-        )));
+        return Err(Error::InvalidArgument(format!("memory size {text:?} must be at least one byte")));
     }
     Ok(bytes as u64)
 }
@@ -73,23 +67,16 @@ pub fn plan_chunks(rows: usize, cost: RowCost, bounds: DeviceBounds) -> Result<V
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let available = bounds
-        .memory_budget
-        .checked_sub(cost.fixed_bytes)
-        .filter(|a| *a > 0)
-        .ok_or_else(|| {
-            Error::DoesNotFit(format!(
+    let available = bounds.memory_budget.checked_sub(cost.fixed_bytes).filter(|a| *a > 0).ok_or_else(|| {
+        Error::DoesNotFit(format!(
             "the model needs {} of device memory but the memory budget is {} (raise --max-memory)",
             format_bytes(cost.fixed_bytes),
             format_bytes(bounds.memory_budget)
         ))
-        })?;
+    })?;
     let by_budget = available / cost.bytes_per_row.max(1);
     let by_binding = bounds.max_binding_bytes / cost.widest_row_bytes.max(1);
-    let per_chunk = by_budget
-        .min(by_binding)
-        .min(bounds.max_rows_per_dispatch)
-        .min(rows as u64);
+    let per_chunk = by_budget.min(by_binding).min(bounds.max_rows_per_dispatch).min(rows as u64);
     if per_chunk == 0 {
         return Err(Error::DoesNotFit(format!(
             "one row needs {} of device memory but only {} is left in the budget after {} of weights (raise --max-memory)",
@@ -99,10 +86,7 @@ pub fn plan_chunks(rows: usize, cost: RowCost, bounds: DeviceBounds) -> Result<V
         )));
     }
     let per_chunk = per_chunk as usize;
-    Ok((0..rows)
-        .step_by(per_chunk)
-        .map(|start| start..(start + per_chunk).min(rows))
-        .collect())
+    Ok((0..rows).step_by(per_chunk).map(|start| start..(start + per_chunk).min(rows)).collect())
 }
 
 pub fn format_bytes(bytes: u64) -> String {
@@ -140,10 +124,7 @@ pub struct JobOptions<'a> {
 
 impl Default for JobOptions<'_> {
     fn default() -> Self {
-        JobOptions {
-            memory_budget: DEFAULT_MEMORY_BUDGET,
-            progress: &Silent,
-        }
+        JobOptions { memory_budget: DEFAULT_MEMORY_BUDGET, progress: &Silent }
     }
 }
 
@@ -164,20 +145,12 @@ mod tests {
     }
 
     fn bounds(budget: u64) -> DeviceBounds {
-        DeviceBounds {
-            memory_budget: budget,
-            max_binding_bytes: 1 << 20,
-            max_rows_per_dispatch: 1 << 22,
-        }
+        DeviceBounds { memory_budget: budget, max_binding_bytes: 1 << 20, max_rows_per_dispatch: 1 << 22 }
     }
 
     #[test]
     fn chunks_cover_every_row_once_and_respect_every_bound() {
-        let cost = RowCost {
-            bytes_per_row: 1000,
-            widest_row_bytes: 300,
-            fixed_bytes: 10_000,
-        };
+        let cost = RowCost { bytes_per_row: 1000, widest_row_bytes: 300, fixed_bytes: 10_000 };
         for rows in [1usize, 7, 999, 1_000_000] {
             for budget in [20_000u64, 1 << 20, 1 << 30] {
                 let chunks = plan_chunks(rows, cost, bounds(budget)).unwrap();
@@ -197,18 +170,10 @@ mod tests {
 
     #[test]
     fn too_small_a_budget_is_a_clear_error() {
-        let cost = RowCost {
-            bytes_per_row: 1000,
-            widest_row_bytes: 300,
-            fixed_bytes: 10_000,
-        };
-        let err = plan_chunks(10, cost, bounds(5_000))
-            .unwrap_err()
-            .to_string();
+        let cost = RowCost { bytes_per_row: 1000, widest_row_bytes: 300, fixed_bytes: 10_000 };
+        let err = plan_chunks(10, cost, bounds(5_000)).unwrap_err().to_string();
         assert!(err.contains("--max-memory"), "{err}");
-        let err = plan_chunks(10, cost, bounds(10_500))
-            .unwrap_err()
-            .to_string();
+        let err = plan_chunks(10, cost, bounds(10_500)).unwrap_err().to_string();
         assert!(err.contains("one row needs"), "{err}");
     }
 }

@@ -24,28 +24,15 @@ impl Progress for CountChunks {
 
 #[test]
 fn a_million_rows_under_a_two_mebibyte_budget() {
-    let model = random_mlp(
-        77,
-        2,
-        &[8],
-        2,
-        Activation::Silu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let model = random_mlp(77, 2, &[8], 2, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model.clone())).unwrap();
     let rows = 1_000_000;
     let x = normal_vec(&mut rng(78), rows * 2, 1.0);
     let t = random_times(79, rows);
     let counter = CountChunks::default();
-    let options = JobOptions {
-        memory_budget: parse_memory_size("2MiB").unwrap(),
-        progress: &counter,
-    };
+    let options = JobOptions { memory_budget: parse_memory_size("2MiB").unwrap(), progress: &counter };
     let got = field.score(&x, &t, options).unwrap();
-    assert!(
-        counter.chunks.load(Ordering::Relaxed) > 10,
-        "expected many chunks"
-    );
+    assert!(counter.chunks.load(Ordering::Relaxed) > 10, "expected many chunks");
     assert_eq!(counter.rows.load(Ordering::Relaxed), rows);
     let err = rel_err(&got, &mlp_score(&model, &x, &t));
     assert!(err <= 1e-5, "rel err {err:e}");
@@ -58,70 +45,32 @@ fn rows_wider_than_one_binding_are_split_by_the_binding_limit() {
     let binding = ctx.caps.max_binding_bytes() as usize;
     // Enough rows that the input activations [rows, dim + embed] exceed one binding, capped to keep CI quick.
     let rows = (binding / (4 * (dim + 4)) + 1000).min(600_000);
-    let model = random_mlp(
-        80,
-        dim,
-        &[16],
-        4,
-        Activation::Relu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let model = random_mlp(80, dim, &[16], 4, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = ScoreField::new(ctx.clone(), &ScoreModel::Mlp(model.clone())).unwrap();
     let x = normal_vec(&mut rng(81), rows * dim, 1.0);
     let counter = CountChunks::default();
-    let options = JobOptions {
-        memory_budget: 8 << 30,
-        progress: &counter,
-    };
+    let options = JobOptions { memory_budget: 8 << 30, progress: &counter };
     let got = field.score(&x, &[0.3], options).unwrap();
     if rows * (dim + 4) * 4 > binding {
-        assert!(
-            counter.chunks.load(Ordering::Relaxed) >= 2,
-            "a job over one binding must be split"
-        );
+        assert!(counter.chunks.load(Ordering::Relaxed) >= 2, "a job over one binding must be split");
     }
     // Check a spread of rows against the reference (the whole batch would be slow on one CPU core).
     let picked: Vec<usize> = (0..rows).step_by(97).collect();
-    let px: Vec<f32> = picked
-        .iter()
-        .flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
-    let pg: Vec<f32> = picked
-        .iter()
-        .flat_map(|&r| got[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
+    let px: Vec<f32> = picked.iter().flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied()).collect();
+    let pg: Vec<f32> = picked.iter().flat_map(|&r| got[r * dim..(r + 1) * dim].iter().copied()).collect();
     let err = rel_err(&pg, &mlp_score(&model, &px, &[0.3]));
     assert!(err <= 1e-5, "rel err {err:e}");
 }
 
 #[test]
 fn split_and_unsplit_runs_agree() {
-    let model = random_mlp(
-        90,
-        33,
-        &[70, 45],
-        6,
-        Activation::Gelu,
-        NoiseSchedule::Vp {
-            beta_min: 0.1,
-            beta_max: 20.0,
-        },
-    );
+    let model = random_mlp(90, 33, &[70, 45], 6, Activation::Gelu, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 });
     let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model)).unwrap();
     let rows = 3001;
     let x = normal_vec(&mut rng(91), rows * 33, 1.0);
     let t = random_times(92, rows);
     let whole = field.score(&x, &t, JobOptions::default()).unwrap();
-    let split = field
-        .score(
-            &x,
-            &t,
-            JobOptions {
-                memory_budget: 200 << 10,
-                ..JobOptions::default()
-            },
-        )
-        .unwrap();
+    let split = field.score(&x, &t, JobOptions { memory_budget: 200 << 10, ..JobOptions::default() }).unwrap();
     let whole64: Vec<f64> = whole.iter().map(|&v| v as f64).collect();
     assert!(rel_err(&split, &whole64) <= 1e-6);
 }

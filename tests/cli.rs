@@ -13,10 +13,7 @@ use scorelens::model::NoiseSchedule;
 use scorelens::Activation;
 
 fn scorelens(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scorelens"))
-        .args(args)
-        .output()
-        .expect("run scorelens");
+    let out = Command::new(env!("CARGO_BIN_EXE_scorelens")).args(args).output().expect("run scorelens");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -27,14 +24,8 @@ fn scorelens(args: &[&str]) -> (i32, String, String) {
 /// Runs and expects exit status 2 with an `error:` line naming every one of `needles`.
 fn expect_user_error(args: &[&str], needles: &[&str]) {
     let (code, _, stderr) = scorelens(args);
-    assert_eq!(
-        code, 2,
-        "args {args:?}: expected exit 2, got {code}; stderr:\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "args {args:?} panicked:\n{stderr}"
-    );
+    assert_eq!(code, 2, "args {args:?}: expected exit 2, got {code}; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "args {args:?} panicked:\n{stderr}");
     // The last one: Vulkan loaders may print their own `error:` lines first.
     let line = stderr
         .lines()
@@ -42,10 +33,7 @@ fn expect_user_error(args: &[&str], needles: &[&str]) {
         .last()
         .unwrap_or_else(|| panic!("no error line in {stderr}"));
     for needle in needles {
-        assert!(
-            line.contains(needle),
-            "args {args:?}: error line {line:?} does not name {needle:?}"
-        );
+        assert!(line.contains(needle), "args {args:?}: error line {line:?} does not name {needle:?}");
     }
 }
 
@@ -59,9 +47,7 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Scratch { dir: tempfile::tempdir().unwrap() }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -80,26 +66,11 @@ impl Scratch {
 
 /// A valid model file as (tensors, metadata), to be corrupted one piece at a time.
 fn model_parts() -> (Vec<(String, Vec<usize>, Vec<f32>)>, HashMap<String, String>) {
-    let m = random_mlp(
-        5,
-        4,
-        &[6, 5],
-        4,
-        Activation::Gelu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let m = random_mlp(5, 4, &[6, 5], 4, Activation::Gelu, NoiseSchedule::VeSong { sigma: 25.0 });
     let mut tensors = vec![("embed.W".to_string(), vec![2], m.embed_w.clone())];
     for (l, layer) in m.layers.iter().enumerate() {
-        tensors.push((
-            format!("layers.{l}.weight"),
-            vec![layer.outputs, layer.inputs],
-            layer.weight.clone(),
-        ));
-        tensors.push((
-            format!("layers.{l}.bias"),
-            vec![layer.outputs],
-            layer.bias.clone(),
-        ));
+        tensors.push((format!("layers.{l}.weight"), vec![layer.outputs, layer.inputs], layer.weight.clone()));
+        tensors.push((format!("layers.{l}.bias"), vec![layer.outputs], layer.bias.clone()));
     }
     let metadata: HashMap<String, String> = [
         ("format", "scorelens"),
@@ -116,18 +87,8 @@ fn model_parts() -> (Vec<(String, Vec<usize>, Vec<f32>)>, HashMap<String, String
     (tensors, metadata)
 }
 
-fn model_bytes(
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-    metadata: HashMap<String, String>,
-) -> Vec<u8> {
-    serialize_f32(
-        tensors
-            .iter()
-            .map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice()))
-            .collect(),
-        metadata,
-    )
-    .unwrap()
+fn model_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: HashMap<String, String>) -> Vec<u8> {
+    serialize_f32(tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice())).collect(), metadata).unwrap()
 }
 
 #[test]
@@ -157,9 +118,7 @@ fn scalar_t_and_small_memory_budget() {
     let scratch = Scratch::new();
     let x = npy::read_f32(&fixture("mlp_silu/x.npy")).unwrap();
     let model = scorelens::ScoreModel::load(&fixture("mlp_silu/model.safetensors")).unwrap();
-    let scorelens::ScoreModel::Mlp(mlp) = &model else {
-        panic!("not an mlp")
-    };
+    let scorelens::ScoreModel::Mlp(mlp) = &model else { panic!("not an mlp") };
     let out = scratch.path("s.npy");
     let (code, _, stderr) = scorelens(&[
         "score",
@@ -201,25 +160,16 @@ fn bad_model_files() {
         expect_user_error(&args, needles);
     };
 
-    run(
-        &scratch.path("missing.safetensors"),
-        &["missing.safetensors", "not found"],
-    );
+    run(&scratch.path("missing.safetensors"), &["missing.safetensors", "not found"]);
     run(
         &scratch.write("text.safetensors", b"hello, this is not a model"),
         &["text.safetensors", "not a safetensors file"],
     );
-    run(
-        &scratch.write("tiny.safetensors", b"abc"),
-        &["tiny.safetensors", "not a safetensors file"],
-    );
+    run(&scratch.write("tiny.safetensors", b"abc"), &["tiny.safetensors", "not a safetensors file"]);
 
     let (tensors, metadata) = model_parts();
     let good = model_bytes(&tensors, metadata.clone());
-    run(
-        &scratch.write("truncated.safetensors", &good[..good.len() - 40]),
-        &["truncated.safetensors", "truncated"],
-    );
+    run(&scratch.write("truncated.safetensors", &good[..good.len() - 40]), &["truncated.safetensors", "truncated"]);
 
     let with = |key: &str, value: Option<&str>| {
         let mut m = metadata.clone();
@@ -229,47 +179,16 @@ fn bad_model_files() {
         };
         model_bytes(&tensors, m)
     };
-    run(
-        &scratch.write("noarch.safetensors", &with("arch", None)),
-        &["noarch.safetensors", "`arch`", "missing"],
-    );
-    run(
-        &scratch.write("badarch.safetensors", &with("arch", Some("transformer"))),
-        &["`arch`", "transformer"],
-    );
-    run(
-        &scratch.write("nosched.safetensors", &with("schedule", None)),
-        &["`schedule`", "missing"],
-    );
-    run(
-        &scratch.write("badsched.safetensors", &with("schedule", Some("cosine"))),
-        &["`schedule`", "cosine"],
-    );
-    run(
-        &scratch.write("nosigma.safetensors", &with("sigma", None)),
-        &["`sigma`", "missing"],
-    );
-    run(
-        &scratch.write("badact.safetensors", &with("act", Some("softplus"))),
-        &["`act`", "softplus"],
-    );
-    run(
-        &scratch.write("baddim.safetensors", &with("dim", Some("7"))),
-        &["layers.2.weight", "7"],
-    );
+    run(&scratch.write("noarch.safetensors", &with("arch", None)), &["noarch.safetensors", "`arch`", "missing"]);
+    run(&scratch.write("badarch.safetensors", &with("arch", Some("transformer"))), &["`arch`", "transformer"]);
+    run(&scratch.write("nosched.safetensors", &with("schedule", None)), &["`schedule`", "missing"]);
+    run(&scratch.write("badsched.safetensors", &with("schedule", Some("cosine"))), &["`schedule`", "cosine"]);
+    run(&scratch.write("nosigma.safetensors", &with("sigma", None)), &["`sigma`", "missing"]);
+    run(&scratch.write("badact.safetensors", &with("act", Some("softplus"))), &["`act`", "softplus"]);
+    run(&scratch.write("baddim.safetensors", &with("dim", Some("7"))), &["layers.2.weight", "7"]);
 
-    let without: Vec<_> = tensors
-        .iter()
-        .filter(|t| t.0 != "layers.1.bias")
-        .cloned()
-        .collect();
-    run(
-        &scratch.write(
-            "nobias.safetensors",
-            &model_bytes(&without, metadata.clone()),
-        ),
-        &["layers.1.bias", "missing"],
-    );
+    let without: Vec<_> = tensors.iter().filter(|t| t.0 != "layers.1.bias").cloned().collect();
+    run(&scratch.write("nobias.safetensors", &model_bytes(&without, metadata.clone())), &["layers.1.bias", "missing"]);
 
     let mut reshaped = tensors.clone();
     for t in reshaped.iter_mut().filter(|t| t.0 == "layers.1.weight") {
@@ -277,19 +196,13 @@ fn bad_model_files() {
         t.2.truncate(25);
     }
     run(
-        &scratch.write(
-            "shape.safetensors",
-            &model_bytes(&reshaped, metadata.clone()),
-        ),
+        &scratch.write("shape.safetensors", &model_bytes(&reshaped, metadata.clone())),
         &["layers.1.weight", "shape [5, 5]", "[5, 6]"],
     );
 
     let mut nan = tensors.clone();
     nan[1].2[3] = f32::NAN;
-    run(
-        &scratch.write("nan.safetensors", &model_bytes(&nan, metadata.clone())),
-        &["layers.0.weight", "NaN"],
-    );
+    run(&scratch.write("nan.safetensors", &model_bytes(&nan, metadata.clone())), &["layers.0.weight", "NaN"]);
 }
 
 #[test]
@@ -306,96 +219,35 @@ fn bad_points_and_times() {
         &["wrong_row.npy", "(X)", "[16]", "15"],
     );
     let flat = scratch.npy("flat.npy", &[16], &[0.0; 16]);
-    expect_user_error(
-        &["score", m, "--x", s(&flat), "--t", "0.5", "-o", o],
-        &["flat.npy", "[B, 16]"],
-    );
+    expect_user_error(&["score", m, "--x", s(&flat), "--t", "0.5", "-o", o], &["flat.npy", "[B, 16]"]);
 
     let mut data = vec![0.1f32; 5 * 16];
     data[3 * 16 + 7] = f32::NAN;
     let nan_x = scratch.npy("nan_x.npy", &[5, 16], &data);
-    expect_user_error(
-        &["score", m, "--x", s(&nan_x), "--t", "0.5", "-o", o],
-        &["nan_x.npy", "row 3", "not finite"],
-    );
+    expect_user_error(&["score", m, "--x", s(&nan_x), "--t", "0.5", "-o", o], &["nan_x.npy", "row 3", "not finite"]);
 
     let x = scratch.npy("x.npy", &[5, 16], &[0.1; 80]);
     let xs = s(&x);
     let t_len = scratch.npy("t_len.npy", &[4], &[0.5; 4]);
-    expect_user_error(
-        &["score", m, "--x", xs, "--t", s(&t_len), "-o", o],
-        &["t_len.npy", "(T)", "[5]", "[4]"],
-    );
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_len), "-o", o], &["t_len.npy", "(T)", "[5]", "[4]"]);
     let t_inf = scratch.npy("t_inf.npy", &[5], &[0.5, 0.5, f32::INFINITY, 0.5, 0.5]);
-    expect_user_error(
-        &["score", m, "--x", xs, "--t", s(&t_inf), "-o", o],
-        &["t_inf.npy", "row 2", "inf"],
-    );
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_inf), "-o", o], &["t_inf.npy", "row 2", "inf"]);
     let t_zero = scratch.npy("t_zero.npy", &[5], &[0.5, 0.0, 0.5, 0.5, 0.5]);
+    expect_user_error(&["score", m, "--x", xs, "--t", s(&t_zero), "-o", o], &["t_zero.npy", "row 1", "outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "1.5", "-o", o], &["--t 1.5", "outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "-0.2", "-o", o], &["outside (0, 1]"]);
+    expect_user_error(&["score", m, "--x", xs, "--t", "nan", "-o", o], &["--t nan", "not finite"]);
     expect_user_error(
-        &["score", m, "--x", xs, "--t", s(&t_zero), "-o", o],
-        &["t_zero.npy", "row 1", "outside (0, 1]"],
-    );
-    expect_user_error(
-        &["score", m, "--x", xs, "--t", "1.5", "-o", o],
-        &["--t 1.5", "outside (0, 1]"],
-    );
-    expect_user_error(
-        &["score", m, "--x", xs, "--t", "-0.2", "-o", o],
-        &["outside (0, 1]"],
-    );
-    expect_user_error(
-        &["score", m, "--x", xs, "--t", "nan", "-o", o],
-        &["--t nan", "not finite"],
-    );
-    expect_user_error(
-        &[
-            "score",
-            m,
-            "--x",
-            s(&scratch.path("nope.npy")),
-            "--t",
-            "0.5",
-            "-o",
-            o,
-        ],
+        &["score", m, "--x", s(&scratch.path("nope.npy")), "--t", "0.5", "-o", o],
         &["nope.npy", "not found"],
     );
     let junk = scratch.write("junk.npy", b"not an array");
+    expect_user_error(&["score", m, "--x", s(&junk), "--t", "0.5", "-o", o], &["junk.npy", "not a .npy file"]);
     expect_user_error(
-        &["score", m, "--x", s(&junk), "--t", "0.5", "-o", o],
-        &["junk.npy", "not a .npy file"],
-    );
-    expect_user_error(
-        &[
-            "score",
-            m,
-            "--x",
-            xs,
-            "--t",
-            "0.5",
-            "-o",
-            o,
-            "--max-memory",
-            "lots",
-        ],
+        &["score", m, "--x", xs, "--t", "0.5", "-o", o, "--max-memory", "lots"],
         &["memory size", "lots"],
     );
-    expect_user_error(
-        &[
-            "score",
-            m,
-            "--x",
-            xs,
-            "--t",
-            "0.5",
-            "-o",
-            o,
-            "--max-memory",
-            "1KiB",
-        ],
-        &["--max-memory"],
-    );
+    expect_user_error(&["score", m, "--x", xs, "--t", "0.5", "-o", o, "--max-memory", "1KiB"], &["--max-memory"]);
     assert!(!out.exists(), "no output may be written when the job fails");
 }
 
@@ -406,21 +258,10 @@ fn unet_scores_from_the_cli_in_both_input_shapes() {
     let x = npy::read_f32(&fixture("song_unet/x.npy")).unwrap();
     let want = npy::read_f64(&fixture("song_unet/score.npy")).unwrap();
     let flat = scratch.npy("flat.npy", &[x.shape[0], 784], &x.data);
-    for (input, shape) in [
-        (fixture("song_unet/x.npy"), x.shape.clone()),
-        (flat, vec![x.shape[0], 784]),
-    ] {
+    for (input, shape) in [(fixture("song_unet/x.npy"), x.shape.clone()), (flat, vec![x.shape[0], 784])] {
         let out = scratch.path("score.npy");
-        let (code, _, stderr) = scorelens(&[
-            "score",
-            s(&model),
-            "--x",
-            s(&input),
-            "--t",
-            s(&fixture("song_unet/t.npy")),
-            "-o",
-            s(&out),
-        ]);
+        let (code, _, stderr) =
+            scorelens(&["score", s(&model), "--x", s(&input), "--t", s(&fixture("song_unet/t.npy")), "-o", s(&out)]);
         assert_eq!(code, 0, "{stderr}");
         let got = npy::read_f32(&out).unwrap();
         assert_eq!(got.shape, shape, "OUT has X's shape");
@@ -428,24 +269,13 @@ fn unet_scores_from_the_cli_in_both_input_shapes() {
     }
     let wrong = scratch.npy("wrong.npy", &[2, 1, 27, 28], &vec![0.0; 2 * 27 * 28]);
     expect_user_error(
-        &[
-            "score",
-            s(&model),
-            "--x",
-            s(&wrong),
-            "--t",
-            "0.5",
-            "-o",
-            s(&scratch.path("o.npy")),
-        ],
+        &["score", s(&model), "--x", s(&wrong), "--t", "0.5", "-o", s(&scratch.path("o.npy"))],
         &["wrong.npy", "[1, 28, 28]"],
     );
     let (code, stdout, _) = scorelens(&["info", s(&model)]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("song-unet")
-            && stdout.contains("[32, 64, 128, 256]")
-            && stdout.contains("1115425"),
+        stdout.contains("song-unet") && stdout.contains("[32, 64, 128, 256]") && stdout.contains("1115425"),
         "{stdout}"
     );
 }
@@ -454,11 +284,7 @@ fn unet_scores_from_the_cli_in_both_input_shapes() {
 fn derivative_commands() {
     let scratch = Scratch::new();
     let model = fixture("mlp_silu/model.safetensors");
-    let (m, x, t) = (
-        s(&model),
-        fixture("mlp_silu/x.npy"),
-        fixture("mlp_silu/t.npy"),
-    );
+    let (m, x, t) = (s(&model), fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
     let want_j = npy::read_f64(&fixture("mlp_silu/jacobian.npy")).unwrap();
     for (method, tolerance) in [("forward", 1e-5), ("reverse", 1e-5), ("fd", 1e-3)] {
         for budget in ["1GiB", "48KiB"] {
@@ -489,54 +315,26 @@ fn derivative_commands() {
     }
     // vjp with the identity's rows, [B, D, D], is the Jacobian itself; jvp with them is its transpose.
     let (b, d) = (8, 16);
-    let identity: Vec<f32> = (0..b)
-        .flat_map(|_| (0..d * d).map(|k| if k / d == k % d { 1.0 } else { 0.0 }))
-        .collect();
+    let identity: Vec<f32> = (0..b).flat_map(|_| (0..d * d).map(|k| if k / d == k % d { 1.0 } else { 0.0 })).collect();
     let e = scratch.npy("identity.npy", &[b, d, d], &identity);
     let out = scratch.path("vjp.npy");
-    let (code, _, stderr) = scorelens(&[
-        "vjp",
-        m,
-        "--x",
-        s(&x),
-        "--t",
-        s(&t),
-        "--u",
-        s(&e),
-        "-o",
-        s(&out),
-    ]);
+    let (code, _, stderr) = scorelens(&["vjp", m, "--x", s(&x), "--t", s(&t), "--u", s(&e), "-o", s(&out)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(rel_err(&npy::read_f32(&out).unwrap().data, &want_j.data) <= 1e-5);
     let out = scratch.path("jvp.npy");
-    let (code, _, stderr) = scorelens(&[
-        "jvp",
-        m,
-        "--x",
-        s(&x),
-        "--t",
-        s(&t),
-        "--v",
-        s(&e),
-        "-o",
-        s(&out),
-    ]);
+    let (code, _, stderr) = scorelens(&["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&e), "-o", s(&out)]);
     assert_eq!(code, 0, "{stderr}");
     let jv = npy::read_f32(&out).unwrap().data;
-    let transposed: Vec<f64> = (0..b * d * d)
-        .map(|k| want_j.data[(k / (d * d)) * d * d + (k % d) * d + (k / d) % d])
-        .collect();
+    let transposed: Vec<f64> =
+        (0..b * d * d).map(|k| want_j.data[(k / (d * d)) * d * d + (k % d) * d + (k / d) % d]).collect();
     assert!(rel_err(&jv, &transposed) <= 1e-5);
     // Divergence: the trace, and Hutchinson's estimate reproducible by seed.
     let out = scratch.path("div.npy");
-    let (code, _, stderr) =
-        scorelens(&["divergence", m, "--x", s(&x), "--t", s(&t), "-o", s(&out)]);
+    let (code, _, stderr) = scorelens(&["divergence", m, "--x", s(&x), "--t", s(&t), "-o", s(&out)]);
     assert_eq!(code, 0, "{stderr}");
     let div = npy::read_f32(&out).unwrap();
     assert_eq!(div.shape, vec![b]);
-    let traces: Vec<f64> = (0..b)
-        .map(|p| (0..d).map(|i| want_j.data[p * d * d + i * d + i]).sum())
-        .collect();
+    let traces: Vec<f64> = (0..b).map(|p| (0..d).map(|i| want_j.data[p * d * d + i * d + i]).sum()).collect();
     assert!(rel_err(&div.data, &traces) <= 1e-5);
     let runs: Vec<Vec<f32>> = (0..2)
         .map(|k| {
@@ -563,36 +361,14 @@ fn derivative_commands() {
     // Bad directions: wrong shape, NaN.
     let wrong = scratch.npy("wrong.npy", &[8, 15], &[0.0; 120]);
     expect_user_error(
-        &[
-            "jvp",
-            m,
-            "--x",
-            s(&x),
-            "--t",
-            s(&t),
-            "--v",
-            s(&wrong),
-            "-o",
-            s(&out),
-        ],
+        &["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&wrong), "-o", s(&out)],
         &["wrong.npy", "(V)", "[8, 15]"],
     );
     let mut nan = vec![0.0f32; 8 * 16];
     nan[5 * 16 + 2] = f32::NAN;
     let nan = scratch.npy("nan.npy", &[8, 16], &nan);
     expect_user_error(
-        &[
-            "vjp",
-            m,
-            "--x",
-            s(&x),
-            "--t",
-            s(&t),
-            "--u",
-            s(&nan),
-            "-o",
-            s(&out),
-        ],
+        &["vjp", m, "--x", s(&x), "--t", s(&t), "--u", s(&nan), "-o", s(&out)],
         &["nan.npy", "row 5", "not finite"],
     );
 }
@@ -601,45 +377,17 @@ fn derivative_commands() {
 fn unet_jvp_defaults_to_finite_differences_and_exact_is_refused_clearly() {
     let scratch = Scratch::new();
     let model = fixture("song_unet/model.safetensors");
-    let (m, x, t, v) = (
-        s(&model),
-        fixture("song_unet/x.npy"),
-        fixture("song_unet/t.npy"),
-        fixture("song_unet/jvp_v.npy"),
-    );
+    let (m, x, t, v) =
+        (s(&model), fixture("song_unet/x.npy"), fixture("song_unet/t.npy"), fixture("song_unet/jvp_v.npy"));
     let out = scratch.path("jvp.npy");
-    let (code, _, stderr) = scorelens(&[
-        "jvp",
-        m,
-        "--x",
-        s(&x),
-        "--t",
-        s(&t),
-        "--v",
-        s(&v),
-        "-o",
-        s(&out),
-    ]);
+    let (code, _, stderr) = scorelens(&["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&v), "-o", s(&out)]);
     assert_eq!(code, 0, "{stderr}");
     let want = npy::read_f64(&fixture("song_unet/jvp.npy")).unwrap();
     let got = npy::read_f32(&out).unwrap();
     assert_eq!(got.shape, want.shape);
     assert!(rel_err(&got.data, &want.data) <= 1e-3);
     expect_user_error(
-        &[
-            "jvp",
-            m,
-            "--x",
-            s(&x),
-            "--t",
-            s(&t),
-            "--v",
-            s(&v),
-            "--method",
-            "exact",
-            "-o",
-            s(&out),
-        ],
+        &["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&v), "--method", "exact", "-o", s(&out)],
         &["--method exact", "finite-difference"],
     );
 }

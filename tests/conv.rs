@@ -7,27 +7,14 @@ mod common;
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::conv::{
-    record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm,
-};
+use scorelens::ops::conv::{record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
 use scorelens::ops::groupnorm::record_groupnorm_stats;
-use scorelens::reference::unet::{
-    add_per_channel, conv2d, conv_transpose2d, group_norm, silu_tensor, Tensor,
-};
+use scorelens::reference::unet::{add_per_channel, conv2d, conv_transpose2d, group_norm, silu_tensor, Tensor};
 use scorelens::Activation;
 
 fn nchw(batch: usize, channels: usize, h: usize, w: usize, seed: u64) -> Tensor {
-    let data = normal_vec(&mut rng(seed), batch * channels * h * w, 1.0)
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
-    Tensor {
-        batch,
-        channels,
-        height: h,
-        width: w,
-        data,
-    }
+    let data = normal_vec(&mut rng(seed), batch * channels * h * w, 1.0).iter().map(|&v| v as f64).collect();
+    Tensor { batch, channels, height: h, width: w, data }
 }
 
 fn f32s(t: &Tensor) -> Vec<f32> {
@@ -36,10 +23,7 @@ fn f32s(t: &Tensor) -> Vec<f32> {
 
 /// Rounds a tensor to f32 values (the GPU sees f32 inputs; the reference must too).
 fn rounded(t: &Tensor) -> Tensor {
-    Tensor {
-        data: t.data.iter().map(|&v| v as f32 as f64).collect(),
-        ..t.clone()
-    }
+    Tensor { data: t.data.iter().map(|&v| v as f32 as f64).collect(), ..t.clone() }
 }
 
 fn reference_conv(x: &Tensor, weight: &[f32], shape: &ConvShape) -> Tensor {
@@ -59,10 +43,7 @@ fn run(
     scale: Option<&wgpu::Buffer>,
 ) -> Vec<f32> {
     let ctx = gpu();
-    let weight = ctx.upload(
-        "w",
-        &reorder_weight(weight_pt, shape.inputs(), shape.outputs, shape.transposed),
-    );
+    let weight = ctx.upload("w", &reorder_weight(weight_pt, shape.inputs(), shape.outputs, shape.transposed));
     let (ho, wo) = shape.output_size();
     let len = shape.batch * ho * wo * shape.outputs;
     let out = ctx.buffer("out", (len * 4) as u64, BufferRole::Storage);
@@ -84,35 +65,13 @@ fn check_plain(
     seed: u64,
 ) {
     let ctx = gpu();
-    let shape = ConvShape {
-        batch,
-        height: h,
-        width: w,
-        c1: cin,
-        c2: 0,
-        outputs: cout,
-        stride,
-        transposed,
-        output_padding,
-    };
+    let shape =
+        ConvShape { batch, height: h, width: w, c1: cin, c2: 0, outputs: cout, stride, transposed, output_padding };
     let x = rounded(&nchw(batch, cin, h, w, seed));
     let weight = normal_vec(&mut rng(seed + 1), cin * cout * 9, 0.3);
     let src = ctx.upload("x", &f32s(&x));
-    let inputs = ConvInputs {
-        src1: &src,
-        norm1: None,
-        src2: None,
-        norm2: None,
-        norm: None,
-    };
-    let got = run(
-        &shape,
-        &inputs,
-        &weight,
-        ConvBias::None,
-        Activation::Identity,
-        None,
-    );
+    let inputs = ConvInputs { src1: &src, norm1: None, src2: None, norm2: None, norm: None };
+    let got = run(&shape, &inputs, &weight, ConvBias::None, Activation::Identity, None);
     let want = reference_conv(&x, &weight, &shape).to_nhwc();
     let err = rel_err(&got, &want);
     assert!(err <= 1e-5, "{shape:?}: rel err {err:e}");
@@ -146,39 +105,21 @@ fn gpu_groupnorm_coefficients(z: &Tensor, groups: usize, gamma: &[f32], beta: &[
     let len = offset + z.batch * z.channels * 2;
     let coef = ctx.buffer("coef", (len * 4) as u64, BufferRole::Storage);
     let mut rec = Recorder::new(&ctx, "test/groupnorm");
-    record_groupnorm_stats(
-        &mut rec,
-        z.batch,
-        z.height * z.width,
-        z.channels,
-        groups,
-        1e-5,
-        &zb,
-        &g,
-        &b,
-        &coef,
-        offset,
-    )
-    .unwrap();
+    record_groupnorm_stats(&mut rec, z.batch, z.height * z.width, z.channels, groups, 1e-5, &zb, &g, &b, &coef, offset)
+        .unwrap();
     rec.submit();
     ctx.download::<f32>(&coef, len).unwrap()[offset..].to_vec()
 }
 
 #[test]
 fn groupnorm_statistics_any_group_count() {
-    for (channels, groups, h, w, seed) in [
-        (12, 3, 7, 5, 20),
-        (12, 12, 3, 3, 21),
-        (12, 1, 9, 4, 22),
-        (32, 4, 26, 26, 23),
-        (64, 32, 12, 12, 24),
-    ] {
+    for (channels, groups, h, w, seed) in
+        [(12, 3, 7, 5, 20), (12, 12, 3, 3, 21), (12, 1, 9, 4, 22), (32, 4, 26, 26, 23), (64, 32, 12, 12, 24)]
+    {
         let mut r = rng(seed);
         let mut z = rounded(&nchw(3, channels, h, w, seed));
         // An offset mean and scale, as real pre-norm activations have.
-        z.data
-            .iter_mut()
-            .for_each(|v| *v = (*v * 2.5 + 1.5) as f32 as f64);
+        z.data.iter_mut().for_each(|v| *v = (*v * 2.5 + 1.5) as f32 as f64);
         let gamma: Vec<f32> = (0..channels).map(|_| r.random_range(0.5..1.5)).collect();
         let beta: Vec<f32> = (0..channels).map(|_| r.random_range(-0.5..0.5)).collect();
         let coef = gpu_groupnorm_coefficients(&z, groups, &gamma, &beta);
@@ -205,12 +146,10 @@ fn concatenated_normalised_inputs_with_time_bias_and_scale() {
     let mut r = rng(30);
     let z1 = rounded(&nchw(batch, c1, h, w, 31));
     let z2 = rounded(&nchw(batch, c2, h, w, 32));
-    let (g1, b1): (Vec<f32>, Vec<f32>) = (0..c1)
-        .map(|_| (r.random_range(0.5..1.5f32), r.random_range(-0.5..0.5f32)))
-        .unzip();
-    let (g2, b2): (Vec<f32>, Vec<f32>) = (0..c2)
-        .map(|_| (r.random_range(0.5..1.5f32), r.random_range(-0.5..0.5f32)))
-        .unzip();
+    let (g1, b1): (Vec<f32>, Vec<f32>) =
+        (0..c1).map(|_| (r.random_range(0.5..1.5f32), r.random_range(-0.5..0.5f32))).unzip();
+    let (g2, b2): (Vec<f32>, Vec<f32>) =
+        (0..c2).map(|_| (r.random_range(0.5..1.5f32), r.random_range(-0.5..0.5f32))).unzip();
 
     // Both inputs' pending norms in one coefficient buffer, at two offsets.
     let coef1 = gpu_groupnorm_coefficients(&z1, 2, &g1, &b1);
@@ -220,33 +159,16 @@ fn concatenated_normalised_inputs_with_time_bias_and_scale() {
     coef.resize(offset2, 0.0);
     coef.extend_from_slice(&coef2);
 
-    let shape = ConvShape {
-        batch,
-        height: h,
-        width: w,
-        c1,
-        c2,
-        outputs: cout,
-        stride: 2,
-        transposed: true,
-        output_padding: 1,
-    };
+    let shape =
+        ConvShape { batch, height: h, width: w, c1, c2, outputs: cout, stride: 2, transposed: true, output_padding: 1 };
     let weight = normal_vec(&mut r, (c1 + c2) * cout * 9, 0.2);
     // A table of 2 distinct times × (5 + cout) columns; this block's terms start at column 5.
     let table = normal_vec(&mut r, 2 * (5 + cout), 1.0);
     let time_index: Vec<u32> = vec![1, 0, 1];
     let scale: Vec<f32> = vec![0.5, 2.0, 1.25];
 
-    let (s1, s2, cb) = (
-        ctx.upload("z1", &f32s(&z1)),
-        ctx.upload("z2", &f32s(&z2)),
-        ctx.upload("coef", &coef),
-    );
-    let (tb, ti, sc) = (
-        ctx.upload("table", &table),
-        ctx.upload("ti", &time_index),
-        ctx.upload("scale", &scale),
-    );
+    let (s1, s2, cb) = (ctx.upload("z1", &f32s(&z1)), ctx.upload("z2", &f32s(&z2)), ctx.upload("coef", &coef));
+    let (tb, ti, sc) = (ctx.upload("table", &table), ctx.upload("ti", &time_index), ctx.upload("scale", &scale));
     let inputs = ConvInputs {
         src1: &s1,
         norm1: Some(PendingNorm { offset: 0 }),
@@ -254,32 +176,20 @@ fn concatenated_normalised_inputs_with_time_bias_and_scale() {
         norm2: Some(PendingNorm { offset: offset2 }),
         norm: Some(&cb),
     };
-    let bias = ConvBias::PerTime {
-        table: &tb,
-        offset: 5,
-        stride: 5 + cout,
-        time_index: &ti,
-    };
+    let bias = ConvBias::PerTime { table: &tb, offset: 5, stride: 5 + cout, time_index: &ti };
     let got = run(&shape, &inputs, &weight, bias, Activation::Silu, Some(&sc));
 
-    let x = silu_tensor(group_norm(&z1, 2, &g1, &b1, 1e-5))
-        .concat(&silu_tensor(group_norm(&z2, 4, &g2, &b2, 1e-5)));
+    let x = silu_tensor(group_norm(&z1, 2, &g1, &b1, 1e-5)).concat(&silu_tensor(group_norm(&z2, 4, &g2, &b2, 1e-5)));
     let mut want = reference_conv(&x, &weight, &shape);
     let per_sample: Vec<Vec<f64>> = time_index
         .iter()
-        .map(|&u| {
-            (0..cout)
-                .map(|c| table[u as usize * (5 + cout) + 5 + c] as f64)
-                .collect()
-        })
+        .map(|&u| (0..cout).map(|c| table[u as usize * (5 + cout) + 5 + c] as f64).collect())
         .collect();
     add_per_channel(&mut want, &per_sample);
     let mut want = silu_tensor(want);
     let per_image = want.data.len() / batch;
     for b in 0..batch {
-        want.data[b * per_image..(b + 1) * per_image]
-            .iter_mut()
-            .for_each(|v| *v *= scale[b] as f64);
+        want.data[b * per_image..(b + 1) * per_image].iter_mut().for_each(|v| *v *= scale[b] as f64);
     }
     let err = rel_err(&got, &want.to_nhwc());
     assert!(err <= 1e-5, "rel err {err:e}");
@@ -303,28 +213,9 @@ fn per_channel_bias() {
     let weight = normal_vec(&mut rng(41), 6 * 3 * 9, 0.3);
     let bias = vec![0.5f32, -1.0, 2.0];
     let (src, bb) = (ctx.upload("x", &f32s(&x)), ctx.upload("bias", &bias));
-    let inputs = ConvInputs {
-        src1: &src,
-        norm1: None,
-        src2: None,
-        norm2: None,
-        norm: None,
-    };
-    let got = run(
-        &shape,
-        &inputs,
-        &weight,
-        ConvBias::PerChannel(&bb),
-        Activation::Identity,
-        None,
-    );
+    let inputs = ConvInputs { src1: &src, norm1: None, src2: None, norm2: None, norm: None };
+    let got = run(&shape, &inputs, &weight, ConvBias::PerChannel(&bb), Activation::Identity, None);
     let mut want = reference_conv(&x, &weight, &shape);
-    add_per_channel(
-        &mut want,
-        &[
-            bias.iter().map(|&v| v as f64).collect(),
-            bias.iter().map(|&v| v as f64).collect(),
-        ],
-    );
+    add_per_channel(&mut want, &[bias.iter().map(|&v| v as f64).collect(), bias.iter().map(|&v| v as f64).collect()]);
     assert!(rel_err(&got, &want.to_nhwc()) <= 1e-5);
 }

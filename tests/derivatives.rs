@@ -15,13 +15,7 @@ fn field_of(model: &ScoreModel) -> ScoreField {
     ScoreField::new(gpu(), model).unwrap()
 }
 
-fn jacobian(
-    field: &ScoreField,
-    x: &[f32],
-    t: &[f32],
-    method: JacobianMethod,
-    options: JobOptions,
-) -> Vec<f32> {
+fn jacobian(field: &ScoreField, x: &[f32], t: &[f32], method: JacobianMethod, options: JobOptions) -> Vec<f32> {
     let d = field.dim();
     let mut out = vec![0f32; x.len() * d];
     derivative::jacobian(field, x, t, method, options, |points, values| {
@@ -34,12 +28,8 @@ fn jacobian(
 
 fn load_fixture(name: &str) -> (ScoreModel, Vec<f32>, Vec<f32>) {
     let model = ScoreModel::load(&fixture(&format!("{name}/model.safetensors"))).unwrap();
-    let x = npy::read_f32(&fixture(&format!("{name}/x.npy")))
-        .unwrap()
-        .data;
-    let t = npy::read_f32(&fixture(&format!("{name}/t.npy")))
-        .unwrap()
-        .data;
+    let x = npy::read_f32(&fixture(&format!("{name}/x.npy"))).unwrap().data;
+    let t = npy::read_f32(&fixture(&format!("{name}/t.npy"))).unwrap().data;
     (model, x, t)
 }
 
@@ -49,11 +39,9 @@ fn mlp_fixture_jacobians_every_method() {
         let (model, x, t) = load_fixture(name);
         let want = npy::read_f64(&fixture(&format!("{name}/jacobian.npy"))).unwrap();
         let field = field_of(&model);
-        for (method, tolerance) in [
-            (JacobianMethod::Forward, 1e-5),
-            (JacobianMethod::Reverse, 1e-5),
-            (JacobianMethod::Fd, 1e-3),
-        ] {
+        for (method, tolerance) in
+            [(JacobianMethod::Forward, 1e-5), (JacobianMethod::Reverse, 1e-5), (JacobianMethod::Fd, 1e-3)]
+        {
             let got = jacobian(&field, &x, &t, method, JobOptions::default());
             let err = rel_err(&got, &want.data);
             eprintln!("{name} {method:?}: rel err {err:.2e}");
@@ -66,42 +54,17 @@ fn mlp_fixture_jacobians_every_method() {
 fn forward_and_reverse_agree_with_the_f64_reference_on_random_mlps() {
     let mut seed = 500;
     for act in Activation::ALL {
-        for (dim, hidden, points) in [
-            (1, vec![3], 2),
-            (7, vec![65, 33], 9),
-            (40, vec![], 3),
-            (19, vec![130, 17, 64], 5),
-        ] {
+        for (dim, hidden, points) in
+            [(1, vec![3], 2), (7, vec![65, 33], 9), (40, vec![], 3), (19, vec![130, 17, 64], 5)]
+        {
             seed += 1;
-            let mlp = random_mlp(
-                seed,
-                dim,
-                &hidden,
-                6,
-                act,
-                NoiseSchedule::Vp {
-                    beta_min: 0.1,
-                    beta_max: 20.0,
-                },
-            );
+            let mlp = random_mlp(seed, dim, &hidden, 6, act, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 });
             let field = field_of(&ScoreModel::Mlp(mlp.clone()));
             let x = normal_vec(&mut rng(seed), points * dim, 1.0);
             let t = random_times(seed + 1, points);
             let want = mlp_jacobian(&mlp, &x, &t);
-            let forward = jacobian(
-                &field,
-                &x,
-                &t,
-                JacobianMethod::Forward,
-                JobOptions::default(),
-            );
-            let reverse = jacobian(
-                &field,
-                &x,
-                &t,
-                JacobianMethod::Reverse,
-                JobOptions::default(),
-            );
+            let forward = jacobian(&field, &x, &t, JacobianMethod::Forward, JobOptions::default());
+            let reverse = jacobian(&field, &x, &t, JacobianMethod::Reverse, JobOptions::default());
             assert!(
                 rel_err(&forward, &want) <= 1e-5,
                 "{act} D {dim} {hidden:?}: forward {:e}",
@@ -118,49 +81,22 @@ fn forward_and_reverse_agree_with_the_f64_reference_on_random_mlps() {
 
 #[test]
 fn adjoint_identity_and_many_directions_per_point() {
-    let mlp = random_mlp(
-        600,
-        23,
-        &[70, 41],
-        8,
-        Activation::Gelu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let mlp = random_mlp(600, 23, &[70, 41], 8, Activation::Gelu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = field_of(&ScoreModel::Mlp(mlp.clone()));
     let (points, per_point, d) = (11, 5, 23);
     let x = normal_vec(&mut rng(601), points * d, 1.0);
     let t = random_times(602, points);
     let v = normal_vec(&mut rng(603), points * per_point * d, 1.0);
     let u = normal_vec(&mut rng(604), points * per_point * d, 1.0);
-    let jv = derivative::jvp(
-        &field,
-        &x,
-        &t,
-        &v,
-        JvpMethod::Exact,
-        false,
-        JobOptions::default(),
-    )
-    .unwrap();
+    let jv = derivative::jvp(&field, &x, &t, &v, JvpMethod::Exact, false, JobOptions::default()).unwrap();
     let jtu = derivative::vjp(&field, &x, &t, &u, JobOptions::default()).unwrap();
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(&p, &q)| p as f64 * q as f64)
-            .sum::<f64>()
-    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>();
     for k in 0..points * per_point {
         let block = k * d..(k + 1) * d;
-        let (left, right) = (
-            dot(&u[block.clone()], &jv[block.clone()]),
-            dot(&jtu[block.clone()], &v[block.clone()]),
-        );
-        let scale = dot(&u[block.clone()], &u[block.clone()]).sqrt()
-            * dot(&jv[block.clone()], &jv[block.clone()]).sqrt();
-        assert!(
-            (left - right).abs() <= 1e-5 * scale.max(1e-30),
-            "direction {k}: <u, Jv> {left} vs <Jᵀu, v> {right}"
-        );
+        let (left, right) = (dot(&u[block.clone()], &jv[block.clone()]), dot(&jtu[block.clone()], &v[block.clone()]));
+        let scale =
+            dot(&u[block.clone()], &u[block.clone()]).sqrt() * dot(&jv[block.clone()], &jv[block.clone()]).sqrt();
+        assert!((left - right).abs() <= 1e-5 * scale.max(1e-30), "direction {k}: <u, Jv> {left} vs <Jᵀu, v> {right}");
     }
     // Each direction's product equals the reference Jacobian times it.
     let j = mlp_jacobian(&mlp, &x, &t);
@@ -168,9 +104,8 @@ fn adjoint_identity_and_many_directions_per_point() {
     for p in 0..points {
         for k in 0..per_point {
             for i in 0..d {
-                want[(p * per_point + k) * d + i] = (0..d)
-                    .map(|c| j[p * d * d + i * d + c] * v[(p * per_point + k) * d + c] as f64)
-                    .sum();
+                want[(p * per_point + k) * d + i] =
+                    (0..d).map(|c| j[p * d * d + i * d + c] * v[(p * per_point + k) * d + c] as f64).sum();
             }
         }
     }
@@ -179,29 +114,13 @@ fn adjoint_identity_and_many_directions_per_point() {
 
 #[test]
 fn finite_differences_agree_with_exact_to_the_documented_error() {
-    let mlp = random_mlp(
-        700,
-        12,
-        &[64, 64],
-        8,
-        Activation::Silu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let mlp = random_mlp(700, 12, &[64, 64], 8, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = field_of(&ScoreModel::Mlp(mlp));
     let points = 16;
     let x = normal_vec(&mut rng(701), points * 12, 1.0);
     let t = random_times(702, points);
     let v = normal_vec(&mut rng(703), points * 12, 1.0);
-    let exact = derivative::jvp(
-        &field,
-        &x,
-        &t,
-        &v,
-        JvpMethod::Exact,
-        false,
-        JobOptions::default(),
-    )
-    .unwrap();
+    let exact = derivative::jvp(&field, &x, &t, &v, JvpMethod::Exact, false, JobOptions::default()).unwrap();
     let exact64: Vec<f64> = exact.iter().map(|&a| a as f64).collect();
     for (method, richardson, tolerance) in [
         (JvpMethod::Fd, false, 1e-3),
@@ -209,36 +128,17 @@ fn finite_differences_agree_with_exact_to_the_documented_error() {
         (JvpMethod::Fd, true, 3e-4),
         (JvpMethod::Fd4, true, 3e-4),
     ] {
-        let fd = derivative::jvp(
-            &field,
-            &x,
-            &t,
-            &v,
-            method,
-            richardson,
-            JobOptions::default(),
-        )
-        .unwrap();
+        let fd = derivative::jvp(&field, &x, &t, &v, method, richardson, JobOptions::default()).unwrap();
         let err = rel_err(&fd, &exact64);
         eprintln!("{method:?} richardson {richardson}: rel err vs exact {err:.2e}");
-        assert!(
-            err <= tolerance,
-            "{method:?} richardson {richardson}: {err:e}"
-        );
+        assert!(err <= tolerance, "{method:?} richardson {richardson}: {err:e}");
     }
 }
 
 #[test]
 fn finite_differences_on_random_relu_networks() {
     for seed in [710u64, 711, 712] {
-        let mlp = random_mlp(
-            seed,
-            15,
-            &[80, 80, 80],
-            8,
-            Activation::Relu,
-            NoiseSchedule::VeSong { sigma: 25.0 },
-        );
+        let mlp = random_mlp(seed, 15, &[80, 80, 80], 8, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
         let field = field_of(&ScoreModel::Mlp(mlp.clone()));
         let points = 12;
         let x = normal_vec(&mut rng(seed + 1), points * 15, 1.0);
@@ -258,8 +158,7 @@ fn unet_fixture_jvp_by_finite_differences() {
     let want = npy::read_f64(&fixture("song_unet/jvp.npy")).unwrap();
     let field = field_of(&model);
     for method in [JvpMethod::Fd, JvpMethod::Fd4] {
-        let got =
-            derivative::jvp(&field, &x, &t, &v, method, false, JobOptions::default()).unwrap();
+        let got = derivative::jvp(&field, &x, &t, &v, method, false, JobOptions::default()).unwrap();
         let err = rel_err(&got, &want.data);
         eprintln!("song_unet jvp {method:?}: rel err {err:.2e}");
         assert!(err <= 1e-3, "{method:?}: {err:e}");
@@ -268,30 +167,14 @@ fn unet_fixture_jvp_by_finite_differences() {
 
 #[test]
 fn divergence_exact_is_the_trace_and_hutchinson_is_seeded() {
-    let mlp = random_mlp(
-        800,
-        9,
-        &[50],
-        4,
-        Activation::Tanh,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let mlp = random_mlp(800, 9, &[50], 4, Activation::Tanh, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = field_of(&ScoreModel::Mlp(mlp.clone()));
     let points = 6;
     let x = normal_vec(&mut rng(801), points * 9, 1.0);
     let t = random_times(802, points);
     let j = mlp_jacobian(&mlp, &x, &t);
-    let trace: Vec<f64> = (0..points)
-        .map(|p| (0..9).map(|i| j[p * 81 + i * 9 + i]).sum())
-        .collect();
-    let exact = derivative::divergence(
-        &field,
-        &x,
-        &t,
-        DivergenceMethod::Exact,
-        JobOptions::default(),
-    )
-    .unwrap();
+    let trace: Vec<f64> = (0..points).map(|p| (0..9).map(|i| j[p * 81 + i * 9 + i]).sum()).collect();
+    let exact = derivative::divergence(&field, &x, &t, DivergenceMethod::Exact, JobOptions::default()).unwrap();
     for p in 0..points {
         assert!(
             (exact[p] - trace[p]).abs() <= 1e-5 * trace[p].abs().max(1.0),
@@ -312,9 +195,7 @@ fn divergence_exact_is_the_trace_and_hutchinson_is_seeded() {
     };
     let (a, b) = (hutchinson(1), hutchinson(1));
     assert_eq!(a, b, "the same seed gives the same estimate");
-    let frob: Vec<f64> = (0..points)
-        .map(|p| (0..81).map(|k| j[p * 81 + k].powi(2)).sum::<f64>().sqrt())
-        .collect();
+    let frob: Vec<f64> = (0..points).map(|p| (0..81).map(|k| j[p * 81 + k].powi(2)).sum::<f64>().sqrt()).collect();
     for p in 0..points {
         // Standard error ≤ sqrt(2/probes)·‖J‖_F; allow five of them.
         assert!(
@@ -328,14 +209,7 @@ fn divergence_exact_is_the_trace_and_hutchinson_is_seeded() {
 
 #[test]
 fn jacobians_larger_than_the_budget_are_split_and_agree() {
-    let mlp = random_mlp(
-        900,
-        48,
-        &[96, 96],
-        8,
-        Activation::Gelu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let mlp = random_mlp(900, 48, &[96, 96], 8, Activation::Gelu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = field_of(&ScoreModel::Mlp(mlp));
     let points = 40;
     let x = normal_vec(&mut rng(901), points * 48, 1.0);
@@ -343,16 +217,7 @@ fn jacobians_larger_than_the_budget_are_split_and_agree() {
     for method in [JacobianMethod::Forward, JacobianMethod::Reverse] {
         let whole = jacobian(&field, &x, &t, method, JobOptions::default());
         // 160 KiB: the weights fit, a single point's 48 tangents do not: points and tangents are both split.
-        let split = jacobian(
-            &field,
-            &x,
-            &t,
-            method,
-            JobOptions {
-                memory_budget: 160 << 10,
-                ..JobOptions::default()
-            },
-        );
+        let split = jacobian(&field, &x, &t, method, JobOptions { memory_budget: 160 << 10, ..JobOptions::default() });
         let whole64: Vec<f64> = whole.iter().map(|&v| v as f64).collect();
         assert!(rel_err(&split, &whole64) <= 1e-6, "{method:?}");
     }

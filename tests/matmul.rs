@@ -30,21 +30,13 @@ fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
     let b = normal_vec(&mut r, eb as usize, 1.0);
     let bias = normal_vec(&mut r, shape.n as usize, 1.0);
     let scale: Vec<f32> = (0..groups).map(|_| r.random_range(0.5..2.0)).collect();
-    let pre = normal_vec(
-        &mut r,
-        shape.offset_pre as usize + groups * shape.ld_pre as usize,
-        1.5,
-    );
+    let pre = normal_vec(&mut r, shape.offset_pre as usize + groups * shape.ld_pre as usize, 1.5);
 
     let (ga, gb) = (ctx.upload("a", &a), ctx.upload("b", &b));
-    let (gbias, gscale, gpre) = (
-        ctx.upload("bias", &bias),
-        ctx.upload("scale", &scale),
-        ctx.upload("pre", &pre),
-    );
+    let (gbias, gscale, gpre) = (ctx.upload("bias", &bias), ctx.upload("scale", &scale), ctx.upload("pre", &pre));
     let gc = ctx.buffer("c", ec * 4, BufferRole::Storage);
-    let mut epilogue = Epilogue::act(f.act.unwrap_or(Activation::Identity))
-        .with_act_a(f.act_a.unwrap_or(Activation::Identity));
+    let mut epilogue =
+        Epilogue::act(f.act.unwrap_or(Activation::Identity)).with_act_a(f.act_a.unwrap_or(Activation::Identity));
     if f.bias {
         epilogue = epilogue.with_bias(&gbias);
     }
@@ -78,26 +70,13 @@ fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
 
 fn layouts(m: usize, n: usize, k: usize) -> Vec<MatmulShape> {
     let base = MatmulShape::new(m, n, k);
-    vec![
-        base,
-        base.with_trans_b(),
-        base.with_trans_a(),
-        base.with_trans_a().with_trans_b(),
-    ]
+    vec![base, base.with_trans_b(), base.with_trans_a(), base.with_trans_a().with_trans_b()]
 }
 
 #[test]
 fn tiled_matches_reference_on_awkward_shapes_and_layouts() {
     let mut seed = 0;
-    for (m, n, k) in [
-        (1, 1, 1),
-        (3, 5, 7),
-        (17, 65, 15),
-        (65, 63, 17),
-        (130, 257, 33),
-        (77, 1, 300),
-        (200, 129, 1),
-    ] {
+    for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 65, 15), (65, 63, 17), (130, 257, 33), (77, 1, 300), (200, 129, 1)] {
         for shape in layouts(m, n, k) {
             seed += 1;
             check(shape, "matmul_tiled", Fusions::default(), seed);
@@ -109,12 +88,7 @@ fn tiled_matches_reference_on_awkward_shapes_and_layouts() {
 fn small_matches_reference_on_awkward_shapes_and_layouts() {
     for (m, n, k) in [(1, 1, 1), (1, 300, 37), (5, 65, 129), (16, 3, 600)] {
         for shape in layouts(m, n, k) {
-            check(
-                shape,
-                "matmul_small",
-                Fusions::default(),
-                (m * 1000 + n + k) as u64,
-            );
+            check(shape, "matmul_small", Fusions::default(), (m * 1000 + n + k) as u64);
         }
     }
 }
@@ -122,28 +96,12 @@ fn small_matches_reference_on_awkward_shapes_and_layouts() {
 #[test]
 fn fused_epilogues_match_reference_for_every_activation() {
     let mut seed = 100;
-    for act in [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Silu,
-        Activation::Gelu,
-        Activation::Tanh,
-    ] {
+    for act in [Activation::Identity, Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Tanh] {
         for kernel in ["matmul_tiled", "matmul_small"] {
             for (bias, scale) in [(true, false), (true, true), (false, true)] {
                 seed += 1;
                 let shape = MatmulShape::new(13, 70, 45).with_trans_b();
-                check(
-                    shape,
-                    kernel,
-                    Fusions {
-                        bias,
-                        scale,
-                        act: Some(act),
-                        ..Fusions::default()
-                    },
-                    seed,
-                );
+                check(shape, kernel, Fusions { bias, scale, act: Some(act), ..Fusions::default() }, seed);
             }
         }
     }
@@ -160,28 +118,9 @@ fn activation_on_load_and_derivative_factors_for_every_activation() {
                 .with_trans_b()
                 .with_group_rows(7)
                 .with_pre_layout(45, 3);
-            check(
-                shape,
-                kernel,
-                Fusions {
-                    deriv: Some(act),
-                    scale: true,
-                    ..Fusions::default()
-                },
-                seed,
-            );
-            let shape = MatmulShape::new(if kernel == "matmul_small" { 9 } else { 67 }, 21, 50)
-                .with_trans_b();
-            check(
-                shape,
-                kernel,
-                Fusions {
-                    act_a: Some(act),
-                    bias: true,
-                    ..Fusions::default()
-                },
-                seed + 1000,
-            );
+            check(shape, kernel, Fusions { deriv: Some(act), scale: true, ..Fusions::default() }, seed);
+            let shape = MatmulShape::new(if kernel == "matmul_small" { 9 } else { 67 }, 21, 50).with_trans_b();
+            check(shape, kernel, Fusions { act_a: Some(act), bias: true, ..Fusions::default() }, seed + 1000);
         }
     }
 }
@@ -191,19 +130,8 @@ fn grouped_transposed_store() {
     for kernel in ["matmul_tiled", "matmul_small"] {
         // 5 groups of 13 rows (tangents) × 13 columns: each group's 13×13 block stored transposed.
         let m = if kernel == "matmul_small" { 13 } else { 65 };
-        let shape = MatmulShape::new(m, 13, 20)
-            .with_trans_b()
-            .with_group_rows(13);
-        check(
-            shape,
-            kernel,
-            Fusions {
-                group_transposed: true,
-                scale: true,
-                ..Fusions::default()
-            },
-            300,
-        );
+        let shape = MatmulShape::new(m, 13, 20).with_trans_b().with_group_rows(13);
+        check(shape, kernel, Fusions { group_transposed: true, scale: true, ..Fusions::default() }, 300);
     }
 }
 
@@ -211,25 +139,9 @@ fn grouped_transposed_store() {
 fn batched_products_with_strides() {
     for kernel in ["matmul_tiled", "matmul_small"] {
         let shape = MatmulShape::new(9, 31, 66).with_batch(5).with_trans_b();
-        check(
-            shape,
-            kernel,
-            Fusions {
-                bias: true,
-                ..Fusions::default()
-            },
-            7,
-        );
+        check(shape, kernel, Fusions { bias: true, ..Fusions::default() }, 7);
         let shape = MatmulShape::new(70, 3, 20).with_batch(3).with_trans_a();
-        check(
-            shape,
-            kernel,
-            Fusions {
-                act: Some(Activation::Silu),
-                ..Fusions::default()
-            },
-            8,
-        );
+        check(shape, kernel, Fusions { act: Some(Activation::Silu), ..Fusions::default() }, 8);
     }
 }
 
@@ -237,19 +149,11 @@ fn batched_products_with_strides() {
 fn operands_at_offsets_and_output_column_blocks() {
     for kernel in ["matmul_tiled", "matmul_small"] {
         // C is a 20-column block (starting at column 7) of a 40-column matrix; A and B start mid-buffer.
-        let shape = MatmulShape::new(37, 20, 19)
-            .with_trans_b()
-            .with_offsets(5, 11, 7)
-            .with_ldc(40);
+        let shape = MatmulShape::new(37, 20, 19).with_trans_b().with_offsets(5, 11, 7).with_ldc(40);
         check(
             shape,
             kernel,
-            Fusions {
-                act: Some(Activation::Relu),
-                bias: true,
-                scale: true,
-                ..Fusions::default()
-            },
+            Fusions { act: Some(Activation::Relu), bias: true, scale: true, ..Fusions::default() },
             21,
         );
     }

@@ -10,14 +10,8 @@ use scorelens::scheduler::JobOptions;
 use scorelens::{Activation, ScoreField, ScoreModel};
 
 const VE_SONG: NoiseSchedule = NoiseSchedule::VeSong { sigma: 25.0 };
-const VE: NoiseSchedule = NoiseSchedule::Ve {
-    sigma_min: 0.01,
-    sigma_max: 50.0,
-};
-const VP: NoiseSchedule = NoiseSchedule::Vp {
-    beta_min: 0.1,
-    beta_max: 20.0,
-};
+const VE: NoiseSchedule = NoiseSchedule::Ve { sigma_min: 0.01, sigma_max: 50.0 };
+const VP: NoiseSchedule = NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 };
 
 /// Writes the model to safetensors and loads it back, so the file path is exercised too.
 fn roundtrip(model: &scorelens::model::MlpModel) -> ScoreModel {
@@ -39,19 +33,11 @@ fn check_random(
     let loaded = roundtrip(&model);
     let field = ScoreField::new(gpu(), &loaded).unwrap();
     let x = normal_vec(&mut rng(seed + 1), rows * dim, 1.0);
-    let t = if shared_t {
-        vec![0.37]
-    } else {
-        random_times(seed + 2, rows)
-    };
+    let t = if shared_t { vec![0.37] } else { random_times(seed + 2, rows) };
     let got = field.score(&x, &t, JobOptions::default()).unwrap();
     let want = mlp_score(&model, &x, &t);
     let err = rel_err(&got, &want);
-    assert!(
-        err <= 1e-5,
-        "D {dim} hidden {hidden:?} E {embed} {act} {} rows {rows}: rel err {err:e}",
-        schedule.name()
-    );
+    assert!(err <= 1e-5, "D {dim} hidden {hidden:?} E {embed} {act} {} rows {rows}: rel err {err:e}", schedule.name());
 }
 
 #[test]
@@ -76,26 +62,8 @@ fn every_activation_and_schedule() {
 fn wide_hidden_layers_and_large_batches() {
     check_random(200, 3, &[600], 16, Activation::Gelu, VE_SONG, 5000, false);
     check_random(201, 300, &[257, 600], 32, Activation::Silu, VP, 1000, true);
-    check_random(
-        202,
-        64,
-        &[512, 512, 512],
-        64,
-        Activation::Tanh,
-        VE,
-        1001,
-        false,
-    );
-    check_random(
-        203,
-        131,
-        &[1, 599],
-        10,
-        Activation::Relu,
-        VE_SONG,
-        4999,
-        false,
-    );
+    check_random(202, 64, &[512, 512, 512], 64, Activation::Tanh, VE, 1001, false);
+    check_random(203, 131, &[1, 599], 10, Activation::Relu, VE_SONG, 4999, false);
 }
 
 fn check_fixture(name: &str) {
@@ -105,9 +73,7 @@ fn check_fixture(name: &str) {
     let want = npy::read_f64(&fixture(&format!("{name}/score.npy"))).unwrap();
     assert_eq!(want.shape, x.shape);
     let field = ScoreField::new(gpu(), &model).unwrap();
-    let got = field
-        .score(&x.data, &t.data, JobOptions::default())
-        .unwrap();
+    let got = field.score(&x.data, &t.data, JobOptions::default()).unwrap();
     let err = rel_err(&got, &want.data);
     assert!(err <= 1e-5, "{name}: rel err {err:e}");
     let d = x.shape[1];
@@ -131,12 +97,7 @@ fn pytorch_fixture_mlp_relu() {
 // schedules and output scales the PyTorch fixtures do not cover.
 #[test]
 fn numpy_fixtures_other_activations_schedules_and_scales() {
-    for name in [
-        "numpy_mlp_gelu_ve",
-        "numpy_mlp_tanh_vp",
-        "numpy_mlp_silu_none",
-        "numpy_mlp_relu_wide",
-    ] {
+    for name in ["numpy_mlp_gelu_ve", "numpy_mlp_tanh_vp", "numpy_mlp_silu_none", "numpy_mlp_relu_wide"] {
         check_fixture(name);
     }
 }
@@ -144,11 +105,7 @@ fn numpy_fixtures_other_activations_schedules_and_scales() {
 // Float64 PyTorch references (tools/fixtures/make_torch_mlp_fixtures.py) for gelu, tanh, ve, vp and no output scale.
 #[test]
 fn pytorch_fixtures_other_activations_and_schedules() {
-    for name in [
-        "torch_mlp_gelu_vp",
-        "torch_mlp_tanh_ve",
-        "torch_mlp_silu_none",
-    ] {
+    for name in ["torch_mlp_gelu_vp", "torch_mlp_tanh_ve", "torch_mlp_silu_none"] {
         check_fixture(name);
     }
 }

@@ -24,21 +24,12 @@ fn every_kernel_validates_and_reflects() {
         assert!(!reflection.bindings.is_empty(), "{name} has no bindings");
         // Bindings come as inputs, outputs, then params: no read-only binding after a read_write one except the uniform.
         let kinds: Vec<BindingKind> = reflection.bindings.iter().map(|b| b.1).collect();
-        let first_output = kinds
-            .iter()
-            .position(|k| *k == BindingKind::StorageReadWrite)
-            .expect("an output binding");
+        let first_output = kinds.iter().position(|k| *k == BindingKind::StorageReadWrite).expect("an output binding");
         assert!(
-            kinds[first_output..]
-                .iter()
-                .all(|k| *k != BindingKind::StorageRead),
+            kinds[first_output..].iter().all(|k| *k != BindingKind::StorageRead),
             "{name}: inputs must precede outputs: {kinds:?}"
         );
-        assert_eq!(
-            kinds.last(),
-            Some(&BindingKind::Uniform),
-            "{name}: params (uniform) come last"
-        );
+        assert_eq!(kinds.last(), Some(&BindingKind::Uniform), "{name}: params (uniform) come last");
     }
 }
 
@@ -50,36 +41,21 @@ fn every_wgsl_file_is_registered_and_has_a_header() {
     assert!(!files.is_empty());
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        let rel = path
-            .strip_prefix(&root)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = path.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
         let first = text.lines().next().unwrap_or("");
         assert!(
             first.starts_with(&format!("// {rel} — ")),
             "{rel}: first line must be `// {rel} — <what it computes>`, got {first:?}"
         );
-        let header: String = text
-            .lines()
-            .take_while(|l| l.starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let header: String = text.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
         if rel.starts_with("shared/") {
-            naga::front::wgsl::parse_str(&text)
-                .unwrap_or_else(|e| panic!("{rel}: {}", e.emit_to_string(&text)));
+            naga::front::wgsl::parse_str(&text).unwrap_or_else(|e| panic!("{rel}: {}", e.emit_to_string(&text)));
             continue;
         }
         let name = rel.trim_end_matches(".wgsl");
-        assert!(
-            KERNELS.iter().any(|(n, _, _)| *n == name),
-            "{rel} is not registered in src/gpu/kernels.rs"
-        );
+        assert!(KERNELS.iter().any(|(n, _, _)| *n == name), "{rel} is not registered in src/gpu/kernels.rs");
         for word in ["Bindings", "Layout"] {
-            assert!(
-                header.contains(word),
-                "{rel}: header must describe its {word}"
-            );
+            assert!(header.contains(word), "{rel}: header must describe its {word}");
         }
     }
 }

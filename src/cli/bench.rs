@@ -54,16 +54,10 @@ struct Report {
 /// Published dense float32 (non-tensor-core) peaks of adapters we report against, in GFLOP/s.
 fn known_peak_gflops(name: &str) -> Option<f64> {
     let n = name.to_lowercase();
-    [
-        ("h100 pcie", 51_200.0),
-        ("h100", 66_900.0),
-        ("h200", 66_900.0),
-        ("a100", 19_500.0),
-        ("rtx 4090", 82_600.0),
-    ]
-    .iter()
-    .find(|(key, _)| n.contains(key))
-    .map(|(_, peak)| *peak)
+    [("h100 pcie", 51_200.0), ("h100", 66_900.0), ("h200", 66_900.0), ("a100", 19_500.0), ("rtx 4090", 82_600.0)]
+        .iter()
+        .find(|(key, _)| n.contains(key))
+        .map(|(_, peak)| *peak)
 }
 
 /// Median seconds of `run` over repeats that fill at least `budget` (at least 3), after one warm-up call.
@@ -84,59 +78,43 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let budget_bytes = args.compute.memory_budget()?;
     let ctx = GpuContext::shared()?;
     let peak = known_peak_gflops(&ctx.caps.info.name);
-    let time_budget = if args.quick {
-        Duration::from_millis(300)
-    } else {
-        Duration::from_secs(2)
-    };
-    let wanted =
-        |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.contains(o.as_str()));
-    let options = JobOptions {
-        memory_budget: budget_bytes,
-        ..JobOptions::default()
-    };
+    let time_budget = if args.quick { Duration::from_millis(300) } else { Duration::from_secs(2) };
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.contains(o.as_str()));
+    let options = JobOptions { memory_budget: budget_bytes, ..JobOptions::default() };
     if !args.json {
         println!("adapter: {}", ctx.adapter_description());
     }
     let mut items = Vec::new();
-    let mut record =
-        |name: String, seconds: f64, repeats: usize, flop: f64, count: f64, unit: &'static str| {
-            let gflops = flop / seconds / 1e9;
-            let item = Item {
-                name,
-                seconds,
-                repeats,
-                gflop: flop / 1e9,
-                gflops_per_s: gflops,
-                per_second: count / seconds,
-                unit,
-                peak_fraction: peak.map(|p| gflops / p),
-            };
-            if !args.json {
-                let fraction = item
-                    .peak_fraction
-                    .map_or(String::new(), |f| format!("  {:.1}% of peak", 100.0 * f));
-                println!(
-                    "{:<34} {:>10.3} ms {:>10.2} GFLOP/s {:>12.1} {}/s{fraction}",
-                    item.name,
-                    seconds * 1e3,
-                    gflops,
-                    item.per_second,
-                    unit
-                );
-            }
-            items.push(item);
+    let mut record = |name: String, seconds: f64, repeats: usize, flop: f64, count: f64, unit: &'static str| {
+        let gflops = flop / seconds / 1e9;
+        let item = Item {
+            name,
+            seconds,
+            repeats,
+            gflop: flop / 1e9,
+            gflops_per_s: gflops,
+            per_second: count / seconds,
+            unit,
+            peak_fraction: peak.map(|p| gflops / p),
         };
+        if !args.json {
+            let fraction = item.peak_fraction.map_or(String::new(), |f| format!("  {:.1}% of peak", 100.0 * f));
+            println!(
+                "{:<34} {:>10.3} ms {:>10.2} GFLOP/s {:>12.1} {}/s{fraction}",
+                item.name,
+                seconds * 1e3,
+                gflops,
+                item.per_second,
+                unit
+            );
+        }
+        items.push(item);
+    };
 
     let matmuls: &[(usize, usize, usize)] = if args.quick {
         &[(256, 256, 256), (1024, 512, 512)]
     } else {
-        &[
-            (256, 256, 256),
-            (1024, 1024, 1024),
-            (4096, 4096, 4096),
-            (65536, 64, 512),
-        ]
+        &[(256, 256, 256), (1024, 1024, 1024), (4096, 4096, 4096), (65536, 64, 512)]
     };
     for &(m, n, k) in matmuls {
         let name = format!("matmul {m}x{n}x{k}");
@@ -156,48 +134,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         record(name, seconds, repeats, shape.flops(), 1.0, "products");
     }
 
-    let mlp = MlpModel::random(
-        1,
-        64,
-        &[512, 512, 512],
-        64,
-        Activation::Silu,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let mlp = MlpModel::random(1, 64, &[512, 512, 512], 64, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
     let mlp_flops = mlp.flops_per_row();
     let mlp_field = ScoreField::new(ctx.clone(), &ScoreModel::Mlp(mlp))?;
-    let mlp_batches: &[usize] = if args.quick {
-        &[1024]
-    } else {
-        &[1, 1024, 65_536]
-    };
+    let mlp_batches: &[usize] = if args.quick { &[1024] } else { &[1, 1024, 65_536] };
     for &rows in mlp_batches {
         let name = format!("mlp forward D64-h512x3 b{rows}");
         if !wanted(&name) {
             continue;
         }
-        let x: Vec<f32> = (0..rows * 64)
-            .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
-            .collect();
-        let (seconds, repeats) = time_it(time_budget, || {
-            mlp_field.score(&x, &[0.5], options).map(|_| ())
-        })?;
-        record(
-            name,
-            seconds,
-            repeats,
-            mlp_flops * rows as f64,
-            rows as f64,
-            "rows",
-        );
+        let x: Vec<f32> = (0..rows * 64).map(|i| ((i % 97) as f32 - 48.0) / 48.0).collect();
+        let (seconds, repeats) = time_it(time_budget, || mlp_field.score(&x, &[0.5], options).map(|_| ()))?;
+        record(name, seconds, repeats, mlp_flops * rows as f64, rows as f64, "rows");
     }
 
-    let unet = UnetModel::random(
-        1,
-        [32, 64, 128, 256],
-        256,
-        NoiseSchedule::VeSong { sigma: 25.0 },
-    );
+    let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;
     let unet_batches: &[usize] = if args.quick { &[1, 16] } else { &[1, 64, 512] };
@@ -206,20 +157,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if !wanted(&name) {
             continue;
         }
-        let x: Vec<f32> = (0..images * 784)
-            .map(|i| ((i % 255) as f32) / 255.0)
-            .collect();
-        let (seconds, repeats) = time_it(time_budget, || {
-            unet_field.score(&x, &[0.5], options).map(|_| ())
-        })?;
-        record(
-            name,
-            seconds,
-            repeats,
-            unet_flops * images as f64,
-            images as f64,
-            "images",
-        );
+        let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
+        let (seconds, repeats) = time_it(time_budget, || unet_field.score(&x, &[0.5], options).map(|_| ()))?;
+        record(name, seconds, repeats, unet_flops * images as f64, images as f64, "images");
     }
 
     if args.json {
@@ -231,8 +171,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             peak_f32_gflops: peak,
             items,
         };
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::bad_input("bench report", e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::bad_input("bench report", e.to_string()))?;
         println!("{text}");
     }
     Ok(())

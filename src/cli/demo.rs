@@ -34,11 +34,7 @@ pub struct DemoArgs {
 }
 
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum();
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     (num / den).sqrt()
 }
@@ -48,12 +44,7 @@ fn npy_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<u64>, Vec<f64>)> {
     let file = npyz::NpyFile::new(bytes).map_err(bad)?;
     let shape = file.shape().to_vec();
     let data = match file.dtype().descr().as_str() {
-        "'<f4'" => file
-            .into_vec::<f32>()
-            .map_err(bad)?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
+        "'<f4'" => file.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect(),
         _ => file.into_vec::<f64>().map_err(bad)?,
     };
     Ok((shape, data))
@@ -68,10 +59,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let dim = mlp.dim;
     let ctx = GpuContext::shared()?;
     let field = ScoreField::new(ctx.clone(), &model)?;
-    let options = JobOptions {
-        memory_budget: budget,
-        progress: &Bar::new(),
-    };
+    let options = JobOptions { memory_budget: budget, progress: &Bar::new() };
 
     println!("scorelens demo");
     println!("  adapter      {}", ctx.adapter_description());
@@ -95,9 +83,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     // 2. A built-in batch at four noise levels.
     let mut rng = rand::rngs::StdRng::seed_from_u64(2311);
     let rows = args.rows.max(4);
-    let x: Vec<f32> = (0..rows * dim)
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect();
+    let x: Vec<f32> = (0..rows * dim).map(|_| StandardNormal.sample(&mut rng)).collect();
     let levels = [0.05f32, 0.2, 0.5, 1.0];
     let t: Vec<f32> = (0..rows).map(|r| levels[r * levels.len() / rows]).collect();
     let started = Instant::now();
@@ -107,15 +93,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let check_rows = rows.min(2048);
     let stride = rows / check_rows;
     let picked: Vec<usize> = (0..check_rows).map(|i| i * stride).collect();
-    let px: Vec<f32> = picked
-        .iter()
-        .flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
+    let px: Vec<f32> = picked.iter().flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied()).collect();
     let pt: Vec<f32> = picked.iter().map(|&r| t[r]).collect();
-    let ps: Vec<f32> = picked
-        .iter()
-        .flat_map(|&r| score[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
+    let ps: Vec<f32> = picked.iter().flat_map(|&r| score[r * dim..(r + 1) * dim].iter().copied()).collect();
     let err_reference = rel_err(&ps, &mlp_score(mlp, &px, &pt));
     println!("  batch        {rows} points × {} noise levels in {:.1} ms ({gflops:.2} GFLOP/s, first call includes kernel compilation)", levels.len(), seconds * 1e3);
     println!("  vs f64 ref.  rel. error {err_reference:.2e} on {check_rows} of them");
@@ -126,19 +106,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let std = model.schedule().std(level as f64);
         let mean_norm = range
             .clone()
-            .map(|r| {
-                score[r * dim..(r + 1) * dim]
-                    .iter()
-                    .map(|&v| (v as f64).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
+            .map(|r| score[r * dim..(r + 1) * dim].iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
             .sum::<f64>()
             / range.len() as f64;
-        println!(
-            "               {level:<6} {std:<10.4} {:.4}",
-            mean_norm * std
-        );
+        println!("               {level:<6} {std:<10.4} {:.4}", mean_norm * std);
         level_rows.push(serde_json::json!({"t": level, "std": std, "mean_score_norm_times_std": mean_norm * std}));
     }
     let ok = err_pytorch <= 1e-5 && err_reference <= 1e-5;
@@ -166,19 +137,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             "rel_err_vs_f64_reference": err_reference,
             "levels": level_rows,
         });
-        let text = serde_json::to_string_pretty(&summary)
-            .map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
         write_atomically(&dir.join("summary.json"), text.as_bytes())?;
-        println!(
-            "  wrote        {}/{{x,t,score}}.npy and summary.json",
-            dir.display()
-        );
+        println!("  wrote        {}/{{x,t,score}}.npy and summary.json", dir.display());
     }
     if ok {
         Ok(())
     } else {
-        Err(Error::Device(
-            "the GPU result disagrees with the references (see above)".into(),
-        ))
+        Err(Error::Device("the GPU result disagrees with the references (see above)".into()))
     }
 }

@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use scorelens::derivative::{
-    self, has_exact_derivatives, DivergenceMethod, JacobianMethod, JvpMethod,
-};
+use scorelens::derivative::{self, has_exact_derivatives, DivergenceMethod, JacobianMethod, JvpMethod};
 use scorelens::io::npy;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
@@ -88,7 +86,9 @@ fn require_exact(field: &ScoreField, what: &str) -> Result<()> {
     if has_exact_derivatives(field) {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("{what}: this model has no exact derivative in this build yet; use a finite-difference method")))
+        Err(Error::InvalidArgument(format!(
+            "{what}: this model has no exact derivative in this build yet; use a finite-difference method"
+        )))
     }
 }
 
@@ -109,15 +109,7 @@ pub fn run_jvp(args: &JvpArgs) -> Result<()> {
         }
     };
     let bar = Bar::new();
-    let out = derivative::jvp(
-        &job.field,
-        &job.x.data,
-        &job.t,
-        &v.data,
-        method,
-        args.richardson,
-        job.options(&bar),
-    )?;
+    let out = derivative::jvp(&job.field, &job.x.data, &job.t, &v.data, method, args.richardson, job.options(&bar))?;
     npy::write_f32(&args.output, &v.shape, &out)
 }
 
@@ -128,21 +120,13 @@ pub fn run_vjp(args: &VjpArgs) -> Result<()> {
     let out = if has_exact_derivatives(&job.field) {
         derivative::vjp(&job.field, &job.x.data, &job.t, &u.data, job.options(&bar))?
     } else {
-        log::warn!(
-            "no exact VJP for this model yet: using Jᵀu from a finite-difference Jacobian (slow)"
-        );
+        log::warn!("no exact VJP for this model yet: using Jᵀu from a finite-difference Jacobian (slow)");
         vjp_from_fd_jacobian(&job.field, &job.x.data, &job.t, &u.data, job.options(&bar))?
     };
     npy::write_f32(&args.output, &u.shape, &out)
 }
 
-fn vjp_from_fd_jacobian(
-    field: &ScoreField,
-    x: &[f32],
-    t: &[f32],
-    u: &[f32],
-    options: JobOptions,
-) -> Result<Vec<f32>> {
+fn vjp_from_fd_jacobian(field: &ScoreField, x: &[f32], t: &[f32], u: &[f32], options: JobOptions) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = x.len() / d;
     let per_point = u.len() / (points * d);
@@ -153,9 +137,7 @@ fn vjp_from_fd_jacobian(
             for q in 0..per_point {
                 let row = (p * per_point + q) * d;
                 for c in 0..d {
-                    out[row + c] = (0..d)
-                        .map(|i| jp[i * d + c] as f64 * u[row + i] as f64)
-                        .sum::<f64>() as f32;
+                    out[row + c] = (0..d).map(|i| jp[i * d + c] as f64 * u[row + i] as f64).sum::<f64>() as f32;
                 }
             }
         }
@@ -185,24 +167,14 @@ pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
     let d = job.field.dim();
     let mut writer = npy::StreamWriter::create(&args.output, &[job.x.rows, d, d])?;
     let bar = Bar::new();
-    derivative::jacobian(
-        &job.field,
-        &job.x.data,
-        &job.t,
-        method,
-        job.options(&bar),
-        |_, values| writer.write(values),
-    )?;
+    derivative::jacobian(&job.field, &job.x.data, &job.t, method, job.options(&bar), |_, values| writer.write(values))?;
     writer.finish()
 }
 
 pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let method = match args.probes {
-        Some(probes) => DivergenceMethod::Hutchinson {
-            probes,
-            seed: args.seed,
-        },
+        Some(probes) => DivergenceMethod::Hutchinson { probes, seed: args.seed },
         None => DivergenceMethod::Exact,
     };
     let bar = Bar::new();

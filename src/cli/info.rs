@@ -20,18 +20,12 @@ pub fn run(model: Option<&Path>) -> Result<()> {
     }
     let chosen = GpuContext::shared().ok().map(|c| c.caps.info.clone());
     for a in &adapters {
-        let mark = if chosen
-            .as_ref()
-            .is_some_and(|c| c.name == a.info.name && c.backend == a.info.backend)
-        {
+        let mark = if chosen.as_ref().is_some_and(|c| c.name == a.info.name && c.backend == a.info.backend) {
             "*"
         } else {
             " "
         };
-        println!(
-            "{mark} [{}] {} ({:?}, {:?})",
-            a.index, a.info.name, a.info.backend, a.info.device_type
-        );
+        println!("{mark} [{}] {} ({:?}, {:?})", a.index, a.info.name, a.info.backend, a.info.device_type);
         println!("      driver: {} {}", a.info.driver, a.info.driver_info);
         let l = &a.limits;
         println!(
@@ -49,29 +43,16 @@ pub fn run(model: Option<&Path>) -> Result<()> {
             (wgpu::Features::SUBGROUP, "subgroup"),
             (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
             (wgpu::Features::SHADER_F64, "shader-f64"),
-            (
-                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
-                "cooperative-matrix",
-            ),
+            (wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, "cooperative-matrix"),
         ]
         .iter()
         .filter(|(flag, _)| f.contains(*flag))
         .map(|(_, name)| *name)
         .collect();
-        println!(
-            "      features: {}",
-            if named.is_empty() {
-                "(none of note)".to_string()
-            } else {
-                named.join(", ")
-            }
-        );
+        println!("      features: {}", if named.is_empty() { "(none of note)".to_string() } else { named.join(", ") });
     }
     if chosen.is_some() {
-        println!(
-            "(* = chosen; set {} to an index or a name substring to pick another)",
-            scorelens::gpu::ADAPTER_ENV
-        );
+        println!("(* = chosen; set {} to an index or a name substring to pick another)", scorelens::gpu::ADAPTER_ENV);
     }
     Ok(())
 }

@@ -40,22 +40,13 @@ impl ModelInputs {
         let x = read_points(&self.x, &model)?;
         let t = read_times(&self.t, x.rows)?;
         let field = ScoreField::new(GpuContext::shared()?, &model)?;
-        Ok(Job {
-            model,
-            field,
-            x,
-            t,
-            memory_budget,
-        })
+        Ok(Job { model, field, x, t, memory_budget })
     }
 }
 
 impl Job {
     pub fn options<'a>(&self, progress: &'a dyn Progress) -> JobOptions<'a> {
-        JobOptions {
-            memory_budget: self.memory_budget,
-            progress,
-        }
+        JobOptions { memory_budget: self.memory_budget, progress }
     }
 }
 
@@ -68,8 +59,7 @@ pub fn read_directions(path: &Path, name: &str, job: &Job) -> Result<npy::Array>
     let rows = job.x.rows;
     let per_point_ok = a.shape.first() == Some(&rows) && a.shape.len() >= 2 && {
         let tail = &a.shape[1..];
-        tail == &job.x.shape[1..]
-            || (tail.len() >= 2 && (tail[1..] == row_shape[..] || tail[1..] == [dim]))
+        tail == &job.x.shape[1..] || (tail.len() >= 2 && (tail[1..] == row_shape[..] || tail[1..] == [dim]))
     };
     if !per_point_ok {
         return Err(Error::bad_input(
@@ -81,11 +71,7 @@ pub fn read_directions(path: &Path, name: &str, job: &Job) -> Result<npy::Array>
         ));
     }
     if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what,
-            row: i / (a.data.len() / rows),
-            value: a.data[i] as f64,
-        });
+        return Err(Error::NotFinite { what, row: i / (a.data.len() / rows), value: a.data[i] as f64 });
     }
     Ok(a)
 }
@@ -105,18 +91,19 @@ pub fn read_points(path: &Path, model: &ScoreModel) -> Result<Points> {
     if x.shape.len() < 2 {
         return Err(Error::bad_input(
             what,
-            format!(
-                "shape {:?}; expected [B, {}] (a batch of rows)",
-                x.shape,
-                shape_text(&row_shape)
-            ),
+            format!("shape {:?}; expected [B, {}] (a batch of rows)", x.shape, shape_text(&row_shape)),
         ));
     }
     let per_row: usize = x.shape[1..].iter().product();
     if x.shape[1..] != row_shape[..] && !(x.shape.len() == 2 && per_row == dim) {
         return Err(Error::bad_input(
             what,
-            format!("shape {:?} does not match the model: one row must be [{}] ({dim} values), got {:?}", x.shape, shape_text(&row_shape), &x.shape[1..]),
+            format!(
+                "shape {:?} does not match the model: one row must be [{}] ({dim} values), got {:?}",
+                x.shape,
+                shape_text(&row_shape),
+                &x.shape[1..]
+            ),
         ));
     }
     let rows = x.shape[0];
@@ -127,19 +114,11 @@ pub fn read_points(path: &Path, model: &ScoreModel) -> Result<Points> {
             value: x.data[i] as f64,
         });
     }
-    Ok(Points {
-        shape: x.shape,
-        data: x.data,
-        rows,
-    })
+    Ok(Points { shape: x.shape, data: x.data, rows })
 }
 
 fn shape_text(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// T: one number for all rows, or a .npy of shape [B] (or a single value).
@@ -151,32 +130,21 @@ pub fn read_times(arg: &str, rows: usize) -> Result<Vec<f32>> {
             let t = npy::read_f32(path)?;
             let what = format!("{} (T)", path.display());
             let len = t.data.len();
-            let ok_shape = (t.shape.len() == 1 && (len == rows || len == 1))
-                || (t.shape.is_empty() && len == 1);
+            let ok_shape = (t.shape.len() == 1 && (len == rows || len == 1)) || (t.shape.is_empty() && len == 1);
             if !ok_shape {
                 return Err(Error::bad_input(
                     what,
-                    format!(
-                        "shape {:?}; expected [{rows}] (one t per row of X) or a single value",
-                        t.shape
-                    ),
+                    format!("shape {:?}; expected [{rows}] (one t per row of X) or a single value", t.shape),
                 ));
             }
             (t.data, what)
         }
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what,
-            row: i,
-            value: values[i] as f64,
-        });
+        return Err(Error::NotFinite { what, row: i, value: values[i] as f64 });
     }
     if let Some(i) = values.iter().position(|&v| !(v > 0.0 && v <= 1.0)) {
-        return Err(Error::bad_input(
-            what,
-            format!("t = {} at row {i} is outside (0, 1]", values[i]),
-        ));
+        return Err(Error::bad_input(what, format!("t = {} at row {i} is outside (0, 1]", values[i])));
     }
     Ok(values)
 }

@@ -54,9 +54,7 @@ pub struct ComputeArgs {
 
 impl ComputeArgs {
     pub fn memory_budget(&self) -> Result<u64> {
-        self.max_memory
-            .as_deref()
-            .map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
+        self.max_memory.as_deref().map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
     }
 }
 

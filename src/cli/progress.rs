@@ -20,16 +20,10 @@ impl Bar {
     pub fn new() -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {bar:40} {pos}/{len} rows [{elapsed_precise} < {eta_precise}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} rows [{elapsed_precise} < {eta_precise}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Bar {
-            bar,
-            started: Mutex::new(None),
-            interactive: std::io::stderr().is_terminal(),
-        }
+        Bar { bar, started: Mutex::new(None), interactive: std::io::stderr().is_terminal() }
     }
 }
 
@@ -44,10 +38,7 @@ impl Progress for Bar {
     fn advance(&self, rows: usize) {
         self.bar.inc(rows as u64);
         let started = *self.started.lock().unwrap_or_else(|p| p.into_inner());
-        if self.interactive
-            && self.bar.is_hidden()
-            && started.is_some_and(|s| s.elapsed() > SHOW_AFTER)
-        {
+        if self.interactive && self.bar.is_hidden() && started.is_some_and(|s| s.elapsed() > SHOW_AFTER) {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
         }
     }

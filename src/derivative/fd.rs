@@ -31,12 +31,7 @@ impl Stencil {
     fn taps(self) -> &'static [(f64, f64)] {
         match self {
             Stencil::Central => &[(1.0, 0.5), (-1.0, -0.5)],
-            Stencil::FourthOrder => &[
-                (2.0, -1.0 / 12.0),
-                (1.0, 8.0 / 12.0),
-                (-1.0, -8.0 / 12.0),
-                (-2.0, 1.0 / 12.0),
-            ],
+            Stencil::FourthOrder => &[(2.0, -1.0 / 12.0), (1.0, 8.0 / 12.0), (-1.0, -8.0 / 12.0), (-2.0, 1.0 / 12.0)],
         }
     }
 
@@ -107,30 +102,9 @@ pub fn jvp(
     while start < points {
         let chunk = start..(start + points_per_chunk).min(points);
         if piecewise_linear {
-            piecewise_linear_chunk(
-                field,
-                x,
-                t,
-                v,
-                per_point,
-                stencil,
-                chunk.clone(),
-                &mut out,
-                options,
-            )?;
+            piecewise_linear_chunk(field, x, t, v, per_point, stencil, chunk.clone(), &mut out, options)?;
         } else {
-            jvp_chunk(
-                field,
-                x,
-                t,
-                v,
-                per_point,
-                stencil,
-                scales,
-                chunk.clone(),
-                &mut out,
-                options,
-            )?;
+            jvp_chunk(field, x, t, v, per_point, stencil, scales, chunk.clone(), &mut out, options)?;
         }
         start = chunk.end;
     }
@@ -164,11 +138,7 @@ fn jvp_chunk(
             for &scale in scales {
                 for &(multiple, _) in taps {
                     let shift = multiple * h * scale;
-                    rows.extend(
-                        xp.iter()
-                            .zip(vk)
-                            .map(|(&a, &b)| (a as f64 + shift * b as f64) as f32),
-                    );
+                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
                     times.push(if t.len() == 1 { t[0] } else { t[p] });
                 }
             }
@@ -179,8 +149,7 @@ fn jvp_chunk(
     let per_direction = per_estimate * scales.len();
     let richardson = 2f64.powi(stencil.order());
     for (i, &h) in steps.iter().enumerate() {
-        let target =
-            &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
+        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
         if h == 0.0 {
             target.fill(0.0);
             continue;
@@ -201,21 +170,15 @@ fn jvp_chunk(
                 *slot = (fine + (fine - coarse) / (richardson - 1.0)) as f32;
             }
         } else {
-            let estimates: Vec<Vec<f64>> = (0..scales.len())
-                .map(|s| (0..d).map(|j| estimate(s, j)).collect())
-                .collect();
+            let estimates: Vec<Vec<f64>> =
+                (0..scales.len()).map(|s| (0..d).map(|j| estimate(s, j)).collect()).collect();
             let norm = |a: &[f64]| a.iter().map(|p| p * p).sum::<f64>().sqrt();
             let disagreement = |i: usize| {
-                let difference: Vec<f64> = estimates[i]
-                    .iter()
-                    .zip(&estimates[i + 1])
-                    .map(|(p, q)| p - q)
-                    .collect();
+                let difference: Vec<f64> = estimates[i].iter().zip(&estimates[i + 1]).map(|(p, q)| p - q).collect();
                 norm(&difference) / norm(&estimates[i + 1]).max(f64::MIN_POSITIVE)
             };
-            let chosen = (0..scales.len() - 1)
-                .min_by(|&a, &b| disagreement(a).total_cmp(&disagreement(b)))
-                .unwrap_or(0);
+            let chosen =
+                (0..scales.len() - 1).min_by(|&a, &b| disagreement(a).total_cmp(&disagreement(b))).unwrap_or(0);
             for (slot, value) in target.iter_mut().zip(&estimates[chosen]) {
                 *slot = *value as f32;
             }
@@ -275,11 +238,7 @@ fn piecewise_linear_chunk(
             for &scale in scales {
                 for sign in [1.0, -1.0] {
                     let shift = sign * h * scale;
-                    rows.extend(
-                        xp.iter()
-                            .zip(vk)
-                            .map(|(&a, &b)| (a as f64 + shift * b as f64) as f32),
-                    );
+                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
                     times.push(tp);
                 }
             }
@@ -288,8 +247,7 @@ fn piecewise_linear_chunk(
     let values = field.score(&rows, &times, options)?;
     let per_direction = (1 + 2 * scales.len()) * d;
     for (i, &h) in steps.iter().enumerate() {
-        let target =
-            &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
+        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
         if h == 0.0 {
             target.fill(0.0);
             continue;
@@ -302,9 +260,7 @@ fn piecewise_linear_chunk(
                 .enumerate()
                 .map(|(k, &scale)| {
                     let row = 1 + 2 * k + usize::from(sign < 0.0);
-                    (0..d)
-                        .map(|j| sign * (at(row, j) - at(0, j)) / (h * scale))
-                        .collect()
+                    (0..d).map(|j| sign * (at(row, j) - at(0, j)) / (h * scale)).collect()
                 })
                 .collect()
         };
@@ -346,11 +302,7 @@ pub fn jacobian(
         let chunk = start..(start + points_per_chunk).min(points);
         let c = chunk.len();
         let xs = &x[chunk.start * d..chunk.end * d];
-        let ts: Vec<f32> = if t.len() == 1 {
-            t.to_vec()
-        } else {
-            t[chunk.clone()].to_vec()
-        };
+        let ts: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
         let v: Vec<f32> = (0..c).flat_map(|_| identity.iter().copied()).collect();
         // Row j of each point's block is J e_j, column j of J: transpose into row-major J.
         let columns = jvp(field, xs, &ts, &v, d, Stencil::Central, false, options)?;

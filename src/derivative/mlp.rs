@@ -40,21 +40,12 @@ impl<'f> MlpLinearization<'f> {
         let model = field.model();
         let (d, e) = (model.dim, model.embed_dim());
         let points = x.len() / d;
-        let times = TimeTable::build(
-            t,
-            0..points,
-            |t| model.fourier_features(t),
-            |t| model.output_factor(t),
-        );
+        let times = TimeTable::build(t, 0..points, |t| model.fourier_features(t), |t| model.output_factor(t));
         let xb = ctx.upload("mlp/linearize/x", x);
         let features = ctx.upload("mlp/linearize/features", &times.features);
         let index = ctx.upload("mlp/linearize/time_index", &times.index);
         let point_scale = ctx.upload("mlp/linearize/point_scale", &times.row_scale);
-        let h0 = ctx.buffer(
-            "mlp/linearize/h0",
-            (points * (d + e) * 4) as u64,
-            BufferRole::Storage,
-        );
+        let h0 = ctx.buffer("mlp/linearize/h0", (points * (d + e) * 4) as u64, BufferRole::Storage);
         let mut rec = Recorder::new(ctx, "mlp/linearize");
         record_mlp_input(&mut rec, points, d, e, &xb, &features, &index, &h0)?;
         let hidden = model.layers.len() - 1;
@@ -62,37 +53,23 @@ impl<'f> MlpLinearization<'f> {
         for l in 0..hidden {
             let layer = &model.layers[l];
             let (weight, bias) = field.layer_buffers(l);
-            let out = ctx.buffer(
-                &format!("mlp/linearize/pre{l}"),
-                (points * layer.outputs * 4) as u64,
-                BufferRole::Storage,
-            );
+            let out =
+                ctx.buffer(&format!("mlp/linearize/pre{l}"), (points * layer.outputs * 4) as u64, BufferRole::Storage);
             let shape = MatmulShape::new(points, layer.outputs, layer.inputs).with_trans_b();
             // Layer l reads act(a_{l−1}) by activating its input as it loads.
-            let (input, act_a) = if l == 0 {
-                (&h0, Activation::Identity)
-            } else {
-                (&pre[l - 1], model.act)
-            };
+            let (input, act_a) = if l == 0 { (&h0, Activation::Identity) } else { (&pre[l - 1], model.act) };
             record_matmul(
                 &mut rec,
                 &shape,
                 input,
                 weight,
-                Epilogue::act(Activation::Identity)
-                    .with_act_a(act_a)
-                    .with_bias(bias),
+                Epilogue::act(Activation::Identity).with_act_a(act_a).with_bias(bias),
                 &out,
             )?;
             pre.push(out);
         }
         rec.submit();
-        Ok(MlpLinearization {
-            field,
-            points,
-            pre,
-            point_scale,
-        })
+        Ok(MlpLinearization { field, points, pre, point_scale })
     }
 
     pub fn points(&self) -> usize {
@@ -121,16 +98,8 @@ impl<'f> MlpLinearization<'f> {
         let rows = self.points * per_point;
         let widest = model.hidden().into_iter().max().unwrap_or(1);
         let scratch = [
-            self.ctx().buffer(
-                "mlp/jvp/scratch0",
-                (rows * widest * 4) as u64,
-                BufferRole::Storage,
-            ),
-            self.ctx().buffer(
-                "mlp/jvp/scratch1",
-                (rows * widest * 4) as u64,
-                BufferRole::Storage,
-            ),
+            self.ctx().buffer("mlp/jvp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.ctx().buffer("mlp/jvp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
         ];
         let last = model.layers.len() - 1;
         for (l, layer) in model.layers.iter().enumerate() {
@@ -146,8 +115,7 @@ impl<'f> MlpLinearization<'f> {
             }
             let input = if l == 0 { v } else { &scratch[(l - 1) % 2] };
             if l == last {
-                let mut epilogue =
-                    Epilogue::act(Activation::Identity).with_row_scale(&self.point_scale);
+                let mut epilogue = Epilogue::act(Activation::Identity).with_row_scale(&self.point_scale);
                 if layout == TangentLayout::Transposed {
                     epilogue = epilogue.with_group_transposed_store();
                     shape.ldc = d as u32;
@@ -170,28 +138,14 @@ impl<'f> MlpLinearization<'f> {
 
     /// Records Jᵀ·U for `per_point` cotangents per point: `u` [points, Q, D] → `out` [points, Q, D]. With U = I,
     /// `out` is the Jacobian, row i holding ∂s_i/∂x.
-    pub fn record_vjp(
-        &self,
-        rec: &mut Recorder,
-        u: &wgpu::Buffer,
-        per_point: usize,
-        out: &wgpu::Buffer,
-    ) -> Result<()> {
+    pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
         let model = self.field.model();
         let d = model.dim;
         let rows = self.points * per_point;
         let widest = model.hidden().into_iter().max().unwrap_or(1);
         let scratch = [
-            self.ctx().buffer(
-                "mlp/vjp/scratch0",
-                (rows * widest * 4) as u64,
-                BufferRole::Storage,
-            ),
-            self.ctx().buffer(
-                "mlp/vjp/scratch1",
-                (rows * widest * 4) as u64,
-                BufferRole::Storage,
-            ),
+            self.ctx().buffer("mlp/vjp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.ctx().buffer("mlp/vjp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
         ];
         let last = model.layers.len() - 1;
         // Walk the layers backwards: ā_{l−1} = act'(a_{l−1}) ⊙ W_lᵀ ā_l (W_l [out, in] read as a [K, N] matrix).
@@ -200,9 +154,8 @@ impl<'f> MlpLinearization<'f> {
             let layer = &model.layers[l];
             let (weight, _) = self.field.layer_buffers(l);
             let outputs = if l == 0 { d } else { layer.inputs };
-            let shape = MatmulShape::new(rows, outputs, layer.outputs)
-                .with_ldb(layer.inputs)
-                .with_group_rows(per_point);
+            let shape =
+                MatmulShape::new(rows, outputs, layer.outputs).with_ldb(layer.inputs).with_group_rows(per_point);
             let mut epilogue = Epilogue::act(Activation::Identity);
             if l == last {
                 epilogue = epilogue.with_row_scale(&self.point_scale);

@@ -53,11 +53,7 @@ pub enum DivergenceMethod {
 }
 
 /// A field that has exact derivatives on the GPU.
-fn exact_linearization<'f>(
-    field: &'f ScoreField,
-    x: &[f32],
-    t: &[f32],
-) -> Result<Option<MlpLinearization<'f>>> {
+fn exact_linearization<'f>(field: &'f ScoreField, x: &[f32], t: &[f32]) -> Result<Option<MlpLinearization<'f>>> {
     match field {
         ScoreField::Mlp(f) => Ok(Some(MlpLinearization::new(f, x, t)?)),
         _ => Ok(None),
@@ -111,21 +107,16 @@ fn plan_products(
         widest_row_bytes: widest * tangents as u64,
         fixed_bytes: fixed,
     };
-    let rows_bound = DeviceBounds {
-        max_rows_per_dispatch: bounds.max_rows_per_dispatch / tangents.max(1) as u64,
-        ..bounds
-    };
+    let rows_bound =
+        DeviceBounds { max_rows_per_dispatch: bounds.max_rows_per_dispatch / tangents.max(1) as u64, ..bounds };
     if rows_bound.max_rows_per_dispatch > 0 {
         if let Ok(point_chunks) = plan_chunks(points, whole, rows_bound) {
             return Ok((point_chunks, vec![0..tangents]));
         }
     }
     // One point at a time, its tangents split.
-    let per_tangent_cost = RowCost {
-        bytes_per_row: per_tangent,
-        widest_row_bytes: widest,
-        fixed_bytes: fixed + per_point,
-    };
+    let per_tangent_cost =
+        RowCost { bytes_per_row: per_tangent, widest_row_bytes: widest, fixed_bytes: fixed + per_point };
     let tangent_chunks = plan_chunks(tangents, per_tangent_cost, bounds)?;
     Ok(((0..points).map(|p| p..p + 1).collect(), tangent_chunks))
 }
@@ -148,42 +139,21 @@ fn run_exact(
     let points = x.len() / d;
     let (point_chunks, tangent_chunks) = plan_products(field, points, tangents, options)?;
     let ctx = ctx_of(field);
-    options
-        .progress
-        .start(if reverse { "vjp" } else { "jvp" }, points);
+    options.progress.start(if reverse { "vjp" } else { "jvp" }, points);
     let mut block = Vec::new();
     for pc in &point_chunks {
-        let t_chunk: Vec<f32> = if t.len() == 1 {
-            t.to_vec()
-        } else {
-            t[pc.clone()].to_vec()
-        };
-        let lin = exact_linearization(field, &x[pc.start * d..pc.end * d], &t_chunk)?.ok_or_else(
-            || {
-                Error::InvalidArgument(
-                    "this field has no exact derivative; use a finite-difference method".into(),
-                )
-            },
-        )?;
+        let t_chunk: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[pc.clone()].to_vec() };
+        let lin = exact_linearization(field, &x[pc.start * d..pc.end * d], &t_chunk)?.ok_or_else(|| {
+            Error::InvalidArgument("this field has no exact derivative; use a finite-difference method".into())
+        })?;
         for tc in &tangent_chunks {
             block.clear();
             fill(pc.clone(), tc.clone(), &mut block);
             let len = pc.len() * tc.len() * d;
             let input = ctx.upload("derivative/input", &block);
             let out = ctx.buffer("derivative/output", (len * 4) as u64, BufferRole::Storage);
-            let readback = ctx.buffer(
-                "derivative/readback",
-                (len * 4) as u64,
-                BufferRole::Readback,
-            );
-            let mut rec = Recorder::new(
-                ctx,
-                if reverse {
-                    "derivative/vjp"
-                } else {
-                    "derivative/jvp"
-                },
-            );
+            let readback = ctx.buffer("derivative/readback", (len * 4) as u64, BufferRole::Readback);
+            let mut rec = Recorder::new(ctx, if reverse { "derivative/vjp" } else { "derivative/jvp" });
             if reverse {
                 lin.record_vjp(&mut rec, &input, tc.len(), &out)?;
             } else {
@@ -234,18 +204,11 @@ fn check_directions(name: &str, values: &[f32], points: usize, d: usize) -> Resu
     if points == 0 || values.len() % (points * d) != 0 || values.is_empty() {
         return Err(Error::bad_input(
             name,
-            format!(
-                "{} values do not form [{points}, P, {d}] (P directions per point)",
-                values.len()
-            ),
+            format!("{} values do not form [{points}, P, {d}] (P directions per point)", values.len()),
         ));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what: name.into(),
-            row: i / (values.len() / points),
-            value: values[i] as f64,
-        });
+        return Err(Error::NotFinite { what: name.into(), row: i / (values.len() / points), value: values[i] as f64 });
     }
     Ok(values.len() / (points * d))
 }
@@ -280,37 +243,13 @@ pub fn jvp(
             )?;
             Ok(out)
         }
-        JvpMethod::Fd => fd::jvp(
-            field,
-            x,
-            t,
-            v,
-            per_point,
-            fd::Stencil::Central,
-            richardson,
-            options,
-        ),
-        JvpMethod::Fd4 => fd::jvp(
-            field,
-            x,
-            t,
-            v,
-            per_point,
-            fd::Stencil::FourthOrder,
-            richardson,
-            options,
-        ),
+        JvpMethod::Fd => fd::jvp(field, x, t, v, per_point, fd::Stencil::Central, richardson, options),
+        JvpMethod::Fd4 => fd::jvp(field, x, t, v, per_point, fd::Stencil::FourthOrder, richardson, options),
     }
 }
 
 /// J(x_b, t_b)ᵀ·u for every point b and each of its Q cotangents: `u` is [B, Q, D] (or [B, D]); so is the result.
-pub fn vjp(
-    field: &ScoreField,
-    x: &[f32],
-    t: &[f32],
-    u: &[f32],
-    options: JobOptions,
-) -> Result<Vec<f32>> {
+pub fn vjp(field: &ScoreField, x: &[f32], t: &[f32], u: &[f32], options: JobOptions) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     let per_point = check_directions("U", u, points, d)?;
@@ -374,8 +313,7 @@ pub fn jacobian(
                             error.get_or_insert(e);
                         }
                     }
-                    let (_, j) =
-                        pending.get_or_insert_with(|| (pc.clone(), vec![0f32; pc.len() * d * d]));
+                    let (_, j) = pending.get_or_insert_with(|| (pc.clone(), vec![0f32; pc.len() * d * d]));
                     // Reverse mode gives rows i ∈ tc; forward mode (transposed store) gives columns j ∈ tc as [c, D, |tc|].
                     for (local, _) in pc.clone().enumerate() {
                         let block = &values[local * tc.len() * d..(local + 1) * tc.len() * d];
@@ -416,11 +354,7 @@ pub fn divergence(
     match method {
         DivergenceMethod::Exact => {
             let mut out = vec![0f64; points];
-            let jac_method = if has_exact_derivatives(field) {
-                JacobianMethod::Forward
-            } else {
-                JacobianMethod::Fd
-            };
+            let jac_method = if has_exact_derivatives(field) { JacobianMethod::Forward } else { JacobianMethod::Fd };
             jacobian(field, x, t, jac_method, options, |pc, j| {
                 for (local, p) in pc.enumerate() {
                     out[p] = (0..d).map(|i| j[local * d * d + i * d + i] as f64).sum();
@@ -435,23 +369,13 @@ pub fn divergence(
             }
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let z: Vec<f32> = (0..points * probes * d)
-                .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                .collect();
-            let method = if has_exact_derivatives(field) {
-                JvpMethod::Exact
-            } else {
-                JvpMethod::Fd4
-            };
+            let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+            let method = if has_exact_derivatives(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
             let jz = jvp(field, x, t, &z, method, false, options)?;
             Ok((0..points)
                 .map(|p| {
                     let block = p * probes * d..(p + 1) * probes * d;
-                    z[block.clone()]
-                        .iter()
-                        .zip(&jz[block])
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
+                    z[block.clone()].iter().zip(&jz[block]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
                         / probes as f64
                 })
                 .collect())

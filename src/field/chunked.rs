@@ -20,13 +20,7 @@ pub(crate) trait ChunkedJob {
     fn max_rows_per_dispatch(&self, ctx: &GpuContext) -> u64;
     fn allocate(&self, ctx: &GpuContext, rows: usize, label: &str) -> Self::Slot;
     /// Uploads the chunk's inputs and records its work, ending with a copy into the slot's read-back buffer.
-    fn record(
-        &self,
-        ctx: &GpuContext,
-        slot: &Self::Slot,
-        rows: Range<usize>,
-        rec: &mut Recorder,
-    ) -> Result<()>;
+    fn record(&self, ctx: &GpuContext, slot: &Self::Slot, rows: Range<usize>, rec: &mut Recorder) -> Result<()>;
     fn readback<'s>(&self, slot: &'s Self::Slot) -> &'s wgpu::Buffer;
 }
 
@@ -44,19 +38,13 @@ pub(crate) fn run_chunked<J: ChunkedJob>(
     };
     let chunks = plan_chunks(rows, job.row_cost(), bounds)?;
     let chunk_rows = chunks.first().map_or(0, |c| c.len());
-    let slots: Vec<J::Slot> = (0..chunks.len().min(2))
-        .map(|s| job.allocate(ctx, chunk_rows, &format!("{label}/slot{s}")))
-        .collect();
+    let slots: Vec<J::Slot> =
+        (0..chunks.len().min(2)).map(|s| job.allocate(ctx, chunk_rows, &format!("{label}/slot{s}"))).collect();
     let per_row = job.outputs_per_row();
     let mut out = vec![0f32; rows * per_row];
 
-    let finish = |slot: &J::Slot,
-                  done: &Range<usize>,
-                  index: wgpu::SubmissionIndex,
-                  out: &mut [f32]|
-     -> Result<()> {
-        let values: Vec<f32> =
-            ctx.read_mapped(job.readback(slot), done.len() * per_row, Some(index))?;
+    let finish = |slot: &J::Slot, done: &Range<usize>, index: wgpu::SubmissionIndex, out: &mut [f32]| -> Result<()> {
+        let values: Vec<f32> = ctx.read_mapped(job.readback(slot), done.len() * per_row, Some(index))?;
         out[done.start * per_row..done.end * per_row].copy_from_slice(&values);
         options.progress.advance(done.len());
         Ok(())
@@ -106,9 +94,7 @@ impl TimeTable {
             let tr = if t.len() == 1 { t[0] } else { t[r] };
             let next = slot_of.len() as u32;
             let slot = *slot_of.entry(tr.to_bits()).or_insert_with(|| {
-                table
-                    .features
-                    .extend(features(tr).iter().map(|&v| v as f32));
+                table.features.extend(features(tr).iter().map(|&v| v as f32));
                 next
             });
             table.index.push(slot);
@@ -119,10 +105,6 @@ impl TimeTable {
 
     /// The number of distinct times (rows of the feature table).
     pub fn distinct(&self) -> usize {
-        self.index
-            .iter()
-            .copied()
-            .max()
-            .map_or(0, |m| m as usize + 1)
+        self.index.iter().copied().max().map_or(0, |m| m as usize + 1)
     }
 }

@@ -78,16 +78,7 @@ impl MlpField {
 
     fn record_forward(&self, rec: &mut Recorder, slot: &MlpSlot, rows: usize) -> Result<()> {
         let (d, e) = (self.model.dim, self.model.embed_dim());
-        record_mlp_input(
-            rec,
-            rows,
-            d,
-            e,
-            &slot.x,
-            &slot.features,
-            &slot.time_index,
-            &slot.h0,
-        )?;
+        record_mlp_input(rec, rows, d, e, &slot.x, &slot.features, &slot.time_index, &slot.h0)?;
         let last = self.model.layers.len() - 1;
         for (l, (layer, (weight, bias))) in self.model.layers.iter().zip(&self.layers).enumerate() {
             let input = match l {
@@ -104,9 +95,7 @@ impl MlpField {
             };
             let shape = MatmulShape::new(rows, layer.outputs, layer.inputs).with_trans_b();
             let epilogue = if l == last {
-                Epilogue::act(Activation::Identity)
-                    .with_bias(bias)
-                    .with_row_scale(&slot.row_scale)
+                Epilogue::act(Activation::Identity).with_bias(bias).with_row_scale(&slot.row_scale)
             } else {
                 Epilogue::act(self.model.act).with_bias(bias)
             };
@@ -119,13 +108,7 @@ impl MlpField {
     /// s(x, t) for every row of `x` ([rows, D] row-major); `t` has one entry per row or one for all rows.
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         let rows = validate_batch(x, self.model.dim, t, "X", "T")?;
-        run_chunked(
-            &self.ctx,
-            &ScoreJob { field: self, x, t },
-            rows,
-            "mlp/score",
-            options,
-        )
+        run_chunked(&self.ctx, &ScoreJob { field: self, x, t }, rows, "mlp/score", options)
     }
 }
 
@@ -157,13 +140,8 @@ impl ChunkedJob for ScoreJob<'_> {
     fn allocate(&self, ctx: &GpuContext, rows: usize, label: &str) -> MlpSlot {
         let f = self.field;
         let (d, e, h) = (f.model.dim, f.model.embed_dim(), f.widest_hidden());
-        let buffer = |name: &str, words: usize| {
-            ctx.buffer(
-                &format!("{label}/{name}"),
-                (words * 4) as u64,
-                BufferRole::Storage,
-            )
-        };
+        let buffer =
+            |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
         MlpSlot {
             x: buffer("x", rows * d),
             features: buffer("features", rows * e),
@@ -173,29 +151,14 @@ impl ChunkedJob for ScoreJob<'_> {
             ping: buffer("ping", rows * h),
             pong: buffer("pong", rows * h),
             out: buffer("out", rows * d),
-            readback: ctx.buffer(
-                &format!("{label}/readback"),
-                (rows * d * 4) as u64,
-                BufferRole::Readback,
-            ),
+            readback: ctx.buffer(&format!("{label}/readback"), (rows * d * 4) as u64, BufferRole::Readback),
         }
     }
 
-    fn record(
-        &self,
-        ctx: &GpuContext,
-        slot: &MlpSlot,
-        rows: Range<usize>,
-        rec: &mut Recorder,
-    ) -> Result<()> {
+    fn record(&self, ctx: &GpuContext, slot: &MlpSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
         let model = &self.field.model;
         let d = model.dim;
-        let times = TimeTable::build(
-            self.t,
-            rows.clone(),
-            |t| model.fourier_features(t),
-            |t| model.output_factor(t),
-        );
+        let times = TimeTable::build(self.t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
         ctx.write(&slot.x, &self.x[rows.start * d..rows.end * d]);
         ctx.write(&slot.features, &times.features);
         ctx.write(&slot.time_index, &times.index);

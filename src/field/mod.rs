@@ -16,48 +16,25 @@ use crate::scheduler::JobOptions;
 
 /// Checks a batch before it reaches the GPU: X holds whole rows of `dim` finite entries, T has one entry per row
 /// or one for all, every t finite and in (0, 1]. Errors name the first bad row.
-pub fn validate_batch(
-    x: &[f32],
-    dim: usize,
-    t: &[f32],
-    x_name: &str,
-    t_name: &str,
-) -> Result<usize> {
+pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &str) -> Result<usize> {
     if dim == 0 || x.len() % dim != 0 {
-        return Err(Error::bad_input(
-            x_name,
-            format!("{} values do not form rows of {dim}", x.len()),
-        ));
+        return Err(Error::bad_input(x_name, format!("{} values do not form rows of {dim}", x.len())));
     }
     let rows = x.len() / dim;
     if t.len() != 1 && t.len() != rows {
         return Err(Error::bad_input(
             t_name,
-            format!(
-                "has {} entries, expected {rows} (one per row of X) or 1",
-                t.len()
-            ),
+            format!("has {} entries, expected {rows} (one per row of X) or 1", t.len()),
         ));
     }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what: x_name.into(),
-            row: i / dim,
-            value: x[i] as f64,
-        });
+        return Err(Error::NotFinite { what: x_name.into(), row: i / dim, value: x[i] as f64 });
     }
     if let Some(i) = t.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what: t_name.into(),
-            row: i,
-            value: t[i] as f64,
-        });
+        return Err(Error::NotFinite { what: t_name.into(), row: i, value: t[i] as f64 });
     }
     if let Some(i) = t.iter().position(|&v| !(v > 0.0 && v <= 1.0)) {
-        return Err(Error::bad_input(
-            t_name,
-            format!("t = {} at row {i} is outside (0, 1]", t[i]),
-        ));
+        return Err(Error::bad_input(t_name, format!("t = {} at row {i} is outside (0, 1]", t[i])));
     }
     Ok(rows)
 }

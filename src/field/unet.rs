@@ -15,9 +15,7 @@ use crate::field::chunked::{run_chunked, ChunkedJob, TimeTable};
 use crate::field::validate_batch;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::unet::{UnetModel, GN_EPS};
-use crate::ops::conv::{
-    record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm,
-};
+use crate::ops::conv::{record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
 use crate::ops::groupnorm::record_groupnorm_stats;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::scheduler::{JobOptions, RowCost};
@@ -82,16 +80,11 @@ impl UnetField {
                     &format!("unet/{}.weight", b.name),
                     &reorder_weight(&c.weight, c.inputs, c.outputs, c.transposed),
                 ),
-                bias: c
-                    .bias
+                bias: c.bias.as_ref().map(|v| ctx.upload(&format!("unet/{}.bias", b.name), v)),
+                norm: b
+                    .norm
                     .as_ref()
-                    .map(|v| ctx.upload(&format!("unet/{}.bias", b.name), v)),
-                norm: b.norm.as_ref().map(|n| {
-                    (
-                        ctx.upload("unet/norm.weight", &n.weight),
-                        ctx.upload("unet/norm.bias", &n.bias),
-                    )
-                }),
+                    .map(|n| (ctx.upload("unet/norm.weight", &n.weight), ctx.upload("unet/norm.bias", &n.bias))),
                 dense_offset,
             });
         }
@@ -117,12 +110,7 @@ impl UnetField {
 
     /// Values per image of each block's output.
     fn block_output_sizes(&self) -> Vec<usize> {
-        self.model
-            .blocks
-            .iter()
-            .zip(self.model.block_sizes())
-            .map(|(b, (_, (h, w)))| h * w * b.conv.outputs)
-            .collect()
+        self.model.blocks.iter().zip(self.model.block_sizes()).map(|(b, (_, (h, w)))| h * w * b.conv.outputs).collect()
     }
 
     /// Element offsets (for `images` images) of each normalised block's [B, C, 2] coefficients, and their total.
@@ -143,35 +131,15 @@ impl UnetField {
         (offsets, total)
     }
 
-    fn record_forward(
-        &self,
-        rec: &mut Recorder,
-        slot: &UnetSlot,
-        images: usize,
-        distinct_times: usize,
-    ) -> Result<()> {
+    fn record_forward(&self, rec: &mut Recorder, slot: &UnetSlot, images: usize, distinct_times: usize) -> Result<()> {
         let e = self.model.embed_dim();
         // Time path, once per distinct t: emb = silu(embed.1(features)); time_bias = [dense_k(emb)]_k.
         let shape = MatmulShape::new(distinct_times, e, e).with_trans_b();
         let epilogue = Epilogue::act(Activation::Silu).with_bias(&self.embed_bias);
-        record_matmul(
-            rec,
-            &shape,
-            &slot.features,
-            &self.embed_weight,
-            epilogue,
-            &slot.embedding,
-        )?;
+        record_matmul(rec, &shape, &slot.features, &self.embed_weight, epilogue, &slot.embedding)?;
         let shape = MatmulShape::new(distinct_times, self.dense_width, e).with_trans_b();
         let epilogue = Epilogue::act(Activation::Identity).with_bias(&self.dense_bias);
-        record_matmul(
-            rec,
-            &shape,
-            &slot.embedding,
-            &self.dense_weight,
-            epilogue,
-            &slot.time_bias,
-        )?;
+        record_matmul(rec, &shape, &slot.embedding, &self.dense_weight, epilogue, &slot.time_bias)?;
 
         let (norm_offsets, _) = self.norm_offsets(images);
         let sizes = self.model.block_sizes();
@@ -181,10 +149,7 @@ impl UnetField {
             let (src1, norm1) = if i == 0 {
                 (&slot.x, None)
             } else {
-                (
-                    &slot.z[i - 1],
-                    norm_offsets[i - 1].map(|offset| PendingNorm { offset }),
-                )
+                (&slot.z[i - 1], norm_offsets[i - 1].map(|offset| PendingNorm { offset }))
             };
             let skip = SKIP_OF[i];
             let c2 = skip.map_or(0, |s| self.model.blocks[s].conv.outputs);
@@ -204,9 +169,7 @@ impl UnetField {
                 src1,
                 norm1,
                 src2: skip.map(|s| &slot.z[s]),
-                norm2: skip
-                    .and_then(|s| norm_offsets[s])
-                    .map(|offset| PendingNorm { offset }),
+                norm2: skip.and_then(|s| norm_offsets[s]).map(|offset| PendingNorm { offset }),
                 norm: Some(&slot.coef),
             };
             let bias = match (buffers.dense_offset, &buffers.bias) {
@@ -220,19 +183,8 @@ impl UnetField {
                 (None, None) => ConvBias::None,
             };
             let scale = (i == last).then_some(&slot.sample_scale);
-            record_conv2d(
-                rec,
-                &shape,
-                &inputs,
-                &buffers.weight,
-                bias,
-                Activation::Identity,
-                scale,
-                &slot.z[i],
-            )?;
-            if let (Some(norm), Some((gamma, beta)), Some(offset)) =
-                (&block.norm, &buffers.norm, norm_offsets[i])
-            {
+            record_conv2d(rec, &shape, &inputs, &buffers.weight, bias, Activation::Identity, scale, &slot.z[i])?;
+            if let (Some(norm), Some((gamma, beta)), Some(offset)) = (&block.norm, &buffers.norm, norm_offsets[i]) {
                 record_groupnorm_stats(
                     rec,
                     images,
@@ -248,24 +200,14 @@ impl UnetField {
                 )?;
             }
         }
-        rec.copy(
-            &slot.z[last],
-            &slot.readback,
-            (images * self.model.dim() * 4) as u64,
-        );
+        rec.copy(&slot.z[last], &slot.readback, (images * self.model.dim() * 4) as u64);
         Ok(())
     }
 
     /// s(x, t) for every image of `x` ([images, 28·28] row-major); `t` has one entry per image or one for all.
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         let images = validate_batch(x, self.model.dim(), t, "X", "T")?;
-        run_chunked(
-            &self.ctx,
-            &ScoreJob { field: self, x, t },
-            images,
-            "unet/score",
-            options,
-        )
+        run_chunked(&self.ctx, &ScoreJob { field: self, x, t }, images, "unet/score", options)
     }
 }
 
@@ -294,14 +236,7 @@ impl ChunkedJob for ScoreJob<'_> {
 
     fn max_rows_per_dispatch(&self, ctx: &GpuContext) -> u64 {
         let max_groups = ctx.caps.max_workgroups_per_dimension() as u64;
-        let widest_pixels = self
-            .field
-            .model
-            .block_sizes()
-            .iter()
-            .map(|(_, (h, w))| (h * w) as u64)
-            .max()
-            .unwrap_or(1);
+        let widest_pixels = self.field.model.block_sizes().iter().map(|(_, (h, w))| (h * w) as u64).max().unwrap_or(1);
         // Convolutions tile B·H·W pixels by 64; GroupNorm takes one workgroup row per image.
         (max_groups * 64 / widest_pixels).min(max_groups)
     }
@@ -309,13 +244,8 @@ impl ChunkedJob for ScoreJob<'_> {
     fn allocate(&self, ctx: &GpuContext, images: usize, label: &str) -> UnetSlot {
         let f = self.field;
         let e = f.model.embed_dim();
-        let buffer = |name: &str, words: usize| {
-            ctx.buffer(
-                &format!("{label}/{name}"),
-                (words * 4) as u64,
-                BufferRole::Storage,
-            )
-        };
+        let buffer =
+            |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
         let (_, coef_words) = f.norm_offsets(images);
         UnetSlot {
             x: buffer("x", images * f.model.dim()),
@@ -324,11 +254,7 @@ impl ChunkedJob for ScoreJob<'_> {
             sample_scale: buffer("sample_scale", images),
             embedding: buffer("embedding", images * e),
             time_bias: buffer("time_bias", images * f.dense_width),
-            z: f.block_output_sizes()
-                .iter()
-                .zip(&f.model.blocks)
-                .map(|(s, b)| buffer(b.name, images * s))
-                .collect(),
+            z: f.block_output_sizes().iter().zip(&f.model.blocks).map(|(s, b)| buffer(b.name, images * s)).collect(),
             coef: buffer("groupnorm", coef_words),
             readback: ctx.buffer(
                 &format!("{label}/readback"),
@@ -338,27 +264,15 @@ impl ChunkedJob for ScoreJob<'_> {
         }
     }
 
-    fn record(
-        &self,
-        ctx: &GpuContext,
-        slot: &UnetSlot,
-        rows: Range<usize>,
-        rec: &mut Recorder,
-    ) -> Result<()> {
+    fn record(&self, ctx: &GpuContext, slot: &UnetSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
         let model = &self.field.model;
         let d = model.dim();
-        let times = TimeTable::build(
-            self.t,
-            rows.clone(),
-            |t| model.fourier_features(t),
-            |t| model.output_factor(t),
-        );
+        let times = TimeTable::build(self.t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
         ctx.write(&slot.x, &self.x[rows.start * d..rows.end * d]);
         ctx.write(&slot.features, &times.features);
         ctx.write(&slot.time_index, &times.index);
         ctx.write(&slot.sample_scale, &times.row_scale);
-        self.field
-            .record_forward(rec, slot, rows.len(), times.distinct())
+        self.field.record_forward(rec, slot, rows.len(), times.distinct())
     }
 
     fn readback<'s>(&self, slot: &'s UnetSlot) -> &'s wgpu::Buffer {

@@ -28,9 +28,7 @@ impl GpuContext {
     pub fn buffer(&self, label: &str, bytes: u64, role: BufferRole) -> wgpu::Buffer {
         let usage = match role {
             BufferRole::Storage => {
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
             }
             BufferRole::Readback => wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         };
@@ -48,32 +46,27 @@ impl GpuContext {
         if bytes.is_empty() {
             return self.buffer(label, 4, BufferRole::Storage);
         }
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Queues a host-to-device write at the start of the next submit (no-op for empty data).
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, data: &[T]) {
         if !data.is_empty() {
-            self.queue
-                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
         }
     }
 
     /// A uniform buffer holding one parameter struct.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
     }
 
     /// Blocks until `readback` (filled by a copy in submission `after`, or any submitted so far) is mapped, then
@@ -99,9 +92,7 @@ impl GpuContext {
             .map_err(|_| Error::Device("buffer map callback was dropped".into()))?
             .map_err(|e| Error::Device(format!("mapping {:?} for reading: {e}", readback)))?;
         let data = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Device(format!("reading a mapped buffer: {e}")))?;
+            let view = slice.get_mapped_range().map_err(|e| Error::Device(format!("reading a mapped buffer: {e}")))?;
             bytemuck::cast_slice::<u8, T>(&view).to_vec()
         };
         readback.unmap();
@@ -112,11 +103,8 @@ impl GpuContext {
     pub fn download<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         let readback = self.buffer("download", bytes, BufferRole::Readback);
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("download"),
-            });
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("download") });
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(buffer, 0, &readback, 0, bytes);
         }
@@ -132,10 +120,7 @@ impl GpuContext {
     /// Waits for one submission (and those before it), or for all when `None`.
     pub fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: submission,
-                timeout: None,
-            })
+            .poll(wgpu::PollType::Wait { submission_index: submission, timeout: None })
             .map(|_| ())
             .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))
     }
@@ -149,9 +134,7 @@ pub struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     pub fn new(ctx: &'a GpuContext, label: &str) -> Self {
-        let encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        let encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         Recorder { ctx, encoder }
     }
 
@@ -160,12 +143,7 @@ impl<'a> Recorder<'a> {
     }
 
     /// Binds `buffers` in the kernel's binding order (whole buffers) and dispatches `groups` workgroups.
-    pub fn dispatch(
-        &mut self,
-        kernel: &Kernel,
-        buffers: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Result<()> {
+    pub fn dispatch(&mut self, kernel: &Kernel, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<()> {
         let expected = kernel.reflection.bindings.len();
         if buffers.len() != expected {
             return Err(Error::Kernel {
@@ -177,9 +155,7 @@ impl<'a> Recorder<'a> {
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Kernel {
                 kernel: kernel.name.into(),
-                message: format!(
-                    "dispatch {groups:?} exceeds the device's {max} workgroups per dimension"
-                ),
+                message: format!("dispatch {groups:?} exceeds the device's {max} workgroups per dimension"),
             });
         }
         if groups.contains(&0) {
@@ -195,20 +171,14 @@ impl<'a> Recorder<'a> {
                 resource: buffer.as_entire_binding(),
             })
             .collect();
-        let bind_group = self
-            .ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel.name),
-                layout: &kernel.layout,
-                entries: &entries,
-            });
+        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
         let mut pass = self
             .encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.name),
-                timestamp_writes: None,
-            });
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -24,9 +24,7 @@ impl Capabilities {
 
     /// The largest storage-buffer binding the device accepts, in bytes (never above `max_buffer_size`).
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     pub fn max_workgroups_per_dimension(&self) -> u32 {
@@ -87,12 +85,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters
         .into_iter()
         .enumerate()
-        .map(|(index, a)| AdapterSummary {
-            index,
-            info: a.get_info(),
-            limits: a.limits(),
-            features: a.features(),
-        })
+        .map(|(index, a)| AdapterSummary { index, info: a.get_info(), limits: a.limits(), features: a.features() })
         .collect()
 }
 
@@ -113,26 +106,16 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
             });
         }
         let lower = wanted.to_lowercase();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&lower))
-            .ok_or_else(|| Error::NoAdapter {
-                hint: format!(
-                    ": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"
-                ),
-            });
+        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&lower)).ok_or_else(|| {
+            Error::NoAdapter {
+                hint: format!(": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"),
+            }
+        });
     }
     adapters
         .into_iter()
-        .max_by_key(|a| {
-            (
-                device_rank(&a.get_info()),
-                a.limits().max_storage_buffer_binding_size,
-            )
-        })
-        .ok_or_else(|| Error::NoAdapter {
-            hint: String::new(),
-        })
+        .max_by_key(|a| (device_rank(&a.get_info()), a.limits().max_storage_buffer_binding_size))
+        .ok_or_else(|| Error::NoAdapter { hint: String::new() })
 }
 
 impl GpuContext {
@@ -147,9 +130,7 @@ impl GpuContext {
     /// The process-wide shared context (tests, the CLI and embedders that do not manage their own).
     pub fn shared() -> Result<Arc<GpuContext>> {
         static SHARED: std::sync::Mutex<Option<Arc<GpuContext>>> = std::sync::Mutex::new(None);
-        let mut slot = SHARED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(ctx) = slot.as_ref() {
             return Ok(ctx.clone());
         }
@@ -177,24 +158,14 @@ impl GpuContext {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured GPU error: {e}");
         }));
-        let caps = Capabilities {
-            info,
-            limits,
-            features,
-        };
+        let caps = Capabilities { info, limits, features };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused-binding"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuContext {
-            device,
-            queue,
-            caps,
-            kernels: KernelCache::default(),
-            dummy,
-        })
+        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy })
     }
 
     /// A small buffer bound where a kernel's optional input is unused.
@@ -205,9 +176,6 @@ impl GpuContext {
     /// "name (backend, driver driver_info)", for summaries and benchmark records.
     pub fn adapter_description(&self) -> String {
         let i = &self.caps.info;
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            i.name, i.backend, i.device_type, i.driver, i.driver_info
-        )
+        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
     }
 }

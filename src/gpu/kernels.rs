@@ -15,31 +15,11 @@ const ACTIVATIONS: &str = include_str!("../../shaders/shared/activations.wgsl");
 /// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
 /// (plain concatenation, no preprocessor), and its own WGSL.
 pub const KERNELS: &[(&str, &[&str], &str)] = &[
-    (
-        "matmul_tiled",
-        &[ACTIVATIONS],
-        include_str!("../../shaders/matmul_tiled.wgsl"),
-    ),
-    (
-        "matmul_small",
-        &[ACTIVATIONS],
-        include_str!("../../shaders/matmul_small.wgsl"),
-    ),
-    (
-        "mlp_input",
-        &[],
-        include_str!("../../shaders/mlp_input.wgsl"),
-    ),
-    (
-        "conv2d_igemm",
-        &[ACTIVATIONS],
-        include_str!("../../shaders/conv2d_igemm.wgsl"),
-    ),
-    (
-        "groupnorm_stats",
-        &[],
-        include_str!("../../shaders/groupnorm_stats.wgsl"),
-    ),
+    ("matmul_tiled", &[ACTIVATIONS], include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("matmul_small", &[ACTIVATIONS], include_str!("../../shaders/matmul_small.wgsl")),
+    ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
+    ("conv2d_igemm", &[ACTIVATIONS], include_str!("../../shaders/conv2d_igemm.wgsl")),
+    ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.
@@ -66,35 +46,22 @@ pub struct KernelReflection {
 
 /// Parses and validates a kernel with naga and reads its group-0 bindings and workgroup size.
 pub fn reflect(name: &str, source: &str) -> Result<KernelReflection> {
-    let module = naga::front::wgsl::parse_str(source).map_err(|e| Error::Kernel {
-        kernel: name.into(),
-        message: e.emit_to_string(source),
-    })?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .map_err(|e| Error::Kernel {
-        kernel: name.into(),
-        message: format!("{e:?}"),
-    })?;
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| Error::Kernel { kernel: name.into(), message: e.emit_to_string(source) })?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .map_err(|e| Error::Kernel { kernel: name.into(), message: format!("{e:?}") })?;
     let mut bindings = Vec::new();
     for (_, var) in module.global_variables.iter() {
         let Some(binding) = &var.binding else {
             continue;
         };
         if binding.group != 0 {
-            return Err(Error::Kernel {
-                kernel: name.into(),
-                message: "only bind group 0 is used".into(),
-            });
+            return Err(Error::Kernel { kernel: name.into(), message: "only bind group 0 is used".into() });
         }
         let kind = match var.space {
             naga::AddressSpace::Uniform => BindingKind::Uniform,
-            naga::AddressSpace::Storage { access }
-                if access.contains(naga::StorageAccess::STORE) =>
-            {
+            naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
                 BindingKind::StorageReadWrite
             }
             naga::AddressSpace::Storage { .. } => BindingKind::StorageRead,
@@ -112,14 +79,8 @@ pub fn reflect(name: &str, source: &str) -> Result<KernelReflection> {
         .entry_points
         .iter()
         .find(|e| e.stage == naga::ShaderStage::Compute)
-        .ok_or_else(|| Error::Kernel {
-            kernel: name.into(),
-            message: "no compute entry point".into(),
-        })?;
-    Ok(KernelReflection {
-        bindings,
-        workgroup_size: entry.workgroup_size,
-    })
+        .ok_or_else(|| Error::Kernel { kernel: name.into(), message: "no compute entry point".into() })?;
+    Ok(KernelReflection { bindings, workgroup_size: entry.workgroup_size })
 }
 
 /// A compiled kernel specialisation, ready to dispatch.
@@ -140,36 +101,18 @@ pub(crate) struct KernelCache {
 impl GpuContext {
     /// The pipeline for `name` specialised by the WGSL `override` constants given, compiled on first use.
     pub fn kernel(&self, name: &'static str, constants: &[(&str, f64)]) -> Result<Arc<Kernel>> {
-        let key: CacheKey = (
-            name,
-            constants
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_bits()))
-                .collect(),
-        );
-        if let Some(k) = self
-            .kernels
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        let key: CacheKey = (name, constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect());
+        if let Some(k) = self.kernels.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(k.clone());
         }
         let kernel = Arc::new(self.compile(name, constants)?);
-        self.kernels
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, kernel.clone());
+        self.kernels.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, kernel.clone());
         Ok(kernel)
     }
 
     fn compile(&self, name: &'static str, constants: &[(&str, f64)]) -> Result<Kernel> {
-        let source = kernel_source(name).ok_or_else(|| Error::Kernel {
-            kernel: name.into(),
-            message: "no such kernel".into(),
-        })?;
+        let source = kernel_source(name)
+            .ok_or_else(|| Error::Kernel { kernel: name.into(), message: "no such kernel".into() })?;
         let reflection = reflect(name, &source)?;
         let entries: Vec<wgpu::BindGroupLayoutEntry> = reflection
             .bindings
@@ -180,12 +123,8 @@ impl GpuContext {
                 ty: wgpu::BindingType::Buffer {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::StorageRead => {
-                            wgpu::BufferBindingType::Storage { read_only: true }
-                        }
-                        BindingKind::StorageReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
+                        BindingKind::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
+                        BindingKind::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -204,53 +143,31 @@ impl GpuContext {
             self.device.create_shader_module(descriptor)
         } else {
             // SAFETY: each kernel bounds-checks every index it computes from runtime sizes (see the tests).
-            unsafe {
-                self.device.create_shader_module_trusted(
-                    descriptor,
-                    wgpu::ShaderRuntimeChecks::unchecked(),
-                )
-            }
+            unsafe { self.device.create_shader_module_trusted(descriptor, wgpu::ShaderRuntimeChecks::unchecked()) }
         };
         let layout = self
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(name),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(name),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            log::error!(
-                "kernel {name} failed to compile with constants {constants:?}; source:\n{source}"
-            );
-            return Err(Error::Kernel {
-                kernel: name.into(),
-                message: err.to_string(),
-            });
+            log::error!("kernel {name} failed to compile with constants {constants:?}; source:\n{source}");
+            return Err(Error::Kernel { kernel: name.into(), message: err.to_string() });
         }
-        Ok(Kernel {
-            name,
-            pipeline,
-            layout,
-            reflection,
-        })
+        Ok(Kernel { name, pipeline, layout, reflection })
     }
 }

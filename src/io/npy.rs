@@ -25,18 +25,13 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, npyz::NpyFile<std::io::BufReader
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| Error::bad_file(path, format!("not a .npy file ({e})")))?;
     if npy.order() != npyz::Order::C {
-        return Err(Error::bad_file(
-            path,
-            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
-        ));
+        return Err(Error::bad_file(path, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
     }
     let shape = npy.shape().iter().map(|&s| s as usize).collect();
     Ok((shape, npy))
 }
 
-fn type_of(
-    npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>,
-) -> Option<(npyz::TypeChar, u64)> {
+fn type_of(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> Option<(npyz::TypeChar, u64)> {
     match npy.dtype() {
         npyz::DType::Plain(ts) => Some((ts.type_char(), ts.size_field())),
         _ => None,
@@ -47,27 +42,19 @@ fn type_of(
 pub fn read_f64(path: &Path) -> Result<Array64> {
     let (shape, npy) = read_npy(path)?;
     let data: Vec<f64> = match type_of(&npy) {
-        Some((npyz::TypeChar::Float, 4)) => npy
-            .into_vec::<f32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
+        Some((npyz::TypeChar::Float, 4)) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
         Some((npyz::TypeChar::Float, 8)) => npy.into_vec::<f64>(),
         _ => {
             return Err(Error::bad_file(
                 path,
-                format!(
-                    "dtype {} is not supported (use float32 or float64)",
-                    npy.dtype().descr()
-                ),
+                format!("dtype {} is not supported (use float32 or float64)", npy.dtype().descr()),
             ))
         }
     }
     .map_err(|e| Error::bad_file(path, format!("truncated or unreadable array data ({e})")))?;
     let expected: usize = shape.iter().product();
     if data.len() != expected {
-        return Err(Error::bad_file(
-            path,
-            format!("holds {} values for shape {shape:?}", data.len()),
-        ));
+        return Err(Error::bad_file(path, format!("holds {} values for shape {shape:?}", data.len())));
     }
     Ok(Array64 { shape, data })
 }
@@ -75,24 +62,14 @@ pub fn read_f64(path: &Path) -> Result<Array64> {
 /// Reads an f32 or f64 array as f32 (f64 values are rounded to nearest).
 pub fn read_f32(path: &Path) -> Result<Array> {
     let a = read_f64(path)?;
-    Ok(Array {
-        shape: a.shape,
-        data: a.data.into_iter().map(|v| v as f32).collect(),
-    })
+    Ok(Array { shape: a.shape, data: a.data.into_iter().map(|v| v as f32).collect() })
 }
 
-fn encode<T: npyz::AutoSerialize + npyz::Serialize + Copy>(
-    shape: &[usize],
-    data: &[T],
-) -> Result<Vec<u8>> {
+fn encode<T: npyz::AutoSerialize + npyz::Serialize + Copy>(shape: &[usize], data: &[T]) -> Result<Vec<u8>> {
     let shape64: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
     let mut bytes = Vec::new();
     let mut write = || -> std::io::Result<()> {
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&shape64)
-            .writer(&mut bytes)
-            .begin_nd()?;
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(&mut bytes).begin_nd()?;
         writer.extend(data.iter().copied())?;
         writer.finish()
     };
@@ -130,21 +107,15 @@ impl StreamWriter {
             .writer(std::io::BufWriter::new(file))
             .begin_nd()
             .map_err(|e| Error::io(path, e))?;
-        Ok(StreamWriter {
-            path: path.into(),
-            tmp,
-            writer: Some(writer),
-            remaining: shape64.iter().product(),
-        })
+        Ok(StreamWriter { path: path.into(), tmp, writer: Some(writer), remaining: shape64.iter().product() })
     }
 
     pub fn write(&mut self, values: &[f32]) -> Result<()> {
-        let writer = self.writer.as_mut().ok_or_else(|| {
-            Error::bad_input(self.path.display().to_string(), "written after finish")
-        })?;
-        writer
-            .extend(values.iter().copied())
-            .map_err(|e| Error::io(&self.path, e))?;
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| Error::bad_input(self.path.display().to_string(), "written after finish"))?;
+        writer.extend(values.iter().copied()).map_err(|e| Error::io(&self.path, e))?;
         self.remaining = self.remaining.saturating_sub(values.len() as u64);
         Ok(())
     }

@@ -38,27 +38,16 @@ impl MlpModel {
     }
 
     pub fn hidden(&self) -> Vec<usize> {
-        self.layers[..self.layers.len() - 1]
-            .iter()
-            .map(|l| l.outputs)
-            .collect()
+        self.layers[..self.layers.len() - 1].iter().map(|l| l.outputs).collect()
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.embed_w.len()
-            + self
-                .layers
-                .iter()
-                .map(|l| l.weight.len() + l.bias.len())
-                .sum::<usize>()
+        self.embed_w.len() + self.layers.iter().map(|l| l.weight.len() + l.bias.len()).sum::<usize>()
     }
 
     /// Multiply-adds ×2 of one forward pass per row.
     pub fn flops_per_row(&self) -> f64 {
-        self.layers
-            .iter()
-            .map(|l| 2.0 * (l.inputs * l.outputs) as f64)
-            .sum()
+        self.layers.iter().map(|l| 2.0 * (l.inputs * l.outputs) as f64).sum()
     }
 
     /// e(t) = [sin(2π W t), cos(2π W t)] in f64, from the f32 weights and time.
@@ -88,10 +77,7 @@ impl MlpModel {
             if e != embed_dim {
                 return Err(file.bad_meta(
                     "embed_dim",
-                    format!(
-                        "says {e} but tensor `embed.W` has {} frequencies (embed_dim {embed_dim})",
-                        embed_w.len()
-                    ),
+                    format!("says {e} but tensor `embed.W` has {} frequencies (embed_dim {embed_dim})", embed_w.len()),
                 ));
             }
         }
@@ -102,18 +88,10 @@ impl MlpModel {
             let (shape, weight) = file.tensor(&format!("layers.{l}.weight"), &[None, None])?;
             let (outputs, inputs) = (shape[0], shape[1]);
             let (_, bias) = file.tensor(&format!("layers.{l}.bias"), &[Some(outputs)])?;
-            layers.push(Linear {
-                weight,
-                bias,
-                inputs,
-                outputs,
-            });
+            layers.push(Linear { weight, bias, inputs, outputs });
         }
         if layers.is_empty() {
-            return Err(file.bad_tensor(
-                "layers.0.weight",
-                "missing (an mlp needs at least its output layer)",
-            ));
+            return Err(file.bad_tensor("layers.0.weight", "missing (an mlp needs at least its output layer)"));
         }
         let dim = layers.last().map(|l| l.outputs).unwrap_or(0);
         if let Some(d) = file.meta_usize_opt("dim")? {
@@ -156,14 +134,7 @@ impl MlpModel {
                 ));
             }
         }
-        Ok(MlpModel {
-            dim,
-            embed_w,
-            layers,
-            act,
-            schedule,
-            output_scale,
-        })
+        Ok(MlpModel { dim, embed_w, layers, act, schedule, output_scale })
     }
 
     /// A model with random weights: N(0, 1/fan_in) weights, N(0, 0.01) biases, N(0, 16) Fourier frequencies.
@@ -200,14 +171,7 @@ impl MlpModel {
             })
             .collect();
         let embed_w = normal(embed_dim / 2, 4.0);
-        MlpModel {
-            dim,
-            embed_w,
-            layers,
-            act,
-            schedule,
-            output_scale: OutputScale::InvStd,
-        }
+        MlpModel { dim, embed_w, layers, act, schedule, output_scale: OutputScale::InvStd }
     }
 
     /// The model as a safetensors file, metadata included (for tests, demos and exports).
@@ -215,11 +179,7 @@ impl MlpModel {
         let mut tensors: Vec<(String, Vec<usize>, &[f32])> =
             vec![("embed.W".into(), vec![self.embed_w.len()], &self.embed_w)];
         for (l, layer) in self.layers.iter().enumerate() {
-            tensors.push((
-                format!("layers.{l}.weight"),
-                vec![layer.outputs, layer.inputs],
-                &layer.weight,
-            ));
+            tensors.push((format!("layers.{l}.weight"), vec![layer.outputs, layer.inputs], &layer.weight));
             tensors.push((format!("layers.{l}.bias"), vec![layer.outputs], &layer.bias));
         }
         let mut metadata: HashMap<String, String> = HashMap::new();
@@ -237,13 +197,6 @@ impl MlpModel {
 /// e(t) = [sin(2π W t), cos(2π W t)] in f64 from f32 W and t, the sin block first.
 pub fn fourier_features(w: &[f32], t: f32) -> Vec<f64> {
     let t = t as f64;
-    let phases: Vec<f64> = w
-        .iter()
-        .map(|&w| 2.0 * std::f64::consts::PI * w as f64 * t)
-        .collect();
-    phases
-        .iter()
-        .map(|p| p.sin())
-        .chain(phases.iter().map(|p| p.cos()))
-        .collect()
+    let phases: Vec<f64> = w.iter().map(|&w| 2.0 * std::f64::consts::PI * w as f64 * t).collect();
+    phases.iter().map(|p| p.sin()).chain(phases.iter().map(|p| p.cos())).collect()
 }

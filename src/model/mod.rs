@@ -57,10 +57,10 @@ impl ScoreModel {
         match file.meta("arch")? {
             "mlp" => Ok(ScoreModel::Mlp(MlpModel::from_file(file)?)),
             "song-unet" => Ok(ScoreModel::Unet(UnetModel::from_file(file)?)),
-            other => Err(file.bad_meta(
-                "arch",
-                format!("unknown architecture {other:?} (expected \"mlp\" or \"song-unet\")"),
-            )),
+            other => {
+                Err(file
+                    .bad_meta("arch", format!("unknown architecture {other:?} (expected \"mlp\" or \"song-unet\")")))
+            }
         }
     }
 
@@ -103,10 +103,7 @@ impl ScoreModel {
         let mut rows = vec![
             ("arch".to_string(), self.arch().to_string()),
             ("schedule".to_string(), self.schedule().to_string()),
-            (
-                "input shape per row".to_string(),
-                format!("{:?}", self.row_shape()),
-            ),
+            ("input shape per row".to_string(), format!("{:?}", self.row_shape())),
             ("parameters".to_string(), self.parameter_count().to_string()),
         ];
         match self {
@@ -120,10 +117,7 @@ impl ScoreModel {
                 rows.push(("channels".into(), format!("{:?}", m.channels())));
                 rows.push(("embed_dim".into(), m.embed_dim().to_string()));
                 rows.push(("output_scale".into(), m.output_scale.name().into()));
-                rows.push((
-                    "GFLOP per image".into(),
-                    format!("{:.4}", m.flops_per_image() / 1e9),
-                ));
+                rows.push(("GFLOP per image".into(), format!("{:.4}", m.flops_per_image() / 1e9)));
             }
         }
         rows
@@ -143,39 +137,28 @@ pub(crate) fn parse_schedule(file: &ModelFile) -> Result<NoiseSchedule> {
         "ve-song" => {
             let sigma = positive("sigma")?;
             if sigma == 1.0 {
-                return Err(
-                    file.bad_meta("sigma", "1 makes std(t) = 0/0 (ve-song needs sigma ≠ 1)")
-                );
+                return Err(file.bad_meta("sigma", "1 makes std(t) = 0/0 (ve-song needs sigma ≠ 1)"));
             }
             Ok(NoiseSchedule::VeSong { sigma })
         }
         "ve" => {
             let (sigma_min, sigma_max) = (positive("sigma_min")?, positive("sigma_max")?);
             if sigma_max <= sigma_min {
-                return Err(file.bad_meta(
-                    "sigma_max",
-                    format!("{sigma_max} must exceed sigma_min {sigma_min}"),
-                ));
+                return Err(file.bad_meta("sigma_max", format!("{sigma_max} must exceed sigma_min {sigma_min}")));
             }
-            Ok(NoiseSchedule::Ve {
-                sigma_min,
-                sigma_max,
-            })
+            Ok(NoiseSchedule::Ve { sigma_min, sigma_max })
         }
         "vp" => {
             let (beta_min, beta_max) = (positive("beta_min")?, positive("beta_max")?);
             if beta_max < beta_min {
-                return Err(file.bad_meta(
-                    "beta_max",
-                    format!("{beta_max} is below beta_min {beta_min}"),
-                ));
+                return Err(file.bad_meta("beta_max", format!("{beta_max} is below beta_min {beta_min}")));
             }
             Ok(NoiseSchedule::Vp { beta_min, beta_max })
         }
-        other => Err(file.bad_meta(
-            "schedule",
-            format!("unknown schedule {other:?} (expected \"ve-song\", \"ve\" or \"vp\")"),
-        )),
+        other => {
+            Err(file
+                .bad_meta("schedule", format!("unknown schedule {other:?} (expected \"ve-song\", \"ve\" or \"vp\")")))
+        }
     }
 }
 
@@ -183,27 +166,17 @@ pub(crate) fn parse_output_scale(file: &ModelFile) -> Result<OutputScale> {
     match file.meta_opt("output_scale") {
         None | Some("inv_std") => Ok(OutputScale::InvStd),
         Some("none") => Ok(OutputScale::None),
-        Some(other) => Err(file.bad_meta(
-            "output_scale",
-            format!("{other:?}, expected \"inv_std\" or \"none\""),
-        )),
+        Some(other) => Err(file.bad_meta("output_scale", format!("{other:?}, expected \"inv_std\" or \"none\""))),
     }
 }
 
-pub(crate) fn schedule_metadata(
-    schedule: &NoiseSchedule,
-    scale: OutputScale,
-    metadata: &mut HashMap<String, String>,
-) {
+pub(crate) fn schedule_metadata(schedule: &NoiseSchedule, scale: OutputScale, metadata: &mut HashMap<String, String>) {
     metadata.insert("schedule".into(), schedule.name().into());
     match *schedule {
         NoiseSchedule::VeSong { sigma } => {
             metadata.insert("sigma".into(), sigma.to_string());
         }
-        NoiseSchedule::Ve {
-            sigma_min,
-            sigma_max,
-        } => {
+        NoiseSchedule::Ve { sigma_min, sigma_max } => {
             metadata.insert("sigma_min".into(), sigma_min.to_string());
             metadata.insert("sigma_max".into(), sigma_max.to_string());
         }

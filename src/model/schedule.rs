@@ -24,13 +24,8 @@ impl NoiseSchedule {
     /// The standard deviation of the perturbation kernel at time t.
     pub fn std(&self, t: f64) -> f64 {
         match *self {
-            NoiseSchedule::VeSong { sigma } => {
-                ((sigma.powf(2.0 * t) - 1.0) / (2.0 * sigma.ln())).sqrt()
-            }
-            NoiseSchedule::Ve {
-                sigma_min,
-                sigma_max,
-            } => sigma_min * (sigma_max / sigma_min).powf(t),
+            NoiseSchedule::VeSong { sigma } => ((sigma.powf(2.0 * t) - 1.0) / (2.0 * sigma.ln())).sqrt(),
+            NoiseSchedule::Ve { sigma_min, sigma_max } => sigma_min * (sigma_max / sigma_min).powf(t),
             // 1 − α² = −expm1(−∫β), which stays accurate for small t.
             NoiseSchedule::Vp { .. } => (-(-self.beta_integral(t)).exp_m1()).sqrt(),
         }
@@ -48,31 +43,22 @@ impl NoiseSchedule {
     pub fn diffusion(&self, t: f64) -> f64 {
         match *self {
             NoiseSchedule::VeSong { sigma } => sigma.powf(t),
-            NoiseSchedule::Ve {
-                sigma_min,
-                sigma_max,
-            } => self.std(t) * (2.0 * (sigma_max / sigma_min).ln()).sqrt(),
-            NoiseSchedule::Vp { beta_min, beta_max } => {
-                (beta_min + t * (beta_max - beta_min)).sqrt()
-            }
+            NoiseSchedule::Ve { sigma_min, sigma_max } => self.std(t) * (2.0 * (sigma_max / sigma_min).ln()).sqrt(),
+            NoiseSchedule::Vp { beta_min, beta_max } => (beta_min + t * (beta_max - beta_min)).sqrt(),
         }
     }
 
     /// The drift coefficient: f(x, t) = drift_scale(t) · x (0 for VE, −½β(t) for VP).
     pub fn drift_scale(&self, t: f64) -> f64 {
         match *self {
-            NoiseSchedule::Vp { beta_min, beta_max } => {
-                -0.5 * (beta_min + t * (beta_max - beta_min))
-            }
+            NoiseSchedule::Vp { beta_min, beta_max } => -0.5 * (beta_min + t * (beta_max - beta_min)),
             _ => 0.0,
         }
     }
 
     fn beta_integral(&self, t: f64) -> f64 {
         match *self {
-            NoiseSchedule::Vp { beta_min, beta_max } => {
-                beta_min * t + 0.5 * t * t * (beta_max - beta_min)
-            }
+            NoiseSchedule::Vp { beta_min, beta_max } => beta_min * t + 0.5 * t * t * (beta_max - beta_min),
             _ => 0.0,
         }
     }
@@ -82,10 +68,9 @@ impl fmt::Display for NoiseSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             NoiseSchedule::VeSong { sigma } => write!(f, "ve-song (sigma {sigma})"),
-            NoiseSchedule::Ve {
-                sigma_min,
-                sigma_max,
-            } => write!(f, "ve (sigma_min {sigma_min}, sigma_max {sigma_max})"),
+            NoiseSchedule::Ve { sigma_min, sigma_max } => {
+                write!(f, "ve (sigma_min {sigma_min}, sigma_max {sigma_max})")
+            }
             NoiseSchedule::Vp { beta_min, beta_max } => {
                 write!(f, "vp (beta_min {beta_min}, beta_max {beta_max})")
             }
@@ -108,10 +93,7 @@ mod tests {
 
     #[test]
     fn vp_std_and_alpha_are_consistent() {
-        let s = NoiseSchedule::Vp {
-            beta_min: 0.1,
-            beta_max: 20.0,
-        };
+        let s = NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 };
         for t in [1e-4, 0.01, 0.3, 1.0] {
             let (a, sd) = (s.alpha(t), s.std(t));
             assert!((a * a + sd * sd - 1.0).abs() < 1e-13, "t={t}");
@@ -120,19 +102,12 @@ mod tests {
         let t = 1e-6f64;
         let integral = 0.1 * t + 0.5 * t * t * 19.9;
         let expected = (integral * (1.0 - integral / 2.0)).sqrt();
-        assert!(
-            (s.std(t) / expected - 1.0).abs() < 1e-12,
-            "{} vs {expected}",
-            s.std(t)
-        );
+        assert!((s.std(t) / expected - 1.0).abs() < 1e-12, "{} vs {expected}", s.std(t));
     }
 
     #[test]
     fn ve_geometric() {
-        let s = NoiseSchedule::Ve {
-            sigma_min: 0.01,
-            sigma_max: 50.0,
-        };
+        let s = NoiseSchedule::Ve { sigma_min: 0.01, sigma_max: 50.0 };
         assert!((s.std(0.0) - 0.01).abs() < 1e-15);
         assert!((s.std(1.0) - 50.0).abs() < 1e-12);
     }

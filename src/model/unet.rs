@@ -66,12 +66,7 @@ pub struct UnetModel {
 }
 
 /// Spatial size after a valid 3×3 convolution or a transposed one.
-pub fn conv_output_size(
-    input: usize,
-    stride: usize,
-    transposed: bool,
-    output_padding: usize,
-) -> usize {
+pub fn conv_output_size(input: usize, stride: usize, transposed: bool, output_padding: usize) -> usize {
     if transposed {
         (input - 1) * stride + KERNEL + output_padding
     } else {
@@ -130,11 +125,7 @@ impl UnetModel {
         for (b, (input, output)) in self.blocks.iter().zip(self.block_sizes()) {
             let c = &b.conv;
             let taps = (KERNEL * KERNEL * c.inputs * c.outputs) as f64;
-            let pixels = if c.transposed {
-                input.0 * input.1
-            } else {
-                output.0 * output.1
-            };
+            let pixels = if c.transposed { input.0 * input.1 } else { output.0 * output.1 };
             flops += 2.0 * taps * pixels as f64;
             if let Some(d) = &b.dense {
                 flops += 2.0 * (d.inputs * d.outputs) as f64;
@@ -156,12 +147,7 @@ impl UnetModel {
 
     /// A U-Net with random weights for the given encoder channels (multiples of 32, as its GroupNorms need) and
     /// embedding width; GroupNorm affine parameters are perturbed away from (1, 0). For tests and benchmarks.
-    pub fn random(
-        seed: u64,
-        channels: [usize; 4],
-        embed_dim: usize,
-        schedule: NoiseSchedule,
-    ) -> Self {
+    pub fn random(seed: u64, channels: [usize; 4], embed_dim: usize, schedule: NoiseSchedule) -> Self {
         use rand::SeedableRng;
         use rand_distr::{Distribution, StandardNormal};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -180,18 +166,11 @@ impl UnetModel {
             outputs,
         };
         let embed_dense = dense(embed_dim, embed_dim);
-        let dense_layers: Vec<Dense> = [
-            channels[0],
-            channels[1],
-            channels[2],
-            channels[3],
-            channels[2],
-            channels[1],
-            channels[0],
-        ]
-        .iter()
-        .map(|&c| dense(embed_dim, c))
-        .collect();
+        let dense_layers: Vec<Dense> =
+            [channels[0], channels[1], channels[2], channels[3], channels[2], channels[1], channels[0]]
+                .iter()
+                .map(|&c| dense(embed_dim, c))
+                .collect();
         let mut normal = |len: usize, scale: f32, shift: f32| -> Vec<f32> {
             (0..len)
                 .map(|_| {
@@ -215,35 +194,28 @@ impl UnetModel {
         let mut dense_layers = dense_layers.into_iter();
         let blocks = specs
             .iter()
-            .map(
-                |&(name, inputs, outputs, stride, transposed, output_padding, groups, has_bias)| {
-                    let conv = Conv {
-                        weight: normal(
-                            inputs * outputs * KERNEL * KERNEL,
-                            (1.0 / (inputs * KERNEL * KERNEL) as f32).sqrt(),
-                            0.0,
-                        ),
-                        bias: has_bias.then(|| normal(outputs, 0.1, 0.0)),
-                        inputs,
-                        outputs,
-                        stride,
-                        transposed,
-                        output_padding,
-                    };
-                    let norm = (groups > 0).then(|| GroupNorm {
-                        groups,
-                        weight: normal(outputs, 0.2, 1.0),
-                        bias: normal(outputs, 0.2, 0.0),
-                    });
-                    let dense = if has_bias { None } else { dense_layers.next() };
-                    Block {
-                        name,
-                        conv,
-                        dense,
-                        norm,
-                    }
-                },
-            )
+            .map(|&(name, inputs, outputs, stride, transposed, output_padding, groups, has_bias)| {
+                let conv = Conv {
+                    weight: normal(
+                        inputs * outputs * KERNEL * KERNEL,
+                        (1.0 / (inputs * KERNEL * KERNEL) as f32).sqrt(),
+                        0.0,
+                    ),
+                    bias: has_bias.then(|| normal(outputs, 0.1, 0.0)),
+                    inputs,
+                    outputs,
+                    stride,
+                    transposed,
+                    output_padding,
+                };
+                let norm = (groups > 0).then(|| GroupNorm {
+                    groups,
+                    weight: normal(outputs, 0.2, 1.0),
+                    bias: normal(outputs, 0.2, 0.0),
+                });
+                let dense = if has_bias { None } else { dense_layers.next() };
+                Block { name, conv, dense, norm }
+            })
             .collect();
         UnetModel {
             height: 28,
@@ -265,23 +237,14 @@ impl UnetModel {
             if e != embed_dim {
                 return Err(file.bad_meta(
                     "embed_dim",
-                    format!(
-                        "says {e} but `embed.0.W` has {} frequencies (embed_dim {embed_dim})",
-                        embed_w.len()
-                    ),
+                    format!("says {e} but `embed.0.W` has {} frequencies (embed_dim {embed_dim})", embed_w.len()),
                 ));
             }
         }
         let dense = |name: &str, inputs: usize, outputs: Option<usize>| -> Result<Dense> {
-            let (shape, weight) =
-                file.tensor(&format!("{name}.weight"), &[outputs, Some(inputs)])?;
+            let (shape, weight) = file.tensor(&format!("{name}.weight"), &[outputs, Some(inputs)])?;
             let (_, bias) = file.tensor(&format!("{name}.bias"), &[Some(shape[0])])?;
-            Ok(Dense {
-                weight,
-                bias,
-                inputs,
-                outputs: shape[0],
-            })
+            Ok(Dense { weight, bias, inputs, outputs: shape[0] })
         };
         let embed_dense = dense("embed.1", embed_dim, Some(embed_dim))?;
 
@@ -301,20 +264,8 @@ impl UnetModel {
                 file.tensor(&tensor, &[outputs, Some(inputs), k, k])?
             };
             let outputs = if transposed { shape[1] } else { shape[0] };
-            let bias = if with_bias {
-                Some(file.tensor(&format!("{name}.bias"), &[Some(outputs)])?.1)
-            } else {
-                None
-            };
-            Ok(Conv {
-                weight,
-                bias,
-                inputs,
-                outputs,
-                stride,
-                transposed,
-                output_padding,
-            })
+            let bias = if with_bias { Some(file.tensor(&format!("{name}.bias"), &[Some(outputs)])?.1) } else { None };
+            Ok(Conv { weight, bias, inputs, outputs, stride, transposed, output_padding })
         };
         let norm = |name: &str, channels: usize, groups: usize| -> Result<GroupNorm> {
             if channels % groups != 0 {
@@ -325,11 +276,7 @@ impl UnetModel {
             }
             let (_, weight) = file.tensor(&format!("{name}.weight"), &[Some(channels)])?;
             let (_, bias) = file.tensor(&format!("{name}.bias"), &[Some(channels)])?;
-            Ok(GroupNorm {
-                groups,
-                weight,
-                bias,
-            })
+            Ok(GroupNorm { groups, weight, bias })
         };
 
         // Encoder: channel counts come from the tensors.
@@ -346,85 +293,30 @@ impl UnetModel {
             let d = dense(&format!("{dense_name}.dense"), embed_dim, Some(c.outputs))?;
             let n = norm(norm_name, c.outputs, groups)?;
             input_channels = c.outputs;
-            blocks.push(Block {
-                name,
-                conv: c,
-                dense: Some(d),
-                norm: Some(n),
-            });
+            blocks.push(Block { name, conv: c, dense: Some(d), norm: Some(n) });
         }
         let ch: Vec<usize> = blocks.iter().map(|b| b.conv.outputs).collect();
         if let Some(raw) = file.meta_opt("channels") {
             let parsed: Option<Vec<usize>> = serde_json::from_str(raw).ok();
             if parsed.as_deref() != Some(&ch[..]) {
-                return Err(file.bad_meta(
-                    "channels",
-                    format!("says {raw} but the encoder's tensors have {ch:?}"),
-                ));
+                return Err(file.bad_meta("channels", format!("says {raw} but the encoder's tensors have {ch:?}")));
             }
         }
         // Decoder: tconv4 on h4; then each on [h, skip].
-        let decoder: [(
-            &'static str,
-            Option<&str>,
-            Option<&str>,
-            usize,
-            usize,
-            usize,
-            Option<usize>,
-        ); 4] = [
-            (
-                "tconv4",
-                Some("dense5"),
-                Some("tgnorm4"),
-                ch[3],
-                2,
-                0,
-                Some(ch[2]),
-            ),
-            (
-                "tconv3",
-                Some("dense6"),
-                Some("tgnorm3"),
-                2 * ch[2],
-                2,
-                1,
-                Some(ch[1]),
-            ),
-            (
-                "tconv2",
-                Some("dense7"),
-                Some("tgnorm2"),
-                2 * ch[1],
-                2,
-                1,
-                Some(ch[0]),
-            ),
+        let decoder: [(&'static str, Option<&str>, Option<&str>, usize, usize, usize, Option<usize>); 4] = [
+            ("tconv4", Some("dense5"), Some("tgnorm4"), ch[3], 2, 0, Some(ch[2])),
+            ("tconv3", Some("dense6"), Some("tgnorm3"), 2 * ch[2], 2, 1, Some(ch[1])),
+            ("tconv2", Some("dense7"), Some("tgnorm2"), 2 * ch[1], 2, 1, Some(ch[0])),
             ("tconv1", None, None, 2 * ch[0], 1, 0, Some(1)),
         ];
         for (name, dense_name, norm_name, inputs, stride, output_padding, outputs) in decoder {
             let last = dense_name.is_none();
             let c = conv(name, inputs, outputs, stride, true, output_padding, last)?;
-            let d = dense_name
-                .map(|n| dense(&format!("{n}.dense"), embed_dim, Some(c.outputs)))
-                .transpose()?;
+            let d = dense_name.map(|n| dense(&format!("{n}.dense"), embed_dim, Some(c.outputs))).transpose()?;
             let n = norm_name.map(|n| norm(n, c.outputs, 32)).transpose()?;
-            blocks.push(Block {
-                name,
-                conv: c,
-                dense: d,
-                norm: n,
-            });
+            blocks.push(Block { name, conv: c, dense: d, norm: n });
         }
-        let model = UnetModel {
-            height: 28,
-            width: 28,
-            embed_w,
-            embed_dense,
-            blocks,
-            schedule,
-            output_scale,
-        };
+        let model = UnetModel { height: 28, width: 28, embed_w, embed_dense, blocks, schedule, output_scale };
         // The skip connections must meet their decoder outputs at the same size.
         let sizes = model.block_sizes();
         for (decoder, encoder) in [(4usize, 2usize), (5, 1), (6, 0)] {

@@ -41,11 +41,7 @@ impl ConvShape {
     /// Multiply-adds ×2 over the taps that exist (a transposed convolution's skipped taps are not counted).
     pub fn flops(&self) -> f64 {
         let (ho, wo) = self.output_size();
-        let pixels = if self.transposed {
-            self.height * self.width
-        } else {
-            ho * wo
-        };
+        let pixels = if self.transposed { self.height * self.width } else { ho * wo };
         2.0 * (self.batch * pixels * KERNEL * KERNEL * self.inputs() * self.outputs) as f64
     }
 }
@@ -113,11 +109,7 @@ pub fn reorder_weight(weight: &[f32], inputs: usize, outputs: usize, transposed:
     for co in 0..outputs {
         for ci in 0..inputs {
             for tap in 0..KERNEL * KERNEL {
-                let src = if transposed {
-                    (ci * outputs + co) * 9 + tap
-                } else {
-                    (co * inputs + ci) * 9 + tap
-                };
+                let src = if transposed { (ci * outputs + co) * 9 + tap } else { (co * inputs + ci) * 9 + tap };
                 out[(co * 9 + tap) * inputs + ci] = weight[src];
             }
         }
@@ -145,21 +137,13 @@ pub fn record_conv2d(
         });
     }
     if shape.c2 > 0 && inputs.src2.is_none() {
-        return Err(Error::Kernel {
-            kernel: "conv2d_igemm".into(),
-            message: "c2 > 0 without a second input".into(),
-        });
+        return Err(Error::Kernel { kernel: "conv2d_igemm".into(), message: "c2 > 0 without a second input".into() });
     }
     let ctx = rec.ctx();
     let (bias_mode, bias_buffer, bias_offset, bias_stride, time_index) = match bias {
         ConvBias::None => (0u32, None, 0, 0, None),
         ConvBias::PerChannel(b) => (1, Some(b), 0, 0, None),
-        ConvBias::PerTime {
-            table,
-            offset,
-            stride,
-            time_index,
-        } => (2, Some(table), offset, stride, Some(time_index)),
+        ConvBias::PerTime { table, offset, stride, time_index } => (2, Some(table), offset, stride, Some(time_index)),
     };
     let kernel = ctx.kernel(
         "conv2d_igemm",
@@ -238,14 +222,7 @@ pub struct OutputClass {
 pub fn output_classes(shape: &ConvShape) -> Vec<OutputClass> {
     let (ho, wo) = shape.output_size();
     if !shape.transposed {
-        return vec![OutputClass {
-            phase_h: 0,
-            phase_w: 0,
-            taps_h: KERNEL,
-            taps_w: KERNEL,
-            rows: ho,
-            cols: wo,
-        }];
+        return vec![OutputClass { phase_h: 0, phase_w: 0, taps_h: KERNEL, taps_w: KERNEL, rows: ho, cols: wo }];
     }
     let s = shape.stride;
     let mut classes = Vec::new();

@@ -44,9 +44,5 @@ pub fn record_groupnorm_stats(
         pad1: 0,
     };
     let uniform = ctx.uniform("groupnorm_stats/params", &params);
-    rec.dispatch(
-        &kernel,
-        &[z, gamma, beta, coef, &uniform],
-        [groups as u32, batch as u32, 1],
-    )
+    rec.dispatch(&kernel, &[z, gamma, beta, coef, &uniform], [groups as u32, batch as u32, 1])
 }

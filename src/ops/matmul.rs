@@ -162,10 +162,7 @@ impl<'a> Epilogue<'a> {
     };
 
     pub fn act(act: Activation) -> Self {
-        Epilogue {
-            act,
-            ..Epilogue::NONE
-        }
+        Epilogue { act, ..Epilogue::NONE }
     }
 
     pub fn with_bias(mut self, bias: &'a wgpu::Buffer) -> Self {
@@ -256,10 +253,7 @@ pub fn record_matmul_with(
         if need * 4 > buf.size() {
             return Err(Error::Kernel {
                 kernel: kernel_name.into(),
-                message: format!(
-                    "operand {name} needs {need} elements but its buffer holds {}",
-                    buf.size() / 4
-                ),
+                message: format!("operand {name} needs {need} elements but its buffer holds {}", buf.size() / 4),
             });
         }
     }
@@ -271,16 +265,10 @@ pub fn record_matmul_with(
             ("TRANS_B", shape.trans_b as u32 as f64),
             ("ACT", epilogue.act.code() as f64),
             ("ACT_A", epilogue.act_a.code() as f64),
-            (
-                "DERIV_ACT",
-                epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64,
-            ),
+            ("DERIV_ACT", epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64),
             ("HAS_BIAS", epilogue.bias.is_some() as u32 as f64),
             ("SCALE_ROWS", epilogue.row_scale.is_some() as u32 as f64),
-            (
-                "STORE_GROUP_TRANSPOSED",
-                epilogue.store_group_transposed as u32 as f64,
-            ),
+            ("STORE_GROUP_TRANSPOSED", epilogue.store_group_transposed as u32 as f64),
         ],
     )?;
     let params = Params {

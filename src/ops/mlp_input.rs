@@ -28,20 +28,8 @@ pub fn record_mlp_input(
     let ctx = rec.ctx();
     let kernel = ctx.kernel("mlp_input", &[])?;
     let elements = (rows * (dim + embed)) as u32;
-    let (gx, gy) = grid_2d(
-        elements.div_ceil(WORKGROUP),
-        ctx.caps.max_workgroups_per_dimension(),
-    );
-    let params = Params {
-        rows: rows as u32,
-        dim: dim as u32,
-        embed: embed as u32,
-        grid_width: gx * WORKGROUP,
-    };
+    let (gx, gy) = grid_2d(elements.div_ceil(WORKGROUP), ctx.caps.max_workgroups_per_dimension());
+    let params = Params { rows: rows as u32, dim: dim as u32, embed: embed as u32, grid_width: gx * WORKGROUP };
     let uniform = ctx.uniform("mlp_input/params", &params);
-    rec.dispatch(
-        &kernel,
-        &[x, features, time_index, h0, &uniform],
-        [gx, gy, 1],
-    )
+    rec.dispatch(&kernel, &[x, features, time_index, h0, &uniform], [gx, gy, 1])
 }

@@ -38,18 +38,10 @@ pub fn matmul(shape: &MatmulShape, a: &[f32], b: &[f32], e: EpilogueRef, c: &mut
                 for k in 0..s.k as usize {
                     let ia = s.offset_a as usize
                         + z * s.stride_a as usize
-                        + if s.trans_a {
-                            k * s.lda as usize + m
-                        } else {
-                            m * s.lda as usize + k
-                        };
+                        + if s.trans_a { k * s.lda as usize + m } else { m * s.lda as usize + k };
                     let ib = s.offset_b as usize
                         + z * s.stride_b as usize
-                        + if s.trans_b {
-                            n * s.ldb as usize + k
-                        } else {
-                            k * s.ldb as usize + n
-                        };
+                        + if s.trans_b { n * s.ldb as usize + k } else { k * s.ldb as usize + n };
                     acc += e.act_a.apply_f64(a[ia] as f64) * b[ib] as f64;
                 }
                 if let Some(bias) = e.bias {
@@ -57,9 +49,7 @@ pub fn matmul(shape: &MatmulShape, a: &[f32], b: &[f32], e: EpilogueRef, c: &mut
                 }
                 let mut v = e.act.apply_f64(acc);
                 if let Some((act, pre)) = e.deriv {
-                    v *= act.derivative_f64(
-                        pre[s.offset_pre as usize + g * s.ld_pre as usize + n] as f64,
-                    );
+                    v *= act.derivative_f64(pre[s.offset_pre as usize + g * s.ld_pre as usize + n] as f64);
                 }
                 if let Some(scale) = e.row_scale {
                     v *= scale[g] as f64;

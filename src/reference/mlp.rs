@@ -20,11 +20,7 @@ pub fn mlp_score(model: &MlpModel, x: &[f32], t: &[f32]) -> Vec<f64> {
                 for i in 0..layer.inputs {
                     acc += w[i] as f64 * h[i];
                 }
-                next[o] = if l == last {
-                    acc
-                } else {
-                    model.act.apply_f64(acc)
-                };
+                next[o] = if l == last { acc } else { model.act.apply_f64(acc) };
             }
             h = next;
         }
@@ -45,9 +41,8 @@ pub fn mlp_jacobian(model: &MlpModel, x: &[f32], t: &[f32]) -> Vec<f64> {
         let mut h: Vec<f64> = x[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
         h.extend(model.fourier_features(tr));
         // tangent[i][j] = ∂h_i/∂x_j
-        let mut tangent: Vec<Vec<f64>> = (0..h.len())
-            .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-            .collect();
+        let mut tangent: Vec<Vec<f64>> =
+            (0..h.len()).map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
         let last = model.layers.len() - 1;
         for (l, layer) in model.layers.iter().enumerate() {
             let mut next_h = vec![0.0; layer.outputs];
@@ -62,11 +57,8 @@ pub fn mlp_jacobian(model: &MlpModel, x: &[f32], t: &[f32]) -> Vec<f64> {
                         da[j] += w[i] as f64 * tangent[i][j];
                     }
                 }
-                let (value, slope) = if l == last {
-                    (a, 1.0)
-                } else {
-                    (model.act.apply_f64(a), model.act.derivative_f64(a))
-                };
+                let (value, slope) =
+                    if l == last { (a, 1.0) } else { (model.act.apply_f64(a), model.act.derivative_f64(a)) };
                 next_h[o] = value;
                 next_t[o] = da.iter().map(|v| v * slope).collect();
             }

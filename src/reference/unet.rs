@@ -16,13 +16,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn zeros(batch: usize, channels: usize, height: usize, width: usize) -> Self {
-        Tensor {
-            batch,
-            channels,
-            height,
-            width,
-            data: vec![0.0; batch * channels * height * width],
-        }
+        Tensor { batch, channels, height, width, data: vec![0.0; batch * channels * height * width] }
     }
 
     pub fn at(&self, b: usize, c: usize, h: usize, w: usize) -> f64 {
@@ -50,12 +44,7 @@ impl Tensor {
 
     /// Channel concatenation [self, other].
     pub fn concat(&self, other: &Tensor) -> Tensor {
-        let mut out = Tensor::zeros(
-            self.batch,
-            self.channels + other.channels,
-            self.height,
-            self.width,
-        );
+        let mut out = Tensor::zeros(self.batch, self.channels + other.channels, self.height, self.width);
         for b in 0..self.batch {
             for (c, src) in (0..self.channels)
                 .map(|c| (c, (self, c)))
@@ -85,8 +74,7 @@ pub fn conv2d(x: &Tensor, weight: &[f32], outputs: usize, stride: usize) -> Tens
                     for ci in 0..x.channels {
                         for kh in 0..KERNEL {
                             for kw in 0..KERNEL {
-                                let w = weight[((co * x.channels + ci) * KERNEL + kh) * KERNEL + kw]
-                                    as f64;
+                                let w = weight[((co * x.channels + ci) * KERNEL + kh) * KERNEL + kw] as f64;
                                 acc += w * x.at(b, ci, i * stride + kh, j * stride + kw);
                             }
                         }
@@ -100,13 +88,7 @@ pub fn conv2d(x: &Tensor, weight: &[f32], outputs: usize, stride: usize) -> Tens
 }
 
 /// ConvTranspose2d, 3×3, padding 0, no bias: weight [in, out, 3, 3]; out[ho = hi·S + kh] += x[hi] · w.
-pub fn conv_transpose2d(
-    x: &Tensor,
-    weight: &[f32],
-    outputs: usize,
-    stride: usize,
-    output_padding: usize,
-) -> Tensor {
+pub fn conv_transpose2d(x: &Tensor, weight: &[f32], outputs: usize, stride: usize, output_padding: usize) -> Tensor {
     let ho = (x.height - 1) * stride + KERNEL + output_padding;
     let wo = (x.width - 1) * stride + KERNEL + output_padding;
     let mut out = Tensor::zeros(x.batch, outputs, ho, wo);
@@ -118,8 +100,7 @@ pub fn conv_transpose2d(
                     for co in 0..outputs {
                         for kh in 0..KERNEL {
                             for kw in 0..KERNEL {
-                                let w = weight[((ci * outputs + co) * KERNEL + kh) * KERNEL + kw]
-                                    as f64;
+                                let w = weight[((ci * outputs + co) * KERNEL + kh) * KERNEL + kw] as f64;
                                 *out.at_mut(b, co, i * stride + kh, j * stride + kw) += v * w;
                             }
                         }
@@ -152,9 +133,8 @@ pub fn group_norm(x: &Tensor, groups: usize, gamma: &[f32], beta: &[f32], eps: f
     for b in 0..x.batch {
         for g in 0..groups {
             let values = || {
-                (g * cg..(g + 1) * cg).flat_map(move |c| {
-                    (0..x.height).flat_map(move |h| (0..x.width).map(move |w| x.at(b, c, h, w)))
-                })
+                (g * cg..(g + 1) * cg)
+                    .flat_map(move |c| (0..x.height).flat_map(move |h| (0..x.width).map(move |w| x.at(b, c, h, w))))
             };
             let mean = values().sum::<f64>() / n;
             let var = values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -162,8 +142,7 @@ pub fn group_norm(x: &Tensor, groups: usize, gamma: &[f32], beta: &[f32], eps: f
             for c in g * cg..(g + 1) * cg {
                 for h in 0..x.height {
                     for w in 0..x.width {
-                        *out.at_mut(b, c, h, w) =
-                            (x.at(b, c, h, w) - mean) * rstd * gamma[c] as f64 + beta[c] as f64;
+                        *out.at_mut(b, c, h, w) = (x.at(b, c, h, w) - mean) * rstd * gamma[c] as f64 + beta[c] as f64;
                     }
                 }
             }
@@ -186,12 +165,7 @@ pub fn linear(x: &[f64], weight: &[f32], bias: &[f32]) -> Vec<f64> {
     let inputs = x.len();
     bias.iter()
         .enumerate()
-        .map(|(o, &b)| {
-            b as f64
-                + (0..inputs)
-                    .map(|i| weight[o * inputs + i] as f64 * x[i])
-                    .sum::<f64>()
-        })
+        .map(|(o, &b)| b as f64 + (0..inputs).map(|i| weight[o * inputs + i] as f64 * x[i]).sum::<f64>())
         .collect()
 }
 
@@ -203,40 +177,19 @@ pub fn unet_score(model: &UnetModel, x: &[f32], t: &[f32]) -> Vec<f64> {
     let embeddings: Vec<Vec<f64>> = (0..batch)
         .map(|b| {
             let features = model.fourier_features(time(b));
-            linear(
-                &features,
-                &model.embed_dense.weight,
-                &model.embed_dense.bias,
-            )
-            .into_iter()
-            .map(silu)
-            .collect()
+            linear(&features, &model.embed_dense.weight, &model.embed_dense.bias).into_iter().map(silu).collect()
         })
         .collect();
     let dense_terms = |block: usize| -> Vec<Vec<f64>> {
         let d = model.blocks[block].dense.as_ref().expect("dense layer");
-        embeddings
-            .iter()
-            .map(|e| linear(e, &d.weight, &d.bias))
-            .collect()
+        embeddings.iter().map(|e| linear(e, &d.weight, &d.bias)).collect()
     };
-    let mut input = Tensor {
-        batch,
-        channels: 1,
-        height: h,
-        width: w,
-        data: x.iter().map(|&v| v as f64).collect(),
-    };
+    let mut input = Tensor { batch, channels: 1, height: h, width: w, data: x.iter().map(|&v| v as f64).collect() };
     let mut skips = Vec::new();
     // Encoder.
     for i in 0..4 {
         let block = &model.blocks[i];
-        let mut z = conv2d(
-            &input,
-            &block.conv.weight,
-            block.conv.outputs,
-            block.conv.stride,
-        );
+        let mut z = conv2d(&input, &block.conv.weight, block.conv.outputs, block.conv.stride);
         add_per_channel(&mut z, &dense_terms(i));
         let n = block.norm.as_ref().expect("encoder norm");
         input = silu_tensor(group_norm(&z, n.groups, &n.weight, &n.bias, GN_EPS));
@@ -244,12 +197,7 @@ pub fn unet_score(model: &UnetModel, x: &[f32], t: &[f32]) -> Vec<f64> {
     }
     // Decoder: tconv4 on h4, then on [h, skip].
     let mut hcur = skips[3].clone();
-    for (i, skip) in [
-        (4usize, None),
-        (5, Some(2usize)),
-        (6, Some(1)),
-        (7, Some(0)),
-    ] {
+    for (i, skip) in [(4usize, None), (5, Some(2usize)), (6, Some(1)), (7, Some(0))] {
         let block = &model.blocks[i];
         let inp = match skip {
             Some(s) => hcur.concat(&skips[s]),
@@ -258,9 +206,7 @@ pub fn unet_score(model: &UnetModel, x: &[f32], t: &[f32]) -> Vec<f64> {
         let c = &block.conv;
         let mut z = conv_transpose2d(&inp, &c.weight, c.outputs, c.stride, c.output_padding);
         if let Some(bias) = &c.bias {
-            let per: Vec<Vec<f64>> = (0..batch)
-                .map(|_| bias.iter().map(|&v| v as f64).collect())
-                .collect();
+            let per: Vec<Vec<f64>> = (0..batch).map(|_| bias.iter().map(|&v| v as f64).collect()).collect();
             add_per_channel(&mut z, &per);
         }
         if block.dense.is_some() {
@@ -275,9 +221,7 @@ pub fn unet_score(model: &UnetModel, x: &[f32], t: &[f32]) -> Vec<f64> {
     let per_image = h * w;
     for b in 0..batch {
         let factor = model.output_factor(time(b));
-        out[b * per_image..(b + 1) * per_image]
-            .iter_mut()
-            .for_each(|v| *v *= factor);
+        out[b * per_image..(b + 1) * per_image].iter_mut().for_each(|v| *v *= factor);
     }
     out
 }

@@ -10,8 +10,7 @@ use scorelens::GpuContext;
 
 /// The shared GPU context. Fails (never skips) when no adapter exists: CI must run these on lavapipe.
 pub fn gpu() -> Arc<GpuContext> {
-    GpuContext::shared()
-        .unwrap_or_else(|e| panic!("GPU tests need an adapter (CI uses lavapipe): {e}"))
+    GpuContext::shared().unwrap_or_else(|e| panic!("GPU tests need an adapter (CI uses lavapipe): {e}"))
 }
 
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
@@ -30,15 +29,8 @@ pub fn normal_vec(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
 /// ‖got − want‖ / ‖want‖, failing on any non-finite value.
 pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len(), "lengths differ");
-    assert!(
-        got.iter().all(|v| v.is_finite()),
-        "GPU result has a non-finite value"
-    );
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum();
+    assert!(got.iter().all(|v| v.is_finite()), "GPU result has a non-finite value");
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     if den == 0.0 {
         num.sqrt()
@@ -48,9 +40,7 @@ pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
 }
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }
 
 use scorelens::model::{MlpModel, NoiseSchedule};
