@@ -13,6 +13,13 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 /// Parses sizes such as `2MiB`, `512MiB`, `4GiB`, `1.5GB`, `65536` (bytes).
+///
+/// ```
+/// use scorelens::scheduler::parse_memory_size;
+/// assert_eq!(parse_memory_size("512MiB").unwrap(), 512 << 20);
+/// assert_eq!(parse_memory_size("1.5GB").unwrap(), 1_500_000_000);
+/// assert!(parse_memory_size("lots").is_err());
+/// ```
 pub fn parse_memory_size(text: &str) -> Result<u64> {
     let s = text.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -89,6 +96,12 @@ pub fn plan_chunks(rows: usize, cost: RowCost, bounds: DeviceBounds) -> Result<V
     Ok((0..rows).step_by(per_chunk).map(|start| start..(start + per_chunk).min(rows)).collect())
 }
 
+/// A byte count for messages, in binary units.
+///
+/// ```
+/// assert_eq!(scorelens::scheduler::format_bytes(3 << 20), "3.0 MiB");
+/// assert_eq!(scorelens::scheduler::format_bytes(17), "17 B");
+/// ```
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

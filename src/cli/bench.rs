@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use scorelens::derivative::{self, JacobianMethod, JvpMethod};
 use scorelens::gpu::{BufferRole, Recorder};
 use scorelens::model::{MlpModel, NoiseSchedule, UnetModel};
 use scorelens::ops::matmul::{record_matmul, Epilogue, MatmulShape};
@@ -148,6 +149,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         record(name, seconds, repeats, mlp_flops * rows as f64, rows as f64, "rows");
     }
 
+    // Full Jacobians of the MLP (exact forward and reverse mode): D products per point.
+    let jacobian_points: &[usize] = if args.quick { &[16] } else { &[16, 256] };
+    for &points in jacobian_points {
+        for (label, method) in [("forward", JacobianMethod::Forward), ("reverse", JacobianMethod::Reverse)] {
+            let name = format!("mlp jacobian {label} b{points}");
+            if !wanted(&name) {
+                continue;
+            }
+            let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
+            let (seconds, repeats) = time_it(time_budget, || derivative::jacobian(&mlp_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            record(name, seconds, repeats, 64.0 * mlp_flops * points as f64, points as f64, "jacobians");
+        }
+    }
+
     let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;
@@ -160,6 +175,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
         let (seconds, repeats) = time_it(time_budget, || unet_field.score(&x, &[0.5], options).map(|_| ()))?;
         record(name, seconds, repeats, unet_flops * images as f64, images as f64, "images");
+    }
+    // One finite-difference J·v per image (three guarded central steps: six forwards).
+    let name = "unet jvp fd b4".to_string();
+    if wanted(&name) {
+        let images = 4;
+        let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
+        let v: Vec<f32> = (0..images * 784).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
+        let (seconds, repeats) =
+            time_it(time_budget, || derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Fd, false, options).map(|_| ()))?;
+        record(name, seconds, repeats, 6.0 * unet_flops * images as f64, images as f64, "products");
     }
 
     if args.json {

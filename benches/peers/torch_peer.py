@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `scorelens bench`: the same workloads (matmul, MLP forward, Song U-Net forward) in PyTorch on the
-same device, in the same run, with the ratio of the two.
+"""PyTorch peer of `scorelens bench`: the same workloads (matmul, MLP forward, Song U-Net forward, MLP Jacobians,
+U-Net J·v) in PyTorch on the same device, in the same run, with the ratio of the two.
 
-    python3 benches/peers/torch_forward.py [--scorelens target/release/scorelens] [--device cuda|cpu] [--quick]
+    python3 benches/peers/torch_peer.py [--scorelens target/release/scorelens] [--device cuda|cpu] [--quick]
+
+Jacobians use torch.func (functorch on PyTorch 1.x): vmap over jacfwd and over jacrev, the better of the two
+reported for each of scorelens' modes' rows; the U-Net J·v uses torch.func.jvp (exact forward mode), beside
+scorelens' finite differences until its exact U-Net products land.
 
 Shapes follow `scorelens bench` (src/cli/bench.rs); the U-Net is the tutorial's ScoreNet (analyses.md §6) with the
 fixture's weights when --model is given. Times are medians of repeats after a warm-up, wall clock, with
@@ -19,6 +23,11 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+
+try:
+    from torch.func import jacfwd, jacrev, jvp, vmap
+except ImportError:  # PyTorch 1.13: the same API as functorch
+    from functorch import jacfwd, jacrev, jvp, vmap
 
 
 class GaussianFourierProjection(nn.Module):
@@ -103,6 +112,13 @@ def read_safetensors(path):
     return tensors
 
 
+def unet(model_path, device):
+    net = ScoreNet()
+    if os.path.exists(model_path):
+        net.load_state_dict(read_safetensors(model_path))
+    return net.to(device).eval()
+
+
 def median_seconds(fn, sync, budget):
     fn()
     sync()
@@ -126,14 +142,25 @@ def main():
     parser.add_argument("--model", default=os.path.join(root, "tests", "fixtures", "song_unet", "model.safetensors"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--only", default="", help="passed to `scorelens bench --only` (comma-separated)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     budget = 0.3 if args.quick else 2.0
 
-    command = [args.scorelens, "bench", "--json"] + (["--quick"] if args.quick else [])
+    command = [args.scorelens, "bench", "--json"] + (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else [])
     ours = {item["name"]: item for item in json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["items"]}
+
+    widths = [128, 512, 512, 512, 64]
+    mlp_layers = []
+    for i, o in zip(widths[:-1], widths[1:]):
+        mlp_layers += [nn.Linear(i, o), nn.SiLU()]
+    mlp = nn.Sequential(*mlp_layers[:-1]).to(device)
+    embedding = torch.randn(64, device=device)
+
+    def mlp_score(x):
+        return mlp(torch.cat([x, embedding]))
 
     results = []
     with torch.no_grad():
@@ -143,21 +170,28 @@ def main():
                 a = torch.randn(m, k, device=device)
                 w = torch.randn(n, k, device=device)
                 results.append((name, median_seconds(lambda: a @ w.T, sync, budget)))
+            elif name.startswith("mlp jacobian"):
+                points = int(name.split("b")[-1])
+                x = torch.randn(points, 64, device=device)
+                best = min(
+                    median_seconds(lambda: vmap(jacfwd(mlp_score))(x), sync, budget),
+                    median_seconds(lambda: vmap(jacrev(mlp_score))(x), sync, budget),
+                )
+                results.append((name, best))
             elif name.startswith("mlp"):
                 rows = int(name.split("b")[-1])
-                widths = [128, 512, 512, 512, 64]
-                layers = []
-                for i, o in zip(widths[:-1], widths[1:]):
-                    layers += [nn.Linear(i, o), nn.SiLU()]
-                mlp = nn.Sequential(*layers[:-1]).to(device)
                 h0 = torch.randn(rows, 128, device=device)
                 results.append((name, median_seconds(lambda: mlp(h0), sync, budget)))
+            elif name.startswith("unet jvp"):
+                images = int(name.split("b")[-1])
+                net = unet(args.model, device)
+                x = torch.rand(images, 1, 28, 28, device=device)
+                v = torch.randn_like(x)
+                t = torch.full((images,), 0.5, device=device)
+                results.append((name, median_seconds(lambda: jvp(lambda y: net(y, t), (x,), (v,)), sync, budget)))
             elif name.startswith("unet"):
                 images = int(name.split("b")[-1])
-                net = ScoreNet()
-                if os.path.exists(args.model):
-                    net.load_state_dict(read_safetensors(args.model))
-                net = net.to(device).eval()
+                net = unet(args.model, device)
                 x = torch.rand(images, 1, 28, 28, device=device)
                 t = torch.full((images,), 0.5, device=device)
                 results.append((name, median_seconds(lambda: net(x, t), sync, budget)))
