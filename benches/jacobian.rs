@@ -20,7 +20,9 @@ fn bench_jacobians(c: &mut Criterion) {
         group.throughput(Throughput::Elements(points as u64));
         for (name, method) in [("mlp-forward", JacobianMethod::Forward), ("mlp-reverse", JacobianMethod::Reverse)] {
             group.bench_function(BenchmarkId::new(name, points), |bench| {
-                bench.iter(|| derivative::jacobian(&field, &x, &[0.5], method, JobOptions::default(), |_, _| Ok(())).unwrap())
+                bench.iter(|| {
+                    derivative::jacobian(&field, &x, &[0.5], method, JobOptions::default(), |_, _| Ok(())).unwrap()
+                })
             });
         }
     }
@@ -31,7 +33,8 @@ fn bench_jacobians(c: &mut Criterion) {
     let v: Vec<f32> = (0..images * 784).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
     group.throughput(Throughput::Elements(images as u64));
     group.bench_function(BenchmarkId::new("unet-jvp-fd", images), |bench| {
-        bench.iter(|| derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Fd, false, JobOptions::default()).unwrap())
+        bench
+            .iter(|| derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Fd, false, JobOptions::default()).unwrap())
     });
     group.finish();
 }

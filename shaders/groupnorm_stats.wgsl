@@ -5,13 +5,15 @@
 //   mean = Σ z / n,  var = Σ (z − mean)² / n  (two passes; PyTorch's biased variance),  rstd = 1 / sqrt(var + eps)
 //   coef[offset + (b·C + c)·2]     = gamma[c] · rstd
 //   coef[offset + (b·C + c)·2 + 1] = beta[c] − mean · gamma[c] · rstd
-// so that GroupNorm(z)[b, c] = z · coef[…] + coef[… + 1].
+// so that GroupNorm(z)[b, c] = z · coef[…] + coef[… + 1]; and the statistics themselves,
+//   coef[stats_offset + (b·G + g)·2] = mean,  coef[stats_offset + (b·G + g)·2 + 1] = rstd
+// which the tangent and adjoint kernels need.
 //
 // Bindings (group 0): 0 z (read), 1 gamma (read, [C]), 2 beta (read, [C]), 3 coef (read_write), 4 params (uniform).
-// Layout: z [B, H, W, C] (NHWC); coef holds [B, C, 2] at element `offset`.
+// Layout: z [B, H, W, C] (NHWC); coef holds [B, C, 2] at element `offset` and [B, G, 2] at `stats_offset`.
 // One 256-thread workgroup per (group, sample): dispatch (G, B, 1). Reductions are workgroup trees.
 
-struct Params { batch: u32, pixels: u32, channels: u32, groups: u32, offset: u32, eps: f32, pad0: u32, pad1: u32 }
+struct Params { batch: u32, pixels: u32, channels: u32, groups: u32, offset: u32, eps: f32, stats_offset: u32, pad0: u32 }
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -59,6 +61,11 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let variance = workgroup_sum(lid, squares) / f32(n);
     let rstd = 1.0 / sqrt(variance + params.eps);
 
+    if (lid == 0u) {
+        let s = params.stats_offset + (b * params.groups + g) * 2u;
+        coef[s] = mean;
+        coef[s + 1u] = rstd;
+    }
     for (var c = lid; c < cg; c += THREADS) {
         let channel = g * cg + c;
         let scale = gamma[channel] * rstd;

@@ -374,20 +374,28 @@ fn derivative_commands() {
 }
 
 #[test]
-fn unet_jvp_defaults_to_finite_differences_and_exact_is_refused_clearly() {
+fn unet_jvp_is_exact_by_default_and_reverse_mode_is_refused_clearly() {
     let scratch = Scratch::new();
     let model = fixture("song_unet/model.safetensors");
     let (m, x, t, v) =
         (s(&model), fixture("song_unet/x.npy"), fixture("song_unet/t.npy"), fixture("song_unet/jvp_v.npy"));
-    let out = scratch.path("jvp.npy");
-    let (code, _, stderr) = scorelens(&["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&v), "-o", s(&out)]);
-    assert_eq!(code, 0, "{stderr}");
     let want = npy::read_f64(&fixture("song_unet/jvp.npy")).unwrap();
-    let got = npy::read_f32(&out).unwrap();
-    assert_eq!(got.shape, want.shape);
-    assert!(rel_err(&got.data, &want.data) <= 1e-3);
+    for method in [None, Some("exact"), Some("fd4")] {
+        let out = scratch.path("jvp.npy");
+        let mut args = vec!["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&v), "-o", s(&out)];
+        if let Some(method) = method {
+            args.extend(["--method", method]);
+        }
+        let (code, _, stderr) = scorelens(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let got = npy::read_f32(&out).unwrap();
+        assert_eq!(got.shape, want.shape);
+        let tolerance = if method == Some("fd4") { 1e-3 } else { 1e-5 };
+        assert!(rel_err(&got.data, &want.data) <= tolerance, "{method:?}");
+    }
+    let out = scratch.path("j.npy");
     expect_user_error(
-        &["jvp", m, "--x", s(&x), "--t", s(&t), "--v", s(&v), "--method", "exact", "-o", s(&out)],
-        &["--method exact", "finite-difference"],
+        &["jacobian", m, "--x", s(&x), "--t", s(&t), "--method", "reverse", "-o", s(&out)],
+        &["--method reverse", "finite-difference"],
     );
 }

@@ -103,10 +103,24 @@ fn gpu_groupnorm_coefficients(z: &Tensor, groups: usize, gamma: &[f32], beta: &[
     let (g, b) = (ctx.upload("gamma", gamma), ctx.upload("beta", beta));
     let offset = 6;
     let len = offset + z.batch * z.channels * 2;
-    let coef = ctx.buffer("coef", (len * 4) as u64, BufferRole::Storage);
+    // The (mean, rstd) statistics go after the coefficients.
+    let coef = ctx.buffer("coef", ((len + z.batch * groups * 2) * 4) as u64, BufferRole::Storage);
     let mut rec = Recorder::new(&ctx, "test/groupnorm");
-    record_groupnorm_stats(&mut rec, z.batch, z.height * z.width, z.channels, groups, 1e-5, &zb, &g, &b, &coef, offset)
-        .unwrap();
+    record_groupnorm_stats(
+        &mut rec,
+        z.batch,
+        z.height * z.width,
+        z.channels,
+        groups,
+        1e-5,
+        &zb,
+        &g,
+        &b,
+        &coef,
+        offset,
+        len,
+    )
+    .unwrap();
     rec.submit();
     ctx.download::<f32>(&coef, len).unwrap()[offset..].to_vec()
 }

@@ -222,3 +222,59 @@ fn jacobians_larger_than_the_budget_are_split_and_agree() {
         assert!(rel_err(&split, &whole64) <= 1e-6, "{method:?}");
     }
 }
+
+#[test]
+fn unet_exact_jvp_matches_the_pytorch_fixture() {
+    let (model, x, t) = load_fixture("song_unet");
+    let v = npy::read_f32(&fixture("song_unet/jvp_v.npy")).unwrap().data;
+    let want = npy::read_f64(&fixture("song_unet/jvp.npy")).unwrap();
+    let field = field_of(&model);
+    let got = derivative::jvp(&field, &x, &t, &v, JvpMethod::Exact, false, JobOptions::default()).unwrap();
+    for (i, (g, w)) in got.chunks(784).zip(want.data.chunks(784)).enumerate() {
+        let err = rel_err(g, w);
+        eprintln!("song_unet exact jvp image {i}: rel err {err:.2e}");
+        assert!(err <= 1e-5, "image {i}: {err:e}");
+    }
+}
+
+#[test]
+fn unet_forward_mode_jacobian_matches_the_pytorch_fixture() {
+    let (model, x, t) = load_fixture("song_unet");
+    let want = npy::read_f32(&fixture("song_unet/jacobian.npy")).unwrap();
+    let field = field_of(&model);
+    // The first point only, as the fixture holds; a 256 MiB budget splits its 784 tangents.
+    let options = JobOptions { memory_budget: 256 << 20, ..JobOptions::default() };
+    let got = jacobian(&field, &x[..784], &t[..1], JacobianMethod::Forward, options);
+    let want64: Vec<f64> = want.data.iter().map(|&v| v as f64).collect();
+    let err = rel_err(&got, &want64);
+    eprintln!("song_unet forward-mode Jacobian: rel err {err:.2e}");
+    assert!(err <= 1e-4, "{err:e}");
+}
+
+#[test]
+fn random_unet_exact_jvp_agrees_with_finite_differences_for_many_directions() {
+    let model = scorelens::model::UnetModel::random(31, [32, 32, 64, 64], 64, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = field_of(&ScoreModel::Unet(model));
+    let (points, per_point) = (3, 4);
+    let x = normal_vec(&mut rng(32), points * 784, 1.0);
+    let t = random_times(33, points);
+    let v = normal_vec(&mut rng(34), points * per_point * 784, 1.0);
+    let exact = derivative::jvp(&field, &x, &t, &v, JvpMethod::Exact, false, JobOptions::default()).unwrap();
+    let fd = derivative::jvp(&field, &x, &t, &v, JvpMethod::Fd4, false, JobOptions::default()).unwrap();
+    let exact64: Vec<f64> = exact.iter().map(|&a| a as f64).collect();
+    let err = rel_err(&fd, &exact64);
+    eprintln!("random U-Net: fd4 vs exact jvp rel err {err:.2e}");
+    assert!(err <= 1e-3, "{err:e}");
+    // Split over a small budget: the same numbers.
+    let split = derivative::jvp(
+        &field,
+        &x,
+        &t,
+        &v,
+        JvpMethod::Exact,
+        false,
+        JobOptions { memory_budget: 24 << 20, ..JobOptions::default() },
+    )
+    .unwrap();
+    assert!(rel_err(&split, &exact64) <= 1e-6);
+}

@@ -158,7 +158,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 continue;
             }
             let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
-            let (seconds, repeats) = time_it(time_budget, || derivative::jacobian(&mlp_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            let (seconds, repeats) =
+                time_it(time_budget, || derivative::jacobian(&mlp_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
             record(name, seconds, repeats, 64.0 * mlp_flops * points as f64, points as f64, "jacobians");
         }
     }
@@ -182,8 +183,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let images = 4;
         let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
         let v: Vec<f32> = (0..images * 784).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
-        let (seconds, repeats) =
-            time_it(time_budget, || derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Fd, false, options).map(|_| ()))?;
+        let (seconds, repeats) = time_it(time_budget, || {
+            derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Fd, false, options).map(|_| ())
+        })?;
         record(name, seconds, repeats, 6.0 * unet_flops * images as f64, images as f64, "products");
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use scorelens::derivative::{self, has_exact_derivatives, DivergenceMethod, JacobianMethod, JvpMethod};
+use scorelens::derivative::{self, has_exact_jvp, has_exact_vjp, DivergenceMethod, JacobianMethod, JvpMethod};
 use scorelens::io::npy;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
@@ -82,12 +82,12 @@ pub struct DivergenceArgs {
     pub output: PathBuf,
 }
 
-fn require_exact(field: &ScoreField, what: &str) -> Result<()> {
-    if has_exact_derivatives(field) {
+fn require(available: bool, what: &str) -> Result<()> {
+    if available {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "{what}: this model has no exact derivative in this build yet; use a finite-difference method"
+            "{what}: this model has no such exact derivative in this build yet; use a finite-difference method"
         )))
     }
 }
@@ -97,12 +97,12 @@ pub fn run_jvp(args: &JvpArgs) -> Result<()> {
     let v = read_directions(&args.v, "V", &job)?;
     let method = match args.method {
         Some(JvpChoice::Exact) => {
-            require_exact(&job.field, "--method exact")?;
+            require(has_exact_jvp(&job.field), "--method exact")?;
             JvpMethod::Exact
         }
         Some(JvpChoice::Fd) => JvpMethod::Fd,
         Some(JvpChoice::Fd4) => JvpMethod::Fd4,
-        None if has_exact_derivatives(&job.field) => JvpMethod::Exact,
+        None if has_exact_jvp(&job.field) => JvpMethod::Exact,
         None => {
             log::warn!("no exact JVP for this model yet: using fourth-order finite differences");
             JvpMethod::Fd4
@@ -117,7 +117,7 @@ pub fn run_vjp(args: &VjpArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let u = read_directions(&args.u, "U", &job)?;
     let bar = Bar::new();
-    let out = if has_exact_derivatives(&job.field) {
+    let out = if has_exact_vjp(&job.field) {
         derivative::vjp(&job.field, &job.x.data, &job.t, &u.data, job.options(&bar))?
     } else {
         log::warn!("no exact VJP for this model yet: using Jᵀu from a finite-difference Jacobian (slow)");
@@ -150,15 +150,15 @@ pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let method = match args.method {
         Some(JacobianChoice::Forward) => {
-            require_exact(&job.field, "--method forward")?;
+            require(has_exact_jvp(&job.field), "--method forward")?;
             JacobianMethod::Forward
         }
         Some(JacobianChoice::Reverse) => {
-            require_exact(&job.field, "--method reverse")?;
+            require(has_exact_vjp(&job.field), "--method reverse")?;
             JacobianMethod::Reverse
         }
         Some(JacobianChoice::Fd) => JacobianMethod::Fd,
-        None if has_exact_derivatives(&job.field) => JacobianMethod::Forward,
+        None if has_exact_jvp(&job.field) => JacobianMethod::Forward,
         None => {
             log::warn!("no exact Jacobian for this model yet: using central finite differences");
             JacobianMethod::Fd

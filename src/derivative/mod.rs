@@ -12,10 +12,12 @@
 
 pub mod fd;
 pub mod mlp;
+pub mod unet;
 
 use std::ops::Range;
 
 pub use mlp::{MlpLinearization, TangentLayout};
+pub use unet::UnetLinearization;
 
 use crate::error::{Error, Result};
 use crate::field::{validate_batch, ScoreField};
@@ -52,15 +54,60 @@ pub enum DivergenceMethod {
     Hutchinson { probes: usize, seed: u64 },
 }
 
-/// A field that has exact derivatives on the GPU.
-fn exact_linearization<'f>(field: &'f ScoreField, x: &[f32], t: &[f32]) -> Result<Option<MlpLinearization<'f>>> {
-    match field {
-        ScoreField::Mlp(f) => Ok(Some(MlpLinearization::new(f, x, t)?)),
-        _ => Ok(None),
+/// A field linearised at a batch of points, with its primal state on the GPU.
+pub enum Linearization<'f> {
+    Mlp(MlpLinearization<'f>),
+    Unet(UnetLinearization<'f>),
+}
+
+impl Linearization<'_> {
+    /// J·V for `per_point` tangents per point (`v` [points, P, D]).
+    pub fn record_jvp(
+        &self,
+        rec: &mut Recorder,
+        v: &wgpu::Buffer,
+        per_point: usize,
+        out: &wgpu::Buffer,
+        layout: TangentLayout,
+    ) -> Result<()> {
+        match self {
+            Linearization::Mlp(l) => l.record_jvp(rec, v, per_point, out, layout),
+            Linearization::Unet(l) => l.record_jvp(rec, v, per_point, out, layout),
+        }
+    }
+
+    /// Jᵀ·U for `per_point` cotangents per point (`u` [points, Q, D]).
+    pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
+        match self {
+            Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
+            Linearization::Unet(_) => Err(Error::InvalidArgument(
+                "reverse mode (VJP) for song-unet is not in this build yet; use forward mode or finite differences"
+                    .into(),
+            )),
+        }
     }
 }
 
-pub fn has_exact_derivatives(field: &ScoreField) -> bool {
+/// Linearises the field at `x` for exact products with up to `max_tangent_rows` (points × directions) rows.
+pub fn linearize<'f>(
+    field: &'f ScoreField,
+    x: &[f32],
+    t: &[f32],
+    max_tangent_rows: usize,
+) -> Result<Linearization<'f>> {
+    match field {
+        ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
+        ScoreField::Unet(f) => Ok(Linearization::Unet(UnetLinearization::new(f, x, t, max_tangent_rows)?)),
+    }
+}
+
+/// Whether the field has exact forward-mode products (J·v, forward-mode Jacobians).
+pub fn has_exact_jvp(field: &ScoreField) -> bool {
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
+}
+
+/// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
+pub fn has_exact_vjp(field: &ScoreField) -> bool {
     matches!(field, ScoreField::Mlp(_))
 }
 
@@ -83,7 +130,27 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
             let per_tangent = 4 * (3 * m.dim as u64 + 2 * widest);
             (per_point, per_tangent, 4 * widest.max(m.dim as u64))
         }
-        ScoreField::Unet(_) => (0, 0, 0),
+        ScoreField::Unet(f) => {
+            let m = f.model();
+            let activations: u64 =
+                m.blocks.iter().zip(m.block_sizes()).map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64).sum();
+            let widest = m
+                .blocks
+                .iter()
+                .zip(m.block_sizes())
+                .map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64)
+                .max()
+                .unwrap_or(1);
+            let groups: u64 = m.blocks.iter().filter_map(|b| b.norm.as_ref().map(|n| n.groups as u64)).sum();
+            let channels: u64 = m.blocks.iter().filter(|b| b.norm.is_some()).map(|b| b.conv.outputs as u64).sum();
+            let d = m.dim() as u64;
+            let e = m.embed_dim() as u64;
+            // the primal pass: activations, GroupNorm data, time path
+            let per_point = 4 * (activations + 2 * channels + 2 * groups + d + 8 * e + 4);
+            // tangent activations, input, output, read-back, tangent statistics
+            let per_tangent = 4 * (activations + 3 * d + 2 * groups);
+            (per_point, per_tangent, 4 * widest)
+        }
     }
 }
 
@@ -143,9 +210,8 @@ fn run_exact(
     let mut block = Vec::new();
     for pc in &point_chunks {
         let t_chunk: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[pc.clone()].to_vec() };
-        let lin = exact_linearization(field, &x[pc.start * d..pc.end * d], &t_chunk)?.ok_or_else(|| {
-            Error::InvalidArgument("this field has no exact derivative; use a finite-difference method".into())
-        })?;
+        let widest_chunk = tangent_chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+        let lin = linearize(field, &x[pc.start * d..pc.end * d], &t_chunk, pc.len() * widest_chunk)?;
         for tc in &tangent_chunks {
             block.clear();
             fill(pc.clone(), tc.clone(), &mut block);
@@ -354,7 +420,7 @@ pub fn divergence(
     match method {
         DivergenceMethod::Exact => {
             let mut out = vec![0f64; points];
-            let jac_method = if has_exact_derivatives(field) { JacobianMethod::Forward } else { JacobianMethod::Fd };
+            let jac_method = if has_exact_jvp(field) { JacobianMethod::Forward } else { JacobianMethod::Fd };
             jacobian(field, x, t, jac_method, options, |pc, j| {
                 for (local, p) in pc.enumerate() {
                     out[p] = (0..d).map(|i| j[local * d * d + i * d + i] as f64).sum();
@@ -370,7 +436,7 @@ pub fn divergence(
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
-            let method = if has_exact_derivatives(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
+            let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
             let jz = jvp(field, x, t, &z, method, false, options)?;
             Ok((0..points)
                 .map(|p| {

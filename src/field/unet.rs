@@ -43,16 +43,25 @@ pub struct UnetField {
     blocks: Vec<BlockBuffers>,
 }
 
+/// Where one normalised block's GroupNorm data sit in the coef buffer (element offsets).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NormLayout {
+    pub norm: usize,
+    pub stats: usize,
+    pub tangent_stats: usize,
+    pub groups: usize,
+}
+
 pub(crate) struct UnetSlot {
-    x: wgpu::Buffer,
+    pub x: wgpu::Buffer,
     features: wgpu::Buffer,
     time_index: wgpu::Buffer,
-    sample_scale: wgpu::Buffer,
+    pub sample_scale: wgpu::Buffer,
     embedding: wgpu::Buffer,
     time_bias: wgpu::Buffer,
     /// Pre-norm outputs of blocks 0..7; block 7 writes the score.
-    z: Vec<wgpu::Buffer>,
-    coef: wgpu::Buffer,
+    pub z: Vec<wgpu::Buffer>,
+    pub coef: wgpu::Buffer,
     readback: wgpu::Buffer,
 }
 
@@ -113,25 +122,92 @@ impl UnetField {
         self.model.blocks.iter().zip(self.model.block_sizes()).map(|(b, (_, (h, w)))| h * w * b.conv.outputs).collect()
     }
 
-    /// Element offsets (for `images` images) of each normalised block's [B, C, 2] coefficients, and their total.
-    fn norm_offsets(&self, images: usize) -> (Vec<Option<usize>>, usize) {
+    /// Where each normalised block's GroupNorm data sit in the coef buffer, for `images` images and `tangent_rows`
+    /// tangent rows: [B, C, 2] scale/shift, [B, G, 2] mean/rstd, [R, G, 2] tangent means; and the total.
+    pub(crate) fn norm_layout(&self, images: usize, tangent_rows: usize) -> (Vec<Option<NormLayout>>, usize) {
         let mut total = 0;
-        let offsets = self
+        let mut take = |words: usize| {
+            let offset = total;
+            total += words;
+            offset
+        };
+        let layout = self
             .model
             .blocks
             .iter()
             .map(|b| {
-                b.norm.as_ref().map(|_| {
-                    let offset = total;
-                    total += images * b.conv.outputs * 2;
-                    offset
+                b.norm.as_ref().map(|n| NormLayout {
+                    norm: take(images * b.conv.outputs * 2),
+                    stats: take(images * n.groups * 2),
+                    tangent_stats: take(tangent_rows * n.groups * 2),
+                    groups: n.groups,
                 })
             })
             .collect();
-        (offsets, total)
+        (layout, total)
     }
 
-    fn record_forward(&self, rec: &mut Recorder, slot: &UnetSlot, images: usize, distinct_times: usize) -> Result<()> {
+    pub(crate) fn block_buffers(&self, i: usize) -> &wgpu::Buffer {
+        &self.blocks[i].weight
+    }
+
+    /// Buffers for `images` images whose coef buffer also has room for `tangent_rows` tangent rows' statistics.
+    pub(crate) fn allocate(&self, images: usize, tangent_rows: usize, label: &str) -> UnetSlot {
+        let ctx = &self.ctx;
+        let e = self.model.embed_dim();
+        let buffer =
+            |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
+        let (_, coef_words) = self.norm_layout(images, tangent_rows);
+        UnetSlot {
+            x: buffer("x", images * self.model.dim()),
+            features: buffer("features", images * e),
+            time_index: buffer("time_index", images),
+            sample_scale: buffer("sample_scale", images),
+            embedding: buffer("embedding", images * e),
+            time_bias: buffer("time_bias", images * self.dense_width),
+            z: self
+                .block_output_sizes()
+                .iter()
+                .zip(&self.model.blocks)
+                .map(|(s, b)| buffer(b.name, images * s))
+                .collect(),
+            coef: buffer("groupnorm", coef_words),
+            readback: ctx.buffer(
+                &format!("{label}/readback"),
+                (images * self.model.dim() * 4) as u64,
+                BufferRole::Readback,
+            ),
+        }
+    }
+
+    /// Uploads a chunk's points and time conditioning into `slot` and records the forward pass.
+    pub(crate) fn record_chunk(
+        &self,
+        slot: &UnetSlot,
+        x: &[f32],
+        t: &[f32],
+        rows: Range<usize>,
+        tangent_rows: usize,
+        rec: &mut Recorder,
+    ) -> Result<()> {
+        let model = &self.model;
+        let d = model.dim();
+        let times = TimeTable::build(t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
+        self.ctx.write(&slot.x, &x[rows.start * d..rows.end * d]);
+        self.ctx.write(&slot.features, &times.features);
+        self.ctx.write(&slot.time_index, &times.index);
+        self.ctx.write(&slot.sample_scale, &times.row_scale);
+        self.record_forward(rec, slot, rows.len(), times.distinct(), tangent_rows)
+    }
+
+    fn record_forward(
+        &self,
+        rec: &mut Recorder,
+        slot: &UnetSlot,
+        images: usize,
+        distinct_times: usize,
+        tangent_rows: usize,
+    ) -> Result<()> {
         let e = self.model.embed_dim();
         // Time path, once per distinct t: emb = silu(embed.1(features)); time_bias = [dense_k(emb)]_k.
         let shape = MatmulShape::new(distinct_times, e, e).with_trans_b();
@@ -141,7 +217,8 @@ impl UnetField {
         let epilogue = Epilogue::act(Activation::Identity).with_bias(&self.dense_bias);
         record_matmul(rec, &shape, &slot.embedding, &self.dense_weight, epilogue, &slot.time_bias)?;
 
-        let (norm_offsets, _) = self.norm_offsets(images);
+        let (layout, _) = self.norm_layout(images, tangent_rows);
+        let norm_offsets: Vec<Option<usize>> = layout.iter().map(|l| l.as_ref().map(|l| l.norm)).collect();
         let sizes = self.model.block_sizes();
         let last = self.model.blocks.len() - 1;
         for (i, (block, buffers)) in self.model.blocks.iter().zip(&self.blocks).enumerate() {
@@ -184,7 +261,7 @@ impl UnetField {
             };
             let scale = (i == last).then_some(&slot.sample_scale);
             record_conv2d(rec, &shape, &inputs, &buffers.weight, bias, Activation::Identity, scale, &slot.z[i])?;
-            if let (Some(norm), Some((gamma, beta)), Some(offset)) = (&block.norm, &buffers.norm, norm_offsets[i]) {
+            if let (Some(norm), Some((gamma, beta)), Some(place)) = (&block.norm, &buffers.norm, &layout[i]) {
                 record_groupnorm_stats(
                     rec,
                     images,
@@ -196,7 +273,8 @@ impl UnetField {
                     gamma,
                     beta,
                     &slot.coef,
-                    offset,
+                    place.norm,
+                    place.stats,
                 )?;
             }
         }
@@ -223,7 +301,7 @@ impl ChunkedJob for ScoreJob<'_> {
         let d = f.model.dim() as u64;
         let e = f.model.embed_dim() as u64;
         let activations: u64 = f.block_output_sizes().iter().map(|&s| s as u64).sum();
-        let (_, coef) = f.norm_offsets(1);
+        let (_, coef) = f.norm_layout(1, 0);
         // x, features, embedding, time bias (worst case: every image its own t), index, scale, z's, coef, readback.
         let words = d + 2 * e + f.dense_width as u64 + 2 + activations + coef as u64 + d;
         let widest = *f.block_output_sizes().iter().max().unwrap_or(&1) as u64;
@@ -241,38 +319,12 @@ impl ChunkedJob for ScoreJob<'_> {
         (max_groups * 64 / widest_pixels).min(max_groups)
     }
 
-    fn allocate(&self, ctx: &GpuContext, images: usize, label: &str) -> UnetSlot {
-        let f = self.field;
-        let e = f.model.embed_dim();
-        let buffer =
-            |name: &str, words: usize| ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage);
-        let (_, coef_words) = f.norm_offsets(images);
-        UnetSlot {
-            x: buffer("x", images * f.model.dim()),
-            features: buffer("features", images * e),
-            time_index: buffer("time_index", images),
-            sample_scale: buffer("sample_scale", images),
-            embedding: buffer("embedding", images * e),
-            time_bias: buffer("time_bias", images * f.dense_width),
-            z: f.block_output_sizes().iter().zip(&f.model.blocks).map(|(s, b)| buffer(b.name, images * s)).collect(),
-            coef: buffer("groupnorm", coef_words),
-            readback: ctx.buffer(
-                &format!("{label}/readback"),
-                (images * f.model.dim() * 4) as u64,
-                BufferRole::Readback,
-            ),
-        }
+    fn allocate(&self, _ctx: &GpuContext, images: usize, label: &str) -> UnetSlot {
+        self.field.allocate(images, 0, label)
     }
 
-    fn record(&self, ctx: &GpuContext, slot: &UnetSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
-        let model = &self.field.model;
-        let d = model.dim();
-        let times = TimeTable::build(self.t, rows.clone(), |t| model.fourier_features(t), |t| model.output_factor(t));
-        ctx.write(&slot.x, &self.x[rows.start * d..rows.end * d]);
-        ctx.write(&slot.features, &times.features);
-        ctx.write(&slot.time_index, &times.index);
-        ctx.write(&slot.sample_scale, &times.row_scale);
-        self.field.record_forward(rec, slot, rows.len(), times.distinct())
+    fn record(&self, _ctx: &GpuContext, slot: &UnetSlot, rows: Range<usize>, rec: &mut Recorder) -> Result<()> {
+        self.field.record_chunk(slot, self.x, self.t, rows, 0, rec)
     }
 
     fn readback<'s>(&self, slot: &'s UnetSlot) -> &'s wgpu::Buffer {

@@ -100,7 +100,13 @@ struct Params {
     taps_w: u32,
     class_h: u32,
     class_w: u32,
-    pad: [u32; 3],
+    group_rows: u32,
+    stats_offset1: u32,
+    stats_offset2: u32,
+    tstats_offset1: u32,
+    tstats_offset2: u32,
+    groups1: u32,
+    groups2: u32,
 }
 
 /// Reorders a PyTorch weight (Conv2d [out, in, 3, 3] or ConvTranspose2d [in, out, 3, 3]) to [out, 3, 3, in].
@@ -184,7 +190,13 @@ pub fn record_conv2d(
             taps_w: class.taps_w as u32,
             class_h: class.rows as u32,
             class_w: class.cols as u32,
-            pad: [0; 3],
+            group_rows: 1,
+            stats_offset1: 0,
+            stats_offset2: 0,
+            tstats_offset1: 0,
+            tstats_offset2: 0,
+            groups1: 1,
+            groups2: 1,
         };
         let uniform = ctx.uniform("conv2d/params", &params);
         rec.dispatch(
@@ -239,4 +251,113 @@ pub fn output_classes(shape: &ConvShape) -> Vec<OutputClass> {
         }
     }
     classes
+}
+
+/// A tangent input of a convolution: the tangent values and, when the input has a pending GroupNorm + SiLU, its
+/// primal pre-norm values and where its coefficients, statistics and tangent statistics sit in the coef buffer.
+pub struct TangentSource<'a> {
+    pub tangent: &'a wgpu::Buffer,
+    pub norm: Option<TangentNorm<'a>>,
+}
+
+pub struct TangentNorm<'a> {
+    pub primal: &'a wgpu::Buffer,
+    pub groups: usize,
+    /// [B, C, 2] scale and shift.
+    pub norm_offset: usize,
+    /// [B, G, 2] mean and rstd.
+    pub stats_offset: usize,
+    /// [R, G, 2] tangent means m1, m2.
+    pub tstats_offset: usize,
+}
+
+/// Records ż_out = conv(ḣ) for `shape.batch` tangent rows in groups of `per_point` per point (see
+/// shaders/conv2d_tangent.wgsl). `shape.batch` counts tangent rows.
+#[allow(clippy::too_many_arguments)]
+pub fn record_conv2d_tangent(
+    rec: &mut Recorder,
+    shape: &ConvShape,
+    per_point: usize,
+    src1: &TangentSource,
+    src2: Option<&TangentSource>,
+    coef: &wgpu::Buffer,
+    weight: &wgpu::Buffer,
+    sample_scale: Option<&wgpu::Buffer>,
+    store_transposed: bool,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let (ho, wo) = shape.output_size();
+    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
+        return Err(Error::Kernel {
+            kernel: "conv2d_tangent".into(),
+            message: format!("output buffer too small for {shape:?}"),
+        });
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(
+        "conv2d_tangent",
+        &[
+            ("TRANSPOSED", shape.transposed as u32 as f64),
+            ("NORM_SRC1", src1.norm.is_some() as u32 as f64),
+            ("NORM_SRC2", src2.is_some_and(|s| s.norm.is_some()) as u32 as f64),
+            ("SCALE_SAMPLES", sample_scale.is_some() as u32 as f64),
+            ("STORE_GROUP_TRANSPOSED", store_transposed as u32 as f64),
+        ],
+    )?;
+    let dummy = ctx.dummy();
+    let n1 = src1.norm.as_ref();
+    let n2 = src2.and_then(|s| s.norm.as_ref());
+    for class in output_classes(shape) {
+        let m = shape.batch * class.rows * class.cols;
+        if m == 0 {
+            continue;
+        }
+        let params = Params {
+            batch: shape.batch as u32,
+            hin: shape.height as u32,
+            win: shape.width as u32,
+            c1: shape.c1 as u32,
+            c2: shape.c2 as u32,
+            cout: shape.outputs as u32,
+            hout: ho as u32,
+            wout: wo as u32,
+            stride: shape.stride as u32,
+            m: m as u32,
+            k: (class.taps_h * class.taps_w * shape.inputs()) as u32,
+            norm_offset1: n1.map_or(0, |n| n.norm_offset as u32),
+            norm_offset2: n2.map_or(0, |n| n.norm_offset as u32),
+            bias_offset: 0,
+            bias_stride: 0,
+            phase_h: class.phase_h as u32,
+            phase_w: class.phase_w as u32,
+            taps_h: class.taps_h as u32,
+            taps_w: class.taps_w as u32,
+            class_h: class.rows as u32,
+            class_w: class.cols as u32,
+            group_rows: per_point as u32,
+            stats_offset1: n1.map_or(0, |n| n.stats_offset as u32),
+            stats_offset2: n2.map_or(0, |n| n.stats_offset as u32),
+            tstats_offset1: n1.map_or(0, |n| n.tstats_offset as u32),
+            tstats_offset2: n2.map_or(0, |n| n.tstats_offset as u32),
+            groups1: n1.map_or(1, |n| n.groups as u32),
+            groups2: n2.map_or(1, |n| n.groups as u32),
+        };
+        let uniform = ctx.uniform("conv2d_tangent/params", &params);
+        rec.dispatch(
+            &kernel,
+            &[
+                src1.tangent,
+                src2.map_or(dummy, |s| s.tangent),
+                n1.map_or(dummy, |n| n.primal),
+                n2.map_or(dummy, |n| n.primal),
+                coef,
+                weight,
+                sample_scale.unwrap_or(dummy),
+                out,
+                &uniform,
+            ],
+            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+        )?;
+    }
+    Ok(())
 }

@@ -12,11 +12,12 @@ struct Params {
     groups: u32,
     offset: u32,
     eps: f32,
+    stats_offset: u32,
     pad0: u32,
-    pad1: u32,
 }
 
-/// Writes coef[offset + (b·C + c)·2 + {0, 1}] = (gamma·rstd, beta − mean·gamma·rstd) for z [B, pixels, C].
+/// Writes coef[offset + (b·C + c)·2 + {0, 1}] = (gamma·rstd, beta − mean·gamma·rstd) for z [B, pixels, C], and
+/// coef[stats_offset + (b·G + g)·2 + {0, 1}] = (mean, rstd).
 #[allow(clippy::too_many_arguments)]
 pub fn record_groupnorm_stats(
     rec: &mut Recorder,
@@ -30,6 +31,7 @@ pub fn record_groupnorm_stats(
     beta: &wgpu::Buffer,
     coef: &wgpu::Buffer,
     offset: usize,
+    stats_offset: usize,
 ) -> Result<()> {
     let ctx = rec.ctx();
     let kernel = ctx.kernel("groupnorm_stats", &[])?;
@@ -40,9 +42,54 @@ pub fn record_groupnorm_stats(
         groups: groups as u32,
         offset: offset as u32,
         eps: eps as f32,
+        stats_offset: stats_offset as u32,
         pad0: 0,
-        pad1: 0,
     };
     let uniform = ctx.uniform("groupnorm_stats/params", &params);
     rec.dispatch(&kernel, &[z, gamma, beta, coef, &uniform], [groups as u32, batch as u32, 1])
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TangentParams {
+    rows: u32,
+    pixels: u32,
+    channels: u32,
+    groups: u32,
+    group_rows: u32,
+    stats_offset: u32,
+    tstats_offset: u32,
+    pad0: u32,
+}
+
+/// Writes coef[tstats_offset + (r·G + g)·2 + {0, 1}] = (mean ż, mean ż·x̂) for tangents ż [R, pixels, C] of points
+/// z [B, pixels, C] (R = B·per_point), whose (mean, rstd) sit at stats_offset.
+#[allow(clippy::too_many_arguments)]
+pub fn record_groupnorm_tangent_stats(
+    rec: &mut Recorder,
+    rows: usize,
+    per_point: usize,
+    pixels: usize,
+    channels: usize,
+    groups: usize,
+    tangent: &wgpu::Buffer,
+    primal: &wgpu::Buffer,
+    coef: &wgpu::Buffer,
+    stats_offset: usize,
+    tstats_offset: usize,
+) -> Result<()> {
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel("groupnorm_tangent_stats", &[])?;
+    let params = TangentParams {
+        rows: rows as u32,
+        pixels: pixels as u32,
+        channels: channels as u32,
+        groups: groups as u32,
+        group_rows: per_point as u32,
+        stats_offset: stats_offset as u32,
+        tstats_offset: tstats_offset as u32,
+        pad0: 0,
+    };
+    let uniform = ctx.uniform("groupnorm_tangent_stats/params", &params);
+    rec.dispatch(&kernel, &[tangent, primal, coef, &uniform], [groups as u32, rows as u32, 1])
 }
