@@ -278,3 +278,38 @@ fn random_unet_exact_jvp_agrees_with_finite_differences_for_many_directions() {
     .unwrap();
     assert!(rel_err(&split, &exact64) <= 1e-6);
 }
+
+#[test]
+fn unet_reverse_mode_jacobian_matches_the_pytorch_fixture() {
+    let (model, x, t) = load_fixture("song_unet");
+    let want = npy::read_f32(&fixture("song_unet/jacobian.npy")).unwrap();
+    let field = field_of(&model);
+    let options = JobOptions { memory_budget: 256 << 20, ..JobOptions::default() };
+    let got = jacobian(&field, &x[..784], &t[..1], JacobianMethod::Reverse, options);
+    let want64: Vec<f64> = want.data.iter().map(|&v| v as f64).collect();
+    let err = rel_err(&got, &want64);
+    eprintln!("song_unet reverse-mode Jacobian: rel err {err:.2e}");
+    assert!(err <= 1e-4, "{err:e}");
+}
+
+#[test]
+fn random_unet_adjoint_identity() {
+    let model = scorelens::model::UnetModel::random(41, [32, 32, 64, 64], 64, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = field_of(&ScoreModel::Unet(model));
+    let (points, per_point, d) = (3, 3, 784);
+    let x = normal_vec(&mut rng(42), points * d, 1.0);
+    let t = random_times(43, points);
+    let v = normal_vec(&mut rng(44), points * per_point * d, 1.0);
+    let u = normal_vec(&mut rng(45), points * per_point * d, 1.0);
+    let jv = derivative::jvp(&field, &x, &t, &v, JvpMethod::Exact, false, JobOptions::default()).unwrap();
+    let jtu = derivative::vjp(&field, &x, &t, &u, JobOptions::default()).unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>();
+    for k in 0..points * per_point {
+        let block = k * d..(k + 1) * d;
+        let (left, right) = (dot(&u[block.clone()], &jv[block.clone()]), dot(&jtu[block.clone()], &v[block.clone()]));
+        let scale =
+            dot(&u[block.clone()], &u[block.clone()]).sqrt() * dot(&jv[block.clone()], &jv[block.clone()]).sqrt();
+        eprintln!("direction {k}: <u, Jv> {left:.6e}, <Jᵀu, v> {right:.6e}");
+        assert!((left - right).abs() <= 1e-5 * scale, "direction {k}: {left} vs {right}");
+    }
+}

@@ -1,5 +1,5 @@
 // shared/conv_igemm_core.wgsl — the implicit-GEMM tiling shared by the 3×3 convolution kernels
-// (conv2d_igemm.wgsl for values, conv2d_tangent.wgsl for tangents).
+// (conv2d_igemm.wgsl for values, conv2d_tangent.wgsl for tangents, conv2d_adjoint.wgsl for cotangents).
 // Prefixed to a kernel that defines its bindings and two functions the core calls:
 //   load_input(row, i, j, th, tw, ci) -> f32   one element of the (transposed) convolution's input for output
 //                                             class row (row, i, j) and tap (th, tw, ci), 0 outside the input
@@ -16,6 +16,7 @@ struct Params {
     phase_w: u32, taps_h: u32, taps_w: u32, class_h: u32,
     class_w: u32, group_rows: u32, stats_offset1: u32, stats_offset2: u32,
     tstats_offset1: u32, tstats_offset2: u32, groups1: u32, groups2: u32,
+    grad_stride1: u32, grad_offset1: u32, grad_stride2: u32, grad_offset2: u32,
 }
 
 override TRANSPOSED: bool = false;

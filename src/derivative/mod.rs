@@ -80,10 +80,7 @@ impl Linearization<'_> {
     pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
         match self {
             Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
-            Linearization::Unet(_) => Err(Error::InvalidArgument(
-                "reverse mode (VJP) for song-unet is not in this build yet; use forward mode or finite differences"
-                    .into(),
-            )),
+            Linearization::Unet(l) => l.record_vjp(rec, u, per_point, out),
         }
     }
 }
@@ -108,7 +105,7 @@ pub fn has_exact_jvp(field: &ScoreField) -> bool {
 
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
 pub fn has_exact_vjp(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_))
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
@@ -132,23 +129,22 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
         }
         ScoreField::Unet(f) => {
             let m = f.model();
-            let activations: u64 =
-                m.blocks.iter().zip(m.block_sizes()).map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64).sum();
-            let widest = m
-                .blocks
-                .iter()
-                .zip(m.block_sizes())
-                .map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64)
-                .max()
-                .unwrap_or(1);
+            let grids = m.block_sizes();
+            let outputs: Vec<u64> =
+                m.blocks.iter().zip(&grids).map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64).collect();
+            // reverse mode holds the gradient of each block's whole (concatenated) input
+            let inputs: Vec<u64> =
+                m.blocks.iter().zip(&grids).map(|(b, ((h, w), _))| (h * w * b.conv.inputs) as u64).collect();
+            let activations: u64 = outputs.iter().sum();
+            let widest = outputs.iter().chain(&inputs).copied().max().unwrap_or(1);
             let groups: u64 = m.blocks.iter().filter_map(|b| b.norm.as_ref().map(|n| n.groups as u64)).sum();
             let channels: u64 = m.blocks.iter().filter(|b| b.norm.is_some()).map(|b| b.conv.outputs as u64).sum();
             let d = m.dim() as u64;
             let e = m.embed_dim() as u64;
             // the primal pass: activations, GroupNorm data, time path
             let per_point = 4 * (activations + 2 * channels + 2 * groups + d + 8 * e + 4);
-            // tangent activations, input, output, read-back, tangent statistics
-            let per_tangent = 4 * (activations + 3 * d + 2 * groups);
+            // tangent (or cotangent) activations, input, output, read-back, their statistics
+            let per_tangent = 4 * (activations.max(inputs.iter().sum()) + 3 * d + 2 * groups);
             (per_point, per_tangent, 4 * widest)
         }
     }

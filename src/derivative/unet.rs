@@ -5,13 +5,21 @@
 //!   ḣ = silu'(y) · γ·rstd · (ż − mean(ż) − x̂ · mean(ż ⊙ x̂)),  y = γ x̂ + β,  x̂ = (z − μ)·rstd,
 //! with the group means of each tangent row from shaders/groupnorm_tangent_stats.wgsl and z, μ, rstd from the
 //! primal pass, which runs once per batch of points and stays on the GPU.
+//!
+//! Reverse mode walks the blocks backwards. A block's adjoint is the transposed convolution of its convolution (and
+//! the other way round) applied to z̄, the gradient of its pre-norm output, which is formed as it loads from h̄, the
+//! gradient of its output:  ȳ = h̄ ⊙ silu'(y),  z̄ = γ·rstd·ȳ − rstd·(mean(γȳ) + x̂·mean(γȳ ⊙ x̂)).
+//! An adjoint writes the gradient of the block's whole (concatenated) input; an encoder activation that also feeds
+//! a decoder block as a skip sums its two gradients as the next adjoint loads them.
 
 use crate::error::{Error, Result};
 use crate::field::unet::UnetSlot;
 use crate::field::UnetField;
 use crate::gpu::{BufferRole, Recorder};
-use crate::ops::conv::{record_conv2d_tangent, ConvShape, TangentNorm, TangentSource};
-use crate::ops::groupnorm::record_groupnorm_tangent_stats;
+use crate::ops::conv::{
+    record_conv2d_adjoint, record_conv2d_tangent, AdjointNorm, ConvShape, GradientSource, TangentNorm, TangentSource,
+};
+use crate::ops::groupnorm::{record_groupnorm_adjoint_stats, record_groupnorm_tangent_stats};
 
 use super::TangentLayout;
 
@@ -130,6 +138,117 @@ impl<'f> UnetLinearization<'f> {
                     place.tangent_stats,
                 )?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl UnetLinearization<'_> {
+    /// Records Jᵀ·U for `per_point` cotangents per point: `u` [points, Q, 784] → `out` [points, Q, 784]. With U = I,
+    /// `out` holds the Jacobian's rows.
+    pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
+        let rows = self.points * per_point;
+        if rows > self.max_tangent_rows {
+            return Err(Error::Kernel {
+                kernel: "unet/vjp".into(),
+                message: format!("{rows} cotangent rows but room for {}", self.max_tangent_rows),
+            });
+        }
+        let model = self.field.model();
+        let ctx = self.field.ctx();
+        let (norms, _) = self.field.norm_layout(self.points, self.max_tangent_rows);
+        let sizes = model.block_sizes();
+        let last = model.blocks.len() - 1;
+        // a[k]: the gradient of block k's (concatenated) input, [R, H_in, W_in, C_in]; block 0's is the result.
+        let adjoints: Vec<Option<wgpu::Buffer>> = model
+            .blocks
+            .iter()
+            .zip(&sizes)
+            .enumerate()
+            .map(|(k, (b, ((h, w), _)))| {
+                (k > 0).then(|| {
+                    ctx.buffer(
+                        &format!("unet/vjp/{}", b.name),
+                        (rows * h * w * b.conv.inputs * 4) as u64,
+                        BufferRole::Storage,
+                    )
+                })
+            })
+            .collect();
+        let adjoint = |k: usize| -> &wgpu::Buffer { adjoints[k].as_ref().unwrap_or(out) };
+        // The gradient sources of block k's output h_k: the next block's input gradient (first channels), and for
+        // encoder outputs that are skips, the decoder block's input gradient after its own channels.
+        let sources = |k: usize| -> (GradientSource, Option<GradientSource>) {
+            if k == last {
+                return (GradientSource { buffer: u, stride: 1, offset: 0 }, None);
+            }
+            let next = &model.blocks[k + 1].conv;
+            let first = GradientSource { buffer: adjoint(k + 1), stride: next.inputs, offset: 0 };
+            let skip = SKIP_OF.iter().position(|s| *s == Some(k)).map(|consumer| {
+                let c = &model.blocks[consumer].conv;
+                GradientSource {
+                    buffer: adjoint(consumer),
+                    stride: c.inputs,
+                    offset: c.inputs - model.blocks[k].conv.outputs,
+                }
+            });
+            (first, skip)
+        };
+        for k in (0..=last).rev() {
+            let block = &model.blocks[k];
+            let c = &block.conv;
+            let ((h, w), (ho, wo)) = sizes[k];
+            let (grad1, grad2) = sources(k);
+            let norm = norms[k].map(|place| AdjointNorm {
+                primal: &self.slot.z[k],
+                groups: place.groups,
+                norm_offset: place.norm,
+                stats_offset: place.stats,
+                astats_offset: place.tangent_stats,
+            });
+            if let Some(norm) = norm {
+                record_groupnorm_adjoint_stats(
+                    rec,
+                    rows,
+                    per_point,
+                    ho * wo,
+                    c.outputs,
+                    norm,
+                    grad1,
+                    grad2,
+                    &self.slot.coef,
+                )?;
+            }
+            // The adjoint's geometry: from the block's output grid back to its input grid.
+            let output_padding = if c.transposed { 0 } else { h - ((ho - 1) * c.stride + 3) };
+            debug_assert_eq!(
+                w - if c.transposed { w } else { (wo - 1) * c.stride + 3 },
+                if c.transposed { 0 } else { output_padding }
+            );
+            let shape = ConvShape {
+                batch: rows,
+                height: ho,
+                width: wo,
+                c1: c.outputs,
+                c2: 0,
+                outputs: c.inputs,
+                stride: c.stride,
+                transposed: !c.transposed,
+                output_padding,
+            };
+            let scale = (k == last).then_some(&self.slot.sample_scale);
+            record_conv2d_adjoint(
+                rec,
+                &shape,
+                per_point,
+                grad1,
+                grad2,
+                norm,
+                &self.slot.coef,
+                self.field.adjoint_weight(k),
+                scale,
+                adjoint(k),
+            )?;
         }
         Ok(())
     }

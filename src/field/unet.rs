@@ -15,7 +15,7 @@ use crate::field::chunked::{run_chunked, ChunkedJob, TimeTable};
 use crate::field::validate_batch;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::unet::{UnetModel, GN_EPS};
-use crate::ops::conv::{record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
+use crate::ops::conv::{adjoint_weight, record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
 use crate::ops::groupnorm::record_groupnorm_stats;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::scheduler::{JobOptions, RowCost};
@@ -25,6 +25,8 @@ const SKIP_OF: [Option<usize>; 8] = [None, None, None, None, None, Some(2), Some
 
 struct BlockBuffers {
     weight: wgpu::Buffer,
+    /// The weight of the block's adjoint (see ops::conv::adjoint_weight).
+    adjoint_weight: wgpu::Buffer,
     bias: Option<wgpu::Buffer>,
     norm: Option<(wgpu::Buffer, wgpu::Buffer)>,
     /// Column of this block's dense(e) term in the stacked time-bias table.
@@ -89,6 +91,10 @@ impl UnetField {
                     &format!("unet/{}.weight", b.name),
                     &reorder_weight(&c.weight, c.inputs, c.outputs, c.transposed),
                 ),
+                adjoint_weight: ctx.upload(
+                    &format!("unet/{}.adjoint_weight", b.name),
+                    &adjoint_weight(&c.weight, c.inputs, c.outputs, c.transposed),
+                ),
                 bias: c.bias.as_ref().map(|v| ctx.upload(&format!("unet/{}.bias", b.name), v)),
                 norm: b
                     .norm
@@ -149,6 +155,10 @@ impl UnetField {
 
     pub(crate) fn block_buffers(&self, i: usize) -> &wgpu::Buffer {
         &self.blocks[i].weight
+    }
+
+    pub(crate) fn adjoint_weight(&self, i: usize) -> &wgpu::Buffer {
+        &self.blocks[i].adjoint_weight
     }
 
     /// Buffers for `images` images whose coef buffer also has room for `tangent_rows` tangent rows' statistics.

@@ -161,6 +161,19 @@ impl<'a> Recorder<'a> {
         if groups.contains(&0) {
             return Ok(());
         }
+        let limit = self.ctx.caps.max_binding_bytes();
+        if let Some((_, buffer)) = kernel
+            .reflection
+            .bindings
+            .iter()
+            .zip(buffers)
+            .find(|((_, kind, _), b)| *kind != super::kernels::BindingKind::Uniform && b.size() > limit)
+        {
+            return Err(Error::Kernel {
+                kernel: kernel.name.into(),
+                message: format!("a {} B buffer exceeds the device's {limit} B storage binding limit", buffer.size()),
+            });
+        }
         let entries: Vec<wgpu::BindGroupEntry> = kernel
             .reflection
             .bindings

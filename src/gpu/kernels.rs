@@ -23,6 +23,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("conv2d_tangent", &[CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
     ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
     ("groupnorm_tangent_stats", &[], include_str!("../../shaders/groupnorm_tangent_stats.wgsl")),
+    ("conv2d_adjoint", &[CONV_CORE], include_str!("../../shaders/conv2d_adjoint.wgsl")),
+    ("groupnorm_adjoint_stats", &[], include_str!("../../shaders/groupnorm_adjoint_stats.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

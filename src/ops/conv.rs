@@ -107,6 +107,10 @@ struct Params {
     tstats_offset2: u32,
     groups1: u32,
     groups2: u32,
+    grad_stride1: u32,
+    grad_offset1: u32,
+    grad_stride2: u32,
+    grad_offset2: u32,
 }
 
 /// Reorders a PyTorch weight (Conv2d [out, in, 3, 3] or ConvTranspose2d [in, out, 3, 3]) to [out, 3, 3, in].
@@ -121,6 +125,13 @@ pub fn reorder_weight(weight: &[f32], inputs: usize, outputs: usize, transposed:
         }
     }
     out
+}
+
+/// The weight of a block's adjoint, in the [out, 3, 3, in] layout of [`reorder_weight`]: a convolution's adjoint is
+/// the transposed convolution with the same PyTorch tensor read as [in' = out, out' = in, 3, 3], and the other way
+/// round, so only the roles of the two channel counts swap.
+pub fn adjoint_weight(weight: &[f32], inputs: usize, outputs: usize, transposed: bool) -> Vec<f32> {
+    reorder_weight(weight, outputs, inputs, !transposed)
 }
 
 /// Records out = act(conv(T(inputs)) + bias) · sample_scale. `weight` is [out, 3, 3, in] (see [`reorder_weight`]).
@@ -197,6 +208,10 @@ pub fn record_conv2d(
             tstats_offset2: 0,
             groups1: 1,
             groups2: 1,
+            grad_stride1: 0,
+            grad_offset1: 0,
+            grad_stride2: 0,
+            grad_offset2: 0,
         };
         let uniform = ctx.uniform("conv2d/params", &params);
         rec.dispatch(
@@ -341,6 +356,10 @@ pub fn record_conv2d_tangent(
             tstats_offset2: n2.map_or(0, |n| n.tstats_offset as u32),
             groups1: n1.map_or(1, |n| n.groups as u32),
             groups2: n2.map_or(1, |n| n.groups as u32),
+            grad_stride1: 0,
+            grad_offset1: 0,
+            grad_stride2: 0,
+            grad_offset2: 0,
         };
         let uniform = ctx.uniform("conv2d_tangent/params", &params);
         rec.dispatch(
@@ -350,6 +369,117 @@ pub fn record_conv2d_tangent(
                 src2.map_or(dummy, |s| s.tangent),
                 n1.map_or(dummy, |n| n.primal),
                 n2.map_or(dummy, |n| n.primal),
+                coef,
+                weight,
+                sample_scale.unwrap_or(dummy),
+                out,
+                &uniform,
+            ],
+            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+        )?;
+    }
+    Ok(())
+}
+
+/// A gradient read by the adjoint kernels: channel c of pixel p at buffer[p · stride + offset + c].
+#[derive(Clone, Copy)]
+pub struct GradientSource<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub stride: usize,
+    pub offset: usize,
+}
+
+/// The GroupNorm + SiLU a block's output went through, for its adjoint.
+#[derive(Clone, Copy)]
+pub struct AdjointNorm<'a> {
+    pub primal: &'a wgpu::Buffer,
+    pub groups: usize,
+    pub norm_offset: usize,
+    pub stats_offset: usize,
+    /// [R, G, 2] adjoint means n1, n2.
+    pub astats_offset: usize,
+}
+
+/// Records the gradient with respect to a block's input from the gradient(s) of its output (see
+/// shaders/conv2d_adjoint.wgsl). `shape` is the adjoint's own geometry: its input grid is the block's output
+/// (c1 = the block's output channels, c2 = 0), its outputs the block's input channels, `transposed` flipped.
+#[allow(clippy::too_many_arguments)]
+pub fn record_conv2d_adjoint(
+    rec: &mut Recorder,
+    shape: &ConvShape,
+    per_point: usize,
+    grad1: GradientSource,
+    grad2: Option<GradientSource>,
+    norm: Option<AdjointNorm>,
+    coef: &wgpu::Buffer,
+    weight: &wgpu::Buffer,
+    sample_scale: Option<&wgpu::Buffer>,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let (ho, wo) = shape.output_size();
+    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
+        return Err(Error::Kernel {
+            kernel: "conv2d_adjoint".into(),
+            message: format!("output buffer too small for {shape:?}"),
+        });
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(
+        "conv2d_adjoint",
+        &[
+            ("TRANSPOSED", shape.transposed as u32 as f64),
+            ("NORM_SRC1", norm.is_some() as u32 as f64),
+            ("TWO_SOURCES", grad2.is_some() as u32 as f64),
+            ("SCALE_SAMPLES", sample_scale.is_some() as u32 as f64),
+        ],
+    )?;
+    let dummy = ctx.dummy();
+    for class in output_classes(shape) {
+        let m = shape.batch * class.rows * class.cols;
+        if m == 0 {
+            continue;
+        }
+        let params = Params {
+            batch: shape.batch as u32,
+            hin: shape.height as u32,
+            win: shape.width as u32,
+            c1: shape.c1 as u32,
+            c2: 0,
+            cout: shape.outputs as u32,
+            hout: ho as u32,
+            wout: wo as u32,
+            stride: shape.stride as u32,
+            m: m as u32,
+            k: (class.taps_h * class.taps_w * shape.c1) as u32,
+            norm_offset1: norm.map_or(0, |n| n.norm_offset as u32),
+            norm_offset2: 0,
+            bias_offset: 0,
+            bias_stride: 0,
+            phase_h: class.phase_h as u32,
+            phase_w: class.phase_w as u32,
+            taps_h: class.taps_h as u32,
+            taps_w: class.taps_w as u32,
+            class_h: class.rows as u32,
+            class_w: class.cols as u32,
+            group_rows: per_point as u32,
+            stats_offset1: norm.map_or(0, |n| n.stats_offset as u32),
+            stats_offset2: 0,
+            tstats_offset1: norm.map_or(0, |n| n.astats_offset as u32),
+            tstats_offset2: 0,
+            groups1: norm.map_or(1, |n| n.groups as u32),
+            groups2: 1,
+            grad_stride1: grad1.stride as u32,
+            grad_offset1: grad1.offset as u32,
+            grad_stride2: grad2.map_or(0, |g| g.stride as u32),
+            grad_offset2: grad2.map_or(0, |g| g.offset as u32),
+        };
+        let uniform = ctx.uniform("conv2d_adjoint/params", &params);
+        rec.dispatch(
+            &kernel,
+            &[
+                grad1.buffer,
+                grad2.map_or(dummy, |g| g.buffer),
+                norm.map_or(dummy, |n| n.primal),
                 coef,
                 weight,
                 sample_scale.unwrap_or(dummy),

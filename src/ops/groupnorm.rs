@@ -2,6 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::Recorder;
+use crate::ops::conv::{AdjointNorm, GradientSource};
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -92,4 +93,60 @@ pub fn record_groupnorm_tangent_stats(
     };
     let uniform = ctx.uniform("groupnorm_tangent_stats/params", &params);
     rec.dispatch(&kernel, &[tangent, primal, coef, &uniform], [groups as u32, rows as u32, 1])
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AdjointParams {
+    rows: u32,
+    pixels: u32,
+    channels: u32,
+    groups: u32,
+    group_rows: u32,
+    norm_offset: u32,
+    stats_offset: u32,
+    astats_offset: u32,
+    grad_stride1: u32,
+    grad_offset1: u32,
+    grad_stride2: u32,
+    grad_offset2: u32,
+}
+
+/// Writes coef[astats_offset + (r·G + g)·2 + {0, 1}] = (mean γȳ, mean γȳx̂) for the gradient h̄ (one or two sources)
+/// of h = silu(GroupNorm(z)) (see shaders/groupnorm_adjoint_stats.wgsl).
+#[allow(clippy::too_many_arguments)]
+pub fn record_groupnorm_adjoint_stats(
+    rec: &mut Recorder,
+    rows: usize,
+    per_point: usize,
+    pixels: usize,
+    channels: usize,
+    norm: AdjointNorm,
+    grad1: GradientSource,
+    grad2: Option<GradientSource>,
+    coef: &wgpu::Buffer,
+) -> Result<()> {
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel("groupnorm_adjoint_stats", &[("TWO_SOURCES", grad2.is_some() as u32 as f64)])?;
+    let params = AdjointParams {
+        rows: rows as u32,
+        pixels: pixels as u32,
+        channels: channels as u32,
+        groups: norm.groups as u32,
+        group_rows: per_point as u32,
+        norm_offset: norm.norm_offset as u32,
+        stats_offset: norm.stats_offset as u32,
+        astats_offset: norm.astats_offset as u32,
+        grad_stride1: grad1.stride as u32,
+        grad_offset1: grad1.offset as u32,
+        grad_stride2: grad2.map_or(0, |g| g.stride as u32),
+        grad_offset2: grad2.map_or(0, |g| g.offset as u32),
+    };
+    let uniform = ctx.uniform("groupnorm_adjoint_stats/params", &params);
+    let dummy = ctx.dummy();
+    rec.dispatch(
+        &kernel,
+        &[grad1.buffer, grad2.map_or(dummy, |g| g.buffer), norm.primal, coef, &uniform],
+        [norm.groups as u32, rows as u32, 1],
+    )
 }
