@@ -19,53 +19,10 @@
 // Tiling: a workgroup of 16×16 threads computes a 64×64 output tile, 4×4 outputs per thread, stepping K by 16
 // through workgroup memory. Dispatch (⌈N/64⌉, ⌈M/64⌉, batch). Every global index is bounds-checked.
 
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    lda: u32, ldb: u32, ldc: u32, offset_a: u32,
-    stride_a: u32, stride_b: u32, stride_c: u32, offset_b: u32,
-    offset_c: u32, group_rows: u32, ld_pre: u32, offset_pre: u32,
-}
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override ACT: u32 = 0u;
-override ACT_A: u32 = 0u;
-override DERIV_ACT: u32 = 0u;
-override HAS_BIAS: bool = false;
-override SCALE_ROWS: bool = false;
-override STORE_GROUP_TRANSPOSED: bool = false;
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> row_scale: array<f32>;
-@group(0) @binding(4) var<storage, read> pre: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
-
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 const THREADS: u32 = 256u;
-
-fn epilogue(acc: f32, m: u32, n: u32) -> f32 {
-    let g = m / params.group_rows;
-    var v = acc;
-    if (HAS_BIAS) { v += bias[n]; }
-    v = activate(ACT, v);
-    if (DERIV_ACT != 0u) { v *= activate_derivative(DERIV_ACT, pre[params.offset_pre + g * params.ld_pre + n]); }
-    if (SCALE_ROWS) { v *= row_scale[g]; }
-    return v;
-}
-
-fn store_index(base_c: u32, m: u32, n: u32) -> u32 {
-    if (STORE_GROUP_TRANSPOSED) {
-        let g = m / params.group_rows;
-        let r = m - g * params.group_rows;
-        return base_c + g * params.group_rows * params.ldc + n * params.group_rows + r;
-    }
-    return base_c + m * params.ldc + n;
-}
 
 var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]

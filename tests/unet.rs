@@ -32,6 +32,7 @@ fn pytorch_fixture_song_unet() {
     let field = ScoreField::new(gpu(), &ScoreModel::Unet(model.clone())).unwrap();
     let got = field.score(&x.data, &t.data, JobOptions::default()).unwrap();
     for (i, e) in per_image_errors(&got, &want.data, 784).iter().enumerate() {
+        eprintln!("song_unet image {i}: rel err {e:.2e}");
         assert!(*e <= 1e-5, "image {i}: rel err {e:e}");
     }
     // The f64 reference agrees with PyTorch too (it is what the random-model tests trust).

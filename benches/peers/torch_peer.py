@@ -112,6 +112,15 @@ def read_safetensors(path):
     return tensors
 
 
+def chunk_sizes(transform):
+    """The chunk sizes to try: torch.func's jacfwd/jacrev take one from PyTorch 2.0 on."""
+    import inspect
+
+    if "chunk_size" in inspect.signature(transform).parameters:
+        return [None, 16, 64, 196]
+    return [None]
+
+
 def unet(model_path, device):
     net = ScoreNet()
     if os.path.exists(model_path):
@@ -182,6 +191,20 @@ def main():
                 rows = int(name.split("b")[-1])
                 h0 = torch.randn(rows, 128, device=device)
                 results.append((name, median_seconds(lambda: mlp(h0), sync, budget)))
+            elif name.startswith("unet jacobian"):
+                net = unet(args.model, device)
+                x = torch.rand(1, 1, 28, 28, device=device)
+                t = torch.full((1,), 0.5, device=device)
+
+                def one(image):
+                    return net(image[None], t)[0]
+
+                candidates = []
+                for transform in (jacfwd, jacrev):
+                    for chunk in chunk_sizes(transform):
+                        jac = transform(one, chunk_size=chunk) if chunk else transform(one)
+                        candidates.append(median_seconds(lambda: vmap(jac)(x), sync, budget))
+                results.append((name, min(candidates)))
             elif name.startswith("unet jvp"):
                 images = int(name.split("b")[-1])
                 net = unet(args.model, device)

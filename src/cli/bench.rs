@@ -177,6 +177,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let (seconds, repeats) = time_it(time_budget, || unet_field.score(&x, &[0.5], options).map(|_| ()))?;
         record(name, seconds, repeats, unet_flops * images as f64, images as f64, "images");
     }
+    // Full 784×784 Jacobians of the U-Net, exact forward and reverse mode (784 products each).
+    if !args.quick {
+        let x: Vec<f32> = (0..784).map(|i| ((i % 255) as f32) / 255.0).collect();
+        for (label, method) in [("forward", JacobianMethod::Forward), ("reverse", JacobianMethod::Reverse)] {
+            let name = format!("unet jacobian {label} b1");
+            if !wanted(&name) {
+                continue;
+            }
+            let (seconds, repeats) =
+                time_it(time_budget, || derivative::jacobian(&unet_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            record(name, seconds, repeats, 784.0 * unet_flops, 1.0, "jacobians");
+        }
+    }
     // One finite-difference J·v per image (three guarded central steps: six forwards).
     let name = "unet jvp fd b4".to_string();
     if wanted(&name) {

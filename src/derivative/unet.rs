@@ -16,15 +16,13 @@ use crate::error::{Error, Result};
 use crate::field::unet::UnetSlot;
 use crate::field::UnetField;
 use crate::gpu::{BufferRole, Recorder};
+use crate::model::unet::SKIP_OF;
 use crate::ops::conv::{
     record_conv2d_adjoint, record_conv2d_tangent, AdjointNorm, ConvShape, GradientSource, TangentNorm, TangentSource,
 };
 use crate::ops::groupnorm::{record_groupnorm_adjoint_stats, record_groupnorm_tangent_stats};
 
 use super::TangentLayout;
-
-/// Which encoder output each decoder block concatenates after its own input (blocks in execution order).
-const SKIP_OF: [Option<usize>; 8] = [None, None, None, None, None, Some(2), Some(1), Some(0)];
 
 /// The U-Net linearised at a batch of points: its primal activations and GroupNorm statistics on the GPU, with room
 /// for the statistics of up to `max_tangent_rows` tangent rows.
@@ -92,21 +90,10 @@ impl<'f> UnetLinearization<'f> {
             TangentSource { tangent: &tangents[block], norm }
         };
         for (i, block) in model.blocks.iter().enumerate() {
-            let ((h, w), (ho, wo)) = sizes[i];
+            let (_, (ho, wo)) = sizes[i];
             let skip = SKIP_OF[i];
-            let c2 = skip.map_or(0, |s| model.blocks[s].conv.outputs);
             let c = &block.conv;
-            let shape = ConvShape {
-                batch: rows,
-                height: h,
-                width: w,
-                c1: c.inputs - c2,
-                c2,
-                outputs: c.outputs,
-                stride: c.stride,
-                transposed: c.transposed,
-                output_padding: c.output_padding,
-            };
+            let shape = model.block_shape(i, rows);
             let src1 = if i == 0 { TangentSource { tangent: v, norm: None } } else { source(i - 1) };
             let src2 = skip.map(source);
             let (target, scale) = if i == last { (out, Some(&self.slot.sample_scale)) } else { (&tangents[i], None) };

@@ -14,14 +14,11 @@ use crate::error::Result;
 use crate::field::chunked::{run_chunked, ChunkedJob, TimeTable};
 use crate::field::validate_batch;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
-use crate::model::unet::{UnetModel, GN_EPS};
-use crate::ops::conv::{adjoint_weight, record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
+use crate::model::unet::{UnetModel, GN_EPS, SKIP_OF};
+use crate::ops::conv::{adjoint_weight, record_conv2d, reorder_weight, ConvBias, ConvInputs, PendingNorm};
 use crate::ops::groupnorm::record_groupnorm_stats;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::scheduler::{JobOptions, RowCost};
-
-/// Which encoder output each decoder block concatenates after its own input (blocks in execution order).
-const SKIP_OF: [Option<usize>; 8] = [None, None, None, None, None, Some(2), Some(1), Some(0)];
 
 struct BlockBuffers {
     weight: wgpu::Buffer,
@@ -232,26 +229,15 @@ impl UnetField {
         let sizes = self.model.block_sizes();
         let last = self.model.blocks.len() - 1;
         for (i, (block, buffers)) in self.model.blocks.iter().zip(&self.blocks).enumerate() {
-            let ((h, w), (ho, wo)) = sizes[i];
+            let (_, (ho, wo)) = sizes[i];
             let (src1, norm1) = if i == 0 {
                 (&slot.x, None)
             } else {
                 (&slot.z[i - 1], norm_offsets[i - 1].map(|offset| PendingNorm { offset }))
             };
             let skip = SKIP_OF[i];
-            let c2 = skip.map_or(0, |s| self.model.blocks[s].conv.outputs);
             let c = &block.conv;
-            let shape = ConvShape {
-                batch: images,
-                height: h,
-                width: w,
-                c1: c.inputs - c2,
-                c2,
-                outputs: c.outputs,
-                stride: c.stride,
-                transposed: c.transposed,
-                output_padding: c.output_padding,
-            };
+            let shape = self.model.block_shape(i, images);
             let inputs = ConvInputs {
                 src1,
                 norm1,

@@ -11,13 +11,14 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 
 const ACTIVATIONS: &str = include_str!("../../shaders/shared/activations.wgsl");
+const MATMUL_COMMON: &str = include_str!("../../shaders/shared/matmul_common.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
 /// (plain concatenation, no preprocessor), and its own WGSL.
 pub const KERNELS: &[(&str, &[&str], &str)] = &[
-    ("matmul_tiled", &[ACTIVATIONS], include_str!("../../shaders/matmul_tiled.wgsl")),
-    ("matmul_small", &[ACTIVATIONS], include_str!("../../shaders/matmul_small.wgsl")),
+    ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("conv2d_igemm", &[ACTIVATIONS, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
     ("conv2d_tangent", &[CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),

@@ -148,16 +148,8 @@ impl MlpModel {
         schedule: NoiseSchedule,
     ) -> Self {
         use rand::SeedableRng;
-        use rand_distr::{Distribution, StandardNormal};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut normal = |len: usize, scale: f32| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(&mut rng);
-                    scale * z
-                })
-                .collect()
-        };
+        let mut normal = |len: usize, scale: f32| crate::model::normal_values(&mut rng, len, scale, 0.0);
         let mut widths = vec![dim + embed_dim];
         widths.extend_from_slice(hidden);
         widths.push(dim);

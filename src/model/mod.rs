@@ -187,3 +187,14 @@ pub(crate) fn schedule_metadata(schedule: &NoiseSchedule, scale: OutputScale, me
     }
     metadata.insert("output_scale".into(), scale.name().into());
 }
+
+/// `len` draws of shift + scale·N(0, 1) (random models for tests, benchmarks and demos).
+pub fn normal_values(rng: &mut impl rand::Rng, len: usize, scale: f32, shift: f32) -> Vec<f32> {
+    use rand_distr::{Distribution, StandardNormal};
+    (0..len)
+        .map(|_| {
+            let z: f32 = StandardNormal.sample(rng);
+            shift + scale * z
+        })
+        .collect()
+}

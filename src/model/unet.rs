@@ -29,14 +29,8 @@ pub struct GroupNorm {
     pub bias: Vec<f32>,
 }
 
-/// `nn.Linear`: weight [out, in], bias [out].
-#[derive(Debug, Clone)]
-pub struct Dense {
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub inputs: usize,
-    pub outputs: usize,
-}
+/// `nn.Linear`: weight [out, in], bias [out] (the dense layers of the time path).
+pub type Dense = crate::model::mlp::Linear;
 
 /// One block: convolution, + dense(e) per channel, then (except the last) GroupNorm and SiLU.
 #[derive(Debug, Clone)]
@@ -48,6 +42,10 @@ pub struct Block {
 }
 
 pub const KERNEL: usize = 3;
+
+/// Which encoder block's output each block concatenates after its own input (blocks in execution order: conv1..4,
+/// tconv4, tconv3, tconv2, tconv1).
+pub const SKIP_OF: [Option<usize>; 8] = [None, None, None, None, None, Some(2), Some(1), Some(0)];
 pub const GN_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone)]
@@ -138,6 +136,24 @@ impl UnetModel {
         fourier_features(&self.embed_w, t)
     }
 
+    /// The convolution geometry of block `i` over `batch` rows: its input is [h, skip] for decoder blocks.
+    pub fn block_shape(&self, i: usize, batch: usize) -> crate::ops::conv::ConvShape {
+        let ((h, w), _) = self.block_sizes()[i];
+        let c = &self.blocks[i].conv;
+        let c2 = SKIP_OF[i].map_or(0, |s| self.blocks[s].conv.outputs);
+        crate::ops::conv::ConvShape {
+            batch,
+            height: h,
+            width: w,
+            c1: c.inputs - c2,
+            c2,
+            outputs: c.outputs,
+            stride: c.stride,
+            transposed: c.transposed,
+            output_padding: c.output_padding,
+        }
+    }
+
     pub fn output_factor(&self, t: f32) -> f64 {
         match self.output_scale {
             OutputScale::InvStd => 1.0 / self.schedule.std(t as f64),
@@ -149,16 +165,8 @@ impl UnetModel {
     /// embedding width; GroupNorm affine parameters are perturbed away from (1, 0). For tests and benchmarks.
     pub fn random(seed: u64, channels: [usize; 4], embed_dim: usize, schedule: NoiseSchedule) -> Self {
         use rand::SeedableRng;
-        use rand_distr::{Distribution, StandardNormal};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut normal = |len: usize, scale: f32, shift: f32| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(&mut rng);
-                    shift + scale * z
-                })
-                .collect()
-        };
+        let mut normal = |len: usize, scale: f32, shift: f32| crate::model::normal_values(&mut rng, len, scale, shift);
         let mut dense = |inputs: usize, outputs: usize| Dense {
             weight: normal(inputs * outputs, (1.0 / inputs as f32).sqrt(), 0.0),
             bias: normal(outputs, 0.1, 0.0),
@@ -171,14 +179,7 @@ impl UnetModel {
                 .iter()
                 .map(|&c| dense(embed_dim, c))
                 .collect();
-        let mut normal = |len: usize, scale: f32, shift: f32| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    let z: f32 = StandardNormal.sample(&mut rng);
-                    shift + scale * z
-                })
-                .collect()
-        };
+        let mut normal = |len: usize, scale: f32, shift: f32| crate::model::normal_values(&mut rng, len, scale, shift);
         let ch = channels;
         // (name, inputs, outputs, stride, transposed, output_padding, groups or 0, has bias)
         let specs: [(&'static str, usize, usize, usize, bool, usize, usize, bool); 8] = [

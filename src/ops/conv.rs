@@ -2,7 +2,9 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::gpu::Recorder;
+use bytemuck::Zeroable;
+
+use crate::gpu::{Kernel, Recorder};
 
 /// Geometry of one (transposed) convolution over a batch; the input is the channel concatenation [src1, src2].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +176,38 @@ pub fn record_conv2d(
         ],
     )?;
     let dummy = ctx.dummy();
+    let fields = Params {
+        norm_offset1: inputs.norm1.map_or(0, |n| n.offset as u32),
+        norm_offset2: inputs.norm2.map_or(0, |n| n.offset as u32),
+        bias_offset: bias_offset as u32,
+        bias_stride: bias_stride as u32,
+        ..Params::zeroed()
+    };
+    let buffers = [
+        inputs.src1,
+        inputs.src2.unwrap_or(dummy),
+        inputs.norm.unwrap_or(dummy),
+        weight,
+        bias_buffer.unwrap_or(dummy),
+        time_index.unwrap_or(dummy),
+        sample_scale.unwrap_or(dummy),
+        out,
+    ];
+    dispatch_classes(rec, &kernel, shape, shape.inputs(), &buffers, fields)
+}
+
+/// Dispatches `kernel` once per output phase class of `shape`: `buffers` then the class's parameters, whose
+/// geometry comes from `shape` and the class and the rest from `fields`. `channels` is the K dimension per tap.
+fn dispatch_classes(
+    rec: &mut Recorder,
+    kernel: &Kernel,
+    shape: &ConvShape,
+    channels: usize,
+    buffers: &[&wgpu::Buffer],
+    fields: Params,
+) -> Result<()> {
+    let (ho, wo) = shape.output_size();
+    let ctx = rec.ctx();
     for class in output_classes(shape) {
         let m = shape.batch * class.rows * class.cols;
         if m == 0 {
@@ -190,45 +224,19 @@ pub fn record_conv2d(
             wout: wo as u32,
             stride: shape.stride as u32,
             m: m as u32,
-            k: (class.taps_h * class.taps_w * shape.inputs()) as u32,
-            norm_offset1: inputs.norm1.map_or(0, |n| n.offset as u32),
-            norm_offset2: inputs.norm2.map_or(0, |n| n.offset as u32),
-            bias_offset: bias_offset as u32,
-            bias_stride: bias_stride as u32,
+            k: (class.taps_h * class.taps_w * channels) as u32,
             phase_h: class.phase_h as u32,
             phase_w: class.phase_w as u32,
             taps_h: class.taps_h as u32,
             taps_w: class.taps_w as u32,
             class_h: class.rows as u32,
             class_w: class.cols as u32,
-            group_rows: 1,
-            stats_offset1: 0,
-            stats_offset2: 0,
-            tstats_offset1: 0,
-            tstats_offset2: 0,
-            groups1: 1,
-            groups2: 1,
-            grad_stride1: 0,
-            grad_offset1: 0,
-            grad_stride2: 0,
-            grad_offset2: 0,
+            ..fields
         };
-        let uniform = ctx.uniform("conv2d/params", &params);
-        rec.dispatch(
-            &kernel,
-            &[
-                inputs.src1,
-                inputs.src2.unwrap_or(dummy),
-                inputs.norm.unwrap_or(dummy),
-                weight,
-                bias_buffer.unwrap_or(dummy),
-                time_index.unwrap_or(dummy),
-                sample_scale.unwrap_or(dummy),
-                out,
-                &uniform,
-            ],
-            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-        )?;
+        let uniform = ctx.uniform(&format!("{}/params", kernel.name), &params);
+        let mut bindings = buffers.to_vec();
+        bindings.push(&uniform);
+        rec.dispatch(kernel, &bindings, [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])?;
     }
     Ok(())
 }
@@ -322,63 +330,29 @@ pub fn record_conv2d_tangent(
     let dummy = ctx.dummy();
     let n1 = src1.norm.as_ref();
     let n2 = src2.and_then(|s| s.norm.as_ref());
-    for class in output_classes(shape) {
-        let m = shape.batch * class.rows * class.cols;
-        if m == 0 {
-            continue;
-        }
-        let params = Params {
-            batch: shape.batch as u32,
-            hin: shape.height as u32,
-            win: shape.width as u32,
-            c1: shape.c1 as u32,
-            c2: shape.c2 as u32,
-            cout: shape.outputs as u32,
-            hout: ho as u32,
-            wout: wo as u32,
-            stride: shape.stride as u32,
-            m: m as u32,
-            k: (class.taps_h * class.taps_w * shape.inputs()) as u32,
-            norm_offset1: n1.map_or(0, |n| n.norm_offset as u32),
-            norm_offset2: n2.map_or(0, |n| n.norm_offset as u32),
-            bias_offset: 0,
-            bias_stride: 0,
-            phase_h: class.phase_h as u32,
-            phase_w: class.phase_w as u32,
-            taps_h: class.taps_h as u32,
-            taps_w: class.taps_w as u32,
-            class_h: class.rows as u32,
-            class_w: class.cols as u32,
-            group_rows: per_point as u32,
-            stats_offset1: n1.map_or(0, |n| n.stats_offset as u32),
-            stats_offset2: n2.map_or(0, |n| n.stats_offset as u32),
-            tstats_offset1: n1.map_or(0, |n| n.tstats_offset as u32),
-            tstats_offset2: n2.map_or(0, |n| n.tstats_offset as u32),
-            groups1: n1.map_or(1, |n| n.groups as u32),
-            groups2: n2.map_or(1, |n| n.groups as u32),
-            grad_stride1: 0,
-            grad_offset1: 0,
-            grad_stride2: 0,
-            grad_offset2: 0,
-        };
-        let uniform = ctx.uniform("conv2d_tangent/params", &params);
-        rec.dispatch(
-            &kernel,
-            &[
-                src1.tangent,
-                src2.map_or(dummy, |s| s.tangent),
-                n1.map_or(dummy, |n| n.primal),
-                n2.map_or(dummy, |n| n.primal),
-                coef,
-                weight,
-                sample_scale.unwrap_or(dummy),
-                out,
-                &uniform,
-            ],
-            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-        )?;
-    }
-    Ok(())
+    let fields = Params {
+        norm_offset1: n1.map_or(0, |n| n.norm_offset as u32),
+        norm_offset2: n2.map_or(0, |n| n.norm_offset as u32),
+        group_rows: per_point as u32,
+        stats_offset1: n1.map_or(0, |n| n.stats_offset as u32),
+        stats_offset2: n2.map_or(0, |n| n.stats_offset as u32),
+        tstats_offset1: n1.map_or(0, |n| n.tstats_offset as u32),
+        tstats_offset2: n2.map_or(0, |n| n.tstats_offset as u32),
+        groups1: n1.map_or(1, |n| n.groups as u32),
+        groups2: n2.map_or(1, |n| n.groups as u32),
+        ..Params::zeroed()
+    };
+    let buffers = [
+        src1.tangent,
+        src2.map_or(dummy, |s| s.tangent),
+        n1.map_or(dummy, |n| n.primal),
+        n2.map_or(dummy, |n| n.primal),
+        coef,
+        weight,
+        sample_scale.unwrap_or(dummy),
+        out,
+    ];
+    dispatch_classes(rec, &kernel, shape, shape.inputs(), &buffers, fields)
 }
 
 /// A gradient read by the adjoint kernels: channel c of pixel p at buffer[p · stride + offset + c].
@@ -434,60 +408,26 @@ pub fn record_conv2d_adjoint(
         ],
     )?;
     let dummy = ctx.dummy();
-    for class in output_classes(shape) {
-        let m = shape.batch * class.rows * class.cols;
-        if m == 0 {
-            continue;
-        }
-        let params = Params {
-            batch: shape.batch as u32,
-            hin: shape.height as u32,
-            win: shape.width as u32,
-            c1: shape.c1 as u32,
-            c2: 0,
-            cout: shape.outputs as u32,
-            hout: ho as u32,
-            wout: wo as u32,
-            stride: shape.stride as u32,
-            m: m as u32,
-            k: (class.taps_h * class.taps_w * shape.c1) as u32,
-            norm_offset1: norm.map_or(0, |n| n.norm_offset as u32),
-            norm_offset2: 0,
-            bias_offset: 0,
-            bias_stride: 0,
-            phase_h: class.phase_h as u32,
-            phase_w: class.phase_w as u32,
-            taps_h: class.taps_h as u32,
-            taps_w: class.taps_w as u32,
-            class_h: class.rows as u32,
-            class_w: class.cols as u32,
-            group_rows: per_point as u32,
-            stats_offset1: norm.map_or(0, |n| n.stats_offset as u32),
-            stats_offset2: 0,
-            tstats_offset1: norm.map_or(0, |n| n.astats_offset as u32),
-            tstats_offset2: 0,
-            groups1: norm.map_or(1, |n| n.groups as u32),
-            groups2: 1,
-            grad_stride1: grad1.stride as u32,
-            grad_offset1: grad1.offset as u32,
-            grad_stride2: grad2.map_or(0, |g| g.stride as u32),
-            grad_offset2: grad2.map_or(0, |g| g.offset as u32),
-        };
-        let uniform = ctx.uniform("conv2d_adjoint/params", &params);
-        rec.dispatch(
-            &kernel,
-            &[
-                grad1.buffer,
-                grad2.map_or(dummy, |g| g.buffer),
-                norm.map_or(dummy, |n| n.primal),
-                coef,
-                weight,
-                sample_scale.unwrap_or(dummy),
-                out,
-                &uniform,
-            ],
-            [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-        )?;
-    }
-    Ok(())
+    let fields = Params {
+        norm_offset1: norm.map_or(0, |n| n.norm_offset as u32),
+        group_rows: per_point as u32,
+        stats_offset1: norm.map_or(0, |n| n.stats_offset as u32),
+        tstats_offset1: norm.map_or(0, |n| n.astats_offset as u32),
+        groups1: norm.map_or(1, |n| n.groups as u32),
+        grad_stride1: grad1.stride as u32,
+        grad_offset1: grad1.offset as u32,
+        grad_stride2: grad2.map_or(0, |g| g.stride as u32),
+        grad_offset2: grad2.map_or(0, |g| g.offset as u32),
+        ..Params::zeroed()
+    };
+    let buffers = [
+        grad1.buffer,
+        grad2.map_or(dummy, |g| g.buffer),
+        norm.map_or(dummy, |n| n.primal),
+        coef,
+        weight,
+        sample_scale.unwrap_or(dummy),
+        out,
+    ];
+    dispatch_classes(rec, &kernel, shape, shape.c1, &buffers, fields)
 }

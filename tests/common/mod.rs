@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 use scorelens::GpuContext;
 
 /// The shared GPU context. Fails (never skips) when no adapter exists: CI must run these on lavapipe.
@@ -18,12 +17,7 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 }
 
 pub fn normal_vec(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len)
-        .map(|_| {
-            let z: f32 = StandardNormal.sample(rng);
-            scale * z
-        })
-        .collect()
+    scorelens::model::normal_values(rng, len, scale, 0.0)
 }
 
 /// ‖got − want‖ / ‖want‖, failing on any non-finite value.

@@ -1,0 +1,48 @@
+// shared/matmul_common.wgsl — what matmul_tiled.wgsl and matmul_small.wgsl share: their parameters, override
+// constants, bindings (see either kernel's header for their meaning and layout), and the fused epilogue:
+//   epilogue(acc, m, n) = act(acc + bias[n]) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g], g = m / group_rows
+//   store_index(base_c, m, n) = where C(m, n) goes (grouped transposed with STORE_GROUP_TRANSPOSED).
+// Prefixed to the kernel after shared/activations.wgsl.
+
+struct Params {
+    m: u32, n: u32, k: u32, batch: u32,
+    lda: u32, ldb: u32, ldc: u32, offset_a: u32,
+    stride_a: u32, stride_b: u32, stride_c: u32, offset_b: u32,
+    offset_c: u32, group_rows: u32, ld_pre: u32, offset_pre: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override ACT: u32 = 0u;
+override ACT_A: u32 = 0u;
+override DERIV_ACT: u32 = 0u;
+override HAS_BIAS: bool = false;
+override SCALE_ROWS: bool = false;
+override STORE_GROUP_TRANSPOSED: bool = false;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> row_scale: array<f32>;
+@group(0) @binding(4) var<storage, read> pre: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+fn epilogue(acc: f32, m: u32, n: u32) -> f32 {
+    let g = m / params.group_rows;
+    var v = acc;
+    if (HAS_BIAS) { v += bias[n]; }
+    v = activate(ACT, v);
+    if (DERIV_ACT != 0u) { v *= activate_derivative(DERIV_ACT, pre[params.offset_pre + g * params.ld_pre + n]); }
+    if (SCALE_ROWS) { v *= row_scale[g]; }
+    return v;
+}
+
+fn store_index(base_c: u32, m: u32, n: u32) -> u32 {
+    if (STORE_GROUP_TRANSPOSED) {
+        let g = m / params.group_rows;
+        let r = m - g * params.group_rows;
+        return base_c + g * params.group_rows * params.ldc + n * params.group_rows + r;
+    }
+    return base_c + m * params.ldc + n;
+}
