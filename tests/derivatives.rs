@@ -237,18 +237,22 @@ fn unet_exact_jvp_matches_the_pytorch_fixture() {
     }
 }
 
-#[test]
-fn unet_forward_mode_jacobian_matches_the_pytorch_fixture() {
+/// The first point's Jacobian, as the fixture holds it; a 256 MiB budget splits its 784 tangents.
+fn check_unet_fixture_jacobian(method: JacobianMethod) {
     let (model, x, t) = load_fixture("song_unet");
     let want = npy::read_f32(&fixture("song_unet/jacobian.npy")).unwrap();
     let field = field_of(&model);
-    // The first point only, as the fixture holds; a 256 MiB budget splits its 784 tangents.
     let options = JobOptions { memory_budget: 256 << 20, ..JobOptions::default() };
-    let got = jacobian(&field, &x[..784], &t[..1], JacobianMethod::Forward, options);
+    let got = jacobian(&field, &x[..784], &t[..1], method, options);
     let want64: Vec<f64> = want.data.iter().map(|&v| v as f64).collect();
     let err = rel_err(&got, &want64);
-    eprintln!("song_unet forward-mode Jacobian: rel err {err:.2e}");
-    assert!(err <= 1e-4, "{err:e}");
+    eprintln!("song_unet {method:?} Jacobian: rel err {err:.2e}");
+    assert!(err <= 1e-4, "{method:?}: {err:e}");
+}
+
+#[test]
+fn unet_forward_mode_jacobian_matches_the_pytorch_fixture() {
+    check_unet_fixture_jacobian(JacobianMethod::Forward);
 }
 
 #[test]
@@ -281,15 +285,7 @@ fn random_unet_exact_jvp_agrees_with_finite_differences_for_many_directions() {
 
 #[test]
 fn unet_reverse_mode_jacobian_matches_the_pytorch_fixture() {
-    let (model, x, t) = load_fixture("song_unet");
-    let want = npy::read_f32(&fixture("song_unet/jacobian.npy")).unwrap();
-    let field = field_of(&model);
-    let options = JobOptions { memory_budget: 256 << 20, ..JobOptions::default() };
-    let got = jacobian(&field, &x[..784], &t[..1], JacobianMethod::Reverse, options);
-    let want64: Vec<f64> = want.data.iter().map(|&v| v as f64).collect();
-    let err = rel_err(&got, &want64);
-    eprintln!("song_unet reverse-mode Jacobian: rel err {err:.2e}");
-    assert!(err <= 1e-4, "{err:e}");
+    check_unet_fixture_jacobian(JacobianMethod::Reverse);
 }
 
 #[test]

@@ -87,101 +87,176 @@ pub fn jvp(
 ) -> Result<Vec<f32>> {
     let d = field.dim();
     let points = x.len() / d;
-    let piecewise_linear = field.is_piecewise_linear() && !richardson;
-    let scales: &[f64] = if richardson {
-        &[1.0, 0.5]
-    } else if piecewise_linear {
-        &PIECEWISE_LINEAR_STEPS
+    let rule = if richardson {
+        Rule::Richardson { scales: [1.0, 0.5] }
+    } else if field.is_piecewise_linear() {
+        Rule::OneSided { scales: &PIECEWISE_LINEAR_STEPS }
     } else {
-        &GUARDED_STEPS
+        Rule::Guarded { scales: &GUARDED_STEPS }
     };
-    let evaluations = stencil.taps().len() * scales.len();
-    let points_per_chunk = (ROWS_VALUES_PER_CHUNK / (per_point * evaluations * d).max(1)).max(1);
+    let multiples = rule.multiples(stencil);
+    let points_per_chunk = (ROWS_VALUES_PER_CHUNK / (per_point * multiples.len() * d).max(1)).max(1);
     let mut out = vec![0f32; v.len()];
     let mut start = 0;
     while start < points {
         let chunk = start..(start + points_per_chunk).min(points);
-        if piecewise_linear {
-            piecewise_linear_chunk(field, x, t, v, per_point, stencil, chunk.clone(), &mut out, options)?;
-        } else {
-            jvp_chunk(field, x, t, v, per_point, stencil, scales, chunk.clone(), &mut out, options)?;
-        }
+        let block_out = &mut out[chunk.start * per_point * d..chunk.end * per_point * d];
+        evaluate(
+            field,
+            x,
+            t,
+            v,
+            per_point,
+            stencil,
+            &multiples,
+            chunk.clone(),
+            options,
+            block_out,
+            |values, h, target| rule.combine(stencil, values, h, d, target),
+        )?;
         start = chunk.end;
     }
     Ok(out)
 }
 
+/// How the evaluations of one direction become its estimate.
+enum Rule {
+    /// The stencil at h·scales; the larger step of the best-agreeing consecutive pair.
+    Guarded { scales: &'static [f64] },
+    /// The stencil at h and h/2, extrapolated.
+    Richardson { scales: [f64; 2] },
+    /// s(x) and s(x ± h·scale) for one-sided differences (piecewise-linear fields).
+    OneSided { scales: &'static [f64] },
+}
+
+impl Rule {
+    /// The multiples of h at which s(x + m h v) is evaluated, in the order `combine` reads them.
+    fn multiples(&self, stencil: Stencil) -> Vec<f64> {
+        match self {
+            Rule::Guarded { scales } => {
+                scales.iter().flat_map(|s| stencil.taps().iter().map(move |(m, _)| m * s)).collect()
+            }
+            Rule::Richardson { scales } => {
+                scales.iter().flat_map(|s| stencil.taps().iter().map(move |(m, _)| m * s)).collect()
+            }
+            Rule::OneSided { scales } => std::iter::once(0.0).chain(scales.iter().flat_map(|s| [*s, -*s])).collect(),
+        }
+    }
+
+    /// Writes the estimate of J·v from `values` (the evaluations of one direction, `multiples` × D).
+    fn combine(&self, stencil: Stencil, values: &[f32], h: f64, d: usize, target: &mut [f32]) {
+        let at = |row: usize, j: usize| values[row * d + j] as f64;
+        let taps = stencil.taps();
+        let stencil_estimates = |scales: &[f64]| -> Vec<Vec<f64>> {
+            scales
+                .iter()
+                .enumerate()
+                .map(|(s, scale)| {
+                    (0..d)
+                        .map(|j| {
+                            taps.iter()
+                                .enumerate()
+                                .map(|(tap, (_, weight))| weight * at(s * taps.len() + tap, j))
+                                .sum::<f64>()
+                                / (h * scale)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        match self {
+            Rule::Guarded { scales } => {
+                let estimates = stencil_estimates(scales);
+                let (chosen, _) = most_consistent(&estimates);
+                write(target, &estimates[chosen]);
+            }
+            Rule::Richardson { scales } => {
+                // D(h/2) + (D(h/2) − D(h)) / (2^order − 1)
+                let estimates = stencil_estimates(scales);
+                let factor = 2f64.powi(stencil.order()) - 1.0;
+                let combined: Vec<f64> = estimates[0]
+                    .iter()
+                    .zip(&estimates[1])
+                    .map(|(coarse, fine)| fine + (fine - coarse) / factor)
+                    .collect();
+                write(target, &combined);
+            }
+            Rule::OneSided { scales } => {
+                let side = |sign: f64| -> Vec<Vec<f64>> {
+                    scales
+                        .iter()
+                        .enumerate()
+                        .map(|(k, scale)| {
+                            let row = 1 + 2 * k + usize::from(sign < 0.0);
+                            (0..d).map(|j| sign * (at(row, j) - at(0, j)) / (h * scale)).collect()
+                        })
+                        .collect()
+                };
+                let (forward, backward) = (side(1.0), side(-1.0));
+                let ((kf, df), (kb, db)) = (most_consistent(&forward), most_consistent(&backward));
+                let (f, b) = (&forward[kf], &backward[kb]);
+                let estimate: Vec<f64> = if relative_distance(f, b) <= 2.0 * df.max(db) + 1e-6 {
+                    f.iter().zip(b).map(|(p, q)| 0.5 * (p + q)).collect()
+                } else if df <= db {
+                    f.clone()
+                } else {
+                    b.clone()
+                };
+                write(target, &estimate);
+            }
+        }
+    }
+}
+
+fn write(target: &mut [f32], values: &[f64]) {
+    for (slot, value) in target.iter_mut().zip(values) {
+        *slot = *value as f32;
+    }
+}
+
+/// Evaluates s(x + m·h·v) for every point of `points`, each of its directions and every multiple m, as one batch,
+/// and hands each direction's values and step to `combine`, which writes its estimate into `out` (the chunk's
+/// [points, P, D] block). Zero directions give zero.
 #[allow(clippy::too_many_arguments)]
-fn jvp_chunk(
+fn evaluate(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
     v: &[f32],
     per_point: usize,
     stencil: Stencil,
-    scales: &[f64],
+    multiples: &[f64],
     points: Range<usize>,
-    out: &mut [f32],
     options: JobOptions,
+    out: &mut [f32],
+    combine: impl Fn(&[f32], f64, &mut [f32]),
 ) -> Result<()> {
     let d = field.dim();
-    let taps = stencil.taps();
     let mut rows = Vec::new();
     let mut times = Vec::new();
     let mut steps = Vec::new();
     for p in points.clone() {
         let xp = &x[p * d..(p + 1) * d];
+        let tp = if t.len() == 1 { t[0] } else { t[p] };
         for k in 0..per_point {
             let vk = &v[(p * per_point + k) * d..(p * per_point + k + 1) * d];
             let h = step(xp, vk, stencil);
             steps.push(h);
-            for &scale in scales {
-                for &(multiple, _) in taps {
-                    let shift = multiple * h * scale;
-                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
-                    times.push(if t.len() == 1 { t[0] } else { t[p] });
-                }
+            for &multiple in multiples {
+                let shift = multiple * h;
+                rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
+                times.push(tp);
             }
         }
     }
     let values = field.score(&rows, &times, options)?;
-    let per_estimate = taps.len() * d;
-    let per_direction = per_estimate * scales.len();
-    let richardson = 2f64.powi(stencil.order());
+    let per_direction = multiples.len() * d;
     for (i, &h) in steps.iter().enumerate() {
-        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
+        let target = &mut out[i * d..(i + 1) * d];
         if h == 0.0 {
             target.fill(0.0);
-            continue;
-        }
-        let block = &values[i * per_direction..(i + 1) * per_direction];
-        let estimate = |s: usize, j: usize| -> f64 {
-            let hs = h * scales[s];
-            taps.iter()
-                .enumerate()
-                .map(|(tap, &(_, weight))| weight * block[s * per_estimate + tap * d + j] as f64)
-                .sum::<f64>()
-                / hs
-        };
-        if scales.len() == 2 {
-            for (j, slot) in target.iter_mut().enumerate() {
-                // D(h/2) + (D(h/2) − D(h)) / (2^order − 1)
-                let (coarse, fine) = (estimate(0, j), estimate(1, j));
-                *slot = (fine + (fine - coarse) / (richardson - 1.0)) as f32;
-            }
         } else {
-            let estimates: Vec<Vec<f64>> =
-                (0..scales.len()).map(|s| (0..d).map(|j| estimate(s, j)).collect()).collect();
-            let norm = |a: &[f64]| a.iter().map(|p| p * p).sum::<f64>().sqrt();
-            let disagreement = |i: usize| {
-                let difference: Vec<f64> = estimates[i].iter().zip(&estimates[i + 1]).map(|(p, q)| p - q).collect();
-                norm(&difference) / norm(&estimates[i + 1]).max(f64::MIN_POSITIVE)
-            };
-            let chosen =
-                (0..scales.len() - 1).min_by(|&a, &b| disagreement(a).total_cmp(&disagreement(b))).unwrap_or(0);
-            for (slot, value) in target.iter_mut().zip(&estimates[chosen]) {
-                *slot = *value as f32;
-            }
+            combine(&values[i * per_direction..(i + 1) * per_direction], h, target);
         }
     }
     Ok(())
@@ -204,81 +279,6 @@ fn most_consistent(estimates: &[Vec<f64>]) -> (usize, f64) {
         .map(|k| (k, relative_distance(&estimates[k], &estimates[k + 1])))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((0, 0.0))
-}
-
-/// J·v for piecewise-linear fields from one-sided differences: between kinks a one-sided difference is exact, so
-/// each side keeps its most self-consistent step, and the two sides are averaged when they agree (no kink near x on
-/// either side) or the more consistent side is kept when they do not.
-#[allow(clippy::too_many_arguments)]
-fn piecewise_linear_chunk(
-    field: &ScoreField,
-    x: &[f32],
-    t: &[f32],
-    v: &[f32],
-    per_point: usize,
-    stencil: Stencil,
-    points: Range<usize>,
-    out: &mut [f32],
-    options: JobOptions,
-) -> Result<()> {
-    let d = field.dim();
-    let scales = &PIECEWISE_LINEAR_STEPS;
-    let mut rows = Vec::new();
-    let mut times = Vec::new();
-    let mut steps = Vec::new();
-    for p in points.clone() {
-        let xp = &x[p * d..(p + 1) * d];
-        let tp = if t.len() == 1 { t[0] } else { t[p] };
-        for k in 0..per_point {
-            let vk = &v[(p * per_point + k) * d..(p * per_point + k + 1) * d];
-            let h = step(xp, vk, stencil);
-            steps.push(h);
-            rows.extend_from_slice(xp);
-            times.push(tp);
-            for &scale in scales {
-                for sign in [1.0, -1.0] {
-                    let shift = sign * h * scale;
-                    rows.extend(xp.iter().zip(vk).map(|(&a, &b)| (a as f64 + shift * b as f64) as f32));
-                    times.push(tp);
-                }
-            }
-        }
-    }
-    let values = field.score(&rows, &times, options)?;
-    let per_direction = (1 + 2 * scales.len()) * d;
-    for (i, &h) in steps.iter().enumerate() {
-        let target = &mut out[(points.start * per_point + i) * d..(points.start * per_point + i + 1) * d];
-        if h == 0.0 {
-            target.fill(0.0);
-            continue;
-        }
-        let block = &values[i * per_direction..(i + 1) * per_direction];
-        let at = |row: usize, j: usize| block[row * d + j] as f64;
-        let side = |sign: f64| -> Vec<Vec<f64>> {
-            scales
-                .iter()
-                .enumerate()
-                .map(|(k, &scale)| {
-                    let row = 1 + 2 * k + usize::from(sign < 0.0);
-                    (0..d).map(|j| sign * (at(row, j) - at(0, j)) / (h * scale)).collect()
-                })
-                .collect()
-        };
-        let (forward, backward) = (side(1.0), side(-1.0));
-        let ((kf, df), (kb, db)) = (most_consistent(&forward), most_consistent(&backward));
-        let (f, b) = (&forward[kf], &backward[kb]);
-        let agree = relative_distance(f, b) <= 2.0 * df.max(db) + 1e-6;
-        for (j, slot) in target.iter_mut().enumerate() {
-            *slot = if agree {
-                0.5 * (f[j] + b[j])
-            } else if df <= db {
-                f[j]
-            } else {
-                b[j]
-            } as f32;
-        }
-    }
-    Ok(())
 }
 
 /// The Jacobian by central differences along the coordinate axes, [B, D, D] with row i = ∂s_i/∂x.
