@@ -5,6 +5,7 @@
 //! fit the device; [`reference`] holds the f64 twins every kernel is tested against.
 
 pub mod activation;
+pub mod analysis;
 pub mod derivative;
 pub mod error;
 pub mod field;

@@ -406,3 +406,41 @@ fn unet_jvp_and_vjp_are_exact_from_the_cli() {
         assert!((left - right).abs() <= 1e-4 * left.abs().max(1.0), "image {image}: {left} vs {right}");
     }
 }
+
+#[test]
+fn spectrum_writes_every_output() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let (m, x, t) = (s(&model), fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
+    let dir = scratch.path("spectrum");
+    let (code, _, stderr) =
+        scorelens(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "5", "--vectors", "-o", s(&dir)]);
+    assert_eq!(code, 0, "{stderr}");
+    for (name, shape) in [
+        ("singular_values.npy", vec![8, 5]),
+        ("residuals.npy", vec![8, 5]),
+        ("alignment.npy", vec![8, 5]),
+        ("overlap.npy", vec![8, 5]),
+        ("nonconservativeness.npy", vec![8]),
+        ("left_vectors.npy", vec![8, 5, 16]),
+        ("right_vectors.npy", vec![8, 5, 16]),
+    ] {
+        let a = npy::read_f64(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(a.shape, shape, "{name}");
+    }
+    let want = npy::read_f64(&fixture("mlp_silu/singular_values.npy")).unwrap();
+    let got = npy::read_f64(&dir.join("singular_values.npy")).unwrap();
+    for p in 0..8 {
+        for i in 0..5 {
+            assert!((got.data[p * 5 + i] / want.data[p * 16 + i] - 1.0).abs() <= 1e-4);
+        }
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rows"].as_array().unwrap().len(), 8);
+    assert_eq!(std::fs::read_to_string(dir.join("rows.jsonl")).unwrap().lines().count(), 8);
+    expect_user_error(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "17", "-o", s(&dir)], &["--k 17", "D = 16"]);
+    expect_user_error(
+        &["spectrum", m, "--x", s(&x), "--t", s(&t), "--method", "rsvd", "-o", s(&dir)],
+        &["--method", "dense"],
+    );
+}

@@ -45,6 +45,10 @@ impl ModelInputs {
 }
 
 impl Job {
+    pub fn field_adapter(&self) -> String {
+        GpuContext::shared().map(|c| c.adapter_description()).unwrap_or_default()
+    }
+
     pub fn options<'a>(&self, progress: &'a dyn Progress) -> JobOptions<'a> {
         JobOptions { memory_budget: self.memory_budget, progress }
     }

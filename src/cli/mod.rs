@@ -7,6 +7,7 @@ mod info;
 mod inputs;
 mod progress;
 mod score;
+mod spectrum;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Jacobian(derivatives::JacobianArgs),
     /// Divergence (trace of the Jacobian), exact or by Hutchinson's estimator.
     Divergence(derivatives::DivergenceArgs),
+    /// Jacobian spectra: singular values and vectors, local dimension, alignment, non-conservativeness, overlap.
+    Spectrum(spectrum::SpectrumArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
     Bench(bench::BenchArgs),
     /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Jvp(args) => derivatives::run_jvp(&args),
+        Command::Spectrum(args) => spectrum::run(&args),
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),

@@ -68,6 +68,14 @@ impl ScoreField {
         }
     }
 
+    /// The model's noise schedule (std(t), α(t), g(t)).
+    pub fn schedule(&self) -> crate::model::NoiseSchedule {
+        match self {
+            ScoreField::Mlp(f) => f.model().schedule,
+            ScoreField::Unet(f) => f.model().schedule,
+        }
+    }
+
     /// Whether s is piecewise linear in x (ReLU networks): finite differences then have no truncation error
     /// between kinks.
     pub fn is_piecewise_linear(&self) -> bool {

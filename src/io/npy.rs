@@ -82,6 +82,11 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     super::write_atomically(path, &encode(shape, data)?)
 }
 
+/// Writes an int64 array, whole or not at all.
+pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    super::write_atomically(path, &encode(shape, data)?)
+}
+
 /// Writes a float64 array, whole or not at all.
 pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     super::write_atomically(path, &encode(shape, data)?)

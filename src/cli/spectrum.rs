@@ -1,0 +1,137 @@
+//! `scorelens spectrum MODEL --x X.npy --t T [--k K] [--vectors] [--method dense] -o DIR`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use scorelens::analysis::{self, PointSpectrum, SpectrumSettings};
+use scorelens::io::{npy, write_atomically};
+use scorelens::{Error, Result};
+
+use super::inputs::ModelInputs;
+use super::progress::Bar;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum SpectrumMethod {
+    Dense,
+    Subspace,
+    Rsvd,
+}
+
+#[derive(Args)]
+pub struct SpectrumArgs {
+    #[command(flatten)]
+    pub inputs: ModelInputs,
+    /// Singular triplets kept per point (default: all D).
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Also write the singular vectors (left_vectors.npy, right_vectors.npy: [B, K, D]).
+    #[arg(long)]
+    pub vectors: bool,
+    /// dense: SVD of the exact Jacobian in f64. (subspace and rsvd, matrix-free, are not in this build yet.)
+    #[arg(long, value_enum, default_value_t = SpectrumMethod::Dense)]
+    pub method: SpectrumMethod,
+    /// The threshold rule of the local dimension counts 1/sᵢ > c · std(t)².
+    #[arg(long = "threshold-c", default_value_t = 2.0)]
+    pub threshold_c: f64,
+    /// Output folder (created if missing).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+}
+
+pub fn run(args: &SpectrumArgs) -> Result<()> {
+    if args.method != SpectrumMethod::Dense {
+        return Err(Error::InvalidArgument(format!(
+            "--method {:?}: only the dense method is in this build yet",
+            args.method
+        )));
+    }
+    if !(args.threshold_c > 0.0 && args.threshold_c.is_finite()) {
+        return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
+    }
+    let job = args.inputs.load()?;
+    let d = job.model.dim();
+    let k = args.k.unwrap_or(d);
+    if k == 0 || k > d {
+        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+    }
+    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    // Finished rows are appended here as they come, so an interrupted run keeps them.
+    let progress_path = args.output.join("rows.jsonl");
+    let mut progress = std::fs::File::create(&progress_path).map_err(|e| Error::io(&progress_path, e))?;
+
+    let settings = SpectrumSettings { k, threshold_c: args.threshold_c, vectors: args.vectors };
+    let rows = job.x.rows;
+    let mut spectra: Vec<PointSpectrum> = Vec::with_capacity(rows);
+    let started = Instant::now();
+    let bar = Bar::new();
+    analysis::spectra(&job.field, &job.x.data, &job.t, settings, job.options(&bar), |row, s| {
+        let line = serde_json::json!({
+            "row": row,
+            "singular_values": s.singular_values,
+            "local_dimension_threshold": s.local_dimension_threshold,
+            "local_dimension_gap": s.local_dimension_gap,
+            "nonconservativeness": s.nonconservativeness,
+        });
+        writeln!(progress, "{line}").and_then(|_| progress.flush()).map_err(|e| Error::io(&progress_path, e))?;
+        spectra.push(s);
+        Ok(())
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let dir = &args.output;
+    let per_row = |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> {
+        spectra.iter().flat_map(|s| f(s).iter().copied()).collect()
+    };
+    npy::write_f64(&dir.join("singular_values.npy"), &[rows, k], &per_row(&|s| &s.singular_values))?;
+    npy::write_f64(&dir.join("residuals.npy"), &[rows, k], &per_row(&|s| &s.residuals))?;
+    npy::write_f64(&dir.join("alignment.npy"), &[rows, k], &per_row(&|s| &s.alignment))?;
+    npy::write_f64(&dir.join("overlap.npy"), &[rows, k], &per_row(&|s| &s.overlap))?;
+    let threshold: Vec<i64> = spectra.iter().map(|s| s.local_dimension_threshold as i64).collect();
+    let gap: Vec<i64> = spectra.iter().map(|s| s.local_dimension_gap as i64).collect();
+    npy::write_i64(&dir.join("local_dimension_threshold.npy"), &[rows], &threshold)?;
+    npy::write_i64(&dir.join("local_dimension_gap.npy"), &[rows], &gap)?;
+    let nonconservativeness: Vec<f64> = spectra.iter().map(|s| s.nonconservativeness).collect();
+    npy::write_f64(&dir.join("nonconservativeness.npy"), &[rows], &nonconservativeness)?;
+    if args.vectors {
+        for (name, pick) in [("left_vectors.npy", 0), ("right_vectors.npy", 1)] {
+            let values: Vec<f32> = spectra
+                .iter()
+                .flat_map(|s| {
+                    if pick == 0 { s.left.as_deref() } else { s.right.as_deref() }
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|&v| v as f32)
+                })
+                .collect();
+            npy::write_f32(&dir.join(name), &[rows, k, d], &values)?;
+        }
+    }
+    let std_of_row: Vec<f64> = (0..rows)
+        .map(|r| job.model.schedule().std(if job.t.len() == 1 { job.t[0] } else { job.t[r] } as f64))
+        .collect();
+    let summary = serde_json::json!({
+        "command": "spectrum",
+        "model": args.inputs.model.display().to_string(),
+        "method": "dense",
+        "k": k,
+        "dim": d,
+        "threshold_c": args.threshold_c,
+        "adapter": job.field_adapter(),
+        "seconds": seconds,
+        "rows": spectra.iter().enumerate().map(|(r, s)| serde_json::json!({
+            "row": r,
+            "std": std_of_row[r],
+            "s1": s.singular_values[0],
+            "s_k": s.singular_values[k - 1],
+            "max_residual": s.residuals.iter().cloned().fold(0.0, f64::max),
+            "local_dimension_threshold": s.local_dimension_threshold,
+            "local_dimension_gap": s.local_dimension_gap,
+            "nonconservativeness": s.nonconservativeness,
+            "mean_alignment": s.alignment.iter().sum::<f64>() / k as f64,
+        })).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
+    write_atomically(&dir.join("summary.json"), text.as_bytes())
+}
