@@ -47,7 +47,7 @@ fn load_input(r: u32, i: u32, j: u32, th: u32, tw: u32, c: u32) -> f32 {
     let z = primal[primal_pixel * channels + c];
     let n = params.norm_offset1 + (b * channels + c) * 2u;
     let scale = coef[n];
-    let y_bar = g * silu_derivative(z * scale + coef[n + 1u]);
+    let y_bar = g * activate_derivative(ACT_SILU, z * scale + coef[n + 1u]);
     let group = c / (channels / params.groups1);
     let s = params.stats_offset1 + (b * params.groups1 + group) * 2u;
     let rstd = coef[s + 1u];

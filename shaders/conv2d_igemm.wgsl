@@ -8,7 +8,7 @@
 //                           exactly and land inside the input (PyTorch's ConvTranspose2d, padding 0)
 //   in(b, h, w, ci) = T1(src1[b, h, w, ci])        for ci < C1
 //                   = T2(src2[b, h, w, ci − C1])   for C1 ≤ ci < C1 + C2   (concatenation: src1 first, then src2)
-//   T(v) = silu(v · norm[off + (b·C + c)·2] + norm[off + (b·C + c)·2 + 1]) when NORM_SRC1 / NORM_SRC2 is set
+//   T(v) = activate(ACT_SILU, v · norm[off + (b·C + c)·2] + norm[off + (b·C + c)·2 + 1]) when NORM_SRC1 / NORM_SRC2 is set
 //          (a GroupNorm folded into one scale and shift per sample and channel, see groupnorm_stats.wgsl), else v
 //   bias(b, co) = bias[co] (BIAS_MODE 1), bias[bias_offset + time_index[b]·bias_stride + co] (BIAS_MODE 2), or 0
 //   sample_scale applies only when SCALE_SAMPLES is set; act is an ACT code of shared/activations.wgsl.
@@ -50,7 +50,7 @@ fn load_input(b: u32, i: u32, j: u32, th: u32, tw: u32, ci: u32) -> f32 {
         var v = src1[pixel * params.c1 + ci];
         if (NORM_SRC1) {
             let n = params.norm_offset1 + (b * params.c1 + ci) * 2u;
-            v = silu(v * norm[n] + norm[n + 1u]);
+            v = activate(ACT_SILU, v * norm[n] + norm[n + 1u]);
         }
         return v;
     }
@@ -58,7 +58,7 @@ fn load_input(b: u32, i: u32, j: u32, th: u32, tw: u32, ci: u32) -> f32 {
     var v = src2[pixel * params.c2 + c];
     if (NORM_SRC2) {
         let n = params.norm_offset2 + (b * params.c2 + c) * 2u;
-        v = silu(v * norm[n] + norm[n + 1u]);
+        v = activate(ACT_SILU, v * norm[n] + norm[n + 1u]);
     }
     return v;
 }

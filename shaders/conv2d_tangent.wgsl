@@ -32,7 +32,7 @@ override STORE_GROUP_TRANSPOSED: bool = false;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
 
-// ḣ for one element: the derivative of silu(GroupNorm(z)) applied to ż.
+// ḣ for one element: the derivative of activate(ACT_SILU, GroupNorm(z)) applied to ż.
 fn normalised_tangent(dz: f32, z: f32, b: u32, r: u32, c: u32, channels: u32, groups: u32, norm_offset: u32, stats_offset: u32, tstats_offset: u32) -> f32 {
     let n = norm_offset + (b * channels + c) * 2u;
     let scale = coef[n];
@@ -41,7 +41,7 @@ fn normalised_tangent(dz: f32, z: f32, b: u32, r: u32, c: u32, channels: u32, gr
     let s = stats_offset + (b * groups + g) * 2u;
     let x_hat = (z - coef[s]) * coef[s + 1u];
     let t = tstats_offset + (r * groups + g) * 2u;
-    return silu_derivative(y) * scale * (dz - coef[t] - x_hat * coef[t + 1u]);
+    return activate_derivative(ACT_SILU, y) * scale * (dz - coef[t] - x_hat * coef[t + 1u]);
 }
 
 fn load_input(r: u32, i: u32, j: u32, th: u32, tw: u32, ci: u32) -> f32 {

@@ -9,7 +9,7 @@
 // Bindings (group 0): 0 grad1 (read), 1 grad2 (read), 2 primal (read), 3 coef (read_write), 4 params (uniform).
 // Layout: grad1/grad2 [R, H, W, grad_stride] with the channels at grad_offset, primal [B, H, W, C] (NHWC);
 //         coef: (scale, shift) at norm_offset [B, C, 2], (μ, rstd) at stats_offset [B, G, 2].
-// One 256-thread workgroup per (group, cotangent row): dispatch (G, R, 1). Reductions are workgroup trees.
+// Reduction: shared/workgroup_sum.wgsl. One 256-thread workgroup per (group, cotangent row): dispatch (G, R, 1). Reductions are workgroup trees.
 
 struct Params {
     rows: u32, pixels: u32, channels: u32, groups: u32,
@@ -26,12 +26,6 @@ override TWO_SOURCES: bool = false;
 @group(0) @binding(4) var<uniform> params: Params;
 
 const THREADS: u32 = 256u;
-var<workgroup> partial: array<vec2<f32>, 256>;
-
-fn silu_derivative(v: f32) -> f32 {
-    let s = 1.0 / (1.0 + exp(-v));
-    return s * (1.0 + v * (1.0 - s));
-}
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -55,18 +49,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let z = primal[(b * params.pixels + p) * params.channels + c];
         let k = params.norm_offset + (b * params.channels + c) * 2u;
         let scale = coef[k];
-        let gamma_y_bar = h_bar * silu_derivative(z * scale + coef[k + 1u]) * scale / rstd;
+        let gamma_y_bar = h_bar * activate_derivative(ACT_SILU, z * scale + coef[k + 1u]) * scale / rstd;
         sums += vec2<f32>(gamma_y_bar, gamma_y_bar * (z - mean) * rstd);
     }
-    partial[lid] = sums;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) { partial[lid] += partial[lid + stride]; }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum2(lid, sums);
     if (lid == 0u) {
         let a = params.astats_offset + (r * params.groups + g) * 2u;
-        coef[a] = partial[0].x / f32(n);
-        coef[a + 1u] = partial[0].y / f32(n);
+        coef[a] = total.x / f32(n);
+        coef[a + 1u] = total.y / f32(n);
     }
 }

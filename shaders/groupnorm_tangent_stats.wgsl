@@ -7,7 +7,7 @@
 //
 // Bindings (group 0): 0 tangent (read), 1 primal (read), 2 coef (read_write), 3 params (uniform).
 // Layout: tangent [R, H, W, C], primal [B, H, W, C] (NHWC); (μ, rstd) of (b, g) at coef[stats_offset + (b·G + g)·2].
-// One 256-thread workgroup per (group, tangent row): dispatch (G, R, 1). Reductions are workgroup trees.
+// Reduction: shared/workgroup_sum.wgsl. One 256-thread workgroup per (group, tangent row): dispatch (G, R, 1). Reductions are workgroup trees.
 
 struct Params { rows: u32, pixels: u32, channels: u32, groups: u32, group_rows: u32, stats_offset: u32, tstats_offset: u32, pad0: u32 }
 
@@ -17,7 +17,6 @@ struct Params { rows: u32, pixels: u32, channels: u32, groups: u32, group_rows: 
 @group(0) @binding(3) var<uniform> params: Params;
 
 const THREADS: u32 = 256u;
-var<workgroup> partial: array<vec2<f32>, 256>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -41,15 +40,10 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let x_hat = (primal[primal_base + offset] - mean) * rstd;
         sums += vec2<f32>(dz, dz * x_hat);
     }
-    partial[lid] = sums;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) { partial[lid] += partial[lid + stride]; }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum2(lid, sums);
     if (lid == 0u) {
         let t = params.tstats_offset + (r * params.groups + g) * 2u;
-        coef[t] = partial[0].x / f32(n);
-        coef[t + 1u] = partial[0].y / f32(n);
+        coef[t] = total.x / f32(n);
+        coef[t + 1u] = total.y / f32(n);
     }
 }

@@ -1,6 +1,6 @@
 // shared/conv_igemm_core.wgsl — the implicit-GEMM tiling shared by the 3×3 convolution kernels
 // (conv2d_igemm.wgsl for values, conv2d_tangent.wgsl for tangents, conv2d_adjoint.wgsl for cotangents).
-// Prefixed to a kernel that defines its bindings and two functions the core calls:
+// Prefixed (after shared/activations.wgsl) to a kernel that defines its bindings and two functions the core calls:
 //   load_input(row, i, j, th, tw, ci) -> f32   one element of the (transposed) convolution's input for output
 //                                             class row (row, i, j) and tap (th, tw, ci), 0 outside the input
 //   store_output(m, row, pixel, n, value)       the epilogue for output element (pixel, n) of GEMM row m
@@ -27,15 +27,6 @@ const TILE_K: u32 = 16u;
 
 var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
-
-fn silu_derivative(v: f32) -> f32 {
-    let s = 1.0 / (1.0 + exp(-v));
-    return s * (1.0 + v * (1.0 - s));
-}
 
 // The input pixel (row·Hin + hi)·Win + wi that tap (th, tw) of class output (i, j) reads, or -1 outside the input.
 fn input_pixel(row: u32, i: u32, j: u32, th: u32, tw: u32) -> i32 {

@@ -148,13 +148,7 @@ pub fn record_conv2d(
     sample_scale: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let (ho, wo) = shape.output_size();
-    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
-        return Err(Error::Kernel {
-            kernel: "conv2d_igemm".into(),
-            message: format!("output buffer too small for {shape:?}"),
-        });
-    }
+    check_output("conv2d_igemm", shape, out)?;
     if shape.c2 > 0 && inputs.src2.is_none() {
         return Err(Error::Kernel { kernel: "conv2d_igemm".into(), message: "c2 > 0 without a second input".into() });
     }
@@ -194,6 +188,15 @@ pub fn record_conv2d(
         out,
     ];
     dispatch_classes(rec, &kernel, shape, shape.inputs(), &buffers, fields)
+}
+
+/// The output buffer must hold the whole [batch, Hout, Wout, outputs] result.
+fn check_output(kernel: &str, shape: &ConvShape, out: &wgpu::Buffer) -> Result<()> {
+    let (ho, wo) = shape.output_size();
+    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
+        return Err(Error::Kernel { kernel: kernel.into(), message: format!("output buffer too small for {shape:?}") });
+    }
+    Ok(())
 }
 
 /// Dispatches `kernel` once per output phase class of `shape`: `buffers` then the class's parameters, whose
@@ -309,13 +312,7 @@ pub fn record_conv2d_tangent(
     store_transposed: bool,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let (ho, wo) = shape.output_size();
-    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
-        return Err(Error::Kernel {
-            kernel: "conv2d_tangent".into(),
-            message: format!("output buffer too small for {shape:?}"),
-        });
-    }
+    check_output("conv2d_tangent", shape, out)?;
     let ctx = rec.ctx();
     let kernel = ctx.kernel(
         "conv2d_tangent",
@@ -390,13 +387,7 @@ pub fn record_conv2d_adjoint(
     sample_scale: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let (ho, wo) = shape.output_size();
-    if (shape.batch * ho * wo * shape.outputs * 4) as u64 > out.size() {
-        return Err(Error::Kernel {
-            kernel: "conv2d_adjoint".into(),
-            message: format!("output buffer too small for {shape:?}"),
-        });
-    }
+    check_output("conv2d_adjoint", shape, out)?;
     let ctx = rec.ctx();
     let kernel = ctx.kernel(
         "conv2d_adjoint",
