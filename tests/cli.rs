@@ -444,3 +444,53 @@ fn spectrum_writes_every_output() {
         &["--method", "dense"],
     );
 }
+
+#[test]
+fn descriptors_write_every_output() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_relu/model.safetensors");
+    let (m, x, t) = (s(&model), fixture("mlp_relu/x.npy"), fixture("mlp_relu/t.npy"));
+    let dir = scratch.path("descriptors");
+    let args = [
+        "descriptors",
+        m,
+        "--x",
+        s(&x),
+        "--t",
+        s(&t),
+        "--directions",
+        "random",
+        "--n-directions",
+        "4",
+        "--radius",
+        "0.5",
+        "-o",
+        s(&dir),
+    ];
+    let (code, _, stderr) = scorelens(&args);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["local_scaling.npy", "local_rank.npy"] {
+        let a = npy::read_f64(&dir.join(name)).unwrap();
+        assert_eq!(a.shape, vec![8], "{name}");
+        assert!(a.data.iter().all(|v| v.is_finite()));
+    }
+    assert!(dir.join("local_complexity.npy").exists() && dir.join("summary.json").exists());
+    expect_user_error(&["descriptors", m, "--x", s(&x), "--t", s(&t), "--radius", "-1", "-o", s(&dir)], &["--radius"]);
+    expect_user_error(
+        &[
+            "descriptors",
+            m,
+            "--x",
+            s(&x),
+            "--t",
+            s(&t),
+            "--directions",
+            "random",
+            "--n-directions",
+            "11",
+            "-o",
+            s(&dir),
+        ],
+        &["--n-directions 11", "D = 10"],
+    );
+}

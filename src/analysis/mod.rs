@@ -1,9 +1,11 @@
 //! Analyses of a score field's local geometry, built on the derivative operators.
 
+pub mod descriptors;
 pub mod spectrum;
 
 use std::ops::Range;
 
+pub use descriptors::{descriptors, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
 pub use spectrum::{dense_spectrum, PointSpectrum, SpectrumSettings};
 
 use crate::derivative::{self, has_exact_jvp, JacobianMethod};

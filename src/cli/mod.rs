@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod derivatives;
+mod descriptors;
 mod info;
 mod inputs;
 mod progress;
@@ -41,6 +42,8 @@ pub enum Command {
     Divergence(derivatives::DivergenceArgs),
     /// Jacobian spectra: singular values and vectors, local dimension, alignment, non-conservativeness, overlap.
     Spectrum(spectrum::SpectrumArgs),
+    /// Local scaling, rank and complexity of the score or denoiser map.
+    Descriptors(descriptors::DescriptorArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
     Bench(bench::BenchArgs),
     /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Jvp(args) => derivatives::run_jvp(&args),
         Command::Spectrum(args) => spectrum::run(&args),
+        Command::Descriptors(args) => descriptors::run(&args),
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),

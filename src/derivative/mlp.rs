@@ -76,6 +76,23 @@ impl<'f> MlpLinearization<'f> {
         self.points
     }
 
+    /// The hidden units' pre-activations a_l of every point, [points, ΣH] (layer by layer), read back.
+    pub fn pre_activations(&self) -> Result<Vec<f32>> {
+        let widths = self.field.model().hidden();
+        let per_point: usize = widths.iter().sum();
+        let mut out = vec![0f32; self.points * per_point];
+        let mut column = 0;
+        for (buffer, &width) in self.pre.iter().zip(&widths) {
+            let values: Vec<f32> = self.ctx().download(buffer, self.points * width)?;
+            for p in 0..self.points {
+                out[p * per_point + column..p * per_point + column + width]
+                    .copy_from_slice(&values[p * width..(p + 1) * width]);
+            }
+            column += width;
+        }
+        Ok(out)
+    }
+
     pub fn dim(&self) -> usize {
         self.field.model().dim
     }

@@ -85,6 +85,16 @@ impl Linearization<'_> {
     }
 }
 
+impl Linearization<'_> {
+    /// The pre-activations of every hidden unit (ReLU/SiLU inputs) at every point, [points, units].
+    pub fn pre_activations(&self) -> Result<Vec<f32>> {
+        match self {
+            Linearization::Mlp(l) => l.pre_activations(),
+            Linearization::Unet(l) => l.pre_activations(),
+        }
+    }
+}
+
 /// Linearises the field at `x` for exact products with up to `max_tangent_rows` (points × directions) rows.
 pub fn linearize<'f>(
     field: &'f ScoreField,

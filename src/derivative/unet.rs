@@ -47,6 +47,38 @@ impl<'f> UnetLinearization<'f> {
         self.points
     }
 
+    /// The pre-activations of every SiLU unit, y = GroupNorm(z) of each normalised block, [points, Σ units], read
+    /// back and formed on the host from z and the folded GroupNorm coefficients.
+    pub fn pre_activations(&self) -> Result<Vec<f32>> {
+        let model = self.field.model();
+        let ctx = self.field.ctx();
+        let (norms, total) = self.field.norm_layout(self.points, self.max_tangent_rows);
+        let coef: Vec<f32> = ctx.download(&self.slot.coef, total)?;
+        let sizes = model.block_sizes();
+        let blocks: Vec<(usize, usize, usize)> = norms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (i, sizes[i].1 .0 * sizes[i].1 .1, n.norm)))
+            .collect();
+        let per_point: usize = blocks.iter().map(|&(i, pixels, _)| pixels * model.blocks[i].conv.outputs).sum();
+        let mut out = Vec::with_capacity(self.points * per_point);
+        let values: Vec<Vec<f32>> = blocks
+            .iter()
+            .map(|&(i, pixels, _)| ctx.download(&self.slot.z[i], self.points * pixels * model.blocks[i].conv.outputs))
+            .collect::<Result<_>>()?;
+        for p in 0..self.points {
+            for (&(i, pixels, offset), z) in blocks.iter().zip(&values) {
+                let channels = model.blocks[i].conv.outputs;
+                for k in 0..pixels * channels {
+                    let c = k % channels;
+                    let j = offset + (p * channels + c) * 2;
+                    out.push(z[p * pixels * channels + k] * coef[j] + coef[j + 1]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Records J·V for `per_point` tangents per point: `v` [points, P, 784] → `out` (see [`TangentLayout`]).
     pub fn record_jvp(
         &self,

@@ -1,0 +1,129 @@
+//! Local scaling ψ, rank ν and complexity δ against an independent f64 computation, for MLPs of each activation.
+
+mod common;
+
+use common::{gpu, normal_vec, random_mlp, random_times, rng};
+use faer::Mat;
+use scorelens::analysis::descriptors::polytope_directions;
+use scorelens::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
+use scorelens::model::{MlpModel, NoiseSchedule};
+use scorelens::reference::mlp::mlp_jacobian;
+use scorelens::scheduler::JobOptions;
+use scorelens::{Activation, ScoreField, ScoreModel};
+
+/// Pre-activations of every hidden unit in f64, layer by layer.
+fn pre_activations(model: &MlpModel, x: &[f64], t: f32) -> Vec<f64> {
+    let mut h: Vec<f64> = x.to_vec();
+    h.extend(model.fourier_features(t));
+    let mut out = Vec::new();
+    for layer in &model.layers[..model.layers.len() - 1] {
+        let a: Vec<f64> = (0..layer.outputs)
+            .map(|o| {
+                layer.bias[o] as f64
+                    + (0..layer.inputs).map(|i| layer.weight[o * layer.inputs + i] as f64 * h[i]).sum::<f64>()
+            })
+            .collect();
+        h = a.iter().map(|&v| model.act.apply_f64(v)).collect();
+        out.extend(a);
+    }
+    out
+}
+
+fn reference(model: &MlpModel, x: &[f32], t: &[f32], settings: &DescriptorSettings) -> Vec<PointDescriptors> {
+    let d = model.dim;
+    let jacobians = mlp_jacobian(model, x, t);
+    let directions = polytope_directions(d, &settings.directions).unwrap();
+    (0..x.len() / d)
+        .map(|p| {
+            let tp = if t.len() == 1 { t[0] } else { t[p] };
+            let variance = model.schedule.std(tp as f64).powi(2);
+            let alpha = model.schedule.alpha(tp as f64);
+            let (a, b) = match settings.map {
+                DescribedMap::Score => (0.0, 1.0),
+                DescribedMap::Denoiser => (1.0 / alpha, variance / alpha),
+            };
+            let m =
+                Mat::<f64>::from_fn(d, d, |r, c| b * jacobians[p * d * d + r * d + c] + if r == c { a } else { 0.0 });
+            let s = m.singular_values().unwrap();
+            let s = &s[..settings.k];
+            let psi: f64 = s.iter().map(|v| v.ln()).sum();
+            let total: f64 = s.iter().sum();
+            let nu = s.iter().map(|v| v / total).map(|q| -q * q.ln()).sum::<f64>().exp();
+            // x ± r·bⱼ, rounded to f32 as the GPU sees them.
+            let xp: Vec<f64> = x[p * d..(p + 1) * d].iter().map(|&v| v as f64).collect();
+            let center = pre_activations(model, &xp, tp);
+            let mut changed = vec![false; center.len()];
+            for j in 0..directions.len() / d {
+                for r in [settings.radius, -settings.radius] {
+                    let vertex: Vec<f64> = (0..d).map(|i| (xp[i] + r * directions[j * d + i]) as f32 as f64).collect();
+                    for ((flag, &c), v) in changed.iter_mut().zip(&center).zip(pre_activations(model, &vertex, tp)) {
+                        *flag |= (c > 0.0) != (v > 0.0);
+                    }
+                }
+            }
+            PointDescriptors {
+                local_scaling: psi,
+                local_rank: nu,
+                local_complexity: changed.iter().filter(|&&c| c).count(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn descriptors_match_an_independent_f64_computation() {
+    let mut seed = 900;
+    for act in Activation::ALL {
+        for (map, directions) in [
+            (DescribedMap::Denoiser, Directions::Axes),
+            (DescribedMap::Score, Directions::Random { count: 5, seed: 3 }),
+        ] {
+            seed += 1;
+            let model = random_mlp(seed, 8, &[40, 40], 6, act, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 });
+            let x = normal_vec(&mut rng(seed + 1), 4 * 8, 1.0);
+            let t = random_times(seed + 2, 4);
+            let settings = DescriptorSettings { map, k: 8, radius: 0.3, directions };
+            let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model.clone())).unwrap();
+            let mut got = Vec::new();
+            analysis::descriptors(&field, &x, &t, &settings, JobOptions::default(), |_, r| {
+                got.push(r);
+                Ok(())
+            })
+            .unwrap();
+            for (p, (g, w)) in got.iter().zip(reference(&model, &x, &t, &settings)).enumerate() {
+                assert!(
+                    (g.local_scaling - w.local_scaling).abs() <= 1e-4 * w.local_scaling.abs().max(1.0),
+                    "{act} {map:?} point {p}: ψ {} vs {}",
+                    g.local_scaling,
+                    w.local_scaling
+                );
+                assert!(
+                    (g.local_rank / w.local_rank - 1.0).abs() <= 1e-5,
+                    "{act} {map:?} point {p}: ν {} vs {}",
+                    g.local_rank,
+                    w.local_rank
+                );
+                assert_eq!(g.local_complexity, w.local_complexity, "{act} {map:?} point {p}: δ");
+            }
+        }
+    }
+}
+
+#[test]
+fn local_complexity_grows_with_the_radius() {
+    let model = random_mlp(950, 6, &[64, 64], 4, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model)).unwrap();
+    let x = normal_vec(&mut rng(951), 6, 1.0);
+    let count = |radius: f64| {
+        let settings = DescriptorSettings { map: DescribedMap::Denoiser, k: 6, radius, directions: Directions::Axes };
+        let mut delta = 0;
+        analysis::descriptors(&field, &x, &[0.5], &settings, JobOptions::default(), |_, r| {
+            delta = r.local_complexity;
+            Ok(())
+        })
+        .unwrap();
+        delta
+    };
+    let (small, large) = (count(1e-3), count(2.0));
+    assert!(small < large && large <= 128, "δ(1e-3) = {small}, δ(2) = {large}");
+}
