@@ -494,3 +494,49 @@ fn descriptors_write_every_output() {
         &["--n-directions 11", "D = 10"],
     );
 }
+
+#[test]
+fn shards_merge_into_the_unsharded_result() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let (m, x, t) = (s(&model), fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
+    let run = |args: &[&str]| {
+        let (code, _, stderr) = scorelens(args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+    };
+    // Files: score and jacobian over 8 rows in 3 shards (sizes 2, 3, 3).
+    for command in ["score", "jacobian"] {
+        let whole = scratch.path(&format!("{command}_whole.npy"));
+        run(&[command, m, "--x", s(&x), "--t", s(&t), "-o", s(&whole)]);
+        let parts: Vec<PathBuf> = (0..3).map(|i| scratch.path(&format!("{command}_{i}.npy"))).collect();
+        for (i, part) in parts.iter().enumerate() {
+            run(&[command, m, "--x", s(&x), "--t", s(&t), "--shard", &format!("{i}/3"), "-o", s(part)]);
+        }
+        let merged = scratch.path(&format!("{command}_merged.npy"));
+        let mut args = vec!["merge", "-o", s(&merged)];
+        args.extend(parts.iter().map(|p| s(p)));
+        run(&args);
+        let (a, b) = (npy::read_f32(&whole).unwrap(), npy::read_f32(&merged).unwrap());
+        assert_eq!(a.shape, b.shape, "{command}");
+        assert_eq!(a.data, b.data, "{command}: sharded runs give the same arrays");
+    }
+    // Folders: spectrum in 2 shards.
+    let whole = scratch.path("spectrum_whole");
+    run(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "4", "-o", s(&whole)]);
+    let parts: Vec<PathBuf> = (0..2).map(|i| scratch.path(&format!("spectrum_{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        run(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "4", "--shard", &format!("{i}/2"), "-o", s(part)]);
+    }
+    let merged = scratch.path("spectrum_merged");
+    run(&["merge", "-o", s(&merged), s(&parts[0]), s(&parts[1])]);
+    for name in ["singular_values.npy", "alignment.npy", "overlap.npy", "nonconservativeness.npy"] {
+        let (a, b) = (npy::read_f64(&whole.join(name)).unwrap(), npy::read_f64(&merged.join(name)).unwrap());
+        assert_eq!(a.shape, b.shape, "{name}");
+        assert_eq!(a.data, b.data, "{name}");
+    }
+    assert_eq!(std::fs::read_to_string(merged.join("rows.jsonl")).unwrap().lines().count(), 8);
+    expect_user_error(
+        &["score", m, "--x", s(&x), "--t", s(&t), "--shard", "3/3", "-o", s(&scratch.path("o.npy"))],
+        &["--shard", "I/N"],
+    );
+}

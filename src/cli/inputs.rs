@@ -20,8 +20,22 @@ pub struct ModelInputs {
     /// Diffusion time in (0, 1]: one number for all rows, or a .npy of shape [B].
     #[arg(long = "t", value_name = "T", allow_negative_numbers = true)]
     pub t: String,
+    /// Take only shard i of n (0 ≤ i < n): its contiguous block of rows; `scorelens merge` joins the outputs.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub compute: ComputeArgs,
+}
+
+/// The rows [start, end) of shard `i` of `n` over `rows` rows: contiguous blocks, sizes differing by at most one.
+pub fn shard_rows(spec: &str, rows: usize) -> Result<std::ops::Range<usize>> {
+    let bad = || Error::InvalidArgument(format!("--shard {spec:?}: expected I/N with 0 ≤ I < N, e.g. 0/4"));
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok(i * rows / n..(i + 1) * rows / n)
 }
 
 /// A model on the GPU with its validated inputs.
@@ -37,8 +51,18 @@ impl ModelInputs {
     pub fn load(&self) -> Result<Job> {
         let memory_budget = self.compute.memory_budget()?;
         let model = ScoreModel::load(&self.model)?;
-        let x = read_points(&self.x, &model)?;
-        let t = read_times(&self.t, x.rows)?;
+        let mut x = read_points(&self.x, &model)?;
+        let mut t = read_times(&self.t, x.rows)?;
+        if let Some(spec) = &self.shard {
+            let range = shard_rows(spec, x.rows)?;
+            let per_row = x.data.len() / x.rows.max(1);
+            x.data = x.data[range.start * per_row..range.end * per_row].to_vec();
+            if t.len() > 1 {
+                t = t[range.clone()].to_vec();
+            }
+            x.rows = range.len();
+            x.shape[0] = range.len();
+        }
         let field = ScoreField::new(GpuContext::shared()?, &model)?;
         Ok(Job { model, field, x, t, memory_budget })
     }

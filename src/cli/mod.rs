@@ -6,6 +6,7 @@ mod derivatives;
 mod descriptors;
 mod info;
 mod inputs;
+mod merge;
 mod progress;
 mod score;
 mod spectrum;
@@ -44,6 +45,8 @@ pub enum Command {
     Spectrum(spectrum::SpectrumArgs),
     /// Local scaling, rank and complexity of the score or denoiser map.
     Descriptors(descriptors::DescriptorArgs),
+    /// Join shard outputs (--shard i/n runs) in shard order: .npy files along their first axis, or folders of them.
+    Merge(merge::MergeArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
     Bench(bench::BenchArgs),
     /// The built-in main job: score a built-in model on built-in inputs, check it, and print a summary.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Jvp(args) => derivatives::run_jvp(&args),
         Command::Spectrum(args) => spectrum::run(&args),
         Command::Descriptors(args) => descriptors::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),

@@ -146,3 +146,64 @@ impl Drop for StreamWriter {
         }
     }
 }
+
+/// An array of any dtype this crate writes (f32, f64, i64), kept as it is for joining.
+enum Typed {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+fn read_typed(path: &Path) -> Result<(Vec<usize>, Typed)> {
+    let (shape, npy) = read_npy(path)?;
+    let bad = |e: std::io::Error| Error::bad_file(path, format!("truncated or unreadable array data ({e})"));
+    let data = match type_of(&npy) {
+        Some((npyz::TypeChar::Float, 4)) => Typed::F32(npy.into_vec().map_err(bad)?),
+        Some((npyz::TypeChar::Float, 8)) => Typed::F64(npy.into_vec().map_err(bad)?),
+        Some((npyz::TypeChar::Int, 8)) => Typed::I64(npy.into_vec().map_err(bad)?),
+        _ => {
+            return Err(Error::bad_file(
+                path,
+                format!("dtype {} cannot be merged (float32, float64, int64)", npy.dtype().descr()),
+            ))
+        }
+    };
+    Ok((shape, data))
+}
+
+/// Joins arrays along their first axis (shard outputs in shard order) into `out`, whole or not at all. The parts
+/// must share dtype and trailing shape.
+pub fn concatenate(parts: &[std::path::PathBuf], out: &Path) -> Result<()> {
+    let mut joined: Option<(Vec<usize>, Typed)> = None;
+    for part in parts {
+        let (shape, data) = read_typed(part)?;
+        if shape.is_empty() {
+            return Err(Error::bad_file(part, "a 0-d array has no rows to join"));
+        }
+        match &mut joined {
+            None => joined = Some((shape, data)),
+            Some((total, acc)) => {
+                if total[1..] != shape[1..] {
+                    return Err(Error::bad_file(
+                        part,
+                        format!("shape {shape:?} does not continue {:?} (the first part's rows)", &total[1..]),
+                    ));
+                }
+                match (acc, data) {
+                    (Typed::F32(a), Typed::F32(b)) => a.extend(b),
+                    (Typed::F64(a), Typed::F64(b)) => a.extend(b),
+                    (Typed::I64(a), Typed::I64(b)) => a.extend(b),
+                    _ => return Err(Error::bad_file(part, "its dtype differs from the first part's")),
+                }
+                total[0] += shape[0];
+            }
+        }
+    }
+    let (shape, data) = joined.ok_or_else(|| Error::InvalidArgument("merge needs at least one part".into()))?;
+    let bytes = match &data {
+        Typed::F32(v) => encode(&shape, v)?,
+        Typed::F64(v) => encode(&shape, v)?,
+        Typed::I64(v) => encode(&shape, v)?,
+    };
+    super::write_atomically(out, &bytes)
+}
