@@ -153,3 +153,47 @@ fn random_mlp_against_an_f64_svd_of_the_reference_jacobian() {
         }
     }
 }
+
+/// The largest principal angle between the row spaces of two [k, D] orthonormal blocks.
+fn largest_principal_angle(a: &[f64], b: &[f64], k: usize, d: usize) -> f64 {
+    let m = Mat::<f64>::from_fn(k, k, |i, j| (0..d).map(|r| a[i * d + r] * b[j * d + r]).sum());
+    let cosines = m.singular_values().unwrap();
+    cosines.iter().cloned().fold(1.0, f64::min).clamp(-1.0, 1.0).acos()
+}
+
+#[test]
+fn matrix_free_methods_agree_with_the_dense_spectrum() {
+    let (d, k) = (30, 5);
+    let mlp = random_mlp(80, d, &[96, 96], 8, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let model = ScoreModel::Mlp(mlp);
+    let x = normal_vec(&mut rng(81), 3 * d, 1.0);
+    let t = [0.1f32, 0.5, 0.9];
+    let dense = spectra(&model, &x, &t, SpectrumSettings { k: d, threshold_c: 2.0, vectors: true });
+    let field = ScoreField::new(gpu(), &model).unwrap();
+    for oversampling in [0, 8] {
+        let settings =
+            analysis::lowrank::LowRankSettings { k, oversampling, tolerance: 1e-6, max_iterations: 300, seed: 5 };
+        let found = analysis::lowrank_spectra(&field, &x, &t, settings, 2.0, 256, JobOptions::default()).unwrap();
+        for (p, (f, full)) in found.iter().zip(&dense).enumerate() {
+            for i in 0..k {
+                let (g, w) = (f.singular_values[i], full.singular_values[i]);
+                assert!((g / w - 1.0).abs() <= 1e-4, "oversampling {oversampling} point {p} s{i}: {g} vs {w}");
+                assert!(f.residuals[i] <= 1e-5, "point {p} residual {}", f.residuals[i]);
+            }
+            // Subspaces, where the gap after s_k separates them.
+            if full.singular_values[k - 1] > 1.05 * full.singular_values[k] {
+                let (dl, dr) = (full.left.as_ref().unwrap(), full.right.as_ref().unwrap());
+                let left = largest_principal_angle(f.left.as_ref().unwrap(), &dl[..k * d], k, d);
+                let right = largest_principal_angle(f.right.as_ref().unwrap(), &dr[..k * d], k, d);
+                assert!(left <= 1e-3 && right <= 1e-3, "point {p}: principal angles {left:e}, {right:e}");
+            }
+            let ratio = f.nonconservativeness / full.nonconservativeness;
+            assert!(
+                (0.7..=1.3).contains(&ratio),
+                "point {p}: probe estimate {} vs {}",
+                f.nonconservativeness,
+                full.nonconservativeness
+            );
+        }
+    }
+}

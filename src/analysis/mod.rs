@@ -1,6 +1,7 @@
 //! Analyses of a score field's local geometry, built on the derivative operators.
 
 pub mod descriptors;
+pub mod lowrank;
 pub mod spectrum;
 
 use std::ops::Range;
@@ -35,4 +36,66 @@ pub fn spectra(
         }
         Ok(())
     })
+}
+
+/// Spectra of every point from the matrix-free top-k triplets (`lowrank`): the same outputs as the dense path,
+/// with the local-dimension threshold rule counted over the K kept values (exact when s_K is already below the
+/// threshold) and the non-conservativeness estimated with `probes` Rademacher probes.
+pub fn lowrank_spectra(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: lowrank::LowRankSettings,
+    threshold_c: f64,
+    probes: usize,
+    options: JobOptions,
+) -> Result<Vec<PointSpectrum>> {
+    let d = field.dim();
+    validate_batch(x, d, t, "X", "T")?;
+    let k = settings.k;
+    let triplets = lowrank::top_singular_triplets(field, x, t, settings, options)?;
+    let eigen = lowrank::symmetric_part_top_eigenpairs(field, x, t, settings, options)?;
+    let nonconservativeness = lowrank::nonconservativeness_by_probes(field, x, t, probes, settings.seed, options)?;
+    let schedule = field.schedule();
+    Ok(triplets
+        .into_iter()
+        .zip(eigen)
+        .enumerate()
+        .map(|(p, (tri, (values, vectors)))| {
+            let tp = if t.len() == 1 { t[0] } else { t[p] };
+            let variance = schedule.std(tp as f64).powi(2);
+            let s = &tri.singular_values;
+            let above = s.iter().filter(|&&si| si > 0.0 && 1.0 / si <= threshold_c * variance).count();
+            let gap = (0..k.saturating_sub(1))
+                .map(|i| (i, s[i].max(f64::MIN_POSITIVE).ln() - s[i + 1].max(f64::MIN_POSITIVE).ln()))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(i, _)| i + 1);
+            let alignment = (0..k).map(|i| (0..d).map(|r| tri.left[i * d + r] * tri.right[i * d + r]).sum()).collect();
+            // ρ(k) = ‖A_kᵀ B_k‖²_F / k over the leading blocks of M = VᵀE.
+            let m: Vec<f64> = (0..k * k)
+                .map(|ij| (0..d).map(|r| tri.right[(ij / k) * d + r] * vectors[(ij % k) * d + r]).sum())
+                .collect();
+            let mut running = 0.0;
+            let overlap = (1..=k)
+                .map(|size| {
+                    let last = size - 1;
+                    running += (0..size).map(|i| m[i * k + last].powi(2)).sum::<f64>()
+                        + (0..last).map(|j| m[last * k + j].powi(2)).sum::<f64>();
+                    running / size as f64
+                })
+                .collect();
+            PointSpectrum {
+                singular_values: tri.singular_values.clone(),
+                residuals: tri.residuals,
+                alignment,
+                overlap,
+                local_dimension_threshold: d - above,
+                local_dimension_gap: d - gap.min(d),
+                nonconservativeness: nonconservativeness[p],
+                symmetric_eigenvalues: values,
+                left: Some(tri.left),
+                right: Some(tri.right),
+            }
+        })
+        .collect())
 }

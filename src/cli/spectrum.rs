@@ -29,9 +29,25 @@ pub struct SpectrumArgs {
     /// Also write the singular vectors (left_vectors.npy, right_vectors.npy: [B, K, D]).
     #[arg(long)]
     pub vectors: bool,
-    /// dense: SVD of the exact Jacobian in f64. (subspace and rsvd, matrix-free, are not in this build yet.)
+    /// dense: SVD of the exact Jacobian in f64; subspace: block subspace iteration; rsvd: randomized SVD
+    /// (oversampled). The matrix-free two stop when every kept triplet's residual is below --tol.
     #[arg(long, value_enum, default_value_t = SpectrumMethod::Dense)]
     pub method: SpectrumMethod,
+    /// Residual tolerance ‖J vᵢ − sᵢ uᵢ‖ / s₁ of the matrix-free methods.
+    #[arg(long, default_value_t = 1e-5)]
+    pub tol: f64,
+    /// Iteration cap of the matrix-free methods.
+    #[arg(long = "max-iter", default_value_t = 100)]
+    pub max_iter: usize,
+    /// Extra random directions of rsvd.
+    #[arg(long, default_value_t = 8)]
+    pub oversampling: usize,
+    /// Rademacher probes for the non-conservativeness estimate of the matrix-free methods.
+    #[arg(long, default_value_t = 64)]
+    pub probes: usize,
+    /// Seed of the random starting blocks and probes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// The threshold rule of the local dimension counts 1/sᵢ > c · std(t)².
     #[arg(long = "threshold-c", default_value_t = 2.0)]
     pub threshold_c: f64,
@@ -41,12 +57,6 @@ pub struct SpectrumArgs {
 }
 
 pub fn run(args: &SpectrumArgs) -> Result<()> {
-    if args.method != SpectrumMethod::Dense {
-        return Err(Error::InvalidArgument(format!(
-            "--method {:?}: only the dense method is in this build yet",
-            args.method
-        )));
-    }
     if !(args.threshold_c > 0.0 && args.threshold_c.is_finite()) {
         return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
     }
@@ -66,7 +76,7 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     let mut spectra: Vec<PointSpectrum> = Vec::with_capacity(rows);
     let started = Instant::now();
     let bar = Bar::new();
-    analysis::spectra(&job.field, &job.x.data, &job.t, settings, job.options(&bar), |row, s| {
+    let mut record = |row: usize, s: PointSpectrum| -> Result<()> {
         let line = serde_json::json!({
             "row": row,
             "singular_values": s.singular_values,
@@ -77,7 +87,30 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         writeln!(progress, "{line}").and_then(|_| progress.flush()).map_err(|e| Error::io(&progress_path, e))?;
         spectra.push(s);
         Ok(())
-    })?;
+    };
+    if args.method == SpectrumMethod::Dense {
+        analysis::spectra(&job.field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
+    } else {
+        let lowrank = analysis::lowrank::LowRankSettings {
+            k,
+            oversampling: if args.method == SpectrumMethod::Rsvd { args.oversampling } else { 0 },
+            tolerance: args.tol,
+            max_iterations: args.max_iter,
+            seed: args.seed,
+        };
+        let found = analysis::lowrank_spectra(
+            &job.field,
+            &job.x.data,
+            &job.t,
+            lowrank,
+            args.threshold_c,
+            args.probes,
+            job.options(&bar),
+        )?;
+        for (row, s) in found.into_iter().enumerate() {
+            record(row, s)?;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
 
     let dir = &args.output;
@@ -114,7 +147,7 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     let summary = serde_json::json!({
         "command": "spectrum",
         "model": args.inputs.model.display().to_string(),
-        "method": "dense",
+        "method": format!("{:?}", args.method).to_lowercase(),
         "k": k,
         "dim": d,
         "threshold_c": args.threshold_c,

@@ -1,0 +1,224 @@
+//! Matrix-free top-k singular triplets of the score Jacobian: block subspace iteration and randomized SVD
+//! (Halko, Martinsson & Tropp, SIAM Review 2011) on the exact J·V and Jᵀ·U products, never forming J.
+//!
+//! For a block of P directions per point: Y = J Ω; repeat { Q = qr(Y); Y = J qr(Jᵀ Q) } until the top-k
+//! triplets' residuals ‖J vᵢ − sᵢ uᵢ‖ / s₁ fall below the tolerance; then Bᵀ = Jᵀ Q, B = Ũ Σ Wᵀ (small, f64),
+//! U = Q Ũ, V = W. Randomized SVD starts from k + oversampling Gaussian directions; subspace iteration from k.
+//! The products run on the GPU for all points at once; the thin QRs and small SVDs run in f64 on the host.
+
+use faer::Mat;
+
+use crate::derivative::{self, JvpMethod};
+use crate::error::{Error, Result};
+use crate::field::ScoreField;
+use crate::scheduler::JobOptions;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LowRankSettings {
+    pub k: usize,
+    /// Extra random directions beyond k (0 for plain subspace iteration).
+    pub oversampling: usize,
+    /// Stop when every kept triplet's residual ‖J vᵢ − sᵢ uᵢ‖ / s₁ is below this.
+    pub tolerance: f64,
+    pub max_iterations: usize,
+    pub seed: u64,
+}
+
+/// The top-k singular triplets of one point's Jacobian.
+#[derive(Debug, Clone)]
+pub struct LowRank {
+    pub singular_values: Vec<f64>,
+    /// [k, D], row i = uᵢ.
+    pub left: Vec<f64>,
+    /// [k, D], row i = vᵢ.
+    pub right: Vec<f64>,
+    pub residuals: Vec<f64>,
+    pub iterations: usize,
+}
+
+/// Orthonormalises the P rows of each point's [P, D] block (thin QR in f64; positive diagonal of R).
+fn orthonormalize(blocks: &[f32], points: usize, p: usize, d: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for b in 0..points {
+        let m = Mat::<f64>::from_fn(d, p, |r, c| blocks[(b * p + c) * d + r] as f64);
+        let qr = m.qr();
+        let (q, r) = (qr.compute_thin_Q(), qr.thin_R());
+        for c in 0..p {
+            let sign = if r[(c, c)] < 0.0 { -1.0 } else { 1.0 };
+            out.extend((0..d).map(|row| (sign * q[(row, c)]) as f32));
+        }
+    }
+    Ok(out)
+}
+
+/// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free.
+pub fn top_singular_triplets(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+    options: JobOptions,
+) -> Result<Vec<LowRank>> {
+    let d = field.dim();
+    let points = x.len() / d;
+    let k = settings.k;
+    let p = (k + settings.oversampling).min(d);
+    if k == 0 || k > d {
+        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+    }
+    if !derivative::has_exact_vjp(field) {
+        return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
+    }
+    let jvp = |v: &[f32]| derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options);
+    let vjp = |u: &[f32]| derivative::vjp(field, x, t, u, options);
+
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
+    let omega = crate::model::normal_values(&mut rng, points * p * d, 1.0, 0.0);
+    let mut y = jvp(&orthonormalize(&omega, points, p, d)?)?;
+    let mut results: Vec<Option<LowRank>> = vec![None; points];
+    for iteration in 1..=settings.max_iterations.max(1) {
+        let q = orthonormalize(&y, points, p, d)?;
+        let bt = vjp(&q)?; // row i of each block: Jᵀ qᵢ, i.e. row i of B = Qᵀ J
+                           // Small SVDs: B = Ũ Σ Wᵀ per point; U = Q Ũ, V = W.
+        let mut candidates = Vec::with_capacity(points);
+        let mut v_block = Vec::with_capacity(points * k * d);
+        for b in 0..points {
+            let bmat = Mat::<f64>::from_fn(p, d, |r, c| bt[(b * p + r) * d + c] as f64);
+            let svd = bmat.thin_svd().map_err(|e| Error::Device(format!("SVD did not converge: {e:?}")))?;
+            let (ut, w, s) = (svd.U(), svd.V(), svd.S().column_vector());
+            let singular: Vec<f64> = (0..k).map(|i| s[i]).collect();
+            let q = &q;
+            let left: Vec<f64> = (0..k)
+                .flat_map(|i| {
+                    (0..d).map(move |r| (0..p).map(|c| q[(b * p + c) * d + r] as f64 * ut[(c, i)]).sum::<f64>())
+                })
+                .collect();
+            let right: Vec<f64> = (0..k).flat_map(|i| (0..d).map(move |r| w[(r, i)])).collect();
+            v_block.extend(right.iter().map(|&v| v as f32));
+            candidates.push((singular, left, right));
+        }
+        // Residuals from one more J·V over the kept right vectors.
+        let jv = jvp(&v_block)?;
+        let mut converged = true;
+        for (b, (singular, left, right)) in candidates.into_iter().enumerate() {
+            let s1 = singular[0].max(f64::MIN_POSITIVE);
+            let residuals: Vec<f64> = (0..k)
+                .map(|i| {
+                    (0..d)
+                        .map(|r| (jv[(b * k + i) * d + r] as f64 - singular[i] * left[i * d + r]).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                        / s1
+                })
+                .collect();
+            converged &= residuals.iter().all(|&r| r <= settings.tolerance);
+            results[b] = Some(LowRank { singular_values: singular, left, right, residuals, iterations: iteration });
+        }
+        if converged || iteration == settings.max_iterations {
+            break;
+        }
+        // One power step: Y = J qr(Jᵀ Q).
+        y = jvp(&orthonormalize(&bt, points, p, d)?)?;
+    }
+    results.into_iter().map(|r| r.ok_or_else(|| Error::Device("no iteration ran".into()))).collect()
+}
+
+/// Top-k eigenpairs by |eigenvalue| of the symmetric part (J + Jᵀ)/2, by block power iteration with Rayleigh–Ritz,
+/// matrix-free. Returns per point the eigenvalues and [k, D] eigenvectors.
+pub fn symmetric_part_top_eigenpairs(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+    options: JobOptions,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let d = field.dim();
+    let points = x.len() / d;
+    let k = settings.k;
+    let p = (k + settings.oversampling).min(d);
+    let apply = |v: &[f32]| -> Result<Vec<f32>> {
+        let (a, b) = (
+            derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options)?,
+            derivative::vjp(field, x, t, v, options)?,
+        );
+        Ok(a.iter().zip(&b).map(|(p, q)| 0.5 * (p + q)).collect())
+    };
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed.wrapping_add(1));
+    let mut xq = orthonormalize(&crate::model::normal_values(&mut rng, points * p * d, 1.0, 0.0), points, p, d)?;
+    let mut result = Vec::new();
+    for iteration in 1..=settings.max_iterations.max(1) {
+        let sx = apply(&xq)?;
+        // Rayleigh–Ritz: T = Xᵀ S X, eigenvectors X W ordered by |λ|; residual ‖S xᵢ − λᵢ xᵢ‖ / |λ₁|.
+        result.clear();
+        let mut converged = true;
+        for b in 0..points {
+            let block = |buf: &[f32], r: usize, c: usize| buf[(b * p + c) * d + r] as f64;
+            let tmat =
+                Mat::<f64>::from_fn(p, p, |i, j| (0..d).map(|r| block(&xq, r, i) * block(&sx, r, j)).sum::<f64>());
+            let sym = Mat::<f64>::from_fn(p, p, |i, j| 0.5 * (tmat[(i, j)] + tmat[(j, i)]));
+            let eig =
+                sym.self_adjoint_eigen(faer::Side::Lower).map_err(|e| Error::Device(format!("eigensolver: {e:?}")))?;
+            let (w, lambda) = (eig.U(), eig.S().column_vector());
+            let mut order: Vec<usize> = (0..p).collect();
+            order.sort_by(|&a, &c| lambda[c].abs().total_cmp(&lambda[a].abs()));
+            let values: Vec<f64> = order[..k].iter().map(|&i| lambda[i]).collect();
+            let basis = &xq;
+            let vectors: Vec<f64> = order[..k]
+                .iter()
+                .flat_map(|&i| (0..d).map(move |r| (0..p).map(|c| block(basis, r, c) * w[(c, i)]).sum::<f64>()))
+                .collect();
+            let scale = values[0].abs().max(f64::MIN_POSITIVE);
+            for (n, &i) in order[..k].iter().enumerate() {
+                let residual = (0..d)
+                    .map(|r| {
+                        ((0..p).map(|c| block(&sx, r, c) * w[(c, i)]).sum::<f64>() - values[n] * vectors[n * d + r])
+                            .powi(2)
+                    })
+                    .sum::<f64>()
+                    .sqrt();
+                converged &= residual / scale <= settings.tolerance;
+            }
+            result.push((values, vectors));
+        }
+        if converged || iteration == settings.max_iterations {
+            break;
+        }
+        xq = orthonormalize(&sx, points, p, d)?;
+    }
+    Ok(result)
+}
+
+/// ‖J − Jᵀ‖_F / ‖J + Jᵀ‖_F per point, estimated with `probes` Rademacher vectors z: E‖(J ∓ Jᵀ)z‖² = ‖J ∓ Jᵀ‖²_F.
+pub fn nonconservativeness_by_probes(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    probes: usize,
+    seed: u64,
+    options: JobOptions,
+) -> Result<Vec<f64>> {
+    let d = field.dim();
+    let points = x.len() / d;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+    let jz = derivative::jvp(field, x, t, &z, JvpMethod::Exact, false, options)?;
+    let jtz = derivative::vjp(field, x, t, &z, options)?;
+    Ok((0..points)
+        .map(|b| {
+            let range = b * probes * d..(b + 1) * probes * d;
+            let (mut minus, mut plus) = (0.0, 0.0);
+            for (a, c) in jz[range.clone()].iter().zip(&jtz[range]) {
+                minus += (*a as f64 - *c as f64).powi(2);
+                plus += (*a as f64 + *c as f64).powi(2);
+            }
+            if plus > 0.0 {
+                (minus / plus).sqrt()
+            } else {
+                0.0
+            }
+        })
+        .collect())
+}
