@@ -14,6 +14,7 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod reference;
+pub mod report;
 pub mod scheduler;
 
 pub use activation::Activation;

@@ -414,8 +414,12 @@ fn spectrum_writes_every_output() {
     let (m, x, t) = (s(&model), fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
     let dir = scratch.path("spectrum");
     let (code, _, stderr) =
-        scorelens(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "5", "--vectors", "-o", s(&dir)]);
+        scorelens(&["spectrum", m, "--x", s(&x), "--t", s(&t), "--k", "5", "--vectors", "--plot", "-o", s(&dir)]);
     assert_eq!(code, 0, "{stderr}");
+    for figure in ["spectrum.png", "alignment.png"] {
+        let bytes = std::fs::read(dir.join(figure)).unwrap_or_else(|e| panic!("{figure}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{figure} is not a drawn PNG");
+    }
     for (name, shape) in [
         ("singular_values.npy", vec![8, 5]),
         ("residuals.npy", vec![8, 5]),

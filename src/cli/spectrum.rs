@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use scorelens::analysis::{self, PointSpectrum, SpectrumSettings};
 use scorelens::io::{npy, write_atomically};
+use scorelens::report::{self, Series};
 use scorelens::{Error, Result};
 
 use super::inputs::ModelInputs;
@@ -48,6 +49,9 @@ pub struct SpectrumArgs {
     /// Seed of the random starting blocks and probes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also draw spectrum.png (1/sᵢ against rank, log axis, with the std(t)² lines) and alignment.png (uᵢ·vᵢ).
+    #[arg(long)]
+    pub plot: bool,
     /// The threshold rule of the local dimension counts 1/sᵢ > c · std(t)².
     #[arg(long = "threshold-c", default_value_t = 2.0)]
     pub threshold_c: f64,
@@ -166,5 +170,52 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&dir.join("summary.json"), text.as_bytes())
+    write_atomically(&dir.join("summary.json"), text.as_bytes())?;
+    if args.plot {
+        plot(dir, &spectra, &std_of_row)?;
+    }
+    Ok(())
+}
+
+/// The figures of the first paper: 1/sᵢ against rank with each row's noise level std(t)² (dashed, same colour;
+/// off-manifold directions sit near it), and uᵢ·vᵢ against rank (−1 where the field is locally conservative).
+fn plot(dir: &std::path::Path, spectra: &[PointSpectrum], std_of_row: &[f64]) -> Result<()> {
+    const MOST_CURVES: usize = 12;
+    let label = |r: usize| format!("row {r}: std(t)² = {:.3}", std_of_row[r].powi(2));
+    let inverse: Vec<Series> = spectra
+        .iter()
+        .take(MOST_CURVES)
+        .enumerate()
+        .map(|(r, s)| Series {
+            label: label(r),
+            points: s.singular_values.iter().enumerate().map(|(i, v)| ((i + 1) as f64, 1.0 / v)).collect(),
+            reference: Some(std_of_row[r].powi(2)),
+        })
+        .collect();
+    report::line_chart(
+        &dir.join("spectrum.png"),
+        "Inverse singular values of the score Jacobian (dashed: std(t)²)",
+        "rank i",
+        "1 / s_i",
+        &inverse,
+        true,
+    )?;
+    let alignment: Vec<Series> = spectra
+        .iter()
+        .take(MOST_CURVES)
+        .enumerate()
+        .map(|(r, s)| Series {
+            label: label(r),
+            points: s.alignment.iter().enumerate().map(|(i, a)| ((i + 1) as f64, *a)).collect(),
+            reference: None,
+        })
+        .collect();
+    report::line_chart(
+        &dir.join("alignment.png"),
+        "Alignment of singular vectors u_i · v_i",
+        "rank i",
+        "u_i · v_i",
+        &alignment,
+        false,
+    )
 }

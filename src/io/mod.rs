@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// A hidden temporary name beside `path`, for writing before a rename.
-pub(crate) fn temporary_path(path: &Path) -> Result<std::path::PathBuf> {
+pub fn temporary_path(path: &Path) -> Result<std::path::PathBuf> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::bad_input(path.display().to_string(), "is not a file path"))?;
     Ok(dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id())))

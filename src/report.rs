@@ -1,0 +1,119 @@
+//! Figures (PNG, with the plotters crate): written to a temporary name and renamed, like every output.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::bad_input(path.display().to_string(), format!("drawing the figure: {e}"))
+}
+
+/// One curve, with an optional horizontal reference line drawn dashed in the same colour (e.g. its noise level).
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub reference: Option<f64>,
+}
+
+/// A line chart with an optional log y axis, saved as PNG.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+) -> Result<()> {
+    register_font();
+    let tmp = crate::io::temporary_path(path)?.with_extension("png");
+    {
+        let root = BitMapBackend::new(&tmp, (960, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let all = series.iter().flat_map(|s| s.points.iter()).chain(std::iter::empty());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        for &(x, y) in all {
+            if y.is_finite() && (!log_y || y > 0.0) {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+        }
+        for y in series.iter().filter_map(|s| s.reference) {
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if !(x0.is_finite() && y0.is_finite()) {
+            return Err(plot_error(path, "no finite values to draw"));
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        if y1 <= y0 {
+            y1 = y0 + y0.abs().max(1.0) * 0.1;
+        }
+        let mut chart = ChartBuilder::on(&root);
+        chart.caption(title, ("sans-serif", 24)).margin(16).x_label_area_size(48).y_label_area_size(80);
+        macro_rules! draw {
+            ($chart:expr) => {{
+                let mut chart = $chart.map_err(|e| plot_error(path, e))?;
+                chart
+                    .configure_mesh()
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .label_style(("sans-serif", 14))
+                    .draw()
+                    .map_err(|e| plot_error(path, e))?;
+                for (i, s) in series.iter().enumerate() {
+                    let color = Palette99::pick(i).to_rgba();
+                    chart
+                        .draw_series(LineSeries::new(
+                            s.points.iter().copied().filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0)),
+                            color.stroke_width(2),
+                        ))
+                        .map_err(|e| plot_error(path, e))?
+                        .label(s.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                    if let Some(level) = s.reference {
+                        chart
+                            .draw_series(DashedLineSeries::new(
+                                vec![(x0, level), (x1, level)],
+                                8,
+                                5,
+                                color.stroke_width(1),
+                            ))
+                            .map_err(|e| plot_error(path, e))?;
+                    }
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 13))
+                    .draw()
+                    .map_err(|e| plot_error(path, e))?;
+            }};
+        }
+        if log_y {
+            draw!(chart.build_cartesian_2d(x0..x1, (y0 * 0.8..y1 * 1.25).log_scale()));
+        } else {
+            let pad = 0.05 * (y1 - y0);
+            draw!(chart.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad));
+        }
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
