@@ -66,31 +66,17 @@ pub fn lowrank_spectra(
             let variance = schedule.std(tp as f64).powi(2);
             let s = &tri.singular_values;
             let above = s.iter().filter(|&&si| si > 0.0 && 1.0 / si <= threshold_c * variance).count();
-            let gap = (0..k.saturating_sub(1))
-                .map(|i| (i, s[i].max(f64::MIN_POSITIVE).ln() - s[i + 1].max(f64::MIN_POSITIVE).ln()))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(i, _)| i + 1);
+
             let alignment = (0..k).map(|i| (0..d).map(|r| tri.left[i * d + r] * tri.right[i * d + r]).sum()).collect();
-            // ρ(k) = ‖A_kᵀ B_k‖²_F / k over the leading blocks of M = VᵀE.
-            let m: Vec<f64> = (0..k * k)
-                .map(|ij| (0..d).map(|r| tri.right[(ij / k) * d + r] * vectors[(ij % k) * d + r]).sum())
-                .collect();
-            let mut running = 0.0;
-            let overlap = (1..=k)
-                .map(|size| {
-                    let last = size - 1;
-                    running += (0..size).map(|i| m[i * k + last].powi(2)).sum::<f64>()
-                        + (0..last).map(|j| m[last * k + j].powi(2)).sum::<f64>();
-                    running / size as f64
-                })
-                .collect();
+            let overlap =
+                spectrum::overlap_curve(k, |a, b| (0..d).map(|r| tri.right[a * d + r] * vectors[b * d + r]).sum());
             PointSpectrum {
                 singular_values: tri.singular_values.clone(),
                 residuals: tri.residuals,
                 alignment,
                 overlap,
                 local_dimension_threshold: d - above,
-                local_dimension_gap: d - gap.min(d),
+                local_dimension_gap: spectrum::gap_rule(s, d),
                 nonconservativeness: nonconservativeness[p],
                 symmetric_eigenvalues: values,
                 left: Some(tri.left),

@@ -70,11 +70,7 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
     let local_dimension_threshold =
         all.iter().filter(|&&si| si > 0.0 && 1.0 / si > settings.threshold_c * variance).count()
             + all.iter().filter(|&&si| si == 0.0).count();
-    let gap = (0..k.saturating_sub(1))
-        .map(|i| (i, all[i].max(f64::MIN_POSITIVE).ln() - all[i + 1].max(f64::MIN_POSITIVE).ln()))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(0, |(i, _)| i + 1);
-    let local_dimension_gap = d - gap.min(d);
+    let local_dimension_gap = gap_rule(&all[..k], d);
 
     let (mut antisymmetric, mut symmetric) = (0.0, 0.0);
     for r in 0..d {
@@ -90,16 +86,7 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
     let (e_vectors, e_values) = (eigen.U(), eigen.S().column_vector());
     let mut order: Vec<usize> = (0..d).collect();
     order.sort_by(|&a, &b| e_values[b].abs().total_cmp(&e_values[a].abs()));
-    // M = Vᵀ E over the kept columns; ρ(k) sums its leading k×k block.
-    let m = Mat::<f64>::from_fn(k, k, |a, b| (0..d).map(|r| v[(r, a)] * e_vectors[(r, order[b])]).sum());
-    let mut overlap = Vec::with_capacity(k);
-    let mut running = 0.0;
-    for size in 1..=k {
-        let last = size - 1;
-        running +=
-            (0..size).map(|i| m[(i, last)].powi(2)).sum::<f64>() + (0..last).map(|j| m[(last, j)].powi(2)).sum::<f64>();
-        overlap.push(running / size as f64);
-    }
+    let overlap = overlap_curve(k, |a, b| (0..d).map(|r| v[(r, a)] * e_vectors[(r, order[b])]).sum());
     let vectors =
         |mat: faer::MatRef<'_, f64>| -> Vec<f64> { (0..k).flat_map(|i| (0..d).map(move |r| mat[(r, i)])).collect() };
     Ok(PointSpectrum {
@@ -114,4 +101,28 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
         left: settings.vectors.then(|| vectors(u)),
         right: settings.vectors.then(|| vectors(v)),
     })
+}
+
+/// The gap rule: D − (i* + 1), i* the position of the largest gap log sᵢ − log sᵢ₊₁ among `kept` (descending).
+pub fn gap_rule(kept: &[f64], d: usize) -> usize {
+    let gap = (0..kept.len().saturating_sub(1))
+        .map(|i| (i, kept[i].max(f64::MIN_POSITIVE).ln() - kept[i + 1].max(f64::MIN_POSITIVE).ln()))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(i, _)| i + 1);
+    d - gap.min(d)
+}
+
+/// ρ(k) = ‖A_kᵀ B_k‖²_F / k for k = 1..K, from M = AᵀB given entrywise by `m(i, j)` (A the right singular vectors,
+/// B the symmetric part's eigenvectors by |eigenvalue|): the leading k×k block of M, accumulated.
+pub fn overlap_curve(k: usize, m: impl Fn(usize, usize) -> f64) -> Vec<f64> {
+    let m = Mat::<f64>::from_fn(k, k, m);
+    let mut running = 0.0;
+    (1..=k)
+        .map(|size| {
+            let last = size - 1;
+            running += (0..size).map(|i| m[(i, last)].powi(2)).sum::<f64>()
+                + (0..last).map(|j| m[(last, j)].powi(2)).sum::<f64>();
+            running / size as f64
+        })
+        .collect()
 }
