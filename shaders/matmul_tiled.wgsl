@@ -19,13 +19,7 @@
 // Tiling: a workgroup of 16×16 threads computes a 64×64 output tile, 4×4 outputs per thread, stepping K by 16
 // through workgroup memory. Dispatch (⌈N/64⌉, ⌈M/64⌉, batch). Every global index is bounds-checked.
 
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
 const THREADS: u32 = 256u;
-
-var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
-var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(
@@ -72,15 +66,7 @@ fn main(
             tile_b[kk * TILE_N + nn] = vb;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let ao = kk * TILE_M + row0;
-            let bo = kk * TILE_N + col0;
-            let bv = vec4<f32>(tile_b[bo], tile_b[bo + 1u], tile_b[bo + 2u], tile_b[bo + 3u]);
-            acc[0] = fma(vec4<f32>(tile_a[ao]), bv, acc[0]);
-            acc[1] = fma(vec4<f32>(tile_a[ao + 1u]), bv, acc[1]);
-            acc[2] = fma(vec4<f32>(tile_a[ao + 2u]), bv, acc[2]);
-            acc[3] = fma(vec4<f32>(tile_a[ao + 3u]), bv, acc[3]);
-        }
+        multiply_tiles(row0, col0, &acc);
         workgroupBarrier();
     }
 

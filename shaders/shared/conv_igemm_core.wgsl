@@ -21,12 +21,6 @@ struct Params {
 
 override TRANSPOSED: bool = false;
 
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
-
-var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
-var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
 
 // The input pixel (row·Hin + hi)·Win + wi that tap (th, tw) of class output (i, j) reads, or -1 outside the input.
 fn input_pixel(row: u32, i: u32, j: u32, th: u32, tw: u32) -> i32 {
@@ -121,15 +115,7 @@ fn main(
             tile_b[kk_load * TILE_N + nn] = vb;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let ao = kk * TILE_M + row0;
-            let bo = kk * TILE_N + col0;
-            let bv = vec4<f32>(tile_b[bo], tile_b[bo + 1u], tile_b[bo + 2u], tile_b[bo + 3u]);
-            acc[0] = fma(vec4<f32>(tile_a[ao]), bv, acc[0]);
-            acc[1] = fma(vec4<f32>(tile_a[ao + 1u]), bv, acc[1]);
-            acc[2] = fma(vec4<f32>(tile_a[ao + 2u]), bv, acc[2]);
-            acc[3] = fma(vec4<f32>(tile_a[ao + 3u]), bv, acc[3]);
-        }
+        multiply_tiles(row0, col0, &acc);
         workgroupBarrier();
     }
 

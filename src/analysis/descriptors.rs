@@ -121,22 +121,23 @@ pub fn descriptors(
     let directions = polytope_directions(d, &settings.directions)?;
     let schedule = field.schedule();
     let time = |p: usize| if t.len() == 1 { t[0] } else { t[p] };
-    let mut jacobians = vec![0f32; points * d * d];
+    // ψ and ν as each chunk of Jacobians arrives, so only two numbers per point are kept.
+    let mut scaling_rank = Vec::with_capacity(points);
     let method = if derivative::has_exact_jvp(field) { JacobianMethod::Forward } else { JacobianMethod::Fd };
     derivative::jacobian(field, x, t, method, options, |range, values| {
-        jacobians[range.start * d * d..range.end * d * d].copy_from_slice(values);
+        for (local, p) in range.enumerate() {
+            let tp = time(p) as f64;
+            let alpha = schedule.alpha(tp);
+            let (a, b) = match settings.map {
+                DescribedMap::Score => (0.0, 1.0),
+                DescribedMap::Denoiser => (1.0 / alpha, schedule.std(tp).powi(2) / alpha),
+            };
+            let singular = map_singular_values(&values[local * d * d..(local + 1) * d * d], d, a, b)?;
+            scaling_rank.push(scaling_and_rank(&singular[..k]));
+        }
         Ok(())
     })?;
-    for p in 0..points {
-        let tp = time(p) as f64;
-        let variance = schedule.std(tp).powi(2);
-        let alpha = schedule.alpha(tp);
-        let (a, b) = match settings.map {
-            DescribedMap::Score => (0.0, 1.0),
-            DescribedMap::Denoiser => (1.0 / alpha, variance / alpha),
-        };
-        let singular = map_singular_values(&jacobians[p * d * d..(p + 1) * d * d], d, a, b)?;
-        let (local_scaling, local_rank) = scaling_and_rank(&singular[..k]);
+    for (p, (local_scaling, local_rank)) in scaling_rank.into_iter().enumerate() {
         let local_complexity = local_complexity(field, &x[p * d..(p + 1) * d], time(p), settings.radius, &directions)?;
         sink(p, PointDescriptors { local_scaling, local_rank, local_complexity })?;
     }

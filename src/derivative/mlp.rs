@@ -188,9 +188,4 @@ impl<'f> MlpLinearization<'f> {
         }
         Ok(())
     }
-
-    /// Device bytes per (point, tangent) pair that a product needs beyond its input and output.
-    pub fn scratch_bytes_per_tangent(&self) -> u64 {
-        2 * 4 * self.field.model().hidden().into_iter().max().unwrap_or(1) as u64
-    }
 }

@@ -83,9 +83,7 @@ impl Linearization<'_> {
             Linearization::Unet(l) => l.record_vjp(rec, u, per_point, out),
         }
     }
-}
 
-impl Linearization<'_> {
     /// The pre-activations of every hidden unit (ReLU/SiLU inputs) at every point, [points, units].
     pub fn pre_activations(&self) -> Result<Vec<f32>> {
         match self {

@@ -12,20 +12,21 @@ use crate::gpu::GpuContext;
 
 const ACTIVATIONS: &str = include_str!("../../shaders/shared/activations.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/shared/matmul_common.wgsl");
+const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
 /// (plain concatenation, no preprocessor), and its own WGSL.
 pub const KERNELS: &[(&str, &[&str], &str)] = &[
-    ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
-    ("conv2d_igemm", &[ACTIVATIONS, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
-    ("conv2d_tangent", &[ACTIVATIONS, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
+    ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
+    ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
     ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
     ("groupnorm_tangent_stats", &[WORKGROUP_SUM], include_str!("../../shaders/groupnorm_tangent_stats.wgsl")),
-    ("conv2d_adjoint", &[ACTIVATIONS, CONV_CORE], include_str!("../../shaders/conv2d_adjoint.wgsl")),
+    ("conv2d_adjoint", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_adjoint.wgsl")),
     (
         "groupnorm_adjoint_stats",
         &[ACTIVATIONS, WORKGROUP_SUM],
