@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use scorelens::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
 use scorelens::io::{npy, write_atomically};
-use scorelens::{Activation, Error, Result, ScoreModel};
+use scorelens::{Error, Result};
 
 use super::inputs::ModelInputs;
 use super::progress::Bar;
@@ -50,7 +50,7 @@ pub struct DescriptorArgs {
 
 pub fn run(args: &DescriptorArgs) -> Result<()> {
     let job = args.inputs.load()?;
-    let d = job.model.dim();
+    let d = job.field.dim();
     let k = args.k.unwrap_or(d);
     if k == 0 || k > d {
         return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
@@ -83,10 +83,10 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
         &[n],
         &rows.iter().map(|r| r.local_complexity as i64).collect::<Vec<_>>(),
     )?;
-    let piecewise_linear = matches!(&job.model, ScoreModel::Mlp(m) if m.act == Activation::Relu);
+    let piecewise_linear = job.field.is_piecewise_linear();
     let summary = serde_json::json!({
         "command": "descriptors",
-        "model": args.inputs.model.display().to_string(),
+        "model": job.source,
         "map": format!("{:?}", args.map).to_lowercase(),
         "k": k,
         "radius": args.radius,

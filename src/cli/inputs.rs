@@ -1,19 +1,105 @@
-//! Reading the inputs every computing command shares: MODEL, --x, --t.
+//! Reading the inputs every computing command shares: the field (MODEL or --field F.wgsl --dim D), --x, --t.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use scorelens::field::UserField;
 use scorelens::io::npy;
 use scorelens::scheduler::{JobOptions, Progress};
-use scorelens::{Error, GpuContext, Result, ScoreField, ScoreModel};
+use scorelens::{Error, GpuContext, NoiseSchedule, Result, ScoreField, ScoreModel};
 
 use super::ComputeArgs;
+
+/// The score field a command works on: a model file, or a user's WGSL field with its dimension and schedule.
+#[derive(Args, Clone)]
+pub struct FieldArgs {
+    /// The model file (.safetensors, model-format.md); or give --field.
+    #[arg(required_unless_present = "field")]
+    pub model: Option<PathBuf>,
+    /// A user field instead of a model: a WGSL file with `fn field(x: State, t: f32) -> State` (and optionally
+    /// `fn field_jvp(x: State, v: State, t: f32) -> State`); see docs/fields.md.
+    #[arg(long, value_name = "F.wgsl", conflicts_with = "model", requires = "dim")]
+    pub field: Option<PathBuf>,
+    /// The dimension D of a user field's state.
+    #[arg(long, value_name = "D")]
+    pub dim: Option<usize>,
+    /// A user field's noise schedule: ve-song (default), ve or vp.
+    #[arg(long, value_name = "NAME", default_value = "ve-song")]
+    pub schedule: String,
+    /// ve-song: the sigma of Song's tutorial.
+    #[arg(long, value_name = "S", default_value_t = 25.0)]
+    pub sigma: f64,
+    /// ve: smallest and largest std.
+    #[arg(long, value_name = "S", default_value_t = 0.01)]
+    pub sigma_min: f64,
+    #[arg(long, value_name = "S", default_value_t = 50.0)]
+    pub sigma_max: f64,
+    /// vp: β(t) = β_min + t (β_max − β_min).
+    #[arg(long, value_name = "B", default_value_t = 0.1)]
+    pub beta_min: f64,
+    #[arg(long, value_name = "B", default_value_t = 20.0)]
+    pub beta_max: f64,
+}
+
+/// A field on the GPU.
+pub struct LoadedField {
+    pub field: ScoreField,
+    /// The file it came from, for summaries.
+    pub source: String,
+}
+
+impl FieldArgs {
+    pub fn schedule(&self) -> Result<NoiseSchedule> {
+        let positive = |flag: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::InvalidArgument(format!("--{flag} {v}: expected a positive number")))
+            }
+        };
+        match self.schedule.as_str() {
+            "ve-song" => {
+                let sigma = positive("sigma", self.sigma)?;
+                if sigma == 1.0 {
+                    return Err(Error::InvalidArgument("--sigma 1: ve-song needs sigma ≠ 1".into()));
+                }
+                Ok(NoiseSchedule::VeSong { sigma })
+            }
+            "ve" => Ok(NoiseSchedule::Ve {
+                sigma_min: positive("sigma-min", self.sigma_min)?,
+                sigma_max: positive("sigma-max", self.sigma_max)?,
+            }),
+            "vp" => Ok(NoiseSchedule::Vp {
+                beta_min: positive("beta-min", self.beta_min)?,
+                beta_max: positive("beta-max", self.beta_max)?,
+            }),
+            other => Err(Error::InvalidArgument(format!("--schedule {other:?}: expected ve-song, ve or vp"))),
+        }
+    }
+
+    pub fn load(&self) -> Result<LoadedField> {
+        let ctx = GpuContext::shared()?;
+        match (&self.model, &self.field) {
+            (_, Some(path)) => {
+                let dim = self.dim.ok_or_else(|| Error::InvalidArgument("--field needs --dim D".into()))?;
+                let field = ScoreField::User(UserField::from_file(ctx, path, dim, self.schedule()?)?);
+                Ok(LoadedField { field, source: path.display().to_string() })
+            }
+            (Some(path), None) => {
+                let model = ScoreModel::load(path)?;
+                let field = ScoreField::new(ctx, &model)?;
+                Ok(LoadedField { field, source: path.display().to_string() })
+            }
+            (None, None) => Err(Error::InvalidArgument("give a MODEL file or --field F.wgsl --dim D".into())),
+        }
+    }
+}
 
 /// MODEL --x X.npy --t T [--max-memory SIZE]: what every command that evaluates a model takes.
 #[derive(Args)]
 pub struct ModelInputs {
-    /// The model file (.safetensors, model-format.md).
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub source: FieldArgs,
     /// Points X, a .npy of shape [B, ...] (one row per point, as the model expects).
     #[arg(long = "x", value_name = "X.npy")]
     pub x: PathBuf,
@@ -40,8 +126,9 @@ pub fn shard_rows(spec: &str, rows: usize) -> Result<std::ops::Range<usize>> {
 
 /// A model on the GPU with its validated inputs.
 pub struct Job {
-    pub model: ScoreModel,
     pub field: ScoreField,
+    /// The model file or WGSL file the field came from.
+    pub source: String,
     pub x: Points,
     pub t: Vec<f32>,
     pub memory_budget: u64,
@@ -50,8 +137,8 @@ pub struct Job {
 impl ModelInputs {
     pub fn load(&self) -> Result<Job> {
         let memory_budget = self.compute.memory_budget()?;
-        let model = ScoreModel::load(&self.model)?;
-        let mut x = read_points(&self.x, &model)?;
+        let loaded = self.source.load()?;
+        let mut x = read_points(&self.x, &loaded.field)?;
         let mut t = read_times(&self.t, x.rows)?;
         if let Some(spec) = &self.shard {
             let range = shard_rows(spec, x.rows)?;
@@ -63,8 +150,7 @@ impl ModelInputs {
             x.rows = range.len();
             x.shape[0] = range.len();
         }
-        let field = ScoreField::new(GpuContext::shared()?, &model)?;
-        Ok(Job { model, field, x, t, memory_budget })
+        Ok(Job { field: loaded.field, source: loaded.source, x, t, memory_budget })
     }
 }
 
@@ -82,8 +168,8 @@ impl Job {
 pub fn read_directions(path: &Path, name: &str, job: &Job) -> Result<npy::Array> {
     let a = npy::read_f32(path)?;
     let what = format!("{} ({name})", path.display());
-    let row_shape = job.model.row_shape();
-    let dim = job.model.dim();
+    let row_shape = job.field.row_shape();
+    let dim = job.field.dim();
     let rows = job.x.rows;
     let per_point_ok = a.shape.first() == Some(&rows) && a.shape.len() >= 2 && {
         let tail = &a.shape[1..];
@@ -111,10 +197,10 @@ pub struct Points {
     pub rows: usize,
 }
 
-pub fn read_points(path: &Path, model: &ScoreModel) -> Result<Points> {
+pub fn read_points(path: &Path, field: &ScoreField) -> Result<Points> {
     let x = npy::read_f32(path)?;
-    let row_shape = model.row_shape();
-    let dim = model.dim();
+    let row_shape = field.row_shape();
+    let dim = field.dim();
     let what = format!("{} (X)", path.display());
     if x.shape.len() < 2 {
         return Err(Error::bad_input(

@@ -65,7 +65,7 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
     }
     let job = args.inputs.load()?;
-    let d = job.model.dim();
+    let d = job.field.dim();
     let k = args.k.unwrap_or(d);
     if k == 0 || k > d {
         return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
@@ -146,11 +146,11 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         }
     }
     let std_of_row: Vec<f64> = (0..rows)
-        .map(|r| job.model.schedule().std(if job.t.len() == 1 { job.t[0] } else { job.t[r] } as f64))
+        .map(|r| job.field.schedule().std(if job.t.len() == 1 { job.t[0] } else { job.t[r] } as f64))
         .collect();
     let summary = serde_json::json!({
         "command": "spectrum",
-        "model": args.inputs.model.display().to_string(),
+        "model": job.source,
         "method": format!("{:?}", args.method).to_lowercase(),
         "k": k,
         "dim": d,

@@ -13,11 +13,13 @@
 pub mod fd;
 pub mod mlp;
 pub mod unet;
+pub mod user;
 
 use std::ops::Range;
 
 pub use mlp::{MlpLinearization, TangentLayout};
 pub use unet::UnetLinearization;
+pub use user::UserLinearization;
 
 use crate::error::{Error, Result};
 use crate::field::{validate_batch, ScoreField};
@@ -58,6 +60,7 @@ pub enum DivergenceMethod {
 pub enum Linearization<'f> {
     Mlp(MlpLinearization<'f>),
     Unet(UnetLinearization<'f>),
+    User(UserLinearization<'f>),
 }
 
 impl Linearization<'_> {
@@ -73,6 +76,7 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.record_jvp(rec, v, per_point, out, layout),
             Linearization::Unet(l) => l.record_jvp(rec, v, per_point, out, layout),
+            Linearization::User(l) => l.record_jvp(rec, v, per_point, out, layout),
         }
     }
 
@@ -81,6 +85,7 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::Unet(l) => l.record_vjp(rec, u, per_point, out),
+            Linearization::User(l) => l.record_vjp(),
         }
     }
 
@@ -89,6 +94,9 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.pre_activations(),
             Linearization::Unet(l) => l.pre_activations(),
+            Linearization::User(_) => Err(Error::InvalidArgument(
+                "a user field has no hidden units to count (local complexity needs a network)".into(),
+            )),
         }
     }
 }
@@ -103,12 +111,16 @@ pub fn linearize<'f>(
     match field {
         ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
         ScoreField::Unet(f) => Ok(Linearization::Unet(UnetLinearization::new(f, x, t, max_tangent_rows)?)),
+        ScoreField::User(f) => Ok(Linearization::User(UserLinearization::new(f, x, t)?)),
     }
 }
 
 /// Whether the field has exact forward-mode products (J·v, forward-mode Jacobians).
 pub fn has_exact_jvp(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
+    match field {
+        ScoreField::Mlp(_) | ScoreField::Unet(_) => true,
+        ScoreField::User(f) => f.has_jvp(),
+    }
 }
 
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
@@ -117,10 +129,7 @@ pub fn has_exact_vjp(field: &ScoreField) -> bool {
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
-    match field {
-        ScoreField::Mlp(f) => f.ctx(),
-        ScoreField::Unet(f) => f.ctx(),
-    }
+    field.ctx()
 }
 
 /// Device bytes of the exact products: per point (the linearisation) and per (point, tangent) pair.
@@ -154,6 +163,10 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
             // tangent (or cotangent) activations, input, output, read-back, their statistics
             let per_tangent = 4 * (activations.max(inputs.iter().sum()) + 3 * d + 2 * groups);
             (per_point, per_tangent, 4 * widest)
+        }
+        ScoreField::User(f) => {
+            let d = f.dim() as u64;
+            (4 * (d + 1), 4 * 3 * d, 4 * d)
         }
     }
 }

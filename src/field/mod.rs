@@ -3,11 +3,13 @@
 pub(crate) mod chunked;
 pub mod mlp;
 pub mod unet;
+pub mod user;
 
 use std::sync::Arc;
 
 pub use mlp::MlpField;
 pub use unet::UnetField;
+pub use user::UserField;
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -43,6 +45,8 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 pub enum ScoreField {
     Mlp(MlpField),
     Unet(UnetField),
+    /// A user's WGSL field.
+    User(UserField),
 }
 
 impl ScoreField {
@@ -57,6 +61,25 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().dim,
             ScoreField::Unet(f) => f.model().dim(),
+            ScoreField::User(f) => f.dim(),
+        }
+    }
+
+    /// The shape of one input row ([D], or [C, H, W] for images).
+    pub fn row_shape(&self) -> Vec<usize> {
+        match self {
+            ScoreField::Mlp(f) => vec![f.model().dim],
+            ScoreField::Unet(f) => vec![1, f.model().height, f.model().width],
+            ScoreField::User(f) => vec![f.dim()],
+        }
+    }
+
+    /// The GPU this field lives on.
+    pub fn ctx(&self) -> &GpuContext {
+        match self {
+            ScoreField::Mlp(f) => f.ctx(),
+            ScoreField::Unet(f) => f.ctx(),
+            ScoreField::User(f) => f.ctx(),
         }
     }
 
@@ -65,6 +88,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.score(x, t, options),
             ScoreField::Unet(f) => f.score(x, t, options),
+            ScoreField::User(f) => f.score(x, t, options),
         }
     }
 
@@ -73,6 +97,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().schedule,
             ScoreField::Unet(f) => f.model().schedule,
+            ScoreField::User(f) => f.schedule(),
         }
     }
 
@@ -81,7 +106,7 @@ impl ScoreField {
     pub fn is_piecewise_linear(&self) -> bool {
         match self {
             ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
-            ScoreField::Unet(_) => false,
+            ScoreField::Unet(_) | ScoreField::User(_) => false,
         }
     }
 
@@ -89,14 +114,16 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().parameter_count(),
             ScoreField::Unet(f) => f.model().parameter_count(),
+            ScoreField::User(_) => 0,
         }
     }
 
-    /// FLOPs of one forward pass of one row.
+    /// FLOPs of one forward pass of one row (unknown, NaN, for user fields).
     pub fn flops_per_row(&self) -> f64 {
         match self {
             ScoreField::Mlp(f) => f.model().flops_per_row(),
             ScoreField::Unet(f) => f.model().flops_per_image(),
+            ScoreField::User(_) => f64::NAN,
         }
     }
 }

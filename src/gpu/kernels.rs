@@ -125,7 +125,20 @@ impl GpuContext {
     fn compile(&self, name: &'static str, constants: &[(&str, f64)]) -> Result<Kernel> {
         let source = kernel_source(name)
             .ok_or_else(|| Error::Kernel { kernel: name.into(), message: "no such kernel".into() })?;
-        let reflection = reflect(name, &source)?;
+        self.compile_source(name, &source, constants, true)
+    }
+
+    /// Compiles WGSL made at run time (user fields), uncached: the caller keeps the kernel. The source must
+    /// already have passed [`reflect`] with errors mapped to the user's file, so what fails here is the driver's.
+    /// `trusted`: whether the source bounds-checks its own indices (ours do; a user's code keeps the driver's checks).
+    pub fn compile_source(
+        &self,
+        name: &'static str,
+        source: &str,
+        constants: &[(&str, f64)],
+        trusted: bool,
+    ) -> Result<Kernel> {
+        let reflection = reflect(name, source)?;
         let entries: Vec<wgpu::BindGroupLayoutEntry> = reflection
             .bindings
             .iter()
@@ -146,12 +159,10 @@ impl GpuContext {
             .collect();
 
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let descriptor = wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
-        };
+        let descriptor =
+            wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) };
         // Every kernel guards its own tails, so optimised builds skip the injected bounds checks.
-        let module = if cfg!(debug_assertions) {
+        let module = if cfg!(debug_assertions) || !trusted {
             self.device.create_shader_module(descriptor)
         } else {
             // SAFETY: each kernel bounds-checks every index it computes from runtime sizes (see the tests).

@@ -1,0 +1,612 @@
+#!/usr/bin/env python3
+"""Train small MLP score models on real data by denoising score matching and export them as scorelens files.
+
+Denoising score matching with the VE schedule of Song's tutorial (sigma = 25):
+    std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma)),  g(t) = sigma^t,  t ~ U(eps, 1), eps = 1e-5,
+    loss   = mean over the batch of sum over dims of (score(x + std z, t) * std + z)^2,  score = net(x, t) / std(t).
+The network is the `arch = mlp` of /work/shared/spec/model-format.md: fixed Gaussian Fourier embedding `embed.W`,
+h0 = concat(x, sin(2 pi W t), cos(2 pi W t)), SiLU hidden layers `layers.l`, a last linear layer, output / std(t).
+
+Models: moons (D = 2), circle16 (a noisy circle in a random 2-plane of R^16), digits (sklearn 8x8 digits, D = 64).
+For each it writes
+    assets/data/<name>.npy (+ circle16_frame.npy, circle16_theta.npy)   the training data, float32
+    assets/models/<name>.safetensors                                     float32 weights of the EMA model + metadata
+    assets/models/<name>.md                                              the model card
+    tools/train/results/<name>.json                                      the figures the cards and README are made from
+    tools/train/reference/<name>_{x,t,score}.npy                         inputs and float64 PyTorch scores of the export
+and rewrites assets/models/README.md from every results/*.json present. Checks made before anything is written:
+the file re-read by an independent reader (below) into a fresh module reproduces the trained module in float64.
+
+Run with Debian's python (torch 1.13 CPU, numpy, sklearn, optional matplotlib):
+    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|all
+Everything is seeded; on the same machine and thread count the files are reproduced bit for bit.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import struct
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+DATA_DIR = os.path.join(ROOT, "assets", "data")
+MODEL_DIR = os.path.join(ROOT, "assets", "models")
+RESULT_DIR = os.path.join(ROOT, "tools", "train", "results")
+REF_DIR = os.path.join(ROOT, "tools", "train", "reference")
+
+SIGMA = 25.0
+EPS_TRAIN = 1e-5  # lower end of t in training (Song's loss_fn)
+EPS_SAMPLE = 1e-3  # last time of the Euler-Maruyama sampler (Song's sampler)
+THREADS = 2
+
+# Per-model settings. steps = optimiser steps; batches are drawn by reshuffling the data every epoch.
+CONFIGS = {
+    "moons": dict(
+        dim=2, hidden=[128, 128, 128], embed_dim=32, fourier_scale=16.0, act="silu",
+        n_train=10000, batch=512, steps=12000, lr=2e-3, ema=0.999, seed=0,
+    ),
+    "circle16": dict(
+        dim=16, hidden=[256, 256, 256], embed_dim=64, fourier_scale=16.0, act="silu",
+        n_train=10000, batch=512, steps=12000, lr=1e-3, ema=0.999, seed=1,
+    ),
+    "digits": dict(
+        dim=64, hidden=[512, 512, 512], embed_dim=64, fourier_scale=16.0, act="silu",
+        n_train=1797, batch=256, steps=12000, lr=1e-3, ema=0.999, seed=2,
+    ),
+}
+ACTS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+# ----------------------------------------------------------------------------------------------------- schedule
+def marginal_std(t):
+    """std(t) = sqrt((sigma^(2t) - 1) / (2 ln sigma)) of the ve-song schedule."""
+    return torch.sqrt((SIGMA ** (2 * t) - 1) / (2 * math.log(SIGMA)))
+
+
+def diffusion_coeff(t):
+    """g(t) = sigma^t."""
+    return SIGMA ** t
+
+
+# ------------------------------------------------------------------------------------------------------- model
+class MlpScore(nn.Module):
+    """The `arch = mlp` network of model-format.md; state_dict names match the file's tensor names except
+    `embed_W`, stored as `embed.W`."""
+
+    def __init__(self, dim, hidden, embed_dim, act, fourier_scale=16.0):
+        super().__init__()
+        self.embed_W = nn.Parameter(torch.randn(embed_dim // 2) * fourier_scale, requires_grad=False)
+        widths = [dim + embed_dim] + list(hidden) + [dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(widths[:-1], widths[1:]))
+        self.act = ACTS[act]()
+
+    def forward(self, x, t):
+        proj = 2 * math.pi * t[:, None] * self.embed_W[None, :]
+        h = torch.cat([x, torch.sin(proj), torch.cos(proj)], dim=1)
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        return self.layers[-1](h) / marginal_std(t)[:, None]
+
+
+def dsm_loss(net, x, t, z):
+    """Song's loss_fn with given t and z: mean_b sum_d (score * std + z)^2."""
+    std = marginal_std(t)
+    score = net(x + z * std[:, None], t)
+    return torch.mean(torch.sum((score * std[:, None] + z) ** 2, dim=1))
+
+
+# ------------------------------------------------------------------------------------------------- file format
+def export_tensors(net):
+    tensors = {"embed.W": net.embed_W}
+    for i, layer in enumerate(net.layers):
+        tensors[f"layers.{i}.weight"] = layer.weight
+        tensors[f"layers.{i}.bias"] = layer.bias
+    return tensors
+
+
+def export_metadata(cfg):
+    return {
+        "format": "scorelens", "arch": "mlp", "schedule": "ve-song", "sigma": repr(SIGMA),
+        "output_scale": "inv_std", "act": cfg["act"], "dim": str(cfg["dim"]),
+        "hidden": json.dumps(cfg["hidden"]), "embed_dim": str(cfg["embed_dim"]),
+    }
+
+
+def save_safetensors(path, tensors, metadata):
+    """safetensors writer (float32, little-endian), as tools/fixtures/make_torch_mlp_fixtures.py."""
+    header = {"__metadata__": metadata}
+    offset = 0
+    blobs = []
+    for name, tensor in tensors.items():
+        data = tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(path):
+    """Independent reader: parses the header and byte ranges itself; returns (metadata, {name: float64 array})."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n].decode())
+    body = raw[8 + n:]
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        assert info["dtype"] == "F32", (name, info["dtype"])
+        a, b = info["data_offsets"]
+        tensors[name] = np.frombuffer(body[a:b], dtype="<f4").reshape(info["shape"]).astype(np.float64)
+    return metadata, tensors
+
+
+def module_from_file(path):
+    """A fresh float64 MlpScore built from the metadata and tensors of an exported file."""
+    meta, tensors = read_safetensors(path)
+    assert meta["format"] == "scorelens" and meta["arch"] == "mlp" and meta["schedule"] == "ve-song"
+    assert float(meta["sigma"]) == SIGMA and meta.get("output_scale", "inv_std") == "inv_std"
+    n_layers = sum(1 for k in tensors if k.endswith(".weight"))
+    hidden = [tensors[f"layers.{i}.weight"].shape[0] for i in range(n_layers - 1)]
+    assert hidden == json.loads(meta["hidden"]), (hidden, meta["hidden"])
+    net = MlpScore(int(meta["dim"]), hidden, int(meta["embed_dim"]), meta["act"]).double()
+    state = {"embed_W": torch.from_numpy(tensors.pop("embed.W"))}
+    state.update({k: torch.from_numpy(v) for k, v in tensors.items()})
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+# --------------------------------------------------------------------------------------------------------- data
+def make_data(name, n):
+    """Training data (float32) and a held-out set from the same distribution (None for digits), plus extras."""
+    from sklearn import datasets
+
+    if name == "moons":
+        x, _ = datasets.make_moons(n_samples=n, noise=0.05, random_state=0)
+        held, _ = datasets.make_moons(n_samples=2000, noise=0.05, random_state=1)
+        return x.astype(np.float32), held.astype(np.float32), {}
+    if name == "circle16":
+        rng = np.random.default_rng(16)
+        q, r = np.linalg.qr(rng.standard_normal((16, 2)))
+        q = q * np.sign(np.diag(r))[None, :]  # a fixed orientation of the frame
+
+        def circle(m, gen):
+            theta = gen.uniform(0.0, 2 * np.pi, m)
+            plane = np.stack([np.cos(theta), np.sin(theta)], axis=1) + 0.01 * gen.standard_normal((m, 2))
+            return (plane @ q.T).astype(np.float32), theta.astype(np.float32)
+
+        x, theta = circle(n, rng)
+        held, _ = circle(2000, np.random.default_rng(17))
+        return x, held, {"circle16_frame": q.astype(np.float32), "circle16_theta": theta}
+    if name == "digits":
+        x = datasets.load_digits().data / 16.0
+        return x.astype(np.float32), None, {}
+    raise ValueError(name)
+
+
+def fixed_noise_eval(net, x, repeats, seed):
+    """DSM loss on x with seeded t ~ U(eps, 1) and z ~ N(0, I), `repeats` draws per point (the same draws for any
+    model, so losses are comparable)."""
+    gen = torch.Generator().manual_seed(seed)
+    xs = torch.from_numpy(x).repeat(repeats, 1)
+    t = torch.rand(xs.shape[0], generator=gen) * (1.0 - EPS_TRAIN) + EPS_TRAIN
+    z = torch.randn(xs.shape, generator=gen)
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, xs.shape[0], 4096):
+            sl = slice(i, i + 4096)
+            total += dsm_loss(net, xs[sl], t[sl], z[sl]).item() * xs[sl].shape[0]
+    return total / xs.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def train(name, cfg, x):
+    torch.manual_seed(cfg["seed"])
+    net = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"])
+    ema = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"])
+    ema.load_state_dict(net.state_dict())
+    ema.eval()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    steps, batch = cfg["steps"], cfg["batch"]
+    warmup = 200
+    # linear warm-up, then cosine decay to 5% of lr
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / steps))))
+    data = torch.from_numpy(x)
+    gen = torch.Generator().manual_seed(cfg["seed"] + 1000)
+    perm, pos = torch.randperm(len(data), generator=gen), 0
+    losses = []
+    start = time.time()
+    for step in range(steps):
+        if pos + batch > len(data):
+            perm, pos = torch.randperm(len(data), generator=gen), 0
+        xb = data[perm[pos:pos + batch]]
+        pos += batch
+        t = torch.rand(batch, generator=gen) * (1.0 - EPS_TRAIN) + EPS_TRAIN
+        z = torch.randn(xb.shape, generator=gen)
+        loss = dsm_loss(net, xb, t, z)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            d = min(cfg["ema"], (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(p, alpha=1 - d)
+        losses.append(loss.item())
+        if (step + 1) % 1000 == 0:
+            print(f"  [{name}] step {step + 1}/{steps}  loss(last 1000) {np.mean(losses[-1000:]):.4f}"
+                  f"  lr {sched.get_last_lr()[0]:.2e}  {time.time() - start:.0f}s", flush=True)
+    seconds = time.time() - start
+    return net, ema, losses, seconds
+
+
+# ----------------------------------------------------------------------------------------------------- sampling
+def euler_maruyama(net, n, dim, seed, num_steps=500, eps=EPS_SAMPLE):
+    """Song's Euler_Maruyama_sampler: x_1 = std(1) z, t from 1 to eps in num_steps, returns the last mean."""
+    gen = torch.Generator().manual_seed(seed)
+    t1 = torch.ones(n)
+    x = torch.randn(n, dim, generator=gen) * marginal_std(t1)[:, None]
+    time_steps = torch.linspace(1.0, eps, num_steps)
+    step = time_steps[0] - time_steps[1]
+    mean_x = x
+    with torch.no_grad():
+        for ts in time_steps:
+            bt = torch.ones(n) * ts
+            g = diffusion_coeff(bt)
+            mean_x = x + (g ** 2)[:, None] * net(x, bt) * step
+            x = mean_x + torch.sqrt(step) * g[:, None] * torch.randn(x.shape, generator=gen)
+    return mean_x.numpy().astype(np.float64)
+
+
+def nn_dist(a, b, exclude_self=False):
+    """Distance from each row of a to its nearest row of b (excluding the same index when a is b)."""
+    a = torch.from_numpy(np.asarray(a, np.float64))
+    b = torch.from_numpy(np.asarray(b, np.float64))
+    out = []
+    for i in range(0, len(a), 1024):
+        d = torch.cdist(a[i:i + 1024], b)
+        if exclude_self:
+            d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
+        out.append(d.min(dim=1).values)
+    return torch.cat(out).numpy()
+
+
+def sample_quality(name, samples, x, held, extras):
+    """Figures comparing Euler-Maruyama samples with the data (and the same figures for real held-out points)."""
+    q = {}
+    if name == "moons":
+        d = nn_dist(samples, x)
+        q["sample_nn_mean"] = float(d.mean())
+        q["sample_nn_median"] = float(np.median(d))
+        q["sample_nn_frac_gt_0.1"] = float((d > 0.1).mean())
+        dh = nn_dist(held[:500], x)
+        q["heldout_nn_mean"] = float(dh.mean())
+        q["heldout_nn_frac_gt_0.1"] = float((dh > 0.1).mean())
+        # balance between the two moons: the upper moon has its points at y > 0.25 - ... ; use the label of the
+        # nearest training point
+        from sklearn import datasets
+        _, lab = datasets.make_moons(n_samples=len(x), noise=0.05, random_state=0)
+        idx = torch.cdist(torch.from_numpy(samples), torch.from_numpy(x.astype(np.float64))).argmin(dim=1).numpy()
+        q["frac_upper_moon"] = float((lab[idx] == 0).mean())
+    elif name == "circle16":
+        frame = extras["circle16_frame"].astype(np.float64)
+        inplane = samples @ frame
+        out = samples - inplane @ frame.T
+        r = np.linalg.norm(inplane, axis=1)
+        q["mean_abs_radius_minus_1"] = float(np.abs(r - 1).mean())
+        q["mean_out_of_plane_norm"] = float(np.linalg.norm(out, axis=1).mean())
+        q["max_out_of_plane_norm"] = float(np.linalg.norm(out, axis=1).max())
+        hp = held.astype(np.float64) @ frame
+        q["heldout_mean_abs_radius_minus_1"] = float(np.abs(np.linalg.norm(hp, axis=1) - 1).mean())
+        ang = np.arctan2(inplane[:, 1], inplane[:, 0])
+        q["angle_mean_resultant_length"] = float(np.abs(np.exp(1j * ang).mean()))
+        hist, _ = np.histogram(ang, bins=8, range=(-np.pi, np.pi))
+        q["angle_histogram_8_bins"] = hist.tolist()
+    elif name == "digits":
+        d = nn_dist(samples, x)
+        dt = nn_dist(x, x, exclude_self=True)
+        q["sample_nn_mean"] = float(d.mean())
+        q["sample_nn_median"] = float(np.median(d))
+        q["train_loo_nn_mean"] = float(dt.mean())
+        q["train_loo_nn_median"] = float(np.median(dt))
+        q["frac_samples_closer_than_0.5"] = float((d < 0.5).mean())
+        q["frac_samples_outside_minus0.1_1.1"] = float(((samples < -0.1) | (samples > 1.1)).mean())
+    return q
+
+
+def save_plot(name, samples, x):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path = os.path.join(MODEL_DIR, f"{name}_samples.png")
+    if name == "moons":
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.scatter(x[:2000, 0], x[:2000, 1], s=2, c="0.7", label="training data (first 2000)")
+        ax.scatter(samples[:, 0], samples[:, 1], s=4, c="C3", label=f"{len(samples)} Euler-Maruyama samples")
+        ax.set_aspect("equal")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.set_title("moons: samples of the exported model vs data")
+    elif name == "digits":
+        fig, axes = plt.subplots(4, 16, figsize=(8, 2.2), dpi=100)
+        for k, ax in enumerate(axes.flat):
+            ax.imshow(np.clip(samples[k].reshape(8, 8), 0, 1), cmap="gray_r", vmin=0, vmax=1)
+            ax.axis("off")
+        fig.suptitle("digits: 64 Euler-Maruyama samples of the exported model", fontsize=9)
+    else:
+        return None
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return os.path.relpath(path, ROOT)
+
+
+# ------------------------------------------------------------------------------------------------------ driver
+def run(name):
+    cfg = CONFIGS[name]
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(DATA_DIR, exist_ok=True)
+    os.makedirs(MODEL_DIR, exist_ok=True)
+    os.makedirs(RESULT_DIR, exist_ok=True)
+    os.makedirs(REF_DIR, exist_ok=True)
+    wall0 = time.time()
+
+    x, held, extras = make_data(name, cfg["n_train"])
+    np.save(os.path.join(DATA_DIR, f"{name}.npy"), x)
+    for k, v in extras.items():
+        np.save(os.path.join(DATA_DIR, f"{k}.npy"), v)
+    print(f"[{name}] data {x.shape}, training {cfg['steps']} steps of batch {cfg['batch']}", flush=True)
+
+    net, ema, losses, train_seconds = train(name, cfg, x)
+    steps_per_epoch = len(x) // cfg["batch"]
+    last = max(1000, steps_per_epoch)
+    final_loss = float(np.mean(losses[-last:]))
+
+    # fixed-noise evaluation (held-out points for moons and circle16; the training images for digits)
+    eval_x = held if held is not None else x
+    repeats = 10 if held is not None else 10
+    eval_ema = fixed_noise_eval(ema, eval_x, repeats, seed=12345)
+    eval_raw = fixed_noise_eval(net, eval_x, repeats, seed=12345)
+    train_fixed = fixed_noise_eval(ema, x[:len(eval_x)], repeats, seed=12345)
+
+    # export the EMA weights and check the file with the independent reader, in float64
+    path = os.path.join(MODEL_DIR, f"{name}.safetensors")
+    save_safetensors(path, export_tensors(ema), export_metadata(cfg))
+    reloaded = module_from_file(path)
+    ema64 = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"]).double()
+    ema64.load_state_dict({k: v.double() for k, v in ema.state_dict().items()})
+    gen = torch.Generator().manual_seed(777)
+    rows = 64
+    xr = torch.from_numpy(x[torch.randint(len(x), (rows,), generator=gen).numpy()])
+    tr = (torch.rand(rows, generator=gen) * 0.999 + 0.001).to(torch.float32)
+    xr = (xr + torch.randn(xr.shape, generator=gen) * marginal_std(tr)[:, None]).to(torch.float32)
+    with torch.no_grad():
+        s_trained = ema64(xr.double(), tr.double())
+        s_file = reloaded(xr.double(), tr.double())
+    reload_err = float(((s_file - s_trained).abs() / (1 + s_trained.abs())).max())
+    assert reload_err < 1e-6, f"{name}: reloaded module differs from the trained one by {reload_err}"
+    np.save(os.path.join(REF_DIR, f"{name}_x.npy"), xr.numpy())
+    np.save(os.path.join(REF_DIR, f"{name}_t.npy"), tr.numpy())
+    np.save(os.path.join(REF_DIR, f"{name}_score.npy"), s_file.numpy())
+    xh = torch.from_numpy(x[:rows])
+    with torch.no_grad():
+        s_half = reloaded(xh.double(), torch.full((rows,), 0.5, dtype=torch.float64))
+    np.save(os.path.join(REF_DIR, f"{name}_x_t0.5.npy"), xh.numpy())
+    np.save(os.path.join(REF_DIR, f"{name}_score_t0.5.npy"), s_half.numpy())
+
+    # sample quality from the float32 module rebuilt from the file
+    sample_start = time.time()
+    sampler_net = reloaded.float()
+    samples = euler_maruyama(sampler_net, 500, cfg["dim"], seed=4242)
+    quality = sample_quality(name, samples, x, held, extras)
+    plot = save_plot(name, samples, x)
+    sample_seconds = time.time() - sample_start
+
+    result = {
+        "name": name, "config": cfg, "n_train": int(len(x)), "steps_per_epoch": steps_per_epoch,
+        "final_loss": final_loss, "final_loss_steps": last, "eval_loss_ema": eval_ema, "eval_loss_raw": eval_raw,
+        "eval_on": "held-out" if held is not None else "training images", "eval_points": int(len(eval_x)),
+        "eval_repeats": repeats, "train_fixed_noise_loss_ema": train_fixed,
+        "train_seconds": train_seconds, "sample_seconds": sample_seconds, "total_seconds": time.time() - wall0,
+        "reload_max_rel_err": reload_err, "quality": quality, "plot": plot,
+        "file_bytes": os.path.getsize(path), "params": int(sum(p.numel() for p in ema.parameters())),
+        "machine": f"{platform.machine()}, {THREADS} torch threads, torch {torch.__version__}",
+        "loss_curve_every_500": [float(np.mean(losses[i:i + 500])) for i in range(0, len(losses), 500)],
+    }
+    with open(os.path.join(RESULT_DIR, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    write_card(result)
+    write_readme()
+    print(f"[{name}] final loss {final_loss:.4f}  eval (EMA) {eval_ema:.4f}  eval (raw) {eval_raw:.4f}  "
+          f"train {train_seconds:.0f}s  reload err {reload_err:.1e}  quality {quality}", flush=True)
+    return result
+
+
+DATA_TEXT = {
+    "moons": ("`sklearn.datasets.make_moons(n_samples=10000, noise=0.05, random_state=0)`, **not standardised** "
+              "(x in about [-1.1, 2.1], y in about [-0.6, 1.1]). Saved in full as `assets/data/moons.npy` "
+              "[10000, 2] float32. Held-out set for the evaluation: `make_moons(2000, noise=0.05, random_state=1)` "
+              "(not saved)."),
+    "circle16": ("Points on a circle of radius 1 in a fixed random 2-plane of R^16: Q = the orthonormal 16x2 "
+                 "frame from the QR decomposition of a `numpy.random.default_rng(16)` Gaussian 16x2 matrix (columns "
+                 "signed so that diag(R) > 0); theta ~ U(0, 2 pi); p = (cos theta, sin theta) + N(0, 0.01^2 I_2) "
+                 "in the plane; x = Q p. So the data lie exactly in the plane (out-of-plane part zero up to float32 "
+                 "rounding), with radial and tangential jitter of 0.01, and the true tangent of the circle at the "
+                 "point generated from theta is Q (-sin theta, cos theta). Saved in full: `assets/data/circle16.npy` "
+                 "[10000, 16], `circle16_frame.npy` [16, 2] (Q), `circle16_theta.npy` [10000] (the generating "
+                 "angles), float32. Held-out set for the evaluation: 2000 points drawn the same way with "
+                 "`default_rng(17)` (not saved)."),
+    "digits": ("`sklearn.datasets.load_digits()`: 1797 8x8 images, flattened row-major to D = 64, pixel values "
+               "divided by 16 so they lie in **[0, 1]** (0 = white background, 1 = full ink). Saved as "
+               "`assets/data/digits.npy` [1797, 64] float32. All 1797 images are used for training; there is no "
+               "held-out image set, so the evaluation uses held-out (fixed, seeded) noise on the training images."),
+}
+
+
+def fmt_quality(name, q):
+    if name == "moons":
+        return [
+            f"- mean distance of a sample to its nearest training point: **{q['sample_nn_mean']:.4f}** "
+            f"(median {q['sample_nn_median']:.4f}); fraction farther than 0.1: {q['sample_nn_frac_gt_0.1']:.3f}",
+            f"- the same for 500 real held-out points: mean {q['heldout_nn_mean']:.4f}, fraction farther than 0.1: "
+            f"{q['heldout_nn_frac_gt_0.1']:.3f}",
+            f"- fraction of samples whose nearest training point is on the upper moon: {q['frac_upper_moon']:.3f} "
+            f"(data: 0.5)",
+        ]
+    if name == "circle16":
+        return [
+            f"- mean |‖Qᵀx‖ − 1| (radius error in the plane): **{q['mean_abs_radius_minus_1']:.4f}** "
+            f"(held-out data: {q['heldout_mean_abs_radius_minus_1']:.4f})",
+            f"- mean norm of the out-of-plane part ‖x − QQᵀx‖: **{q['mean_out_of_plane_norm']:.4f}** "
+            f"(max {q['max_out_of_plane_norm']:.4f}; data: 0)",
+            f"- angles: mean resultant length {q['angle_mean_resultant_length']:.3f} (0 for uniform; about "
+            f"{1 / math.sqrt(500):.3f} expected from 500 uniform draws); counts in 8 equal bins: "
+            f"{q['angle_histogram_8_bins']}",
+        ]
+    return [
+        f"- mean distance of a sample to its nearest training image: **{q['sample_nn_mean']:.3f}** "
+        f"(median {q['sample_nn_median']:.3f})",
+        f"- mean distance of a training image to its nearest other training image: **{q['train_loo_nn_mean']:.3f}** "
+        f"(median {q['train_loo_nn_median']:.3f})",
+        f"- fraction of samples within 0.5 of a training image (near-copies): {q['frac_samples_closer_than_0.5']:.3f}",
+        f"- fraction of sample pixels outside [-0.1, 1.1]: {q['frac_samples_outside_minus0.1_1.1']:.4f}",
+    ]
+
+
+def write_card(r):
+    name, cfg, q = r["name"], r["config"], r["quality"]
+    D, E = cfg["dim"], cfg["embed_dim"]
+    widths = [D + E] + cfg["hidden"] + [D]
+    lines = [
+        f"# `{name}` — MLP score model (ve-song, sigma = 25)",
+        "",
+        f"File: `assets/models/{name}.safetensors` ({r['file_bytes']:,} bytes, {r['params']:,} float32 values, "
+        "the EMA weights). Format: `arch = mlp` of `/work/shared/spec/model-format.md`.",
+        "",
+        "Retrain (rewrites this card, the file, the data and the reference outputs):",
+        "",
+        f"    /usr/bin/python3 tools/train/train.py --model {name}",
+        "",
+        "## Data",
+        DATA_TEXT[name],
+        "",
+        "## Architecture",
+        f"- D = {D}; Gaussian Fourier embedding `embed.W` [{E // 2}] = {cfg['fourier_scale']:g} × N(0, 1) (fixed, "
+        f"not trained), e = [sin(2π W t), cos(2π W t)], E = {E}",
+        f"- h0 = concat(x, e) ∈ R^{D + E}; linear layers {' → '.join(map(str, widths))}, "
+        f"{cfg['act'].upper() if cfg['act'] != 'silu' else 'SiLU'} after every layer but the last",
+        "- score(x, t) = out / std(t), std(t) = sqrt((25^(2t) − 1) / (2 ln 25))",
+        f"- metadata: format=scorelens, arch=mlp, schedule=ve-song, sigma=25.0, output_scale=inv_std, act={cfg['act']}, "
+        f"dim={D}, hidden={json.dumps(cfg['hidden'])}, embed_dim={E}",
+        "",
+        "## Training",
+        "- denoising score matching (Song's `loss_fn`): t ~ U(1e-5, 1), z ~ N(0, I), "
+        "loss = mean_batch sum_dims (score(x + std(t) z, t) · std(t) + z)²",
+        f"- Adam, lr {cfg['lr']:g} (linear warm-up over 200 steps, cosine decay to 5 %), batch {cfg['batch']}, "
+        f"{cfg['steps']} steps (data reshuffled every epoch of {r['steps_per_epoch']} steps, "
+        f"{cfg['steps'] / r['steps_per_epoch']:.0f} epochs), EMA of the weights with decay {cfg['ema']} (exported)",
+        f"- seed {cfg['seed']} (torch) — `torch.set_num_threads({THREADS})`, deterministic algorithms",
+        f"- training time on this machine ({r['machine']}): **{r['train_seconds']:.0f} s** "
+        f"(whole run with evaluation, export checks and sampling: {r['total_seconds']:.0f} s)",
+        "",
+        "## Losses",
+        f"- final training loss (mean over the last {r['final_loss_steps']} steps, raw weights): "
+        f"**{r['final_loss']:.4f}**",
+        f"- evaluation DSM loss with fixed noise (seed 12345: {r['eval_repeats']} draws of (t, z) per point) on the "
+        f"{r['eval_points']} {r['eval_on']} points: **{r['eval_loss_ema']:.4f}** (exported EMA weights), "
+        f"{r['eval_loss_raw']:.4f} (raw weights)",
+        f"- the same fixed-noise loss of the EMA weights on the first {r['eval_points']} training points: "
+        f"{r['train_fixed_noise_loss_ema']:.4f}",
+        "- the loss is the sum over the D dimensions, so it is not 0 at the optimum (the noise is not recoverable "
+        "at large t); compare losses of the same model family, not across data sets.",
+        "",
+        "## Checks",
+        f"- export: the file, parsed by the script's own safetensors reader into a fresh float64 PyTorch module, "
+        f"reproduces the trained module in float64 on 64 noised points with max |Δ| / (1 + |s|) = "
+        f"{r['reload_max_rel_err']:.1e} (tolerance 1e-6). Inputs and float64 scores: "
+        f"`tools/train/reference/{name}_{{x,t,score}}.npy` and `{name}_{{x,score}}_t0.5.npy` (t = 0.5); "
+        f"`tools/train/check_export.py` re-checks them with the `safetensors` package and NumPy, and with the "
+        f"scorelens binary when present.",
+        f"- samples: 500 points from Song's Euler–Maruyama sampler (t from 1 to 1e-3 in 500 steps, "
+        f"x_1 = std(1) z, the last mean returned, seed 4242) with the float32 module rebuilt from the file:",
+        *fmt_quality(name, q),
+    ]
+    if r["plot"]:
+        lines += ["", f"![samples]({os.path.basename(r['plot'])})"]
+    with open(os.path.join(MODEL_DIR, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_readme():
+    rows = []
+    for name in CONFIGS:
+        p = os.path.join(RESULT_DIR, f"{name}.json")
+        if not os.path.exists(p):
+            continue
+        with open(p) as f:
+            r = json.load(f)
+        c = r["config"]
+        rows.append(
+            f"| [`{name}`]({name}.md) | {c['dim']} | `{name}.npy` [{r['n_train']}, {c['dim']}] | "
+            f"{c['dim']}+{c['embed_dim']} → {' → '.join(map(str, c['hidden']))} → {c['dim']}, SiLU | "
+            f"{r['params']:,} | {r['final_loss']:.4f} | {r['eval_loss_ema']:.4f} ({r['eval_on']}) | "
+            f"{r['train_seconds']:.0f} s | {r['file_bytes'] / 1e6:.2f} MB |")
+    text = """# Trained score models
+
+Small MLP score models trained by denoising score matching on real data, for trying scorelens on something that
+is not random weights. All use Song's VE schedule with sigma = 25 (`schedule = ve-song`). Each model has a card
+(`<name>.md`) with the data, the settings, the losses, the time it took and sample-quality figures; the training
+data are in `assets/data/`. Everything is made by one seeded script:
+
+    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|all
+
+| model | D | data (`assets/data/`) | layers | params | final train loss | eval loss | train time (2 CPU threads) | file |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+""" + "\n".join(rows) + """
+
+Losses are Song's DSM loss (sum over dimensions, mean over points, t ~ U(1e-5, 1)); the eval loss is that of the
+exported EMA weights with fixed, seeded noise.
+
+## Format
+
+Each `<name>.safetensors` is a plain safetensors file (8-byte little-endian header length, JSON header, raw
+little-endian float32 tensors) in the `arch = mlp` layout of `/work/shared/spec/model-format.md`: `embed.W` [E/2]
+(the fixed Gaussian Fourier frequencies), `layers.0.weight` [H, D+E] and `layers.0.bias` [H], ..., and the last
+`layers.L.weight` [D, H], `layers.L.bias` [D], weights stored [out, in] as `torch.nn.Linear` does. The network
+computes e = [sin(2π W t), cos(2π W t)], h = concat(x, e), SiLU after every layer but the last, and
+score(x, t) = out / std(t) with std(t) = sqrt((25^(2t) − 1) / (2 ln 25)). The `__metadata__` map says so in
+strings: `format=scorelens`, `arch=mlp`, `schedule=ve-song`, `sigma=25.0`, `output_scale=inv_std`, `act=silu`,
+`dim`, `hidden` (a JSON list), `embed_dim`. `tools/train/reference/` holds inputs and float64 PyTorch scores
+for each file, and `tools/train/check_export.py` compares them with a NumPy forward pass over the file read by
+the `safetensors` package, and with `scorelens score` when the release binary exists.
+"""
+    with open(os.path.join(MODEL_DIR, "README.md"), "w") as f:
+        f.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, choices=list(CONFIGS) + ["all"])
+    ap.add_argument("--steps", type=int, default=None, help="override the number of steps (for quick trials)")
+    args = ap.parse_args()
+    names = list(CONFIGS) if args.model == "all" else [args.model]
+    for name in names:
+        if args.steps is not None:
+            CONFIGS[name]["steps"] = args.steps
+        run(name)
+
+
+if __name__ == "__main__":
+    main()
