@@ -15,6 +15,7 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod report;
+pub mod sampler;
 pub mod scheduler;
 
 pub use activation::Activation;

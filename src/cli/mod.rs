@@ -8,6 +8,7 @@ mod info;
 mod inputs;
 mod merge;
 mod progress;
+mod sample;
 mod score;
 mod spectrum;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Spectrum(spectrum::SpectrumArgs),
     /// Local scaling, rank and complexity of the score or denoiser map.
     Descriptors(descriptors::DescriptorArgs),
+    /// Draw samples with a reverse-SDE or probability-flow ODE sampler, optionally recording noise levels.
+    Sample(sample::SampleArgs),
     /// Join shard outputs (--shard i/n runs) in shard order: .npy files along their first axis, or folders of them.
     Merge(merge::MergeArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Spectrum(args) => spectrum::run(&args),
         Command::Descriptors(args) => descriptors::run(&args),
         Command::Merge(args) => merge::run(&args),
+        Command::Sample(args) => sample::run(&args),
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),
