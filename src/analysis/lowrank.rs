@@ -38,17 +38,9 @@ pub struct LowRank {
 
 /// Orthonormalises the P rows of each point's [P, D] block (thin QR in f64; positive diagonal of R).
 fn orthonormalize(blocks: &[f32], points: usize, p: usize, d: usize) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(blocks.len());
-    for b in 0..points {
-        let m = Mat::<f64>::from_fn(d, p, |r, c| blocks[(b * p + c) * d + r] as f64);
-        let qr = m.qr();
-        let (q, r) = (qr.compute_thin_Q(), qr.thin_R());
-        for c in 0..p {
-            let sign = if r[(c, c)] < 0.0 { -1.0 } else { 1.0 };
-            out.extend((0..d).map(|row| (sign * q[(row, c)]) as f32));
-        }
-    }
-    Ok(out)
+    let wide: Vec<f64> = blocks.iter().map(|&v| v as f64).collect();
+    let (q, _) = super::qr::qr_rows(&wide, points, p, d);
+    Ok(q.into_iter().map(|v| v as f32).collect())
 }
 
 /// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free.

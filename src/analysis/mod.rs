@@ -2,6 +2,8 @@
 
 pub mod descriptors;
 pub mod lowrank;
+pub mod lyapunov;
+pub mod qr;
 pub mod spectrum;
 
 use std::ops::Range;

@@ -12,8 +12,10 @@
 
 pub mod fd;
 pub mod mlp;
+pub mod propagator;
 pub mod unet;
 pub mod user;
+pub(crate) mod user_flow;
 
 use std::ops::Range;
 

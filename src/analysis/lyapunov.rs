@@ -1,0 +1,496 @@
+//! Lyapunov analysis of a generating process x_{n+1} = F_n(x_n), batched over trajectories, K tangent vectors each.
+//!
+//! The tangent vectors Q (orthonormal rows) are carried through the exact derivative of every step, dF_n · Q, by
+//! Jacobian-vector products of the field, and re-orthonormalised by QR every `qr_every` steps; Σ log R_ii is the
+//! log growth, and divided by the time spanned it gives the finite-time exponents (base e). The final Q holds the
+//! (backward) Lyapunov vectors. Covariant vectors come from Ginelli et al.'s method: the R factors of the second
+//! half of the run are kept, and C ← R⁻¹ C (columns normalised), run backward from C = I, gives the covariant
+//! vectors Q_m C_m at the midpoint m.
+//!
+//! Dynamics:
+//! - sampler steps on Song's grid (see [`crate::sampler`]): EM and ODE-Euler have the tangent map
+//!   I + Δt (c(t_k) J(x_k, t_k) − f'(t_k)) with c = g² or ½ g² and f' the drift's (scalar) Jacobian; Heun and RK4 the
+//!   exact derivative of their stages. EM's noise does not depend on x and drops out of the tangent map.
+//! - a flow dx/dt = field(x, t) at fixed t, RK4 with its variational equation.
+
+use rand::SeedableRng;
+
+use crate::analysis::qr::qr_rows;
+use crate::derivative::propagator::{Factors, Propagator};
+use crate::derivative::{self, has_exact_jvp, JvpMethod};
+use crate::error::{Error, Result};
+use crate::field::ScoreField;
+use crate::sampler::{tableau, NoiseSource, SamplerKind, SeededNoise, StepCoefficients, TimeGrid};
+use crate::scheduler::{JobOptions, Silent};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dynamics {
+    /// The steps of a sampler of the reverse process.
+    Sampler { kind: SamplerKind, steps: usize, eps: f64, seed: u64 },
+    /// dx/dt = field(x, t) at the fixed time `t`, RK4 with step `dt`; `transient` steps run first and are not
+    /// counted.
+    Flow { dt: f64, steps: usize, transient: usize, t: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialTangents {
+    /// The first K coordinate axes.
+    Axes,
+    /// K random orthonormal directions per trajectory.
+    Random { seed: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LyapunovSettings {
+    pub k: usize,
+    /// Steps between re-orthonormalisations.
+    pub qr_every: usize,
+    pub clv: bool,
+    pub tangents: InitialTangents,
+    /// Most points of the convergence history kept.
+    pub history_points: usize,
+}
+
+impl LyapunovSettings {
+    pub fn new(k: usize) -> Self {
+        LyapunovSettings {
+            k,
+            qr_every: 1,
+            clv: false,
+            tangents: InitialTangents::Random { seed: 0 },
+            history_points: 1000,
+        }
+    }
+}
+
+/// Covariant Lyapunov vectors at the run's midpoint.
+#[derive(Debug, Clone)]
+pub struct CovariantVectors {
+    /// [B, K, D], unit rows.
+    pub vectors: Vec<f32>,
+    /// The points where they are given, [B, D].
+    pub x: Vec<f32>,
+    /// The time (or diffusion time) there.
+    pub time: f64,
+    /// |cᵢ · s| / ‖s‖ with s the field (flow) or the score (sampler) there, [B, K].
+    pub alignment: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LyapunovRun {
+    pub trajectories: usize,
+    pub k: usize,
+    pub dim: usize,
+    /// Σ log R_ii, [B, K].
+    pub log_growth: Vec<f64>,
+    /// The time spanned by the counted steps (Σ Δt).
+    pub time_span: f64,
+    /// log growth / time span, [B, K].
+    pub exponents: Vec<f64>,
+    /// The final orthonormal tangent vectors, [B, K, D].
+    pub vectors: Vec<f32>,
+    pub final_x: Vec<f32>,
+    /// |vᵢ · s| / ‖s‖ at the final point, [B, K].
+    pub alignment: Vec<f64>,
+    pub clv: Option<CovariantVectors>,
+    /// Running exponents, [H, B, K], at `history_time` [H].
+    pub history: Vec<f64>,
+    pub history_time: Vec<f64>,
+}
+
+/// Most blocks one propagator call runs (bounds a dispatch's length and its read-back).
+const MAX_BLOCKS_PER_CALL: usize = 256;
+
+/// The time each step spans and the time at its start.
+struct Clock {
+    times: Vec<f64>,
+    dt: f64,
+}
+
+impl Clock {
+    fn of(dynamics: &Dynamics) -> Result<Self> {
+        match *dynamics {
+            Dynamics::Sampler { kind, steps, eps, .. } => {
+                let grid = TimeGrid::new(steps, eps)?;
+                Ok(Clock { times: grid.step_times(kind).to_vec(), dt: grid.dt })
+            }
+            Dynamics::Flow { dt, steps, transient, t } => {
+                if !(dt > 0.0 && dt.is_finite()) {
+                    return Err(Error::InvalidArgument(format!("--dt {dt}: expected a positive step")));
+                }
+                if steps == 0 {
+                    return Err(Error::InvalidArgument("--steps 0: need at least one step".into()));
+                }
+                Ok(Clock { times: vec![t; steps + transient], dt })
+            }
+        }
+    }
+}
+
+/// The reference implementation: every stage's score and J·Q from the GPU field, the update and QR on the host.
+struct HostPropagator<'f> {
+    field: &'f ScoreField,
+    dynamics: Dynamics,
+    clock: &'f Clock,
+    x: Vec<f32>,
+    q: Vec<f64>,
+    k: usize,
+    method: JvpMethod,
+    noise: SeededNoise,
+    options: JobOptions<'f>,
+}
+
+impl HostPropagator<'_> {
+    /// The velocity's coefficients at stage time `tau`: v = a s(x, time) + b x.
+    fn coefficients(&self, tau: f64) -> (StepCoefficients, f64) {
+        match self.dynamics {
+            Dynamics::Sampler { kind, .. } => (StepCoefficients::at(self.field, tau, kind != SamplerKind::Em), tau),
+            Dynamics::Flow { t, .. } => (StepCoefficients { score: 1.0, x: 0.0 }, t),
+        }
+    }
+
+    fn step(&mut self, index: usize) -> Result<()> {
+        let d = self.field.dim();
+        let k = self.k;
+        let t = self.clock.times[index];
+        let dt = self.clock.dt;
+        let (kind, forward) = match self.dynamics {
+            Dynamics::Sampler { kind, .. } => (kind, false),
+            Dynamics::Flow { .. } => (SamplerKind::OdeRk4, true),
+        };
+        let (offsets, a, b) = match kind {
+            SamplerKind::Em | SamplerKind::OdeEuler => (&[0.0][..], &[&[][..]][..], &[1.0][..]),
+            SamplerKind::Pc => return Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
+            other => tableau(other),
+        };
+        let mut stage_v: Vec<Vec<f64>> = Vec::new();
+        let mut stage_tangent: Vec<Vec<f64>> = Vec::new();
+        for (i, &offset) in offsets.iter().enumerate() {
+            let tau = if forward { t } else { t - offset * dt };
+            let xi: Vec<f32> = (0..self.x.len())
+                .map(|e| (self.x[e] as f64 + dt * a[i].iter().zip(&stage_v).map(|(c, v)| c * v[e]).sum::<f64>()) as f32)
+                .collect();
+            let qi: Vec<f64> = (0..self.q.len())
+                .map(|e| self.q[e] + dt * a[i].iter().zip(&stage_tangent).map(|(c, v)| c * v[e]).sum::<f64>())
+                .collect();
+            let (c, time) = self.coefficients(tau);
+            let time32 = [time as f32];
+            let s = self.field.score(&xi, &time32, self.options)?;
+            let qi32: Vec<f32> = qi.iter().map(|&v| v as f32).collect();
+            let jq = derivative::jvp(self.field, &xi, &time32, &qi32, self.method, false, self.options)?;
+            stage_v.push(xi.iter().zip(&s).map(|(&xv, &sv)| c.score * sv as f64 + c.x * xv as f64).collect());
+            stage_tangent.push(qi.iter().zip(&jq).map(|(&qv, &jv)| c.score * jv as f64 + c.x * qv).collect());
+        }
+        let mut noise = Vec::new();
+        let last = index + 1 == self.clock.times.len();
+        if kind == SamplerKind::Em && !last {
+            noise = vec![0.0; self.x.len()];
+            self.noise.fill(&mut noise);
+        }
+        let g = self.field.schedule().diffusion(t);
+        for e in 0..self.x.len() {
+            let mut next = self.x[e] as f64 + dt * b.iter().zip(&stage_v).map(|(w, v)| w * v[e]).sum::<f64>();
+            if !noise.is_empty() {
+                next += g * dt.sqrt() * noise[e];
+            }
+            self.x[e] = next as f32;
+        }
+        for e in 0..self.q.len() {
+            self.q[e] += dt * b.iter().zip(&stage_tangent).map(|(w, v)| w * v[e]).sum::<f64>();
+        }
+        if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                what: format!("trajectory state at step {index}"),
+                row: i / d,
+                value: self.x[i] as f64,
+            });
+        }
+        if let Some(i) = self.q.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                what: format!("tangent vectors at step {index} (try --qr-every 1)"),
+                row: i / (k * d),
+                value: self.q[i],
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Propagator for HostPropagator<'_> {
+    fn advance(&mut self, first: usize, steps: usize, blocks: usize) -> Result<Vec<Factors>> {
+        let d = self.field.dim();
+        let mut factors = Vec::with_capacity(blocks);
+        for block in 0..blocks {
+            let start = first + block * steps;
+            for index in start..start + steps {
+                self.step(index)?;
+            }
+            let (q, r) = qr_rows(&self.q, self.x.len() / d, self.k, d);
+            self.q = q;
+            factors.push(r);
+        }
+        Ok(factors)
+    }
+
+    fn state(&mut self) -> Result<(Vec<f32>, Vec<f64>)> {
+        Ok((self.x.clone(), self.q.clone()))
+    }
+}
+
+/// Orthonormal starting tangents, [B, K, D].
+pub fn initial_tangents(trajectories: usize, k: usize, d: usize, tangents: InitialTangents) -> Vec<f64> {
+    match tangents {
+        InitialTangents::Axes => (0..trajectories)
+            .flat_map(|_| (0..k).flat_map(move |i| (0..d).map(move |j| if i == j { 1.0 } else { 0.0 })))
+            .collect(),
+        InitialTangents::Random { seed } => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            use rand_distr::{Distribution, StandardNormal};
+            let raw: Vec<f64> = (0..trajectories * k * d).map(|_| StandardNormal.sample(&mut rng)).collect();
+            qr_rows(&raw, trajectories, k, d).0
+        }
+    }
+}
+
+/// Lyapunov exponents and vectors of the dynamics from the points `x0` ([B, D]). User fields with `field_jvp`
+/// in flow mode run fused on the GPU; everything else through the field's score and J·Q products per stage.
+pub fn lyapunov(
+    field: &ScoreField,
+    x0: &[f32],
+    dynamics: Dynamics,
+    settings: LyapunovSettings,
+    options: JobOptions,
+) -> Result<LyapunovRun> {
+    run_with(field, x0, dynamics, settings, options, true)
+}
+
+/// [`lyapunov`] always through the generic per-stage path (the reference for the fused one).
+pub fn lyapunov_generic(
+    field: &ScoreField,
+    x0: &[f32],
+    dynamics: Dynamics,
+    settings: LyapunovSettings,
+    options: JobOptions,
+) -> Result<LyapunovRun> {
+    run_with(field, x0, dynamics, settings, options, false)
+}
+
+fn run_with(
+    field: &ScoreField,
+    x0: &[f32],
+    dynamics: Dynamics,
+    settings: LyapunovSettings,
+    options: JobOptions,
+    fused: bool,
+) -> Result<LyapunovRun> {
+    let d = field.dim();
+    let k = settings.k;
+    if k == 0 || k > d {
+        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+    }
+    if settings.qr_every == 0 {
+        return Err(Error::InvalidArgument("--qr-every 0: must be at least 1".into()));
+    }
+    if x0.is_empty() || x0.len() % d != 0 {
+        return Err(Error::bad_input("initial points", format!("{} values do not form rows of {d}", x0.len())));
+    }
+    if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NotFinite { what: "initial points".into(), row: i / d, value: x0[i] as f64 });
+    }
+    let trajectories = x0.len() / d;
+    let clock = Clock::of(&dynamics)?;
+    let q0 = initial_tangents(trajectories, k, d, settings.tangents);
+    let inner = JobOptions { progress: &Silent, ..options };
+    let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
+    let seed = match dynamics {
+        Dynamics::Sampler { seed, .. } => seed,
+        Dynamics::Flow { .. } => 0,
+    };
+    let mut propagator: Box<dyn Propagator + '_> = match (field, dynamics) {
+        (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused && user.has_jvp() => {
+            Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
+        }
+        _ => Box::new(HostPropagator {
+            field,
+            dynamics,
+            clock: &clock,
+            x: x0.to_vec(),
+            q: q0,
+            k,
+            method,
+            noise: SeededNoise::new(seed),
+            options: inner,
+        }),
+    };
+    run(field, &mut *propagator, &clock, &dynamics, settings, trajectories, options)
+}
+
+/// Drives a propagator over the clock: transient, counted blocks, the midpoint kept for covariant vectors.
+fn run(
+    field: &ScoreField,
+    propagator: &mut dyn Propagator,
+    clock: &Clock,
+    dynamics: &Dynamics,
+    settings: LyapunovSettings,
+    trajectories: usize,
+    options: JobOptions,
+) -> Result<LyapunovRun> {
+    let (d, k) = (field.dim(), settings.k);
+    let transient = match *dynamics {
+        Dynamics::Flow { transient, .. } => transient,
+        Dynamics::Sampler { .. } => 0,
+    };
+    let total = clock.times.len();
+    options.progress.start("lyapunov", total);
+    // Blocks of qr_every steps: the transient's, then the counted ones; calls group equal blocks.
+    let counted = (total - transient.min(total)).div_ceil(settings.qr_every);
+    let midpoint = counted / 2;
+    let stride = counted.div_ceil(settings.history_points.max(1)).max(1);
+    let mut log_growth = vec![0.0; trajectories * k];
+    let mut elapsed = 0.0;
+    let mut history = Vec::new();
+    let mut history_time = Vec::new();
+    let mut kept_factors: Vec<Factors> = Vec::new();
+    let mut snapshot: Option<(Vec<f32>, Vec<f64>, f64)> = None;
+    let mut step = 0;
+    let mut block = 0; // counted blocks done
+    while step < total {
+        let in_transient = step < transient;
+        let limit = if in_transient { transient } else { total };
+        let n = settings.qr_every.min(limit - step);
+        let mut group = ((limit - step) / n).clamp(1, MAX_BLOCKS_PER_CALL);
+        if !in_transient && settings.clv && block < midpoint {
+            group = group.min(midpoint - block);
+        }
+        if !in_transient && settings.clv && block == midpoint && snapshot.is_none() {
+            let (x, q) = propagator.state()?;
+            snapshot = Some((x, q, clock.times[step]));
+        }
+        let factors = propagator.advance(step, n, group)?;
+        step += n * group;
+        options.progress.advance(n * group);
+        if in_transient {
+            continue;
+        }
+        for r in factors {
+            for b in 0..trajectories {
+                for j in 0..k {
+                    log_growth[b * k + j] += r[b * k * k + j * k + j].abs().ln();
+                }
+            }
+            if settings.clv && block >= midpoint {
+                kept_factors.push(r);
+            }
+            elapsed += n as f64 * clock.dt;
+            block += 1;
+            if block % stride == 0 || block == counted {
+                history.extend(log_growth.iter().map(|g| g / elapsed));
+                history_time.push(elapsed);
+            }
+        }
+    }
+    options.progress.finish();
+    let (final_x, q) = propagator.state()?;
+    let end_time = match *dynamics {
+        Dynamics::Sampler { .. } => *clock.times.last().unwrap_or(&1.0),
+        Dynamics::Flow { t, .. } => t,
+    };
+    let inner = JobOptions { progress: &Silent, ..options };
+    let alignment = alignment_with_field(field, &final_x, end_time, &q, k, inner)?;
+    let clv = match snapshot {
+        Some((x, q_mid, time)) => {
+            let vectors = covariant_vectors(&q_mid, &kept_factors, trajectories, k, d);
+            let at = match *dynamics {
+                Dynamics::Sampler { .. } => time,
+                Dynamics::Flow { t, .. } => t,
+            };
+            let alignment = alignment_with_field(field, &x, at, &vectors, k, inner)?;
+            Some(CovariantVectors { vectors: vectors.iter().map(|&v| v as f32).collect(), x, time, alignment })
+        }
+        None => None,
+    };
+    let exponents = log_growth.iter().map(|g| g / elapsed).collect();
+    Ok(LyapunovRun {
+        trajectories,
+        k,
+        dim: d,
+        log_growth,
+        time_span: elapsed,
+        exponents,
+        vectors: q.iter().map(|&v| v as f32).collect(),
+        final_x,
+        alignment,
+        clv,
+        history,
+        history_time,
+    })
+}
+
+/// |vᵢ · s| / ‖s‖ per trajectory and vector, s = field(x, t).
+fn alignment_with_field(
+    field: &ScoreField,
+    x: &[f32],
+    t: f64,
+    vectors: &[f64],
+    k: usize,
+    options: JobOptions,
+) -> Result<Vec<f64>> {
+    let d = field.dim();
+    let s = field.score(x, &[t as f32], options)?;
+    let mut out = Vec::with_capacity(x.len() / d * k);
+    for (b, sb) in s.chunks(d).enumerate() {
+        let norm = sb.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        for j in 0..k {
+            let v = &vectors[(b * k + j) * d..(b * k + j + 1) * d];
+            let vnorm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let dot: f64 = v.iter().zip(sb).map(|(a, &c)| a * c as f64).sum();
+            out.push(if norm > 0.0 && vnorm > 0.0 { dot.abs() / (norm * vnorm) } else { 0.0 });
+        }
+    }
+    Ok(out)
+}
+
+/// Ginelli's backward pass: C ← R⁻¹ C from C = I over the kept factors (last first), columns normalised; the
+/// covariant vectors are Q_m C ([B, K, D], unit rows).
+pub(crate) fn covariant_vectors(
+    q_mid: &[f64],
+    factors: &[Factors],
+    trajectories: usize,
+    k: usize,
+    d: usize,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(trajectories * k * d);
+    for b in 0..trajectories {
+        // C is upper triangular, [k, k] row-major.
+        let mut c: Vec<f64> = (0..k * k).map(|e| if e / k == e % k { 1.0 } else { 0.0 }).collect();
+        for r_all in factors.iter().rev() {
+            let r = &r_all[b * k * k..(b + 1) * k * k];
+            // Solve R X = C column by column (back substitution), X upper triangular.
+            let mut next = vec![0.0; k * k];
+            for col in 0..k {
+                for row in (0..=col).rev() {
+                    let sum: f64 = (row + 1..=col).map(|j| r[row * k + j] * next[j * k + col]).sum();
+                    next[row * k + col] = (c[row * k + col] - sum) / r[row * k + row];
+                }
+                let norm = (0..=col).map(|row| next[row * k + col].powi(2)).sum::<f64>().sqrt();
+                for row in 0..=col {
+                    next[row * k + col] /= norm;
+                }
+            }
+            c = next;
+        }
+        let q = &q_mid[b * k * d..(b + 1) * k * d];
+        for col in 0..k {
+            // vector = Σ_row C[row, col] q_row
+            let mut v = vec![0.0; d];
+            for row in 0..=col {
+                for e in 0..d {
+                    v[e] += c[row * k + col] * q[row * d + e];
+                }
+            }
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            out.extend(v.iter().map(|a| a / norm));
+        }
+    }
+    out
+}

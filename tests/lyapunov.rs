@@ -1,0 +1,208 @@
+//! Lyapunov analysis: Lorenz-63 as a user field (known exponents, the flow-parallel covariant vector), and linear
+//! fields whose every sampler step has a closed-form growth.
+
+mod common;
+
+use std::time::Instant;
+
+use common::gpu;
+use scorelens::analysis::lyapunov::{lyapunov, Dynamics, InitialTangents, LyapunovSettings};
+use scorelens::field::UserField;
+use scorelens::sampler::SamplerKind;
+use scorelens::scheduler::JobOptions;
+use scorelens::{NoiseSchedule, ScoreField};
+
+const LORENZ: &str = include_str!("../examples/fields/lorenz63.wgsl");
+
+fn lorenz(with_jvp: bool) -> ScoreField {
+    let code = if with_jvp { LORENZ.to_string() } else { LORENZ[..LORENZ.find("fn field_jvp").unwrap()].to_string() };
+    ScoreField::User(
+        UserField::from_source(gpu(), "lorenz63.wgsl", &code, 3, NoiseSchedule::VeSong { sigma: 25.0 }).unwrap(),
+    )
+}
+
+/// Starting points spread over the attractor's basin.
+fn lorenz_starts(n: usize) -> Vec<f32> {
+    (0..n)
+        .flat_map(|i| {
+            let a = i as f32 * 0.7;
+            [a.sin() * 8.0, a.cos() * 8.0 + 1.0, 20.0 + (i % 5) as f32]
+        })
+        .collect()
+}
+
+#[test]
+fn lorenz63_exponents_sum_and_covariant_vectors() {
+    let field = lorenz(true);
+    let trajectories = 64;
+    let mut settings = LyapunovSettings::new(3);
+    settings.clv = true;
+    let dynamics = Dynamics::Flow { dt: 0.005, steps: 100_000, transient: 2_000, t: 1.0 };
+    let started = Instant::now();
+    let run = lyapunov(&field, &lorenz_starts(trajectories), dynamics, settings, JobOptions::default()).unwrap();
+    eprintln!("Lorenz: {:.2} s for {trajectories} × 102,000 steps", started.elapsed().as_secs_f64());
+    let mean = |j: usize| run.exponents.iter().skip(j).step_by(3).sum::<f64>() / trajectories as f64;
+    let (l1, l2, l3) = (mean(0), mean(1), mean(2));
+    eprintln!("exponents {l1:.4} {l2:.4} {l3:.4}, sum {:.5}, time {}", l1 + l2 + l3, run.time_span);
+    assert!((l1 - 0.9056).abs() < 0.01, "λ1 = {l1}");
+    assert!(l2.abs() < 0.01, "λ2 = {l2}");
+    assert!((l3 + 14.5723).abs() < 0.01, "λ3 = {l3}");
+    // The trace of the Jacobian is −(σ + 1 + β) everywhere.
+    assert!((l1 + l2 + l3 + 13.6667).abs() < 1e-3, "sum {}", l1 + l2 + l3);
+    let clv = run.clv.as_ref().unwrap();
+    let mean_cos = clv.alignment.iter().skip(1).step_by(3).sum::<f64>() / trajectories as f64;
+    eprintln!("second covariant vector · flow: mean |cos| {mean_cos:.5}");
+    assert!(mean_cos > 0.99, "mean |cos| {mean_cos}");
+}
+
+#[test]
+fn host_and_fused_propagators_agree() {
+    // The same short run through the generic path (GPU score and J·Q per stage, host QR) and the fused kernel.
+    let starts = lorenz_starts(5);
+    let dynamics = Dynamics::Flow { dt: 0.005, steps: 400, transient: 0, t: 1.0 };
+    let mut settings = LyapunovSettings::new(3);
+    settings.qr_every = 3;
+    settings.clv = true;
+    let fused = lyapunov(&lorenz(true), &starts, dynamics, settings, JobOptions::default()).unwrap();
+    // Without field_jvp the generic path takes finite differences; with it, compare the exact generic path too.
+    let host = {
+        let field = lorenz(true);
+        let ScoreField::User(user) = &field else { unreachable!() };
+        assert!(user.has_jvp());
+        scorelens::analysis::lyapunov::lyapunov_generic(&field, &starts, dynamics, settings, JobOptions::default())
+            .unwrap()
+    };
+    let fd = lyapunov(&lorenz(false), &starts, dynamics, settings, JobOptions::default()).unwrap();
+    let diff = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / b.iter().map(|y| y * y).sum::<f64>().sqrt()
+    };
+    let exact_err = diff(&fused.log_growth, &host.log_growth);
+    let fd_err = diff(&fd.log_growth, &host.log_growth);
+    eprintln!("log growth: fused vs host {exact_err:e}, finite differences vs host {fd_err:e}");
+    assert!(exact_err < 1e-4, "{exact_err:e}");
+    assert!(fd_err < 1e-3, "{fd_err:e}");
+    let x_err = common::rel_err(&fused.final_x, &host.final_x.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    assert!(x_err < 1e-4, "final points {x_err:e}");
+    let clv_err = common::rel_err(
+        &fused.clv.as_ref().unwrap().vectors,
+        &host.clv.as_ref().unwrap().vectors.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    );
+    assert!(clv_err < 1e-3, "covariant vectors {clv_err:e}");
+}
+
+/// s_i = −x_i / (λ_i + std(t)²): Gaussian data with variances λ under a VE schedule (Song's, sigma 25).
+const GAUSSIAN_VE: &str = r#"
+fn variance(i: u32) -> f32 {
+    return 0.05 + 0.4 * f32(i * i);
+}
+
+fn std2(t: f32) -> f32 {
+    return (pow(25.0, 2.0 * t) - 1.0) / (2.0 * log(25.0));
+}
+
+fn field(x: State, t: f32) -> State {
+    var s: State;
+    for (var i = 0u; i < DIM; i++) {
+        s[i] = -x[i] / (variance(i) + std2(t));
+    }
+    return s;
+}
+
+fn field_jvp(x: State, v: State, t: f32) -> State {
+    return field(v, t);
+}
+"#;
+
+/// The same under VP (β from 0.1 to 20): std(t)² = 1 − exp(−∫β).
+const GAUSSIAN_VP: &str = r#"
+fn variance(i: u32) -> f32 {
+    return 0.05 + 0.4 * f32(i * i);
+}
+
+fn std2(t: f32) -> f32 {
+    return 1.0 - exp(-(0.1 * t + 0.5 * t * t * 19.9));
+}
+
+fn field(x: State, t: f32) -> State {
+    var s: State;
+    for (var i = 0u; i < DIM; i++) {
+        s[i] = -x[i] / (variance(i) + std2(t));
+    }
+    return s;
+}
+
+fn field_jvp(x: State, v: State, t: f32) -> State {
+    return field(v, t);
+}
+"#;
+
+/// Σ_k log |m_k,i|: the growth of coordinate i through every step of the sampler, from the scalar tangent
+/// equation q' = A_i(τ) q with A_i = c(τ) (−1 / (λ_i + std(τ)²)) − f'(τ), c = g² (EM) or ½ g² (ODE).
+fn closed_form_growth(schedule: NoiseSchedule, kind: SamplerKind, steps: usize, eps: f64, i: usize) -> f64 {
+    let lambda = 0.05 + 0.4 * (i * i) as f64;
+    let ode = kind != SamplerKind::Em;
+    let a = |tau: f64| {
+        let c = schedule.diffusion(tau).powi(2) * if ode { 0.5 } else { 1.0 };
+        -c / (lambda + schedule.std(tau).powi(2)) - schedule.drift_scale(tau)
+    };
+    let times: Vec<f64> = (0..steps).map(|k| 1.0 - (1.0 - eps) * k as f64 / (steps - 1) as f64).collect();
+    let dt = times[0] - times[1];
+    let count = if matches!(kind, SamplerKind::OdeHeun | SamplerKind::OdeRk4) { steps - 1 } else { steps };
+    times[..count]
+        .iter()
+        .map(|&t| {
+            let m = match kind {
+                SamplerKind::Em | SamplerKind::OdeEuler => 1.0 + dt * a(t),
+                SamplerKind::OdeHeun => {
+                    let k1 = a(t);
+                    let k2 = a(t - dt) * (1.0 + dt * k1);
+                    1.0 + 0.5 * dt * (k1 + k2)
+                }
+                _ => {
+                    let k1 = a(t);
+                    let k2 = a(t - 0.5 * dt) * (1.0 + 0.5 * dt * k1);
+                    let k3 = a(t - 0.5 * dt) * (1.0 + 0.5 * dt * k2);
+                    let k4 = a(t - dt) * (1.0 + dt * k3);
+                    1.0 + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+                }
+            };
+            m.abs().ln()
+        })
+        .sum()
+}
+
+#[test]
+fn linear_gaussian_fields_have_the_closed_form_growth_for_every_sampler() {
+    let d = 5;
+    let cases = [
+        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::Em),
+        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeEuler),
+        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeHeun),
+        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeRk4),
+        (GAUSSIAN_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::Em),
+        (GAUSSIAN_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::OdeRk4),
+    ];
+    for (code, schedule, kind) in cases {
+        let field = ScoreField::User(UserField::from_source(gpu(), "gaussian.wgsl", code, d, schedule).unwrap());
+        let x0: Vec<f32> = (0..3 * d).map(|e| (e as f32 * 0.37).sin() * 5.0).collect();
+        let mut settings = LyapunovSettings::new(d);
+        settings.tangents = InitialTangents::Axes;
+        settings.qr_every = 7;
+        let (steps, eps) = (200, 1e-3);
+        let dynamics = Dynamics::Sampler { kind, steps, eps, seed: 4 };
+        let run = lyapunov(&field, &x0, dynamics, settings, JobOptions::default()).unwrap();
+        for b in 0..3 {
+            for i in 0..d {
+                let want = closed_form_growth(schedule, kind, steps, eps, i);
+                let got = run.log_growth[b * d + i];
+                let err = ((got - want) / want).abs();
+                assert!(
+                    err < 1e-5,
+                    "{} {}: coordinate {i}: {got} vs {want} (rel {err:e})",
+                    schedule.name(),
+                    kind.name()
+                );
+            }
+        }
+    }
+}
