@@ -63,6 +63,14 @@ pub fn line_chart(
         if y1 <= y0 {
             y1 = y0 + y0.abs().max(1.0) * 0.1;
         }
+        // Whole numbers for ranks and step counts, decimals for short ranges (cosines, times).
+        let decimals = if x1 - x0 >= 20.0 {
+            0
+        } else if x1 - x0 >= 2.0 {
+            1
+        } else {
+            2
+        };
         let mut chart = ChartBuilder::on(&root);
         chart.caption(title, ("sans-serif", 24)).margin(16).x_label_area_size(48).y_label_area_size(80);
         macro_rules! draw {
@@ -70,7 +78,7 @@ pub fn line_chart(
                 let mut chart = $chart.map_err(|e| plot_error(path, e))?;
                 chart
                     .configure_mesh()
-                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .x_label_formatter(&|x| format!("{x:.decimals$}"))
                     .x_desc(x_label)
                     .y_desc(y_label)
                     .label_style(("sans-serif", 14))
@@ -116,4 +124,21 @@ pub fn line_chart(
         root.present().map_err(|e| plot_error(path, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A histogram of `values` over [lo, hi] in `bins` bins, as the points of a step curve (for [`line_chart`]).
+pub fn histogram_points(values: &[f64], bins: usize, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    let bins = bins.max(1);
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for &v in values.iter().filter(|v| v.is_finite()) {
+        let i = (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+        counts[i] += 1;
+    }
+    let mut points = Vec::with_capacity(2 * bins);
+    for (i, &c) in counts.iter().enumerate() {
+        points.push((lo + i as f64 * width, c as f64));
+        points.push((lo + (i + 1) as f64 * width, c as f64));
+    }
+    points
 }

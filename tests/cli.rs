@@ -557,3 +557,115 @@ fn shards_merge_into_the_unsharded_result() {
         &["--shard", "I/N"],
     );
 }
+
+#[test]
+fn sample_and_lyapunov_from_the_cli() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let out = scratch.path("samples");
+    let (code, _, stderr) = scorelens(&[
+        "sample",
+        s(&model),
+        "--n",
+        "6",
+        "--steps",
+        "30",
+        "--sampler",
+        "em",
+        "--seed",
+        "3",
+        "--record-sigmas",
+        "5,0.5",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let samples = npy::read_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(samples.shape, vec![6, 16]);
+    let recorded = npy::read_f32(&out.join("recorded.npy")).unwrap();
+    assert_eq!(recorded.shape, vec![2, 6, 16]);
+    let times = npy::read_f64(&out.join("recorded_t.npy")).unwrap();
+    let schedule = NoiseSchedule::VeSong { sigma: 25.0 };
+    assert!(schedule.std(times.data[0]) <= 5.0 && schedule.std(times.data[1]) <= 0.5, "{:?}", times.data);
+    // The same seed gives the same samples.
+    let again = scratch.path("again");
+    let args = ["sample", s(&model), "--n", "6", "--steps", "30", "--seed", "3", "--record-sigmas", "5,0.5", "-o"];
+    assert_eq!(scorelens(&[&args[..], &[s(&again)]].concat()).0, 0);
+    assert_eq!(npy::read_f32(&again.join("samples.npy")).unwrap().data, samples.data);
+
+    let lyap = scratch.path("lyapunov");
+    let x_init = out.join("samples.npy");
+    let (code, _, stderr) = scorelens(&[
+        "lyapunov",
+        s(&model),
+        "--x-init",
+        s(&x_init),
+        "--steps",
+        "20",
+        "--sampler",
+        "ode-heun",
+        "--k",
+        "3",
+        "--clv",
+        "--plot",
+        "-o",
+        s(&lyap),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in [
+        "log_growth.npy",
+        "exponents.npy",
+        "vectors.npy",
+        "clv.npy",
+        "alignment.npy",
+        "history.npy",
+        "summary.json",
+        "exponents.png",
+        "alignment.png",
+    ] {
+        assert!(lyap.join(name).exists(), "{name} missing");
+    }
+    assert_eq!(npy::read_f64(&lyap.join("exponents.npy")).unwrap().shape, vec![6, 3]);
+    assert_eq!(npy::read_f32(&lyap.join("clv.npy")).unwrap().shape, vec![6, 3, 16]);
+
+    // Flow mode with the example Lorenz field.
+    let lorenz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/fields/lorenz63.wgsl");
+    let x0 = scratch.npy("x0.npy", &[2, 3], &[1.0, 2.0, 20.0, -3.0, 1.0, 25.0]);
+    let flow = scratch.path("flow");
+    let (code, _, stderr) = scorelens(&[
+        "lyapunov",
+        "--field",
+        s(&lorenz),
+        "--dim",
+        "3",
+        "--flow",
+        "--x0",
+        s(&x0),
+        "--dt",
+        "0.01",
+        "--steps",
+        "500",
+        "--transient",
+        "100",
+        "-o",
+        s(&flow),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let log_growth = npy::read_f64(&flow.join("log_growth.npy")).unwrap();
+    assert_eq!(log_growth.shape, vec![2, 3]);
+
+    // Bad input: exit 2, one line naming the fault.
+    expect_user_error(&["sample", s(&model), "--sampler", "euler", "-o", s(&out)], &["--sampler", "euler"]);
+    expect_user_error(&["sample", s(&model), "--record-sigmas", "0.0001", "-o", s(&out)], &["--record-sigmas"]);
+    expect_user_error(&["sample", s(&model), "--steps", "1", "-o", s(&out)], &["--steps"]);
+    expect_user_error(&["lyapunov", s(&model), "--steps", "5", "-o", s(&lyap)], &["--x-init"]);
+    expect_user_error(&["lyapunov", s(&model), "--x-init", s(&x_init), "--k", "17", "-o", s(&lyap)], &["--k 17"]);
+    expect_user_error(&["lyapunov", s(&model), "--x-init", s(&x_init), "--sampler", "pc", "-o", s(&lyap)], &["pc"]);
+    expect_user_error(&["lyapunov", s(&model), "--x-init", s(&x0), "-o", s(&lyap)], &["x0.npy"]);
+    let broken = scratch.write("broken.wgsl", b"fn field(x: State, t: f32) -> State {\n  return x +;\n}\n");
+    expect_user_error(
+        &["score", "--field", s(&broken), "--dim", "3", "--x", s(&x0), "--t", "0.5", "-o", s(&scratch.path("o.npy"))],
+        &["broken.wgsl", "line 2"],
+    );
+    expect_user_error(&["lyapunov", "--field", s(&lorenz), "--dim", "3", "--flow", "-o", s(&flow)], &["--x0"]);
+}

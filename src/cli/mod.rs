@@ -6,6 +6,7 @@ mod derivatives;
 mod descriptors;
 mod info;
 mod inputs;
+mod lyapunov;
 mod merge;
 mod progress;
 mod sample;
@@ -48,6 +49,8 @@ pub enum Command {
     Descriptors(descriptors::DescriptorArgs),
     /// Draw samples with a reverse-SDE or probability-flow ODE sampler, optionally recording noise levels.
     Sample(sample::SampleArgs),
+    /// Lyapunov exponents, vectors and covariant vectors of a sampler or of a flow, with their alignment.
+    Lyapunov(lyapunov::LyapunovArgs),
     /// Join shard outputs (--shard i/n runs) in shard order: .npy files along their first axis, or folders of them.
     Merge(merge::MergeArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Descriptors(args) => descriptors::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Sample(args) => sample::run(&args),
+        Command::Lyapunov(args) => lyapunov::run(&args),
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),
