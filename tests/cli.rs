@@ -593,6 +593,23 @@ fn sample_and_lyapunov_from_the_cli() {
     assert_eq!(scorelens(&[&args[..], &[s(&again)]].concat()).0, 0);
     assert_eq!(npy::read_f32(&again.join("samples.npy")).unwrap().data, samples.data);
 
+    // The first paper's experiment: spectra at every recorded level.
+    let spectra = scratch.path("spectra");
+    let (code, _, stderr) =
+        scorelens(&["spectrum", s(&model), "--from-samples", s(&out), "--k", "4", "-o", s(&spectra)]);
+    assert_eq!(code, 0, "{stderr}");
+    for sigma in ["sigma_5", "sigma_0.5"] {
+        let values = npy::read_f64(&spectra.join(sigma).join("singular_values.npy")).unwrap();
+        assert_eq!(values.shape, vec![6, 4], "{sigma}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spectra.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["levels"].as_array().unwrap().len(), 2);
+    expect_user_error(
+        &["spectrum", s(&model), "--from-samples", s(&scratch.path("nowhere")), "-o", s(&spectra)],
+        &["nowhere"],
+    );
+
     let lyap = scratch.path("lyapunov");
     let x_init = out.join("samples.npy");
     let (code, _, stderr) = scorelens(&[

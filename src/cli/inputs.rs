@@ -136,11 +136,29 @@ pub struct Job {
 
 impl ModelInputs {
     pub fn load(&self) -> Result<Job> {
-        let memory_budget = self.compute.memory_budget()?;
-        let loaded = self.source.load()?;
-        let mut x = read_points(&self.x, &loaded.field)?;
-        let mut t = read_times(&self.t, x.rows)?;
-        if let Some(spec) = &self.shard {
+        Job::load(&self.source, &self.x, &self.t, self.shard.as_deref(), &self.compute)
+    }
+}
+
+impl Job {
+    /// The field, its points X (a .npy) and times T (a number or a .npy), and the shard of rows to keep.
+    pub fn load(source: &FieldArgs, x: &Path, t: &str, shard: Option<&str>, compute: &ComputeArgs) -> Result<Job> {
+        let memory_budget = compute.memory_budget()?;
+        let loaded = source.load()?;
+        let x = read_points(x, &loaded.field)?;
+        let t = read_times(t, x.rows)?;
+        Job::from_parts(loaded, x, t, shard, memory_budget)
+    }
+
+    /// A job on points already read (e.g. a sampler's recorded iterates).
+    pub fn from_parts(
+        loaded: LoadedField,
+        mut x: Points,
+        mut t: Vec<f32>,
+        shard: Option<&str>,
+        memory_budget: u64,
+    ) -> Result<Job> {
+        if let Some(spec) = shard {
             let range = shard_rows(spec, x.rows)?;
             let per_row = x.data.len() / x.rows.max(1);
             x.data = x.data[range.start * per_row..range.end * per_row].to_vec();
@@ -152,9 +170,7 @@ impl ModelInputs {
         }
         Ok(Job { field: loaded.field, source: loaded.source, x, t, memory_budget })
     }
-}
 
-impl Job {
     pub fn field_adapter(&self) -> String {
         GpuContext::shared().map(|c| c.adapter_description()).unwrap_or_default()
     }
@@ -199,9 +215,16 @@ pub struct Points {
 
 pub fn read_points(path: &Path, field: &ScoreField) -> Result<Points> {
     let x = npy::read_f32(path)?;
+    let points = Points { rows: x.shape.first().copied().unwrap_or(0), shape: x.shape, data: x.data };
+    check_points(&points, field, &format!("{} (X)", path.display()))?;
+    Ok(points)
+}
+
+/// Checks that points fit the field: [B, ...row_shape] or [B, D], finite.
+pub fn check_points(x: &Points, field: &ScoreField, what: &str) -> Result<()> {
     let row_shape = field.row_shape();
     let dim = field.dim();
-    let what = format!("{} (X)", path.display());
+    let what = what.to_string();
     if x.shape.len() < 2 {
         return Err(Error::bad_input(
             what,
@@ -220,15 +243,10 @@ pub fn read_points(path: &Path, field: &ScoreField) -> Result<Points> {
             ),
         ));
     }
-    let rows = x.shape[0];
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            what: format!("{} (X)", path.display()),
-            row: i / dim,
-            value: x.data[i] as f64,
-        });
+        return Err(Error::NotFinite { what, row: i / dim, value: x.data[i] as f64 });
     }
-    Ok(Points { shape: x.shape, data: x.data, rows })
+    Ok(())
 }
 
 fn shape_text(shape: &[usize]) -> String {

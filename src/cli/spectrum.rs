@@ -1,4 +1,5 @@
-//! `scorelens spectrum MODEL --x X.npy --t T [--k K] [--vectors] [--method dense] -o DIR`.
+//! `scorelens spectrum MODEL --x X.npy --t T [--k K] [--vectors] [--method dense] -o DIR`, and
+//! `scorelens spectrum MODEL --from-samples DIR ... -o OUT`: the spectrum at every noise level a sampler recorded.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,8 +11,9 @@ use scorelens::io::{npy, write_atomically};
 use scorelens::report::{self, Series};
 use scorelens::{Error, Result};
 
-use super::inputs::ModelInputs;
+use super::inputs::{FieldArgs, Job, LoadedField, Points};
 use super::progress::Bar;
+use super::ComputeArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum SpectrumMethod {
@@ -23,7 +25,22 @@ pub enum SpectrumMethod {
 #[derive(Args)]
 pub struct SpectrumArgs {
     #[command(flatten)]
-    pub inputs: ModelInputs,
+    pub source: FieldArgs,
+    /// Points X, a .npy of shape [B, ...] (one row per point, as the model expects).
+    #[arg(long = "x", value_name = "X.npy", required_unless_present = "from_samples")]
+    pub x: Option<PathBuf>,
+    /// Diffusion time in (0, 1]: one number for all rows, or a .npy of shape [B].
+    #[arg(long = "t", value_name = "T", allow_negative_numbers = true, required_unless_present = "from_samples")]
+    pub t: Option<String>,
+    /// A `scorelens sample --record-sigmas` output folder: the spectrum of its recorded iterates at every level,
+    /// each at its own grid time, one subfolder per σ (sigma_<σ>/) and a summary across levels.
+    #[arg(long = "from-samples", value_name = "DIR", conflicts_with_all = ["x", "t"])]
+    pub from_samples: Option<PathBuf>,
+    /// Take only shard i of n (0 ≤ i < n): its contiguous block of rows; `scorelens merge` joins the outputs.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Singular triplets kept per point (default: all D).
     #[arg(long)]
     pub k: Option<usize>,
@@ -64,15 +81,85 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     if !(args.threshold_c > 0.0 && args.threshold_c.is_finite()) {
         return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
     }
-    let job = args.inputs.load()?;
+    match (&args.from_samples, &args.x, &args.t) {
+        (Some(dir), _, _) => from_samples(args, dir),
+        (None, Some(x), Some(t)) => {
+            let job = Job::load(&args.source, x, t, args.shard.as_deref(), &args.compute)?;
+            spectrum_of(args, &job, &args.output).map(|_| ())
+        }
+        _ => Err(Error::InvalidArgument("give --x X.npy --t T, or --from-samples DIR".into())),
+    }
+}
+
+/// The first paper's experiment: spectra of the sampler's iterates at each recorded noise level.
+fn from_samples(args: &SpectrumArgs, samples: &std::path::Path) -> Result<()> {
+    let recorded = npy::read_f32(&samples.join("recorded.npy"))?;
+    let times = npy::read_f64(&samples.join("recorded_t.npy"))?;
+    let what = samples.join("recorded.npy").display().to_string();
+    if recorded.shape.len() < 3 || times.data.len() != recorded.shape[0] {
+        return Err(Error::bad_input(
+            what,
+            format!(
+                "shape {:?} with {} times in recorded_t.npy; expected [R, N, ...] and R times (scorelens sample --record-sigmas)",
+                recorded.shape,
+                times.data.len()
+            ),
+        ));
+    }
+    let sigmas: Vec<f64> = std::fs::read_to_string(samples.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| serde_json::from_value(v["record_sigmas"].clone()).ok())
+        .unwrap_or_default();
+    let levels = recorded.shape[0];
+    let per_level = recorded.data.len() / levels;
+    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    let mut rows = Vec::new();
+    let mut field = args.source.load()?;
+    for level in 0..levels {
+        let t = times.data[level];
+        let std = field.field.schedule().std(t);
+        let sigma = sigmas.get(level).copied().unwrap_or(std);
+        let points = Points {
+            shape: recorded.shape[1..].to_vec(),
+            data: recorded.data[level * per_level..(level + 1) * per_level].to_vec(),
+            rows: recorded.shape[1],
+        };
+        super::inputs::check_points(&points, &field.field, &what)?;
+        let job = Job::from_parts(field, points, vec![t as f32], args.shard.as_deref(), args.compute.memory_budget()?)?;
+        let dir = args.output.join(format!("sigma_{sigma}"));
+        let spectra = spectrum_of(args, &job, &dir)?;
+        field = LoadedField { field: job.field, source: job.source };
+        let dims: Vec<f64> = spectra.iter().map(|s| s.local_dimension_threshold as f64).collect();
+        let gaps: Vec<f64> = spectra.iter().map(|s| s.local_dimension_gap as f64).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        rows.push(serde_json::json!({
+            "sigma": sigma,
+            "t": t,
+            "std": std,
+            "folder": format!("sigma_{sigma}"),
+            "points": spectra.len(),
+            "mean_local_dimension_threshold": mean(&dims),
+            "mean_local_dimension_gap": mean(&gaps),
+            "mean_nonconservativeness": mean(&spectra.iter().map(|s| s.nonconservativeness).collect::<Vec<_>>()),
+            "mean_alignment": mean(&spectra.iter().map(|s| mean(&s.alignment)).collect::<Vec<_>>()),
+        }));
+    }
+    let summary = serde_json::json!({ "command": "spectrum --from-samples", "samples": samples.display().to_string(), "levels": rows });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
+    write_atomically(&args.output.join("summary.json"), text.as_bytes())
+}
+
+/// The spectrum of every row of the job, written to `dir`; returns the spectra.
+fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<Vec<PointSpectrum>> {
     let d = job.field.dim();
     let k = args.k.unwrap_or(d);
     if k == 0 || k > d {
         return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
     }
-    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Finished rows are appended here as they come, so an interrupted run keeps them.
-    let progress_path = args.output.join("rows.jsonl");
+    let progress_path = dir.join("rows.jsonl");
     let mut progress = std::fs::File::create(&progress_path).map_err(|e| Error::io(&progress_path, e))?;
 
     let settings = SpectrumSettings { k, threshold_c: args.threshold_c, vectors: args.vectors };
@@ -117,7 +204,6 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
 
-    let dir = &args.output;
     let per_row = |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> {
         spectra.iter().flat_map(|s| f(s).iter().copied()).collect()
     };
@@ -174,7 +260,7 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     if args.plot {
         plot(dir, &spectra, &std_of_row)?;
     }
-    Ok(())
+    Ok(spectra)
 }
 
 /// The figures of the first paper: 1/sᵢ against rank with each row's noise level std(t)² (dashed, same colour;
