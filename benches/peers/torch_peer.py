@@ -179,6 +179,31 @@ def main():
                 a = torch.randn(m, k, device=device)
                 w = torch.randn(n, k, device=device)
                 results.append((name, median_seconds(lambda: a @ w.T, sync, budget)))
+            elif name.startswith("lyapunov step"):
+                # The same step: score, J·Q by vmap over torch.func.jvp, the ODE-Euler update, torch.linalg.qr.
+                parts = name.split()
+                trajectories, k = int(parts[3][1:]), int(parts[4][1:])
+                if parts[2] == "mlp":
+                    x = torch.randn(trajectories, 64, device=device)
+                    score = lambda y: vmap(mlp_score)(y)
+                else:
+                    net = unet(args.model, device)
+                    x = torch.rand(trajectories, 1, 28, 28, device=device)
+                    t = torch.full((trajectories,), 0.5, device=device)
+                    score = lambda y: net(y, t)
+                q = torch.linalg.qr(torch.randn(trajectories, x[0].numel(), k, device=device))[0]
+                dt = 0.01
+
+                def lyapunov_step():
+                    s = score(x)
+                    tangents = q.transpose(1, 2).reshape(trajectories, k, *x.shape[1:])
+                    jq = vmap(lambda v: jvp(score, (x,), (v,))[1], in_dims=1, out_dims=1)(tangents)
+                    new_q = tangents + dt * jq
+                    x_next = x + dt * s
+                    qr = torch.linalg.qr(new_q.reshape(trajectories, k, -1).transpose(1, 2))
+                    return x_next, qr[0], torch.log(torch.abs(torch.diagonal(qr[1], dim1=1, dim2=2)))
+
+                results.append((name, median_seconds(lyapunov_step, sync, budget)))
             elif name.startswith("mlp jacobian"):
                 points = int(name.split("b")[-1])
                 x = torch.randn(points, 64, device=device)

@@ -164,6 +164,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
 
+    // One Lyapunov step (ODE-Euler sampler): score, J·Q for K tangents, the update and the QR; FLOPs counted as
+    // (K + 2) forwards per trajectory (score, linearisation, one forward-mode pass per tangent).
+    let lyapunov_sizes: &[(usize, usize)] = if args.quick { &[(16, 32)] } else { &[(16, 32), (128, 32)] };
+    for &(trajectories, k) in lyapunov_sizes {
+        let name = format!("lyapunov step mlp b{trajectories} k{k}");
+        if wanted(&name) {
+            let x: Vec<f32> = (0..trajectories * 64).map(|i| ((i % 83) as f32 - 41.0) / 41.0).collect();
+            let steps = 3;
+            let (seconds, repeats) = time_it(time_budget, || lyapunov_steps(&mlp_field, &x, k, steps, options))?;
+            let flop = (k + 2) as f64 * mlp_flops * trajectories as f64;
+            record(name, seconds / steps as f64, repeats, flop, trajectories as f64, "trajectory-steps");
+        }
+    }
+
     let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;
@@ -202,6 +216,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         record(name, seconds, repeats, 6.0 * unet_flops * images as f64, images as f64, "products");
     }
 
+    if !args.quick {
+        let (trajectories, k) = (2, 8);
+        let name = format!("lyapunov step unet b{trajectories} k{k}");
+        if wanted(&name) {
+            let x: Vec<f32> = (0..trajectories * 784).map(|i| ((i % 251) as f32) / 251.0).collect();
+            let steps = 2;
+            let (seconds, repeats) = time_it(time_budget, || lyapunov_steps(&unet_field, &x, k, steps, options))?;
+            let flop = (k + 2) as f64 * unet_flops * trajectories as f64;
+            record(name, seconds / steps as f64, repeats, flop, trajectories as f64, "trajectory-steps");
+        }
+    }
+
     if args.json {
         let info = &ctx.caps.info;
         let report = Report {
@@ -216,4 +242,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{text}");
     }
     Ok(())
+}
+
+/// `steps` ODE-Euler sampler steps of the Lyapunov analysis from `x` with K tangents.
+fn lyapunov_steps(field: &ScoreField, x: &[f32], k: usize, steps: usize, options: JobOptions) -> Result<()> {
+    use scorelens::analysis::lyapunov::{lyapunov, Dynamics, LyapunovSettings};
+    use scorelens::sampler::SamplerKind;
+    let dynamics = Dynamics::Sampler { kind: SamplerKind::OdeEuler, steps, eps: 0.3, seed: 0 };
+    lyapunov(field, x, dynamics, LyapunovSettings::new(k), options).map(|_| ())
 }
