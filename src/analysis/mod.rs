@@ -2,6 +2,7 @@
 
 pub mod descriptors;
 pub mod lowrank;
+pub mod ridge;
 pub mod spectrum;
 
 use std::ops::Range;

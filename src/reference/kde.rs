@@ -68,3 +68,37 @@ pub fn kde_hessian_vector(points: &[KdePoint], v: &[f32], per_point: usize, dim:
     }
     out
 }
+
+/// SCMS in f64 from one starting point (the loop of `analysis::ridge::scms`, one point, reference Hessians):
+/// returns the final point, whether ‖E Eᵀ ∇log p‖ / ‖∇log p‖ fell below `tolerance`, and the steps taken.
+pub fn scms_point(
+    data: &[f32],
+    dim: usize,
+    alpha: f64,
+    sigma: f64,
+    x0: &[f64],
+    ridge_dim: usize,
+    tolerance: f64,
+    max_iterations: usize,
+) -> (Vec<f64>, bool, usize) {
+    let mut x = x0.to_vec();
+    for step in 0..=max_iterations {
+        let p = kde_point(data, dim, alpha, sigma, &x);
+        let Ok(eigen) = crate::analysis::ridge::symmetric_eigen(&p.hessian, dim) else {
+            return (x, false, step);
+        };
+        let normal = eigen.project_normal(&p.score, ridge_dim);
+        let g = p.score.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let n = normal.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if g == 0.0 || n / g < tolerance {
+            return (x, true, step);
+        }
+        if step == max_iterations {
+            break;
+        }
+        for k in 0..dim {
+            x[k] += sigma * sigma * normal[k];
+        }
+    }
+    (x, false, max_iterations)
+}
