@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
-fn register_font() {
+/// Makes the embedded DejaVu Sans the "sans-serif" family (once per process).
+pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);

@@ -4,6 +4,7 @@ pub mod descriptors;
 pub mod lowrank;
 pub mod lyapunov;
 pub mod qr;
+pub mod ridge;
 pub mod spectrum;
 
 use std::ops::Range;

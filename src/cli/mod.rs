@@ -6,9 +6,11 @@ mod derivatives;
 mod descriptors;
 mod info;
 mod inputs;
+mod kde;
 mod lyapunov;
 mod merge;
 mod progress;
+mod ridge;
 mod sample;
 mod score;
 mod spectrum;
@@ -51,6 +53,10 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Lyapunov exponents, vectors and covariant vectors of a sampler or of a flow, with their alignment.
     Lyapunov(lyapunov::LyapunovArgs),
+    /// log p, score (and Hessian) of the Gaussian-smoothed data distribution at every row of X.
+    Kde(kde::KdeArgs),
+    /// Density ridges of the smoothed data distribution by subspace-constrained mean shift from every row of X0.
+    Ridge(ridge::RidgeArgs),
     /// Join shard outputs (--shard i/n runs) in shard order: .npy files along their first axis, or folders of them.
     Merge(merge::MergeArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
@@ -88,5 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Vjp(args) => derivatives::run_vjp(&args),
         Command::Jacobian(args) => derivatives::run_jacobian(&args),
         Command::Divergence(args) => derivatives::run_divergence(&args),
+        Command::Kde(args) => kde::run(&args),
+        Command::Ridge(args) => ridge::run(&args),
     }
 }

@@ -1,12 +1,14 @@
 //! Score fields on the GPU: a model's weights resident on the device, evaluated over batches of points.
 
 pub(crate) mod chunked;
+pub mod kde;
 pub mod mlp;
 pub mod unet;
 pub mod user;
 
 use std::sync::Arc;
 
+pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
 pub use mlp::MlpField;
 pub use unet::UnetField;
 pub use user::UserField;

@@ -15,6 +15,7 @@ const MATMUL_COMMON: &str = include_str!("../../shaders/shared/matmul_common.wgs
 const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
+const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
 /// (plain concatenation, no preprocessor), and its own WGSL.
@@ -32,6 +33,14 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         &[ACTIVATIONS, WORKGROUP_SUM],
         include_str!("../../shaders/groupnorm_adjoint_stats.wgsl"),
     ),
+    ("kde_distances", &[KDE_PARAMS], include_str!("../../shaders/kde_distances.wgsl")),
+    ("kde_softmax_update", &[KDE_PARAMS], include_str!("../../shaders/kde_softmax_update.wgsl")),
+    ("kde_mean_update", &[KDE_PARAMS], include_str!("../../shaders/kde_mean_update.wgsl")),
+    ("kde_covariance", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_covariance.wgsl")),
+    ("kde_hvp_project", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_hvp_project.wgsl")),
+    ("kde_hvp_accumulate", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_hvp_accumulate.wgsl")),
+    ("kde_small_moments", &[KDE_PARAMS], include_str!("../../shaders/kde_small_moments.wgsl")),
+    ("kde_small_covariance", &[KDE_PARAMS], include_str!("../../shaders/kde_small_covariance.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

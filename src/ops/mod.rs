@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod groupnorm;
+pub mod kde;
 pub mod matmul;
 pub mod mlp_input;
 

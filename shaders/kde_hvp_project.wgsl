@@ -1,0 +1,79 @@
+// kde_hvp_project.wgsl — the first half of a Hessian-vector product of log p without forming the Hessian: each
+// direction's inner product with every data point of the tile, centred on the query point's weighted mean.
+//
+// For b < rows, p < per_point, i < tile_rows, with m_b = x_b + acc_b / S (state[b] = (M, S, ·, ·), final):
+//     proj[(b·per_point + p)·ld + i] = Σₖ v[(b·per_point + p)·dim + k] · (α·dataᵢₖ − m_bk)
+// kde_hvp_accumulate.wgsl then forms Σᵢ wᵢ projᵢ (α·dataᵢ − m_b), and H·v = −v/σ² + that/σ⁴.
+//
+// Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]), 2 state (read, vec4
+//                     [rows]), 3 acc (read, [rows, dim]), 4 v (read, [rows, per_point, dim]),
+//                     5 proj (read_write, [rows, per_point, ld]), 6 params (uniform, shared/kde_params.wgsl).
+// Layout: row-major. Per query point (workgroup z), a 16×16-thread workgroup computes a 64×64 block (64
+// directions × 64 data points, shared/register_tile.wgsl), stepping over dim 16 at a time.
+// Dispatch (⌈tile_rows/64⌉, ⌈per_point/64⌉, rows).
+
+@group(0) @binding(0) var<storage, read> data: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> state: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> acc: array<f32>;
+@group(0) @binding(4) var<storage, read> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> proj: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+const THREADS: u32 = 256u;
+var<workgroup> mean_k: array<f32, 16>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let b = group.z;
+    if (b >= params.rows) { return; }
+    let p0 = group.y * TILE_M;
+    let i0 = group.x * TILE_N;
+    let row0 = local.y * 4u;
+    let col0 = local.x * 4u;
+    let inv_s = 1.0 / state[b].y;
+    let vbase = b * params.per_point * params.dim;
+
+    var out: array<vec4<f32>, 4>;
+    for (var j = 0u; j < 4u; j++) { out[j] = vec4<f32>(0.0); }
+
+    for (var k0 = 0u; k0 < params.dim; k0 += TILE_K) {
+        if (lid < TILE_K && k0 + lid < params.dim) {
+            let k = b * params.dim + k0 + lid;
+            mean_k[lid] = x[k] + acc[k] * inv_s;
+        }
+        workgroupBarrier();
+        for (var r = 0u; r < 4u; r++) {
+            // Consecutive threads walk k, the contiguous axis of v and data.
+            let e = lid + r * THREADS;
+            let kk = e & 15u;
+            let mm = e >> 4u;
+            let k = k0 + kk;
+            var a = 0.0;
+            if (p0 + mm < params.per_point && k < params.dim) { a = v[vbase + (p0 + mm) * params.dim + k]; }
+            tile_a[kk * TILE_M + mm] = a;
+            var bv = 0.0;
+            if (i0 + mm < params.tile_rows && k < params.dim) {
+                bv = params.alpha * data[(i0 + mm) * params.dim + k] - mean_k[kk];
+            }
+            tile_b[kk * TILE_N + mm] = bv;
+        }
+        workgroupBarrier();
+        multiply_tiles(row0, col0, &out);
+        workgroupBarrier();
+    }
+
+    for (var j = 0u; j < 4u; j++) {
+        let p = p0 + row0 + j;
+        if (p >= params.per_point) { continue; }
+        for (var c = 0u; c < 4u; c++) {
+            let i = i0 + col0 + c;
+            if (i >= params.tile_rows) { continue; }
+            proj[(b * params.per_point + p) * params.ld + i] = out[j][c];
+        }
+    }
+}

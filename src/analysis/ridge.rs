@@ -1,0 +1,245 @@
+//! Density ridges of the smoothed data distribution by subspace-constrained mean shift (SCMS; Ozertem &
+//! Erdogmus, JMLR 2011), and the split of a model's score error into the parts normal and tangent to them.
+//!
+//! With H = ∇²log p(x) = V diag(λ₁ ≥ … ≥ λ_D) Vᵀ and E = [v_{d+1} … v_D] (the D − d smallest eigenvalues, the
+//! directions across a d-dimensional ridge), one SCMS step is x ← x + E Eᵀ (m(x) − x), m the softmax-weighted
+//! mean of the data (m − x = σ² ∇log p). A point is on the ridge when ‖E Eᵀ ∇log p‖ / ‖∇log p‖ is small; a true
+//! ridge also has λ_{d+1} < 0 (here: ≤ −β). Hessians come from the GPU ([`KdeField`]); the symmetric
+//! eigenproblems are solved in f64 on the host with faer, points spread over the CPU's threads. That is meant
+//! for D up to a few hundred; a matrix-free Lanczos on the GPU Hessian-vector products is not implemented.
+
+use faer::{Mat, Side};
+
+use crate::error::{Error, Result};
+use crate::field::KdeField;
+use crate::scheduler::JobOptions;
+
+/// Settings of a ridge search.
+#[derive(Debug, Clone, Copy)]
+pub struct ScmsSettings {
+    /// d, the ridge dimension (0 < d < D; d = 0 would be mode finding).
+    pub ridge_dim: usize,
+    /// Stop a point when ‖E Eᵀ ∇log p‖ / ‖∇log p‖ falls below this.
+    pub tolerance: f64,
+    pub max_iterations: usize,
+    /// A converged point counts as a ridge point when λ_{d+1} ≤ −β.
+    pub beta: f64,
+}
+
+impl Default for ScmsSettings {
+    fn default() -> Self {
+        ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 500, beta: 0.0 }
+    }
+}
+
+/// Where every starting point ended.
+#[derive(Debug, Clone)]
+pub struct ScmsResult {
+    /// [B, D] final points.
+    pub points: Vec<f32>,
+    pub converged: Vec<bool>,
+    /// Steps taken per point.
+    pub iterations: Vec<usize>,
+    /// [B, D] eigenvalues of ∇²log p at the final points, descending.
+    pub eigenvalues: Vec<f64>,
+    /// λ_d − λ_{d+1} per point.
+    pub eigengap: Vec<f64>,
+    /// λ_{d+1} ≤ −β per point.
+    pub below_beta: Vec<bool>,
+    /// ‖E Eᵀ ∇log p‖ / ‖∇log p‖ at the final points.
+    pub normal_ratio: Vec<f64>,
+    /// Point evaluations on the GPU summed over iterations (converged points are not re-evaluated).
+    pub evaluations: usize,
+    /// Sweeps over the still-moving points.
+    pub sweeps: usize,
+}
+
+/// The eigen-decomposition of one symmetric D×D matrix: eigenvalues descending, eigenvectors as columns.
+pub struct SymmetricEigen {
+    pub values: Vec<f64>,
+    pub vectors: Mat<f64>,
+}
+
+/// Eigenvalues (descending) and eigenvectors of the symmetric matrix `h` ([D, D] row-major), symmetrised first.
+pub fn symmetric_eigen(h: &[f64], dim: usize) -> Result<SymmetricEigen> {
+    let m = Mat::<f64>::from_fn(dim, dim, |r, c| 0.5 * (h[r * dim + c] + h[c * dim + r]));
+    let eigen = m.self_adjoint_eigen(Side::Lower).map_err(|e| Error::Device(format!("eigensolver: {e:?}")))?;
+    let (u, s) = (eigen.U(), eigen.S().column_vector());
+    let mut order: Vec<usize> = (0..dim).collect();
+    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+    Ok(SymmetricEigen {
+        values: order.iter().map(|&i| s[i]).collect(),
+        vectors: Mat::from_fn(dim, dim, |r, c| u[(r, order[c])]),
+    })
+}
+
+impl SymmetricEigen {
+    /// E Eᵀ g with E the eigenvectors of the D − d smallest eigenvalues (the ridge's normal space).
+    pub fn project_normal(&self, g: &[f64], ridge_dim: usize) -> Vec<f64> {
+        let dim = g.len();
+        let mut out = vec![0.0; dim];
+        for c in ridge_dim..dim {
+            let coef: f64 = (0..dim).map(|r| self.vectors[(r, c)] * g[r]).sum();
+            for (r, o) in out.iter_mut().enumerate() {
+                *o += coef * self.vectors[(r, c)];
+            }
+        }
+        out
+    }
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|a| a * a).sum::<f64>().sqrt()
+}
+
+/// One point's ridge test: the normal projection of the gradient, its ratio to the gradient, and the spectrum.
+struct Local {
+    normal: Vec<f64>,
+    ratio: f64,
+    values: Vec<f64>,
+}
+
+fn local(score: &[f32], hessian: &[f32], ridge_dim: usize) -> Result<Local> {
+    let dim = score.len();
+    let h: Vec<f64> = hessian.iter().map(|&v| v as f64).collect();
+    let eigen = symmetric_eigen(&h, dim)?;
+    let g: Vec<f64> = score.iter().map(|&v| v as f64).collect();
+    let normal = eigen.project_normal(&g, ridge_dim);
+    let g_norm = norm(&g);
+    let ratio = if g_norm > 0.0 { norm(&normal) / g_norm } else { 0.0 };
+    Ok(Local { normal, ratio, values: eigen.values })
+}
+
+/// Runs `f` on every index in 0..count across the machine's threads, results in index order.
+fn parallel_map<T: Send>(count: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
+    if threads <= 1 {
+        return (0..count).map(&f).collect();
+    }
+    let per = count.div_ceil(threads);
+    let parts: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                scope.spawn(move || (t * per..((t + 1) * per).min(count)).map(f).collect::<Result<Vec<T>>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Device("a worker panicked".into()))))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(count);
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+fn check_ridge_dim(ridge_dim: usize, dim: usize) -> Result<()> {
+    if ridge_dim == 0 || ridge_dim >= dim {
+        return Err(Error::InvalidArgument(format!("ridge dimension d = {ridge_dim} must satisfy 0 < d < D = {dim}")));
+    }
+    Ok(())
+}
+
+/// SCMS from every row of `x0` ([B, D]) at once; converged points stop and are not evaluated again.
+pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOptions) -> Result<ScmsResult> {
+    let dim = kde.dim();
+    check_ridge_dim(settings.ridge_dim, dim)?;
+    if !(settings.tolerance > 0.0 && settings.tolerance.is_finite()) {
+        return Err(Error::InvalidArgument(format!("tolerance {} must be a positive number", settings.tolerance)));
+    }
+    if !settings.beta.is_finite() {
+        return Err(Error::InvalidArgument(format!("β = {} must be finite", settings.beta)));
+    }
+    if x0.len() % dim != 0 {
+        return Err(Error::bad_input("X", format!("{} values do not form rows of D = {dim}", x0.len())));
+    }
+    if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NotFinite { what: "X".into(), row: i / dim, value: x0[i] as f64 });
+    }
+    let rows = x0.len() / dim;
+    let d = settings.ridge_dim;
+    let variance = kde.scale().sigma.powi(2);
+    let mut result = ScmsResult {
+        points: x0.to_vec(),
+        converged: vec![false; rows],
+        iterations: vec![0; rows],
+        eigenvalues: vec![0.0; rows * dim],
+        eigengap: vec![0.0; rows],
+        below_beta: vec![false; rows],
+        normal_ratio: vec![0.0; rows],
+        evaluations: 0,
+        sweeps: 0,
+    };
+    let mut active: Vec<usize> = (0..rows).collect();
+    for sweep in 0..=settings.max_iterations {
+        if active.is_empty() {
+            break;
+        }
+        let x: Vec<f32> = active.iter().flat_map(|&b| result.points[b * dim..(b + 1) * dim].iter().copied()).collect();
+        let out = kde.evaluate(&x, true, options)?;
+        let hessian = out.hessian.as_ref().ok_or_else(|| Error::Device("no Hessian returned".into()))?;
+        result.evaluations += active.len();
+        result.sweeps += 1;
+        let locals = parallel_map(active.len(), |j| {
+            local(&out.score[j * dim..(j + 1) * dim], &hessian[j * dim * dim..(j + 1) * dim * dim], d)
+        })?;
+        let mut still = Vec::with_capacity(active.len());
+        for (&b, l) in active.iter().zip(locals) {
+            let done = l.ratio < settings.tolerance;
+            if done || sweep == settings.max_iterations {
+                result.converged[b] = done;
+                result.eigengap[b] = l.values[d - 1] - l.values[d];
+                result.below_beta[b] = l.values[d] <= -settings.beta;
+                result.normal_ratio[b] = l.ratio;
+                result.eigenvalues[b * dim..(b + 1) * dim].copy_from_slice(&l.values);
+            } else {
+                // m − x = σ² ∇log p, so the step E Eᵀ (m − x) is σ² times the projected score.
+                for (k, n) in l.normal.iter().enumerate() {
+                    result.points[b * dim + k] = (result.points[b * dim + k] as f64 + variance * n) as f32;
+                }
+                result.iterations[b] += 1;
+                still.push(b);
+            }
+        }
+        active = still;
+    }
+    Ok(result)
+}
+
+/// The model's score error e = s_θ − ∇log p at every row of `x`, split into its part normal to the d-dimensional
+/// ridges of p (E Eᵀ e, E as in SCMS at x) and the rest, tangent (I − E Eᵀ) e. Returns (normal, tangent), [B, D].
+pub fn error_split(
+    kde: &KdeField,
+    x: &[f32],
+    model_scores: &[f32],
+    ridge_dim: usize,
+    options: JobOptions,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let dim = kde.dim();
+    check_ridge_dim(ridge_dim, dim)?;
+    if model_scores.len() != x.len() {
+        return Err(Error::bad_input(
+            "model scores",
+            format!("{} values for {} points of D = {dim} (expected X's shape)", model_scores.len(), x.len() / dim),
+        ));
+    }
+    if let Some(i) = model_scores.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NotFinite { what: "model scores".into(), row: i / dim, value: model_scores[i] as f64 });
+    }
+    let out = kde.evaluate(x, true, options)?;
+    let hessian = out.hessian.as_ref().ok_or_else(|| Error::Device("no Hessian returned".into()))?;
+    let rows = x.len() / dim;
+    let parts = parallel_map(rows, |b| {
+        let h: Vec<f64> = hessian[b * dim * dim..(b + 1) * dim * dim].iter().map(|&v| v as f64).collect();
+        let eigen = symmetric_eigen(&h, dim)?;
+        let e: Vec<f64> = (0..dim).map(|k| model_scores[b * dim + k] as f64 - out.score[b * dim + k] as f64).collect();
+        let normal = eigen.project_normal(&e, ridge_dim);
+        let tangent: Vec<f64> = e.iter().zip(&normal).map(|(a, n)| a - n).collect();
+        Ok((normal, tangent))
+    })?;
+    let (normal, tangent): (Vec<Vec<f64>>, Vec<Vec<f64>>) = parts.into_iter().unzip();
+    Ok((normal.concat(), tangent.concat()))
+}

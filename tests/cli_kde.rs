@@ -1,0 +1,165 @@
+//! `scorelens kde` and `scorelens ridge`: correct runs against the fixture and the library, and every bad input
+//! ending with one `error:` line that names the file, flag or shape, exit status 2, and no partial outputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fixture, rel_err};
+use scorelens::io::npy;
+
+fn scorelens(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scorelens")).args(args).output().expect("run scorelens");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn expect_user_error(args: &[&str], needles: &[&str]) {
+    let (code, stderr) = scorelens(args);
+    assert_eq!(code, 2, "args {args:?}: expected exit 2, got {code}; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "args {args:?} panicked:\n{stderr}");
+    let line =
+        stderr.lines().filter(|l| l.starts_with("error:")).last().unwrap_or_else(|| panic!("no error line: {stderr}"));
+    for needle in needles {
+        assert!(line.contains(needle), "args {args:?}: error line {line:?} does not name {needle:?}");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn npy(&self, name: &str, shape: &[usize], data: &[f32]) -> PathBuf {
+        let p = self.path(name);
+        npy::write_f32(&p, shape, data).unwrap();
+        p
+    }
+}
+
+#[test]
+fn kde_reproduces_the_fixture() {
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let (code, stderr) = scorelens(&[
+        "kde",
+        "--data",
+        s(&fixture("kde/data.npy")),
+        "--bandwidth",
+        "0.4",
+        "--x",
+        s(&fixture("kde/x.npy")),
+        "--hessian",
+        "--max-memory",
+        "64KiB",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["log_density", "score", "hessian"] {
+        let got = npy::read_f32(&out.join(format!("{name}.npy"))).unwrap();
+        let want = npy::read_f64(&fixture(&format!("kde/{name}.npy"))).unwrap();
+        assert_eq!(got.shape, want.shape, "{name}");
+        let e = rel_err(&got.data, &want.data);
+        assert!(e <= 1e-5, "{name}: {e:e}");
+    }
+}
+
+#[test]
+fn ridge_writes_every_output() {
+    let scratch = Scratch::new();
+    // Two data points: the ridge (d = 1) is the line through them; starts between them land on the segment.
+    let data = scratch.npy("data.npy", &[2, 2], &[-1.0, 0.0, 1.0, 0.0]);
+    let starts = scratch.npy("x0.npy", &[3, 2], &[0.0, 0.3, -0.5, -0.2, 0.7, 0.1]);
+    let out = scratch.path("ridge");
+    let (code, stderr) = scorelens(&[
+        "ridge",
+        "--data",
+        s(&data),
+        "--bandwidth",
+        "0.6",
+        "--x",
+        s(&starts),
+        "--dim",
+        "1",
+        "--plot",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let points = npy::read_f32(&out.join("points.npy")).unwrap();
+    assert_eq!(points.shape, vec![3, 2]);
+    assert!(points.data.chunks(2).all(|p| p[1].abs() < 1e-4 && p[0].abs() <= 1.0), "{:?}", points.data);
+    let eigenvalues = npy::read_f64(&out.join("eigenvalues.npy")).unwrap();
+    assert_eq!(eigenvalues.shape, vec![3, 2]);
+    assert!(eigenvalues.data.chunks(2).all(|e| e[0] >= e[1]));
+    for name in ["converged.npy", "iterations.npy", "eigengap.npy", "normal_ratio.npy", "ridge.png"] {
+        assert!(out.join(name).exists(), "{name} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["converged"], 3);
+    assert_eq!(summary["fraction_below_beta"], 1.0);
+    assert!(summary["adapter"].as_str().unwrap().len() > 3);
+}
+
+#[test]
+fn bad_inputs_name_the_file_flag_or_shape() {
+    let scratch = Scratch::new();
+    let data = scratch.npy("data.npy", &[4, 3], &[0.5; 12]);
+    let x = scratch.npy("x.npy", &[2, 3], &[0.1; 6]);
+    let x_wrong_d = scratch.npy("x4.npy", &[2, 4], &[0.1; 8]);
+    let flat = scratch.npy("flat.npy", &[12], &[0.5; 12]);
+    let mut with_nan = vec![0.5f32; 12];
+    with_nan[7] = f32::NAN;
+    let nan = scratch.npy("nan.npy", &[4, 3], &with_nan);
+    let empty = scratch.npy("empty.npy", &[0, 3], &[]);
+    let text = scratch.path("text.npy");
+    std::fs::write(&text, b"not an array").unwrap();
+    let out = scratch.path("out");
+    let missing = scratch.path("missing.npy");
+
+    let kde = |data: &Path, bandwidth: &str, x: &Path, needles: &[&str]| {
+        expect_user_error(&["kde", "--data", s(data), "--bandwidth", bandwidth, "--x", s(x), "-o", s(&out)], needles);
+    };
+    kde(&missing, "0.5", &x, &["missing.npy", "not found"]);
+    kde(&data, "0.5", &missing, &["missing.npy", "not found"]);
+    kde(&text, "0.5", &x, &["text.npy", "not a .npy"]);
+    kde(&flat, "0.5", &x, &["flat.npy", "[12]", "[rows, D]"]);
+    kde(&data, "0.5", &x_wrong_d, &["x4.npy", "D = 4", "data.npy", "D = 3"]);
+    kde(&nan, "0.5", &x, &["nan.npy", "row 2", "not finite"]);
+    kde(&data, "0.5", &nan, &["nan.npy", "row 2"]);
+    kde(&empty, "0.5", &x, &["empty.npy", "no data points"]);
+    kde(&data, "0", &x, &["--bandwidth", "positive"]);
+    kde(&data, "-1", &x, &["--bandwidth"]);
+    kde(&data, "nan", &x, &["--bandwidth"]);
+    expect_user_error(
+        &["kde", "--data", s(&data), "--bandwidth", "1", "--x", s(&x), "--max-memory", "lots", "-o", s(&out)],
+        &["memory size", "lots"],
+    );
+    assert!(!out.join("score.npy").exists(), "a failed run left an output");
+
+    let ridge = |extra: &[&str], needles: &[&str]| {
+        let mut args = vec!["ridge", "--data", s(&data), "--bandwidth", "0.5", "--x", s(&x), "-o", s(&out)];
+        args.extend_from_slice(extra);
+        expect_user_error(&args, needles);
+    };
+    ridge(&["--dim", "3"], &["--dim 3", "D = 3"]);
+    ridge(&["--dim", "0"], &["--dim 0"]);
+    ridge(&["--dim", "1", "--tol", "0"], &["--tol"]);
+    ridge(&["--dim", "1", "--beta", "nan"], &["--beta"]);
+    ridge(&["--dim", "1", "--plot"], &["--plot", "D = 3"]);
+    expect_user_error(
+        &["ridge", "--data", s(&data), "--bandwidth", "0.5", "--x", s(&x_wrong_d), "--dim", "1", "-o", s(&out)],
+        &["x4.npy", "D = 4"],
+    );
+    assert!(!out.join("points.npy").exists(), "a failed run left an output");
+}
