@@ -143,3 +143,172 @@ pub fn histogram_points(values: &[f64], bins: usize, lo: f64, hi: f64) -> Vec<(f
     }
     points
 }
+
+/// One set of points of a scatter chart.
+pub struct PointSet {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Marker radius in pixels.
+    pub size: u32,
+}
+
+/// A scatter chart (equal-aspect data axes are the caller's business: pass a square range when it matters).
+pub fn scatter_chart(path: &Path, title: &str, sets: &[PointSet], range: Option<((f64, f64), (f64, f64))>) -> Result<()> {
+    register_font();
+    let tmp = crate::io::temporary_path(path)?.with_extension("png");
+    {
+        let root = BitMapBackend::new(&tmp, (800, 800)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let ((x0, x1), (y0, y1)) = match range {
+            Some(r) => r,
+            None => {
+                let finite = sets.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+                let (mut x0, mut x1, mut y0, mut y1) =
+                    (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+                for &(x, y) in finite {
+                    x0 = x0.min(x);
+                    x1 = x1.max(x);
+                    y0 = y0.min(y);
+                    y1 = y1.max(y);
+                }
+                if !x0.is_finite() {
+                    return Err(plot_error(path, "no finite points to draw"));
+                }
+                let pad = 0.05 * (x1 - x0).max(y1 - y0).max(1e-9);
+                ((x0 - pad, x1 + pad), (y0 - pad, y1 + pad))
+            }
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| plot_error(path, e))?;
+        chart.configure_mesh().label_style(("sans-serif", 13)).draw().map_err(|e| plot_error(path, e))?;
+        for (i, set) in sets.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let size = set.size;
+            chart
+                .draw_series(
+                    set.points
+                        .iter()
+                        .filter(|(x, y)| x.is_finite() && y.is_finite())
+                        .map(move |&(x, y)| Circle::new((x, y), size, color.filled())),
+                )
+                .map_err(|e| plot_error(path, e))?
+                .label(set.label.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A report written as Markdown and as a standalone HTML page from the same blocks.
+#[derive(Default)]
+pub struct Document {
+    blocks: Vec<Block>,
+}
+
+enum Block {
+    Heading(usize, String),
+    Paragraph(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Figure(String, String),
+}
+
+impl Document {
+    pub fn heading(&mut self, level: usize, text: impl Into<String>) {
+        self.blocks.push(Block::Heading(level, text.into()));
+    }
+    pub fn paragraph(&mut self, text: impl Into<String>) {
+        self.blocks.push(Block::Paragraph(text.into()));
+    }
+    pub fn table(&mut self, header: &[&str], rows: Vec<Vec<String>>) {
+        self.blocks.push(Block::Table(header.iter().map(|h| h.to_string()).collect(), rows));
+    }
+    /// A figure by its file name (relative to the report) and caption.
+    pub fn figure(&mut self, file: impl Into<String>, caption: impl Into<String>) {
+        self.blocks.push(Block::Figure(file.into(), caption.into()));
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for block in &self.blocks {
+            match block {
+                Block::Heading(level, text) => out.push_str(&format!("{} {text}\n\n", "#".repeat(*level))),
+                Block::Paragraph(text) => out.push_str(&format!("{text}\n\n")),
+                Block::Table(header, rows) => {
+                    out.push_str(&format!("| {} |\n", header.join(" | ")));
+                    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+                    for row in rows {
+                        out.push_str(&format!("| {} |\n", row.join(" | ")));
+                    }
+                    out.push('\n');
+                }
+                Block::Figure(file, caption) => out.push_str(&format!("![{caption}]({file})\n\n*{caption}*\n\n")),
+            }
+        }
+        out
+    }
+
+    pub fn html(&self, title: &str) -> String {
+        let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        // Inline code spans (`...`) and bold (**...**) are the only Markdown the paragraphs use.
+        let inline = |s: &str| {
+            let mut out = String::new();
+            for (i, part) in escape(s).split('`').enumerate() {
+                if i % 2 == 1 {
+                    out.push_str(&format!("<code>{part}</code>"));
+                } else {
+                    for (j, piece) in part.split("**").enumerate() {
+                        out.push_str(&if j % 2 == 1 { format!("<b>{piece}</b>") } else { piece.to_string() });
+                    }
+                }
+            }
+            out
+        };
+        let mut out = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;line-height:1.45}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}th{{background:#eee}}img{{max-width:100%}}figcaption{{font-style:italic;color:#444}}code{{background:#f3f3f3}}</style></head><body>\n",
+            escape(title)
+        );
+        for block in &self.blocks {
+            match block {
+                Block::Heading(level, text) => out.push_str(&format!("<h{level}>{}</h{level}>\n", inline(text))),
+                Block::Paragraph(text) => out.push_str(&format!("<p>{}</p>\n", inline(text))),
+                Block::Table(header, rows) => {
+                    out.push_str("<table><tr>");
+                    for h in header {
+                        out.push_str(&format!("<th>{}</th>", inline(h)));
+                    }
+                    out.push_str("</tr>\n");
+                    for row in rows {
+                        out.push_str("<tr>");
+                        for cell in row {
+                            out.push_str(&format!("<td>{}</td>", inline(cell)));
+                        }
+                        out.push_str("</tr>\n");
+                    }
+                    out.push_str("</table>\n");
+                }
+                Block::Figure(file, caption) => out.push_str(&format!(
+                    "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
+                    escape(file),
+                    escape(caption),
+                    inline(caption)
+                )),
+            }
+        }
+        out.push_str("</body></html>\n");
+        out
+    }
+}

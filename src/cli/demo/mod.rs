@@ -1,0 +1,237 @@
+//! `scorelens demo [-o DIR]`: the built-in main job. On the score models shipped in `assets/models/` (two moons,
+//! a circle embedded in 16 dimensions, 8×8 digits; trained by `tools/train/train.py`) it runs the four papers'
+//! analyses and writes every array, PNG figures, `summary.json`, and `report.md` / `report.html` that put each
+//! measurement next to the claim it checks:
+//! 1. sampling with recorded noise levels;
+//! 2. Jacobian spectra and local dimension against noise level (arXiv 2311.09952);
+//! 3. local scaling, rank and complexity (arXiv 2408.08307);
+//! 4. Lyapunov exponents of the sampler and alignment of the top vectors with the known tangents (arXiv 2508.07581);
+//! 5. ridges of the smoothed data and the normal / tangential split of the model's error (arXiv 2602.06021).
+//!
+//! It starts with the engine check it always had: the GPU against PyTorch's float64 output on a fixture.
+
+mod geometry;
+mod sections;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use scorelens::io::{npy, write_atomically};
+use scorelens::report::Document;
+use scorelens::scheduler::JobOptions;
+use scorelens::{Error, GpuContext, Result, ScoreField, ScoreModel};
+
+use super::progress::Bar;
+use super::ComputeArgs;
+
+const FIXTURE_MODEL: &[u8] = include_bytes!("../../../tests/fixtures/mlp_silu/model.safetensors");
+const FIXTURE_X: &[u8] = include_bytes!("../../../tests/fixtures/mlp_silu/x.npy");
+const FIXTURE_T: &[u8] = include_bytes!("../../../tests/fixtures/mlp_silu/t.npy");
+const FIXTURE_SCORE: &[u8] = include_bytes!("../../../tests/fixtures/mlp_silu/score.npy");
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder for the report, figures and arrays (created if missing).
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = "scorelens-demo")]
+    pub output: PathBuf,
+    /// Where the shipped models and data live.
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
+    pub assets: PathBuf,
+    /// Fewer samples, steps and points: a run of well under a minute on a software driver (used by the tests).
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// Sizes of the run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    pub steps: usize,
+    pub samples: [usize; 3],
+    pub spectrum_points: usize,
+    pub lyapunov_trajectories: usize,
+    pub ridge_points: usize,
+}
+
+/// A shipped model with its training data.
+pub(crate) struct Trained {
+    pub name: &'static str,
+    pub field: ScoreField,
+    pub ctx: std::sync::Arc<GpuContext>,
+    pub data: Vec<f32>,
+    pub dim: usize,
+}
+
+/// What every section shares: where to write, the job options, the report and the summary being built.
+pub(crate) struct Run<'a> {
+    pub dir: PathBuf,
+    pub options: JobOptions<'a>,
+    pub sizes: Sizes,
+    pub doc: Document,
+    pub summary: serde_json::Map<String, serde_json::Value>,
+    /// (claim, measured, holds?) for the findings table.
+    pub findings: Vec<(String, String, String)>,
+}
+
+impl Run<'_> {
+    pub fn finding(&mut self, claim: &str, measured: String, holds: Option<bool>) {
+        let verdict = match holds {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "see text",
+        };
+        println!("  {claim}: {measured} [{verdict}]");
+        self.findings.push((claim.to_string(), measured, verdict.to_string()));
+    }
+
+    pub fn path(&self, parts: &[&str]) -> Result<PathBuf> {
+        let mut p = self.dir.clone();
+        for part in parts {
+            p.push(part);
+        }
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        Ok(p)
+    }
+}
+
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
+
+fn npy_from_bytes(name: &str, bytes: &[u8]) -> Result<Vec<f64>> {
+    let bad = |e: std::io::Error| Error::bad_file(name, e.to_string());
+    let file = npyz::NpyFile::new(bytes).map_err(bad)?;
+    Ok(match file.dtype().descr().as_str() {
+        "'<f4'" => file.into_vec::<f32>().map_err(bad)?.into_iter().map(f64::from).collect(),
+        _ => file.into_vec::<f64>().map_err(bad)?,
+    })
+}
+
+fn load_trained(ctx: &std::sync::Arc<GpuContext>, assets: &Path, name: &'static str) -> Result<Trained> {
+    let model = ScoreModel::load(&assets.join("models").join(format!("{name}.safetensors")))?;
+    let data = npy::read_f32(&assets.join("data").join(format!("{name}.npy")))?;
+    let dim = model.dim();
+    if data.shape.len() != 2 || data.shape[1] != dim {
+        return Err(Error::bad_input(
+            format!("{}/data/{name}.npy", assets.display()),
+            format!("shape {:?}; expected [N, {dim}] (the model's training data)", data.shape),
+        ));
+    }
+    Ok(Trained { name, field: ScoreField::new(ctx.clone(), &model)?, ctx: ctx.clone(), data: data.data, dim })
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let ctx = GpuContext::shared()?;
+    let bar = Bar::new();
+    let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
+    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    let sizes = if args.quick {
+        Sizes { steps: 100, samples: [128, 64, 16], spectrum_points: 8, lyapunov_trajectories: 16, ridge_points: 64 }
+    } else {
+        Sizes { steps: 500, samples: [1000, 256, 64], spectrum_points: 32, lyapunov_trajectories: 64, ridge_points: 400 }
+    };
+    let mut run = Run {
+        dir: args.output.clone(),
+        options,
+        sizes,
+        doc: Document::default(),
+        summary: serde_json::Map::new(),
+        findings: Vec::new(),
+    };
+    println!("scorelens demo → {}", args.output.display());
+    println!("  adapter: {}", ctx.adapter_description());
+
+    // 0. The engine against PyTorch's float64 output.
+    let fixture = ScoreModel::from_bytes(Path::new("built-in mlp_silu"), FIXTURE_MODEL)?;
+    let fixture_field = ScoreField::new(ctx.clone(), &fixture)?;
+    let x: Vec<f32> = npy_from_bytes("x.npy", FIXTURE_X)?.iter().map(|&v| v as f32).collect();
+    let t: Vec<f32> = npy_from_bytes("t.npy", FIXTURE_T)?.iter().map(|&v| v as f32).collect();
+    let engine_error = rel_err(&fixture_field.score(&x, &t, options)?, &npy_from_bytes("score.npy", FIXTURE_SCORE)?);
+    run.summary.insert("engine_rel_err_vs_pytorch".into(), engine_error.into());
+
+    let models: Vec<Trained> = ["moons", "circle16", "digits"]
+        .into_iter()
+        .map(|name| load_trained(&ctx, &args.assets, name))
+        .collect::<Result<_>>()?;
+    let frame = npy::read_f32(&args.assets.join("data").join("circle16_frame.npy"))?;
+    let geometry = geometry::KnownGeometry { circle_frame: frame.data.iter().map(|&v| v as f64).collect() };
+
+    intro(&mut run, &ctx, &models, engine_error);
+    let recorded = sections::sampling(&mut run, &models, &geometry)?;
+    sections::spectra(&mut run, &models, &recorded)?;
+    sections::descriptors(&mut run, &models, &recorded)?;
+    sections::lyapunov(&mut run, &models, &geometry)?;
+    sections::ridges(&mut run, &models, &recorded, &geometry)?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    run.summary.insert("seconds".into(), seconds.into());
+    run.summary.insert("adapter".into(), ctx.adapter_description().into());
+    run.summary.insert(
+        "findings".into(),
+        run.findings
+            .iter()
+            .map(|(c, m, v)| serde_json::json!({"claim": c, "measured": m, "holds": v}))
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    let mut doc = Document::default();
+    doc.heading(1, "scorelens demo report");
+    doc.paragraph(format!(
+        "Made by `scorelens demo` in {seconds:.0} s on {}. Every number below was measured in this run; the arrays \
+         behind them are in this folder (one subfolder per analysis and model).",
+        ctx.adapter_description()
+    ));
+    doc.heading(2, "Findings");
+    doc.table(
+        &["claim (paper)", "measured here", "holds"],
+        run.findings.iter().map(|(c, m, v)| vec![c.clone(), m.clone(), v.clone()]).collect(),
+    );
+    let body = std::mem::take(&mut run.doc);
+    write_atomically(&args.output.join("report.md"), format!("{}{}", doc.markdown(), body.markdown()).as_bytes())?;
+    let html = doc.html("scorelens demo report");
+    let html = html.replace("</body></html>\n", &body.html("").split("<body>\n").nth(1).unwrap_or_default().to_string());
+    write_atomically(&args.output.join("report.html"), html.as_bytes())?;
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(run.summary.clone()))
+        .map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
+    write_atomically(&args.output.join("summary.json"), text.as_bytes())?;
+    println!("  wrote report.md, report.html, summary.json and the figures in {:.0} s", seconds);
+    if engine_error > 1e-5 {
+        return Err(Error::Device(format!("the GPU differs from PyTorch's fixture by {engine_error:.2e} (> 1e-5)")));
+    }
+    Ok(())
+}
+
+fn intro(run: &mut Run, ctx: &GpuContext, models: &[Trained], engine_error: f64) {
+    run.doc.heading(2, "Setup");
+    run.doc.paragraph(format!(
+        "Adapter: {}. Engine check: the GPU's score of the PyTorch fixture `mlp_silu` differs from PyTorch's float64 \
+         output by {engine_error:.1e} (relative).",
+        ctx.adapter_description()
+    ));
+    run.doc.table(
+        &["model", "D", "parameters", "schedule", "training points"],
+        models
+            .iter()
+            .map(|m| {
+                vec![
+                    format!("`{}`", m.name),
+                    m.dim.to_string(),
+                    m.field.parameter_count().to_string(),
+                    m.field.schedule().to_string(),
+                    (m.data.len() / m.dim).to_string(),
+                ]
+            })
+            .collect(),
+    );
+    run.doc.paragraph(
+        "The models are MLP score networks trained by denoising score matching with Song's VE schedule (sigma 25); \
+         their cards are in `assets/models/`. Samples come from Euler–Maruyama on Song's grid (t from 1 to 1e-3).",
+    );
+}
