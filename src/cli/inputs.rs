@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use scorelens::field::UserField;
+use scorelens::field::{SmoothedData, Smoothing, UserField};
 use scorelens::io::npy;
 use scorelens::scheduler::{JobOptions, Progress};
 use scorelens::{Error, GpuContext, NoiseSchedule, Result, ScoreField, ScoreModel};
@@ -13,13 +13,20 @@ use super::ComputeArgs;
 /// The score field a command works on: a model file, or a user's WGSL field with its dimension and schedule.
 #[derive(Args, Clone)]
 pub struct FieldArgs {
-    /// The model file (.safetensors, model-format.md); or give --field.
-    #[arg(required_unless_present = "field")]
+    /// The model file (.safetensors, model-format.md); or give --field or --kde.
+    #[arg(required_unless_present_any = ["field", "kde"])]
     pub model: Option<PathBuf>,
     /// A user field instead of a model: a WGSL file with `fn field(x: State, t: f32) -> State` (and optionally
     /// `fn field_jvp(x: State, v: State, t: f32) -> State`); see docs/fields.md.
-    #[arg(long, value_name = "F.wgsl", conflicts_with = "model", requires = "dim")]
+    #[arg(long, value_name = "F.wgsl", conflicts_with_all = ["model", "kde"], requires = "dim")]
     pub field: Option<PathBuf>,
+    /// The exact score of training data DATA.npy ([N, D]) smoothed by the schedule at each t (α(t), std(t)), or
+    /// by a fixed --bandwidth: the data's own diffused distribution, analysed like a network (docs/ridges.md).
+    #[arg(long, value_name = "DATA.npy", conflicts_with = "model")]
+    pub kde: Option<PathBuf>,
+    /// With --kde: smooth with α = 1, σ = S at every t instead of the schedule's.
+    #[arg(long, value_name = "S", requires = "kde")]
+    pub bandwidth: Option<f64>,
     /// The dimension D of a user field's state.
     #[arg(long, value_name = "D")]
     pub dim: Option<usize>,
@@ -79,6 +86,25 @@ impl FieldArgs {
 
     pub fn load(&self) -> Result<LoadedField> {
         let ctx = GpuContext::shared()?;
+        if let Some(path) = &self.kde {
+            let data = npy::read_f32(path)?;
+            let what = path.display().to_string();
+            if data.shape.len() != 2 || data.shape[0] == 0 || data.shape[1] == 0 {
+                return Err(Error::bad_input(what, format!("shape {:?}; expected [N, D] data points", data.shape)));
+            }
+            let smoothing = match self.bandwidth {
+                Some(s) if s.is_finite() && s > 0.0 => Smoothing::Bandwidth(s),
+                Some(s) => return Err(Error::InvalidArgument(format!("--bandwidth {s}: expected a positive number"))),
+                None => Smoothing::Schedule,
+            };
+            let dim = data.shape[1];
+            let field = SmoothedData::new(ctx, data.data, dim, self.schedule()?, smoothing)
+                .map_err(|e| match e {
+                    Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.clone(), row, value },
+                    other => other,
+                })?;
+            return Ok(LoadedField { field: ScoreField::Smoothed(field), source: what });
+        }
         match (&self.model, &self.field) {
             (_, Some(path)) => {
                 let dim = self.dim.ok_or_else(|| Error::InvalidArgument("--field needs --dim D".into()))?;

@@ -114,6 +114,9 @@ pub fn linearize<'f>(
         ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
         ScoreField::Unet(f) => Ok(Linearization::Unet(UnetLinearization::new(f, x, t, max_tangent_rows)?)),
         ScoreField::User(f) => Ok(Linearization::User(UserLinearization::new(f, x, t)?)),
+        ScoreField::Smoothed(_) => Err(Error::InvalidArgument(
+            "the smoothed data field has no network to linearise (its products are Hessian-vector products)".into(),
+        )),
     }
 }
 
@@ -122,12 +125,14 @@ pub fn has_exact_jvp(field: &ScoreField) -> bool {
     match field {
         ScoreField::Mlp(_) | ScoreField::Unet(_) => true,
         ScoreField::User(f) => f.has_jvp(),
+        ScoreField::Smoothed(_) => true,
     }
 }
 
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
 pub fn has_exact_vjp(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
+    // The smoothed field's Jacobian is a Hessian: symmetric, Jᵀ·u = J·u.
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Smoothed(_))
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
@@ -169,6 +174,10 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
         ScoreField::User(f) => {
             let d = f.dim() as u64;
             (4 * (d + 1), 4 * 3 * d, 4 * d)
+        }
+        ScoreField::Smoothed(f) => {
+            let d = f.dim() as u64;
+            (4 * (d + 4), 4 * 3 * d, 4 * d)
         }
     }
 }
@@ -313,6 +322,10 @@ pub fn jvp(
     let points = validate_batch(x, d, t, "X", "T")?;
     let per_point = check_directions("V", v, points, d)?;
     match method {
+        JvpMethod::Exact if matches!(field, ScoreField::Smoothed(_)) => {
+            let ScoreField::Smoothed(f) = field else { unreachable!() };
+            f.hessian_vector(x, t, v, per_point, options)
+        }
         JvpMethod::Exact => {
             let mut out = vec![0f32; v.len()];
             run_exact(
@@ -338,6 +351,9 @@ pub fn vjp(field: &ScoreField, x: &[f32], t: &[f32], u: &[f32], options: JobOpti
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     let per_point = check_directions("U", u, points, d)?;
+    if let ScoreField::Smoothed(f) = field {
+        return f.hessian_vector(x, t, u, per_point, options);
+    }
     let mut out = vec![0f32; u.len()];
     run_exact(
         field,
@@ -376,6 +392,16 @@ pub fn jacobian(
 ) -> Result<()> {
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
+    if let (ScoreField::Smoothed(f), JacobianMethod::Forward | JacobianMethod::Reverse) = (field, method) {
+        // The Hessian, a chunk of points at a time.
+        let chunk = ((options.memory_budget / 8) / (4 * (d * d + 4 * d) as u64).max(1)).clamp(1, 4096) as usize;
+        for start in (0..points).step_by(chunk) {
+            let end = (start + chunk).min(points);
+            let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[start..end].to_vec() };
+            sink(start..end, &f.hessian(&x[start * d..end * d], &tc, options)?)?;
+        }
+        return Ok(());
+    }
     match method {
         JacobianMethod::Forward | JacobianMethod::Reverse => {
             let reverse = method == JacobianMethod::Reverse;

@@ -3,6 +3,7 @@
 pub(crate) mod chunked;
 pub mod kde;
 pub mod mlp;
+pub mod smoothed;
 pub mod unet;
 pub mod user;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
 pub use mlp::MlpField;
+pub use smoothed::{SmoothedData, Smoothing};
 pub use unet::UnetField;
 pub use user::UserField;
 
@@ -49,6 +51,8 @@ pub enum ScoreField {
     Unet(UnetField),
     /// A user's WGSL field.
     User(UserField),
+    /// The score of the smoothed training data (exact: the log-density gradient of the KDE).
+    Smoothed(SmoothedData),
 }
 
 impl ScoreField {
@@ -64,6 +68,7 @@ impl ScoreField {
             ScoreField::Mlp(f) => f.model().dim,
             ScoreField::Unet(f) => f.model().dim(),
             ScoreField::User(f) => f.dim(),
+            ScoreField::Smoothed(f) => f.dim(),
         }
     }
 
@@ -73,6 +78,7 @@ impl ScoreField {
             ScoreField::Mlp(f) => vec![f.model().dim],
             ScoreField::Unet(f) => vec![1, f.model().height, f.model().width],
             ScoreField::User(f) => vec![f.dim()],
+            ScoreField::Smoothed(f) => vec![f.dim()],
         }
     }
 
@@ -82,6 +88,7 @@ impl ScoreField {
             ScoreField::Mlp(f) => f.ctx(),
             ScoreField::Unet(f) => f.ctx(),
             ScoreField::User(f) => f.ctx(),
+            ScoreField::Smoothed(f) => f.ctx(),
         }
     }
 
@@ -91,6 +98,7 @@ impl ScoreField {
             ScoreField::Mlp(f) => f.score(x, t, options),
             ScoreField::Unet(f) => f.score(x, t, options),
             ScoreField::User(f) => f.score(x, t, options),
+            ScoreField::Smoothed(f) => f.score(x, t, options),
         }
     }
 
@@ -100,6 +108,7 @@ impl ScoreField {
             ScoreField::Mlp(f) => f.model().schedule,
             ScoreField::Unet(f) => f.model().schedule,
             ScoreField::User(f) => f.schedule(),
+            ScoreField::Smoothed(f) => f.schedule(),
         }
     }
 
@@ -108,7 +117,7 @@ impl ScoreField {
     pub fn is_piecewise_linear(&self) -> bool {
         match self {
             ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
-            ScoreField::Unet(_) | ScoreField::User(_) => false,
+            ScoreField::Unet(_) | ScoreField::User(_) | ScoreField::Smoothed(_) => false,
         }
     }
 
@@ -116,7 +125,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().parameter_count(),
             ScoreField::Unet(f) => f.model().parameter_count(),
-            ScoreField::User(_) => 0,
+            ScoreField::User(_) | ScoreField::Smoothed(_) => 0,
         }
     }
 
@@ -126,6 +135,8 @@ impl ScoreField {
             ScoreField::Mlp(f) => f.model().flops_per_row(),
             ScoreField::Unet(f) => f.model().flops_per_image(),
             ScoreField::User(_) => f64::NAN,
+            // Distances, weights and the weighted sum over the N points.
+            ScoreField::Smoothed(f) => 5.0 * (f.len() * f.dim()) as f64,
         }
     }
 }
