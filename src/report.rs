@@ -153,7 +153,12 @@ pub struct PointSet {
 }
 
 /// A scatter chart (equal-aspect data axes are the caller's business: pass a square range when it matters).
-pub fn scatter_chart(path: &Path, title: &str, sets: &[PointSet], range: Option<((f64, f64), (f64, f64))>) -> Result<()> {
+pub fn scatter_chart(
+    path: &Path,
+    title: &str,
+    sets: &[PointSet],
+    range: Option<((f64, f64), (f64, f64))>,
+) -> Result<()> {
     register_font();
     let tmp = crate::io::temporary_path(path)?.with_extension("png");
     {

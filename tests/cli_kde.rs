@@ -163,3 +163,82 @@ fn bad_inputs_name_the_file_flag_or_shape() {
     );
     assert!(!out.join("points.npy").exists(), "a failed run left an output");
 }
+
+#[test]
+fn ridge_error_splits_the_error_and_tables_a_trajectory() {
+    let scratch = Scratch::new();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp_silu/model.safetensors");
+    let data: Vec<f32> = (0..40 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let data_path = scratch.npy("data.npy", &[40, 16], &data);
+    let x: Vec<f32> = (0..5 * 16).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    let x_path = scratch.npy("x.npy", &[5, 16], &x);
+    let out = scratch.path("split");
+    let (code, stderr) = scorelens(&[
+        "ridge-error",
+        s(&model),
+        "--data",
+        s(&data_path),
+        "--x",
+        s(&x_path),
+        "--t",
+        "0.3",
+        "--dim",
+        "1",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let normal = npy::read_f64(&out.join("error_normal.npy")).unwrap();
+    let tangent = npy::read_f64(&out.join("error_tangent.npy")).unwrap();
+    assert_eq!(normal.shape, vec![5, 16]);
+    // The two parts are orthogonal.
+    for (n, t) in normal.data.chunks(16).zip(tangent.data.chunks(16)) {
+        let dot: f64 = n.iter().zip(t).map(|(a, b)| a * b).sum();
+        let scale = n.iter().map(|a| a * a).sum::<f64>().sqrt() * t.iter().map(|a| a * a).sum::<f64>().sqrt();
+        assert!(dot.abs() <= 1e-4 * scale.max(1e-12), "not orthogonal: {dot} vs {scale}");
+    }
+    // A recorded trajectory: the phase table per level.
+    let samples = scratch.path("samples");
+    let (code, stderr) =
+        scorelens(&["sample", s(&model), "--n", "4", "--steps", "20", "--record-sigmas", "1,0.3", "-o", s(&samples)]);
+    assert_eq!(code, 0, "{stderr}");
+    let phases = scratch.path("phases");
+    let (code, stderr) = scorelens(&[
+        "ridge-error",
+        s(&model),
+        "--data",
+        s(&data_path),
+        "--trajectory",
+        s(&samples),
+        "--dim",
+        "1",
+        "--plot",
+        "-o",
+        s(&phases),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(npy::read_f64(&phases.join("distance_to_ridge.npy")).unwrap().shape, vec![2, 4]);
+    assert!(phases.join("phases.png").exists());
+    expect_user_error(
+        &[
+            "ridge-error",
+            s(&model),
+            "--data",
+            s(&x_path),
+            "--x",
+            s(&x_path),
+            "--t",
+            "0.3",
+            "--dim",
+            "16",
+            "-o",
+            s(&out),
+        ],
+        &["--dim 16"],
+    );
+    let wrong = scratch.npy("wrong.npy", &[3, 4], &[0.0; 12]);
+    expect_user_error(
+        &["ridge-error", s(&model), "--data", s(&wrong), "--x", s(&x_path), "--t", "0.3", "--dim", "1", "-o", s(&out)],
+        &["wrong.npy", "[N, 16]"],
+    );
+}

@@ -98,11 +98,10 @@ impl FieldArgs {
                 None => Smoothing::Schedule,
             };
             let dim = data.shape[1];
-            let field = SmoothedData::new(ctx, data.data, dim, self.schedule()?, smoothing)
-                .map_err(|e| match e {
-                    Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.clone(), row, value },
-                    other => other,
-                })?;
+            let field = SmoothedData::new(ctx, data.data, dim, self.schedule()?, smoothing).map_err(|e| match e {
+                Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.clone(), row, value },
+                other => other,
+            })?;
             return Ok(LoadedField { field: ScoreField::Smoothed(field), source: what });
         }
         match (&self.model, &self.field) {

@@ -11,6 +11,7 @@ mod lyapunov;
 mod merge;
 mod progress;
 mod ridge;
+mod ridge_error;
 mod sample;
 mod score;
 mod spectrum;
@@ -57,6 +58,9 @@ pub enum Command {
     Kde(kde::KdeArgs),
     /// Density ridges of the smoothed data distribution by subspace-constrained mean shift from every row of X0.
     Ridge(ridge::RidgeArgs),
+    /// A model's score error against the smoothed data, split normal / tangent to the density ridges; with
+    /// --trajectory, the per-level phase table of a recorded sampler run.
+    RidgeError(ridge_error::RidgeErrorArgs),
     /// Join shard outputs (--shard i/n runs) in shard order: .npy files along their first axis, or folders of them.
     Merge(merge::MergeArgs),
     /// Time a fixed suite (matmul, MLP and U-Net forward) on the chosen adapter.
@@ -96,5 +100,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Divergence(args) => derivatives::run_divergence(&args),
         Command::Kde(args) => kde::run(&args),
         Command::Ridge(args) => ridge::run(&args),
+        Command::RidgeError(args) => ridge_error::run(&args),
     }
 }

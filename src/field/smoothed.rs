@@ -105,8 +105,10 @@ impl SmoothedData {
         for (bits, members) in self.by_scale(rows, t) {
             let field = self.at(f32::from_bits(bits))?;
             let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
-            let es: Vec<f32> =
-                members.iter().flat_map(|&r| extra[r * extra_per_row..(r + 1) * extra_per_row].iter().copied()).collect();
+            let es: Vec<f32> = members
+                .iter()
+                .flat_map(|&r| extra[r * extra_per_row..(r + 1) * extra_per_row].iter().copied())
+                .collect();
             let values = f(&field, &xs, &es)?;
             for (i, &r) in members.iter().enumerate() {
                 out[r * out_per_row..(r + 1) * out_per_row]
@@ -122,7 +124,14 @@ impl SmoothedData {
     }
 
     /// ∇²log p_t · v for `per_point` directions per row (`v` [B, P, D]): the exact J·v (and Jᵀ·v).
-    pub fn hessian_vector(&self, x: &[f32], t: &[f32], v: &[f32], per_point: usize, options: JobOptions) -> Result<Vec<f32>> {
+    pub fn hessian_vector(
+        &self,
+        x: &[f32],
+        t: &[f32],
+        v: &[f32],
+        per_point: usize,
+        options: JobOptions,
+    ) -> Result<Vec<f32>> {
         let d = self.dim;
         if per_point == 0 || v.len() != x.len() * per_point {
             return Err(Error::bad_input("V", format!("{} values do not form [B, {per_point}, {d}]", v.len())));

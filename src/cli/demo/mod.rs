@@ -135,7 +135,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let sizes = if args.quick {
         Sizes { steps: 100, samples: [128, 64, 16], spectrum_points: 8, lyapunov_trajectories: 16, ridge_points: 64 }
     } else {
-        Sizes { steps: 500, samples: [1000, 256, 64], spectrum_points: 32, lyapunov_trajectories: 64, ridge_points: 400 }
+        Sizes {
+            steps: 500,
+            samples: [1000, 256, 64],
+            spectrum_points: 32,
+            lyapunov_trajectories: 64,
+            ridge_points: 400,
+        }
     };
     let mut run = Run {
         dir: args.output.clone(),
@@ -196,7 +202,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let body = std::mem::take(&mut run.doc);
     write_atomically(&args.output.join("report.md"), format!("{}{}", doc.markdown(), body.markdown()).as_bytes())?;
     let html = doc.html("scorelens demo report");
-    let html = html.replace("</body></html>\n", &body.html("").split("<body>\n").nth(1).unwrap_or_default().to_string());
+    let html =
+        html.replace("</body></html>\n", &body.html("").split("<body>\n").nth(1).unwrap_or_default().to_string());
     write_atomically(&args.output.join("report.html"), html.as_bytes())?;
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(run.summary.clone()))
         .map_err(|e| Error::bad_input("summary.json", e.to_string()))?;

@@ -110,7 +110,13 @@ pub(crate) fn sampling(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
         out.push(Recorded { times: result.recorded_t, iterates: result.recorded, samples: result.samples });
     }
     run.doc.table(
-        &["model", "samples", "median distance to nearest training point", "same for training points (to the rest)", "median distance to the true manifold"],
+        &[
+            "model",
+            "samples",
+            "median distance to nearest training point",
+            "same for training points (to the rest)",
+            "median distance to the true manifold",
+        ],
         rows,
     );
     // Figures: moons in the plane; the circle in its own plane.
@@ -139,7 +145,11 @@ pub(crate) fn sampling(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
         &run.path(&["circle16", "samples.png"])?,
         "Circle in R^16, seen in its plane: data and samples",
         &[
-            PointSet { label: "training data".into(), points: rows_of(&circle.data, 16).take(2000).map(project).collect(), size: 1 },
+            PointSet {
+                label: "training data".into(),
+                points: rows_of(&circle.data, 16).take(2000).map(project).collect(),
+                size: 1,
+            },
             PointSet { label: "samples".into(), points: rows_of(&out[1].samples, 16).map(project).collect(), size: 2 },
         ],
         Some(((-1.6, 1.6), (-1.6, 1.6))),
@@ -185,7 +195,9 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
             gap_curve.push((sigma, gap));
             inverse_curves.push(Series {
                 label: format!("σ = {sigma} (std {std:.3})"),
-                points: (0..d).map(|i| ((i + 1) as f64, mean(found.iter().map(|s| 1.0 / s.singular_values[i])))).collect(),
+                points: (0..d)
+                    .map(|i| ((i + 1) as f64, mean(found.iter().map(|s| 1.0 / s.singular_values[i]))))
+                    .collect(),
                 reference: Some(std * std),
             });
             rows.push(vec![
@@ -217,7 +229,10 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
             &inverse_curves,
             true,
         )?;
-        run.doc.figure(figure, format!("`{}`: mean inverse singular values against rank, each level's std(t)² dashed.", m.name));
+        run.doc.figure(
+            figure,
+            format!("`{}`: mean inverse singular values against rank, each level's std(t)² dashed.", m.name),
+        );
         let small = threshold_curve.last().map_or(f64::NAN, |p| p.1);
         let large_gap = gap_curve.first().map_or(f64::NAN, |p| p.1);
         let small_gap = gap_curve.last().map_or(f64::NAN, |p| p.1);
@@ -225,7 +240,10 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
             "circle16" | "moons" => {
                 run.finding(
                     &format!("{}: local dimension ≈ 1 (the manifold's) at small noise", m.name),
-                    format!("{small:.2} (threshold rule) / {small_gap:.2} (gap rule) at σ = {}", SIGMAS[SIGMAS.len() - 1]),
+                    format!(
+                        "{small:.2} (threshold rule) / {small_gap:.2} (gap rule) at σ = {}",
+                        SIGMAS[SIGMAS.len() - 1]
+                    ),
                     Some((small - 1.0).abs() <= 0.5),
                 );
                 if m.name == "circle16" {
@@ -242,7 +260,11 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
                 Some(small < d as f64 / 2.0),
             ),
         }
-        dimension_curves.push(Series { label: format!("{} (threshold rule)", m.name), points: threshold_curve, reference: None });
+        dimension_curves.push(Series {
+            label: format!("{} (threshold rule)", m.name),
+            points: threshold_curve,
+            reference: None,
+        });
         dimension_curves.push(Series { label: format!("{} (gap rule)", m.name), points: gap_curve, reference: None });
     }
     // Local dimension against σ: x is σ, drawn on its log (x) axis by plotting log10 σ.
@@ -250,7 +272,14 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
         .into_iter()
         .map(|s| Series { points: s.points.iter().map(|&(x, y)| (x.log10(), y)).collect(), ..s })
         .collect();
-    line_chart(&run.path(&["local_dimension.png"])?, "Local dimension against noise level", "log10 σ", "local dimension", &curves, false)?;
+    line_chart(
+        &run.path(&["local_dimension.png"])?,
+        "Local dimension against noise level",
+        "log10 σ",
+        "local dimension",
+        &curves,
+        false,
+    )?;
     run.doc.figure("local_dimension.png", "Local dimension (both rules) of every model against log10 σ.");
     run.doc.paragraph(
         "Reading: the first paper finds the learned Jacobian's spectrum splits into σ⁻²-sized off-manifold values and \
@@ -279,7 +308,8 @@ pub(crate) fn descriptors(run: &mut Run, models: &[Trained], recorded: &[Recorde
         let mut rows = Vec::new();
         let mut curve = Vec::new();
         for (level, (&sigma, &t)) in SIGMAS.iter().zip(&rec.times).enumerate() {
-            let settings = DescriptorSettings { map: DescribedMap::Denoiser, k: d, radius, directions: Directions::Axes };
+            let settings =
+                DescriptorSettings { map: DescribedMap::Denoiser, k: d, radius, directions: Directions::Axes };
             let mut found = Vec::new();
             describe(&m.field, &rec.iterates[level][..points * d], &[t as f32], &settings, run.options, |_, p| {
                 found.push(p);
@@ -300,14 +330,24 @@ pub(crate) fn descriptors(run: &mut Run, models: &[Trained], recorded: &[Recorde
         run.doc.table(&["σ", "ψ (mean)", "ν (mean)", "δ (mean)"], rows);
         if m.name != "digits" {
             run.finding(
-                &format!("{}: at small noise the denoiser is a projection onto the 1-D manifold (local rank ν near 1)", m.name),
+                &format!(
+                    "{}: at small noise the denoiser is a projection onto the 1-D manifold (local rank ν near 1)",
+                    m.name
+                ),
                 format!("ν = {small_rank:.2} at σ = 0.032 (D = {d})"),
                 Some(small_rank < 1.6),
             );
         }
         rank_curves.push(Series { label: m.name.to_string(), points: curve, reference: None });
     }
-    line_chart(&run.path(&["local_rank.png"])?, "Local rank ν of the denoiser against noise level", "log10 σ", "ν", &rank_curves, false)?;
+    line_chart(
+        &run.path(&["local_rank.png"])?,
+        "Local rank ν of the denoiser against noise level",
+        "log10 σ",
+        "ν",
+        &rank_curves,
+        false,
+    )?;
     run.doc.figure("local_rank.png", "Local rank of the denoiser against log10 σ.");
     Ok(())
 }
@@ -360,7 +400,10 @@ pub(crate) fn lyapunov(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
             let mean_cos = mean(tangent_cos.iter().copied());
             run.finding(
                 &format!("{}: the top Lyapunov vector of the sampler aligns with the manifold's tangent", m.name),
-                format!("mean |cos(v₁, tangent)| = {mean_cos:.3} over {b} trajectories (random direction: {:.2})", random_abs_cos(d)),
+                format!(
+                    "mean |cos(v₁, tangent)| = {mean_cos:.3} over {b} trajectories (random direction: {:.2})",
+                    random_abs_cos(d)
+                ),
                 Some(mean_cos > 0.9),
             );
             format!("{mean_cos:.3}")
@@ -384,7 +427,14 @@ pub(crate) fn lyapunov(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
         );
     }
     run.doc.table(&["model", "K", "mean exponents λ₁…λ_K", "mean |vᵢ·s|/‖s‖", "mean |cos(v₁, true tangent)|"], rows);
-    line_chart(&run.path(&["lyapunov_tangent_alignment.png"])?, "|cos| between the top Lyapunov vector and the true tangent", "|cos(v1, tangent)|", "trajectories", &histograms, false)?;
+    line_chart(
+        &run.path(&["lyapunov_tangent_alignment.png"])?,
+        "|cos| between the top Lyapunov vector and the true tangent",
+        "|cos(v1, tangent)|",
+        "trajectories",
+        &histograms,
+        false,
+    )?;
     run.doc.figure("lyapunov_tangent_alignment.png", "Histogram of |cos(v₁, tangent)| over trajectories.");
     Ok(())
 }
@@ -419,7 +469,8 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
                 .collect();
             let model_scores = m.field.score(x, &[t as f32], run.options)?;
             let (normal, tangent) = error_split(&kde, x, &model_scores, 1, run.options)?;
-            let norms = |v: &[f64]| -> Vec<f64> { v.chunks(d).map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt()).collect() };
+            let norms =
+                |v: &[f64]| -> Vec<f64> { v.chunks(d).map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt()).collect() };
             let (normal_norms, tangent_norms) = (norms(&normal), norms(&tangent));
             let converged = ridge.converged.iter().filter(|&&c| c).count() as f64 / points as f64;
             let ridge_to_manifold: Vec<f64> = ridge
@@ -433,7 +484,8 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             npy::write_f32(&run.path(&[m.name, &format!("ridge_sigma_{sigma}.npy")])?, &[points, d], &ridge.points)?;
             npy::write_f64(&run.path(&[m.name, &format!("error_normal_sigma_{sigma}.npy")])?, &[points, d], &normal)?;
             npy::write_f64(&run.path(&[m.name, &format!("error_tangent_sigma_{sigma}.npy")])?, &[points, d], &tangent)?;
-            let (dist, en, et) = (median(distances), mean(normal_norms.iter().copied()), mean(tangent_norms.iter().copied()));
+            let (dist, en, et) =
+                (median(distances), mean(normal_norms.iter().copied()), mean(tangent_norms.iter().copied()));
             distance_curve.push((sigma.log10(), dist));
             normal_curve.push((sigma.log10(), en * std));
             tangent_curve.push((sigma.log10(), et * std));
@@ -455,7 +507,14 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
         }
         run.doc.heading(3, format!("`{}`", m.name));
         run.doc.table(
-            &["σ", "SCMS converged", "median distance iterate → ridge", "median ridge → true manifold", "mean ‖e⊥‖·std(t)", "mean ‖e∥‖·std(t)"],
+            &[
+                "σ",
+                "SCMS converged",
+                "median distance iterate → ridge",
+                "median ridge → true manifold",
+                "mean ‖e⊥‖·std(t)",
+                "mean ‖e∥‖·std(t)",
+            ],
             rows,
         );
         let first = distance_curve.first().map_or(f64::NAN, |p| p.1);
@@ -465,13 +524,18 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             format!("median distance to the ridge {first:.3} at σ = 0.3 → {last:.4} at σ = 0.032"),
             Some(last < first),
         );
-        curves.push(Series { label: format!("{}: distance to ridge", m.name), points: distance_curve, reference: None });
+        curves.push(Series {
+            label: format!("{}: distance to ridge", m.name),
+            points: distance_curve,
+            reference: None,
+        });
         curves.push(Series { label: format!("{}: ‖e⊥‖·std", m.name), points: normal_curve, reference: None });
         curves.push(Series { label: format!("{}: ‖e∥‖·std", m.name), points: tangent_curve, reference: None });
         if index == 0 {
             let data: Vec<(f64, f64)> = rows_of(&m.data, 2).take(3000).map(|p| (p[0] as f64, p[1] as f64)).collect();
             let ridge: Vec<(f64, f64)> = rows_of(&last_ridge, 2).map(|p| (p[0] as f64, p[1] as f64)).collect();
-            let samples: Vec<(f64, f64)> = rows_of(&rec.samples, 2).take(points).map(|p| (p[0] as f64, p[1] as f64)).collect();
+            let samples: Vec<(f64, f64)> =
+                rows_of(&rec.samples, 2).take(points).map(|p| (p[0] as f64, p[1] as f64)).collect();
             scatter_chart(
                 &run.path(&["moons", "ridge.png"])?,
                 "Two moons: data, samples and the ridge of p_t (σ = 0.032)",
@@ -485,7 +549,14 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             run.doc.figure("moons/ridge.png", "Two moons: the ridge of the smoothed data found from the samples.");
         }
     }
-    line_chart(&run.path(&["ridge_phases.png"])?, "Distance to the ridge and the error split against noise level", "log10 σ", "distance / error norm × std(t)", &curves, true)?;
+    line_chart(
+        &run.path(&["ridge_phases.png"])?,
+        "Distance to the ridge and the error split against noise level",
+        "log10 σ",
+        "distance / error norm × std(t)",
+        &curves,
+        true,
+    )?;
     run.doc.figure("ridge_phases.png", "Median distance of the iterates to the ridge, and the mean normal and tangential error norms (× std(t)), against log10 σ.");
     Ok(())
 }
