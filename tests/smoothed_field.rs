@@ -82,14 +82,15 @@ fn bandwidth_smoothing_ignores_t_and_sampling_reaches_the_data() {
     let b = fixed.score(&x, &[0.9], JobOptions::default()).unwrap();
     assert_eq!(a, b);
 
-    // The exact score of the diffused data: EM ends at the three points (std(eps) ≈ 0.03).
+    // The exact score of the diffused data: EM ends at the three points (std(eps) ≈ 0.03). Song's grid needs
+    // g²Δt ≲ std(eps)² = 1e-3 at the end to be stable there: 1,000 steps.
     let field = ScoreField::Smoothed(
         SmoothedData::new(gpu(), data.clone(), d, NoiseSchedule::VeSong { sigma: 25.0 }, Smoothing::Schedule).unwrap(),
     );
     let mut noise = SeededNoise::new(1);
     let x_init = initial_points(&field, 60, &mut noise);
     let run =
-        sample(&field, &x_init, &SamplerConfig::new(SamplerKind::Em, 300), &mut noise, JobOptions::default()).unwrap();
+        sample(&field, &x_init, &SamplerConfig::new(SamplerKind::Em, 1000), &mut noise, JobOptions::default()).unwrap();
     let mut nearest: Vec<f32> = run
         .samples
         .chunks(d)
