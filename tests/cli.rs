@@ -686,3 +686,36 @@ fn sample_and_lyapunov_from_the_cli() {
     );
     expect_user_error(&["lyapunov", "--field", s(&lorenz), "--dim", "3", "--flow", "-o", s(&flow)], &["--x0"]);
 }
+
+#[test]
+fn several_devices_give_the_arrays_of_one() {
+    // Two independent devices on the one adapter CI has (lavapipe): rows split in two blocks, run in parallel.
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let rows = 37;
+    let x: Vec<f32> = (0..rows * 16).map(|i| ((i * 29 % 83) as f32 / 41.0) - 1.0).collect();
+    let x_path = scratch.npy("x.npy", &[rows, 16], &x);
+    let v_path = scratch.npy("v.npy", &[rows, 16], &x.iter().map(|v| v * 0.5 + 0.1).collect::<Vec<_>>());
+    for (command, extra) in [
+        ("score", vec![]),
+        ("jvp", vec!["--v", s(&v_path)]),
+        ("vjp", vec!["--u", s(&v_path)]),
+        ("jacobian", vec![]),
+        ("divergence", vec![]),
+    ] {
+        let one = scratch.path(&format!("{command}_one.npy"));
+        let two = scratch.path(&format!("{command}_two.npy"));
+        let base = [command, s(&model), "--x", s(&x_path), "--t", "0.4"];
+        let (code, _, stderr) = scorelens(&[&base[..], &extra[..], &["-o", s(&one)]].concat());
+        assert_eq!(code, 0, "{command}: {stderr}");
+        let (code, _, stderr) = scorelens(&[&base[..], &extra[..], &["--devices", "0,0", "-o", s(&two)]].concat());
+        assert_eq!(code, 0, "{command} --devices 0,0: {stderr}");
+        let (a, b) = (npy::read_f32(&one).unwrap(), npy::read_f32(&two).unwrap());
+        assert_eq!(a.shape, b.shape, "{command}");
+        assert_eq!(a.data, b.data, "{command}: two devices differ from one");
+    }
+    expect_user_error(
+        &["score", s(&model), "--x", s(&x_path), "--t", "0.4", "--devices", "7", "-o", s(&scratch.path("o.npy"))],
+        &["--devices", "adapter 7"],
+    );
+}

@@ -109,7 +109,11 @@ pub fn run_jvp(args: &JvpArgs) -> Result<()> {
         }
     };
     let bar = Bar::new();
-    let out = derivative::jvp(&job.field, &job.x.data, &job.t, &v.data, method, args.richardson, job.options(&bar))?;
+    let per_row = v.data.len() / job.x.rows.max(1);
+    let out = job.map_rows(per_row, |field, rows, x, t| {
+        let v = &v.data[rows.start * per_row..rows.end * per_row];
+        derivative::jvp(field, x, t, v, method, args.richardson, job.options(&bar))
+    })?;
     npy::write_f32(&args.output, &v.shape, &out)
 }
 
@@ -117,12 +121,18 @@ pub fn run_vjp(args: &VjpArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let u = read_directions(&args.u, "U", &job)?;
     let bar = Bar::new();
-    let out = if has_exact_vjp(&job.field) {
-        derivative::vjp(&job.field, &job.x.data, &job.t, &u.data, job.options(&bar))?
-    } else {
-        log::warn!("no exact VJP for this model yet: using Jᵀu from a finite-difference Jacobian (slow)");
-        vjp_from_fd_jacobian(&job.field, &job.x.data, &job.t, &u.data, job.options(&bar))?
-    };
+    let per_row = u.data.len() / job.x.rows.max(1);
+    if !has_exact_vjp(&job.field) {
+        log::warn!("no exact VJP for this field: using Jᵀu from a finite-difference Jacobian (slow)");
+    }
+    let out = job.map_rows(per_row, |field, rows, x, t| {
+        let u = &u.data[rows.start * per_row..rows.end * per_row];
+        if has_exact_vjp(field) {
+            derivative::vjp(field, x, t, u, job.options(&bar))
+        } else {
+            vjp_from_fd_jacobian(field, x, t, u, job.options(&bar))
+        }
+    })?;
     npy::write_f32(&args.output, &u.shape, &out)
 }
 
@@ -167,7 +177,20 @@ pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
     let d = job.field.dim();
     let mut writer = npy::StreamWriter::create(&args.output, &[job.x.rows, d, d])?;
     let bar = Bar::new();
-    derivative::jacobian(&job.field, &job.x.data, &job.t, method, job.options(&bar), |_, values| writer.write(values))?;
+    if job.devices.len() > 1 {
+        let values = job.map_rows(d * d, |field, _, x, t| {
+            let mut block = Vec::new();
+            derivative::jacobian(field, x, t, method, job.options(&bar), |_, values| {
+                block.extend_from_slice(values);
+                Ok(())
+            })?;
+            Ok(block)
+        })?;
+        writer.write(&values)?;
+    } else {
+        let field = job.devices.first().unwrap_or(&job.field);
+        derivative::jacobian(field, &job.x.data, &job.t, method, job.options(&bar), |_, values| writer.write(values))?;
+    }
     writer.finish()
 }
 
@@ -178,7 +201,17 @@ pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
         None => DivergenceMethod::Exact,
     };
     let bar = Bar::new();
-    let out = derivative::divergence(&job.field, &job.x.data, &job.t, method, job.options(&bar))?;
+    // Hutchinson's probes are drawn for the whole batch from one seed, so it runs on one device.
+    let out = match method {
+        DivergenceMethod::Exact => job.map_rows(1, |field, _, x, t| {
+            let values = derivative::divergence(field, x, t, method, job.options(&bar))?;
+            Ok(values.into_iter().map(|v| v as f32).collect())
+        })?,
+        DivergenceMethod::Hutchinson { .. } => {
+            let values = derivative::divergence(&job.field, &job.x.data, &job.t, method, job.options(&bar))?;
+            values.into_iter().map(|v| v as f32).collect()
+        }
+    };
     let out32: Vec<f32> = out.iter().map(|&v| v as f32).collect();
     npy::write_f32(&args.output, &[job.x.rows], &out32)
 }

@@ -85,7 +85,11 @@ impl FieldArgs {
     }
 
     pub fn load(&self) -> Result<LoadedField> {
-        let ctx = GpuContext::shared()?;
+        self.load_on(GpuContext::shared()?)
+    }
+
+    /// The field on a given device.
+    pub fn load_on(&self, ctx: std::sync::Arc<GpuContext>) -> Result<LoadedField> {
         if let Some(path) = &self.kde {
             let data = npy::read_f32(path)?;
             let what = path.display().to_string();
@@ -152,6 +156,8 @@ pub fn shard_rows(spec: &str, rows: usize) -> Result<std::ops::Range<usize>> {
 /// A model on the GPU with its validated inputs.
 pub struct Job {
     pub field: ScoreField,
+    /// With `--devices`: the field on every device named, rows split between them.
+    pub devices: Vec<ScoreField>,
     /// The model file or WGSL file the field came from.
     pub source: String,
     pub x: Points,
@@ -172,7 +178,68 @@ impl Job {
         let loaded = source.load()?;
         let x = read_points(x, &loaded.field)?;
         let t = read_times(t, x.rows)?;
-        Job::from_parts(loaded, x, t, shard, memory_budget)
+        let mut job = Job::from_parts(loaded, x, t, shard, memory_budget)?;
+        if let Some(spec) = &compute.devices {
+            job.devices = scorelens::gpu::contexts_for(spec)?
+                .into_iter()
+                .map(|ctx| source.load_on(ctx).map(|l| l.field))
+                .collect::<Result<_>>()?;
+        }
+        Ok(job)
+    }
+
+    /// Runs `work(field, rows, x, t)` on contiguous blocks of rows, one per device (in parallel), or on the whole
+    /// batch with one device; the outputs (`per_row` values a row) are joined in row order.
+    pub fn map_rows(
+        &self,
+        per_row: usize,
+        work: impl Fn(&ScoreField, std::ops::Range<usize>, &[f32], &[f32]) -> Result<Vec<f32>> + Sync,
+    ) -> Result<Vec<f32>> {
+        let rows = self.x.rows;
+        let d = self.field.dim();
+        let t_of = |range: &std::ops::Range<usize>| -> Vec<f32> {
+            if self.t.len() == 1 {
+                self.t.clone()
+            } else {
+                self.t[range.clone()].to_vec()
+            }
+        };
+        if self.devices.len() <= 1 {
+            let field = self.devices.first().unwrap_or(&self.field);
+            return work(field, 0..rows, &self.x.data, &self.t);
+        }
+        let n = self.devices.len();
+        let blocks: Vec<std::ops::Range<usize>> = (0..n).map(|i| i * rows / n..(i + 1) * rows / n).collect();
+        let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .devices
+                .iter()
+                .zip(&blocks)
+                .map(|(field, range)| {
+                    let work = &work;
+                    let t = t_of(range);
+                    let x = &self.x.data[range.start * d..range.end * d];
+                    scope.spawn(
+                        move || {
+                            if range.is_empty() {
+                                Ok(Vec::new())
+                            } else {
+                                work(field, range.clone(), x, &t)
+                            }
+                        },
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Device("a device's worker thread panicked".into()))))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(rows * per_row);
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
     }
 
     /// A job on points already read (e.g. a sampler's recorded iterates).
@@ -193,7 +260,7 @@ impl Job {
             x.rows = range.len();
             x.shape[0] = range.len();
         }
-        Ok(Job { field: loaded.field, source: loaded.source, x, t, memory_budget })
+        Ok(Job { field: loaded.field, devices: Vec::new(), source: loaded.source, x, t, memory_budget })
     }
 
     pub fn field_adapter(&self) -> String {

@@ -75,6 +75,10 @@ pub struct ComputeArgs {
     /// Device memory budget for the job, e.g. 512MiB or 4GiB; jobs larger than it are split into chunks.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// Spread the rows over several GPUs: `all`, or adapter indices from `scorelens info` (`0,1`); each device
+    /// takes a contiguous block of rows and the outputs are joined in order (the same arrays as one device).
+    #[arg(long, value_name = "all|0,1,...")]
+    pub devices: Option<String>,
 }
 
 impl ComputeArgs {

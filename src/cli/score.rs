@@ -23,7 +23,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let bar = Bar::new();
     let started = Instant::now();
-    let score = job.field.score(&job.x.data, &job.t, job.options(&bar))?;
+    let d = job.field.dim();
+    let score = job.map_rows(d, |field, _, x, t| field.score(x, t, job.options(&bar)))?;
     let seconds = started.elapsed().as_secs_f64();
     npy::write_f32(&args.output, &job.x.shape, &score)?;
     log::info!(

@@ -118,6 +118,37 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
         .ok_or_else(|| Error::NoAdapter { hint: String::new() })
 }
 
+/// Contexts for `--devices`: `all` (every adapter), or adapter indices `0,1,...` from `scorelens info`. Each entry
+/// opens its own device, so an index given twice gives two independent devices on one adapter.
+pub fn contexts_for(spec: &str) -> Result<Vec<Arc<GpuContext>>> {
+    let adapters = pollster::block_on(instance().enumerate_adapters(backends()));
+    let count = adapters.len();
+    if count == 0 {
+        return choose_adapter(adapters).map(|_| Vec::new());
+    }
+    let indices: Vec<usize> = if spec.trim() == "all" {
+        (0..count).collect()
+    } else {
+        spec.split(',')
+            .map(|part| {
+                let index: usize = part.trim().parse().map_err(|_| {
+                    Error::InvalidArgument(format!("--devices {spec:?}: expected all or adapter indices like 0,1"))
+                })?;
+                if index >= count {
+                    return Err(Error::InvalidArgument(format!(
+                        "--devices {spec:?}: adapter {index} does not exist ({count} found; see `scorelens info`)"
+                    )));
+                }
+                Ok(index)
+            })
+            .collect::<Result<_>>()?
+    };
+    if indices.is_empty() {
+        return Err(Error::InvalidArgument(format!("--devices {spec:?}: no adapter named")));
+    }
+    indices.into_iter().map(|i| GpuContext::from_adapter(adapters[i].clone()).map(Arc::new)).collect()
+}
+
 impl GpuContext {
     /// Builds a context on the adapter `SCORELENS_ADAPTER` names, or the most capable one.
     pub fn new() -> Result<Self> {

@@ -230,7 +230,10 @@ def train(name, cfg, x):
             perm, pos = torch.randperm(len(data), generator=gen), 0
         xb = data[perm[pos:pos + batch]]
         pos += batch
-        t = torch.rand(batch, generator=gen) * (1.0 - EPS_TRAIN) + EPS_TRAIN
+        u = torch.rand(batch, generator=gen)
+        if cfg.get("t_power", 1) != 1:
+            u = u ** cfg["t_power"]
+        t = u * (1.0 - EPS_TRAIN) + EPS_TRAIN
         z = torch.randn(xb.shape, generator=gen)
         loss = dsm_loss(net, xb, t, z)
         opt.zero_grad()
