@@ -9,28 +9,21 @@
 //                     2 logits (read_write, [rows, ld]), 3 params (uniform, shared/kde_params.wgsl).
 // Layout: row-major. A 16×16-thread workgroup computes a 64×64 block (64 query rows × 64 data rows, 4×4 per
 // thread), stepping over dim 16 at a time through workgroup memory. Dispatch (⌈tile_rows/64⌉, ⌈rows/64⌉, 1).
+// Shared: the entry point `main` and centred_data (shared/kde_block.wgsl); this file defines `block`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
 var<workgroup> tile_x: array<f32, 1024>; // [kk][bb]
 var<workgroup> tile_y: array<f32, 1024>; // [kk][ii]
 
-@compute @workgroup_size(16, 16, 1)
-fn main(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// Called by main (shared/kde_block.wgsl).
+fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
     let b0 = group.y * 64u;
     let i0 = group.x * 64u;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
-    var acc: array<vec4<f32>, 4>;
-    for (var j = 0u; j < 4u; j++) { acc[j] = vec4<f32>(0.0); }
+    var acc = array<vec4<f32>, 4>();
 
     for (var k0 = 0u; k0 < params.dim; k0 += 16u) {
         for (var r = 0u; r < 4u; r++) {
@@ -42,9 +35,7 @@ fn main(
             var vx = 0.0;
             if (b0 + mm < params.rows && gk < params.dim) { vx = x[(b0 + mm) * params.dim + gk]; }
             tile_x[kk * 64u + mm] = vx;
-            var vy = 0.0;
-            if (i0 + mm < params.tile_rows && gk < params.dim) { vy = params.alpha * data[(i0 + mm) * params.dim + gk]; }
-            tile_y[kk * 64u + mm] = vy;
+            tile_y[kk * 64u + mm] = centred_data(i0 + mm, gk, 0.0);
         }
         workgroupBarrier();
         let steps = min(16u, params.dim - k0);

@@ -13,6 +13,8 @@
 // Layout: row-major. Per query point (workgroup z), a 16×16-thread workgroup computes a 64×64 block (64
 // directions × 64 coordinates, shared/register_tile.wgsl), stepping over the tile's data points 16 at a time.
 // Dispatch (⌈dim/64⌉, ⌈per_point/64⌉, rows).
+// Shared: `main` and centred_data (shared/kde_block.wgsl), weighted_mean (shared/kde_moments.wgsl), stage_weights
+// (shared/kde_weights.wgsl), multiply_tiles (shared/register_tile.wgsl); this file defines `block`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -23,39 +25,22 @@
 @group(0) @binding(6) var<storage, read_write> u: array<f32>;
 @group(0) @binding(7) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
 var<workgroup> mean_cols: array<f32, 64>;
-var<workgroup> weights: array<f32, 16>;
 
-@compute @workgroup_size(16, 16, 1)
-fn main(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// Called by main (shared/kde_block.wgsl).
+fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
     let b = group.z;
     if (b >= params.rows) { return; }
     let p0 = group.y * TILE_M;
     let k0 = group.x * TILE_N;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
     let s = state[b];
     let inv_s = 1.0 / s.y;
-    if (lid < 64u && k0 + lid < params.dim) {
-        let k = b * params.dim + k0 + lid;
-        mean_cols[lid] = x[k] + acc[k] * inv_s;
-    }
+    if (lid < 64u && k0 + lid < params.dim) { mean_cols[lid] = weighted_mean(b, k0 + lid, inv_s); }
 
-    var out: array<vec4<f32>, 4>;
-    for (var j = 0u; j < 4u; j++) { out[j] = vec4<f32>(0.0); }
+    var out = array<vec4<f32>, 4>();
 
     for (var i0 = 0u; i0 < params.tile_rows; i0 += TILE_K) {
-        if (lid < TILE_K) {
-            var w = 0.0;
-            if (i0 + lid < params.tile_rows) { w = exp(logits[b * params.ld + i0 + lid] - s.x) * inv_s; }
-            weights[lid] = w;
-        }
-        workgroupBarrier();
+        stage_weights(lid, b, i0, s, inv_s);
         for (var r = 0u; r < 4u; r++) {
             let e = lid + r * THREADS;
             // Weighted projections: consecutive threads walk i (contiguous in proj).
@@ -69,11 +54,7 @@ fn main(
             // Centred data: consecutive threads walk k (contiguous in data).
             let kk = e & 63u;
             let iy = e >> 6u;
-            var bv = 0.0;
-            if (i0 + iy < params.tile_rows && k0 + kk < params.dim) {
-                bv = params.alpha * data[(i0 + iy) * params.dim + k0 + kk] - mean_cols[kk];
-            }
-            tile_b[iy * TILE_N + kk] = bv;
+            tile_b[iy * TILE_N + kk] = centred_data(i0 + iy, k0 + kk, mean_cols[kk]);
         }
         workgroupBarrier();
         multiply_tiles(row0, col0, &out);

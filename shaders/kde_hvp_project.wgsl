@@ -11,6 +11,8 @@
 // Layout: row-major. Per query point (workgroup z), a 16×16-thread workgroup computes a 64×64 block (64
 // directions × 64 data points, shared/register_tile.wgsl), stepping over dim 16 at a time.
 // Dispatch (⌈tile_rows/64⌉, ⌈per_point/64⌉, rows).
+// Shared: `main` and centred_data (shared/kde_block.wgsl), weighted_mean (shared/kde_moments.wgsl), multiply_tiles
+// (shared/register_tile.wgsl); this file defines `block`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -20,32 +22,21 @@
 @group(0) @binding(5) var<storage, read_write> proj: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
 var<workgroup> mean_k: array<f32, 16>;
 
-@compute @workgroup_size(16, 16, 1)
-fn main(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// Called by main (shared/kde_block.wgsl).
+fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
     let b = group.z;
     if (b >= params.rows) { return; }
     let p0 = group.y * TILE_M;
     let i0 = group.x * TILE_N;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
     let inv_s = 1.0 / state[b].y;
     let vbase = b * params.per_point * params.dim;
 
-    var out: array<vec4<f32>, 4>;
-    for (var j = 0u; j < 4u; j++) { out[j] = vec4<f32>(0.0); }
+    var out = array<vec4<f32>, 4>();
 
     for (var k0 = 0u; k0 < params.dim; k0 += TILE_K) {
-        if (lid < TILE_K && k0 + lid < params.dim) {
-            let k = b * params.dim + k0 + lid;
-            mean_k[lid] = x[k] + acc[k] * inv_s;
-        }
+        if (lid < TILE_K && k0 + lid < params.dim) { mean_k[lid] = weighted_mean(b, k0 + lid, inv_s); }
         workgroupBarrier();
         for (var r = 0u; r < 4u; r++) {
             // Consecutive threads walk k, the contiguous axis of v and data.
@@ -56,11 +47,7 @@ fn main(
             var a = 0.0;
             if (p0 + mm < params.per_point && k < params.dim) { a = v[vbase + (p0 + mm) * params.dim + k]; }
             tile_a[kk * TILE_M + mm] = a;
-            var bv = 0.0;
-            if (i0 + mm < params.tile_rows && k < params.dim) {
-                bv = params.alpha * data[(i0 + mm) * params.dim + k] - mean_k[kk];
-            }
-            tile_b[kk * TILE_N + mm] = bv;
+            tile_b[kk * TILE_N + mm] = centred_data(i0 + mm, k, mean_k[kk]);
         }
         workgroupBarrier();
         multiply_tiles(row0, col0, &out);

@@ -13,6 +13,7 @@
 // Layout: row-major. A 16×16-thread workgroup computes a 64×64 block of acc (64 query rows × 64 coordinates,
 // 4×4 per thread), stepping over the tile's data points 16 at a time through workgroup memory.
 // Dispatch (⌈dim/64⌉, ⌈rows/64⌉, 1).
+// Shared: the entry point `main` and centred_data (shared/kde_block.wgsl); this file defines `block`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -21,21 +22,14 @@
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
 var<workgroup> tile_w: array<f32, 1024>; // [ii][bb]: exp(logit − M)
 var<workgroup> tile_y: array<f32, 1024>; // [ii][kk]: α·data
 var<workgroup> row_max: array<f32, 64>;
 
-@compute @workgroup_size(16, 16, 1)
-fn main(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(local_invocation_id) local: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// Called by main (shared/kde_block.wgsl).
+fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
     let b0 = group.y * 64u;
     let k0 = group.x * 64u;
-    let row0 = local.y * 4u;
-    let col0 = local.x * 4u;
     if (lid < 64u && b0 + lid < params.rows) { row_max[lid] = state[b0 + lid].x; }
 
     // This thread's x entries: the shift of each of its outputs.
@@ -67,11 +61,7 @@ fn main(
             // Data: consecutive threads walk k (contiguous in data).
             let kk = e & 63u;
             let iy = e >> 6u;
-            var y = 0.0;
-            if (i0 + iy < params.tile_rows && k0 + kk < params.dim) {
-                y = params.alpha * data[(i0 + iy) * params.dim + k0 + kk];
-            }
-            tile_y[iy * 64u + kk] = y;
+            tile_y[iy * 64u + kk] = centred_data(i0 + iy, k0 + kk, 0.0);
         }
         workgroupBarrier();
         let steps = min(16u, params.tile_rows - i0);

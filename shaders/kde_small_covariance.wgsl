@@ -11,6 +11,8 @@
 //                     5 params (uniform, shared/kde_params.wgsl).
 // Layout: row-major. 256-thread workgroups, thread b = one query point; the tile is staged through workgroup
 // memory 256 data points at a time; full rows are summed as vec4 pairs. Dispatch (⌈rows/256⌉, 1, 1).
+// Shared: `main`, stage_points, load_x, point_logit (shared/kde_small.wgsl), weighted_mean
+// (shared/kde_moments.wgsl); this file defines `query`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -19,15 +21,8 @@
 @group(0) @binding(4) var<storage, read_write> cov: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
-const MAX_DIM: u32 = 8u;
-var<workgroup> points: array<f32, 2048>; // [256][dim], α·data
-
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = group.x * THREADS + lid;
-    let in_range = b < params.rows;
-    let dim = min(params.dim, MAX_DIM);
+// Called by main (shared/kde_small.wgsl) for query point b.
+fn query(b: u32, in_range: bool, dim: u32, lid: u32) {
     var xb: array<f32, 8>;
     var mean: array<f32, 8>;
     // Rows k of the covariance as two vec4 halves (columns 0–3, 4–7); fixed-size vector arithmetic keeps it in
@@ -50,32 +45,21 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let st = state[b];
         m = st.x;
         inv_s = 1.0 / st.y;
-        for (var k = 0u; k < dim; k++) {
-            xb[k] = x[b * params.dim + k];
-            mean[k] = xb[k] + acc[b * params.dim + k] * inv_s;
-        }
+        xb = load_x(b, dim);
+        for (var k = 0u; k < dim; k++) { mean[k] = weighted_mean(b, k, inv_s); }
     }
 
     for (var i0 = 0u; i0 < params.tile_rows; i0 += THREADS) {
-        let count = min(THREADS, params.tile_rows - i0);
-        for (var e = lid; e < count * dim; e += THREADS) {
-            points[e] = params.alpha * data[i0 * params.dim + e];
-        }
-        workgroupBarrier();
+        let count = stage_points(lid, i0, dim);
         if (in_range) {
             for (var k = 0u; k < MAX_DIM; k++) {
                 part_lo[k] = vec4<f32>(0.0);
                 part_hi[k] = vec4<f32>(0.0);
             }
             for (var i = 0u; i < count; i++) {
-                var dist = 0.0;
                 var z: array<f32, 8>;
-                for (var k = 0u; k < dim; k++) {
-                    let d = xb[k] - points[i * dim + k];
-                    dist = fma(d, d, dist);
-                    z[k] = points[i * dim + k] - mean[k];
-                }
-                let w = exp(max(-dist * params.inv_two_var, LOWEST_LOGIT) - m) * inv_s;
+                for (var k = 0u; k < dim; k++) { z[k] = points[i * dim + k] - mean[k]; }
+                let w = exp(point_logit(xb, i, dim) - m) * inv_s;
                 let z_lo = vec4<f32>(z[0], z[1], z[2], z[3]);
                 let z_hi = vec4<f32>(z[4], z[5], z[6], z[7]);
                 for (var k = 0u; k < dim; k++) {

@@ -14,6 +14,7 @@
 //                     4 params (uniform, shared/kde_params.wgsl).
 // Layout: row-major. 256-thread workgroups, thread b = one query point; the tile is staged through workgroup
 // memory 256 data points at a time. Dispatch (⌈rows/256⌉, 1, 1).
+// Shared: `main`, stage_points, load_x, point_logit (shared/kde_small.wgsl); this file defines `query`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -21,15 +22,8 @@
 @group(0) @binding(3) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
-const MAX_DIM: u32 = 8u;
-var<workgroup> points: array<f32, 2048>; // [256][dim], α·data
-
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = group.x * THREADS + lid;
-    let in_range = b < params.rows;
-    let dim = min(params.dim, MAX_DIM);
+// Called by main (shared/kde_small.wgsl) for query point b.
+fn query(b: u32, in_range: bool, dim: u32, lid: u32) {
     var xb: array<f32, 8>;
     var sum_d: array<f32, 8>;
     var m = LOWEST_LOGIT;
@@ -39,7 +33,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         sum_d[k] = 0.0;
     }
     if (in_range) {
-        for (var k = 0u; k < dim; k++) { xb[k] = x[b * params.dim + k]; }
+        xb = load_x(b, dim);
         if (params.first == 0u) {
             let st = state[b];
             m = st.x;
@@ -54,21 +48,12 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     var chunk_s = 0.0;
     var chunk_d: array<f32, 8>;
     for (var i0 = 0u; i0 < params.tile_rows; i0 += THREADS) {
-        let count = min(THREADS, params.tile_rows - i0);
-        for (var e = lid; e < count * dim; e += THREADS) {
-            points[e] = params.alpha * data[i0 * params.dim + e];
-        }
-        workgroupBarrier();
+        let count = stage_points(lid, i0, dim);
         if (in_range) {
             chunk_s = 0.0;
             for (var k = 0u; k < MAX_DIM; k++) { chunk_d[k] = 0.0; }
             for (var i = 0u; i < count; i++) {
-                var dist = 0.0;
-                for (var k = 0u; k < dim; k++) {
-                    let d = xb[k] - points[i * dim + k];
-                    dist = fma(d, d, dist);
-                }
-                let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
+                let logit = point_logit(xb, i, dim);
                 if (logit > m) {
                     // A new max: rescale what was summed so far, and this point weighs exp(0) = 1.
                     let scale = exp(m - logit);

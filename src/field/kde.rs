@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::NoiseSchedule;
-use crate::ops::kde::{self as op, KdeParams, SMALL_DIM};
+use crate::ops::kde::{self as op, KdeBuffers, KdeKernel, KdeParams, SMALL_DIM};
 use crate::scheduler::{plan_chunks, DeviceBounds, JobOptions, RowCost};
 
 /// The mean scaling α and standard deviation σ of the smoothing kernel.
@@ -110,6 +110,22 @@ struct Slot {
     v: wgpu::Buffer,
     proj: wgpu::Buffer,
     readback: [wgpu::Buffer; 3],
+}
+
+impl Slot {
+    /// What the kernels bind for one data tile.
+    fn buffers<'a>(&'a self, data: &'a wgpu::Buffer) -> KdeBuffers<'a> {
+        KdeBuffers {
+            data,
+            x: &self.x,
+            logits: &self.logits,
+            state: &self.state,
+            acc: &self.acc,
+            v: &self.v,
+            proj: &self.proj,
+            second: &self.second,
+        }
+    }
 }
 
 impl KdeField {
@@ -390,68 +406,30 @@ impl KdeField {
             for (t, range) in tiles.iter().enumerate() {
                 let (data, mut rec) = feeder.begin(t, range, "kde/pass1")?;
                 let p = self.params(b, range.len(), per_point, t == 0);
-                if self.small {
-                    op::record_small_moments(&mut rec, &p, data, &slot.x, &slot.state, &slot.acc)?;
+                let first_pass: &[KdeKernel] = if self.small {
+                    &[KdeKernel::SmallMoments]
                 } else {
-                    op::record_distances(&mut rec, &p, data, &slot.x, &slot.logits)?;
-                    op::record_softmax_update(&mut rec, &p, &slot.logits, &slot.state)?;
-                    op::record_mean_update(&mut rec, &p, data, &slot.x, &slot.logits, &slot.state, &slot.acc)?;
-                }
+                    &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate]
+                };
+                op::record(&mut rec, first_pass, &p, &slot.buffers(data))?;
                 feeder.submit(rec)?;
             }
-            if !matches!(second, Second::None) {
+            let second_pass: &[KdeKernel] = match second {
+                Second::None => &[],
+                Second::Covariance if self.small => &[KdeKernel::SmallCovariance],
+                Second::Covariance => &[KdeKernel::Covariance],
+                Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
+            };
+            if !second_pass.is_empty() {
                 for (t, range) in tiles.iter().enumerate() {
                     let (data, mut rec) = feeder.begin(t, range, "kde/pass2")?;
                     let p = self.params(b, range.len(), per_point, t == 0);
+                    let buffers = slot.buffers(data);
                     // With one tile the first pass's logits are still in place.
                     if !self.small && tiles.len() > 1 {
-                        op::record_distances(&mut rec, &p, data, &slot.x, &slot.logits)?;
+                        op::record(&mut rec, &[KdeKernel::Distances], &p, &buffers)?;
                     }
-                    match second {
-                        Second::Covariance if self.small => op::record_small_covariance(
-                            &mut rec,
-                            &p,
-                            data,
-                            &slot.x,
-                            &slot.state,
-                            &slot.acc,
-                            &slot.second,
-                        )?,
-                        Second::Covariance => op::record_covariance(
-                            &mut rec,
-                            &p,
-                            data,
-                            &slot.x,
-                            &slot.logits,
-                            &slot.state,
-                            &slot.acc,
-                            &slot.second,
-                        )?,
-                        Second::Hvp { .. } => {
-                            op::record_hvp_project(
-                                &mut rec,
-                                &p,
-                                data,
-                                &slot.x,
-                                &slot.state,
-                                &slot.acc,
-                                &slot.v,
-                                &slot.proj,
-                            )?;
-                            op::record_hvp_accumulate(
-                                &mut rec,
-                                &p,
-                                data,
-                                &slot.x,
-                                &slot.logits,
-                                &slot.state,
-                                &slot.acc,
-                                &slot.proj,
-                                &slot.second,
-                            )?;
-                        }
-                        Second::None => {}
-                    }
+                    op::record(&mut rec, second_pass, &p, &buffers)?;
                     feeder.submit(rec)?;
                 }
             }

@@ -16,6 +16,10 @@ const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgs
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
 const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
+const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
+const KDE_MOMENTS: &str = include_str!("../../shaders/shared/kde_moments.wgsl");
+const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
+const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
 /// (plain concatenation, no preprocessor), and its own WGSL.
@@ -33,14 +37,30 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         &[ACTIVATIONS, WORKGROUP_SUM],
         include_str!("../../shaders/groupnorm_adjoint_stats.wgsl"),
     ),
-    ("kde_distances", &[KDE_PARAMS], include_str!("../../shaders/kde_distances.wgsl")),
+    ("kde_distances", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_distances.wgsl")),
     ("kde_softmax_update", &[KDE_PARAMS], include_str!("../../shaders/kde_softmax_update.wgsl")),
-    ("kde_mean_update", &[KDE_PARAMS], include_str!("../../shaders/kde_mean_update.wgsl")),
-    ("kde_covariance", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_covariance.wgsl")),
-    ("kde_hvp_project", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_hvp_project.wgsl")),
-    ("kde_hvp_accumulate", &[KDE_PARAMS, REGISTER_TILE], include_str!("../../shaders/kde_hvp_accumulate.wgsl")),
-    ("kde_small_moments", &[KDE_PARAMS], include_str!("../../shaders/kde_small_moments.wgsl")),
-    ("kde_small_covariance", &[KDE_PARAMS], include_str!("../../shaders/kde_small_covariance.wgsl")),
+    ("kde_mean_update", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_mean_update.wgsl")),
+    (
+        "kde_covariance",
+        &[KDE_PARAMS, REGISTER_TILE, KDE_BLOCK, KDE_MOMENTS, KDE_WEIGHTS],
+        include_str!("../../shaders/kde_covariance.wgsl"),
+    ),
+    (
+        "kde_hvp_project",
+        &[KDE_PARAMS, REGISTER_TILE, KDE_BLOCK, KDE_MOMENTS],
+        include_str!("../../shaders/kde_hvp_project.wgsl"),
+    ),
+    (
+        "kde_hvp_accumulate",
+        &[KDE_PARAMS, REGISTER_TILE, KDE_BLOCK, KDE_MOMENTS, KDE_WEIGHTS],
+        include_str!("../../shaders/kde_hvp_accumulate.wgsl"),
+    ),
+    ("kde_small_moments", &[KDE_PARAMS, KDE_SMALL], include_str!("../../shaders/kde_small_moments.wgsl")),
+    (
+        "kde_small_covariance",
+        &[KDE_PARAMS, KDE_SMALL, KDE_MOMENTS],
+        include_str!("../../shaders/kde_small_covariance.wgsl"),
+    ),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

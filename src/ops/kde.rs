@@ -25,142 +25,94 @@ const BLOCK: u32 = 64;
 /// Query points per workgroup of the small-dimension kernels.
 const SMALL_THREADS: u32 = 256;
 
-fn record(
-    rec: &mut Recorder,
-    name: &'static str,
-    params: &KdeParams,
-    buffers: &[&wgpu::Buffer],
-    groups: [u32; 3],
-) -> Result<()> {
-    let ctx = rec.ctx();
-    let kernel = ctx.kernel(name, &[])?;
-    let uniform = ctx.uniform(&format!("{name}/params"), params);
-    let mut all: Vec<&wgpu::Buffer> = buffers.to_vec();
-    all.push(&uniform);
-    rec.dispatch(&kernel, &all, groups)
+/// The device buffers of one data tile and one chunk of query points. Each kernel binds the ones its WGSL
+/// declares, in binding order (`KdeKernel::bindings`); `second` is the second pass's output (cov or u).
+pub struct KdeBuffers<'a> {
+    pub data: &'a wgpu::Buffer,
+    pub x: &'a wgpu::Buffer,
+    pub logits: &'a wgpu::Buffer,
+    pub state: &'a wgpu::Buffer,
+    pub acc: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    pub proj: &'a wgpu::Buffer,
+    pub second: &'a wgpu::Buffer,
 }
 
-/// logits[b, i] = −‖x_b − α·dataᵢ‖² / (2σ²) for the tile.
-pub fn record_distances(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    logits: &wgpu::Buffer,
-) -> Result<()> {
-    record(rec, "kde_distances", p, &[data, x, logits], [p.tile_rows.div_ceil(BLOCK), p.rows.div_ceil(BLOCK), 1])
+/// The kde kernels; each records one dispatch over one data tile for a chunk of query points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KdeKernel {
+    /// logits[b, i] = −‖x_b − α·dataᵢ‖² / (2σ²) for the tile.
+    Distances,
+    /// Folds the tile's logits into the running (max, sum) state.
+    SoftmaxUpdate,
+    /// Folds the tile into the running weighted displacement acc (after the softmax update).
+    MeanUpdate,
+    /// Folds the tile into the centred weighted covariance (final state and acc).
+    Covariance,
+    /// proj[b, p, i] = v_bp · (α·dataᵢ − m_b) for the tile.
+    HvpProject,
+    /// u[b, p] (+)= Σᵢ wᵢ proj[b, p, i] (α·dataᵢ − m_b) for the tile.
+    HvpAccumulate,
+    /// dim ≤ 8: distances, online log-sum-exp and displacement of the tile in one pass.
+    SmallMoments,
+    /// dim ≤ 8: the tile's centred weighted covariance.
+    SmallCovariance,
 }
 
-/// Folds the tile's logits into the running (max, sum) state.
-pub fn record_softmax_update(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    logits: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-) -> Result<()> {
-    record(rec, "kde_softmax_update", p, &[logits, state], [p.rows, 1, 1])
+impl KdeKernel {
+    /// The kernel's name in `gpu::kernels::KERNELS` (its file shaders/<name>.wgsl).
+    pub fn name(self) -> &'static str {
+        match self {
+            KdeKernel::Distances => "kde_distances",
+            KdeKernel::SoftmaxUpdate => "kde_softmax_update",
+            KdeKernel::MeanUpdate => "kde_mean_update",
+            KdeKernel::Covariance => "kde_covariance",
+            KdeKernel::HvpProject => "kde_hvp_project",
+            KdeKernel::HvpAccumulate => "kde_hvp_accumulate",
+            KdeKernel::SmallMoments => "kde_small_moments",
+            KdeKernel::SmallCovariance => "kde_small_covariance",
+        }
+    }
+
+    /// The storage buffers in the kernel's binding order (the params uniform follows them).
+    fn bindings<'a>(self, b: &KdeBuffers<'a>) -> Vec<&'a wgpu::Buffer> {
+        match self {
+            KdeKernel::Distances => vec![b.data, b.x, b.logits],
+            KdeKernel::SoftmaxUpdate => vec![b.logits, b.state],
+            KdeKernel::MeanUpdate => vec![b.data, b.x, b.logits, b.state, b.acc],
+            KdeKernel::Covariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
+            KdeKernel::HvpProject => vec![b.data, b.x, b.state, b.acc, b.v, b.proj],
+            KdeKernel::HvpAccumulate => vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second],
+            KdeKernel::SmallMoments => vec![b.data, b.x, b.state, b.acc],
+            KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
+        }
+    }
+
+    /// The workgroup grid (the `Dispatch` line of the kernel's header).
+    fn groups(self, p: &KdeParams) -> [u32; 3] {
+        let blocks = |n: u32| n.div_ceil(BLOCK);
+        match self {
+            KdeKernel::Distances => [blocks(p.tile_rows), blocks(p.rows), 1],
+            KdeKernel::SoftmaxUpdate => [p.rows, 1, 1],
+            KdeKernel::MeanUpdate => [blocks(p.dim), blocks(p.rows), 1],
+            KdeKernel::Covariance => [blocks(p.dim), blocks(p.dim), p.rows],
+            KdeKernel::HvpProject => [blocks(p.tile_rows), blocks(p.per_point), p.rows],
+            KdeKernel::HvpAccumulate => [blocks(p.dim), blocks(p.per_point), p.rows],
+            KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
+        }
+    }
 }
 
-/// Folds the tile into the running weighted displacement acc (after the softmax update).
-pub fn record_mean_update(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    logits: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-) -> Result<()> {
-    record(
-        rec,
-        "kde_mean_update",
-        p,
-        &[data, x, logits, state, acc],
-        [p.dim.div_ceil(BLOCK), p.rows.div_ceil(BLOCK), 1],
-    )
-}
-
-/// Folds the tile into the centred weighted covariance (final state and acc).
-#[allow(clippy::too_many_arguments)]
-pub fn record_covariance(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    logits: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-    cov: &wgpu::Buffer,
-) -> Result<()> {
-    let blocks = p.dim.div_ceil(BLOCK);
-    record(rec, "kde_covariance", p, &[data, x, logits, state, acc, cov], [blocks, blocks, p.rows])
-}
-
-/// proj[b, p, i] = v_bp · (α·dataᵢ − m_b) for the tile.
-#[allow(clippy::too_many_arguments)]
-pub fn record_hvp_project(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-    v: &wgpu::Buffer,
-    proj: &wgpu::Buffer,
-) -> Result<()> {
-    record(
-        rec,
-        "kde_hvp_project",
-        p,
-        &[data, x, state, acc, v, proj],
-        [p.tile_rows.div_ceil(BLOCK), p.per_point.div_ceil(BLOCK), p.rows],
-    )
-}
-
-/// u[b, p] (+)= Σᵢ wᵢ proj[b, p, i] (α·dataᵢ − m_b) for the tile.
-#[allow(clippy::too_many_arguments)]
-pub fn record_hvp_accumulate(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    logits: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-    proj: &wgpu::Buffer,
-    u: &wgpu::Buffer,
-) -> Result<()> {
-    record(
-        rec,
-        "kde_hvp_accumulate",
-        p,
-        &[data, x, logits, state, acc, proj, u],
-        [p.dim.div_ceil(BLOCK), p.per_point.div_ceil(BLOCK), p.rows],
-    )
-}
-
-/// dim ≤ 8: distances, online log-sum-exp and displacement of the tile in one pass.
-pub fn record_small_moments(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-) -> Result<()> {
-    record(rec, "kde_small_moments", p, &[data, x, state, acc], [p.rows.div_ceil(SMALL_THREADS), 1, 1])
-}
-
-/// dim ≤ 8: the tile's centred weighted covariance.
-#[allow(clippy::too_many_arguments)]
-pub fn record_small_covariance(
-    rec: &mut Recorder,
-    p: &KdeParams,
-    data: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    state: &wgpu::Buffer,
-    acc: &wgpu::Buffer,
-    cov: &wgpu::Buffer,
-) -> Result<()> {
-    record(rec, "kde_small_covariance", p, &[data, x, state, acc, cov], [p.rows.div_ceil(SMALL_THREADS), 1, 1])
+/// Records `kernels` in order, each one dispatch over the tile with `params` as its uniform.
+pub fn record(rec: &mut Recorder, kernels: &[KdeKernel], params: &KdeParams, buffers: &KdeBuffers) -> Result<()> {
+    for &kernel in kernels {
+        let name = kernel.name();
+        let ctx = rec.ctx();
+        let pipeline = ctx.kernel(name, &[])?;
+        let uniform = ctx.uniform(&format!("{name}/params"), params);
+        let mut all = kernel.bindings(buffers);
+        all.push(&uniform);
+        rec.dispatch(&pipeline, &all, kernel.groups(params))?;
+    }
+    Ok(())
 }
