@@ -78,8 +78,10 @@ class MlpScore(nn.Module):
     """The `arch = mlp` network of model-format.md; state_dict names match the file's tensor names except
     `embed_W`, stored as `embed.W`."""
 
-    def __init__(self, dim, hidden, embed_dim, act, fourier_scale=16.0):
+    def __init__(self, dim, hidden, embed_dim, act, fourier_scale=16.0, in_gain=1.0):
         super().__init__()
+        self.dim = dim
+        self.in_gain = in_gain  # training-time input gain: h0 = concat(in_gain x, e); folded into layers.0 on export
         self.embed_W = nn.Parameter(torch.randn(embed_dim // 2) * fourier_scale, requires_grad=False)
         widths = [dim + embed_dim] + list(hidden) + [dim]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(widths[:-1], widths[1:]))
@@ -87,7 +89,7 @@ class MlpScore(nn.Module):
 
     def forward(self, x, t):
         proj = 2 * math.pi * t[:, None] * self.embed_W[None, :]
-        h = torch.cat([x, torch.sin(proj), torch.cos(proj)], dim=1)
+        h = torch.cat([x * self.in_gain if self.in_gain != 1.0 else x, torch.sin(proj), torch.cos(proj)], dim=1)
         for layer in self.layers[:-1]:
             h = self.act(layer(h))
         return self.layers[-1](h) / marginal_std(t)[:, None]
@@ -102,10 +104,14 @@ def dsm_loss(net, x, t, z):
 
 # ------------------------------------------------------------------------------------------------- file format
 def export_tensors(net):
-    tensors = {"embed.W": net.embed_W}
+    """The file's tensors; the input gain is folded into the x columns of layers.0.weight (rounded to float32)."""
+    tensors = {"embed.W": net.embed_W.detach().clone()}
     for i, layer in enumerate(net.layers):
-        tensors[f"layers.{i}.weight"] = layer.weight
-        tensors[f"layers.{i}.bias"] = layer.bias
+        w = layer.weight.detach().clone()
+        if i == 0:
+            w[:, :net.dim] *= net.in_gain
+        tensors[f"layers.{i}.weight"] = w
+        tensors[f"layers.{i}.bias"] = layer.bias.detach().clone()
     return tensors
 
 
@@ -210,8 +216,9 @@ def fixed_noise_eval(net, x, repeats, seed):
 # ---------------------------------------------------------------------------------------------------- training
 def train(name, cfg, x):
     torch.manual_seed(cfg["seed"])
-    net = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"])
-    ema = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"])
+    args = (cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"], cfg.get("in_gain", 1.0))
+    net = MlpScore(*args)
+    ema = MlpScore(*args)
     ema.load_state_dict(net.state_dict())
     ema.eval()
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
@@ -230,10 +237,7 @@ def train(name, cfg, x):
             perm, pos = torch.randperm(len(data), generator=gen), 0
         xb = data[perm[pos:pos + batch]]
         pos += batch
-        u = torch.rand(batch, generator=gen)
-        if cfg.get("t_power", 1) != 1:
-            u = u ** cfg["t_power"]
-        t = u * (1.0 - EPS_TRAIN) + EPS_TRAIN
+        t = torch.rand(batch, generator=gen) * (1.0 - EPS_TRAIN) + EPS_TRAIN
         z = torch.randn(xb.shape, generator=gen)
         loss = dsm_loss(net, xb, t, z)
         opt.zero_grad()
@@ -404,7 +408,7 @@ def run(name):
     path = os.path.join(MODEL_DIR, f"{name}.safetensors")
     save_safetensors(path, export_tensors(ema), export_metadata(cfg))
     reloaded = module_from_file(path)
-    ema64 = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"]).double()
+    ema64 = MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], in_gain=cfg.get("in_gain", 1.0)).double()
     ema64.load_state_dict({k: v.double() for k, v in ema.state_dict().items()})
     gen = torch.Generator().manual_seed(777)
     rows = 64
