@@ -179,6 +179,24 @@ def main():
                 a = torch.randn(m, k, device=device)
                 w = torch.randn(n, k, device=device)
                 results.append((name, median_seconds(lambda: a @ w.T, sync, budget)))
+            elif " spectrum dense" in name or " top32 rsvd" in name:
+                # PyTorch's best route to the same values: the Jacobians by vmap(jacrev) (jacfwd too for the MLP),
+                # then torch.linalg.svdvals (dense) or torch.svd_lowrank(q = 40, niter = 4) (top 32).
+                points = int(name.split("b")[-1])
+                if name.startswith("mlp"):
+                    x = torch.randn(points, 64, device=device)
+                    jac = lambda: vmap(jacrev(mlp_score))(x)
+                else:
+                    net = unet(args.model, device)
+                    x = torch.rand(points, 1, 28, 28, device=device)
+                    t = torch.full((1,), 0.5, device=device)
+                    one = lambda image: net(image[None], t)[0].reshape(-1)
+                    jac = lambda: vmap(jacrev(lambda image: one(image)))(x).reshape(points, 784, 784)
+                if "dense" in name:
+                    work = lambda: torch.linalg.svdvals(jac())
+                else:
+                    work = lambda: [torch.svd_lowrank(j, q=40, niter=4) for j in jac()]
+                results.append((name, median_seconds(work, sync, budget)))
             elif name.startswith("lyapunov step"):
                 # The same step: score, J·Q by vmap over torch.func.jvp, the ODE-Euler update, torch.linalg.qr.
                 parts = name.split()

@@ -164,6 +164,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
 
+    // Spectra of MLP Jacobians: dense (all D values, f64 SVD of the exact Jacobian) and the top 32 by randomized
+    // SVD (8 extra directions, 4 power iterations, no early stop). FLOPs: the Jacobian's D forward-mode products
+    // (dense) or 2·(32 + 8) products per iteration (rsvd), SVDs not counted.
+    for &points in if args.quick { &[16usize][..] } else { &[16usize, 128][..] } {
+        let name = format!("mlp spectrum dense b{points}");
+        if wanted(&name) {
+            let x: Vec<f32> = (0..points * 64).map(|i| ((i % 79) as f32 - 39.0) / 39.0).collect();
+            let settings = scorelens::analysis::SpectrumSettings { k: 64, threshold_c: 2.0, vectors: false };
+            let (seconds, repeats) = time_it(time_budget, || {
+                scorelens::analysis::spectra(&mlp_field, &x, &[0.5], settings, options, |_, _| Ok(()))
+            })?;
+            record(name, seconds, repeats, 64.0 * mlp_flops * points as f64, points as f64, "spectra");
+        }
+        let name = format!("mlp top32 rsvd b{points}");
+        if wanted(&name) {
+            let x: Vec<f32> = (0..points * 64).map(|i| ((i % 79) as f32 - 39.0) / 39.0).collect();
+            let (seconds, repeats) = time_it(time_budget, || top32(&mlp_field, &x, options))?;
+            record(name, seconds, repeats, 4.0 * 80.0 * mlp_flops * points as f64, points as f64, "points");
+        }
+    }
+
     // One Lyapunov step (ODE-Euler sampler): score, J·Q for K tangents, the update and the QR; FLOPs counted as
     // (K + 2) forwards per trajectory (score, linearisation, one forward-mode pass per tangent).
     let lyapunov_sizes: &[(usize, usize)] = if args.quick { &[(16, 32)] } else { &[(16, 32), (128, 32)] };
@@ -217,6 +238,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 
     if !args.quick {
+        let x: Vec<f32> = (0..784).map(|i| ((i % 255) as f32) / 255.0).collect();
+        let name = "unet spectrum dense b1".to_string();
+        if wanted(&name) {
+            let settings = scorelens::analysis::SpectrumSettings { k: 784, threshold_c: 2.0, vectors: false };
+            let (seconds, repeats) = time_it(time_budget, || {
+                scorelens::analysis::spectra(&unet_field, &x, &[0.5], settings, options, |_, _| Ok(()))
+            })?;
+            record(name, seconds, repeats, 784.0 * unet_flops, 1.0, "spectra");
+        }
+        let name = "unet top32 rsvd b1".to_string();
+        if wanted(&name) {
+            let (seconds, repeats) = time_it(time_budget, || top32(&unet_field, &x, options))?;
+            record(name, seconds, repeats, 4.0 * 80.0 * unet_flops, 1.0, "points");
+        }
+    }
+    if !args.quick {
         let (trajectories, k) = (2, 8);
         let name = format!("lyapunov step unet b{trajectories} k{k}");
         if wanted(&name) {
@@ -250,4 +287,11 @@ fn lyapunov_steps(field: &ScoreField, x: &[f32], k: usize, steps: usize, options
     use scorelens::sampler::SamplerKind;
     let dynamics = Dynamics::Sampler { kind: SamplerKind::OdeEuler, steps, eps: 0.3, seed: 0 };
     lyapunov(field, x, dynamics, LyapunovSettings::new(k), options).map(|_| ())
+}
+
+/// The top 32 singular triplets per point by randomized SVD, a fixed 4 iterations (no early stop).
+fn top32(field: &ScoreField, x: &[f32], options: JobOptions) -> Result<()> {
+    use scorelens::analysis::lowrank::{top_singular_triplets, LowRankSettings};
+    let settings = LowRankSettings { k: 32, oversampling: 8, tolerance: 0.0, max_iterations: 4, seed: 0 };
+    top_singular_triplets(field, x, &[0.5], settings, options).map(|_| ())
 }
