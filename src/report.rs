@@ -253,10 +253,13 @@ impl Document {
                 Block::Heading(level, text) => out.push_str(&format!("{} {text}\n\n", "#".repeat(*level))),
                 Block::Paragraph(text) => out.push_str(&format!("{text}\n\n")),
                 Block::Table(header, rows) => {
-                    out.push_str(&format!("| {} |\n", header.join(" | ")));
+                    // A `|` inside a cell (|cos|, norms) would end it.
+                    let cells =
+                        |row: &[String]| row.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | ");
+                    out.push_str(&format!("| {} |\n", cells(header)));
                     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
                     for row in rows {
-                        out.push_str(&format!("| {} |\n", row.join(" | ")));
+                        out.push_str(&format!("| {} |\n", cells(row)));
                     }
                     out.push('\n');
                 }
