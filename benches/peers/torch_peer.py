@@ -179,6 +179,38 @@ def main():
                 a = torch.randn(m, k, device=device)
                 w = torch.randn(n, k, device=device)
                 results.append((name, median_seconds(lambda: a @ w.T, sync, budget)))
+            elif name.startswith("scms sweep"):
+                # One SCMS sweep in PyTorch on the same noisy circle (for timing: above D = 8 it forms the
+                # covariance as E[yyᵀ] − mmᵀ, cheaper and less accurate than scorelens' centred pass).
+                d, n, b = (int(p[1:]) for p in name.split()[2:5])
+                def circle(count, phase):
+                    a = torch.arange(count, dtype=torch.float32) * 2.399 + phase
+                    i = torch.arange(count, dtype=torch.float32)
+                    rows = torch.zeros(count, d)
+                    rows[:, 0] = torch.cos(a) * (1 + 0.02 * torch.sin(i * 0.7))
+                    rows[:, 1] = torch.sin(a) * (1 + 0.02 * torch.cos(i * 1.3))
+                    return rows.to(device)
+                data, x = circle(n, 0.0), circle(b, 0.5) * 1.1
+                var = 0.1 ** 2
+
+                def sweep():
+                    out = []
+                    for block in torch.split(x, 256):
+                        w = torch.softmax(-torch.cdist(block, data) ** 2 / (2 * var), dim=1)
+                        m = w @ data
+                        centred = data[None, :, :] - m[:, None, :] if d <= 8 else None
+                        if centred is not None:
+                            cov = torch.einsum("bn,bni,bnj->bij", w, centred, centred)
+                        else:
+                            cov = torch.einsum("bn,ni,nj->bij", w, data, data) - m[:, :, None] * m[:, None, :]
+                        h = cov / var ** 2 - torch.eye(d, device=device) / var
+                        _, vectors = torch.linalg.eigh(h)
+                        e = vectors[:, :, : d - 1]
+                        step = torch.einsum("bij,bkj,bk->bi", e, e, m - block)
+                        out.append(block + step)
+                    return torch.cat(out)
+
+                results.append((name, median_seconds(sweep, sync, budget)))
             elif " spectrum dense" in name or " top32 rsvd" in name:
                 # PyTorch's best route to the same values: the Jacobians by vmap(jacrev) (jacfwd too for the MLP),
                 # then torch.linalg.svdvals (dense) or torch.svd_lowrank(q = 40, niter = 4) (top 32).

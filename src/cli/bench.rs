@@ -199,6 +199,36 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
 
+    // One SCMS sweep of the smoothed data (log p, score and Hessian at every point, then the host eigensolves and
+    // the constrained step): a noisy circle, N data points, B starting points; N (6D + 2D²) FLOPs a point, as
+    // benches/peers/scms_numpy.py counts them.
+    let scms_sizes: &[(usize, usize, usize)] =
+        if args.quick { &[(2, 2000, 200)] } else { &[(2, 100_000, 10_000), (64, 10_000, 1_000)] };
+    for &(d, n, b) in scms_sizes {
+        let name = format!("scms sweep D{d} n{n} b{b}");
+        if wanted(&name) {
+            use scorelens::analysis::ridge::{scms, ScmsSettings};
+            use scorelens::field::{KdeField, KdeScale};
+            let circle = |count: usize, phase: f32| -> Vec<f32> {
+                (0..count)
+                    .flat_map(|i| {
+                        let a = i as f32 * 2.399 + phase;
+                        let mut row = vec![0.0f32; d];
+                        row[0] = a.cos() * (1.0 + 0.02 * (i as f32 * 0.7).sin());
+                        row[1] = a.sin() * (1.0 + 0.02 * (i as f32 * 1.3).cos());
+                        row
+                    })
+                    .collect()
+            };
+            let kde = KdeField::new(ctx.clone(), circle(n, 0.0), d, KdeScale::bandwidth(0.1))?;
+            let starts: Vec<f32> = circle(b, 0.5).iter().map(|v| v * 1.1).collect();
+            let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-12, max_iterations: 1, beta: 0.0 };
+            let (seconds, repeats) = time_it(time_budget, || scms(&kde, &starts, settings, options).map(|_| ()))?;
+            let flop = (b * n) as f64 * (6 * d + 2 * d * d) as f64;
+            record(name, seconds, repeats, flop, b as f64, "points");
+        }
+    }
+
     let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;

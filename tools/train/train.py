@@ -290,6 +290,43 @@ class EmpiricalScore(nn.Module):
         return (w @ self.data - x) / var
 
 
+ERROR_TIMES = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+
+
+def score_error_by_t(net, x, frame=None, n=500, seed=99):
+    """For each t in ERROR_TIMES: training points noised to time t, the RMS over points of
+    |s_model - s_exact| std(t) and of |s_exact| std(t), where s_exact is the EmpiricalScore of the training set
+    (both in units of the noise z, so 1 is the size of the whole target). With a circle frame Q, the error is also
+    split into its out-of-plane, radial and tangential parts."""
+    gen = torch.Generator().manual_seed(seed)
+    data = torch.from_numpy(x)
+    emp = EmpiricalScore(x)
+    rows = []
+    for t in ERROR_TIMES:
+        idx = torch.randint(len(data), (n,), generator=gen)
+        tt = torch.full((n,), t)
+        std = marginal_std(tt)[:, None]
+        xt = data[idx] + std * torch.randn(data[idx].shape, generator=gen)
+        with torch.no_grad():
+            a = net(xt, tt) * std
+            b = emp(xt, tt) * std
+        e = a - b
+        row = {"t": t, "std": float(std[0, 0]), "err_rms": float(e.norm(dim=1).pow(2).mean().sqrt()),
+               "target_rms": float(b.norm(dim=1).pow(2).mean().sqrt())}
+        if frame is not None:
+            q = torch.from_numpy(frame)
+            ein = e @ q
+            p = xt @ q
+            rhat = p / p.norm(dim=1, keepdim=True)
+            that = torch.stack([-rhat[:, 1], rhat[:, 0]], dim=1)
+            row["out_of_plane_err_rms"] = float((e - ein @ q.T).norm(dim=1).pow(2).mean().sqrt())
+            row["radial_err_rms"] = float((ein * rhat).sum(1).pow(2).mean().sqrt())
+            row["radial_target_rms"] = float(((b @ q) * rhat).sum(1).pow(2).mean().sqrt())
+            row["tangential_err_rms"] = float((ein * that).sum(1).pow(2).mean().sqrt())
+        rows.append(row)
+    return rows
+
+
 def nn_dist(a, b, exclude_self=False):
     """Distance from each row of a to its nearest row of b (excluding the same index when a is b)."""
     a = torch.from_numpy(np.asarray(a, np.float64))
@@ -436,6 +473,7 @@ def run(name):
     quality = sample_quality(name, samples, x, held, extras)
     baseline = euler_maruyama(EmpiricalScore(x), 500, cfg["dim"], seed=4242)
     quality["empirical_score_baseline"] = sample_quality(name, baseline, x, held, extras)
+    errors = score_error_by_t(sampler_net, x, extras.get("circle16_frame"))
     plot = save_plot(name, samples, x)
     sample_seconds = time.time() - sample_start
 
@@ -445,7 +483,7 @@ def run(name):
         "eval_on": "held-out" if held is not None else "training images", "eval_points": int(len(eval_x)),
         "eval_repeats": repeats, "train_fixed_noise_loss_ema": train_fixed,
         "train_seconds": train_seconds, "sample_seconds": sample_seconds, "total_seconds": time.time() - wall0,
-        "reload_max_rel_err": reload_err, "quality": quality, "plot": plot,
+        "reload_max_rel_err": reload_err, "quality": quality, "score_error_by_t": errors, "plot": plot,
         "file_bytes": os.path.getsize(path), "params": int(sum(p.numel() for p in ema.parameters())),
         "machine": f"{platform.machine()}, {THREADS} torch threads, torch {torch.__version__}",
         "loss_curve_every_500": [float(np.mean(losses[i:i + 500])) for i in range(0, len(losses), 500)],
@@ -520,6 +558,37 @@ def fmt_quality(name, q):
     ]
 
 
+ERROR_NOTE = {
+    "moons": "With 10000 points and noise 0.05 the smoothed empirical score is close to that of the data "
+             "distribution at every t listed.",
+    "circle16": "With 10000 points on a circle of length 2π (spacing about 0.0006) and jitter 0.01 the smoothed "
+                "empirical score is close to that of the data distribution at every t listed. The error is split "
+                "into the 14 out-of-plane directions, the radial direction in the plane (whose target, the pull "
+                "back to radius 1, is the part that makes the data a circle rather than a plane) and the "
+                "tangential one.",
+    "digits": "With only 1797 images in 64 dimensions the smoothed empirical score is that of a memorising "
+              "model at small t (each noised image is pulled back to its own training image), so the error there "
+              "measures distance from memorisation, not inaccuracy; above t of about 0.1 it is a fair reference.",
+}
+
+
+def error_table(rows):
+    split = "radial_err_rms" in rows[0]
+    head = "| t | std(t) | error RMS | target RMS |"
+    sep = "| --- | --- | --- | --- |"
+    if split:
+        head += " out-of-plane error | radial error (target) | tangential error |"
+        sep += " --- | --- | --- |"
+    out = [head, sep]
+    for w in rows:
+        line = f"| {w['t']:g} | {w['std']:.3f} | {w['err_rms']:.3f} | {w['target_rms']:.3f} |"
+        if split:
+            line += (f" {w['out_of_plane_err_rms']:.3f} | {w['radial_err_rms']:.3f} ({w['radial_target_rms']:.3f}) |"
+                     f" {w['tangential_err_rms']:.3f} |")
+        out.append(line)
+    return out
+
+
 def write_card(r):
     name, cfg, q = r["name"], r["config"], r["quality"]
     D, E = cfg["dim"], cfg["embed_dim"]
@@ -545,6 +614,10 @@ def write_card(r):
         "- score(x, t) = out / std(t), std(t) = sqrt((25^(2t) − 1) / (2 ln 25))",
         f"- metadata: format=scorelens, arch=mlp, schedule=ve-song, sigma=25.0, output_scale=inv_std, act={cfg['act']}, "
         f"dim={D}, hidden={json.dumps(cfg['hidden'])}, embed_dim={E}",
+        *([f"- trained with the input gain g = {cfg['in_gain']:g} (h0 = concat(g x, e)) so that the first layer "
+           "sees the data (scale about 1) at a size comparable with the embedding; g is a power of two and is "
+           "folded exactly into the x columns of `layers.0.weight` on export, so the file is the plain network "
+           "above"] if cfg.get("in_gain", 1.0) != 1.0 else []),
         "",
         "## Training",
         "- denoising score matching (Song's `loss_fn`): t ~ U(1e-5, 1), z ~ N(0, I), "
@@ -577,6 +650,14 @@ def write_card(r):
         f"- samples: 500 points from Song's Euler–Maruyama sampler (t from 1 to 1e-3 in 500 steps, "
         f"x_1 = std(1) z, the last mean returned, seed 4242) with the float32 module rebuilt from the file:",
         *fmt_quality(name, q),
+        "",
+        "## Accuracy by diffusion time",
+        "Error of the exported model against the exact score of the training set smoothed by the forward process "
+        "(the score of mean_i N(x_i, std(t)² I)), at 500 training points noised to time t, in units of the "
+        "noise (RMS over points of |Δs| std(t); the target's own size is about 1 per dimension that carries "
+        "signal). " + ERROR_NOTE[name],
+        "",
+        *error_table(r["score_error_by_t"]),
     ]
     if r["plot"]:
         lines += ["", f"![samples]({os.path.basename(r['plot'])})"]
