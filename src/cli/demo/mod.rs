@@ -38,7 +38,8 @@ pub struct DemoArgs {
     /// Where the shipped models and data live.
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
     pub assets: PathBuf,
-    /// Fewer samples, steps and points: a run of well under a minute on a software driver (used by the tests).
+    /// Fewer samples and points (the same 500-step grid, which EM needs to be stable at t = 1e-3): a run of about
+    /// a minute on a software driver (used by the tests).
     #[arg(long)]
     pub quick: bool,
     #[command(flatten)]
@@ -133,7 +134,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let sizes = if args.quick {
-        Sizes { steps: 100, samples: [128, 64, 16], spectrum_points: 8, lyapunov_trajectories: 16, ridge_points: 64 }
+        Sizes { steps: 500, samples: [128, 64, 16], spectrum_points: 8, lyapunov_trajectories: 16, ridge_points: 64 }
     } else {
         Sizes {
             steps: 500,
