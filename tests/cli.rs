@@ -719,3 +719,33 @@ fn several_devices_give_the_arrays_of_one() {
         &["--devices", "adapter 7"],
     );
 }
+
+#[test]
+fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
+    let scratch = Scratch::new();
+    let out = scratch.path("demo");
+    let (code, stdout, stderr) = scorelens(&["demo", "--quick", "-o", s(&out)]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for name in [
+        "report.md",
+        "report.html",
+        "summary.json",
+        "local_dimension.png",
+        "local_rank.png",
+        "lyapunov_tangent_alignment.png",
+        "ridge_phases.png",
+        "moons/samples.png",
+        "moons/ridge.png",
+        "circle16/samples.png",
+        "moons/recorded.npy",
+    ] {
+        assert!(out.join(name).exists(), "{name} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in ["Findings", "Jacobian spectra", "Local scaling", "Lyapunov", "ridges"] {
+        assert!(report.contains(section), "report lacks {section}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["engine_rel_err_vs_pytorch"].as_f64().unwrap() < 1e-5);
+}
