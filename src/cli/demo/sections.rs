@@ -462,6 +462,7 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
         let mut rows = Vec::new();
         let (mut distance_curve, mut normal_curve, mut tangent_curve) = (Vec::new(), Vec::new(), Vec::new());
         let mut last_ridge = Vec::new();
+        let mut ridge_on_manifold = Vec::new();
         for (level, (&sigma, &t)) in SIGMAS.iter().zip(&rec.times).enumerate().skip(2) {
             let x = &rec.iterates[level][..points * d];
             let kde = KdeField::new(m.ctx.clone(), data.clone(), d, KdeScale::at_time(&m.field.schedule(), t))?;
@@ -486,6 +487,7 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
                 .filter_map(|(p, _)| geometry.of(m.name, p).map(|g| g.0))
                 .collect();
             let std = m.field.schedule().std(t);
+            ridge_on_manifold.push((sigma, median(ridge_to_manifold.clone())));
             npy::write_f32(&run.path(&[m.name, &format!("ridge_sigma_{sigma}.npy")])?, &[points, d], &ridge.points)?;
             npy::write_f64(&run.path(&[m.name, &format!("error_normal_sigma_{sigma}.npy")])?, &[points, d], &normal)?;
             npy::write_f64(&run.path(&[m.name, &format!("error_tangent_sigma_{sigma}.npy")])?, &[points, d], &tangent)?;
@@ -529,6 +531,13 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             format!("median distance to the ridge {first:.3} at σ = 0.3 → {last:.4} at σ = 0.032"),
             Some(last < first),
         );
+        if let Some(&(sigma, distance)) = ridge_on_manifold.iter().find(|(s, _)| *s == 0.07) {
+            run.finding(
+                &format!("{}: the ridge of the smoothed training data lies on the data manifold", m.name),
+                format!("median distance of converged ridge points to the true curve {distance:.4} at σ = {sigma}"),
+                Some(distance < 0.02),
+            );
+        }
         curves.push(Series {
             label: format!("{}: distance to ridge", m.name),
             points: distance_curve,
