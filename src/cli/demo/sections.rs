@@ -174,6 +174,7 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
         let mut rows = Vec::new();
         let mut threshold_curve = Vec::new();
         let mut gap_curve = Vec::new();
+        let mut alignments = Vec::new();
         let mut inverse_curves = Vec::new();
         for (level, (&sigma, &t)) in SIGMAS.iter().zip(&rec.times).enumerate() {
             let x = &rec.iterates[level][..points * d];
@@ -192,6 +193,7 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
             let values: Vec<f64> = found.iter().flat_map(|s| s.singular_values.iter().copied()).collect();
             npy::write_f64(&run.path(&[m.name, &format!("spectrum_sigma_{sigma}.npy")])?, &[found.len(), d], &values)?;
             threshold_curve.push((sigma, threshold));
+            alignments.push((top_alignment, last_alignment));
             gap_curve.push((sigma, gap));
             inverse_curves.push(Series {
                 label: format!("σ = {sigma} (std {std:.3})"),
@@ -238,6 +240,12 @@ pub(crate) fn spectra(run: &mut Run, models: &[Trained], recorded: &[Recorded]) 
         let level = if m.name == "moons" { SIGMAS.len() - 2 } else { SIGMAS.len() - 1 };
         let (at, small, small_gap) = (SIGMAS[level], threshold_curve[level].1, gap_curve[level].1);
         let large_gap = gap_curve.first().map_or(f64::NAN, |p| p.1);
+        let (top, last) = alignments[level];
+        run.finding(
+            &format!("{}: conservative off the manifold (u₁·v₁ ≈ −1), not within it (u_D·v_D departs from −1)", m.name),
+            format!("u₁·v₁ = {top:+.3}, u_D·v_D = {last:+.3} at σ = {at}"),
+            Some(top < -0.9 && last > -0.9),
+        );
         match m.name {
             "circle16" | "moons" => {
                 run.finding(
