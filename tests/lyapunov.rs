@@ -90,14 +90,10 @@ fn host_and_fused_propagators_agree() {
     assert!(clv_err < 1e-3, "covariant vectors {clv_err:e}");
 }
 
-/// s_i = −x_i / (λ_i + std(t)²): Gaussian data with variances λ under a VE schedule (Song's, sigma 25).
-const GAUSSIAN_VE: &str = r#"
+/// s_i = −x_i / (λ_i + std(t)²): Gaussian data with variances λ, with std(t)² given by `STD2`.
+const GAUSSIAN: &str = r#"
 fn variance(i: u32) -> f32 {
     return 0.05 + 0.4 * f32(i * i);
-}
-
-fn std2(t: f32) -> f32 {
-    return (pow(25.0, 2.0 * t) - 1.0) / (2.0 * log(25.0));
 }
 
 fn field(x: State, t: f32) -> State {
@@ -113,28 +109,9 @@ fn field_jvp(x: State, v: State, t: f32) -> State {
 }
 "#;
 
-/// The same under VP (β from 0.1 to 20): std(t)² = 1 − exp(−∫β).
-const GAUSSIAN_VP: &str = r#"
-fn variance(i: u32) -> f32 {
-    return 0.05 + 0.4 * f32(i * i);
-}
-
-fn std2(t: f32) -> f32 {
-    return 1.0 - exp(-(0.1 * t + 0.5 * t * t * 19.9));
-}
-
-fn field(x: State, t: f32) -> State {
-    var s: State;
-    for (var i = 0u; i < DIM; i++) {
-        s[i] = -x[i] / (variance(i) + std2(t));
-    }
-    return s;
-}
-
-fn field_jvp(x: State, v: State, t: f32) -> State {
-    return field(v, t);
-}
-"#;
+/// std(t)² of Song's VE schedule (sigma 25) and of VP (β from 0.1 to 20: 1 − exp(−∫β)).
+const STD2_VE: &str = "fn std2(t: f32) -> f32 { return (pow(25.0, 2.0 * t) - 1.0) / (2.0 * log(25.0)); }\n";
+const STD2_VP: &str = "fn std2(t: f32) -> f32 { return 1.0 - exp(-(0.1 * t + 0.5 * t * t * 19.9)); }\n";
 
 /// Σ_k log |m_k,i|: the growth of coordinate i through every step of the sampler, from the scalar tangent
 /// equation q' = A_i(τ) q with A_i = c(τ) (−1 / (λ_i + std(τ)²)) − f'(τ), c = g² (EM) or ½ g² (ODE).
@@ -175,15 +152,16 @@ fn closed_form_growth(schedule: NoiseSchedule, kind: SamplerKind, steps: usize, 
 fn linear_gaussian_fields_have_the_closed_form_growth_for_every_sampler() {
     let d = 5;
     let cases = [
-        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::Em),
-        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeEuler),
-        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeHeun),
-        (GAUSSIAN_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeRk4),
-        (GAUSSIAN_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::Em),
-        (GAUSSIAN_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::OdeRk4),
+        (STD2_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::Em),
+        (STD2_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeEuler),
+        (STD2_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeHeun),
+        (STD2_VE, NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeRk4),
+        (STD2_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::Em),
+        (STD2_VP, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::OdeRk4),
     ];
-    for (code, schedule, kind) in cases {
-        let field = ScoreField::User(UserField::from_source(gpu(), "gaussian.wgsl", code, d, schedule).unwrap());
+    for (std2, schedule, kind) in cases {
+        let code = format!("{std2}{GAUSSIAN}");
+        let field = ScoreField::User(UserField::from_source(gpu(), "gaussian.wgsl", &code, d, schedule).unwrap());
         let x0: Vec<f32> = (0..3 * d).map(|e| (e as f32 * 0.37).sin() * 5.0).collect();
         let mut settings = LyapunovSettings::new(d);
         settings.tangents = InitialTangents::Axes;
