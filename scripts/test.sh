@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then builds and runs every test in the `ci` profile (optimised,
 # with debug assertions and overflow checks), checks that the benchmarks still compile, runs the examples on small
-# sizes, and prints one closing
-# line with the totals of every test binary.
+# sizes, and prints one closing line with the totals of every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
