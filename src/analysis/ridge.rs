@@ -243,3 +243,43 @@ pub fn error_split(
     let (normal, tangent): (Vec<Vec<f64>>, Vec<Vec<f64>>) = parts.into_iter().unzip();
     Ok((normal.concat(), tangent.concat()))
 }
+
+/// Where points stand against the ridge of p: SCMS from each (its ridge point and the distance to it), and the
+/// split of a model's score error there (the reach / align / slide phases along a trajectory).
+#[derive(Debug, Clone)]
+pub struct RidgePhase {
+    pub ridge: ScmsResult,
+    /// ‖x − ridge point‖ per point.
+    pub distance: Vec<f64>,
+    /// E Eᵀ e and (I − E Eᵀ) e, [B, D].
+    pub normal: Vec<f64>,
+    pub tangent: Vec<f64>,
+    /// Their norms per point.
+    pub normal_norm: Vec<f64>,
+    pub tangent_norm: Vec<f64>,
+}
+
+/// The Euclidean norm of every row of `values` ([B, dim]).
+pub fn row_norms(values: &[f64], dim: usize) -> Vec<f64> {
+    values.chunks(dim).map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt()).collect()
+}
+
+/// SCMS from `x` and the error split of `model_scores` at `x`, with the distances and norms.
+pub fn ridge_phase(
+    kde: &KdeField,
+    x: &[f32],
+    model_scores: &[f32],
+    settings: ScmsSettings,
+    options: JobOptions,
+) -> Result<RidgePhase> {
+    let dim = kde.dim();
+    let ridge = scms(kde, x, settings, options)?;
+    let distance = x
+        .chunks(dim)
+        .zip(ridge.points.chunks(dim))
+        .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let (normal, tangent) = error_split(kde, x, model_scores, settings.ridge_dim, options)?;
+    let (normal_norm, tangent_norm) = (row_norms(&normal, dim), row_norms(&tangent, dim));
+    Ok(RidgePhase { ridge, distance, normal, tangent, normal_norm, tangent_norm })
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::analysis::ridge::{error_split, scms, ScmsSettings};
+use scorelens::analysis::ridge::{error_split, ridge_phase, row_norms, ScmsSettings};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::io::npy;
 use scorelens::report::{line_chart, Series};
@@ -51,11 +51,6 @@ pub struct RidgeErrorArgs {
     /// Output folder (created if missing).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
-}
-
-/// Row norms of [B, D] values.
-fn norms(values: &[f64], d: usize) -> Vec<f64> {
-    values.chunks(d).map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt()).collect()
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -109,7 +104,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                     tangent[r * d..(r + 1) * d].copy_from_slice(&tg[i * d..(i + 1) * d]);
                 }
             }
-            let (nn, tn) = (norms(&normal, d), norms(&tangent, d));
+            let (nn, tn) = (row_norms(&normal, d), row_norms(&tangent, d));
             npy::write_f64(&dir.join("error_normal.npy"), &[rows, d], &normal)?;
             npy::write_f64(&dir.join("error_tangent.npy"), &[rows, d], &tangent)?;
             npy::write_f64(&dir.join("error_normal_norm.npy"), &[rows], &nn)?;
@@ -166,25 +161,17 @@ fn phases(
         check_points(&points, field, &what)?;
         let t = times.data[level];
         let kde = kde_at(field, data, d, t)?;
-        let ridge = scms(&kde, &points.data, settings, options)?;
-        let dist: Vec<f64> = points
-            .data
-            .chunks(d)
-            .zip(ridge.points.chunks(d))
-            .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
-            .collect();
         let scores = field.score(&points.data, &[t as f32], options)?;
-        let (normal, tangent) = error_split(&kde, &points.data, &scores, args.ridge_dim, options)?;
-        let (nn, tn) = (norms(&normal, d), norms(&tangent, d));
+        let phase = ridge_phase(&kde, &points.data, &scores, settings, options)?;
         let std = field.schedule().std(t);
         table.push(serde_json::json!({
-            "t": t, "std": std, "mean_distance_to_ridge": mean(&dist),
-            "converged": ridge.converged.iter().filter(|&&c| c).count(),
-            "mean_normal_error": mean(&nn), "mean_tangent_error": mean(&tn),
+            "t": t, "std": std, "mean_distance_to_ridge": mean(&phase.distance),
+            "converged": phase.ridge.converged.iter().filter(|&&c| c).count(),
+            "mean_normal_error": mean(&phase.normal_norm), "mean_tangent_error": mean(&phase.tangent_norm),
         }));
-        distance.extend(dist);
-        normal_norm.extend(nn);
-        tangent_norm.extend(tn);
+        distance.extend(phase.distance);
+        normal_norm.extend(phase.normal_norm);
+        tangent_norm.extend(phase.tangent_norm);
     }
     let dir = &args.output;
     npy::write_f64(&dir.join("distance_to_ridge.npy"), &[levels, n], &distance)?;

@@ -2,7 +2,7 @@
 //! and adds its text, tables and findings to the report.
 
 use scorelens::analysis::lyapunov::{lyapunov as lyapunov_run, Dynamics, LyapunovSettings};
-use scorelens::analysis::ridge::{error_split, scms, ScmsSettings};
+use scorelens::analysis::ridge::{ridge_phase, ScmsSettings};
 use scorelens::analysis::{descriptors as describe, spectra as spectra_of, DescribedMap, DescriptorSettings};
 use scorelens::analysis::{Directions, SpectrumSettings};
 use scorelens::field::{KdeField, KdeScale};
@@ -475,17 +475,9 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             let x = &rec.iterates[level][..points * d];
             let kde = KdeField::new(m.ctx.clone(), data.clone(), d, KdeScale::at_time(&m.field.schedule(), t))?;
             let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 200, beta: 0.0 };
-            let ridge = scms(&kde, x, settings, run.options)?;
-            let distances: Vec<f64> = x
-                .chunks(d)
-                .zip(ridge.points.chunks(d))
-                .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
-                .collect();
             let model_scores = m.field.score(x, &[t as f32], run.options)?;
-            let (normal, tangent) = error_split(&kde, x, &model_scores, 1, run.options)?;
-            let norms =
-                |v: &[f64]| -> Vec<f64> { v.chunks(d).map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt()).collect() };
-            let (normal_norms, tangent_norms) = (norms(&normal), norms(&tangent));
+            let phase = ridge_phase(&kde, x, &model_scores, settings, run.options)?;
+            let ridge = &phase.ridge;
             let converged = ridge.converged.iter().filter(|&&c| c).count() as f64 / points as f64;
             let ridge_to_manifold: Vec<f64> = ridge
                 .points
@@ -497,10 +489,21 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
             let std = m.field.schedule().std(t);
             ridge_on_manifold.push((sigma, median(ridge_to_manifold.clone())));
             npy::write_f32(&run.path(&[m.name, &format!("ridge_sigma_{sigma}.npy")])?, &[points, d], &ridge.points)?;
-            npy::write_f64(&run.path(&[m.name, &format!("error_normal_sigma_{sigma}.npy")])?, &[points, d], &normal)?;
-            npy::write_f64(&run.path(&[m.name, &format!("error_tangent_sigma_{sigma}.npy")])?, &[points, d], &tangent)?;
-            let (dist, en, et) =
-                (median(distances), mean(normal_norms.iter().copied()), mean(tangent_norms.iter().copied()));
+            npy::write_f64(
+                &run.path(&[m.name, &format!("error_normal_sigma_{sigma}.npy")])?,
+                &[points, d],
+                &phase.normal,
+            )?;
+            npy::write_f64(
+                &run.path(&[m.name, &format!("error_tangent_sigma_{sigma}.npy")])?,
+                &[points, d],
+                &phase.tangent,
+            )?;
+            let (dist, en, et) = (
+                median(phase.distance.clone()),
+                mean(phase.normal_norm.iter().copied()),
+                mean(phase.tangent_norm.iter().copied()),
+            );
             distance_curve.push((sigma.log10(), dist));
             normal_curve.push((sigma.log10(), en * std));
             tangent_curve.push((sigma.log10(), et * std));
