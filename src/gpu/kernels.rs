@@ -27,6 +27,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
+    ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
+    ("qr_rows", &[WORKGROUP_SUM], include_str!("../../shaders/qr_rows.wgsl")),
     ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
     ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
     ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),

@@ -4,7 +4,9 @@
 pub mod conv;
 pub mod groupnorm;
 pub mod kde;
+pub mod lincomb;
 pub mod matmul;
 pub mod mlp_input;
+pub mod qr;
 
 pub use matmul::{record_matmul, Epilogue, MatmulShape};
