@@ -16,7 +16,7 @@
 use rand::SeedableRng;
 
 use crate::analysis::qr::qr_rows;
-use crate::derivative::propagator::{Factors, Propagator};
+use crate::derivative::propagator::{Factors, Propagator, Stage, StepPlanner, StepSpec};
 use crate::derivative::{self, has_exact_jvp, JvpMethod};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -127,76 +127,92 @@ impl Clock {
     }
 }
 
-/// The reference implementation: every stage's score and J·Q from the GPU field, the update and QR on the host.
-struct HostPropagator<'f> {
+/// The steps of the dynamics as Runge–Kutta specifications: stage times and velocity coefficients, and the EM
+/// noise drawn in step order (the same draws whichever propagator consumes them).
+fn step_planner<'f>(
     field: &'f ScoreField,
     dynamics: Dynamics,
     clock: &'f Clock,
+    len: usize,
+) -> Result<StepPlanner<'f>> {
+    let (kind, seed) = match dynamics {
+        Dynamics::Sampler { kind, seed, .. } => (kind, seed),
+        Dynamics::Flow { .. } => (SamplerKind::OdeRk4, 0),
+    };
+    let (offsets, a, b): (&'static [f64], &'static [&'static [f64]], &'static [f64]) = match kind {
+        SamplerKind::Em | SamplerKind::OdeEuler => (&[0.0], &[&[]], &[1.0]),
+        SamplerKind::Pc => return Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
+        other => tableau(other),
+    };
+    let mut noise = SeededNoise::new(seed);
+    Ok(Box::new(move |index| {
+        let (t, dt) = (clock.times[index], clock.dt);
+        let stages = offsets
+            .iter()
+            .map(|&offset| match dynamics {
+                Dynamics::Sampler { .. } => {
+                    let tau = t - offset * dt;
+                    let c = StepCoefficients::at(field, tau, kind != SamplerKind::Em);
+                    Stage { time: tau, score: c.score, x_coef: c.x }
+                }
+                Dynamics::Flow { t, .. } => Stage { time: t, score: 1.0, x_coef: 0.0 },
+            })
+            .collect();
+        let last = index + 1 == clock.times.len();
+        let noise = (kind == SamplerKind::Em && matches!(dynamics, Dynamics::Sampler { .. }) && !last).then(|| {
+            let mut z = vec![0.0; len];
+            noise.fill(&mut z);
+            (field.schedule().diffusion(t) * dt.sqrt(), z)
+        });
+        Ok(StepSpec { dt, stages, a, b, noise })
+    }))
+}
+
+/// The reference implementation: every stage's score and J·Q from the GPU field, the update and QR on the host.
+struct HostPropagator<'f> {
+    field: &'f ScoreField,
+    planner: StepPlanner<'f>,
     x: Vec<f32>,
     q: Vec<f64>,
     k: usize,
     method: JvpMethod,
-    noise: SeededNoise,
     options: JobOptions<'f>,
 }
 
 impl HostPropagator<'_> {
-    /// The velocity's coefficients at stage time `tau`: v = a s(x, time) + b x.
-    fn coefficients(&self, tau: f64) -> (StepCoefficients, f64) {
-        match self.dynamics {
-            Dynamics::Sampler { kind, .. } => (StepCoefficients::at(self.field, tau, kind != SamplerKind::Em), tau),
-            Dynamics::Flow { t, .. } => (StepCoefficients { score: 1.0, x: 0.0 }, t),
-        }
-    }
-
     fn step(&mut self, index: usize) -> Result<()> {
         let d = self.field.dim();
         let k = self.k;
-        let t = self.clock.times[index];
-        let dt = self.clock.dt;
-        let (kind, forward) = match self.dynamics {
-            Dynamics::Sampler { kind, .. } => (kind, false),
-            Dynamics::Flow { .. } => (SamplerKind::OdeRk4, true),
-        };
-        let (offsets, a, b) = match kind {
-            SamplerKind::Em | SamplerKind::OdeEuler => (&[0.0][..], &[&[][..]][..], &[1.0][..]),
-            SamplerKind::Pc => return Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
-            other => tableau(other),
-        };
+        let spec = (self.planner)(index)?;
+        let dt = spec.dt;
         let mut stage_v: Vec<Vec<f64>> = Vec::new();
         let mut stage_tangent: Vec<Vec<f64>> = Vec::new();
-        for (i, &offset) in offsets.iter().enumerate() {
-            let tau = if forward { t } else { t - offset * dt };
+        for (i, stage) in spec.stages.iter().enumerate() {
+            let a = spec.a[i];
             let xi: Vec<f32> = (0..self.x.len())
-                .map(|e| (self.x[e] as f64 + dt * a[i].iter().zip(&stage_v).map(|(c, v)| c * v[e]).sum::<f64>()) as f32)
+                .map(|e| (self.x[e] as f64 + dt * a.iter().zip(&stage_v).map(|(c, v)| c * v[e]).sum::<f64>()) as f32)
                 .collect();
             let qi: Vec<f64> = (0..self.q.len())
-                .map(|e| self.q[e] + dt * a[i].iter().zip(&stage_tangent).map(|(c, v)| c * v[e]).sum::<f64>())
+                .map(|e| self.q[e] + dt * a.iter().zip(&stage_tangent).map(|(c, v)| c * v[e]).sum::<f64>())
                 .collect();
-            let (c, time) = self.coefficients(tau);
-            let time32 = [time as f32];
+            let time32 = [stage.time as f32];
             let s = self.field.score(&xi, &time32, self.options)?;
             let qi32: Vec<f32> = qi.iter().map(|&v| v as f32).collect();
             let jq = derivative::jvp(self.field, &xi, &time32, &qi32, self.method, false, self.options)?;
-            stage_v.push(xi.iter().zip(&s).map(|(&xv, &sv)| c.score * sv as f64 + c.x * xv as f64).collect());
-            stage_tangent.push(qi.iter().zip(&jq).map(|(&qv, &jv)| c.score * jv as f64 + c.x * qv).collect());
+            stage_v
+                .push(xi.iter().zip(&s).map(|(&xv, &sv)| stage.score * sv as f64 + stage.x_coef * xv as f64).collect());
+            stage_tangent
+                .push(qi.iter().zip(&jq).map(|(&qv, &jv)| stage.score * jv as f64 + stage.x_coef * qv).collect());
         }
-        let mut noise = Vec::new();
-        let last = index + 1 == self.clock.times.len();
-        if kind == SamplerKind::Em && !last {
-            noise = vec![0.0; self.x.len()];
-            self.noise.fill(&mut noise);
-        }
-        let g = self.field.schedule().diffusion(t);
         for e in 0..self.x.len() {
-            let mut next = self.x[e] as f64 + dt * b.iter().zip(&stage_v).map(|(w, v)| w * v[e]).sum::<f64>();
-            if !noise.is_empty() {
-                next += g * dt.sqrt() * noise[e];
+            let mut next = self.x[e] as f64 + dt * spec.b.iter().zip(&stage_v).map(|(w, v)| w * v[e]).sum::<f64>();
+            if let Some((scale, z)) = &spec.noise {
+                next += scale * z[e];
             }
             self.x[e] = next as f32;
         }
         for e in 0..self.q.len() {
-            self.q[e] += dt * b.iter().zip(&stage_tangent).map(|(w, v)| w * v[e]).sum::<f64>();
+            self.q[e] += dt * spec.b.iter().zip(&stage_tangent).map(|(w, v)| w * v[e]).sum::<f64>();
         }
         if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
             return Err(Error::NotFinite {
@@ -217,7 +233,7 @@ impl HostPropagator<'_> {
 }
 
 impl Propagator for HostPropagator<'_> {
-    fn advance(&mut self, first: usize, steps: usize, blocks: usize) -> Result<Vec<Factors>> {
+    fn advance(&mut self, first: usize, steps: usize, blocks: usize, keep_r: bool) -> Result<Vec<Factors>> {
         let d = self.field.dim();
         let mut factors = Vec::with_capacity(blocks);
         for block in 0..blocks {
@@ -227,7 +243,7 @@ impl Propagator for HostPropagator<'_> {
             }
             let (q, r) = qr_rows(&self.q, self.x.len() / d, self.k, d);
             self.q = q;
-            factors.push(r);
+            factors.push(Factors::from_r(r, self.k, keep_r));
         }
         Ok(factors)
     }
@@ -302,23 +318,17 @@ fn run_with(
     let q0 = initial_tangents(trajectories, k, d, settings.tangents);
     let inner = JobOptions { progress: &Silent, ..options };
     let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
-    let seed = match dynamics {
-        Dynamics::Sampler { seed, .. } => seed,
-        Dynamics::Flow { .. } => 0,
-    };
     let mut propagator: Box<dyn Propagator + '_> = match (field, dynamics) {
         (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused && user.has_jvp() => {
             Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
         }
         _ => Box::new(HostPropagator {
             field,
-            dynamics,
-            clock: &clock,
+            planner: step_planner(field, dynamics, &clock, x0.len())?,
             x: x0.to_vec(),
             q: q0,
             k,
             method,
-            noise: SeededNoise::new(seed),
             options: inner,
         }),
     };
@@ -350,7 +360,7 @@ fn run(
     let mut elapsed = 0.0;
     let mut history = Vec::new();
     let mut history_time = Vec::new();
-    let mut kept_factors: Vec<Factors> = Vec::new();
+    let mut kept_factors: Vec<Vec<f64>> = Vec::new();
     let mut snapshot: Option<(Vec<f32>, Vec<f64>, f64)> = None;
     let mut step = 0;
     let mut block = 0; // counted blocks done
@@ -366,19 +376,18 @@ fn run(
             let (x, q) = propagator.state()?;
             snapshot = Some((x, q, clock.times[step]));
         }
-        let factors = propagator.advance(step, n, group)?;
+        let keep_r = !in_transient && settings.clv && block >= midpoint;
+        let factors = propagator.advance(step, n, group, keep_r)?;
         step += n * group;
         options.progress.advance(n * group);
         if in_transient {
             continue;
         }
-        for r in factors {
-            for b in 0..trajectories {
-                for j in 0..k {
-                    log_growth[b * k + j] += r[b * k * k + j * k + j].abs().ln();
-                }
+        for f in factors {
+            for (growth, log_r) in log_growth.iter_mut().zip(&f.log_diag) {
+                *growth += log_r;
             }
-            if settings.clv && block >= midpoint {
+            if let Some(r) = f.r {
                 kept_factors.push(r);
             }
             elapsed += n as f64 * clock.dt;
@@ -454,7 +463,7 @@ fn alignment_with_field(
 /// covariant vectors are Q_m C ([B, K, D], unit rows).
 pub(crate) fn covariant_vectors(
     q_mid: &[f64],
-    factors: &[Factors],
+    factors: &[Vec<f64>],
     trajectories: usize,
     k: usize,
     d: usize,

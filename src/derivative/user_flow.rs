@@ -57,7 +57,7 @@ impl<'f> UserFlow<'f> {
 }
 
 impl Propagator for UserFlow<'_> {
-    fn advance(&mut self, _first: usize, steps: usize, blocks: usize) -> Result<Vec<Factors>> {
+    fn advance(&mut self, _first: usize, steps: usize, blocks: usize, keep_r: bool) -> Result<Vec<Factors>> {
         let ctx = self.field.ctx();
         let (b, k) = (self.trajectories, self.k);
         let per_block = b * k * k;
@@ -87,7 +87,10 @@ impl Propagator for UserFlow<'_> {
                 value: values[i] as f64,
             });
         }
-        Ok(values.chunks(per_block).map(|c| c.iter().map(|&v| v as f64).collect()).collect())
+        Ok(values
+            .chunks(per_block)
+            .map(|c| Factors::from_r(c.iter().map(|&v| v as f64).collect(), k, keep_r))
+            .collect())
     }
 
     fn state(&mut self) -> Result<(Vec<f32>, Vec<f64>)> {
