@@ -184,3 +184,62 @@ fn linear_gaussian_fields_have_the_closed_form_growth_for_every_sampler() {
         }
     }
 }
+
+#[test]
+fn resident_and_host_propagators_agree_on_mlp_and_unet() {
+    // MLP and U-Net fields run resident on the GPU (stages, updates and MGS² QR recorded without waiting); the host path
+    // carries tangents in f64 with faer's QR. Same planner, same EM noise draws.
+    let cases = [
+        (NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::Em, 40),
+        (NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::OdeHeun, 40),
+        (NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 }, SamplerKind::OdeRk4, 40),
+        // A small U-Net (28×28 images), EM with noise: few steps, lavapipe runs convolutions slowly.
+        (NoiseSchedule::VeSong { sigma: 25.0 }, SamplerKind::Em, 0),
+    ];
+    for (schedule, kind, steps) in cases {
+        let (model, steps) = if steps > 0 {
+            (
+                scorelens::ScoreModel::Mlp(common::random_mlp(
+                    21,
+                    37,
+                    &[70, 45],
+                    16,
+                    scorelens::Activation::Silu,
+                    schedule,
+                )),
+                steps,
+            )
+        } else {
+            (scorelens::ScoreModel::Unet(scorelens::model::UnetModel::random(23, [32, 32, 32, 32], 32, schedule)), 6)
+        };
+        let field = ScoreField::new(gpu(), &model).unwrap();
+        let d = field.dim();
+        let x0 = common::normal_vec(&mut common::rng(22), 2 * d, 3.0);
+        let mut settings = LyapunovSettings::new(5);
+        settings.qr_every = 3;
+        settings.clv = true;
+        let dynamics = Dynamics::Sampler { kind, steps, eps: 1e-3, seed: 5 };
+        let resident = lyapunov(&field, &x0, dynamics, settings, JobOptions::default()).unwrap();
+        let host =
+            scorelens::analysis::lyapunov::lyapunov_generic(&field, &x0, dynamics, settings, JobOptions::default())
+                .unwrap();
+        let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let growth =
+            common::rel_err(&resident.log_growth.iter().map(|&v| v as f32).collect::<Vec<_>>(), &host.log_growth);
+        let x = common::rel_err(&resident.final_x, &wide(&host.final_x));
+        let vectors = common::rel_err(&resident.vectors, &wide(&host.vectors));
+        let clv = common::rel_err(&resident.clv.as_ref().unwrap().vectors, &wide(&host.clv.as_ref().unwrap().vectors));
+        eprintln!(
+            "D {d} {} {}: log growth {growth:.2e}, final x {x:.2e}, vectors {vectors:.2e}, covariant {clv:.2e}",
+            schedule.name(),
+            kind.name()
+        );
+        assert!(growth < 1e-5 && x < 1e-5, "{} {}: growth {growth:e}, x {x:e}", schedule.name(), kind.name());
+        assert!(
+            vectors < 1e-4 && clv < 1e-3,
+            "{} {}: vectors {vectors:e}, covariant {clv:e}",
+            schedule.name(),
+            kind.name()
+        );
+    }
+}

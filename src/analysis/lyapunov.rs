@@ -17,6 +17,7 @@ use rand::SeedableRng;
 
 use crate::analysis::qr::qr_rows;
 use crate::derivative::propagator::{Factors, Propagator, Stage, StepPlanner, StepSpec};
+use crate::derivative::resident::{self, ResidentPropagator};
 use crate::derivative::{self, has_exact_jvp, JvpMethod};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -168,6 +169,15 @@ fn step_planner<'f>(
     }))
 }
 
+/// The most Runge–Kutta stages a step of the dynamics has.
+fn stage_count(dynamics: &Dynamics) -> usize {
+    match *dynamics {
+        Dynamics::Sampler { kind: SamplerKind::OdeHeun, .. } => 2,
+        Dynamics::Sampler { kind: SamplerKind::OdeRk4, .. } | Dynamics::Flow { .. } => 4,
+        Dynamics::Sampler { .. } => 1,
+    }
+}
+
 /// The reference implementation: every stage's score and J·Q from the GPU field, the update and QR on the host.
 struct HostPropagator<'f> {
     field: &'f ScoreField,
@@ -269,7 +279,8 @@ pub fn initial_tangents(trajectories: usize, k: usize, d: usize, tangents: Initi
 }
 
 /// Lyapunov exponents and vectors of the dynamics from the points `x0` ([B, D]). User fields with `field_jvp`
-/// in flow mode run fused on the GPU; everything else through the field's score and J·Q products per stage.
+/// in flow mode run fused on the GPU, MLP and U-Net fields resident on the GPU (no host round trip inside a call);
+/// everything else through the field's score and J·Q products per stage, updated and re-orthonormalised on the host.
 pub fn lyapunov(
     field: &ScoreField,
     x0: &[f32],
@@ -280,7 +291,7 @@ pub fn lyapunov(
     run_with(field, x0, dynamics, settings, options, true)
 }
 
-/// [`lyapunov`] always through the generic per-stage path (the reference for the fused one).
+/// [`lyapunov`] always through the host per-stage path (the reference for the fused and resident ones).
 pub fn lyapunov_generic(
     field: &ScoreField,
     x0: &[f32],
@@ -321,6 +332,10 @@ fn run_with(
     let mut propagator: Box<dyn Propagator + '_> = match (field, dynamics) {
         (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused && user.has_jvp() => {
             Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
+        }
+        _ if fused && resident::supports(field) => {
+            let planner = step_planner(field, dynamics, &clock, x0.len())?;
+            Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics))?)
         }
         _ => Box::new(HostPropagator {
             field,

@@ -197,6 +197,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let flop = (k + 2) as f64 * mlp_flops * trajectories as f64;
             record(name, seconds / steps as f64, repeats, flop, trajectories as f64, "trajectory-steps");
         }
+        // The same steps through the host path (updates and QR on the host, one round trip per stage): what
+        // keeping the iteration on the GPU saves.
+        let name = format!("lyapunov step mlp b{trajectories} k{k} host");
+        if wanted(&name) && !args.quick {
+            let x: Vec<f32> = (0..trajectories * 64).map(|i| ((i % 83) as f32 - 41.0) / 41.0).collect();
+            let steps = 3;
+            let run = || lyapunov_steps_with(&mlp_field, &x, k, steps, options, true);
+            let (seconds, repeats) = time_it(time_budget, run)?;
+            let flop = (k + 2) as f64 * mlp_flops * trajectories as f64;
+            record(name, seconds / steps as f64, repeats, flop, trajectories as f64, "trajectory-steps");
+        }
     }
 
     // One SCMS sweep of the smoothed data (log p, score and Hessian at every point, then the host eigensolves and
@@ -313,10 +324,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// `steps` ODE-Euler sampler steps of the Lyapunov analysis from `x` with K tangents.
 fn lyapunov_steps(field: &ScoreField, x: &[f32], k: usize, steps: usize, options: JobOptions) -> Result<()> {
-    use scorelens::analysis::lyapunov::{lyapunov, Dynamics, LyapunovSettings};
+    lyapunov_steps_with(field, x, k, steps, options, false)
+}
+
+/// As [`lyapunov_steps`], through the host path when `host`.
+fn lyapunov_steps_with(
+    field: &ScoreField,
+    x: &[f32],
+    k: usize,
+    steps: usize,
+    options: JobOptions,
+    host: bool,
+) -> Result<()> {
+    use scorelens::analysis::lyapunov::{lyapunov, lyapunov_generic, Dynamics, LyapunovSettings};
     use scorelens::sampler::SamplerKind;
     let dynamics = Dynamics::Sampler { kind: SamplerKind::OdeEuler, steps, eps: 0.3, seed: 0 };
-    lyapunov(field, x, dynamics, LyapunovSettings::new(k), options).map(|_| ())
+    let run = if host { lyapunov_generic } else { lyapunov };
+    run(field, x, dynamics, LyapunovSettings::new(k), options).map(|_| ())
 }
 
 /// The top 32 singular triplets per point by randomized SVD, a fixed 4 iterations (no early stop).

@@ -22,6 +22,8 @@ pub struct MlpLinearization<'f> {
     pre: Vec<wgpu::Buffer>,
     /// c(t) per point (1/std(t) for inv_std).
     point_scale: wgpu::Buffer,
+    /// The input rows [x, e(t)], [points, D + E].
+    h0: wgpu::Buffer,
 }
 
 /// How J·V is stored: as V is ([B, P, D], row p of point b holding J v_p), or each point's block transposed
@@ -38,38 +40,96 @@ impl<'f> MlpLinearization<'f> {
     pub fn new(field: &'f MlpField, x: &[f32], t: &[f32]) -> Result<Self> {
         let ctx = field.ctx();
         let model = field.model();
-        let (d, e) = (model.dim, model.embed_dim());
-        let points = x.len() / d;
+        let points = x.len() / model.dim;
         let times = TimeTable::build(t, 0..points, |t| model.fourier_features(t), |t| model.output_factor(t));
         let xb = ctx.upload("mlp/linearize/x", x);
         let features = ctx.upload("mlp/linearize/features", &times.features);
         let index = ctx.upload("mlp/linearize/time_index", &times.index);
-        let point_scale = ctx.upload("mlp/linearize/point_scale", &times.row_scale);
-        let h0 = ctx.buffer("mlp/linearize/h0", (points * (d + e) * 4) as u64, BufferRole::Storage);
+        let lin = Self::allocate(field, points);
+        ctx.write(&lin.point_scale, &times.row_scale);
         let mut rec = Recorder::new(ctx, "mlp/linearize");
-        record_mlp_input(&mut rec, points, d, e, &xb, &features, &index, &h0)?;
-        let hidden = model.layers.len() - 1;
-        let mut pre: Vec<wgpu::Buffer> = Vec::with_capacity(hidden);
-        for l in 0..hidden {
+        lin.record_primal(&mut rec, &xb, &features, &index)?;
+        rec.submit();
+        Ok(lin)
+    }
+
+    /// Room for the primal pass of `points` points; [`Self::record_primal`] fills it (the output factors c(t)
+    /// are written to [`Self::point_scale`] by the caller).
+    pub(crate) fn allocate(field: &'f MlpField, points: usize) -> Self {
+        let ctx = field.ctx();
+        let model = field.model();
+        let (d, e) = (model.dim, model.embed_dim());
+        let words = |n: usize| (n.max(1) * 4) as u64;
+        let pre = model.layers[..model.layers.len() - 1]
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| {
+                ctx.buffer(&format!("mlp/linearize/pre{l}"), words(points * layer.outputs), BufferRole::Storage)
+            })
+            .collect();
+        MlpLinearization {
+            field,
+            points,
+            pre,
+            point_scale: ctx.buffer("mlp/linearize/point_scale", words(points), BufferRole::Storage),
+            h0: ctx.buffer("mlp/linearize/h0", words(points * (d + e)), BufferRole::Storage),
+        }
+    }
+
+    pub(crate) fn model(&self) -> &'f crate::model::MlpModel {
+        self.field.model()
+    }
+
+    /// c(t) per point, the factor of the output layer.
+    pub(crate) fn point_scale(&self) -> &wgpu::Buffer {
+        &self.point_scale
+    }
+
+    /// Records the primal pass at device-resident points `x` ([points, D]) with time features `features`
+    /// ([T, E]) indexed per point by `time_index`.
+    pub(crate) fn record_primal(
+        &self,
+        rec: &mut Recorder,
+        x: &wgpu::Buffer,
+        features: &wgpu::Buffer,
+        time_index: &wgpu::Buffer,
+    ) -> Result<()> {
+        let model = self.field.model();
+        let (d, e) = (model.dim, model.embed_dim());
+        let points = self.points;
+        record_mlp_input(rec, points, d, e, x, features, time_index, &self.h0)?;
+        for (l, out) in self.pre.iter().enumerate() {
             let layer = &model.layers[l];
-            let (weight, bias) = field.layer_buffers(l);
-            let out =
-                ctx.buffer(&format!("mlp/linearize/pre{l}"), (points * layer.outputs * 4) as u64, BufferRole::Storage);
+            let (weight, bias) = self.field.layer_buffers(l);
             let shape = MatmulShape::new(points, layer.outputs, layer.inputs).with_trans_b();
             // Layer l reads act(a_{l−1}) by activating its input as it loads.
-            let (input, act_a) = if l == 0 { (&h0, Activation::Identity) } else { (&pre[l - 1], model.act) };
+            let (input, act_a) = if l == 0 { (&self.h0, Activation::Identity) } else { (&self.pre[l - 1], model.act) };
             record_matmul(
-                &mut rec,
+                rec,
                 &shape,
                 input,
                 weight,
                 Epilogue::act(Activation::Identity).with_act_a(act_a).with_bias(bias),
-                &out,
+                out,
             )?;
-            pre.push(out);
         }
-        rec.submit();
-        Ok(MlpLinearization { field, points, pre, point_scale })
+        Ok(())
+    }
+
+    /// Records the score s = c(t) (W_L act(a_{L−1}) + b_L) of the linearised points into `out` ([points, D]).
+    pub(crate) fn record_score(&self, rec: &mut Recorder, out: &wgpu::Buffer) -> Result<()> {
+        let model = self.field.model();
+        let last = model.layers.len() - 1;
+        let layer = &model.layers[last];
+        let (weight, bias) = self.field.layer_buffers(last);
+        let (input, act_a) = match self.pre.last() {
+            Some(pre) => (pre, model.act),
+            None => (&self.h0, Activation::Identity),
+        };
+        let shape = MatmulShape::new(self.points, layer.outputs, layer.inputs).with_trans_b();
+        let epilogue =
+            Epilogue::act(Activation::Identity).with_act_a(act_a).with_bias(bias).with_row_scale(&self.point_scale);
+        record_matmul(rec, &shape, input, weight, epilogue, out)
     }
 
     pub fn points(&self) -> usize {

@@ -13,6 +13,7 @@
 pub mod fd;
 pub mod mlp;
 pub mod propagator;
+pub mod resident;
 pub mod unet;
 pub mod user;
 pub(crate) mod user_flow;

@@ -43,6 +43,24 @@ impl<'f> UnetLinearization<'f> {
         Ok(UnetLinearization { field, points, max_tangent_rows, slot })
     }
 
+    /// Room for the primal pass of `points` points and the statistics of `max_tangent_rows` tangent rows;
+    /// [`Self::record_primal`] fills it.
+    pub(crate) fn allocate(field: &'f UnetField, points: usize, max_tangent_rows: usize) -> Self {
+        let slot = field.allocate(points, max_tangent_rows, "unet/linearize");
+        UnetLinearization { field, points, max_tangent_rows, slot }
+    }
+
+    /// Records the primal pass at device-resident points `x` ([points, D]) at time `t`.
+    pub(crate) fn record_primal(&self, rec: &mut Recorder, x: &wgpu::Buffer, t: f32) -> Result<()> {
+        self.field.record_at(&self.slot, x, t, self.points, self.max_tangent_rows, rec)
+    }
+
+    /// Records a copy of the linearised points' score ([points, D]) into `out`.
+    pub(crate) fn record_score(&self, rec: &mut Recorder, out: &wgpu::Buffer) {
+        let last = self.slot.z.len() - 1;
+        rec.copy(&self.slot.z[last], out, (self.points * self.field.model().dim() * 4) as u64);
+    }
+
     pub fn points(&self) -> usize {
         self.points
     }

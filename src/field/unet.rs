@@ -207,6 +207,26 @@ impl UnetField {
         self.record_forward(rec, slot, rows.len(), times.distinct(), tangent_rows)
     }
 
+    /// Records the forward pass of `images` device-resident points `x` ([images, D]) at one time `t` into `slot`
+    /// (the time conditioning is a queued write: it lands before the recording's submit).
+    pub(crate) fn record_at(
+        &self,
+        slot: &UnetSlot,
+        x: &wgpu::Buffer,
+        t: f32,
+        images: usize,
+        tangent_rows: usize,
+        rec: &mut Recorder,
+    ) -> Result<()> {
+        let model = &self.model;
+        let times = TimeTable::build(&[t], 0..images, |t| model.fourier_features(t), |t| model.output_factor(t));
+        self.ctx.write(&slot.features, &times.features);
+        self.ctx.write(&slot.time_index, &times.index);
+        self.ctx.write(&slot.sample_scale, &times.row_scale);
+        rec.copy(x, &slot.x, (images * model.dim() * 4) as u64);
+        self.record_forward(rec, slot, images, 1, tangent_rows)
+    }
+
     fn record_forward(
         &self,
         rec: &mut Recorder,
