@@ -10,6 +10,7 @@
 //! [`fd`]). Measured: about 1e-4 relative error (central) and 1e-5 (fourth order) on smooth networks, 1e-4 on the
 //! ReLU fixture; `richardson` (steps h, h/2 combined) suits smooth fields only.
 
+pub mod blocks;
 pub mod fd;
 pub mod mlp;
 pub mod propagator;
