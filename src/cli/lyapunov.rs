@@ -104,7 +104,8 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         "axes" => InitialTangents::Axes,
         other => return Err(Error::InvalidArgument(format!("--tangents {other:?}: expected random or axes"))),
     };
-    let settings = LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000 };
+    let settings =
+        LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000, first_row: 0 };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
