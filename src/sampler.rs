@@ -11,7 +11,9 @@
 //!   their stages need the field between grid points, which past eps would leave (0, 1]).
 //!
 //! Scores are evaluated on the GPU for whole batches; the update, O(B·D), is done on the host in f64 so that the
-//! noise draws, seeded, are the same on every adapter.
+//! noise draws, seeded, are the same on every adapter. Every row draws from its own generator, seeded by (seed,
+//! the row's index in the whole run, the draw event: x_T, then each step's noise), so a row's path is the same
+//! whatever batch, shard (`--shard`) or device (`--devices`) it runs in.
 
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -95,25 +97,76 @@ impl TimeGrid {
     }
 }
 
-/// Gaussian draws for the stochastic samplers; tests substitute recorded draws.
+/// Gaussian draws for the stochastic samplers; tests substitute recorded draws. `out` holds whole rows of
+/// `row_len` values, the batch's rows in order; each call is one draw event (x_T, one step's noise, ...).
 pub trait NoiseSource {
-    fn fill(&mut self, out: &mut [f64]);
+    fn fill(&mut self, out: &mut [f64], row_len: usize);
 }
 
-/// Standard normal draws from a seeded generator.
-pub struct SeededNoise(rand::rngs::StdRng);
+/// Streams of [`row_rng`]: what the draws are for, so that different uses of one seed never share draws.
+pub mod stream {
+    /// x_T and the samplers' per-step noise ([`super::SeededNoise`]).
+    pub const SAMPLER_NOISE: u64 = 1;
+    /// Random starting tangents of Lyapunov analysis.
+    pub const LYAPUNOV_TANGENTS: u64 = 2;
+}
+
+/// SplitMix64's output function: a bijection of u64 that mixes every bit.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce5_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The generator of one row's draws: keyed by (seed, stream, row, event), each mixed by SplitMix64 into its own
+/// 8 bytes of the 32-byte key, so distinct tuples never share a key. `row` is the row's index in the whole run
+/// (not in a shard or a device's block), so its draws do not depend on how the rows are split.
+pub fn row_rng(seed: u64, stream: u64, row: u64, event: u64) -> rand::rngs::StdRng {
+    let mut key = [0u8; 32];
+    for (lane, word) in key.chunks_mut(8).zip([seed, stream, row, event]) {
+        lane.copy_from_slice(&splitmix64(word).to_le_bytes());
+    }
+    rand::rngs::StdRng::from_seed(key)
+}
+
+/// Standard normal draws, row by row: the values of row r at draw event e (the e-th call to `fill`) come from
+/// [`row_rng`]`(seed, SAMPLER_NOISE, first_row + r, e)`. A run split into blocks of rows draws, for each block,
+/// from `SeededNoise::for_rows(seed, block start)` (or [`SeededNoise::offset_rows`] after shared events) and gets
+/// the draws of the whole run.
+#[derive(Debug, Clone)]
+pub struct SeededNoise {
+    seed: u64,
+    first_row: usize,
+    event: u64,
+}
 
 impl SeededNoise {
     pub fn new(seed: u64) -> Self {
-        SeededNoise(rand::rngs::StdRng::seed_from_u64(seed))
+        SeededNoise::for_rows(seed, 0)
+    }
+
+    /// Draws for a block of rows whose first row is row `first_row` of the whole run.
+    pub fn for_rows(seed: u64, first_row: usize) -> Self {
+        SeededNoise { seed, first_row, event: 0 }
+    }
+
+    /// The same source for the rows from `rows` further on, at the same draw event (a device's block of a batch
+    /// whose x_T was drawn whole).
+    pub fn offset_rows(&self, rows: usize) -> Self {
+        SeededNoise { first_row: self.first_row + rows, ..self.clone() }
     }
 }
 
 impl NoiseSource for SeededNoise {
-    fn fill(&mut self, out: &mut [f64]) {
-        for v in out {
-            *v = StandardNormal.sample(&mut self.0);
+    fn fill(&mut self, out: &mut [f64], row_len: usize) {
+        for (r, row) in out.chunks_mut(row_len.max(1)).enumerate() {
+            let mut rng = row_rng(self.seed, stream::SAMPLER_NOISE, (self.first_row + r) as u64, self.event);
+            for v in row {
+                *v = StandardNormal.sample(&mut rng);
+            }
         }
+        self.event += 1;
     }
 }
 
@@ -122,7 +175,7 @@ pub fn initial_points(field: &ScoreField, n: usize, noise: &mut dyn NoiseSource)
     let schedule = field.schedule();
     let scale = if schedule.drift_scale(1.0) != 0.0 { 1.0 } else { schedule.std(1.0) };
     let mut z = vec![0.0; n * field.dim()];
-    noise.fill(&mut z);
+    noise.fill(&mut z, field.dim());
     z.iter().map(|&v| (scale * v) as f32).collect()
 }
 
@@ -220,7 +273,7 @@ pub fn sample(
             SamplerKind::Em | SamplerKind::Pc => {
                 if config.kind == SamplerKind::Pc {
                     let s = field.score(&x, &t32, inner)?;
-                    noise.fill(&mut z);
+                    noise.fill(&mut z, d);
                     for (row, (xr, (sr, zr))) in x.chunks_mut(d).zip(s.chunks(d).zip(z.chunks(d))).enumerate() {
                         let norm = sr.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
                         if !(norm > 0.0 && norm.is_finite()) {
@@ -239,7 +292,7 @@ pub fn sample(
                 let c = StepCoefficients::at(field, t, false);
                 let g = schedule.diffusion(t);
                 if !last {
-                    noise.fill(&mut z);
+                    noise.fill(&mut z, d);
                 }
                 for i in 0..x.len() {
                     let mean = x[i] as f64 + c.velocity(x[i], s[i]) * dt;

@@ -749,3 +749,103 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(summary["engine_rel_err_vs_pytorch"].as_f64().unwrap() < 1e-5);
 }
+
+/// Asserts that every named file of `got` has the bytes of `want`'s (the same .npy: dtype, shape and values).
+fn assert_same_files(want: &Path, got: &Path, names: &[&str], what: &str) {
+    for name in names {
+        let (a, b) = (std::fs::read(want.join(name)), std::fs::read(got.join(name)));
+        let a = a.unwrap_or_else(|e| panic!("{what}: {name} of the whole run: {e}"));
+        let b = b.unwrap_or_else(|e| panic!("{what}: {name}: {e}"));
+        assert!(a == b, "{what}: {name} differs from the whole run's");
+    }
+}
+
+/// Runs `base` with `-o whole`, as `n` shards (merged), and with `--devices 0,0`; all must give `names` exactly.
+fn sharded_and_two_devices(scratch: &Scratch, tag: &str, base: &[&str], n: usize, names: &[&str]) -> PathBuf {
+    let run = |extra: &[&str], out: &Path| {
+        let (code, _, stderr) = scorelens(&[base, extra, &["-o", s(out)]].concat());
+        assert_eq!(code, 0, "{tag} {extra:?}: {stderr}");
+    };
+    let whole = scratch.path(&format!("{tag}_whole"));
+    run(&[], &whole);
+    let parts: Vec<PathBuf> = (0..n).map(|i| scratch.path(&format!("{tag}_{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        run(&["--shard", &format!("{i}/{n}")], part);
+    }
+    let merged = scratch.path(&format!("{tag}_merged"));
+    let mut args = vec!["merge", "-o", s(&merged)];
+    args.extend(parts.iter().map(|p| s(p)));
+    let (code, _, stderr) = scorelens(&args);
+    assert_eq!(code, 0, "{tag} merge: {stderr}");
+    assert_same_files(&whole, &merged, names, &format!("{tag}: {n} shards merged"));
+    let two = scratch.path(&format!("{tag}_two"));
+    run(&["--devices", "0,0"], &two);
+    assert_same_files(&whole, &two, names, &format!("{tag}: --devices 0,0"));
+    whole
+}
+
+#[test]
+fn samplers_and_lyapunov_give_the_whole_runs_arrays_in_shards_and_on_two_devices() {
+    // 7 rows in 3 shards (2, 2, 3): every row's x_T and noise are drawn from (seed, its row in the whole run).
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let m = s(&model);
+    let sample = ["sample", m, "--n", "7", "--steps", "12", "--seed", "3", "--record-sigmas", "5,0.5"];
+    let outputs = ["samples.npy", "recorded.npy", "recorded_t.npy"];
+    let em = sharded_and_two_devices(&scratch, "em", &[&sample[..], &["--sampler", "em"]].concat(), 3, &outputs);
+    sharded_and_two_devices(&scratch, "pc", &[&sample[..], &["--sampler", "pc"]].concat(), 3, &outputs);
+    // From given points (--x-init): the shard's rows of them, with the ODE.
+    let x_init = em.join("samples.npy");
+    let ode = ["sample", m, "--x-init", s(&x_init), "--steps", "8", "--sampler", "ode-heun"];
+    sharded_and_two_devices(&scratch, "heun", &ode, 2, &["samples.npy"]);
+
+    // The spectra of the recorded levels (--from-samples): sigma_*/ subfolders joined too, rows.jsonl numbered in
+    // the whole run.
+    let spectra = ["spectrum", m, "--from-samples", s(&em), "--k", "3"];
+    let per_level = ["singular_values.npy", "alignment.npy", "local_dimension_threshold.npy", "rows.jsonl"];
+    let names: Vec<String> =
+        ["sigma_5", "sigma_0.5"].iter().flat_map(|l| per_level.iter().map(move |f| format!("{l}/{f}"))).collect();
+    sharded_and_two_devices(&scratch, "levels", &spectra, 2, &names.iter().map(|n| n.as_str()).collect::<Vec<_>>());
+
+    // Lyapunov along EM (noise and random tangents drawn per trajectory), with covariant vectors.
+    let lyapunov = ["lyapunov", m, "--x-init", s(&x_init), "--steps", "10", "--sampler", "em", "--k", "3", "--clv"];
+    let lyapunov_outputs = [
+        "log_growth.npy",
+        "exponents.npy",
+        "vectors.npy",
+        "final_x.npy",
+        "alignment.npy",
+        "history.npy",
+        "history_time.npy",
+        "clv.npy",
+        "clv_x.npy",
+        "clv_alignment.npy",
+    ];
+    sharded_and_two_devices(&scratch, "lyapunov", &lyapunov, 3, &lyapunov_outputs);
+
+    // Bad specs and flags that do not apply: exit 2, naming them.
+    let out_path = scratch.path("o");
+    let out = s(&out_path);
+    expect_user_error(&["sample", m, "--n", "4", "--shard", "4/4", "-o", out], &["--shard", "I/N"]);
+    expect_user_error(&["sample", m, "--n", "4", "--shard", "1of2", "-o", out], &["--shard", "I/N"]);
+    expect_user_error(&["sample", m, "--n", "2", "--shard", "0/3", "-o", out], &["--shard 0/3", "none of the 2 rows"]);
+    expect_user_error(&["lyapunov", m, "--x-init", s(&x_init), "--shard", "0/0", "-o", out], &["--shard"]);
+    let (x, t) = (fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
+    expect_user_error(
+        &["spectrum", m, "--x", s(&x), "--t", s(&t), "--method", "rsvd", "--k", "2", "--devices", "0,0", "-o", out],
+        &["--devices", "--shard"],
+    );
+    expect_user_error(
+        &["divergence", m, "--x", s(&x), "--t", s(&t), "--probes", "4", "--devices", "0,0", "-o", out],
+        &["--devices", "probes"],
+    );
+    // merge checks the shards' order and origin.
+    expect_user_error(
+        &["merge", "-o", out, s(&scratch.path("em_1")), s(&scratch.path("em_0")), s(&scratch.path("em_2"))],
+        &["shard 1/3", "in order"],
+    );
+    expect_user_error(
+        &["merge", "-o", out, s(&scratch.path("em_0")), s(&scratch.path("pc_1")), s(&scratch.path("em_2"))],
+        &["pc_1", "another run", "--sampler pc"],
+    );
+}

@@ -242,3 +242,65 @@ fn ridge_error_splits_the_error_and_tables_a_trajectory() {
         &["wrong.npy", "[N, 16]"],
     );
 }
+
+/// Runs `base` with `-o whole`, as `n` shards (merged), and with `--devices 0,0`: every file in `names` must have
+/// the whole run's bytes.
+fn sharded_and_two_devices(scratch: &Scratch, tag: &str, base: &[&str], n: usize, names: &[&str]) -> PathBuf {
+    let run = |extra: &[&str], out: &Path| {
+        let (code, stderr) = scorelens(&[base, extra, &["-o", s(out)]].concat());
+        assert_eq!(code, 0, "{tag} {extra:?}: {stderr}");
+    };
+    let whole = scratch.path(&format!("{tag}_whole"));
+    run(&[], &whole);
+    let parts: Vec<PathBuf> = (0..n).map(|i| scratch.path(&format!("{tag}_{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        run(&["--shard", &format!("{i}/{n}")], part);
+    }
+    let merged = scratch.path(&format!("{tag}_merged"));
+    let mut args = vec!["merge", "-o", s(&merged)];
+    args.extend(parts.iter().map(|p| s(p)));
+    let (code, stderr) = scorelens(&args);
+    assert_eq!(code, 0, "{tag} merge: {stderr}");
+    let two = scratch.path(&format!("{tag}_two"));
+    run(&["--devices", "0,0"], &two);
+    for name in names {
+        let want = std::fs::read(whole.join(name)).unwrap_or_else(|e| panic!("{tag}: {name}: {e}"));
+        for (how, dir) in [("shards merged", &merged), ("--devices 0,0", &two)] {
+            let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{tag} {how}: {name}: {e}"));
+            assert!(got == want, "{tag} {how}: {name} differs from the whole run's");
+        }
+    }
+    whole
+}
+
+#[test]
+fn kde_ridge_and_ridge_error_give_the_whole_runs_arrays_in_shards_and_on_two_devices() {
+    let scratch = Scratch::new();
+    let (data, x) = (fixture("kde/data.npy"), fixture("kde/x.npy")); // [200, 5] and 16 rows: shards of 5, 5, 6
+    let kde = ["kde", "--data", s(&data), "--bandwidth", "0.4", "--x", s(&x), "--hessian"];
+    sharded_and_two_devices(&scratch, "kde", &kde, 3, &["log_density.npy", "score.npy", "hessian.npy"]);
+    let ridge = ["ridge", "--data", s(&data), "--bandwidth", "0.4", "--x", s(&x), "--dim", "1", "--max-iter", "40"];
+    let ridge_outputs =
+        ["points.npy", "converged.npy", "iterations.npy", "eigenvalues.npy", "eigengap.npy", "normal_ratio.npy"];
+    sharded_and_two_devices(&scratch, "ridge", &ridge, 3, &ridge_outputs);
+
+    // ridge-error: points at two times (one KDE per distinct t in each block), and a recorded trajectory.
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp_silu/model.safetensors");
+    let train: Vec<f32> = (0..40 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let train = scratch.npy("train.npy", &[40, 16], &train);
+    let points: Vec<f32> = (0..5 * 16).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    let points = scratch.npy("points.npy", &[5, 16], &points);
+    let times = scratch.npy("times.npy", &[5], &[0.3, 0.5, 0.3, 0.5, 0.5]);
+    let split = ["ridge-error", s(&model), "--data", s(&train), "--x", s(&points), "--t", s(&times), "--dim", "1"];
+    let split_outputs = ["error_normal.npy", "error_tangent.npy", "error_normal_norm.npy", "error_tangent_norm.npy"];
+    sharded_and_two_devices(&scratch, "split", &split, 2, &split_outputs);
+    let samples = scratch.path("samples");
+    let (code, stderr) =
+        scorelens(&["sample", s(&model), "--n", "5", "--steps", "12", "--record-sigmas", "1,0.3", "-o", s(&samples)]);
+    assert_eq!(code, 0, "{stderr}");
+    let phases =
+        ["ridge-error", s(&model), "--data", s(&train), "--trajectory", s(&samples), "--dim", "1", "--max-iter", "30"];
+    let phase_outputs = ["distance_to_ridge.npy", "error_normal_norm.npy", "error_tangent_norm.npy", "t.npy"];
+    sharded_and_two_devices(&scratch, "phases", &phases, 2, &phase_outputs);
+    expect_user_error(&[&kde[..], &["--shard", "16/16", "-o", s(&scratch.path("o"))]].concat(), &["--shard", "I/N"]);
+}

@@ -17,8 +17,8 @@ struct Recording {
 }
 
 impl NoiseSource for Recording {
-    fn fill(&mut self, out: &mut [f64]) {
-        self.inner.fill(out);
+    fn fill(&mut self, out: &mut [f64], row_len: usize) {
+        self.inner.fill(out, row_len);
         self.draws.extend_from_slice(out);
     }
 }
@@ -169,6 +169,35 @@ fn prior_draws_and_seeds_are_reproducible() {
     let spread = (x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     let want = NoiseSchedule::VeSong { sigma: 25.0 }.std(1.0);
     assert!((spread / want - 1.0).abs() < 0.05, "{spread} vs {want}");
+}
+
+#[test]
+fn a_rows_draws_do_not_depend_on_its_batch() {
+    // Rows 3..7 drawn as a block (a shard, a device's rows) get the draws of the whole batch, event by event.
+    let (d, n) = (5, 7);
+    let mut whole = SeededNoise::new(11);
+    let mut block = SeededNoise::for_rows(11, 3);
+    for _event in 0..3 {
+        let mut all = vec![0.0; n * d];
+        whole.fill(&mut all, d);
+        let mut part = vec![0.0; 4 * d];
+        block.fill(&mut part, d);
+        assert_eq!(part, all[3 * d..]);
+    }
+    // After shared events (x_T drawn whole), offset_rows continues a block at the same event.
+    let mut shared = SeededNoise::for_rows(11, 0);
+    shared.fill(&mut vec![0.0; n * d], d);
+    let (mut first, mut tail) = (shared.offset_rows(0), shared.offset_rows(3));
+    let (mut a, mut b) = (vec![0.0; 3 * d], vec![0.0; 4 * d]);
+    first.fill(&mut a, d);
+    tail.fill(&mut b, d);
+    let mut all = vec![0.0; n * d];
+    let mut again = SeededNoise::new(11);
+    again.fill(&mut all, d);
+    again.fill(&mut all, d);
+    assert_eq!([a, b].concat(), all);
+    // Different rows, events and seeds draw differently.
+    assert_ne!(all[..d], all[d..2 * d]);
 }
 
 #[test]

@@ -13,15 +13,13 @@
 //!   exact derivative of their stages. EM's noise does not depend on x and drops out of the tangent map.
 //! - a flow dx/dt = field(x, t) at fixed t, RK4 with its variational equation.
 
-use rand::SeedableRng;
-
 use crate::analysis::qr::qr_rows;
 use crate::derivative::propagator::{Factors, Propagator, Stage, StepPlanner, StepSpec};
 use crate::derivative::resident::{self, ResidentPropagator};
 use crate::derivative::{self, has_exact_jvp, JvpMethod};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
-use crate::sampler::{tableau, NoiseSource, SamplerKind, SeededNoise, StepCoefficients, TimeGrid};
+use crate::sampler::{row_rng, stream, tableau, NoiseSource, SamplerKind, SeededNoise, StepCoefficients, TimeGrid};
 use crate::scheduler::{JobOptions, Silent};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +48,10 @@ pub struct LyapunovSettings {
     pub tangents: InitialTangents,
     /// Most points of the convergence history kept.
     pub history_points: usize,
+    /// The index of x0's first row in the whole run (a shard's or a device's block): random tangents and EM's
+    /// noise are drawn per row from (seed, this + the row's index), so a trajectory's draws do not depend on the
+    /// batch it runs in.
+    pub first_row: usize,
 }
 
 impl LyapunovSettings {
@@ -60,6 +62,7 @@ impl LyapunovSettings {
             clv: false,
             tangents: InitialTangents::Random { seed: 0 },
             history_points: 1000,
+            first_row: 0,
         }
     }
 }
@@ -99,6 +102,44 @@ pub struct LyapunovRun {
     pub history_time: Vec<f64>,
 }
 
+impl LyapunovRun {
+    /// The runs of consecutive blocks of trajectories (the same dynamics and settings) as one run: per-trajectory
+    /// arrays joined in order, the history's [H, B, K] along B.
+    pub fn join(parts: Vec<LyapunovRun>) -> Result<LyapunovRun> {
+        let mut parts = parts.into_iter();
+        let mut run = parts.next().ok_or_else(|| Error::InvalidArgument("no Lyapunov runs to join".into()))?;
+        for part in parts {
+            if part.k != run.k || part.dim != run.dim || part.history_time != run.history_time {
+                return Err(Error::Device("Lyapunov runs of different settings cannot be joined".into()));
+            }
+            let (h, k) = (run.history_time.len(), run.k);
+            let (b1, b2) = (run.trajectories, part.trajectories);
+            let mut history = Vec::with_capacity(h * (b1 + b2) * k);
+            for level in 0..h {
+                history.extend_from_slice(&run.history[level * b1 * k..(level + 1) * b1 * k]);
+                history.extend_from_slice(&part.history[level * b2 * k..(level + 1) * b2 * k]);
+            }
+            run.history = history;
+            run.trajectories += b2;
+            run.log_growth.extend(part.log_growth);
+            run.exponents.extend(part.exponents);
+            run.vectors.extend(part.vectors);
+            run.final_x.extend(part.final_x);
+            run.alignment.extend(part.alignment);
+            match (&mut run.clv, part.clv) {
+                (Some(a), Some(b)) => {
+                    a.vectors.extend(b.vectors);
+                    a.x.extend(b.x);
+                    a.alignment.extend(b.alignment);
+                }
+                (None, None) => {}
+                _ => return Err(Error::Device("Lyapunov runs with and without covariant vectors".into())),
+            }
+        }
+        Ok(run)
+    }
+}
+
 /// Most blocks one propagator call runs (bounds a dispatch's length and its read-back).
 const MAX_BLOCKS_PER_CALL: usize = 256;
 
@@ -135,6 +176,7 @@ fn step_planner<'f>(
     dynamics: Dynamics,
     clock: &'f Clock,
     len: usize,
+    first_row: usize,
 ) -> Result<StepPlanner<'f>> {
     let (kind, seed) = match dynamics {
         Dynamics::Sampler { kind, seed, .. } => (kind, seed),
@@ -145,7 +187,9 @@ fn step_planner<'f>(
         SamplerKind::Pc => return Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
         other => tableau(other),
     };
-    let mut noise = SeededNoise::new(seed);
+    // Each trajectory draws from its own stream (keyed by its row in the whole run), so shards draw alike.
+    let mut noise = SeededNoise::for_rows(seed, first_row);
+    let d = field.dim();
     Ok(Box::new(move |index| {
         let (t, dt) = (clock.times[index], clock.dt);
         let stages = offsets
@@ -162,7 +206,7 @@ fn step_planner<'f>(
         let last = index + 1 == clock.times.len();
         let noise = (kind == SamplerKind::Em && matches!(dynamics, Dynamics::Sampler { .. }) && !last).then(|| {
             let mut z = vec![0.0; len];
-            noise.fill(&mut z);
+            noise.fill(&mut z, d);
             (field.schedule().diffusion(t) * dt.sqrt(), z)
         });
         Ok(StepSpec { dt, stages, a, b, noise })
@@ -263,16 +307,26 @@ impl Propagator for HostPropagator<'_> {
     }
 }
 
-/// Orthonormal starting tangents, [B, K, D].
-pub fn initial_tangents(trajectories: usize, k: usize, d: usize, tangents: InitialTangents) -> Vec<f64> {
+/// Orthonormal starting tangents, [B, K, D]; random ones are drawn per trajectory from
+/// [`row_rng`]`(seed, LYAPUNOV_TANGENTS, first_row + b, 0)`.
+pub fn initial_tangents(
+    trajectories: usize,
+    k: usize,
+    d: usize,
+    tangents: InitialTangents,
+    first_row: usize,
+) -> Vec<f64> {
     match tangents {
         InitialTangents::Axes => (0..trajectories)
             .flat_map(|_| (0..k).flat_map(move |i| (0..d).map(move |j| if i == j { 1.0 } else { 0.0 })))
             .collect(),
         InitialTangents::Random { seed } => {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             use rand_distr::{Distribution, StandardNormal};
-            let raw: Vec<f64> = (0..trajectories * k * d).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let mut raw = Vec::with_capacity(trajectories * k * d);
+            for b in 0..trajectories {
+                let mut rng = row_rng(seed, stream::LYAPUNOV_TANGENTS, (first_row + b) as u64, 0);
+                raw.extend((0..k * d).map(|_| -> f64 { StandardNormal.sample(&mut rng) }));
+            }
             qr_rows(&raw, trajectories, k, d).0
         }
     }
@@ -326,7 +380,7 @@ fn run_with(
     }
     let trajectories = x0.len() / d;
     let clock = Clock::of(&dynamics)?;
-    let q0 = initial_tangents(trajectories, k, d, settings.tangents);
+    let q0 = initial_tangents(trajectories, k, d, settings.tangents, settings.first_row);
     let inner = JobOptions { progress: &Silent, ..options };
     let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
     let mut propagator: Box<dyn Propagator + '_> = match (field, dynamics) {
@@ -334,12 +388,12 @@ fn run_with(
             Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
         }
         _ if fused && resident::supports(field) => {
-            let planner = step_planner(field, dynamics, &clock, x0.len())?;
+            let planner = step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?;
             Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics))?)
         }
         _ => Box::new(HostPropagator {
             field,
-            planner: step_planner(field, dynamics, &clock, x0.len())?,
+            planner: step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?,
             x: x0.to_vec(),
             q: q0,
             k,

@@ -200,6 +200,11 @@ pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
         Some(probes) => DivergenceMethod::Hutchinson { probes, seed: args.seed },
         None => DivergenceMethod::Exact,
     };
+    if args.probes.is_some() {
+        args.inputs
+            .compute
+            .one_device("divergence --probes", "its probes are drawn for the whole batch from one seed")?;
+    }
     let bar = Bar::new();
     // Hutchinson's probes are drawn for the whole batch from one seed, so it runs on one device.
     let out = match method {

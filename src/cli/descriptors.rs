@@ -68,12 +68,17 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
         },
     };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
-    let mut rows: Vec<PointDescriptors> = Vec::new();
     let bar = Bar::new();
-    analysis::descriptors(&job.field, &job.x.data, &job.t, &settings, job.options(&bar), |_, r| {
-        rows.push(r);
-        Ok(())
+    // Rows are independent (the random directions come from the seed alone): split over devices like any batch.
+    let blocks = job.split(|field, _, x, t| {
+        let mut rows: Vec<PointDescriptors> = Vec::new();
+        analysis::descriptors(field, x, t, &settings, job.options(&bar), |_, r| {
+            rows.push(r);
+            Ok(())
+        })?;
+        Ok(rows)
     })?;
+    let rows: Vec<PointDescriptors> = blocks.into_iter().flatten().collect();
     let n = rows.len();
     let dir = &args.output;
     npy::write_f64(&dir.join("local_scaling.npy"), &[n], &rows.iter().map(|r| r.local_scaling).collect::<Vec<_>>())?;
@@ -94,18 +99,21 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
         "n_directions": if args.directions == DirectionChoice::Random { args.n_directions } else { d },
         "seed": args.seed,
         "adapter": job.field_adapter(),
+        "devices": job.devices.len().max(1),
+        "shard": job.shard.summary(),
         "local_complexity_note": if piecewise_linear {
             "ReLU network: sign changes are the boundaries of its linear regions"
         } else {
             "smooth activations: the count is of sign changes of the activations' inputs, as for ReLU (not linear regions)"
         },
         "rows": rows.iter().enumerate().map(|(i, r)| serde_json::json!({
-            "row": i,
+            "row": job.shard.rows.start + i,
             "local_scaling": r.local_scaling,
             "local_rank": r.local_rank,
             "local_complexity": r.local_complexity,
         })).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&dir.join("summary.json"), text.as_bytes())
+    write_atomically(&dir.join("summary.json"), text.as_bytes())?;
+    job.shard.write_manifest(dir, &[], &[])
 }

@@ -142,15 +142,119 @@ pub struct ModelInputs {
     pub compute: ComputeArgs,
 }
 
-/// The rows [start, end) of shard `i` of `n` over `rows` rows: contiguous blocks, sizes differing by at most one.
-pub fn shard_rows(spec: &str, rows: usize) -> Result<std::ops::Range<usize>> {
-    let bad = || Error::InvalidArgument(format!("--shard {spec:?}: expected I/N with 0 ≤ I < N, e.g. 0/4"));
-    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
+/// The rows a run takes: shard `index` of `count` (`--shard I/N`) of the `total` rows, or all of them.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// `I/N` as given; None for a whole run.
+    pub spec: Option<String>,
+    pub index: usize,
+    pub count: usize,
+    pub rows: std::ops::Range<usize>,
+    pub total: usize,
+}
+
+impl Shard {
+    /// Shard I/N of `total` rows (contiguous blocks, sizes differing by at most one), or all rows without a spec.
+    /// A shard with no rows is refused: it would have nothing to write.
+    pub fn of(spec: Option<&str>, total: usize) -> Result<Shard> {
+        let Some(spec) = spec else {
+            return Ok(Shard { spec: None, index: 0, count: 1, rows: 0..total, total });
+        };
+        let bad = || Error::InvalidArgument(format!("--shard {spec:?}: expected I/N with 0 ≤ I < N, e.g. 0/4"));
+        let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if n == 0 || i >= n {
+            return Err(bad());
+        }
+        let rows = i * total / n..(i + 1) * total / n;
+        if rows.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "--shard {spec}: takes none of the {total} rows; use at most {total} shards"
+            )));
+        }
+        Ok(Shard { spec: Some(spec.to_string()), index: i, count: n, rows, total })
     }
-    Ok(i * rows / n..(i + 1) * rows / n)
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The shard's rows of `values`, `per_row` values a row.
+    pub fn slice<'a, T>(&self, values: &'a [T], per_row: usize) -> &'a [T] {
+        &values[self.rows.start * per_row..self.rows.end * per_row]
+    }
+
+    /// Writes shard.json into a sharded run's output folder: which shard it is, and how `scorelens merge` joins
+    /// each array (`axis`: arrays joined along an axis other than the first, by path relative to `dir`; `same`:
+    /// arrays every shard writes whole and identical, copied once). Nothing for a whole run.
+    pub fn write_manifest(&self, dir: &Path, axis: &[(&str, usize)], same: &[&str]) -> Result<()> {
+        let Some(spec) = &self.spec else { return Ok(()) };
+        let manifest = serde_json::json!({
+            "shard": spec,
+            "index": self.index,
+            "count": self.count,
+            "rows": [self.rows.start, self.rows.end],
+            "total_rows": self.total,
+            "run": run_signature(),
+            "axis": axis.iter().map(|&(name, a)| (name.to_string(), serde_json::json!(a))).collect::<serde_json::Map<_, _>>(),
+            "same": same,
+        });
+        let text =
+            serde_json::to_string_pretty(&manifest).map_err(|e| Error::bad_input("shard.json", e.to_string()))?;
+        scorelens::io::write_atomically(&dir.join(super::merge::MANIFEST), text.as_bytes())
+    }
+
+    /// The shard's fields for a summary.json.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({ "shard": self.spec, "rows": [self.rows.start, self.rows.end], "total_rows": self.total })
+    }
+}
+
+/// The command line without what may differ between the shards of one run (--shard, -o, --devices,
+/// --max-memory): `scorelens merge` checks that its parts agree on it.
+fn run_signature() -> String {
+    const PER_SHARD: [&str; 5] = ["--shard", "-o", "--output", "--devices", "--max-memory"];
+    let mut kept = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if PER_SHARD.contains(&arg.as_str()) {
+            args.next();
+        } else if !PER_SHARD.iter().any(|flag| arg.starts_with(&format!("{flag}="))) {
+            kept.push(arg);
+        }
+    }
+    kept.join(" ")
+}
+
+/// Runs `work(device, rows)` on contiguous blocks of `0..rows`, one per device, in parallel; with one device, on
+/// all rows. Returns the blocks' results in row order (empty blocks, with more devices than rows, are skipped).
+pub fn split_rows<D: Sync, T: Send>(
+    devices: &[D],
+    rows: usize,
+    work: impl Fn(&D, std::ops::Range<usize>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let n = devices.len();
+    if n <= 1 {
+        let device = devices.first().ok_or_else(|| Error::Device("no device to run on".into()))?;
+        return Ok(vec![work(device, 0..rows)?]);
+    }
+    let blocks: Vec<std::ops::Range<usize>> =
+        (0..n).map(|i| i * rows / n..(i + 1) * rows / n).filter(|b| !b.is_empty()).collect();
+    let parts: Vec<Result<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .zip(blocks)
+            .map(|(device, range)| {
+                let work = &work;
+                scope.spawn(move || work(device, range))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Device("a device's worker thread panicked".into()))))
+            .collect()
+    });
+    parts.into_iter().collect()
 }
 
 /// A model on the GPU with its validated inputs.
@@ -163,6 +267,8 @@ pub struct Job {
     pub x: Points,
     pub t: Vec<f32>,
     pub memory_budget: u64,
+    /// The rows taken (`--shard`), of all the input's.
+    pub shard: Shard,
 }
 
 impl ModelInputs {
@@ -188,56 +294,31 @@ impl Job {
         Ok(job)
     }
 
-    /// Runs `work(field, rows, x, t)` on contiguous blocks of rows, one per device (in parallel), or on the whole
-    /// batch with one device; the outputs (`per_row` values a row) are joined in row order.
+    /// Runs `work(field, rows, x, t)` on contiguous blocks of the job's rows, one per device (in parallel), or on
+    /// the whole batch with one device; the blocks' results in row order. `rows` counts from the job's first row
+    /// (add `shard.rows.start` for the row's index in the whole input).
+    pub fn split<T: Send>(
+        &self,
+        work: impl Fn(&ScoreField, std::ops::Range<usize>, &[f32], &[f32]) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let d = self.field.dim();
+        let fields: Vec<&ScoreField> =
+            if self.devices.is_empty() { vec![&self.field] } else { self.devices.iter().collect() };
+        split_rows(&fields, self.x.rows, |field, range| {
+            let t = if self.t.len() == 1 { self.t.clone() } else { self.t[range.clone()].to_vec() };
+            work(field, range.clone(), &self.x.data[range.start * d..range.end * d], &t)
+        })
+    }
+
+    /// [`Job::split`] for flat outputs (`per_row` values a row), joined in row order.
     pub fn map_rows(
         &self,
         per_row: usize,
         work: impl Fn(&ScoreField, std::ops::Range<usize>, &[f32], &[f32]) -> Result<Vec<f32>> + Sync,
     ) -> Result<Vec<f32>> {
-        let rows = self.x.rows;
-        let d = self.field.dim();
-        let t_of = |range: &std::ops::Range<usize>| -> Vec<f32> {
-            if self.t.len() == 1 {
-                self.t.clone()
-            } else {
-                self.t[range.clone()].to_vec()
-            }
-        };
-        if self.devices.len() <= 1 {
-            let field = self.devices.first().unwrap_or(&self.field);
-            return work(field, 0..rows, &self.x.data, &self.t);
-        }
-        let n = self.devices.len();
-        let blocks: Vec<std::ops::Range<usize>> = (0..n).map(|i| i * rows / n..(i + 1) * rows / n).collect();
-        let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .devices
-                .iter()
-                .zip(&blocks)
-                .map(|(field, range)| {
-                    let work = &work;
-                    let t = t_of(range);
-                    let x = &self.x.data[range.start * d..range.end * d];
-                    scope.spawn(
-                        move || {
-                            if range.is_empty() {
-                                Ok(Vec::new())
-                            } else {
-                                work(field, range.clone(), x, &t)
-                            }
-                        },
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Device("a device's worker thread panicked".into()))))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(rows * per_row);
-        for part in parts {
-            out.extend(part?);
+        let mut out = Vec::with_capacity(self.x.rows * per_row);
+        for part in self.split(work)? {
+            out.extend(part);
         }
         Ok(out)
     }
@@ -250,8 +331,9 @@ impl Job {
         shard: Option<&str>,
         memory_budget: u64,
     ) -> Result<Job> {
-        if let Some(spec) = shard {
-            let range = shard_rows(spec, x.rows)?;
+        let shard = Shard::of(shard, x.rows)?;
+        if shard.spec.is_some() {
+            let range = shard.rows.clone();
             let per_row = x.data.len() / x.rows.max(1);
             x.data = x.data[range.start * per_row..range.end * per_row].to_vec();
             if t.len() > 1 {
@@ -260,7 +342,7 @@ impl Job {
             x.rows = range.len();
             x.shape[0] = range.len();
         }
-        Ok(Job { field: loaded.field, devices: Vec::new(), source: loaded.source, x, t, memory_budget })
+        Ok(Job { field: loaded.field, devices: Vec::new(), source: loaded.source, x, t, memory_budget, shard })
     }
 
     pub fn field_adapter(&self) -> String {

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::field::{KdeField, KdeScale};
+use scorelens::field::{KdeField, KdeOutputs, KdeScale};
 use scorelens::io::npy;
 use scorelens::scheduler::{JobOptions, Progress};
-use scorelens::{Error, GpuContext, Result};
+use scorelens::{Error, Result};
 
+use super::inputs::{split_rows, Shard};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -26,9 +27,9 @@ pub struct KdeInputs {
     pub compute: ComputeArgs,
 }
 
-/// The field on the GPU with its memory budget.
+/// The field on the GPU (on every device `--devices` names, rows split between them) with its memory budget.
 pub struct KdeJob {
-    pub field: KdeField,
+    pub fields: Vec<KdeField>,
     pub memory_budget: u64,
     pub data_shape: Vec<usize>,
 }
@@ -36,6 +37,11 @@ pub struct KdeJob {
 impl KdeJob {
     pub fn options<'a>(&self, progress: &'a dyn Progress) -> JobOptions<'a> {
         JobOptions { memory_budget: self.memory_budget, progress }
+    }
+
+    /// The field on the first device.
+    pub fn field(&self) -> &KdeField {
+        &self.fields[0]
     }
 }
 
@@ -71,8 +77,13 @@ impl KdeInputs {
             return Err(Error::bad_input(format!("{} (data)", self.data.display()), "holds no data points"));
         }
         let dim = data.shape[1];
-        let field = KdeField::new(GpuContext::shared()?, data.data, dim, KdeScale::bandwidth(self.bandwidth))?;
-        Ok(KdeJob { field, memory_budget, data_shape: data.shape })
+        let fields = self
+            .compute
+            .contexts()?
+            .into_iter()
+            .map(|ctx| KdeField::new(ctx, data.data.clone(), dim, KdeScale::bandwidth(self.bandwidth)))
+            .collect::<Result<_>>()?;
+        Ok(KdeJob { fields, memory_budget, data_shape: data.shape })
     }
 
     /// The query points, checked against the data's D.
@@ -91,6 +102,9 @@ pub struct KdeArgs {
     /// Also write hessian.npy [B, D, D].
     #[arg(long)]
     pub hessian: bool,
+    /// Take only shard i of n of X's rows (0 ≤ i < n): its contiguous block; `scorelens merge` joins the folders.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// Output folder (created if missing): log_density.npy [B], score.npy [B, D], hessian.npy [B, D, D].
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
@@ -98,18 +112,30 @@ pub struct KdeArgs {
 
 pub fn run(args: &KdeArgs) -> Result<()> {
     let job = args.inputs.load()?;
-    let d = job.field.dim();
+    let d = job.field().dim();
     let x = args.inputs.read_points(&args.x, d)?;
-    let rows = x.shape[0];
+    let shard = Shard::of(args.shard.as_deref(), x.shape[0])?;
+    let x = shard.slice(&x.data, d);
+    let rows = shard.len();
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let started = Instant::now();
-    let out = job.field.evaluate(&x.data, args.hessian, job.options(&bar))?;
-    log::info!("kde: {rows} points over {} data points in {:.3} s", job.field.len(), started.elapsed().as_secs_f64());
+    let blocks = split_rows(&job.fields, rows, |field, block| {
+        field.evaluate(&x[block.start * d..block.end * d], args.hessian, job.options(&bar))
+    })?;
+    let mut out = KdeOutputs { log_density: Vec::new(), score: Vec::new(), hessian: args.hessian.then(Vec::new) };
+    for block in blocks {
+        out.log_density.extend(block.log_density);
+        out.score.extend(block.score);
+        if let (Some(all), Some(h)) = (&mut out.hessian, block.hessian) {
+            all.extend(h);
+        }
+    }
+    log::info!("kde: {rows} points over {} data points in {:.3} s", job.field().len(), started.elapsed().as_secs_f64());
     npy::write_f32(&args.output.join("log_density.npy"), &[rows], &out.log_density)?;
     npy::write_f32(&args.output.join("score.npy"), &[rows, d], &out.score)?;
     if let Some(h) = &out.hessian {
         npy::write_f32(&args.output.join("hessian.npy"), &[rows, d, d], h)?;
     }
-    Ok(())
+    shard.write_manifest(&args.output, &[], &[])
 }

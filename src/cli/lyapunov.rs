@@ -10,9 +10,9 @@ use scorelens::io::npy;
 use scorelens::report::{self, Series};
 use scorelens::sampler::SamplerKind;
 use scorelens::scheduler::JobOptions;
-use scorelens::{Error, Result};
+use scorelens::{Error, Result, ScoreField};
 
-use super::inputs::{read_points, FieldArgs};
+use super::inputs::{read_points, split_rows, FieldArgs, LoadedField, Shard};
 use super::progress::Bar;
 use super::sample::write_summary;
 use super::ComputeArgs;
@@ -65,6 +65,10 @@ pub struct LyapunovArgs {
     /// Also draw exponents.png (convergence of the exponents) and alignment.png (histogram of the alignment).
     #[arg(long)]
     pub plot: bool,
+    /// Take only shard i of n of the trajectories (0 ≤ i < n): its contiguous block of rows, with the draws those
+    /// rows have in the whole run; `scorelens merge` joins the folders.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Output folder (created if missing).
@@ -73,8 +77,11 @@ pub struct LyapunovArgs {
 }
 
 pub fn run(args: &LyapunovArgs) -> Result<()> {
-    let loaded = args.source.load()?;
-    let field = &loaded.field;
+    let memory_budget = args.compute.memory_budget()?;
+    let loaded: Vec<LoadedField> =
+        args.compute.contexts()?.into_iter().map(|ctx| args.source.load_on(ctx)).collect::<Result<_>>()?;
+    let fields: Vec<&ScoreField> = loaded.iter().map(|l| &l.field).collect();
+    let field = fields[0];
     let d = field.dim();
     let dynamics = if args.flow {
         Dynamics::Flow { dt: args.dt, steps: args.steps, transient: args.transient, t: args.t }
@@ -98,27 +105,42 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         }
     };
     let points = read_points(start_path, field)?;
+    let shard = Shard::of(args.shard.as_deref(), points.rows)?;
+    let x0 = shard.slice(&points.data, d);
     let k = args.k.unwrap_or(d.min(32));
     let tangents = match args.tangents.as_str() {
         "random" => InitialTangents::Random { seed: args.seed },
         "axes" => InitialTangents::Axes,
         other => return Err(Error::InvalidArgument(format!("--tangents {other:?}: expected random or axes"))),
     };
-    let settings = LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000 };
+    // Trajectory r of the whole run draws its tangents and EM's noise from (seed, r): the same in any shard.
+    let settings = LyapunovSettings {
+        k,
+        qr_every: args.qr_every,
+        clv: args.clv,
+        tangents,
+        history_points: 1000,
+        first_row: shard.rows.start,
+    };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
-    let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
+    let options = JobOptions { memory_budget, progress: &bar };
     let started = Instant::now();
-    let result = lyapunov(field, &points.data, dynamics, settings, options)?;
+    let parts = split_rows(&fields, shard.len(), |field, rows| {
+        let block = LyapunovSettings { first_row: settings.first_row + rows.start, ..settings };
+        lyapunov(field, &x0[rows.start * d..rows.end * d], dynamics, block, options)
+    })?;
+    let result = LyapunovRun::join(parts)?;
     let seconds = started.elapsed().as_secs_f64();
     write_outputs(&args.output, &result)?;
+    shard.write_manifest(&args.output, &[("history.npy", 1)], &["history_time.npy"])?;
     let mean_of = |values: &[f64]| -> Vec<f64> {
         (0..k).map(|j| values.iter().skip(j).step_by(k).sum::<f64>() / result.trajectories as f64).collect()
     };
     let steps_total = args.steps + if args.flow { args.transient } else { 0 };
     let summary = serde_json::json!({
         "command": "lyapunov",
-        "model": loaded.source,
+        "model": loaded[0].source,
         "mode": if args.flow { "flow".to_string() } else { args.sampler.clone() },
         "trajectories": result.trajectories,
         "dim": d,
@@ -134,6 +156,8 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         "mean_clv_alignment": result.clv.as_ref().map(|c| mean_of(&c.alignment)),
         "clv_time": result.clv.as_ref().map(|c| c.time),
         "adapter": field.ctx().adapter_description(),
+        "devices": fields.len(),
+        "shard": shard.summary(),
         "seconds": seconds,
         "seconds_per_step": seconds / steps_total.max(1) as f64,
     });

@@ -17,10 +17,11 @@ mod score;
 mod spectrum;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use scorelens::scheduler::{parse_memory_size, DEFAULT_MEMORY_BUDGET};
-use scorelens::Result;
+use scorelens::{Error, GpuContext, Result};
 
 #[derive(Parser)]
 #[command(name = "scorelens", version, about = "GPU geometry of score-based generative models", long_about = None)]
@@ -84,6 +85,24 @@ pub struct ComputeArgs {
 impl ComputeArgs {
     pub fn memory_budget(&self) -> Result<u64> {
         self.max_memory.as_deref().map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
+    }
+
+    /// The devices `--devices` names (each its own device, in order), or the one chosen adapter's.
+    pub fn contexts(&self) -> Result<Vec<Arc<GpuContext>>> {
+        match &self.devices {
+            Some(spec) => scorelens::gpu::contexts_for(spec),
+            None => Ok(vec![GpuContext::shared()?]),
+        }
+    }
+
+    /// Refuses `--devices` where a command (or one of its modes) runs on one device, naming why.
+    pub fn one_device(&self, what: &str, why: &str) -> Result<()> {
+        match &self.devices {
+            Some(spec) => Err(Error::InvalidArgument(format!(
+                "--devices {spec}: {what} runs on one device ({why}); split it with --shard I/N instead"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

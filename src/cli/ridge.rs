@@ -10,6 +10,7 @@ use scorelens::analysis::ridge::{scms, ScmsResult, ScmsSettings};
 use scorelens::io::{npy, write_atomically};
 use scorelens::{Error, GpuContext, Result};
 
+use super::inputs::{split_rows, Shard};
 use super::kde::KdeInputs;
 use super::progress::Bar;
 
@@ -35,6 +36,9 @@ pub struct RidgeArgs {
     /// Draw ridge.png (D = 2 only): data, starting points and ridge points.
     #[arg(long)]
     pub plot: bool,
+    /// Take only shard i of n of X0's rows (0 ≤ i < n): its contiguous block; `scorelens merge` joins the folders.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// Output folder (created if missing).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
@@ -49,7 +53,7 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
         return Err(Error::InvalidArgument(format!("--beta {} must be finite", args.beta)));
     }
     let job = args.inputs.load()?;
-    let d = job.field.dim();
+    let d = job.field().dim();
     if args.ridge_dim == 0 || args.ridge_dim >= d {
         return Err(Error::InvalidArgument(format!(
             "--dim {} must be between 1 and D − 1 = {} (D = {d} from {})",
@@ -65,7 +69,9 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
         )));
     }
     let x0 = args.inputs.read_points(&args.x, d)?;
-    let rows = x0.shape[0];
+    let shard = Shard::of(args.shard.as_deref(), x0.shape[0])?;
+    let x0 = shard.slice(&x0.data, d);
+    let rows = shard.len();
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let loaded = started.elapsed().as_secs_f64();
 
@@ -73,7 +79,11 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
         ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: args.beta };
     let bar = Bar::new();
     let scms_started = Instant::now();
-    let result = scms(&job.field, &x0.data, settings, job.options(&bar))?;
+    // Every point stops on its own test, so a block's points end where they would in the whole batch.
+    let blocks = split_rows(&job.fields, rows, |field, block| {
+        scms(field, &x0[block.start * d..block.end * d], settings, job.options(&bar))
+    })?;
+    let result = join_results(blocks);
     let scms_seconds = scms_started.elapsed().as_secs_f64();
 
     let dir = &args.output;
@@ -85,11 +95,33 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     npy::write_f64(&dir.join("eigengap.npy"), &[rows], &result.eigengap)?;
     npy::write_f64(&dir.join("normal_ratio.npy"), &[rows], &result.normal_ratio)?;
     if args.plot {
-        plot(&dir.join("ridge.png"), job.field.data(), &x0.data, &result)?;
+        plot(&dir.join("ridge.png"), job.field().data(), x0, &result)?;
     }
-    let summary = summary(args, &job.data_shape, rows, &result, loaded, scms_seconds, started);
+    shard.write_manifest(dir, &[], &[])?;
+    let mut summary = summary(args, &job.data_shape, rows, &result, loaded, scms_seconds, started);
+    summary["devices"] = serde_json::json!(job.fields.len());
+    summary["shard"] = shard.summary();
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
     write_atomically(&dir.join("summary.json"), text.as_bytes())
+}
+
+/// The results of consecutive blocks of points as one: per-point arrays joined, evaluations summed, sweeps the
+/// most any block took.
+fn join_results(blocks: Vec<ScmsResult>) -> ScmsResult {
+    let mut blocks = blocks.into_iter();
+    let mut r = blocks.next().expect("split_rows returns at least one block");
+    for b in blocks {
+        r.points.extend(b.points);
+        r.converged.extend(b.converged);
+        r.iterations.extend(b.iterations);
+        r.eigenvalues.extend(b.eigenvalues);
+        r.eigengap.extend(b.eigengap);
+        r.below_beta.extend(b.below_beta);
+        r.normal_ratio.extend(b.normal_ratio);
+        r.evaluations += b.evaluations;
+        r.sweeps = r.sweeps.max(b.sweeps);
+    }
+    r
 }
 
 fn summary(

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use clap::Args;
 use scorelens::io::{npy, write_atomically};
-use scorelens::sampler::{self, SamplerConfig, SamplerKind, SeededNoise};
+use scorelens::sampler::{self, SampleRun, SamplerConfig, SamplerKind, SeededNoise};
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
 
-use super::inputs::{read_points, FieldArgs};
+use super::inputs::{read_points, split_rows, FieldArgs, LoadedField, Shard};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -41,6 +41,10 @@ pub struct SampleArgs {
     /// Signal-to-noise ratio of the Langevin corrector (pc).
     #[arg(long, default_value_t = 0.16)]
     pub snr: f64,
+    /// Take only shard i of n of the samples (0 ≤ i < n): its contiguous block of rows, with the draws those rows
+    /// have in the whole run; `scorelens merge` joins the folders.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Output folder (created if missing).
@@ -53,10 +57,22 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     if !(args.snr > 0.0 && args.snr.is_finite()) {
         return Err(Error::InvalidArgument(format!("--snr {}: expected a positive number", args.snr)));
     }
-    let loaded = args.source.load()?;
-    let field = &loaded.field;
-    let mut noise = SeededNoise::new(args.seed);
-    let (x_init, shape) = initial(args, field, &mut noise)?;
+    let memory_budget = args.compute.memory_budget()?;
+    let loaded: Vec<LoadedField> =
+        args.compute.contexts()?.into_iter().map(|ctx| args.source.load_on(ctx)).collect::<Result<_>>()?;
+    let fields: Vec<&ScoreField> = loaded.iter().map(|l| &l.field).collect();
+    let field = fields[0];
+    let d = field.dim();
+    // Row r of the whole run draws from (seed, r, event): x_T is event 0 (when drawn), then each step's noise.
+    let (x_init, shape, shard) = initial(args, field)?;
+    let noise = SeededNoise::for_rows(args.seed, shard.rows.start);
+    let (x_init, noise) = match x_init {
+        Some(x) => (x, noise),
+        None => {
+            let mut noise = noise;
+            (sampler::initial_points(field, shard.len(), &mut noise), noise)
+        }
+    };
     let config = SamplerConfig {
         kind,
         steps: args.steps,
@@ -66,9 +82,13 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
-    let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
+    let options = JobOptions { memory_budget, progress: &bar };
     let started = Instant::now();
-    let run = sampler::sample(field, &x_init, &config, &mut noise, options)?;
+    let blocks = split_rows(&fields, shard.len(), |field, rows| {
+        let x = &x_init[rows.start * d..rows.end * d];
+        sampler::sample(field, x, &config, &mut noise.offset_rows(rows.start), options)
+    })?;
+    let run = join_runs(blocks);
     let seconds = started.elapsed().as_secs_f64();
 
     let dir = &args.output;
@@ -79,10 +99,11 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         npy::write_f32(&dir.join("recorded.npy"), &recorded_shape, &run.recorded.concat())?;
         npy::write_f64(&dir.join("recorded_t.npy"), &[run.recorded_t.len()], &run.recorded_t)?;
     }
+    shard.write_manifest(dir, &[("recorded.npy", 1)], &["recorded_t.npy"])?;
     let schedule = field.schedule();
     let summary = serde_json::json!({
         "command": "sample",
-        "model": loaded.source,
+        "model": loaded[0].source,
         "sampler": kind.name(),
         "steps": config.steps,
         "eps": config.eps,
@@ -95,25 +116,46 @@ pub fn run(args: &SampleArgs) -> Result<()> {
         "recorded_t": run.recorded_t,
         "recorded_std": run.recorded_t.iter().map(|&t| schedule.std(t)).collect::<Vec<_>>(),
         "adapter": field.ctx().adapter_description(),
+        "devices": fields.len(),
+        "shard": shard.summary(),
         "seconds": seconds,
     });
     write_summary(dir, &summary)
 }
 
-/// x_T from --x-init or drawn from the prior, with the shape the outputs take.
-fn initial(args: &SampleArgs, field: &ScoreField, noise: &mut SeededNoise) -> Result<(Vec<f32>, Vec<usize>)> {
+/// The runs of consecutive blocks of rows as one: samples and every recorded level joined in row order (the
+/// recorded times are the grid's, the same in every block).
+fn join_runs(blocks: Vec<SampleRun>) -> SampleRun {
+    let mut blocks = blocks.into_iter();
+    let mut run = blocks.next().expect("split_rows returns at least one block");
+    for block in blocks {
+        run.samples.extend(block.samples);
+        for (level, values) in run.recorded.iter_mut().zip(block.recorded) {
+            level.extend(values);
+        }
+    }
+    run
+}
+
+/// The shard's x_T from --x-init (None: to be drawn from the prior), the shape the outputs take, and the shard
+/// of all the run's rows (--n, or --x-init's).
+fn initial(args: &SampleArgs, field: &ScoreField) -> Result<(Option<Vec<f32>>, Vec<usize>, Shard)> {
     match &args.x_init {
         Some(path) => {
             let points = read_points(path, field)?;
-            Ok((points.data, points.shape))
+            let shard = Shard::of(args.shard.as_deref(), points.rows)?;
+            let mut shape = points.shape;
+            shape[0] = shard.len();
+            Ok((Some(shard.slice(&points.data, field.dim()).to_vec()), shape, shard))
         }
         None => {
             if args.n == 0 {
                 return Err(Error::InvalidArgument("--n 0: need at least one sample".into()));
             }
-            let mut shape = vec![args.n];
+            let shard = Shard::of(args.shard.as_deref(), args.n)?;
+            let mut shape = vec![shard.len()];
             shape.extend(field.row_shape());
-            Ok((sampler::initial_points(field, args.n, noise), shape))
+            Ok((None, shape, shard))
         }
     }
 }

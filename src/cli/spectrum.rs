@@ -81,11 +81,18 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     if !(args.threshold_c > 0.0 && args.threshold_c.is_finite()) {
         return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
     }
+    if args.method != SpectrumMethod::Dense {
+        args.compute.one_device(
+            "spectrum --method subspace|rsvd",
+            "its random starting blocks and its stopping test are shared by the batch",
+        )?;
+    }
     match (&args.from_samples, &args.x, &args.t) {
         (Some(dir), _, _) => from_samples(args, dir),
         (None, Some(x), Some(t)) => {
             let job = Job::load(&args.source, x, t, args.shard.as_deref(), &args.compute)?;
-            spectrum_of(args, &job, &args.output).map(|_| ())
+            spectrum_of(args, &job, &args.output)?;
+            job.shard.write_manifest(&args.output, &[], &[])
         }
         _ => Err(Error::InvalidArgument("give --x X.npy --t T, or --from-samples DIR".into())),
     }
@@ -116,6 +123,14 @@ fn from_samples(args: &SpectrumArgs, samples: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let mut rows = Vec::new();
     let mut field = args.source.load()?;
+    let mut devices: Vec<scorelens::ScoreField> = match &args.compute.devices {
+        Some(spec) => scorelens::gpu::contexts_for(spec)?
+            .into_iter()
+            .map(|ctx| args.source.load_on(ctx).map(|l| l.field))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    let mut shard = None;
     for level in 0..levels {
         let t = times.data[level];
         let std = field.field.schedule().std(t);
@@ -126,9 +141,13 @@ fn from_samples(args: &SpectrumArgs, samples: &std::path::Path) -> Result<()> {
             rows: recorded.shape[1],
         };
         super::inputs::check_points(&points, &field.field, &what)?;
-        let job = Job::from_parts(field, points, vec![t as f32], args.shard.as_deref(), args.compute.memory_budget()?)?;
+        let mut job =
+            Job::from_parts(field, points, vec![t as f32], args.shard.as_deref(), args.compute.memory_budget()?)?;
+        job.devices = std::mem::take(&mut devices);
         let dir = args.output.join(format!("sigma_{sigma}"));
         let spectra = spectrum_of(args, &job, &dir)?;
+        devices = job.devices;
+        shard = Some(job.shard);
         field = LoadedField { field: job.field, source: job.source };
         let dims: Vec<f64> = spectra.iter().map(|s| s.local_dimension_threshold as f64).collect();
         let gaps: Vec<f64> = spectra.iter().map(|s| s.local_dimension_gap as f64).collect();
@@ -145,9 +164,16 @@ fn from_samples(args: &SpectrumArgs, samples: &std::path::Path) -> Result<()> {
             "mean_alignment": mean(&spectra.iter().map(|s| mean(&s.alignment)).collect::<Vec<_>>()),
         }));
     }
-    let summary = serde_json::json!({ "command": "spectrum --from-samples", "samples": samples.display().to_string(), "levels": rows });
+    let shard = shard.ok_or_else(|| Error::bad_input(what, "no recorded levels"))?;
+    let summary = serde_json::json!({
+        "command": "spectrum --from-samples",
+        "samples": samples.display().to_string(),
+        "levels": rows,
+        "shard": shard.summary(),
+    });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&args.output.join("summary.json"), text.as_bytes())
+    write_atomically(&args.output.join("summary.json"), text.as_bytes())?;
+    shard.write_manifest(&args.output, &[], &[])
 }
 
 /// The spectrum of every row of the job, written to `dir`; returns the spectra.
@@ -167,9 +193,11 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
     let mut spectra: Vec<PointSpectrum> = Vec::with_capacity(rows);
     let started = Instant::now();
     let bar = Bar::new();
+    // Rows are numbered in the whole input (a shard's first row is its offset), so merged rows.jsonl are the whole's.
+    let first_row = job.shard.rows.start;
     let mut record = |row: usize, s: PointSpectrum| -> Result<()> {
         let line = serde_json::json!({
-            "row": row,
+            "row": first_row + row,
             "singular_values": s.singular_values,
             "local_dimension_threshold": s.local_dimension_threshold,
             "local_dimension_gap": s.local_dimension_gap,
@@ -179,8 +207,21 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         spectra.push(s);
         Ok(())
     };
-    if args.method == SpectrumMethod::Dense {
-        analysis::spectra(&job.field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
+    if args.method == SpectrumMethod::Dense && job.devices.len() > 1 {
+        let blocks = job.split(|field, _, x, t| {
+            let mut block = Vec::new();
+            analysis::spectra(field, x, t, settings, job.options(&bar), |_, s| {
+                block.push(s);
+                Ok(())
+            })?;
+            Ok(block)
+        })?;
+        for (row, s) in blocks.into_iter().flatten().enumerate() {
+            record(row, s)?;
+        }
+    } else if args.method == SpectrumMethod::Dense {
+        let field = job.devices.first().unwrap_or(&job.field);
+        analysis::spectra(field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
     } else {
         let lowrank = analysis::lowrank::LowRankSettings {
             k,
@@ -243,8 +284,10 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         "threshold_c": args.threshold_c,
         "adapter": job.field_adapter(),
         "seconds": seconds,
+        "devices": job.devices.len().max(1),
+        "shard": job.shard.summary(),
         "rows": spectra.iter().enumerate().map(|(r, s)| serde_json::json!({
-            "row": r,
+            "row": first_row + r,
             "std": std_of_row[r],
             "s1": s.singular_values[0],
             "s_k": s.singular_values[k - 1],

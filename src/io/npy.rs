@@ -147,11 +147,12 @@ impl Drop for StreamWriter {
     }
 }
 
-/// An array of any dtype this crate writes (f32, f64, i64), kept as it is for joining.
+/// An array of any dtype this crate writes (f32, f64, i64, bool), kept as it is for joining.
 enum Typed {
     F32(Vec<f32>),
     F64(Vec<f64>),
     I64(Vec<i64>),
+    Bool(Vec<bool>),
 }
 
 fn read_typed(path: &Path) -> Result<(Vec<usize>, Typed)> {
@@ -161,10 +162,11 @@ fn read_typed(path: &Path) -> Result<(Vec<usize>, Typed)> {
         Some((npyz::TypeChar::Float, 4)) => Typed::F32(npy.into_vec().map_err(bad)?),
         Some((npyz::TypeChar::Float, 8)) => Typed::F64(npy.into_vec().map_err(bad)?),
         Some((npyz::TypeChar::Int, 8)) => Typed::I64(npy.into_vec().map_err(bad)?),
+        Some((npyz::TypeChar::Bool, 1)) => Typed::Bool(npy.into_vec().map_err(bad)?),
         _ => {
             return Err(Error::bad_file(
                 path,
-                format!("dtype {} cannot be merged (float32, float64, int64)", npy.dtype().descr()),
+                format!("dtype {} cannot be merged (float32, float64, int64, bool)", npy.dtype().descr()),
             ))
         }
     };
@@ -174,36 +176,61 @@ fn read_typed(path: &Path) -> Result<(Vec<usize>, Typed)> {
 /// Joins arrays along their first axis (shard outputs in shard order) into `out`, whole or not at all. The parts
 /// must share dtype and trailing shape.
 pub fn concatenate(parts: &[std::path::PathBuf], out: &Path) -> Result<()> {
-    let mut joined: Option<(Vec<usize>, Typed)> = None;
-    for part in parts {
-        let (shape, data) = read_typed(part)?;
-        if shape.is_empty() {
-            return Err(Error::bad_file(part, "a 0-d array has no rows to join"));
-        }
-        match &mut joined {
-            None => joined = Some((shape, data)),
-            Some((total, acc)) => {
-                if total[1..] != shape[1..] {
-                    return Err(Error::bad_file(
-                        part,
-                        format!("shape {shape:?} does not continue {:?} (the first part's rows)", &total[1..]),
-                    ));
-                }
-                match (acc, data) {
-                    (Typed::F32(a), Typed::F32(b)) => a.extend(b),
-                    (Typed::F64(a), Typed::F64(b)) => a.extend(b),
-                    (Typed::I64(a), Typed::I64(b)) => a.extend(b),
-                    _ => return Err(Error::bad_file(part, "its dtype differs from the first part's")),
-                }
-                total[0] += shape[0];
-            }
+    concatenate_along(parts, 0, out)
+}
+
+/// The parts' blocks along `axis`, in order: for every index of the axes before it, each part's slab.
+fn interleave<T: Copy>(parts: &[(&[usize], &[T])], axis: usize) -> Vec<T> {
+    let outer: usize = parts[0].0[..axis].iter().product();
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, d)| d.len()).sum());
+    for o in 0..outer {
+        for (shape, data) in parts {
+            let slab: usize = shape[axis..].iter().product();
+            out.extend_from_slice(&data[o * slab..(o + 1) * slab]);
         }
     }
-    let (shape, data) = joined.ok_or_else(|| Error::InvalidArgument("merge needs at least one part".into()))?;
-    let bytes = match &data {
-        Typed::F32(v) => encode(&shape, v)?,
-        Typed::F64(v) => encode(&shape, v)?,
-        Typed::I64(v) => encode(&shape, v)?,
+    out
+}
+
+/// Joins arrays along `axis` (shard outputs in shard order; e.g. axis 1 for [levels, rows, ...]) into `out`,
+/// whole or not at all. The parts must share dtype and every other axis.
+pub fn concatenate_along(parts: &[std::path::PathBuf], axis: usize, out: &Path) -> Result<()> {
+    let read: Vec<(&std::path::PathBuf, Vec<usize>, Typed)> =
+        parts.iter().map(|p| read_typed(p).map(|(shape, data)| (p, shape, data))).collect::<Result<_>>()?;
+    let (_, first, _) = read.first().ok_or_else(|| Error::InvalidArgument("merge needs at least one part".into()))?;
+    let mut shape = first.clone();
+    for (i, (part, part_shape, _)) in read.iter().enumerate() {
+        if part_shape.len() <= axis {
+            return Err(Error::bad_file(part, format!("shape {part_shape:?} has no axis {axis} to join along")));
+        }
+        let others = |s: &[usize]| [&s[..axis], &s[axis + 1..]].concat();
+        if part_shape.len() != first.len() || others(part_shape) != others(first) {
+            return Err(Error::bad_file(
+                part,
+                format!("shape {part_shape:?} does not fit {first:?} (the first part's) outside axis {axis}"),
+            ));
+        }
+        if i > 0 {
+            shape[axis] += part_shape[axis];
+        }
+    }
+    macro_rules! join_as {
+        ($variant:ident) => {{
+            let typed = read
+                .iter()
+                .map(|(part, part_shape, data)| match data {
+                    Typed::$variant(v) => Ok((&part_shape[..], &v[..])),
+                    _ => Err(Error::bad_file(part, "its dtype differs from the first part's")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            encode(&shape, &interleave(&typed, axis))?
+        }};
+    }
+    let bytes = match &read[0].2 {
+        Typed::F32(_) => join_as!(F32),
+        Typed::F64(_) => join_as!(F64),
+        Typed::I64(_) => join_as!(I64),
+        Typed::Bool(_) => join_as!(Bool),
     };
     super::write_atomically(out, &bytes)
 }
