@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod analysis;
 pub mod derivative;
+pub mod draws;
 pub mod error;
 pub mod field;
 pub mod gpu;

@@ -15,7 +15,6 @@
 //! the row's index in the whole run, the draw event: x_T, then each step's noise), so a row's path is the same
 //! whatever batch, shard (`--shard`) or device (`--devices`) it runs in.
 
-use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
@@ -103,32 +102,7 @@ pub trait NoiseSource {
     fn fill(&mut self, out: &mut [f64], row_len: usize);
 }
 
-/// Streams of [`row_rng`]: what the draws are for, so that different uses of one seed never share draws.
-pub mod stream {
-    /// x_T and the samplers' per-step noise ([`super::SeededNoise`]).
-    pub const SAMPLER_NOISE: u64 = 1;
-    /// Random starting tangents of Lyapunov analysis.
-    pub const LYAPUNOV_TANGENTS: u64 = 2;
-}
-
-/// SplitMix64's output function: a bijection of u64 that mixes every bit.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce5_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The generator of one row's draws: keyed by (seed, stream, row, event), each mixed by SplitMix64 into its own
-/// 8 bytes of the 32-byte key, so distinct tuples never share a key. `row` is the row's index in the whole run
-/// (not in a shard or a device's block), so its draws do not depend on how the rows are split.
-pub fn row_rng(seed: u64, stream: u64, row: u64, event: u64) -> rand::rngs::StdRng {
-    let mut key = [0u8; 32];
-    for (lane, word) in key.chunks_mut(8).zip([seed, stream, row, event]) {
-        lane.copy_from_slice(&splitmix64(word).to_le_bytes());
-    }
-    rand::rngs::StdRng::from_seed(key)
-}
+pub use crate::draws::{row_rng, stream};
 
 /// Standard normal draws, row by row: the values of row r at draw event e (the e-th call to `fill`) come from
 /// [`row_rng`]`(seed, SAMPLER_NOISE, first_row + r, e)`. A run split into blocks of rows draws, for each block,

@@ -830,15 +830,26 @@ fn samplers_and_lyapunov_give_the_whole_runs_arrays_in_shards_and_on_two_devices
     expect_user_error(&["sample", m, "--n", "4", "--shard", "1of2", "-o", out], &["--shard", "I/N"]);
     expect_user_error(&["sample", m, "--n", "2", "--shard", "0/3", "-o", out], &["--shard 0/3", "none of the 2 rows"]);
     expect_user_error(&["lyapunov", m, "--x-init", s(&x_init), "--shard", "0/0", "-o", out], &["--shard"]);
+    // The matrix-free spectra and Hutchinson's divergence draw per row and stop per row: shards and devices too.
     let (x, t) = (fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
-    expect_user_error(
-        &["spectrum", m, "--x", s(&x), "--t", s(&t), "--method", "rsvd", "--k", "2", "--devices", "0,0", "-o", out],
-        &["--devices", "--shard"],
-    );
-    expect_user_error(
-        &["divergence", m, "--x", s(&x), "--t", s(&t), "--probes", "4", "--devices", "0,0", "-o", out],
-        &["--devices", "probes"],
-    );
+    let rsvd = ["spectrum", m, "--x", s(&x), "--t", s(&t), "--method", "rsvd", "--k", "2", "--vectors"];
+    let rsvd_outputs = ["singular_values.npy", "residuals.npy", "nonconservativeness.npy", "right_vectors.npy"];
+    sharded_and_two_devices(&scratch, "rsvd", &rsvd, 2, &rsvd_outputs);
+    let divergence = ["divergence", m, "--x", s(&x), "--t", s(&t), "--probes", "4", "--seed", "9"];
+    let file = |name: &str| scratch.path(name);
+    let run_to = |extra: &[&str], out: &Path| {
+        let (code, _, stderr) = scorelens(&[&divergence[..], extra, &["-o", s(out)]].concat());
+        assert_eq!(code, 0, "divergence {extra:?}: {stderr}");
+        std::fs::read(out).unwrap()
+    };
+    let whole = run_to(&[], &file("div_whole.npy"));
+    assert_eq!(run_to(&["--devices", "0,0"], &file("div_two.npy")), whole, "divergence --probes on two devices");
+    run_to(&["--shard", "0/2"], &file("div_0.npy"));
+    run_to(&["--shard", "1/2"], &file("div_1.npy"));
+    let merged = file("div_merged.npy");
+    let (code, _, stderr) = scorelens(&["merge", "-o", s(&merged), s(&file("div_0.npy")), s(&file("div_1.npy"))]);
+    assert_eq!(code, 0, "merge: {stderr}");
+    assert_eq!(std::fs::read(&merged).unwrap(), whole, "divergence --probes in two shards");
     // merge checks the shards' order and origin.
     expect_user_error(
         &["merge", "-o", out, s(&scratch.path("em_1")), s(&scratch.path("em_0")), s(&scratch.path("em_2"))],

@@ -171,8 +171,14 @@ fn matrix_free_methods_agree_with_the_dense_spectrum() {
     let dense = spectra(&model, &x, &t, SpectrumSettings { k: d, threshold_c: 2.0, vectors: true });
     let field = ScoreField::new(gpu(), &model).unwrap();
     for oversampling in [0, 8] {
-        let settings =
-            analysis::lowrank::LowRankSettings { k, oversampling, tolerance: 1e-6, max_iterations: 300, seed: 5 };
+        let settings = analysis::lowrank::LowRankSettings {
+            k,
+            oversampling,
+            tolerance: 1e-6,
+            max_iterations: 300,
+            seed: 5,
+            first_row: 0,
+        };
         let found = analysis::lowrank_spectra(&field, &x, &t, settings, 2.0, 256, JobOptions::default()).unwrap();
         for (p, (f, full)) in found.iter().zip(&dense).enumerate() {
             for i in 0..k {
@@ -196,4 +202,53 @@ fn matrix_free_methods_agree_with_the_dense_spectrum() {
             );
         }
     }
+}
+
+#[test]
+fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
+    // Blocks on the GPU (MGS² QR, P×P SVDs on the host) against the host path (f64 QR and SVD of the whole
+    // blocks), and one point alone against the same point in a batch of three.
+    let (d, k) = (45, 4);
+    let mlp = random_mlp(90, d, &[70, 50], 8, Activation::Gelu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(gpu(), &ScoreModel::Mlp(mlp)).unwrap();
+    let x = normal_vec(&mut rng(91), 3 * d, 1.0);
+    let t = [0.3f32];
+    let settings = analysis::lowrank::LowRankSettings {
+        k,
+        oversampling: 6,
+        tolerance: 1e-5,
+        max_iterations: 60,
+        seed: 7,
+        first_row: 0,
+    };
+    let options = JobOptions::default();
+    let resident = analysis::lowrank::top_singular_triplets(&field, &x, &t, settings, options).unwrap();
+    let host = analysis::lowrank::host_triplets(&field, &x, &t, settings, options).unwrap();
+    for (p, (r, h)) in resident.iter().zip(&host).enumerate() {
+        for i in 0..k {
+            let (a, b) = (r.singular_values[i], h.singular_values[i]);
+            assert!((a / b - 1.0).abs() < 1e-5, "point {p} s{i}: resident {a} host {b}");
+        }
+        assert!(r.residuals.iter().all(|&e| e <= 1e-5), "point {p}: residuals {:?}", r.residuals);
+        eprintln!(
+            "point {p}: {} iterations resident, {} host; residuals {:.1e}",
+            r.iterations,
+            h.iterations,
+            r.residuals[k - 1]
+        );
+    }
+    let alone = analysis::lowrank::top_singular_triplets(
+        &field,
+        &x[2 * d..],
+        &t,
+        analysis::lowrank::LowRankSettings { first_row: 2, ..settings },
+        options,
+    )
+    .unwrap();
+    assert_eq!(
+        alone[0].singular_values, resident[2].singular_values,
+        "point 2 alone differs from point 2 in the batch"
+    );
+    assert_eq!(alone[0].right, resident[2].right);
+    assert_eq!(alone[0].iterations, resident[2].iterations);
 }

@@ -8,7 +8,9 @@
 
 use faer::Mat;
 
+use crate::derivative::blocks::{self, BlockOperator};
 use crate::derivative::{self, JvpMethod};
+use crate::draws::{normal_rows, rademacher_rows, stream};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
 use crate::scheduler::JobOptions;
@@ -22,6 +24,9 @@ pub struct LowRankSettings {
     pub tolerance: f64,
     pub max_iterations: usize,
     pub seed: u64,
+    /// The index of the first point in the whole run: starting directions are drawn per point from (seed, this
+    /// + the point's index), so a point's triplets do not depend on its batch, shard or chunk.
+    pub first_row: usize,
 }
 
 /// The top-k singular triplets of one point's Jacobian.
@@ -43,7 +48,9 @@ fn orthonormalize(blocks: &[f32], points: usize, p: usize, d: usize) -> Result<V
     Ok(q.into_iter().map(|v| v as f32).collect())
 }
 
-/// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free.
+/// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free. Networks run resident on the GPU
+/// ([`resident_triplets`]): blocks stay on the device, the host sees only P×P factors and residual norms. Each
+/// point's result is taken at the first iteration where its residuals pass, so it does not depend on the batch.
 pub fn top_singular_triplets(
     field: &ScoreField,
     x: &[f32],
@@ -61,14 +68,108 @@ pub fn top_singular_triplets(
     if !derivative::has_exact_vjp(field) {
         return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
     }
+    if blocks::supports(field) {
+        if let Some(chunks) = blocks::point_chunks(field, points, p, options)? {
+            let mut out = Vec::with_capacity(points);
+            for chunk in chunks {
+                let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
+                let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
+                out.extend(resident_triplets(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
+            }
+            return Ok(out);
+        }
+    }
+    host_triplets(field, x, t, settings, options)
+}
+
+/// P starting directions per point, [points, P, D], drawn per point (see [`LowRankSettings::first_row`]).
+fn starting_directions(settings: LowRankSettings, points: usize, p: usize, d: usize) -> Vec<f32> {
+    normal_rows(settings.seed, stream::LOWRANK_DIRECTIONS, settings.first_row, points, p * d)
+}
+
+/// Randomized SVD / subspace iteration with every block on the GPU. Per iteration: Q = qr(Y); Bᵀ = Jᵀ Q;
+/// Bᵀ = Rᵀ Q₂ (GPU QR); R ᵀ = Ũ Σ Ṽᵀ on the host (P×P, f64); U = Ũᵀ Q, V = Ṽᵀ Q₂; residuals ‖J vᵢ − σᵢ uᵢ‖ on
+/// the GPU; next Y = J Q₂ (Q₂ = qr(Jᵀ Q), as the host path's power step).
+pub fn resident_triplets(field: &ScoreField, x: &[f32], t: &[f32], settings: LowRankSettings) -> Result<Vec<LowRank>> {
+    let d = field.dim();
+    let points = x.len() / d;
+    let k = settings.k;
+    let p = (k + settings.oversampling).min(d);
+    let op = BlockOperator::new(field, x, t, p)?;
+    let mut start = op.upload(&starting_directions(settings, points, p, d), p)?;
+    op.orthonormalize(&mut start)?;
+    let mut y = op.jvp(&start)?;
+    let mut found: Vec<Option<LowRank>> = vec![None; points];
+    let last = settings.max_iterations.max(1);
+    for iteration in 1..=last {
+        op.orthonormalize(&mut y)?;
+        let mut bt = op.vjp(&y)?;
+        let r = op.orthonormalize(&mut bt)?;
+        let (mut coef_u, mut coef_v) = (Vec::with_capacity(points * k * p), Vec::with_capacity(points * k * p));
+        let mut singular = Vec::with_capacity(points * k);
+        for b in 0..points {
+            // Rows of Bᵀ are Rᵀ Q₂: B's singular values are those of Rᵀ.
+            let rt = Mat::<f64>::from_fn(p, p, |i, j| r[b * p * p + j * p + i]);
+            let svd = rt.thin_svd().map_err(|e| Error::Device(format!("SVD did not converge: {e:?}")))?;
+            let (ut, w, s) = (svd.U(), svd.V(), svd.S().column_vector());
+            for i in 0..k {
+                singular.push(s[i]);
+                coef_u.extend((0..p).map(|c| ut[(c, i)] as f32));
+                coef_v.extend((0..p).map(|c| w[(c, i)] as f32));
+            }
+        }
+        let u = op.combine(&coef_u, k, &y)?;
+        let v = op.combine(&coef_v, k, &bt)?;
+        let jv = op.jvp(&v)?;
+        let scale: Vec<f32> = singular.iter().map(|&s| s as f32).collect();
+        let norms = op.residual_norms(&jv, &u, &scale)?;
+        let open: Vec<usize> = (0..points).filter(|&b| found[b].is_none()).collect();
+        let passed = |b: usize| {
+            let s1 = singular[b * k].max(f64::MIN_POSITIVE);
+            norms[b * k..(b + 1) * k].iter().all(|&r| r / s1 <= settings.tolerance)
+        };
+        let take: Vec<usize> = open.iter().copied().filter(|&b| iteration == last || passed(b)).collect();
+        if !take.is_empty() {
+            let (left, right) = (op.download(&u)?, op.download(&v)?);
+            for &b in &take {
+                let s1 = singular[b * k].max(f64::MIN_POSITIVE);
+                let rows = |block: &[f32]| block[b * k * d..(b + 1) * k * d].iter().map(|&v| v as f64).collect();
+                found[b] = Some(LowRank {
+                    singular_values: singular[b * k..(b + 1) * k].to_vec(),
+                    left: rows(&left),
+                    right: rows(&right),
+                    residuals: norms[b * k..(b + 1) * k].iter().map(|r| r / s1).collect(),
+                    iterations: iteration,
+                });
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        y = op.jvp(&bt)?;
+    }
+    found.into_iter().map(|r| r.ok_or_else(|| Error::Device("no iteration ran".into()))).collect()
+}
+
+/// The host path (fields without a network linearisation, e.g. the smoothed data): products on the GPU, the thin
+/// QRs and small SVDs in f64 on the host.
+pub fn host_triplets(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+    options: JobOptions,
+) -> Result<Vec<LowRank>> {
+    let d = field.dim();
+    let points = x.len() / d;
+    let k = settings.k;
+    let p = (k + settings.oversampling).min(d);
     let jvp = |v: &[f32]| derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options);
     let vjp = |u: &[f32]| derivative::vjp(field, x, t, u, options);
-
-    use rand::SeedableRng;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
-    let omega = crate::model::normal_values(&mut rng, points * p * d, 1.0, 0.0);
+    let omega = starting_directions(settings, points, p, d);
     let mut y = jvp(&orthonormalize(&omega, points, p, d)?)?;
     let mut results: Vec<Option<LowRank>> = vec![None; points];
+    let mut done = vec![false; points];
     for iteration in 1..=settings.max_iterations.max(1) {
         let q = orthonormalize(&y, points, p, d)?;
         let bt = vjp(&q)?; // row i of each block: Jᵀ qᵢ, i.e. row i of B = Qᵀ J
@@ -94,6 +195,10 @@ pub fn top_singular_triplets(
         let jv = jvp(&v_block)?;
         let mut converged = true;
         for (b, (singular, left, right)) in candidates.into_iter().enumerate() {
+            // A point keeps the result of the iteration where it first passed (independent of its batch).
+            if done[b] {
+                continue;
+            }
             let s1 = singular[0].max(f64::MIN_POSITIVE);
             let residuals: Vec<f64> = (0..k)
                 .map(|i| {
@@ -104,7 +209,8 @@ pub fn top_singular_triplets(
                         / s1
                 })
                 .collect();
-            converged &= residuals.iter().all(|&r| r <= settings.tolerance);
+            done[b] = residuals.iter().all(|&r| r <= settings.tolerance);
+            converged &= done[b];
             results[b] = Some(LowRank { singular_values: singular, left, right, residuals, iterations: iteration });
         }
         if converged || iteration == settings.max_iterations {
@@ -136,16 +242,19 @@ pub fn symmetric_part_top_eigenpairs(
         );
         Ok(a.iter().zip(&b).map(|(p, q)| 0.5 * (p + q)).collect())
     };
-    use rand::SeedableRng;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed.wrapping_add(1));
-    let mut xq = orthonormalize(&crate::model::normal_values(&mut rng, points * p * d, 1.0, 0.0), points, p, d)?;
-    let mut result = Vec::new();
+    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
+    let mut xq = orthonormalize(&start, points, p, d)?;
+    let mut result: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; points];
+    let mut done = vec![false; points];
     for iteration in 1..=settings.max_iterations.max(1) {
         let sx = apply(&xq)?;
-        // Rayleigh–Ritz: T = Xᵀ S X, eigenvectors X W ordered by |λ|; residual ‖S xᵢ − λᵢ xᵢ‖ / |λ₁|.
-        result.clear();
+        // Rayleigh–Ritz: T = Xᵀ S X, eigenvectors X W ordered by |λ|; residual ‖S xᵢ − λᵢ xᵢ‖ / |λ₁|. A point
+        // keeps the iteration where it first passed (independent of its batch).
         let mut converged = true;
         for b in 0..points {
+            if done[b] {
+                continue;
+            }
             let block = |buf: &[f32], r: usize, c: usize| buf[(b * p + c) * d + r] as f64;
             let tmat =
                 Mat::<f64>::from_fn(p, p, |i, j| (0..d).map(|r| block(&xq, r, i) * block(&sx, r, j)).sum::<f64>());
@@ -162,6 +271,7 @@ pub fn symmetric_part_top_eigenpairs(
                 .flat_map(|&i| (0..d).map(move |r| (0..p).map(|c| block(basis, r, c) * w[(c, i)]).sum::<f64>()))
                 .collect();
             let scale = values[0].abs().max(f64::MIN_POSITIVE);
+            done[b] = true;
             for (n, &i) in order[..k].iter().enumerate() {
                 let residual = (0..d)
                     .map(|r| {
@@ -170,32 +280,33 @@ pub fn symmetric_part_top_eigenpairs(
                     })
                     .sum::<f64>()
                     .sqrt();
-                converged &= residual / scale <= settings.tolerance;
+                done[b] &= residual / scale <= settings.tolerance;
             }
-            result.push((values, vectors));
+            converged &= done[b];
+            result[b] = Some((values, vectors));
         }
         if converged || iteration == settings.max_iterations {
             break;
         }
         xq = orthonormalize(&sx, points, p, d)?;
     }
-    Ok(result)
+    result.into_iter().map(|r| r.ok_or_else(|| Error::Device("no iteration ran".into()))).collect()
 }
 
 /// ‖J − Jᵀ‖_F / ‖J + Jᵀ‖_F per point, estimated with `probes` Rademacher vectors z: E‖(J ∓ Jᵀ)z‖² = ‖J ∓ Jᵀ‖²_F.
+/// The probes of point b are drawn per row from (seed, first_row + b).
 pub fn nonconservativeness_by_probes(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
     probes: usize,
     seed: u64,
+    first_row: usize,
     options: JobOptions,
 ) -> Result<Vec<f64>> {
     let d = field.dim();
     let points = x.len() / d;
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+    let z = rademacher_rows(seed, stream::PROBES, first_row, points, probes * d);
     let jz = derivative::jvp(field, x, t, &z, JvpMethod::Exact, false, options)?;
     let jtz = derivative::vjp(field, x, t, &z, options)?;
     Ok((0..points)

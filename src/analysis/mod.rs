@@ -58,7 +58,8 @@ pub fn lowrank_spectra(
     let k = settings.k;
     let triplets = lowrank::top_singular_triplets(field, x, t, settings, options)?;
     let eigen = lowrank::symmetric_part_top_eigenpairs(field, x, t, settings, options)?;
-    let nonconservativeness = lowrank::nonconservativeness_by_probes(field, x, t, probes, settings.seed, options)?;
+    let nonconservativeness =
+        lowrank::nonconservativeness_by_probes(field, x, t, probes, settings.seed, settings.first_row, options)?;
     let schedule = field.schedule();
     Ok(triplets
         .into_iter()

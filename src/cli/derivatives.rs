@@ -196,27 +196,19 @@ pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
 
 pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
     let job = args.inputs.load()?;
-    let method = match args.probes {
-        Some(probes) => DivergenceMethod::Hutchinson { probes, seed: args.seed },
-        None => DivergenceMethod::Exact,
-    };
-    if args.probes.is_some() {
-        args.inputs
-            .compute
-            .one_device("divergence --probes", "its probes are drawn for the whole batch from one seed")?;
-    }
     let bar = Bar::new();
-    // Hutchinson's probes are drawn for the whole batch from one seed, so it runs on one device.
-    let out = match method {
-        DivergenceMethod::Exact => job.map_rows(1, |field, _, x, t| {
-            let values = derivative::divergence(field, x, t, method, job.options(&bar))?;
-            Ok(values.into_iter().map(|v| v as f32).collect())
-        })?,
-        DivergenceMethod::Hutchinson { .. } => {
-            let values = derivative::divergence(&job.field, &job.x.data, &job.t, method, job.options(&bar))?;
-            values.into_iter().map(|v| v as f32).collect()
-        }
-    };
+    // Probes are drawn per row (keyed by the row's index in the whole input), so device blocks and shards draw
+    // as the whole run does.
+    let out = job.map_rows(1, |field, rows, x, t| {
+        let method = match args.probes {
+            Some(probes) => {
+                DivergenceMethod::Hutchinson { probes, seed: args.seed, first_row: job.shard.rows.start + rows.start }
+            }
+            None => DivergenceMethod::Exact,
+        };
+        let values = derivative::divergence(field, x, t, method, job.options(&bar))?;
+        Ok(values.into_iter().map(|v| v as f32).collect())
+    })?;
     let out32: Vec<f32> = out.iter().map(|&v| v as f32).collect();
     npy::write_f32(&args.output, &[job.x.rows], &out32)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use scorelens::scheduler::{parse_memory_size, DEFAULT_MEMORY_BUDGET};
-use scorelens::{Error, GpuContext, Result};
+use scorelens::{GpuContext, Result};
 
 #[derive(Parser)]
 #[command(name = "scorelens", version, about = "GPU geometry of score-based generative models", long_about = None)]
@@ -92,16 +92,6 @@ impl ComputeArgs {
         match &self.devices {
             Some(spec) => scorelens::gpu::contexts_for(spec),
             None => Ok(vec![GpuContext::shared()?]),
-        }
-    }
-
-    /// Refuses `--devices` where a command (or one of its modes) runs on one device, naming why.
-    pub fn one_device(&self, what: &str, why: &str) -> Result<()> {
-        match &self.devices {
-            Some(spec) => Err(Error::InvalidArgument(format!(
-                "--devices {spec}: {what} runs on one device ({why}); split it with --shard I/N instead"
-            ))),
-            None => Ok(()),
         }
     }
 }

@@ -81,12 +81,6 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
     if !(args.threshold_c > 0.0 && args.threshold_c.is_finite()) {
         return Err(Error::InvalidArgument(format!("--threshold-c {} must be a positive number", args.threshold_c)));
     }
-    if args.method != SpectrumMethod::Dense {
-        args.compute.one_device(
-            "spectrum --method subspace|rsvd",
-            "its random starting blocks and its stopping test are shared by the batch",
-        )?;
-    }
     match (&args.from_samples, &args.x, &args.t) {
         (Some(dir), _, _) => from_samples(args, dir),
         (None, Some(x), Some(t)) => {
@@ -223,23 +217,20 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         let field = job.devices.first().unwrap_or(&job.field);
         analysis::spectra(field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
     } else {
-        let lowrank = analysis::lowrank::LowRankSettings {
-            k,
-            oversampling: if args.method == SpectrumMethod::Rsvd { args.oversampling } else { 0 },
-            tolerance: args.tol,
-            max_iterations: args.max_iter,
-            seed: args.seed,
-        };
-        let found = analysis::lowrank_spectra(
-            &job.field,
-            &job.x.data,
-            &job.t,
-            lowrank,
-            args.threshold_c,
-            args.probes,
-            job.options(&bar),
-        )?;
-        for (row, s) in found.into_iter().enumerate() {
+        // Starting blocks and probes are drawn per row and each row stops at its own convergence, so device
+        // blocks and shards give the whole run's rows.
+        let blocks = job.split(|field, rows, x, t| {
+            let lowrank = analysis::lowrank::LowRankSettings {
+                k,
+                oversampling: if args.method == SpectrumMethod::Rsvd { args.oversampling } else { 0 },
+                tolerance: args.tol,
+                max_iterations: args.max_iter,
+                seed: args.seed,
+                first_row: job.shard.rows.start + rows.start,
+            };
+            analysis::lowrank_spectra(field, x, t, lowrank, args.threshold_c, args.probes, job.options(&bar))
+        })?;
+        for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
         }
     }

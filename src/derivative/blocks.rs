@@ -6,13 +6,16 @@
 //! per-point coefficient matrices are batched matmuls. What crosses to the host is small: R factors ([points, P,
 //! P]) and residual norms; whole blocks only when asked for.
 
-use crate::derivative::{linearize, Linearization, TangentLayout};
+use std::ops::Range;
+
+use crate::derivative::{linearize, plan_products, Linearization, TangentLayout};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::ops::lincomb::record_lincomb;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::ops::qr::{record_qr_rows, QrFactors};
+use crate::scheduler::JobOptions;
 
 /// P rows per point of a block on the GPU.
 pub struct DeviceBlock {
@@ -38,6 +41,18 @@ pub struct BlockOperator<'f> {
 /// Whether a field's exact products can run on resident blocks (networks with both modes).
 pub fn supports(field: &ScoreField) -> bool {
     matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
+}
+
+/// Chunks of points whose blocks of `per_point` rows fit the budget together, or `None` when even one point's
+/// rows must be split (resident methods then do not apply).
+pub fn point_chunks(
+    field: &ScoreField,
+    points: usize,
+    per_point: usize,
+    options: JobOptions,
+) -> Result<Option<Vec<Range<usize>>>> {
+    let (point_chunks, tangent_chunks) = plan_products(field, points, per_point, options)?;
+    Ok((tangent_chunks.len() == 1).then_some(point_chunks))
 }
 
 impl<'f> BlockOperator<'f> {

@@ -56,8 +56,9 @@ pub enum JacobianMethod {
 pub enum DivergenceMethod {
     /// The trace of the exact Jacobian (finite differences where the field has no exact derivative).
     Exact,
-    /// Hutchinson's estimator E[zᵀ J z] with `probes` Rademacher vectors drawn from `seed`.
-    Hutchinson { probes: usize, seed: u64 },
+    /// Hutchinson's estimator E[zᵀ J z] with `probes` Rademacher vectors per point, drawn per row from `seed` and
+    /// the point's index in the whole run (`first_row` + its index here), so shards draw as the whole run does.
+    Hutchinson { probes: usize, seed: u64, first_row: usize },
 }
 
 /// A field linearised at a batch of points, with its primal state on the GPU.
@@ -476,13 +477,11 @@ pub fn divergence(
             })?;
             Ok(out)
         }
-        DivergenceMethod::Hutchinson { probes, seed } => {
+        DivergenceMethod::Hutchinson { probes, seed, first_row } => {
             if probes == 0 {
                 return Err(Error::InvalidArgument("--probes must be at least 1".into()));
             }
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let z: Vec<f32> = (0..points * probes * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+            let z = crate::draws::rademacher_rows(seed, crate::draws::stream::PROBES, first_row, points, probes * d);
             let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
             let jz = jvp(field, x, t, &z, method, false, options)?;
             Ok((0..points)
