@@ -48,10 +48,15 @@ pub struct GpuContext {
     pub(crate) kernels: KernelCache,
     /// Bound where a kernel's optional input is unused.
     dummy: wgpu::Buffer,
+    /// Whether matmuls run on cooperative matrices (asked for, and the device was opened with them).
+    coop_matrix: bool,
 }
 
 /// Environment variable that picks an adapter: an index into `scorelens info`'s list, or a substring of its name.
 pub const ADAPTER_ENV: &str = "SCORELENS_ADAPTER";
+
+/// Environment variable that asks for the cooperative-matrix matmul (`1`); see [`GpuContext::coop_matrix_enabled`].
+pub const COOP_MATRIX_ENV: &str = "SCORELENS_COOP_MATRIX";
 
 /// Vulkan, Metal and DX12; the GL backend (compute-limited, and noisy when no display exists) only when
 /// `SCORELENS_ALLOW_GL` is set. `WGPU_BACKEND` still overrides.
@@ -196,7 +201,12 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy })
+        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy, coop_matrix: false })
+    }
+
+    /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`).
+    pub fn coop_matrix_enabled(&self) -> bool {
+        self.coop_matrix
     }
 
     /// A small buffer bound where a kernel's optional input is unused.
