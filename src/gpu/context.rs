@@ -3,6 +3,7 @@
 //! The device is requested with the adapter's own limits (not WebGPU's defaults), because the batch planner
 //! sizes chunks from them: a 2 GiB binding on a datacentre GPU should not be cut to 128 MiB.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -17,9 +18,19 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Software rasterisers (lavapipe, llvmpipe, WARP, SwiftShader): subgroup paths stay off there.
+    /// Software rasterisers (lavapipe, llvmpipe, WARP, SwiftShader): subgroup paths stay off there unless tested
+    /// (see [`Capabilities::subgroups_by_default`]).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the subgroup reductions run unless `SCORELENS_SUBGROUPS` says otherwise: the adapter has
+    /// `wgpu::Features::SUBGROUP`, and it is a GPU, or the one CPU driver whose subgroups CI tests (lavapipe, whose
+    /// adapter is named llvmpipe; tests/subgroups.rs runs both paths there). Other CPU drivers (WARP,
+    /// SwiftShader) are untested and keep the workgroup trees.
+    pub fn subgroups_by_default(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && (!self.is_cpu() || self.info.name.to_lowercase().contains("llvmpipe"))
     }
 
     /// The largest storage-buffer binding the device accepts, in bytes (never above `max_buffer_size`).
@@ -50,10 +61,16 @@ pub struct GpuContext {
     dummy: wgpu::Buffer,
     /// Whether matmuls run on cooperative matrices (asked for, and the device was opened with them).
     coop_matrix: bool,
+    /// Whether reductions use the subgroup variants of their kernels.
+    subgroups: AtomicBool,
 }
 
 /// Environment variable that picks an adapter: an index into `scorelens info`'s list, or a substring of its name.
 pub const ADAPTER_ENV: &str = "SCORELENS_ADAPTER";
+
+/// Environment variable that forces the subgroup reductions on (`1`, an error where the adapter lacks subgroups) or
+/// off (`0`); unset, [`Capabilities::subgroups_by_default`] decides.
+pub const SUBGROUPS_ENV: &str = "SCORELENS_SUBGROUPS";
 
 /// Environment variable that asks for the cooperative-matrix matmul (`1`); see [`GpuContext::coop_matrix_enabled`].
 pub const COOP_MATRIX_ENV: &str = "SCORELENS_COOP_MATRIX";
@@ -195,18 +212,70 @@ impl GpuContext {
             log::error!("uncaptured GPU error: {e}");
         }));
         let caps = Capabilities { info, limits, features };
+        let subgroups = match std::env::var(SUBGROUPS_ENV).ok().as_deref().map(str::trim) {
+            None | Some("") => caps.subgroups_by_default(),
+            Some("0") => false,
+            Some("1") => {
+                if !caps.features.contains(wgpu::Features::SUBGROUP) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{SUBGROUPS_ENV}=1 but adapter {} ({:?}) does not offer subgroup operations (wgpu::Features::SUBGROUP)",
+                        caps.info.name, caps.info.backend
+                    )));
+                }
+                true
+            }
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!("{SUBGROUPS_ENV}={other:?}: expected 0 or 1")));
+            }
+        };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused-binding"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy, coop_matrix: false })
+        Ok(GpuContext {
+            device,
+            queue,
+            caps,
+            kernels: KernelCache::default(),
+            dummy,
+            coop_matrix: false,
+            subgroups: AtomicBool::new(subgroups),
+        })
     }
 
     /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`).
     pub fn coop_matrix_enabled(&self) -> bool {
         self.coop_matrix
+    }
+
+    /// Whether reductions (the GroupNorm tangent and adjoint statistics) run their subgroup variants: set at
+    /// creation from `SCORELENS_SUBGROUPS` or [`Capabilities::subgroups_by_default`].
+    pub fn subgroup_reductions(&self) -> bool {
+        self.subgroups.load(Ordering::Relaxed)
+    }
+
+    /// Switches the subgroup reductions on or off for kernels recorded from now on (tests compare both paths);
+    /// on is an error where the device has no subgroups.
+    pub fn set_subgroup_reductions(&self, on: bool) -> Result<()> {
+        if on && !self.caps.features.contains(wgpu::Features::SUBGROUP) {
+            return Err(Error::InvalidArgument(format!(
+                "adapter {} does not offer subgroup operations (wgpu::Features::SUBGROUP)",
+                self.caps.info.name
+            )));
+        }
+        self.subgroups.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `name`, or its `_subgroup` variant when subgroup reductions are on.
+    pub fn reduction_kernel(&self, name: &'static str, subgroup_variant: &'static str) -> &'static str {
+        if self.subgroup_reductions() {
+            subgroup_variant
+        } else {
+            name
+        }
     }
 
     /// A small buffer bound where a kernel's optional input is unused.
