@@ -8,7 +8,7 @@ use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
 use scorelens::ops::matmul::{kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, TilePlan};
 use scorelens::reference::matmul::EpilogueRef;
-use scorelens::{reference, Activation};
+use scorelens::{reference, Activation, GpuContext};
 
 /// Which fusions a check turns on.
 #[derive(Clone, Copy, Default)]
@@ -30,7 +30,10 @@ fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) -> f64
 }
 
 fn check_on(shape: MatmulShape, kernel: Option<&'static str>, f: Fusions, seed: u64) -> f64 {
-    let ctx = gpu();
+    check_in(&gpu(), shape, kernel, f, seed)
+}
+
+fn check_in(ctx: &GpuContext, shape: MatmulShape, kernel: Option<&'static str>, f: Fusions, seed: u64) -> f64 {
     let mut r = rng(seed);
     let (ea, eb, ec) = shape.extents();
     let groups = (shape.m as usize).div_ceil(shape.group_rows.max(1) as usize);
@@ -57,7 +60,7 @@ fn check_on(shape: MatmulShape, kernel: Option<&'static str>, f: Fusions, seed: 
     if f.group_transposed {
         epilogue = epilogue.with_group_transposed_store();
     }
-    let mut rec = Recorder::new(&ctx, "test/matmul");
+    let mut rec = Recorder::new(ctx, "test/matmul");
     match kernel {
         Some(kernel) => record_matmul_with(&mut rec, kernel, &shape, &ga, &gb, epilogue, &gc).unwrap(),
         None => record_matmul(&mut rec, &shape, &ga, &gb, epilogue, &gc).unwrap(),
@@ -256,4 +259,59 @@ fn chooser_large_bucket_matches_reference() {
     }
     let err = check_on(shape, None, Fusions { bias: true, act: Some(Activation::Relu), ..Fusions::default() }, 700);
     eprintln!("chooser ({}) 385x391x6 batch 29: rel err {err:.2e}", kernel_for(&shape));
+}
+
+/// Cooperative matrices are opt-in and lavapipe does not offer them: asking for them there ends with one clear
+/// error (exit status 2) that names the adapter and what it lacks. On an adapter that has them, the
+/// cooperative-matrix kernel is checked against the f64 reference instead (layouts, batch, full epilogue).
+#[test]
+fn cooperative_matrices_where_offered_else_a_clear_error() {
+    let ctx = gpu();
+    let offered = ctx.caps.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    if !offered {
+        let run = |args: &[&str], env: Option<&str>| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scorelens"));
+            command.args(args).env_remove("SCORELENS_COOP_MATRIX");
+            if let Some(value) = env {
+                command.env("SCORELENS_COOP_MATRIX", value);
+            }
+            let out = command.output().expect("run scorelens");
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        };
+        for (args, env) in [
+            (&["bench", "--coop-matrix", "--only", "no-such-item"][..], None),
+            (&["bench", "--only", "no-such-item"][..], Some("1")),
+        ] {
+            let (code, stderr) = run(args, env);
+            assert_eq!(code, Some(2), "{args:?} env {env:?}: expected exit 2; stderr:\n{stderr}");
+            let line = stderr.lines().filter(|l| l.starts_with("error:")).last().unwrap_or_default();
+            for needle in [ctx.caps.info.name.as_str(), "EXPERIMENTAL_COOPERATIVE_MATRIX", "SCORELENS_COOP_MATRIX"] {
+                assert!(line.contains(needle), "error line {line:?} does not name {needle:?}");
+            }
+        }
+        // Without the request, the same adapter opens and runs normally.
+        let (code, stderr) = run(&["bench", "--only", "no-such-item"], Some("0"));
+        assert_eq!(code, Some(0), "stderr:\n{stderr}");
+        return;
+    }
+    scorelens::gpu::request_coop_matrix();
+    let coop = match GpuContext::new() {
+        Ok(coop) => coop,
+        Err(e) => {
+            // The feature without an 8×8 f32 configuration: the error must say so.
+            assert!(e.to_string().contains("8×8×8 f32"), "{e}");
+            return;
+        }
+    };
+    assert!(coop.coop_matrix_enabled());
+    let fused =
+        Fusions { act_a: Some(Activation::Silu), bias: true, act: Some(Activation::Gelu), ..Fusions::default() };
+    for (i, shape) in layouts(131, 197, 45).into_iter().enumerate() {
+        let err = check_in(&coop, shape, Some("matmul_coop"), fused, 800 + i as u64);
+        eprintln!("matmul_coop 131x197x45 {shape:?}: rel err {err:.2e}");
+    }
+    let shape = MatmulShape::new(130, 13, 45).with_trans_b().with_group_rows(13);
+    let err =
+        check_in(&coop, shape, Some("matmul_coop"), Fusions { group_transposed: true, scale: true, ..fused }, 900);
+    eprintln!("matmul_coop grouped transposed store: rel err {err:.2e}");
 }

@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Only items whose name contains one of these (comma-separated), e.g. `matmul,unet`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Run matmuls on cooperative matrices (tensor cores; wgpu's experimental 8×8 f32 feature), as
+    /// SCORELENS_COOP_MATRIX=1 does: adds the `… coop` items and sends the chooser's medium and large shapes there.
+    /// An error (exit 2) on an adapter without them.
+    #[arg(long)]
+    pub coop_matrix: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -77,6 +82,9 @@ fn time_it(budget: Duration, mut run: impl FnMut() -> Result<()>) -> Result<(f64
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let budget_bytes = args.compute.memory_budget()?;
+    if args.coop_matrix {
+        scorelens::gpu::request_coop_matrix();
+    }
     let ctx = GpuContext::shared()?;
     let peak = known_peak_gflops(&ctx.caps.info.name);
     let time_budget = if args.quick { Duration::from_millis(300) } else { Duration::from_secs(2) };

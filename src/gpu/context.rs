@@ -75,6 +75,50 @@ pub const SUBGROUPS_ENV: &str = "SCORELENS_SUBGROUPS";
 /// Environment variable that asks for the cooperative-matrix matmul (`1`); see [`GpuContext::coop_matrix_enabled`].
 pub const COOP_MATRIX_ENV: &str = "SCORELENS_COOP_MATRIX";
 
+static COOP_MATRIX_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks every device opened from now on for the cooperative-matrix matmul, as `SCORELENS_COOP_MATRIX=1` does
+/// (`scorelens bench --coop-matrix`). Opening a device on an adapter without them then fails.
+pub fn request_coop_matrix() {
+    COOP_MATRIX_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn coop_matrix_requested() -> Result<bool> {
+    let from_env = match std::env::var(COOP_MATRIX_ENV).ok().as_deref().map(str::trim) {
+        None | Some("") | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(Error::InvalidArgument(format!("{COOP_MATRIX_ENV}={other:?}: expected 0 or 1"))),
+    };
+    Ok(from_env || COOP_MATRIX_REQUESTED.load(Ordering::Relaxed))
+}
+
+/// Whether the adapter offers what `matmul_coop.wgsl` needs: the experimental cooperative-matrix feature with an
+/// 8×8×8 f32 × f32 → f32 configuration (wgpu sets the feature when any configuration exists; many Vulkan drivers
+/// list only f16 inputs), and subgroups (the kernel deals blocks by subgroup id). Err: what is missing, in words.
+fn coop_matrix_support(adapter: &wgpu::Adapter) -> std::result::Result<(), String> {
+    let features = adapter.features();
+    if !features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        return Err("it does not offer wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX".into());
+    }
+    let configurations = adapter.cooperative_matrix_properties();
+    let f32_8x8 = configurations.iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
+            && p.ab_type == wgpu::CooperativeScalarType::F32
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    if !f32_8x8 {
+        return Err(format!(
+            "it offers cooperative matrices but no 8×8×8 f32 configuration (it lists {configurations:?})"
+        ));
+    }
+    if !features.contains(wgpu::Features::SUBGROUP) {
+        return Err(
+            "it offers cooperative matrices but not wgpu::Features::SUBGROUP, which the kernel also needs".into()
+        );
+    }
+    Ok(())
+}
+
 /// Vulkan, Metal and DX12; the GL backend (compute-limited, and noisy when no display exists) only when
 /// `SCORELENS_ALLOW_GL` is set. `WGPU_BACKEND` still overrides.
 fn backends() -> wgpu::Backends {
@@ -198,12 +242,30 @@ impl GpuContext {
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let mut features = adapter.features() & wanted;
+        // Cooperative matrices only when asked for (they are experimental in wgpu); asked for on an adapter
+        // without them is the user's error, named with the adapter.
+        let coop_matrix = coop_matrix_requested()?;
+        let experimental = if coop_matrix {
+            coop_matrix_support(&adapter).map_err(|missing| {
+                Error::InvalidArgument(format!(
+                    "cooperative matrices were asked for ({COOP_MATRIX_ENV}=1 or --coop-matrix) but adapter {} ({:?}, \
+                     {:?}) cannot run them: {missing}",
+                    info.name, info.backend, info.device_type
+                ))
+            })?;
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: wgpu's experimental cooperative matrices may have implementation bugs; the path is opt-in
+            // (above) and its results are checked against the tiled kernels by tests/matmul.rs where it can run.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("scorelens"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -240,12 +302,13 @@ impl GpuContext {
             caps,
             kernels: KernelCache::default(),
             dummy,
-            coop_matrix: false,
+            coop_matrix,
             subgroups: AtomicBool::new(subgroups),
         })
     }
 
-    /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`).
+    /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`): asked for
+    /// (`SCORELENS_COOP_MATRIX=1`, [`request_coop_matrix`]) and the device was opened with them.
     pub fn coop_matrix_enabled(&self) -> bool {
         self.coop_matrix
     }

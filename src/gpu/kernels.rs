@@ -17,6 +17,7 @@ const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgs
 const WORKGROUP_SUM_SUBGROUP: &str = include_str!("../../shaders/shared/workgroup_sum_subgroup.wgsl");
 const GROUPNORM_TANGENT_STATS: &str = include_str!("../../shaders/groupnorm_tangent_stats.wgsl");
 const GROUPNORM_ADJOINT_STATS: &str = include_str!("../../shaders/groupnorm_adjoint_stats.wgsl");
+const COOP_MATRIX_ENABLE: &str = include_str!("../../shaders/shared/coop_matrix_enable.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
 const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
 const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
@@ -31,6 +32,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
     ("matmul_tiled_128", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_tiled_128.wgsl")),
+    // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
+    ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
     ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),

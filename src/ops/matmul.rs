@@ -337,7 +337,7 @@ pub fn record_matmul(
     let plan = match TilePlan::forced()? {
         Some(TilePlan::Coop) if !coop => {
             return Err(Error::InvalidArgument(format!(
-                "{TILE_ENV}=coop needs cooperative matrices: set {} = 1 on an adapter that offers them",
+                "{TILE_ENV}=coop needs cooperative matrices: set {}=1 on an adapter that offers them",
                 crate::gpu::COOP_MATRIX_ENV
             )))
         }
@@ -360,6 +360,12 @@ pub fn record_matmul_with(
 ) -> Result<()> {
     let plan = TilePlan::from_kernel(kernel_name)
         .ok_or_else(|| Error::Kernel { kernel: kernel_name.into(), message: "not a matmul kernel".into() })?;
+    if plan == TilePlan::Coop && !rec.ctx().coop_matrix_enabled() {
+        return Err(Error::Kernel {
+            kernel: kernel_name.into(),
+            message: format!("the device was not opened with cooperative matrices ({}=1)", crate::gpu::COOP_MATRIX_ENV),
+        });
+    }
     let (ea, eb, ec) = shape.extents();
     for (name, need, buf) in [("A", ea, a), ("B", eb, b), ("C", ec, c)] {
         if need * 4 > buf.size() {
