@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::matmul::{kernel_for, record_matmul, Epilogue, MatmulShape};
+use scorelens::ops::matmul::{kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, TilePlan};
 use scorelens::GpuContext;
 
 fn bench_matmul(c: &mut Criterion) {
@@ -27,6 +27,20 @@ fn bench_matmul(c: &mut Criterion) {
                 ctx.wait_for(Some(index)).unwrap();
             })
         });
+        // Both tiled variants by name on the shapes big enough for either, to compare them.
+        if m >= 1024 && n >= 512 {
+            for plan in [TilePlan::Tile64, TilePlan::Tile128] {
+                let id = BenchmarkId::new(plan.kernel(), format!("{m}x{n}x{k} forced"));
+                group.bench_function(id, |bench| {
+                    bench.iter(|| {
+                        let mut rec = Recorder::new(&ctx, "bench/matmul");
+                        record_matmul_with(&mut rec, plan.kernel(), &shape, &a, &b, Epilogue::NONE, &out).unwrap();
+                        let index = rec.submit();
+                        ctx.wait_for(Some(index)).unwrap();
+                    })
+                });
+            }
+        }
     }
     group.finish();
 }

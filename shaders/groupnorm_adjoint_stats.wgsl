@@ -9,7 +9,8 @@
 // Bindings (group 0): 0 grad1 (read), 1 grad2 (read), 2 primal (read), 3 coef (read_write), 4 params (uniform).
 // Layout: grad1/grad2 [R, H, W, grad_stride] with the channels at grad_offset, primal [B, H, W, C] (NHWC);
 //         coef: (scale, shift) at norm_offset [B, C, 2], (μ, rstd) at stats_offset [B, G, 2].
-// Reduction: shared/workgroup_sum.wgsl. One 256-thread workgroup per (group, cotangent row): dispatch (G, R, 1). Reductions are workgroup trees.
+// Reduction: shared/workgroup_sum.wgsl (a tree), or shared/workgroup_sum_subgroup.wgsl in the `…_subgroup` kernel
+// (same body, where the adapter has subgroups). One 256-thread workgroup per (group, cotangent row): dispatch (G, R, 1).
 
 struct Params {
     rows: u32, pixels: u32, channels: u32, groups: u32,
@@ -28,7 +29,8 @@ override TWO_SOURCES: bool = false;
 const THREADS: u32 = 256u;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) group: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.lid;
     let g = group.x;
     let r = group.y;
     if (g >= params.groups || r >= params.rows) { return; }
@@ -52,7 +54,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let gamma_y_bar = h_bar * activate_derivative(ACT_SILU, z * scale + coef[k + 1u]) * scale / rstd;
         sums += vec2<f32>(gamma_y_bar, gamma_y_bar * (z - mean) * rstd);
     }
-    let total = workgroup_sum2(lid, sums);
+    let total = workgroup_sum2(lanes, sums);
     if (lid == 0u) {
         let a = params.astats_offset + (r * params.groups + g) * 2u;
         coef[a] = total.x / f32(n);

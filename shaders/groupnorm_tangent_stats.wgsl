@@ -7,7 +7,8 @@
 //
 // Bindings (group 0): 0 tangent (read), 1 primal (read), 2 coef (read_write), 3 params (uniform).
 // Layout: tangent [R, H, W, C], primal [B, H, W, C] (NHWC); (μ, rstd) of (b, g) at coef[stats_offset + (b·G + g)·2].
-// Reduction: shared/workgroup_sum.wgsl. One 256-thread workgroup per (group, tangent row): dispatch (G, R, 1). Reductions are workgroup trees.
+// Reduction: shared/workgroup_sum.wgsl (a tree), or shared/workgroup_sum_subgroup.wgsl in the `…_subgroup` kernel
+// (same body, where the adapter has subgroups). One 256-thread workgroup per (group, tangent row): dispatch (G, R, 1).
 
 struct Params { rows: u32, pixels: u32, channels: u32, groups: u32, group_rows: u32, stats_offset: u32, tstats_offset: u32, pad0: u32 }
 
@@ -19,7 +20,8 @@ struct Params { rows: u32, pixels: u32, channels: u32, groups: u32, group_rows: 
 const THREADS: u32 = 256u;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) group: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.lid;
     let g = group.x;
     let r = group.y;
     if (g >= params.groups || r >= params.rows) { return; }
@@ -40,7 +42,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         let x_hat = (primal[primal_base + offset] - mean) * rstd;
         sums += vec2<f32>(dz, dz * x_hat);
     }
-    let total = workgroup_sum2(lid, sums);
+    let total = workgroup_sum2(lanes, sums);
     if (lid == 0u) {
         let t = params.tstats_offset + (r * params.groups + g) * 2u;
         coef[t] = total.x / f32(n);

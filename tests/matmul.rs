@@ -1,14 +1,14 @@
-//! The matmul kernels against the f64 reference, on shapes that are not multiples of the 64×64×16 tiles, with
-//! every fused prologue and epilogue.
+//! The matmul kernels against the f64 reference, on shapes that are not multiples of the 64×64×16 and 128×128×8
+//! tiles, with every fused prologue and epilogue; and the chooser's shape buckets.
 
 mod common;
 
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::matmul::{record_matmul_with, Epilogue, MatmulShape};
+use scorelens::ops::matmul::{kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, TilePlan};
 use scorelens::reference::matmul::EpilogueRef;
-use scorelens::{reference, Activation};
+use scorelens::{reference, Activation, GpuContext};
 
 /// Which fusions a check turns on.
 #[derive(Clone, Copy, Default)]
@@ -21,8 +21,19 @@ struct Fusions {
     group_transposed: bool,
 }
 
-fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
-    let ctx = gpu();
+/// The variants every layout and fusion is checked on (the cooperative-matrix one needs an adapter that has them).
+const VARIANTS: [&str; 3] = ["matmul_tiled", "matmul_tiled_128", "matmul_small"];
+
+/// Runs `kernel` (or the chooser, for `None`) and returns ‖gpu − ref‖ / ‖ref‖, failing above 1e-5.
+fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) -> f64 {
+    check_on(shape, Some(kernel), f, seed)
+}
+
+fn check_on(shape: MatmulShape, kernel: Option<&'static str>, f: Fusions, seed: u64) -> f64 {
+    check_in(&gpu(), shape, kernel, f, seed)
+}
+
+fn check_in(ctx: &GpuContext, shape: MatmulShape, kernel: Option<&'static str>, f: Fusions, seed: u64) -> f64 {
     let mut r = rng(seed);
     let (ea, eb, ec) = shape.extents();
     let groups = (shape.m as usize).div_ceil(shape.group_rows.max(1) as usize);
@@ -49,8 +60,11 @@ fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
     if f.group_transposed {
         epilogue = epilogue.with_group_transposed_store();
     }
-    let mut rec = Recorder::new(&ctx, "test/matmul");
-    record_matmul_with(&mut rec, kernel, &shape, &ga, &gb, epilogue, &gc).unwrap();
+    let mut rec = Recorder::new(ctx, "test/matmul");
+    match kernel {
+        Some(kernel) => record_matmul_with(&mut rec, kernel, &shape, &ga, &gb, epilogue, &gc).unwrap(),
+        None => record_matmul(&mut rec, &shape, &ga, &gb, epilogue, &gc).unwrap(),
+    }
     rec.submit();
     let got: Vec<f32> = ctx.download(&gc, ec as usize).unwrap();
 
@@ -65,7 +79,8 @@ fn check(shape: MatmulShape, kernel: &'static str, f: Fusions, seed: u64) {
     };
     reference::matmul::matmul(&shape, &a, &b, reference_epilogue, &mut want);
     let err = rel_err(&got, &want);
-    assert!(err <= 1e-5, "{kernel} {shape:?}: rel err {err:e}");
+    assert!(err <= 1e-5, "{kernel:?} {shape:?}: rel err {err:e}");
+    err
 }
 
 fn layouts(m: usize, n: usize, k: usize) -> Vec<MatmulShape> {
@@ -97,7 +112,7 @@ fn small_matches_reference_on_awkward_shapes_and_layouts() {
 fn fused_epilogues_match_reference_for_every_activation() {
     let mut seed = 100;
     for act in [Activation::Identity, Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Tanh] {
-        for kernel in ["matmul_tiled", "matmul_small"] {
+        for kernel in VARIANTS {
             for (bias, scale) in [(true, false), (true, true), (false, true)] {
                 seed += 1;
                 let shape = MatmulShape::new(13, 70, 45).with_trans_b();
@@ -111,7 +126,7 @@ fn fused_epilogues_match_reference_for_every_activation() {
 fn activation_on_load_and_derivative_factors_for_every_activation() {
     let mut seed = 200;
     for act in Activation::ALL {
-        for kernel in ["matmul_tiled", "matmul_small"] {
+        for kernel in VARIANTS {
             seed += 1;
             // Tangent rows in groups of 7 per point: act'(pre of the point) per element, scale per point.
             let shape = MatmulShape::new(if kernel == "matmul_small" { 14 } else { 70 }, 33, 40)
@@ -127,7 +142,7 @@ fn activation_on_load_and_derivative_factors_for_every_activation() {
 
 #[test]
 fn grouped_transposed_store() {
-    for kernel in ["matmul_tiled", "matmul_small"] {
+    for kernel in VARIANTS {
         // 5 groups of 13 rows (tangents) × 13 columns: each group's 13×13 block stored transposed.
         let m = if kernel == "matmul_small" { 13 } else { 65 };
         let shape = MatmulShape::new(m, 13, 20).with_trans_b().with_group_rows(13);
@@ -137,7 +152,7 @@ fn grouped_transposed_store() {
 
 #[test]
 fn batched_products_with_strides() {
-    for kernel in ["matmul_tiled", "matmul_small"] {
+    for kernel in VARIANTS {
         let shape = MatmulShape::new(9, 31, 66).with_batch(5).with_trans_b();
         check(shape, kernel, Fusions { bias: true, ..Fusions::default() }, 7);
         let shape = MatmulShape::new(70, 3, 20).with_batch(3).with_trans_a();
@@ -147,7 +162,7 @@ fn batched_products_with_strides() {
 
 #[test]
 fn operands_at_offsets_and_output_column_blocks() {
-    for kernel in ["matmul_tiled", "matmul_small"] {
+    for kernel in VARIANTS {
         // C is a 20-column block (starting at column 7) of a 40-column matrix; A and B start mid-buffer.
         let shape = MatmulShape::new(37, 20, 19).with_trans_b().with_offsets(5, 11, 7).with_ldc(40);
         check(
@@ -157,4 +172,146 @@ fn operands_at_offsets_and_output_column_blocks() {
             21,
         );
     }
+}
+
+#[test]
+fn tiled_128_matches_reference_on_awkward_shapes_and_layouts() {
+    let mut seed = 400;
+    for (m, n, k) in [(1, 1, 1), (3, 5, 7), (131, 197, 45), (129, 257, 9), (200, 129, 1), (17, 300, 20)] {
+        for shape in layouts(m, n, k) {
+            seed += 1;
+            check(shape, "matmul_tiled_128", Fusions::default(), seed);
+        }
+    }
+}
+
+/// 131×197×45, batch 3, every transpose, the whole prologue and epilogue, on every variant: the relative errors
+/// are printed (`--nocapture`) for docs/BENCHMARKS.md.
+#[test]
+fn every_variant_batched_transposed_with_full_epilogue() {
+    let (m, n, k) = (131, 197, 45);
+    let fused = Fusions {
+        act_a: Some(Activation::Silu),
+        bias: true,
+        act: Some(Activation::Gelu),
+        deriv: Some(Activation::Tanh),
+        scale: true,
+        group_transposed: false,
+    };
+    for (i, shape) in layouts(m, n, k).into_iter().enumerate() {
+        // Rows in groups of 7 with their own pre-activations and scale, as tangent rows per point.
+        let shape = MatmulShape { batch: 3, ..shape }.with_group_rows(7).with_pre_layout(n + 4, 2);
+        let shape = MatmulShape {
+            stride_a: m as u32 * k as u32,
+            stride_b: k as u32 * n as u32,
+            stride_c: m as u32 * n as u32,
+            ..shape
+        };
+        for kernel in VARIANTS {
+            let err = check(shape, kernel, fused, 500 + i as u64);
+            eprintln!(
+                "{kernel} {m}x{n}x{k} batch 3 trans_a={} trans_b={}: rel err {err:.2e}",
+                shape.trans_a, shape.trans_b
+            );
+        }
+    }
+    // The grouped transposed store (groups of 13 rows), with the rest of the epilogue.
+    let shape = MatmulShape::new(130, 13, 45).with_trans_b().with_group_rows(13).with_batch(3);
+    let shape = MatmulShape { stride_a: 130 * 45, stride_b: 13 * 45, stride_c: 130 * 13, ..shape };
+    for kernel in VARIANTS {
+        let err = check(shape, kernel, Fusions { group_transposed: true, bias: true, scale: true, ..fused }, 600);
+        eprintln!("{kernel} 130x13x45 batch 3 grouped transposed store: rel err {err:.2e}");
+    }
+}
+
+#[test]
+fn chooser_buckets() {
+    let plan = |m, n, k, batch| TilePlan::choose(&MatmulShape::new(m, n, k).with_batch(batch), false);
+    assert_eq!(plan(1, 512, 512, 1), TilePlan::Small);
+    assert_eq!(plan(16, 4096, 4096, 1), TilePlan::Small);
+    assert_eq!(plan(17, 64, 64, 1), TilePlan::Tile64);
+    assert_eq!(plan(256, 256, 256, 1), TilePlan::Tile64);
+    // 64 tiles of 128×128 would leave most of a 132-SM GPU idle: 64×64 tiles there.
+    assert_eq!(plan(1024, 1024, 1024, 1), TilePlan::Tile64);
+    assert_eq!(plan(2048, 2048, 64, 1), TilePlan::Tile128);
+    assert_eq!(plan(4096, 4096, 4096, 1), TilePlan::Tile128);
+    assert_eq!(plan(65536, 64, 512, 1), TilePlan::Tile64);
+    assert_eq!(plan(512, 512, 512, 16), TilePlan::Tile128);
+    assert_eq!(plan(512, 512, 512, 4), TilePlan::Tile64);
+    // With cooperative matrices every non-small shape goes to them.
+    assert_eq!(TilePlan::choose(&MatmulShape::new(100, 100, 100), true), TilePlan::Coop);
+    assert_eq!(TilePlan::choose(&MatmulShape::new(4, 100, 100), true), TilePlan::Small);
+    assert_eq!(kernel_for(&MatmulShape::new(4096, 4096, 4096)), "matmul_tiled_128");
+    for (text, plan) in [("small", TilePlan::Small), ("64", TilePlan::Tile64), ("128", TilePlan::Tile128)] {
+        assert_eq!(TilePlan::parse(text).unwrap(), Some(plan));
+    }
+    assert_eq!(TilePlan::parse("auto").unwrap(), None);
+    assert!(TilePlan::parse("96").is_err());
+}
+
+/// A shape the chooser sends to the large bucket (385×391, batch 29: 4·4·29 = 464 tiles of 128×128), through
+/// `record_matmul` itself, with a bias and an activation.
+#[test]
+fn chooser_large_bucket_matches_reference() {
+    let shape = MatmulShape::new(385, 391, 6).with_batch(29).with_trans_b();
+    if std::env::var_os("SCORELENS_MATMUL_TILE").is_none() {
+        assert_eq!(kernel_for(&shape), "matmul_tiled_128");
+    }
+    let err = check_on(shape, None, Fusions { bias: true, act: Some(Activation::Relu), ..Fusions::default() }, 700);
+    eprintln!("chooser ({}) 385x391x6 batch 29: rel err {err:.2e}", kernel_for(&shape));
+}
+
+/// Cooperative matrices are opt-in and lavapipe does not offer them: asking for them there ends with one clear
+/// error (exit status 2) that names the adapter and what it lacks. On an adapter that has them, the
+/// cooperative-matrix kernel is checked against the f64 reference instead (layouts, batch, full epilogue).
+#[test]
+fn cooperative_matrices_where_offered_else_a_clear_error() {
+    let ctx = gpu();
+    let offered = ctx.caps.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    if !offered {
+        let run = |args: &[&str], env: Option<&str>| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scorelens"));
+            command.args(args).env_remove("SCORELENS_COOP_MATRIX");
+            if let Some(value) = env {
+                command.env("SCORELENS_COOP_MATRIX", value);
+            }
+            let out = command.output().expect("run scorelens");
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        };
+        for (args, env) in [
+            (&["bench", "--coop-matrix", "--only", "no-such-item"][..], None),
+            (&["bench", "--only", "no-such-item"][..], Some("1")),
+        ] {
+            let (code, stderr) = run(args, env);
+            assert_eq!(code, Some(2), "{args:?} env {env:?}: expected exit 2; stderr:\n{stderr}");
+            let line = stderr.lines().filter(|l| l.starts_with("error:")).last().unwrap_or_default();
+            for needle in [ctx.caps.info.name.as_str(), "EXPERIMENTAL_COOPERATIVE_MATRIX", "SCORELENS_COOP_MATRIX"] {
+                assert!(line.contains(needle), "error line {line:?} does not name {needle:?}");
+            }
+        }
+        // Without the request, the same adapter opens and runs normally.
+        let (code, stderr) = run(&["bench", "--only", "no-such-item"], Some("0"));
+        assert_eq!(code, Some(0), "stderr:\n{stderr}");
+        return;
+    }
+    scorelens::gpu::request_coop_matrix();
+    let coop = match GpuContext::new() {
+        Ok(coop) => coop,
+        Err(e) => {
+            // The feature without an 8×8 f32 configuration: the error must say so.
+            assert!(e.to_string().contains("8×8×8 f32"), "{e}");
+            return;
+        }
+    };
+    assert!(coop.coop_matrix_enabled());
+    let fused =
+        Fusions { act_a: Some(Activation::Silu), bias: true, act: Some(Activation::Gelu), ..Fusions::default() };
+    for (i, shape) in layouts(131, 197, 45).into_iter().enumerate() {
+        let err = check_in(&coop, shape, Some("matmul_coop"), fused, 800 + i as u64);
+        eprintln!("matmul_coop 131x197x45 {shape:?}: rel err {err:.2e}");
+    }
+    let shape = MatmulShape::new(130, 13, 45).with_trans_b().with_group_rows(13);
+    let err =
+        check_in(&coop, shape, Some("matmul_coop"), Fusions { group_transposed: true, scale: true, ..fused }, 900);
+    eprintln!("matmul_coop grouped transposed store: rel err {err:.2e}");
 }

@@ -1,5 +1,6 @@
-// shared/matmul_common.wgsl — what matmul_tiled.wgsl and matmul_small.wgsl share: their parameters, override
-// constants, bindings (see either kernel's header for their meaning and layout), and the fused epilogue:
+// shared/matmul_common.wgsl — what the matmul kernels (matmul_tiled.wgsl, matmul_tiled_128.wgsl, matmul_small.wgsl,
+// matmul_coop.wgsl) share: their parameters, override constants, bindings (see matmul_tiled.wgsl's header for their
+// meaning and layout), and the fused epilogue:
 //   epilogue(acc, m, n) = act(acc + bias[n]) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g], g = m / group_rows
 //   store_index(base_c, m, n) = where C(m, n) goes (grouped transposed with STORE_GROUP_TRANSPOSED).
 // Prefixed to the kernel after shared/activations.wgsl.

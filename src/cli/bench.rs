@@ -8,7 +8,7 @@ use clap::Args;
 use scorelens::derivative::{self, JacobianMethod, JvpMethod};
 use scorelens::gpu::{BufferRole, Recorder};
 use scorelens::model::{MlpModel, NoiseSchedule, UnetModel};
-use scorelens::ops::matmul::{record_matmul, Epilogue, MatmulShape};
+use scorelens::ops::matmul::{record_matmul, record_matmul_with, Epilogue, MatmulShape, TilePlan};
 use scorelens::scheduler::JobOptions;
 use scorelens::{Activation, Error, GpuContext, Result, ScoreField, ScoreModel};
 use serde::Serialize;
@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Only items whose name contains one of these (comma-separated), e.g. `matmul,unet`.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Run matmuls on cooperative matrices (tensor cores; wgpu's experimental 8×8 f32 feature), as
+    /// SCORELENS_COOP_MATRIX=1 does: adds the `… coop` items and sends the chooser's medium and large shapes there.
+    /// An error (exit 2) on an adapter without them.
+    #[arg(long)]
+    pub coop_matrix: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -77,6 +82,9 @@ fn time_it(budget: Duration, mut run: impl FnMut() -> Result<()>) -> Result<(f64
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let budget_bytes = args.compute.memory_budget()?;
+    if args.coop_matrix {
+        scorelens::gpu::request_coop_matrix();
+    }
     let ctx = GpuContext::shared()?;
     let peak = known_peak_gflops(&ctx.caps.info.name);
     let time_budget = if args.quick { Duration::from_millis(300) } else { Duration::from_secs(2) };
@@ -118,21 +126,39 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         &[(256, 256, 256), (1024, 1024, 1024), (4096, 4096, 4096), (65536, 64, 512)]
     };
     for &(m, n, k) in matmuls {
-        let name = format!("matmul {m}x{n}x{k}");
-        if !wanted(&name) {
+        // The item without a suffix runs what the chooser picks (or SCORELENS_MATMUL_TILE forces); shapes of the
+        // medium and large buckets also run each tiled variant by name (and the cooperative-matrix one when the
+        // device has it enabled), to compare them on one adapter.
+        let mut variants: Vec<(String, Option<TilePlan>)> = vec![(format!("matmul {m}x{n}x{k}"), None)];
+        if m >= 512 && n >= 512 {
+            variants.push((format!("matmul {m}x{n}x{k} tile64"), Some(TilePlan::Tile64)));
+            variants.push((format!("matmul {m}x{n}x{k} tile128"), Some(TilePlan::Tile128)));
+            if ctx.coop_matrix_enabled() {
+                variants.push((format!("matmul {m}x{n}x{k} coop"), Some(TilePlan::Coop)));
+            }
+        }
+        if !variants.iter().any(|(name, _)| wanted(name)) {
             continue;
         }
         let shape = MatmulShape::new(m, n, k).with_trans_b();
         let a = ctx.upload("bench/a", &vec![0.5f32; m * k]);
         let b = ctx.upload("bench/b", &vec![0.25f32; n * k]);
         let c = ctx.buffer("bench/c", (m * n * 4) as u64, BufferRole::Storage);
-        let (seconds, repeats) = time_it(time_budget, || {
-            let mut rec = Recorder::new(&ctx, "bench/matmul");
-            record_matmul(&mut rec, &shape, &a, &b, Epilogue::NONE, &c)?;
-            let index = rec.submit();
-            ctx.wait_for(Some(index))
-        })?;
-        record(name, seconds, repeats, shape.flops(), 1.0, "products");
+        for (name, plan) in variants {
+            if !wanted(&name) {
+                continue;
+            }
+            let (seconds, repeats) = time_it(time_budget, || {
+                let mut rec = Recorder::new(&ctx, "bench/matmul");
+                match plan {
+                    Some(plan) => record_matmul_with(&mut rec, plan.kernel(), &shape, &a, &b, Epilogue::NONE, &c)?,
+                    None => record_matmul(&mut rec, &shape, &a, &b, Epilogue::NONE, &c)?,
+                }
+                let index = rec.submit();
+                ctx.wait_for(Some(index))
+            })?;
+            record(name, seconds, repeats, shape.flops(), 1.0, "products");
+        }
     }
 
     let mlp = MlpModel::random(1, 64, &[512, 512, 512], 64, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });

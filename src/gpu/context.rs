@@ -3,6 +3,7 @@
 //! The device is requested with the adapter's own limits (not WebGPU's defaults), because the batch planner
 //! sizes chunks from them: a 2 GiB binding on a datacentre GPU should not be cut to 128 MiB.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -17,9 +18,19 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Software rasterisers (lavapipe, llvmpipe, WARP, SwiftShader): subgroup paths stay off there.
+    /// Software rasterisers (lavapipe, llvmpipe, WARP, SwiftShader): subgroup paths stay off there unless tested
+    /// (see [`Capabilities::subgroups_by_default`]).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the subgroup reductions run unless `SCORELENS_SUBGROUPS` says otherwise: the adapter has
+    /// `wgpu::Features::SUBGROUP`, and it is a GPU, or the one CPU driver whose subgroups CI tests (lavapipe, whose
+    /// adapter is named llvmpipe; tests/subgroups.rs runs both paths there). Other CPU drivers (WARP,
+    /// SwiftShader) are untested and keep the workgroup trees.
+    pub fn subgroups_by_default(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && (!self.is_cpu() || self.info.name.to_lowercase().contains("llvmpipe"))
     }
 
     /// The largest storage-buffer binding the device accepts, in bytes (never above `max_buffer_size`).
@@ -48,10 +59,65 @@ pub struct GpuContext {
     pub(crate) kernels: KernelCache,
     /// Bound where a kernel's optional input is unused.
     dummy: wgpu::Buffer,
+    /// Whether matmuls run on cooperative matrices (asked for, and the device was opened with them).
+    coop_matrix: bool,
+    /// Whether reductions use the subgroup variants of their kernels.
+    subgroups: AtomicBool,
 }
 
 /// Environment variable that picks an adapter: an index into `scorelens info`'s list, or a substring of its name.
 pub const ADAPTER_ENV: &str = "SCORELENS_ADAPTER";
+
+/// Environment variable that forces the subgroup reductions on (`1`, an error where the adapter lacks subgroups) or
+/// off (`0`); unset, [`Capabilities::subgroups_by_default`] decides.
+pub const SUBGROUPS_ENV: &str = "SCORELENS_SUBGROUPS";
+
+/// Environment variable that asks for the cooperative-matrix matmul (`1`); see [`GpuContext::coop_matrix_enabled`].
+pub const COOP_MATRIX_ENV: &str = "SCORELENS_COOP_MATRIX";
+
+static COOP_MATRIX_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks every device opened from now on for the cooperative-matrix matmul, as `SCORELENS_COOP_MATRIX=1` does
+/// (`scorelens bench --coop-matrix`). Opening a device on an adapter without them then fails.
+pub fn request_coop_matrix() {
+    COOP_MATRIX_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn coop_matrix_requested() -> Result<bool> {
+    let from_env = match std::env::var(COOP_MATRIX_ENV).ok().as_deref().map(str::trim) {
+        None | Some("") | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(Error::InvalidArgument(format!("{COOP_MATRIX_ENV}={other:?}: expected 0 or 1"))),
+    };
+    Ok(from_env || COOP_MATRIX_REQUESTED.load(Ordering::Relaxed))
+}
+
+/// Whether the adapter offers what `matmul_coop.wgsl` needs: the experimental cooperative-matrix feature with an
+/// 8×8×8 f32 × f32 → f32 configuration (wgpu sets the feature when any configuration exists; many Vulkan drivers
+/// list only f16 inputs), and subgroups (the kernel deals blocks by subgroup id). Err: what is missing, in words.
+fn coop_matrix_support(adapter: &wgpu::Adapter) -> std::result::Result<(), String> {
+    let features = adapter.features();
+    if !features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        return Err("it does not offer wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX".into());
+    }
+    let configurations = adapter.cooperative_matrix_properties();
+    let f32_8x8 = configurations.iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
+            && p.ab_type == wgpu::CooperativeScalarType::F32
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    if !f32_8x8 {
+        return Err(format!(
+            "it offers cooperative matrices but no 8×8×8 f32 configuration (it lists {configurations:?})"
+        ));
+    }
+    if !features.contains(wgpu::Features::SUBGROUP) {
+        return Err(
+            "it offers cooperative matrices but not wgpu::Features::SUBGROUP, which the kernel also needs".into()
+        );
+    }
+    Ok(())
+}
 
 /// Vulkan, Metal and DX12; the GL backend (compute-limited, and noisy when no display exists) only when
 /// `SCORELENS_ALLOW_GL` is set. `WGPU_BACKEND` still overrides.
@@ -176,12 +242,30 @@ impl GpuContext {
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let mut features = adapter.features() & wanted;
+        // Cooperative matrices only when asked for (they are experimental in wgpu); asked for on an adapter
+        // without them is the user's error, named with the adapter.
+        let coop_matrix = coop_matrix_requested()?;
+        let experimental = if coop_matrix {
+            coop_matrix_support(&adapter).map_err(|missing| {
+                Error::InvalidArgument(format!(
+                    "cooperative matrices were asked for ({COOP_MATRIX_ENV}=1 or --coop-matrix) but adapter {} ({:?}, \
+                     {:?}) cannot run them: {missing}",
+                    info.name, info.backend, info.device_type
+                ))
+            })?;
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: wgpu's experimental cooperative matrices may have implementation bugs; the path is opt-in
+            // (above) and its results are checked against the tiled kernels by tests/matmul.rs where it can run.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("scorelens"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -190,13 +274,71 @@ impl GpuContext {
             log::error!("uncaptured GPU error: {e}");
         }));
         let caps = Capabilities { info, limits, features };
+        let subgroups = match std::env::var(SUBGROUPS_ENV).ok().as_deref().map(str::trim) {
+            None | Some("") => caps.subgroups_by_default(),
+            Some("0") => false,
+            Some("1") => {
+                if !caps.features.contains(wgpu::Features::SUBGROUP) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{SUBGROUPS_ENV}=1 but adapter {} ({:?}) does not offer subgroup operations (wgpu::Features::SUBGROUP)",
+                        caps.info.name, caps.info.backend
+                    )));
+                }
+                true
+            }
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!("{SUBGROUPS_ENV}={other:?}: expected 0 or 1")));
+            }
+        };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused-binding"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuContext { device, queue, caps, kernels: KernelCache::default(), dummy })
+        Ok(GpuContext {
+            device,
+            queue,
+            caps,
+            kernels: KernelCache::default(),
+            dummy,
+            coop_matrix,
+            subgroups: AtomicBool::new(subgroups),
+        })
+    }
+
+    /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`): asked for
+    /// (`SCORELENS_COOP_MATRIX=1`, [`request_coop_matrix`]) and the device was opened with them.
+    pub fn coop_matrix_enabled(&self) -> bool {
+        self.coop_matrix
+    }
+
+    /// Whether reductions (the GroupNorm tangent and adjoint statistics) run their subgroup variants: set at
+    /// creation from `SCORELENS_SUBGROUPS` or [`Capabilities::subgroups_by_default`].
+    pub fn subgroup_reductions(&self) -> bool {
+        self.subgroups.load(Ordering::Relaxed)
+    }
+
+    /// Switches the subgroup reductions on or off for kernels recorded from now on (tests compare both paths);
+    /// on is an error where the device has no subgroups.
+    pub fn set_subgroup_reductions(&self, on: bool) -> Result<()> {
+        if on && !self.caps.features.contains(wgpu::Features::SUBGROUP) {
+            return Err(Error::InvalidArgument(format!(
+                "adapter {} does not offer subgroup operations (wgpu::Features::SUBGROUP)",
+                self.caps.info.name
+            )));
+        }
+        self.subgroups.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `name`, or its `_subgroup` variant when subgroup reductions are on.
+    pub fn reduction_kernel(&self, name: &'static str, subgroup_variant: &'static str) -> &'static str {
+        if self.subgroup_reductions() {
+            subgroup_variant
+        } else {
+            name
+        }
     }
 
     /// A small buffer bound where a kernel's optional input is unused.

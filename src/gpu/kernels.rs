@@ -14,6 +14,10 @@ const ACTIVATIONS: &str = include_str!("../../shaders/shared/activations.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/shared/matmul_common.wgsl");
 const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
+const WORKGROUP_SUM_SUBGROUP: &str = include_str!("../../shaders/shared/workgroup_sum_subgroup.wgsl");
+const GROUPNORM_TANGENT_STATS: &str = include_str!("../../shaders/groupnorm_tangent_stats.wgsl");
+const GROUPNORM_ADJOINT_STATS: &str = include_str!("../../shaders/groupnorm_adjoint_stats.wgsl");
+const COOP_MATRIX_ENABLE: &str = include_str!("../../shaders/shared/coop_matrix_enable.wgsl");
 const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
 const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
 const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
@@ -21,24 +25,27 @@ const KDE_MOMENTS: &str = include_str!("../../shaders/shared/kde_moments.wgsl");
 const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
 const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
 
-/// Every kernel: its name (also its file name under `shaders/`), the shared helper files it is prefixed with
-/// (plain concatenation, no preprocessor), and its own WGSL.
+/// Every kernel: its name (also its file name under `shaders/`, but for variants that reuse another kernel's body
+/// with other helpers, named `<kernel>_<variant>`), the shared helper files it is prefixed with (plain
+/// concatenation, no preprocessor), and its own WGSL.
 pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
+    ("matmul_tiled_128", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_tiled_128.wgsl")),
+    // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
+    ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
     ("qr_rows", &[WORKGROUP_SUM], include_str!("../../shaders/qr_rows.wgsl")),
     ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
     ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
     ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
-    ("groupnorm_tangent_stats", &[WORKGROUP_SUM], include_str!("../../shaders/groupnorm_tangent_stats.wgsl")),
+    ("groupnorm_tangent_stats", &[WORKGROUP_SUM], GROUPNORM_TANGENT_STATS),
+    // The same body on subgroup operations (GpuContext::subgroup_reductions decides).
+    ("groupnorm_tangent_stats_subgroup", &[WORKGROUP_SUM_SUBGROUP], GROUPNORM_TANGENT_STATS),
     ("conv2d_adjoint", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_adjoint.wgsl")),
-    (
-        "groupnorm_adjoint_stats",
-        &[ACTIVATIONS, WORKGROUP_SUM],
-        include_str!("../../shaders/groupnorm_adjoint_stats.wgsl"),
-    ),
+    ("groupnorm_adjoint_stats", &[ACTIVATIONS, WORKGROUP_SUM], GROUPNORM_ADJOINT_STATS),
+    ("groupnorm_adjoint_stats_subgroup", &[ACTIVATIONS, WORKGROUP_SUM_SUBGROUP], GROUPNORM_ADJOINT_STATS),
     ("kde_distances", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_distances.wgsl")),
     ("kde_softmax_update", &[KDE_PARAMS], include_str!("../../shaders/kde_softmax_update.wgsl")),
     ("kde_mean_update", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_mean_update.wgsl")),

@@ -5,5 +5,8 @@ mod context;
 pub mod kernels;
 
 pub use buffers::{grid_2d, BufferRole, Recorder};
-pub use context::{contexts_for, list_adapters, AdapterSummary, Capabilities, GpuContext, ADAPTER_ENV};
+pub use context::{
+    contexts_for, list_adapters, request_coop_matrix, AdapterSummary, Capabilities, GpuContext, ADAPTER_ENV,
+    COOP_MATRIX_ENV, SUBGROUPS_ENV,
+};
 pub use kernels::{Kernel, KERNELS};

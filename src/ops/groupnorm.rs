@@ -80,7 +80,8 @@ pub fn record_groupnorm_tangent_stats(
     tstats_offset: usize,
 ) -> Result<()> {
     let ctx = rec.ctx();
-    let kernel = ctx.kernel("groupnorm_tangent_stats", &[])?;
+    let name = ctx.reduction_kernel("groupnorm_tangent_stats", "groupnorm_tangent_stats_subgroup");
+    let kernel = ctx.kernel(name, &[])?;
     let params = TangentParams {
         rows: rows as u32,
         pixels: pixels as u32,
@@ -127,7 +128,8 @@ pub fn record_groupnorm_adjoint_stats(
     coef: &wgpu::Buffer,
 ) -> Result<()> {
     let ctx = rec.ctx();
-    let kernel = ctx.kernel("groupnorm_adjoint_stats", &[("TWO_SOURCES", grad2.is_some() as u32 as f64)])?;
+    let name = ctx.reduction_kernel("groupnorm_adjoint_stats", "groupnorm_adjoint_stats_subgroup");
+    let kernel = ctx.kernel(name, &[("TWO_SOURCES", grad2.is_some() as u32 as f64)])?;
     let params = AdjointParams {
         rows: rows as u32,
         pixels: pixels as u32,

@@ -1,4 +1,5 @@
-//! Matrix products C = act(A·B + bias) · row_scale on the GPU (shaders/matmul_tiled.wgsl, shaders/matmul_small.wgsl).
+//! Matrix products C = act(A·B + bias) · row_scale on the GPU (shaders/matmul_tiled.wgsl, matmul_tiled_128.wgsl,
+//! matmul_small.wgsl, matmul_coop.wgsl), one variant per shape bucket ([`TilePlan`]).
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -213,17 +214,114 @@ struct Params {
     offset_pre: u32,
 }
 
-const TILE: u32 = 64;
 /// Below this many output rows the 64-row tiles would mostly compute padding.
 const SMALL_ROWS: u32 = 16;
+/// The 128×128 tiles need M and N at least this large (below, over a quarter of a tile could be padding).
+const LARGE_SIDE: u32 = 384;
+/// ... and at least this many 128×128 tiles over the batch: two per streaming multiprocessor of a 132-SM GPU
+/// (H100). With fewer, the 64×64 tiles (four times as many workgroups) keep more of a big GPU busy.
+const LARGE_MIN_TILES: u64 = 256;
 
-/// Which kernel a shape runs on.
-pub fn kernel_for(shape: &MatmulShape) -> &'static str {
-    if shape.m <= SMALL_ROWS {
-        "matmul_small"
-    } else {
-        "matmul_tiled"
+/// Environment variable that forces a matmul variant: `small`, `64`, `128`, `coop` (or `auto`, the default).
+pub const TILE_ENV: &str = "SCORELENS_MATMUL_TILE";
+
+/// The matmul variants and the shape buckets they serve (see [`TilePlan::choose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TilePlan {
+    /// `matmul_small`: one thread per output, for a few rows (M ≤ 16).
+    Small,
+    /// `matmul_tiled`: 64×64 tiles, 4×4 outputs per thread; the medium bucket.
+    Tile64,
+    /// `matmul_tiled_128`: 128×128 tiles, 8×8 outputs per thread; the large bucket.
+    Tile128,
+    /// `matmul_coop`: 8×8 cooperative matrices (tensor cores) with f32 accumulation, only where the device was
+    /// opened with them (`SCORELENS_COOP_MATRIX=1` on an adapter that offers them).
+    Coop,
+}
+
+impl TilePlan {
+    pub const ALL: [TilePlan; 4] = [TilePlan::Small, TilePlan::Tile64, TilePlan::Tile128, TilePlan::Coop];
+
+    /// The kernel (entry of `gpu::kernels::KERNELS`) this plan runs.
+    pub fn kernel(self) -> &'static str {
+        match self {
+            TilePlan::Small => "matmul_small",
+            TilePlan::Tile64 => "matmul_tiled",
+            TilePlan::Tile128 => "matmul_tiled_128",
+            TilePlan::Coop => "matmul_coop",
+        }
     }
+
+    /// The short name used by `SCORELENS_MATMUL_TILE` and the bench items.
+    pub fn label(self) -> &'static str {
+        match self {
+            TilePlan::Small => "small",
+            TilePlan::Tile64 => "tile64",
+            TilePlan::Tile128 => "tile128",
+            TilePlan::Coop => "coop",
+        }
+    }
+
+    /// Parses `small`, `64` / `tile64`, `128` / `tile128`, `coop`; `auto` (or empty) is `None`.
+    pub fn parse(text: &str) -> Result<Option<TilePlan>> {
+        match text.trim().to_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            "small" => Ok(Some(TilePlan::Small)),
+            "64" | "tile64" => Ok(Some(TilePlan::Tile64)),
+            "128" | "tile128" => Ok(Some(TilePlan::Tile128)),
+            "coop" => Ok(Some(TilePlan::Coop)),
+            other => {
+                Err(Error::InvalidArgument(format!("{TILE_ENV}={other:?}: expected auto, small, 64, 128 or coop")))
+            }
+        }
+    }
+
+    /// The variant `SCORELENS_MATMUL_TILE` forces, if any.
+    pub fn forced() -> Result<Option<TilePlan>> {
+        match std::env::var(TILE_ENV) {
+            Ok(text) => TilePlan::parse(&text),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The bucket rule: M ≤ 16 → small; M, N ≥ 384 and at least 256 tiles of 128×128 over the batch → 128;
+    /// otherwise 64. With cooperative matrices enabled (`coop`), every shape but the small bucket goes to them.
+    pub fn choose(shape: &MatmulShape, coop: bool) -> TilePlan {
+        if shape.m <= SMALL_ROWS {
+            return TilePlan::Small;
+        }
+        if coop {
+            return TilePlan::Coop;
+        }
+        let tiles = shape.m.div_ceil(128) as u64 * shape.n.div_ceil(128) as u64 * shape.batch as u64;
+        if shape.m >= LARGE_SIDE && shape.n >= LARGE_SIDE && tiles >= LARGE_MIN_TILES {
+            TilePlan::Tile128
+        } else {
+            TilePlan::Tile64
+        }
+    }
+
+    /// Output rows and columns one workgroup covers: the dispatch is (⌈N/cols⌉, ⌈M/rows⌉, batch).
+    fn workgroup_tile(self) -> (u32, u32) {
+        match self {
+            TilePlan::Small => (1, 64),
+            TilePlan::Tile64 => (64, 64),
+            TilePlan::Tile128 => (128, 128),
+            TilePlan::Coop => (COOP_TILE, COOP_TILE),
+        }
+    }
+
+    fn from_kernel(name: &str) -> Option<TilePlan> {
+        TilePlan::ALL.into_iter().find(|p| p.kernel() == name)
+    }
+}
+
+/// Output tile of `matmul_coop` (see its header).
+const COOP_TILE: u32 = 32;
+
+/// Which kernel a shape runs on without a forced variant or cooperative matrices ([`TilePlan::choose`]).
+pub fn kernel_for(shape: &MatmulShape) -> &'static str {
+    TilePlan::choose(shape, false).kernel()
 }
 
 /// Records C = act(A·B + bias)·row_scale into `rec`.
@@ -235,10 +333,22 @@ pub fn record_matmul(
     epilogue: Epilogue,
     c: &wgpu::Buffer,
 ) -> Result<()> {
-    record_matmul_with(rec, kernel_for(shape), shape, a, b, epilogue, c)
+    let coop = rec.ctx().coop_matrix_enabled();
+    let plan = match TilePlan::forced()? {
+        Some(TilePlan::Coop) if !coop => {
+            return Err(Error::InvalidArgument(format!(
+                "{TILE_ENV}=coop needs cooperative matrices: set {}=1 on an adapter that offers them",
+                crate::gpu::COOP_MATRIX_ENV
+            )))
+        }
+        Some(plan) => plan,
+        None => TilePlan::choose(shape, coop),
+    };
+    record_matmul_with(rec, plan.kernel(), shape, a, b, epilogue, c)
 }
 
-/// As [`record_matmul`], on a named kernel variant (`matmul_tiled` or `matmul_small`); tests and benches use it.
+/// As [`record_matmul`], on a named kernel variant (`TilePlan::kernel`: `matmul_small`, `matmul_tiled`,
+/// `matmul_tiled_128`, `matmul_coop`); tests and benches use it.
 pub fn record_matmul_with(
     rec: &mut Recorder,
     kernel_name: &'static str,
@@ -248,6 +358,14 @@ pub fn record_matmul_with(
     epilogue: Epilogue,
     c: &wgpu::Buffer,
 ) -> Result<()> {
+    let plan = TilePlan::from_kernel(kernel_name)
+        .ok_or_else(|| Error::Kernel { kernel: kernel_name.into(), message: "not a matmul kernel".into() })?;
+    if plan == TilePlan::Coop && !rec.ctx().coop_matrix_enabled() {
+        return Err(Error::Kernel {
+            kernel: kernel_name.into(),
+            message: format!("the device was not opened with cooperative matrices ({}=1)", crate::gpu::COOP_MATRIX_ENV),
+        });
+    }
     let (ea, eb, ec) = shape.extents();
     for (name, need, buf) in [("A", ea, a), ("B", eb, b), ("C", ec, c)] {
         if need * 4 > buf.size() {
@@ -291,11 +409,8 @@ pub fn record_matmul_with(
     };
     let uniform = ctx.uniform("matmul/params", &params);
     let dummy = ctx.dummy();
-    let groups = if kernel_name == "matmul_small" {
-        [shape.n.div_ceil(TILE), shape.m, shape.batch]
-    } else {
-        [shape.n.div_ceil(TILE), shape.m.div_ceil(TILE), shape.batch]
-    };
+    let (rows, cols) = plan.workgroup_tile();
+    let groups = [shape.n.div_ceil(cols), shape.m.div_ceil(rows), shape.batch];
     rec.dispatch(
         &kernel,
         &[

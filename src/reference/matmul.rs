@@ -1,4 +1,4 @@
-//! f64 twin of shaders/matmul_tiled.wgsl and shaders/matmul_small.wgsl.
+//! f64 twin of the matmul kernels (shaders/matmul_tiled.wgsl, matmul_tiled_128.wgsl, matmul_small.wgsl).
 
 use crate::activation::Activation;
 use crate::ops::MatmulShape;

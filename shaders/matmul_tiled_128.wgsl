@@ -1,0 +1,98 @@
+// matmul_tiled_128.wgsl — the large-shape variant of matmul_tiled.wgsl: a 128×128 output tile per workgroup, 8×8
+// outputs per thread, with the same fused prologue and epilogue (act_a on A's loads; bias, act, act' factor, row
+// scale and grouped transposed store on C's).
+//
+// For every batch index z and every (m, n) of the M×N output, g = m / group_rows:
+//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] ) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g]
+// (meaning of every term and override constant: matmul_tiled.wgsl and shared/matmul_common.wgsl).
+//
+// Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M / G]),
+//                     4 pre (read, [M / G, ld_pre]), 5 c (read_write), 6 params (uniform Params).
+// Layout: exactly as matmul_tiled.wgsl (row-major, leading dimensions and batch strides in f32 elements, TRANS_A /
+// TRANS_B for transposed operands, STORE_GROUP_TRANSPOSED for the grouped transposed store).
+// Tiling: 16×16 threads; K steps by 8 through workgroup memory holding A [8][128] and B [8][128] as vec4 (8 KiB).
+// Thread (tx, ty) owns rows {4ty..4ty+3, 64+4ty..64+4ty+3} and columns {4tx..4tx+3, 64+4tx..64+4tx+3} of the tile,
+// so each step reads two vec4 of A and two of B per k (the split halves keep neighbouring threads on neighbouring
+// words). Each thread loads 4 elements of each operand per step, consecutive threads along the operand's
+// contiguous axis. Dispatch (⌈N/128⌉, ⌈M/128⌉, batch). Every global index is bounds-checked.
+
+const BIG_M: u32 = 128u;
+const BIG_N: u32 = 128u;
+const BIG_K: u32 = 8u;
+const BIG_THREADS: u32 = 256u;
+
+var<workgroup> big_a: array<vec4<f32>, 256>; // [BIG_K][BIG_M / 4]
+var<workgroup> big_b: array<vec4<f32>, 256>; // [BIG_K][BIG_N / 4]
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_id) local: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let m0 = group.y * BIG_M;
+    let n0 = group.x * BIG_N;
+    let z = group.z;
+    let base_a = params.offset_a + z * params.stride_a;
+    let base_b = params.offset_b + z * params.stride_b;
+    let base_c = params.offset_c + z * params.stride_c;
+    let tx = local.x;
+    let ty = local.y;
+
+    // acc[2r + h]: row r of the thread's 8 (r < 4: 4ty + r; else 64 + 4ty + r − 4), column half h (4 columns).
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+
+    for (var k0 = 0u; k0 < params.k; k0 += BIG_K) {
+        for (var r = 0u; r < 4u; r++) {
+            let i = lid + r * BIG_THREADS;
+            var kk: u32; var mm: u32;
+            if (TRANS_A) { mm = i & 127u; kk = i >> 7u; } else { kk = i & 7u; mm = i >> 3u; }
+            let gm = m0 + mm;
+            let gk = k0 + kk;
+            var va = 0.0;
+            if (gm < params.m && gk < params.k) {
+                if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
+                if (ACT_A != 0u) { va = activate(ACT_A, va); }
+            }
+            big_a[kk * 32u + (mm >> 2u)][mm & 3u] = va;
+
+            var nn: u32;
+            if (TRANS_B) { kk = i & 7u; nn = i >> 3u; } else { nn = i & 127u; kk = i >> 7u; }
+            let gn = n0 + nn;
+            let gk2 = k0 + kk;
+            var vb = 0.0;
+            if (gn < params.n && gk2 < params.k) {
+                if (TRANS_B) { vb = b[base_b + gn * params.ldb + gk2]; } else { vb = b[base_b + gk2 * params.ldb + gn]; }
+            }
+            big_b[kk * 32u + (nn >> 2u)][nn & 3u] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BIG_K; kk++) {
+            let a_lo = big_a[kk * 32u + ty];
+            let a_hi = big_a[kk * 32u + 16u + ty];
+            let b_lo = big_b[kk * 32u + tx];
+            let b_hi = big_b[kk * 32u + 16u + tx];
+            for (var r = 0u; r < 4u; r++) {
+                acc[2u * r] = fma(vec4<f32>(a_lo[r]), b_lo, acc[2u * r]);
+                acc[2u * r + 1u] = fma(vec4<f32>(a_lo[r]), b_hi, acc[2u * r + 1u]);
+                acc[8u + 2u * r] = fma(vec4<f32>(a_hi[r]), b_lo, acc[8u + 2u * r]);
+                acc[8u + 2u * r + 1u] = fma(vec4<f32>(a_hi[r]), b_hi, acc[8u + 2u * r + 1u]);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var r = 0u; r < 8u; r++) {
+        let m = m0 + (r >> 2u) * 64u + 4u * ty + (r & 3u);
+        if (m >= params.m) { continue; }
+        for (var h = 0u; h < 2u; h++) {
+            let v = acc[2u * r + h];
+            for (var j = 0u; j < 4u; j++) {
+                let n = n0 + h * 64u + 4u * tx + j;
+                if (n >= params.n) { continue; }
+                c[store_index(base_c, m, n)] = epilogue(v[j], m, n);
+            }
+        }
+    }
+}
