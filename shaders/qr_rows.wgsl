@@ -14,7 +14,10 @@
 // writes (a recording keeps the factors of many re-orthonormalisations); with params.keep_r = 0 only log_diag is
 // written (r may then be a placeholder). One 256-thread workgroup per block; dispatch (gx, gy, 1) with
 // block = group.y · params.grid_width + group.x. Thread l owns the elements l, l + 256, … of every row of its
-// block, so rows are only shared through the reductions.
+// block, so rows are only shared through the reductions (shared/workgroup_sum.wgsl, or its subgroup variant as
+// `qr_rows_subgroup`).
+
+const QR_THREADS: u32 = 256u;
 
 struct Params { blocks: u32, k: u32, d: u32, slot: u32, keep_r: u32, grid_width: u32, pad0: u32, pad1: u32 }
 
@@ -32,7 +35,8 @@ fn r_index(block: u32, i: u32, j: u32) -> u32 {
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) group: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.lid;
     let block = group.y * params.grid_width + group.x;
     // The whole workgroup takes the same branch, so the barriers below stay uniform.
     if (block >= params.blocks) { return; }
@@ -50,13 +54,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
                 let qa = row_start(block, i);
                 let qb = row_start(block, min(i + 1u, j - 1u));
                 var dots = vec2<f32>(0.0);
-                for (var e = lid; e < d; e += SUM_THREADS) {
+                for (var e = lid; e < d; e += QR_THREADS) {
                     let v = q[vj + e];
                     dots.x = fma(q[qa + e], v, dots.x);
                     if (pair) { dots.y = fma(q[qb + e], v, dots.y); }
                 }
-                let total = workgroup_sum2(lid, dots);
-                for (var e = lid; e < d; e += SUM_THREADS) {
+                let total = workgroup_sum2(lanes, dots);
+                for (var e = lid; e < d; e += QR_THREADS) {
                     var v = q[vj + e] - total.x * q[qa + e];
                     if (pair) { v -= total.y * q[qb + e]; }
                     q[vj + e] = v;
@@ -68,13 +72,13 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             }
         }
         var square = 0.0;
-        for (var e = lid; e < d; e += SUM_THREADS) {
+        for (var e = lid; e < d; e += QR_THREADS) {
             let v = q[vj + e];
             square = fma(v, v, square);
         }
-        let norm = sqrt(workgroup_sum2(lid, vec2<f32>(square, 0.0)).x);
+        let norm = sqrt(workgroup_sum2(lanes, vec2<f32>(square, 0.0)).x);
         let inverse = select(0.0, 1.0 / norm, norm > 0.0);
-        for (var e = lid; e < d; e += SUM_THREADS) {
+        for (var e = lid; e < d; e += QR_THREADS) {
             q[vj + e] *= inverse;
         }
         if (lid == 0u) {

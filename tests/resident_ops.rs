@@ -4,19 +4,37 @@
 
 mod common;
 
+use std::sync::{Arc, OnceLock};
+
 use common::{gpu, normal_vec, rel_err, rng};
 use scorelens::analysis::qr::qr_rows;
 use scorelens::gpu::{BufferRole, Recorder};
 use scorelens::ops::lincomb::record_lincomb;
 use scorelens::ops::qr::{record_qr_rows, QrFactors};
+use scorelens::GpuContext;
+
+/// A second device whose reductions are the workgroup tree (the shared one uses subgroups where the adapter has
+/// them, lavapipe included), so both variants of the QR kernel run.
+fn tree_gpu() -> Arc<GpuContext> {
+    static TREE: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let ctx = Arc::new(GpuContext::new().expect("GPU tests need an adapter (CI uses lavapipe)"));
+        ctx.set_subgroup_reductions(false).unwrap();
+        ctx
+    })
+    .clone()
+}
 
 /// Runs the GPU QR on `blocks` ([b, k, d]) with R kept in slot 1 of 2; returns (Q, R, log diag) of that slot.
 fn gpu_qr(blocks: &[f32], b: usize, k: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let ctx = gpu();
+    gpu_qr_on(&gpu(), blocks, b, k, d)
+}
+
+fn gpu_qr_on(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let q = ctx.upload("test/q", blocks);
     let r = ctx.buffer("test/r", (2 * b * k * k * 4) as u64, BufferRole::Storage);
     let log_diag = ctx.buffer("test/log_diag", (2 * b * k * 4) as u64, BufferRole::Storage);
-    let mut rec = Recorder::new(&ctx, "test/qr");
+    let mut rec = Recorder::new(ctx, "test/qr");
     record_qr_rows(&mut rec, &q, b, k, d, QrFactors { r: Some(&r), log_diag: &log_diag, slot: 1 }).unwrap();
     rec.submit();
     let q: Vec<f32> = ctx.download(&q, b * k * d).unwrap();
@@ -25,10 +43,10 @@ fn gpu_qr(blocks: &[f32], b: usize, k: usize, d: usize) -> (Vec<f32>, Vec<f32>, 
     (q, r[b * k * k..].to_vec(), l[b * k..].to_vec())
 }
 
-fn check_qr(blocks: &[f32], b: usize, k: usize, d: usize, tolerance: f64) {
+fn check_qr(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize, tolerance: f64) {
     let wide: Vec<f64> = blocks.iter().map(|&v| v as f64).collect();
     let (q_ref, r_ref) = qr_rows(&wide, b, k, d);
-    let (q, r, log_diag) = gpu_qr(blocks, b, k, d);
+    let (q, r, log_diag) = gpu_qr_on(ctx, blocks, b, k, d);
     let eq = rel_err(&q, &q_ref);
     let er = rel_err(&r, &r_ref);
     let log_ref: Vec<f64> = (0..b * k).map(|e| r_ref[(e / k) * k * k + (e % k) * (k + 1)].ln()).collect();
@@ -43,7 +61,8 @@ fn check_qr(blocks: &[f32], b: usize, k: usize, d: usize, tolerance: f64) {
             }
         }
     }
-    println!("qr b={b} k={k} d={d}: Q {eq:.2e}, R {er:.2e}, log diag {el:.2e}, |QQᵀ − I| {worst:.2e}");
+    let path = if ctx.subgroup_reductions() { "subgroups" } else { "tree" };
+    println!("qr ({path}) b={b} k={k} d={d}: Q {eq:.2e}, R {er:.2e}, log diag {el:.2e}, |QQᵀ − I| {worst:.2e}");
     assert!(eq < tolerance && er < tolerance && el < tolerance, "Q {eq:.2e} R {er:.2e} log {el:.2e}");
     assert!(worst < 1e-5, "rows not orthonormal: {worst:.2e}");
 }
@@ -53,7 +72,8 @@ fn qr_rows_matches_householder_in_f64() {
     let mut g = rng(11);
     for &(b, k, d) in &[(3, 1, 5), (5, 7, 37), (2, 9, 300), (3, 32, 531)] {
         let blocks = normal_vec(&mut g, b * k * d, 1.0);
-        check_qr(&blocks, b, k, d, 2e-6);
+        check_qr(&gpu(), &blocks, b, k, d, 2e-6);
+        check_qr(&tree_gpu(), &blocks, b, k, d, 2e-6);
     }
 }
 

@@ -14,6 +14,7 @@ const ACTIVATIONS: &str = include_str!("../../shaders/shared/activations.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/shared/matmul_common.wgsl");
 const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
+const QR_ROWS: &str = include_str!("../../shaders/qr_rows.wgsl");
 const WORKGROUP_SUM_SUBGROUP: &str = include_str!("../../shaders/shared/workgroup_sum_subgroup.wgsl");
 const GROUPNORM_TANGENT_STATS: &str = include_str!("../../shaders/groupnorm_tangent_stats.wgsl");
 const GROUPNORM_ADJOINT_STATS: &str = include_str!("../../shaders/groupnorm_adjoint_stats.wgsl");
@@ -36,7 +37,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
-    ("qr_rows", &[WORKGROUP_SUM], include_str!("../../shaders/qr_rows.wgsl")),
+    ("qr_rows", &[WORKGROUP_SUM], QR_ROWS),
+    ("qr_rows_subgroup", &[WORKGROUP_SUM_SUBGROUP], QR_ROWS),
     ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_igemm.wgsl")),
     ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_CORE], include_str!("../../shaders/conv2d_tangent.wgsl")),
     ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),

@@ -48,7 +48,7 @@ pub fn record_qr_rows(
         }
     }
     let ctx = rec.ctx();
-    let kernel = ctx.kernel("qr_rows", &[])?;
+    let kernel = ctx.kernel(ctx.reduction_kernel("qr_rows", "qr_rows_subgroup"), &[])?;
     let (gx, gy) = grid_2d(blocks as u32, ctx.caps.max_workgroups_per_dimension());
     let params = Params {
         blocks: blocks as u32,
