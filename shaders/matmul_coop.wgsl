@@ -49,23 +49,12 @@ fn main(
             // Consecutive threads walk the contiguous axis of each operand.
             var kk: u32; var mm: u32;
             if (TRANS_A) { mm = i & 31u; kk = i >> 5u; } else { kk = i & 31u; mm = i >> 5u; }
-            let gm = m0 + mm;
-            let gk = k0 + kk;
-            var va = 0.0;
-            if (gm < params.m && gk < params.k) {
-                if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
-                if (ACT_A != 0u) { va = activate(ACT_A, va); }
-            }
+            let va = load_a(base_a, m0 + mm, k0 + kk);
             coop_a[mm * CK + kk] = va;
 
             var nn: u32;
             if (TRANS_B) { kk = i & 31u; nn = i >> 5u; } else { nn = i & 31u; kk = i >> 5u; }
-            let gn = n0 + nn;
-            let gk2 = k0 + kk;
-            var vb = 0.0;
-            if (gn < params.n && gk2 < params.k) {
-                if (TRANS_B) { vb = b[base_b + gn * params.ldb + gk2]; } else { vb = b[base_b + gk2 * params.ldb + gn]; }
-            }
+            let vb = load_b(base_b, k0 + kk, n0 + nn);
             coop_b[kk * CT + nn] = vb;
         }
         workgroupBarrier();

@@ -21,12 +21,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) gr
     let base_b = params.offset_b + z * params.stride_b;
     var acc = 0.0;
     for (var k = 0u; k < params.k; k++) {
-        var va: f32;
-        if (TRANS_A) { va = a[base_a + k * params.lda + m]; } else { va = a[base_a + m * params.lda + k]; }
-        if (ACT_A != 0u) { va = activate(ACT_A, va); }
-        var vb: f32;
-        if (TRANS_B) { vb = b[base_b + n * params.ldb + k]; } else { vb = b[base_b + k * params.ldb + n]; }
-        acc = fma(va, vb, acc);
+        acc = fma(load_a(base_a, m, k), load_b(base_b, k, n), acc);
     }
     c[store_index(params.offset_c + z * params.stride_c, m, n)] = epilogue(acc, m, n);
 }

@@ -45,24 +45,13 @@ fn main(
             // A tile, stored [kk][mm]; consecutive threads walk the contiguous axis of A.
             var kk: u32; var mm: u32;
             if (TRANS_A) { mm = i & 63u; kk = i >> 6u; } else { kk = i & 15u; mm = i >> 4u; }
-            let gm = m0 + mm;
-            let gk = k0 + kk;
-            var va = 0.0;
-            if (gm < params.m && gk < params.k) {
-                if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
-                if (ACT_A != 0u) { va = activate(ACT_A, va); }
-            }
+            let va = load_a(base_a, m0 + mm, k0 + kk);
             tile_a[kk * TILE_M + mm] = va;
 
             // B tile, stored [kk][nn].
             var nn: u32;
             if (TRANS_B) { kk = i & 15u; nn = i >> 4u; } else { nn = i & 63u; kk = i >> 6u; }
-            let gn = n0 + nn;
-            let gk2 = k0 + kk;
-            var vb = 0.0;
-            if (gn < params.n && gk2 < params.k) {
-                if (TRANS_B) { vb = b[base_b + gn * params.ldb + gk2]; } else { vb = b[base_b + gk2 * params.ldb + gn]; }
-            }
+            let vb = load_b(base_b, k0 + kk, n0 + nn);
             tile_b[kk * TILE_N + nn] = vb;
         }
         workgroupBarrier();

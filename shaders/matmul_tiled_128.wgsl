@@ -48,23 +48,12 @@ fn main(
             let i = lid + r * BIG_THREADS;
             var kk: u32; var mm: u32;
             if (TRANS_A) { mm = i & 127u; kk = i >> 7u; } else { kk = i & 7u; mm = i >> 3u; }
-            let gm = m0 + mm;
-            let gk = k0 + kk;
-            var va = 0.0;
-            if (gm < params.m && gk < params.k) {
-                if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
-                if (ACT_A != 0u) { va = activate(ACT_A, va); }
-            }
+            let va = load_a(base_a, m0 + mm, k0 + kk);
             big_a[kk * 32u + (mm >> 2u)][mm & 3u] = va;
 
             var nn: u32;
             if (TRANS_B) { kk = i & 7u; nn = i >> 3u; } else { nn = i & 127u; kk = i >> 7u; }
-            let gn = n0 + nn;
-            let gk2 = k0 + kk;
-            var vb = 0.0;
-            if (gn < params.n && gk2 < params.k) {
-                if (TRANS_B) { vb = b[base_b + gn * params.ldb + gk2]; } else { vb = b[base_b + gk2 * params.ldb + gn]; }
-            }
+            let vb = load_b(base_b, k0 + kk, n0 + nn);
             big_b[kk * 32u + (nn >> 2u)][nn & 3u] = vb;
         }
         workgroupBarrier();

@@ -43,15 +43,8 @@ fn gpu_qr_on(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize) -> 
     (q, r[b * k * k..].to_vec(), l[b * k..].to_vec())
 }
 
-fn check_qr(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize, tolerance: f64) {
-    let wide: Vec<f64> = blocks.iter().map(|&v| v as f64).collect();
-    let (q_ref, r_ref) = qr_rows(&wide, b, k, d);
-    let (q, r, log_diag) = gpu_qr_on(ctx, blocks, b, k, d);
-    let eq = rel_err(&q, &q_ref);
-    let er = rel_err(&r, &r_ref);
-    let log_ref: Vec<f64> = (0..b * k).map(|e| r_ref[(e / k) * k * k + (e % k) * (k + 1)].ln()).collect();
-    let el = rel_err(&log_diag, &log_ref);
-    // Orthonormality of the GPU rows, in f64.
+/// max |Q Qᵀ − I| over the blocks of GPU rows, in f64.
+fn orthonormality_error(q: &[f32], b: usize, k: usize, d: usize) -> f64 {
     let mut worst = 0f64;
     for blk in 0..b {
         for i in 0..k {
@@ -61,6 +54,18 @@ fn check_qr(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize, tole
             }
         }
     }
+    worst
+}
+
+fn check_qr(ctx: &GpuContext, blocks: &[f32], b: usize, k: usize, d: usize, tolerance: f64) {
+    let wide: Vec<f64> = blocks.iter().map(|&v| v as f64).collect();
+    let (q_ref, r_ref) = qr_rows(&wide, b, k, d);
+    let (q, r, log_diag) = gpu_qr_on(ctx, blocks, b, k, d);
+    let eq = rel_err(&q, &q_ref);
+    let er = rel_err(&r, &r_ref);
+    let log_ref: Vec<f64> = (0..b * k).map(|e| r_ref[(e / k) * k * k + (e % k) * (k + 1)].ln()).collect();
+    let el = rel_err(&log_diag, &log_ref);
+    let worst = orthonormality_error(&q, b, k, d);
     let path = if ctx.subgroup_reductions() { "subgroups" } else { "tree" };
     println!("qr ({path}) b={b} k={k} d={d}: Q {eq:.2e}, R {er:.2e}, log diag {el:.2e}, |QQᵀ − I| {worst:.2e}");
     assert!(eq < tolerance && er < tolerance && el < tolerance, "Q {eq:.2e} R {er:.2e} log {el:.2e}");
@@ -101,15 +106,7 @@ fn qr_rows_keeps_orthogonality_on_ill_conditioned_blocks() {
     let (_, r_ref) = qr_rows(&wide, b, k, d);
     let (q, r, _) = gpu_qr(&blocks, b, k, d);
     let er = rel_err(&r, &r_ref);
-    let mut worst = 0f64;
-    for blk in 0..b {
-        for i in 0..k {
-            for j in 0..k {
-                let dot: f64 = (0..d).map(|e| q[(blk * k + i) * d + e] as f64 * q[(blk * k + j) * d + e] as f64).sum();
-                worst = worst.max((dot - if i == j { 1.0 } else { 0.0 }).abs());
-            }
-        }
-    }
+    let worst = orthonormality_error(&q, b, k, d);
     println!("ill-conditioned: R {er:.2e}, |QQᵀ − I| {worst:.2e}");
     assert!(er < 1e-5, "R {er:.2e}");
     assert!(worst < 1e-5, "orthogonality lost: {worst:.2e}");

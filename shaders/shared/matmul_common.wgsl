@@ -2,7 +2,8 @@
 // matmul_coop.wgsl) share: their parameters, override constants, bindings (see matmul_tiled.wgsl's header for their
 // meaning and layout), and the fused epilogue:
 //   epilogue(acc, m, n) = act(acc + bias[n]) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g], g = m / group_rows
-//   store_index(base_c, m, n) = where C(m, n) goes (grouped transposed with STORE_GROUP_TRANSPOSED).
+//   store_index(base_c, m, n) = where C(m, n) goes (grouped transposed with STORE_GROUP_TRANSPOSED);
+//   load_a / load_b: one element of an operand as the kernels stage it (act_a on A, zero outside the matrices).
 // Prefixed to the kernel after shared/activations.wgsl.
 
 struct Params {
@@ -28,6 +29,22 @@ override STORE_GROUP_TRANSPOSED: bool = false;
 @group(0) @binding(4) var<storage, read> pre: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+
+// A(gm, gk) of the batch whose A starts at base_a, with act_a applied; 0 outside the matrix (tile padding).
+fn load_a(base_a: u32, gm: u32, gk: u32) -> f32 {
+    if (gm >= params.m || gk >= params.k) { return 0.0; }
+    var va: f32;
+    if (TRANS_A) { va = a[base_a + gk * params.lda + gm]; } else { va = a[base_a + gm * params.lda + gk]; }
+    if (ACT_A != 0u) { va = activate(ACT_A, va); }
+    return va;
+}
+
+// B(gk, gn) of the batch whose B starts at base_b; 0 outside the matrix.
+fn load_b(base_b: u32, gk: u32, gn: u32) -> f32 {
+    if (gn >= params.n || gk >= params.k) { return 0.0; }
+    if (TRANS_B) { return b[base_b + gn * params.ldb + gk]; }
+    return b[base_b + gk * params.ldb + gn];
+}
 
 fn epilogue(acc: f32, m: u32, n: u32) -> f32 {
     let g = m / params.group_rows;

@@ -48,6 +48,28 @@ fn orthonormalize(blocks: &[f32], points: usize, p: usize, d: usize) -> Result<V
     Ok(q.into_iter().map(|v| v as f32).collect())
 }
 
+/// The sizes of a matrix-free run: D, the points, K kept and P = K + oversampling directions per point.
+struct BlockSizes {
+    d: usize,
+    points: usize,
+    k: usize,
+    p: usize,
+}
+
+impl BlockSizes {
+    fn of(field: &ScoreField, x: &[f32], settings: LowRankSettings) -> Result<Self> {
+        let d = field.dim();
+        let k = settings.k;
+        if k == 0 || k > d {
+            return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+        }
+        if !derivative::has_exact_vjp(field) {
+            return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
+        }
+        Ok(BlockSizes { d, points: x.len() / d, k, p: (k + settings.oversampling).min(d) })
+    }
+}
+
 /// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free. Networks run resident on the GPU
 /// ([`resident_triplets`]): blocks stay on the device, the host sees only P×P factors and residual norms. Each
 /// point's result is taken at the first iteration where its residuals pass, so it does not depend on the batch.
@@ -58,16 +80,7 @@ pub fn top_singular_triplets(
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<LowRank>> {
-    let d = field.dim();
-    let points = x.len() / d;
-    let k = settings.k;
-    let p = (k + settings.oversampling).min(d);
-    if k == 0 || k > d {
-        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
-    }
-    if !derivative::has_exact_vjp(field) {
-        return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
-    }
+    let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
     if blocks::supports(field) {
         if let Some(chunks) = blocks::point_chunks(field, points, p, options)? {
             let mut out = Vec::with_capacity(points);
@@ -91,10 +104,7 @@ fn starting_directions(settings: LowRankSettings, points: usize, p: usize, d: us
 /// Bᵀ = Rᵀ Q₂ (GPU QR); R ᵀ = Ũ Σ Ṽᵀ on the host (P×P, f64); U = Ũᵀ Q, V = Ṽᵀ Q₂; residuals ‖J vᵢ − σᵢ uᵢ‖ on
 /// the GPU; next Y = J Q₂ (Q₂ = qr(Jᵀ Q), as the host path's power step).
 pub fn resident_triplets(field: &ScoreField, x: &[f32], t: &[f32], settings: LowRankSettings) -> Result<Vec<LowRank>> {
-    let d = field.dim();
-    let points = x.len() / d;
-    let k = settings.k;
-    let p = (k + settings.oversampling).min(d);
+    let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let op = BlockOperator::new(field, x, t, p)?;
     let mut start = op.upload(&starting_directions(settings, points, p, d), p)?;
     op.orthonormalize(&mut start)?;
@@ -160,10 +170,7 @@ pub fn host_triplets(
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<LowRank>> {
-    let d = field.dim();
-    let points = x.len() / d;
-    let k = settings.k;
-    let p = (k + settings.oversampling).min(d);
+    let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let jvp = |v: &[f32]| derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options);
     let vjp = |u: &[f32]| derivative::vjp(field, x, t, u, options);
     let omega = starting_directions(settings, points, p, d);
