@@ -4,52 +4,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::cli::{expect_user_error, s, scorelens, sharded_and_two_devices, Scratch};
 use common::{fixture, rel_err};
 use scorelens::io::npy;
-
-fn scorelens(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scorelens")).args(args).output().expect("run scorelens");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn expect_user_error(args: &[&str], needles: &[&str]) {
-    let (code, stderr) = scorelens(args);
-    assert_eq!(code, 2, "args {args:?}: expected exit 2, got {code}; stderr:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "args {args:?} panicked:\n{stderr}");
-    let line =
-        stderr.lines().filter(|l| l.starts_with("error:")).last().unwrap_or_else(|| panic!("no error line: {stderr}"));
-    for needle in needles {
-        assert!(line.contains(needle), "args {args:?}: error line {line:?} does not name {needle:?}");
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    fn new() -> Self {
-        Scratch(tempfile::tempdir().unwrap())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-    fn npy(&self, name: &str, shape: &[usize], data: &[f32]) -> PathBuf {
-        let p = self.path(name);
-        npy::write_f32(&p, shape, data).unwrap();
-        p
-    }
-}
 
 #[test]
 fn kde_reproduces_the_fixture() {
     let scratch = Scratch::new();
     let out = scratch.path("out");
-    let (code, stderr) = scorelens(&[
+    let (code, _, stderr) = scorelens(&[
         "kde",
         "--data",
         s(&fixture("kde/data.npy")),
@@ -80,7 +44,7 @@ fn ridge_writes_every_output() {
     let data = scratch.npy("data.npy", &[2, 2], &[-1.0, 0.0, 1.0, 0.0]);
     let starts = scratch.npy("x0.npy", &[3, 2], &[0.0, 0.3, -0.5, -0.2, 0.7, 0.1]);
     let out = scratch.path("ridge");
-    let (code, stderr) = scorelens(&[
+    let (code, _, stderr) = scorelens(&[
         "ridge",
         "--data",
         s(&data),
@@ -173,7 +137,7 @@ fn ridge_error_splits_the_error_and_tables_a_trajectory() {
     let x: Vec<f32> = (0..5 * 16).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
     let x_path = scratch.npy("x.npy", &[5, 16], &x);
     let out = scratch.path("split");
-    let (code, stderr) = scorelens(&[
+    let (code, _, stderr) = scorelens(&[
         "ridge-error",
         s(&model),
         "--data",
@@ -199,11 +163,11 @@ fn ridge_error_splits_the_error_and_tables_a_trajectory() {
     }
     // A recorded trajectory: the phase table per level.
     let samples = scratch.path("samples");
-    let (code, stderr) =
+    let (code, _, stderr) =
         scorelens(&["sample", s(&model), "--n", "4", "--steps", "20", "--record-sigmas", "1,0.3", "-o", s(&samples)]);
     assert_eq!(code, 0, "{stderr}");
     let phases = scratch.path("phases");
-    let (code, stderr) = scorelens(&[
+    let (code, _, stderr) = scorelens(&[
         "ridge-error",
         s(&model),
         "--data",
@@ -243,36 +207,6 @@ fn ridge_error_splits_the_error_and_tables_a_trajectory() {
     );
 }
 
-/// Runs `base` with `-o whole`, as `n` shards (merged), and with `--devices 0,0`: every file in `names` must have
-/// the whole run's bytes.
-fn sharded_and_two_devices(scratch: &Scratch, tag: &str, base: &[&str], n: usize, names: &[&str]) -> PathBuf {
-    let run = |extra: &[&str], out: &Path| {
-        let (code, stderr) = scorelens(&[base, extra, &["-o", s(out)]].concat());
-        assert_eq!(code, 0, "{tag} {extra:?}: {stderr}");
-    };
-    let whole = scratch.path(&format!("{tag}_whole"));
-    run(&[], &whole);
-    let parts: Vec<PathBuf> = (0..n).map(|i| scratch.path(&format!("{tag}_{i}"))).collect();
-    for (i, part) in parts.iter().enumerate() {
-        run(&["--shard", &format!("{i}/{n}")], part);
-    }
-    let merged = scratch.path(&format!("{tag}_merged"));
-    let mut args = vec!["merge", "-o", s(&merged)];
-    args.extend(parts.iter().map(|p| s(p)));
-    let (code, stderr) = scorelens(&args);
-    assert_eq!(code, 0, "{tag} merge: {stderr}");
-    let two = scratch.path(&format!("{tag}_two"));
-    run(&["--devices", "0,0"], &two);
-    for name in names {
-        let want = std::fs::read(whole.join(name)).unwrap_or_else(|e| panic!("{tag}: {name}: {e}"));
-        for (how, dir) in [("shards merged", &merged), ("--devices 0,0", &two)] {
-            let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{tag} {how}: {name}: {e}"));
-            assert!(got == want, "{tag} {how}: {name} differs from the whole run's");
-        }
-    }
-    whole
-}
-
 #[test]
 fn kde_ridge_and_ridge_error_give_the_whole_runs_arrays_in_shards_and_on_two_devices() {
     let scratch = Scratch::new();
@@ -295,7 +229,7 @@ fn kde_ridge_and_ridge_error_give_the_whole_runs_arrays_in_shards_and_on_two_dev
     let split_outputs = ["error_normal.npy", "error_tangent.npy", "error_normal_norm.npy", "error_tangent_norm.npy"];
     sharded_and_two_devices(&scratch, "split", &split, 2, &split_outputs);
     let samples = scratch.path("samples");
-    let (code, stderr) =
+    let (code, _, stderr) =
         scorelens(&["sample", s(&model), "--n", "5", "--steps", "12", "--record-sigmas", "1,0.3", "-o", s(&samples)]);
     assert_eq!(code, 0, "{stderr}");
     let phases =
