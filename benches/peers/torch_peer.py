@@ -223,7 +223,10 @@ def main():
                     x = torch.rand(points, 1, 28, 28, device=device)
                     t = torch.full((1,), 0.5, device=device)
                     one = lambda image: net(image[None], t)[0].reshape(-1)
-                    jac = lambda: vmap(jacrev(lambda image: one(image)))(x).reshape(points, 784, 784)
+                    # vmap(jacrev) over all points at once holds points × 784 backward passes: in chunks of 8
+                    # points (a whole batch of 128 does not fit a GPU's memory).
+                    per_chunk = vmap(jacrev(lambda image: one(image)))
+                    jac = lambda: torch.cat([per_chunk(c) for c in torch.split(x, 8)]).reshape(points, 784, 784)
                 if "dense" in name:
                     work = lambda: torch.linalg.svdvals(jac())
                 else:
@@ -280,6 +283,16 @@ def main():
                         jac = transform(one, chunk_size=chunk) if chunk else transform(one)
                         candidates.append(median_seconds(lambda: vmap(jac)(x), sync, budget))
                 results.append((name, min(candidates)))
+            elif name.startswith("unet jvp exact"):
+                # K exact J·v per image: vmap over the tangents of torch.func.jvp (one batched forward-mode pass).
+                images = int(name.split("b")[-1])
+                k = int(name.split()[3][1:])
+                net = unet(args.model, device)
+                x = torch.rand(images, 1, 28, 28, device=device)
+                v = torch.randn(k, images, 1, 28, 28, device=device)
+                t = torch.full((images,), 0.5, device=device)
+                work = lambda: vmap(lambda w: jvp(lambda y: net(y, t), (x,), (w,))[1])(v)
+                results.append((name, median_seconds(work, sync, budget)))
             elif name.startswith("unet jvp"):
                 images = int(name.split("b")[-1])
                 net = unet(args.model, device)
