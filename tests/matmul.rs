@@ -6,7 +6,9 @@ mod common;
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::matmul::{kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, TilePlan};
+use scorelens::ops::matmul::{
+    kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, MatmulTarget, TilePlan,
+};
 use scorelens::reference::matmul::EpilogueRef;
 use scorelens::{reference, Activation, GpuContext};
 
@@ -226,7 +228,7 @@ fn every_variant_batched_transposed_with_full_epilogue() {
 
 #[test]
 fn chooser_buckets() {
-    let plan = |m, n, k, batch| TilePlan::choose(&MatmulShape::new(m, n, k).with_batch(batch), false);
+    let plan = |m, n, k, batch| TilePlan::choose(&MatmulShape::new(m, n, k).with_batch(batch), MatmulTarget::GPU);
     assert_eq!(plan(1, 512, 512, 1), TilePlan::Small);
     assert_eq!(plan(16, 4096, 4096, 1), TilePlan::Small);
     assert_eq!(plan(17, 64, 64, 1), TilePlan::Tile64);
@@ -239,8 +241,14 @@ fn chooser_buckets() {
     assert_eq!(plan(512, 512, 512, 16), TilePlan::Tile128);
     assert_eq!(plan(512, 512, 512, 4), TilePlan::Tile64);
     // With cooperative matrices every non-small shape goes to them.
-    assert_eq!(TilePlan::choose(&MatmulShape::new(100, 100, 100), true), TilePlan::Coop);
-    assert_eq!(TilePlan::choose(&MatmulShape::new(4, 100, 100), true), TilePlan::Small);
+    let coop = MatmulTarget { cooperative_matrices: true, software_driver: false };
+    assert_eq!(TilePlan::choose(&MatmulShape::new(100, 100, 100), coop), TilePlan::Coop);
+    assert_eq!(TilePlan::choose(&MatmulShape::new(4, 100, 100), coop), TilePlan::Small);
+    // A software driver runs every non-small shape on the 128 tile.
+    let cpu = MatmulTarget { cooperative_matrices: false, software_driver: true };
+    assert_eq!(TilePlan::choose(&MatmulShape::new(17, 64, 64), cpu), TilePlan::Tile128);
+    assert_eq!(TilePlan::choose(&MatmulShape::new(1024, 1024, 1024), cpu), TilePlan::Tile128);
+    assert_eq!(TilePlan::choose(&MatmulShape::new(16, 1024, 1024), cpu), TilePlan::Small);
     assert_eq!(kernel_for(&MatmulShape::new(4096, 4096, 4096)), "matmul_tiled_128");
     for (text, plan) in [("small", TilePlan::Small), ("64", TilePlan::Tile64), ("128", TilePlan::Tile128)] {
         assert_eq!(TilePlan::parse(text).unwrap(), Some(plan));
