@@ -638,6 +638,12 @@ fn sample_and_lyapunov_from_the_cli() {
 fn several_devices_give_the_arrays_of_one() {
     // Two independent devices on the one adapter CI has (lavapipe): rows split in two blocks, run in parallel.
     let scratch = Scratch::new();
+    // Commands that time or report one adapter say so rather than ignore the flag.
+    expect_user_error(&["bench", "--quick", "--devices", "0,0"], &["--devices 0,0", "bench", "SCORELENS_ADAPTER"]);
+    expect_user_error(
+        &["demo", "--quick", "--devices", "all", "-o", s(&scratch.path("demo"))],
+        &["demo", "one adapter"],
+    );
     let model = fixture("mlp_silu/model.safetensors");
     let rows = 37;
     let x: Vec<f32> = (0..rows * 16).map(|i| ((i * 29 % 83) as f32 / 41.0) - 1.0).collect();

@@ -81,6 +81,7 @@ fn time_it(budget: Duration, mut run: impl FnMut() -> Result<()>) -> Result<(f64
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    args.compute.single_adapter("bench")?;
     let budget_bytes = args.compute.memory_budget()?;
     if args.coop_matrix {
         scorelens::gpu::request_coop_matrix();

@@ -87,6 +87,17 @@ impl ComputeArgs {
         self.max_memory.as_deref().map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size)
     }
 
+    /// Refuses `--devices` for a command that runs on one adapter, naming how to pick it instead.
+    pub fn single_adapter(&self, command: &str) -> Result<()> {
+        match &self.devices {
+            Some(spec) => Err(scorelens::Error::InvalidArgument(format!(
+                "--devices {spec}: {command} runs on one adapter; choose it with {}=INDEX (see `scorelens info`)",
+                scorelens::gpu::ADAPTER_ENV
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The devices `--devices` names (each its own device, in order), or the one chosen adapter's.
     pub fn contexts(&self) -> Result<Vec<Arc<GpuContext>>> {
         match &self.devices {

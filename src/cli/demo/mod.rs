@@ -131,6 +131,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
     let ctx = GpuContext::shared()?;
     let bar = Bar::new();
+    args.compute.single_adapter("demo")?;
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let sizes = if args.quick {
