@@ -245,6 +245,21 @@ fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
         options,
     )
     .unwrap();
+    // The symmetric part's top eigenpairs, resident against the host path.
+    let eigen = analysis::lowrank::symmetric_part_top_eigenpairs(&field, &x, &t, settings, options).unwrap();
+    let eigen_host = analysis::lowrank::host_symmetric_eigenpairs(&field, &x, &t, settings, options).unwrap();
+    for (p, ((values, vectors), (want, want_vectors))) in eigen.iter().zip(&eigen_host).enumerate() {
+        for i in 0..k {
+            assert!(
+                (values[i] / want[i] - 1.0).abs() < 1e-5,
+                "point {p} λ{i}: resident {} host {}",
+                values[i],
+                want[i]
+            );
+            let dot: f64 = (0..d).map(|r| vectors[i * d + r] * want_vectors[i * d + r]).sum();
+            assert!(dot.abs() > 1.0 - 1e-4, "point {p} eigenvector {i}: |cos| {}", dot.abs());
+        }
+    }
     assert_eq!(
         alone[0].singular_values, resident[2].singular_values,
         "point 2 alone differs from point 2 in the batch"

@@ -231,6 +231,7 @@ pub fn host_triplets(
 
 /// Top-k eigenpairs by |eigenvalue| of the symmetric part (J + Jᵀ)/2, by block power iteration with Rayleigh–Ritz,
 /// matrix-free. Returns per point the eigenvalues and [k, D] eigenvectors.
+/// Networks run resident on the GPU ([`resident_symmetric_eigenpairs`]), other fields on the host path.
 pub fn symmetric_part_top_eigenpairs(
     field: &ScoreField,
     x: &[f32],
@@ -238,10 +239,89 @@ pub fn symmetric_part_top_eigenpairs(
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
-    let d = field.dim();
-    let points = x.len() / d;
-    let k = settings.k;
-    let p = (k + settings.oversampling).min(d);
+    let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
+    if blocks::supports(field) {
+        if let Some(chunks) = blocks::point_chunks(field, points, p, options)? {
+            let mut out = Vec::with_capacity(points);
+            for chunk in chunks {
+                let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
+                let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
+                out.extend(resident_symmetric_eigenpairs(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
+            }
+            return Ok(out);
+        }
+    }
+    host_symmetric_eigenpairs(field, x, t, settings, options)
+}
+
+/// Block power iteration on S = (J + Jᵀ)/2 with every block on the GPU: S X from one J·X and one Jᵀ·X, the
+/// Rayleigh quotient T = Xᵀ S X (P×P) to the host for its f64 eigendecomposition, the Ritz vectors X W and S X W
+/// and their residuals ‖S x − λ x‖ on the GPU; each point keeps the iteration where it first passed.
+pub fn resident_symmetric_eigenpairs(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
+    let op = BlockOperator::new(field, x, t, p)?;
+    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
+    let mut xq = op.upload(&start, p)?;
+    op.orthonormalize(&mut xq)?;
+    let mut found: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; points];
+    let last = settings.max_iterations.max(1);
+    for iteration in 1..=last {
+        let sx = op.add(&[(0.5, &op.jvp(&xq)?), (0.5, &op.vjp(&xq)?)])?;
+        let gram = op.gram(&xq, &sx)?;
+        let (mut coef, mut values) = (Vec::with_capacity(points * k * p), Vec::with_capacity(points * k));
+        for b in 0..points {
+            let g = |i: usize, j: usize| gram[b * p * p + i * p + j];
+            let sym = Mat::<f64>::from_fn(p, p, |i, j| 0.5 * (g(i, j) + g(j, i)));
+            let eig =
+                sym.self_adjoint_eigen(faer::Side::Lower).map_err(|e| Error::Device(format!("eigensolver: {e:?}")))?;
+            let (w, lambda) = (eig.U(), eig.S().column_vector());
+            let mut order: Vec<usize> = (0..p).collect();
+            order.sort_by(|&a, &c| lambda[c].abs().total_cmp(&lambda[a].abs()));
+            for &i in &order[..k] {
+                values.push(lambda[i]);
+                coef.extend((0..p).map(|c| w[(c, i)] as f32));
+            }
+        }
+        let vectors = op.combine(&coef, k, &xq)?;
+        let images = op.combine(&coef, k, &sx)?;
+        let scale: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        let norms = op.residual_norms(&images, &vectors, &scale)?;
+        let passed = |b: usize| {
+            let largest = values[b * k].abs().max(f64::MIN_POSITIVE);
+            norms[b * k..(b + 1) * k].iter().all(|&r| r / largest <= settings.tolerance)
+        };
+        let take: Vec<usize> =
+            (0..points).filter(|&b| found[b].is_none() && (iteration == last || passed(b))).collect();
+        if !take.is_empty() {
+            let v = op.download(&vectors)?;
+            for &b in &take {
+                let rows = v[b * k * d..(b + 1) * k * d].iter().map(|&e| e as f64).collect();
+                found[b] = Some((values[b * k..(b + 1) * k].to_vec(), rows));
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        xq = sx;
+        op.orthonormalize(&mut xq)?;
+    }
+    found.into_iter().map(|r| r.ok_or_else(|| Error::Device("no iteration ran".into()))).collect()
+}
+
+/// The host path of [`symmetric_part_top_eigenpairs`]: products on the GPU, Rayleigh–Ritz and QR in f64.
+pub fn host_symmetric_eigenpairs(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+    options: JobOptions,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let apply = |v: &[f32]| -> Result<Vec<f32>> {
         let (a, b) = (
             derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options)?,

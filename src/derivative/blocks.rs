@@ -150,6 +150,32 @@ impl<'f> BlockOperator<'f> {
         Ok(out)
     }
 
+    /// Σ_j c_j · block_j, blocks of the same shape.
+    pub fn add(&self, terms: &[(f64, &DeviceBlock)]) -> Result<DeviceBlock> {
+        let p = terms.first().map_or(0, |(_, b)| b.per_point);
+        if terms.iter().any(|(_, b)| b.per_point != p) {
+            return Err(Error::InvalidArgument("adding blocks that differ in shape".into()));
+        }
+        let out = self.empty(p, "blocks/sum");
+        let list: Vec<(f64, &wgpu::Buffer)> = terms.iter().map(|(c, b)| (*c, &b.buffer)).collect();
+        let mut rec = Recorder::new(self.ctx, "blocks/add");
+        record_lincomb(&mut rec, self.points * p * self.d, &list, &out.buffer)?;
+        rec.submit();
+        Ok(out)
+    }
+
+    /// The Gram matrices A Bᵀ of every point's rows ([points, P_a, P_b], f64 from f32 products on the GPU).
+    pub fn gram(&self, a: &DeviceBlock, b: &DeviceBlock) -> Result<Vec<f64>> {
+        let (pa, pb) = (a.per_point, b.per_point);
+        let out = self.ctx.buffer("blocks/gram", (self.points * pa * pb * 4) as u64, BufferRole::Storage);
+        let shape = MatmulShape::new(pa, pb, self.d).with_trans_b().with_batch(self.points);
+        let mut rec = Recorder::new(self.ctx, "blocks/gram");
+        record_matmul(&mut rec, &shape, &a.buffer, &b.buffer, Epilogue::NONE, &out)?;
+        rec.submit();
+        let values: Vec<f32> = self.ctx.download(&out, self.points * pa * pb)?;
+        Ok(values.into_iter().map(|v| v as f64).collect())
+    }
+
     /// ‖a_i − s_i b_i‖ for every row i of every point (`scale` [points, P]), in f32 on the GPU.
     pub fn residual_norms(&self, a: &DeviceBlock, b: &DeviceBlock, scale: &[f32]) -> Result<Vec<f64>> {
         let p = a.per_point;
