@@ -243,3 +243,28 @@ fn resident_and_host_propagators_agree_on_mlp_and_unet() {
         );
     }
 }
+
+#[test]
+fn resident_runs_beyond_the_memory_budget_in_blocks_of_trajectories() {
+    // A budget that holds only a few trajectories' tangents: the run goes in consecutive blocks (each drawing
+    // from its own rows' streams) and gives the arrays of the whole batch in one block.
+    let model =
+        common::random_mlp(31, 37, &[300, 300], 16, scorelens::Activation::Tanh, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(gpu(), &scorelens::ScoreModel::Mlp(model)).unwrap();
+    let trajectories = 9;
+    let x0 = common::normal_vec(&mut common::rng(32), trajectories * 37, 3.0);
+    let mut settings = LyapunovSettings::new(6);
+    settings.clv = true;
+    settings.qr_every = 2;
+    let dynamics = Dynamics::Sampler { kind: SamplerKind::Em, steps: 12, eps: 1e-3, seed: 8 };
+    let whole = lyapunov(&field, &x0, dynamics, settings, JobOptions::default()).unwrap();
+    let budget = 560_000;
+    let small = JobOptions { memory_budget: budget, ..JobOptions::default() };
+    let chunks = scorelens::derivative::blocks::point_chunks(&field, trajectories, 6, small).unwrap().unwrap();
+    assert!(chunks.len() > 1, "the budget must split the batch: {chunks:?}");
+    let split = lyapunov(&field, &x0, dynamics, settings, small).unwrap();
+    assert_eq!(split.log_growth, whole.log_growth);
+    assert_eq!(split.vectors, whole.vectors);
+    assert_eq!(split.clv.unwrap().vectors, whole.clv.unwrap().vectors);
+    assert_eq!(split.history, whole.history);
+}

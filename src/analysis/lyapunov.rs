@@ -379,6 +379,27 @@ fn run_with(
         return Err(Error::NotFinite { what: "initial points".into(), row: i / d, value: x0[i] as f64 });
     }
     let trajectories = x0.len() / d;
+    let resident = fused && resident::supports(field);
+    if resident {
+        // Trajectories are independent: a batch larger than the memory budget runs as consecutive blocks (each
+        // drawing from its rows' streams) joined in order; if one trajectory's tangents do not fit, the host
+        // path chunks its products instead.
+        let stages = stage_count(&dynamics);
+        match crate::derivative::blocks::point_chunks(field, trajectories, k * stages, options)? {
+            Some(chunks) if chunks.len() > 1 => {
+                let parts = chunks
+                    .into_iter()
+                    .map(|c| {
+                        let block = LyapunovSettings { first_row: settings.first_row + c.start, ..settings };
+                        run_with(field, &x0[c.start * d..c.end * d], dynamics, block, options, fused)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                return LyapunovRun::join(parts);
+            }
+            Some(_) => {}
+            None => return run_with(field, x0, dynamics, settings, options, false),
+        }
+    }
     let clock = Clock::of(&dynamics)?;
     let q0 = initial_tangents(trajectories, k, d, settings.tangents, settings.first_row);
     let inner = JobOptions { progress: &Silent, ..options };
@@ -387,7 +408,7 @@ fn run_with(
         (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused && user.has_jvp() => {
             Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
         }
-        _ if fused && resident::supports(field) => {
+        _ if resident => {
             let planner = step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?;
             Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics))?)
         }
