@@ -80,19 +80,36 @@ pub fn top_singular_triplets(
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<LowRank>> {
-    let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
-    if blocks::supports(field) {
-        if let Some(chunks) = blocks::point_chunks(field, points, p, options)? {
-            let mut out = Vec::with_capacity(points);
-            for chunk in chunks {
-                let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
-                let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
-                out.extend(resident_triplets(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
-            }
-            return Ok(out);
-        }
+    match resident_in_chunks(field, x, t, settings, options, resident_triplets)? {
+        Some(out) => Ok(out),
+        None => host_triplets(field, x, t, settings, options),
     }
-    host_triplets(field, x, t, settings, options)
+}
+
+/// Runs a resident method over chunks of points that fit the budget (each chunk's rows keep their index in the
+/// whole run); `None` where the field has no resident path or one point's blocks do not fit.
+fn resident_in_chunks<T>(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: LowRankSettings,
+    options: JobOptions,
+    method: impl Fn(&ScoreField, &[f32], &[f32], LowRankSettings) -> Result<Vec<T>>,
+) -> Result<Option<Vec<T>>> {
+    let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
+    if !blocks::supports(field) {
+        return Ok(None);
+    }
+    let Some(chunks) = blocks::point_chunks(field, points, p, options)? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(points);
+    for chunk in chunks {
+        let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
+        let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
+        out.extend(method(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
+    }
+    Ok(Some(out))
 }
 
 /// P starting directions per point, [points, P, D], drawn per point (see [`LowRankSettings::first_row`]).
@@ -239,19 +256,10 @@ pub fn symmetric_part_top_eigenpairs(
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
-    let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
-    if blocks::supports(field) {
-        if let Some(chunks) = blocks::point_chunks(field, points, p, options)? {
-            let mut out = Vec::with_capacity(points);
-            for chunk in chunks {
-                let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
-                let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
-                out.extend(resident_symmetric_eigenpairs(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
-            }
-            return Ok(out);
-        }
+    match resident_in_chunks(field, x, t, settings, options, resident_symmetric_eigenpairs)? {
+        Some(out) => Ok(out),
+        None => host_symmetric_eigenpairs(field, x, t, settings, options),
     }
-    host_symmetric_eigenpairs(field, x, t, settings, options)
 }
 
 /// Block power iteration on S = (J + Jᵀ)/2 with every block on the GPU: S X from one J·X and one Jᵀ·X, the
