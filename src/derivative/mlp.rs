@@ -10,7 +10,7 @@ use crate::activation::Activation;
 use crate::error::Result;
 use crate::field::chunked::TimeTable;
 use crate::field::MlpField;
-use crate::gpu::{BufferRole, GpuContext, Recorder};
+use crate::gpu::{BufferRole, GpuContext, Recorder, ScratchPool};
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::ops::mlp_input::record_mlp_input;
 
@@ -24,6 +24,8 @@ pub struct MlpLinearization<'f> {
     point_scale: wgpu::Buffer,
     /// The input rows [x, e(t)], [points, D + E].
     h0: wgpu::Buffer,
+    /// The products' intermediate rows, kept between calls (every element is written before it is read).
+    scratch: ScratchPool,
 }
 
 /// How J·V is stored: as V is ([B, P, D], row p of point b holding J v_p), or each point's block transposed
@@ -73,6 +75,7 @@ impl<'f> MlpLinearization<'f> {
             pre,
             point_scale: ctx.buffer("mlp/linearize/point_scale", words(points), BufferRole::Storage),
             h0: ctx.buffer("mlp/linearize/h0", words(points * (d + e)), BufferRole::Storage),
+            scratch: ScratchPool::default(),
         }
     }
 
@@ -175,8 +178,8 @@ impl<'f> MlpLinearization<'f> {
         let rows = self.points * per_point;
         let widest = model.hidden().into_iter().max().unwrap_or(1);
         let scratch = [
-            self.ctx().buffer("mlp/jvp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
-            self.ctx().buffer("mlp/jvp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.scratch.get(self.ctx(), "mlp/jvp/scratch0", (rows * widest * 4) as u64),
+            self.scratch.get(self.ctx(), "mlp/jvp/scratch1", (rows * widest * 4) as u64),
         ];
         let last = model.layers.len() - 1;
         for (l, layer) in model.layers.iter().enumerate() {
@@ -221,8 +224,8 @@ impl<'f> MlpLinearization<'f> {
         let rows = self.points * per_point;
         let widest = model.hidden().into_iter().max().unwrap_or(1);
         let scratch = [
-            self.ctx().buffer("mlp/vjp/scratch0", (rows * widest * 4) as u64, BufferRole::Storage),
-            self.ctx().buffer("mlp/vjp/scratch1", (rows * widest * 4) as u64, BufferRole::Storage),
+            self.scratch.get(self.ctx(), "mlp/vjp/scratch0", (rows * widest * 4) as u64),
+            self.scratch.get(self.ctx(), "mlp/vjp/scratch1", (rows * widest * 4) as u64),
         ];
         let last = model.layers.len() - 1;
         // Walk the layers backwards: ā_{l−1} = act'(a_{l−1}) ⊙ W_lᵀ ā_l (W_l [out, in] read as a [K, N] matrix).

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::field::unet::UnetSlot;
 use crate::field::UnetField;
-use crate::gpu::{BufferRole, Recorder};
+use crate::gpu::{BufferRole, Recorder, ScratchPool};
 use crate::model::unet::SKIP_OF;
 use crate::ops::conv::{
     record_conv2d_adjoint, record_conv2d_tangent, AdjointNorm, ConvShape, GradientSource, TangentNorm, TangentSource,
@@ -31,6 +31,8 @@ pub struct UnetLinearization<'f> {
     points: usize,
     max_tangent_rows: usize,
     slot: UnetSlot,
+    /// The tangents' block activations, kept between calls (each conv writes every element of its output).
+    scratch: ScratchPool,
 }
 
 impl<'f> UnetLinearization<'f> {
@@ -40,14 +42,14 @@ impl<'f> UnetLinearization<'f> {
         let mut rec = Recorder::new(field.ctx(), "unet/linearize");
         field.record_chunk(&slot, x, t, 0..points, max_tangent_rows, &mut rec)?;
         rec.submit();
-        Ok(UnetLinearization { field, points, max_tangent_rows, slot })
+        Ok(UnetLinearization { field, points, max_tangent_rows, slot, scratch: ScratchPool::default() })
     }
 
     /// Room for the primal pass of `points` points and the statistics of `max_tangent_rows` tangent rows;
     /// [`Self::record_primal`] fills it.
     pub(crate) fn allocate(field: &'f UnetField, points: usize, max_tangent_rows: usize) -> Self {
         let slot = field.allocate(points, max_tangent_rows, "unet/linearize");
-        UnetLinearization { field, points, max_tangent_rows, slot }
+        UnetLinearization { field, points, max_tangent_rows, slot, scratch: ScratchPool::default() }
     }
 
     /// Records the primal pass at device-resident points `x` ([points, D]) at time `t`.
@@ -122,11 +124,7 @@ impl<'f> UnetLinearization<'f> {
             .iter()
             .zip(&sizes)
             .map(|(b, (_, (h, w)))| {
-                ctx.buffer(
-                    &format!("unet/jvp/{}", b.name),
-                    (rows * h * w * b.conv.outputs * 4) as u64,
-                    BufferRole::Storage,
-                )
+                self.scratch.get(ctx, &format!("unet/jvp/{}", b.name), (rows * h * w * b.conv.outputs * 4) as u64)
             })
             .collect();
         let source = |block: usize| -> TangentSource {

@@ -126,6 +126,26 @@ impl GpuContext {
     }
 }
 
+/// Buffers kept from one recording to the next under a label (e.g. a linearisation's product scratch, re-used by
+/// every J·V of an iteration instead of allocated each time); a request larger than the kept buffer replaces it.
+#[derive(Default)]
+pub struct ScratchPool {
+    buffers: std::sync::Mutex<std::collections::HashMap<String, wgpu::Buffer>>,
+}
+
+impl ScratchPool {
+    /// A storage buffer of at least `bytes` bytes under `label`.
+    pub fn get(&self, ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+        let mut buffers = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buffer) = buffers.get(label).filter(|b| b.size() >= padded_size(bytes)) {
+            return buffer.clone();
+        }
+        let buffer = ctx.buffer(label, bytes, BufferRole::Storage);
+        buffers.insert(label.to_string(), buffer.clone());
+        buffer
+    }
+}
+
 /// Records the dispatches and copies of one chunk of work into one command encoder.
 pub struct Recorder<'a> {
     ctx: &'a GpuContext,

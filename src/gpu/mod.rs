@@ -4,7 +4,7 @@ mod buffers;
 mod context;
 pub mod kernels;
 
-pub use buffers::{grid_2d, BufferRole, Recorder};
+pub use buffers::{grid_2d, BufferRole, Recorder, ScratchPool};
 pub use context::{
     contexts_for, list_adapters, request_coop_matrix, AdapterSummary, Capabilities, GpuContext, ADAPTER_ENV,
     COOP_MATRIX_ENV, SUBGROUPS_ENV,
