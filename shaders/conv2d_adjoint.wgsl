@@ -16,7 +16,8 @@
 // Layout: grad1/grad2 [R, H, W, grad_stride] (the block's output grid, NHWC), primal [B, H, W, C],
 //         out [R, Hout, Wout, Cout] (the block's input grid); weight [Cout, 3, 3, C] (see ops::conv::adjoint_weight);
 //         coef offsets and group counts in params (norm_offset1, stats_offset1, tstats_offset1, groups1).
-// Tiling: shared/conv_igemm_core.wgsl over the R cotangent rows. Dispatch (⌈Cout/64⌉, ⌈M/64⌉, 1) per phase class.
+// Tiling: shared/conv_igemm_core.wgsl over the R cotangent rows. Dispatch (⌈Cout/64⌉, ⌈M/64⌉, 1) per phase class;
+// conv2d_adjoint_128 is this body on shared/conv_igemm_core_128.wgsl, dispatch (⌈Cout/128⌉, ⌈M/128⌉, 1).
 
 override NORM_SRC1: bool = false;
 override TWO_SOURCES: bool = false;

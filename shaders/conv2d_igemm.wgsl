@@ -25,6 +25,8 @@
 //         weight [Cout, 3, 3, C1 + C2] (PyTorch's weights reordered on the host; row = (kh·3 + kw)·Cin + ci).
 // Tiling (shared/conv_igemm_core.wgsl, as matmul_tiled.wgsl): M = B·class_h·class_w output pixels, N = Cout,
 // K = taps_h·taps_w·(C1 + C2); 64×64 tiles. Dispatch (⌈Cout/64⌉, ⌈M/64⌉, 1) per class. Every index is bounds-checked.
+// The same body on shared/conv_igemm_core_128.wgsl (as matmul_tiled_128.wgsl) is the kernel conv2d_igemm_128:
+// 128×128 tiles, dispatch (⌈Cout/128⌉, ⌈M/128⌉, 1) per class (ops::conv::ConvTile).
 
 override NORM_SRC1: bool = false;
 override NORM_SRC2: bool = false;

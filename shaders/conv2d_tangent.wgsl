@@ -15,7 +15,8 @@
 // Layout: src1 [R, Hin, Win, C1], src2 [R, Hin, Win, C2], primal1 [B, Hin, Win, C1], primal2 [B, Hin, Win, C2],
 //         out [R, Hout, Wout, Cout] (NHWC), weight [Cout, 3, 3, C1 + C2]; coef offsets and group counts in params.
 // Tiling: shared/conv_igemm_core.wgsl with GEMM rows over the R tangent rows. Dispatch (⌈Cout/64⌉, ⌈M/64⌉, 1)
-// per output phase class.
+// per output phase class; conv2d_tangent_128 is this body on shared/conv_igemm_core_128.wgsl, dispatch
+// (⌈Cout/128⌉, ⌈M/128⌉, 1).
 
 override NORM_SRC1: bool = false;
 override NORM_SRC2: bool = false;

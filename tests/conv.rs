@@ -7,7 +7,9 @@ mod common;
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::conv::{record_conv2d, reorder_weight, ConvBias, ConvInputs, ConvShape, PendingNorm};
+use scorelens::ops::conv::{
+    record_conv2d, record_conv2d_with, reorder_weight, ConvBias, ConvInputs, ConvShape, ConvTile, PendingNorm,
+};
 use scorelens::ops::groupnorm::record_groupnorm_stats;
 use scorelens::reference::unet::{add_per_channel, conv2d, conv_transpose2d, group_norm, silu_tensor, Tensor};
 use scorelens::Activation;
@@ -34,7 +36,10 @@ fn reference_conv(x: &Tensor, weight: &[f32], shape: &ConvShape) -> Tensor {
     }
 }
 
+/// Runs the convolution through `record_conv2d` (the tile the context picks, or SCORELENS_CONV_TILE forces), or
+/// through `record_conv2d_with` on the given tile.
 fn run(
+    tile: Option<ConvTile>,
     shape: &ConvShape,
     inputs: &ConvInputs,
     weight_pt: &[f32],
@@ -48,12 +53,16 @@ fn run(
     let len = shape.batch * ho * wo * shape.outputs;
     let out = ctx.buffer("out", (len * 4) as u64, BufferRole::Storage);
     let mut rec = Recorder::new(&ctx, "test/conv");
-    record_conv2d(&mut rec, shape, inputs, &weight, bias, act, scale, &out).unwrap();
+    match tile {
+        None => record_conv2d(&mut rec, shape, inputs, &weight, bias, act, scale, &out).unwrap(),
+        Some(tile) => record_conv2d_with(&mut rec, tile, shape, inputs, &weight, bias, act, scale, &out).unwrap(),
+    }
     rec.submit();
     ctx.download(&out, len).unwrap()
 }
 
 fn check_plain(
+    tile: Option<ConvTile>,
     batch: usize,
     h: usize,
     w: usize,
@@ -63,7 +72,7 @@ fn check_plain(
     transposed: bool,
     output_padding: usize,
     seed: u64,
-) {
+) -> f64 {
     let ctx = gpu();
     let shape =
         ConvShape { batch, height: h, width: w, c1: cin, c2: 0, outputs: cout, stride, transposed, output_padding };
@@ -71,29 +80,30 @@ fn check_plain(
     let weight = normal_vec(&mut rng(seed + 1), cin * cout * 9, 0.3);
     let src = ctx.upload("x", &f32s(&x));
     let inputs = ConvInputs { src1: &src, norm1: None, src2: None, norm2: None, norm: None };
-    let got = run(&shape, &inputs, &weight, ConvBias::None, Activation::Identity, None);
+    let got = run(tile, &shape, &inputs, &weight, ConvBias::None, Activation::Identity, None);
     let want = reference_conv(&x, &weight, &shape).to_nhwc();
     let err = rel_err(&got, &want);
-    assert!(err <= 1e-5, "{shape:?}: rel err {err:e}");
+    assert!(err <= 1e-5, "{tile:?} {shape:?}: rel err {err:e}");
+    err
 }
 
 #[test]
 fn convolutions_stride_1_and_2() {
-    check_plain(1, 5, 5, 1, 1, 1, false, 0, 1);
-    check_plain(3, 11, 9, 3, 70, 1, false, 0, 2);
-    check_plain(2, 13, 12, 17, 5, 2, false, 0, 3);
-    check_plain(5, 28, 28, 1, 33, 1, false, 0, 4);
+    check_plain(None, 1, 5, 5, 1, 1, 1, false, 0, 1);
+    check_plain(None, 3, 11, 9, 3, 70, 1, false, 0, 2);
+    check_plain(None, 2, 13, 12, 17, 5, 2, false, 0, 3);
+    check_plain(None, 5, 28, 28, 1, 33, 1, false, 0, 4);
 }
 
 #[test]
 fn transposed_convolutions_stride_1_and_2_with_output_padding() {
-    check_plain(1, 2, 2, 1, 1, 1, true, 0, 5);
-    check_plain(3, 5, 4, 7, 66, 2, true, 0, 6);
-    check_plain(2, 5, 5, 9, 13, 2, true, 1, 7);
-    check_plain(4, 6, 7, 65, 3, 1, true, 0, 8);
+    check_plain(None, 1, 2, 2, 1, 1, 1, true, 0, 5);
+    check_plain(None, 3, 5, 4, 7, 66, 2, true, 0, 6);
+    check_plain(None, 2, 5, 5, 9, 13, 2, true, 1, 7);
+    check_plain(None, 4, 6, 7, 65, 3, 1, true, 0, 8);
     // Stride 3: taps per phase 1, and a phase class with no rows in the output is skipped.
-    check_plain(2, 4, 3, 5, 6, 3, true, 2, 9);
-    check_plain(2, 10, 11, 4, 7, 3, false, 0, 10);
+    check_plain(None, 2, 4, 3, 5, 6, 3, true, 2, 9);
+    check_plain(None, 2, 10, 11, 4, 7, 3, false, 0, 10);
 }
 
 /// coef for z [B, C, H, W] from the GPU statistics kernel, compared with GroupNorm's closed form.
@@ -191,8 +201,6 @@ fn concatenated_normalised_inputs_with_time_bias_and_scale() {
         norm: Some(&cb),
     };
     let bias = ConvBias::PerTime { table: &tb, offset: 5, stride: 5 + cout, time_index: &ti };
-    let got = run(&shape, &inputs, &weight, bias, Activation::Silu, Some(&sc));
-
     let x = silu_tensor(group_norm(&z1, 2, &g1, &b1, 1e-5)).concat(&silu_tensor(group_norm(&z2, 4, &g2, &b2, 1e-5)));
     let mut want = reference_conv(&x, &weight, &shape);
     let per_sample: Vec<Vec<f64>> = time_index
@@ -205,8 +213,12 @@ fn concatenated_normalised_inputs_with_time_bias_and_scale() {
     for b in 0..batch {
         want.data[b * per_image..(b + 1) * per_image].iter_mut().for_each(|v| *v *= scale[b] as f64);
     }
-    let err = rel_err(&got, &want.to_nhwc());
-    assert!(err <= 1e-5, "rel err {err:e}");
+    // The context's tile, then each tile forced.
+    for tile in [None, Some(ConvTile::Tile64), Some(ConvTile::Tile128)] {
+        let got = run(tile, &shape, &inputs, &weight, bias, Activation::Silu, Some(&sc));
+        let err = rel_err(&got, &want.to_nhwc());
+        assert!(err <= 1e-5, "{tile:?}: rel err {err:e}");
+    }
 }
 
 #[test]
@@ -228,8 +240,44 @@ fn per_channel_bias() {
     let bias = vec![0.5f32, -1.0, 2.0];
     let (src, bb) = (ctx.upload("x", &f32s(&x)), ctx.upload("bias", &bias));
     let inputs = ConvInputs { src1: &src, norm1: None, src2: None, norm2: None, norm: None };
-    let got = run(&shape, &inputs, &weight, ConvBias::PerChannel(&bb), Activation::Identity, None);
+    let got = run(None, &shape, &inputs, &weight, ConvBias::PerChannel(&bb), Activation::Identity, None);
     let mut want = reference_conv(&x, &weight, &shape);
     add_per_channel(&mut want, &[bias.iter().map(|&v| v as f64).collect(), bias.iter().map(|&v| v as f64).collect()]);
     assert!(rel_err(&got, &want.to_nhwc()) <= 1e-5);
+}
+
+/// Each tile forced through the public op (`record_conv2d_with`), on shapes whose GEMM sizes are not multiples of
+/// 64 or 128: M = B·Hout·Wout (per phase class for the transposed ones), N = Cout and K = 9·Cin (or the taps of a
+/// class) all leave partial tiles and partial K-steps of both cores.
+#[test]
+fn both_tiles_match_the_reference() {
+    for tile in ConvTile::ALL {
+        let errs = [
+            // M = 3·9·7 = 189, N = 70, K = 27.
+            check_plain(Some(tile), 3, 11, 9, 3, 70, 1, false, 0, 50),
+            // M = 2·9·10 = 180, N = 133 (two 128-column tiles, three 64-column ones), K = 153.
+            check_plain(Some(tile), 2, 11, 12, 17, 133, 1, false, 0, 51),
+            // Stride 2: M = 5·6·5 = 150, N = 129, K = 45.
+            check_plain(Some(tile), 5, 13, 12, 5, 129, 2, false, 0, 52),
+            // Transposed, stride 2 with output padding: four phase classes of 1, 2 or 4 taps of 65 channels.
+            check_plain(Some(tile), 3, 9, 7, 65, 131, 2, true, 1, 53),
+            // Transposed, stride 1: M = 4·8·9 = 288, N = 3, K = 9·65 = 585.
+            check_plain(Some(tile), 4, 6, 7, 65, 3, 1, true, 0, 54),
+        ];
+        eprintln!("{tile:?}: rel errs {:?}", errs.map(|e| format!("{e:.2e}")));
+    }
+}
+
+#[test]
+fn tile_default_and_override_parsing() {
+    if std::env::var_os("SCORELENS_CONV_TILE").is_none() {
+        assert_eq!(ConvTile::current().unwrap(), ConvTile::Tile64);
+    }
+    for (text, tile) in [("64", ConvTile::Tile64), ("tile128", ConvTile::Tile128), (" 128 ", ConvTile::Tile128)] {
+        assert_eq!(ConvTile::parse(text).unwrap(), Some(tile));
+    }
+    assert_eq!(ConvTile::parse("auto").unwrap(), None);
+    assert!(ConvTile::parse("96").is_err());
+    assert_eq!(ConvTile::Tile64.side(), 64);
+    assert_eq!(ConvTile::Tile128.side(), 128);
 }

@@ -48,6 +48,69 @@ impl ConvShape {
     }
 }
 
+/// Environment variable that forces the convolution tile: `64`, `128` (or `auto`, the default).
+pub const CONV_TILE_ENV: &str = "SCORELENS_CONV_TILE";
+
+/// The workgroup tile of the three convolution kernels (values, tangents, adjoints), which share one core each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvTile {
+    /// shared/conv_igemm_core.wgsl: 64×64 tiles, 4×4 outputs per thread, K-step 16 (`conv2d_igemm`, …).
+    Tile64,
+    /// shared/conv_igemm_core_128.wgsl: 128×128 tiles, 8×8 outputs per thread, K-step 8 (`conv2d_igemm_128`, …).
+    Tile128,
+}
+
+impl ConvTile {
+    pub const ALL: [ConvTile; 2] = [ConvTile::Tile64, ConvTile::Tile128];
+
+    /// Output rows (and columns) one workgroup covers: a class dispatches (⌈Cout/side⌉, ⌈M/side⌉, 1).
+    pub fn side(self) -> usize {
+        match self {
+            ConvTile::Tile64 => 64,
+            ConvTile::Tile128 => 128,
+        }
+    }
+
+    /// The kernel of this tile among a kernel's two entries in `gpu::kernels::KERNELS`.
+    fn pick(self, tile64: &'static str, tile128: &'static str) -> &'static str {
+        match self {
+            ConvTile::Tile64 => tile64,
+            ConvTile::Tile128 => tile128,
+        }
+    }
+
+    /// Parses `64` / `tile64`, `128` / `tile128`; `auto` (or empty) is `None`.
+    pub fn parse(text: &str) -> Result<Option<ConvTile>> {
+        match text.trim().to_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            "64" | "tile64" => Ok(Some(ConvTile::Tile64)),
+            "128" | "tile128" => Ok(Some(ConvTile::Tile128)),
+            other => Err(Error::InvalidArgument(format!("{CONV_TILE_ENV}={other:?}: expected auto, 64 or 128"))),
+        }
+    }
+
+    /// The tile `SCORELENS_CONV_TILE` forces, if any.
+    pub fn forced() -> Result<Option<ConvTile>> {
+        match std::env::var(CONV_TILE_ENV) {
+            Ok(text) => ConvTile::parse(&text),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The tile every adapter runs unless `SCORELENS_CONV_TILE` forces another: 64. The 128 tile was meant for
+    /// software drivers (the matmul's is 3.1× faster on lavapipe), but on lavapipe the U-Net benches ran 5–58 %
+    /// slower with every convolution on it, and within noise of 64 with only layers of Cout ≥ 128 on it
+    /// (docs/BENCHMARKS.md, 2026-11-24). Likely causes, not measured apart: most layers have 32 or 64 output
+    /// channels, so a 128-column tile is mostly padding, and the deep layers have few 128-row tiles to share
+    /// among the cores. On GPUs 64 keeps four times as many workgroups in flight.
+    pub const DEFAULT: ConvTile = ConvTile::Tile64;
+
+    /// The forced tile, else [`ConvTile::DEFAULT`].
+    pub fn current() -> Result<ConvTile> {
+        Ok(ConvTile::forced()?.unwrap_or(ConvTile::DEFAULT))
+    }
+}
+
 /// Where a pending GroupNorm + SiLU of an input lives: element offset of its [B, C, 2] scale/shift block.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingNorm {
@@ -137,9 +200,27 @@ pub fn adjoint_weight(weight: &[f32], inputs: usize, outputs: usize, transposed:
 }
 
 /// Records out = act(conv(T(inputs)) + bias) · sample_scale. `weight` is [out, 3, 3, in] (see [`reorder_weight`]).
+/// The tile is [`ConvTile::current`] (64 unless `SCORELENS_CONV_TILE` forces 128).
 #[allow(clippy::too_many_arguments)]
 pub fn record_conv2d(
     rec: &mut Recorder,
+    shape: &ConvShape,
+    inputs: &ConvInputs,
+    weight: &wgpu::Buffer,
+    bias: ConvBias,
+    act: Activation,
+    sample_scale: Option<&wgpu::Buffer>,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let tile = ConvTile::current()?;
+    record_conv2d_with(rec, tile, shape, inputs, weight, bias, act, sample_scale, out)
+}
+
+/// [`record_conv2d`] on the given tile.
+#[allow(clippy::too_many_arguments)]
+pub fn record_conv2d_with(
+    rec: &mut Recorder,
+    tile: ConvTile,
     shape: &ConvShape,
     inputs: &ConvInputs,
     weight: &wgpu::Buffer,
@@ -159,7 +240,7 @@ pub fn record_conv2d(
         ConvBias::PerTime { table, offset, stride, time_index } => (2, Some(table), offset, stride, Some(time_index)),
     };
     let kernel = ctx.kernel(
-        "conv2d_igemm",
+        tile.pick("conv2d_igemm", "conv2d_igemm_128"),
         &[
             ("TRANSPOSED", shape.transposed as u32 as f64),
             ("NORM_SRC1", inputs.norm1.is_some() as u32 as f64),
@@ -187,7 +268,7 @@ pub fn record_conv2d(
         sample_scale.unwrap_or(dummy),
         out,
     ];
-    dispatch_classes(rec, &kernel, shape, shape.inputs(), &buffers, fields)
+    dispatch_classes(rec, &kernel, tile, shape, shape.inputs(), &buffers, fields)
 }
 
 /// The output buffer must hold the whole [batch, Hout, Wout, outputs] result.
@@ -199,11 +280,13 @@ fn check_output(kernel: &str, shape: &ConvShape, out: &wgpu::Buffer) -> Result<(
     Ok(())
 }
 
-/// Dispatches `kernel` once per output phase class of `shape`: `buffers` then the class's parameters, whose
-/// geometry comes from `shape` and the class and the rest from `fields`. `channels` is the K dimension per tap.
+/// Dispatches `kernel` (one of `tile`'s) once per output phase class of `shape`: `buffers` then the class's
+/// parameters, whose geometry comes from `shape` and the class and the rest from `fields`. `channels` is the K
+/// dimension per tap.
 fn dispatch_classes(
     rec: &mut Recorder,
     kernel: &Kernel,
+    tile: ConvTile,
     shape: &ConvShape,
     channels: usize,
     buffers: &[&wgpu::Buffer],
@@ -239,7 +322,8 @@ fn dispatch_classes(
         let uniform = ctx.uniform(&format!("{}/params", kernel.name), &params);
         let mut bindings = buffers.to_vec();
         bindings.push(&uniform);
-        rec.dispatch(kernel, &bindings, [shape.outputs.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])?;
+        let side = tile.side();
+        rec.dispatch(kernel, &bindings, [shape.outputs.div_ceil(side) as u32, m.div_ceil(side) as u32, 1])?;
     }
     Ok(())
 }
@@ -314,8 +398,9 @@ pub fn record_conv2d_tangent(
 ) -> Result<()> {
     check_output("conv2d_tangent", shape, out)?;
     let ctx = rec.ctx();
+    let tile = ConvTile::current()?;
     let kernel = ctx.kernel(
-        "conv2d_tangent",
+        tile.pick("conv2d_tangent", "conv2d_tangent_128"),
         &[
             ("TRANSPOSED", shape.transposed as u32 as f64),
             ("NORM_SRC1", src1.norm.is_some() as u32 as f64),
@@ -349,7 +434,7 @@ pub fn record_conv2d_tangent(
         sample_scale.unwrap_or(dummy),
         out,
     ];
-    dispatch_classes(rec, &kernel, shape, shape.inputs(), &buffers, fields)
+    dispatch_classes(rec, &kernel, tile, shape, shape.inputs(), &buffers, fields)
 }
 
 /// A gradient read by the adjoint kernels: channel c of pixel p at buffer[p · stride + offset + c].
@@ -389,8 +474,9 @@ pub fn record_conv2d_adjoint(
 ) -> Result<()> {
     check_output("conv2d_adjoint", shape, out)?;
     let ctx = rec.ctx();
+    let tile = ConvTile::current()?;
     let kernel = ctx.kernel(
-        "conv2d_adjoint",
+        tile.pick("conv2d_adjoint", "conv2d_adjoint_128"),
         &[
             ("TRANSPOSED", shape.transposed as u32 as f64),
             ("NORM_SRC1", norm.is_some() as u32 as f64),
@@ -420,5 +506,5 @@ pub fn record_conv2d_adjoint(
         sample_scale.unwrap_or(dummy),
         out,
     ];
-    dispatch_classes(rec, &kernel, shape, shape.c1, &buffers, fields)
+    dispatch_classes(rec, &kernel, tile, shape, shape.c1, &buffers, fields)
 }
