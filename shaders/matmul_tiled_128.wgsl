@@ -16,13 +16,7 @@
 // words). Each thread loads 4 elements of each operand per step, consecutive threads along the operand's
 // contiguous axis. Dispatch (⌈N/128⌉, ⌈M/128⌉, batch). Every global index is bounds-checked.
 
-const BIG_M: u32 = 128u;
-const BIG_N: u32 = 128u;
-const BIG_K: u32 = 8u;
 const BIG_THREADS: u32 = 256u;
-
-var<workgroup> big_a: array<vec4<f32>, 256>; // [BIG_K][BIG_M / 4]
-var<workgroup> big_b: array<vec4<f32>, 256>; // [BIG_K][BIG_N / 4]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(
@@ -57,18 +51,7 @@ fn main(
             big_b[kk * 32u + (nn >> 2u)][nn & 3u] = vb;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < BIG_K; kk++) {
-            let a_lo = big_a[kk * 32u + ty];
-            let a_hi = big_a[kk * 32u + 16u + ty];
-            let b_lo = big_b[kk * 32u + tx];
-            let b_hi = big_b[kk * 32u + 16u + tx];
-            for (var r = 0u; r < 4u; r++) {
-                acc[2u * r] = fma(vec4<f32>(a_lo[r]), b_lo, acc[2u * r]);
-                acc[2u * r + 1u] = fma(vec4<f32>(a_lo[r]), b_hi, acc[2u * r + 1u]);
-                acc[8u + 2u * r] = fma(vec4<f32>(a_hi[r]), b_lo, acc[8u + 2u * r]);
-                acc[8u + 2u * r + 1u] = fma(vec4<f32>(a_hi[r]), b_hi, acc[8u + 2u * r + 1u]);
-            }
-        }
+        multiply_tiles_128(tx, ty, &acc);
         workgroupBarrier();
     }
 

@@ -1,5 +1,5 @@
-// shared/register_tile_128.wgsl — the register-blocked inner product of the 128×128 convolution core
-// (shared/conv_igemm_core_128.wgsl), the layout of matmul_tiled_128.wgsl: a 16×16-thread workgroup holds a
+// shared/register_tile_128.wgsl — the register-blocked inner product of the 128×128 tiles, shared by
+// matmul_tiled_128.wgsl and the convolution core (shared/conv_igemm_core_128.wgsl): a 16×16-thread workgroup holds a
 // BIG_K-deep slice of a 128-row A tile and a 128-column B tile in workgroup memory as vec4, stored [kk][mm / 4] and
 // [kk][nn / 4]; thread (tx, ty) accumulates the 8×8 outputs of rows {4ty..4ty+3, 64+4ty..64+4ty+3} and columns
 // {4tx..4tx+3, 64+4tx..64+4tx+3} over the slice, acc[2r + h] holding row r of its 8 (r < 4: 4ty + r, else

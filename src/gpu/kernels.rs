@@ -38,7 +38,11 @@ const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
 pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_tiled", &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE], include_str!("../../shaders/matmul_tiled.wgsl")),
     ("matmul_small", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_small.wgsl")),
-    ("matmul_tiled_128", &[ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_tiled_128.wgsl")),
+    (
+        "matmul_tiled_128",
+        &[ACTIVATIONS, MATMUL_COMMON, REGISTER_TILE_128],
+        include_str!("../../shaders/matmul_tiled_128.wgsl"),
+    ),
     // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
