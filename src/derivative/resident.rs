@@ -136,6 +136,24 @@ impl<'f> ResidentPropagator<'f> {
         self.field.ctx()
     }
 
+    /// The terms of x + dt Σ_j w_j v_j and of Q + dt Σ_j w_j K_j over the stages' velocities and tangent
+    /// velocities (a stage point with w = a_i·, the update with w = b).
+    #[allow(clippy::type_complexity)]
+    fn combination<'a>(
+        &'a self,
+        x: &'a wgpu::Buffer,
+        q: &'a wgpu::Buffer,
+        dt: f64,
+        weights: &[f64],
+    ) -> (Vec<(f64, &'a wgpu::Buffer)>, Vec<(f64, &'a wgpu::Buffer)>) {
+        let (mut x_terms, mut q_terms) = (vec![(1.0, x)], vec![(1.0, q)]);
+        for (stage, &w) in self.stages.iter().zip(weights).filter(|(_, &w)| w != 0.0) {
+            x_terms.push((dt * w, &stage.velocity));
+            q_terms.push((dt * w, &stage.tangent_velocity));
+        }
+        (x_terms, q_terms)
+    }
+
     /// Records step `index` (stages, updates) and submits it.
     fn step(&mut self, index: usize, qr: Option<QrFactors>) -> Result<()> {
         let ctx = self.ctx();
@@ -158,14 +176,7 @@ impl<'f> ResidentPropagator<'f> {
             let (xi, qi) = if i == 0 {
                 (x, q)
             } else {
-                let mut x_terms = vec![(1.0, x)];
-                let mut q_terms = vec![(1.0, q)];
-                for (j, &a) in spec.a[i].iter().enumerate() {
-                    if a != 0.0 {
-                        x_terms.push((dt * a, &self.stages[j].velocity));
-                        q_terms.push((dt * a, &self.stages[j].tangent_velocity));
-                    }
-                }
+                let (x_terms, q_terms) = self.combination(x, q, dt, spec.a[i]);
                 record_lincomb(&mut rec, b * d, &x_terms, &buffers.x)?;
                 record_lincomb(&mut rec, b * k * d, &q_terms, &buffers.q)?;
                 (&buffers.x, &buffers.q)
@@ -182,14 +193,7 @@ impl<'f> ResidentPropagator<'f> {
             )?;
         }
         let next = 1 - self.current;
-        let mut x_terms = vec![(1.0, x)];
-        let mut q_terms = vec![(1.0, q)];
-        for (i, &w) in spec.b.iter().enumerate() {
-            if w != 0.0 {
-                x_terms.push((dt * w, &self.stages[i].velocity));
-                q_terms.push((dt * w, &self.stages[i].tangent_velocity));
-            }
-        }
+        let (mut x_terms, q_terms) = self.combination(x, q, dt, spec.b);
         if let Some((scale, z)) = &spec.noise {
             let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
             ctx.write(&self.noise, &z32);
