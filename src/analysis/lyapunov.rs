@@ -182,11 +182,7 @@ fn step_planner<'f>(
         Dynamics::Sampler { kind, seed, .. } => (kind, seed),
         Dynamics::Flow { .. } => (SamplerKind::OdeRk4, 0),
     };
-    let (offsets, a, b): (&'static [f64], &'static [&'static [f64]], &'static [f64]) = match kind {
-        SamplerKind::Em | SamplerKind::OdeEuler => (&[0.0], &[&[]], &[1.0]),
-        SamplerKind::Pc => return Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
-        other => tableau(other),
-    };
+    let (offsets, a, b) = scheme(&dynamics)?;
     // Each trajectory draws from its own stream (keyed by its row in the whole run), so shards draw alike.
     let mut noise = SeededNoise::for_rows(seed, first_row);
     let d = field.dim();
@@ -214,11 +210,22 @@ fn step_planner<'f>(
 }
 
 /// The most Runge–Kutta stages a step of the dynamics has.
-fn stage_count(dynamics: &Dynamics) -> usize {
-    match *dynamics {
-        Dynamics::Sampler { kind: SamplerKind::OdeHeun, .. } => 2,
-        Dynamics::Sampler { kind: SamplerKind::OdeRk4, .. } | Dynamics::Flow { .. } => 4,
-        Dynamics::Sampler { .. } => 1,
+fn stage_count(dynamics: &Dynamics) -> Result<usize> {
+    Ok(scheme(dynamics)?.0.len())
+}
+
+/// The explicit Runge–Kutta scheme of a step: stage offsets (in Δt), the a_ij and the weights b_i. A flow steps by
+/// RK4.
+#[allow(clippy::type_complexity)]
+fn scheme(dynamics: &Dynamics) -> Result<(&'static [f64], &'static [&'static [f64]], &'static [f64])> {
+    let kind = match *dynamics {
+        Dynamics::Sampler { kind, .. } => kind,
+        Dynamics::Flow { .. } => SamplerKind::OdeRk4,
+    };
+    match kind {
+        SamplerKind::Em | SamplerKind::OdeEuler => Ok((&[0.0], &[&[]], &[1.0])),
+        SamplerKind::Pc => Err(Error::InvalidArgument("lyapunov: the pc sampler is not supported".into())),
+        other => Ok(tableau(other)),
     }
 }
 
@@ -384,7 +391,7 @@ fn run_with(
         // Trajectories are independent: a batch larger than the memory budget runs as consecutive blocks (each
         // drawing from its rows' streams) joined in order; if one trajectory's tangents do not fit, the host
         // path chunks its products instead.
-        let stages = stage_count(&dynamics);
+        let stages = stage_count(&dynamics)?;
         match crate::derivative::blocks::point_chunks(field, trajectories, k * stages, options)? {
             Some(chunks) if chunks.len() > 1 => {
                 let parts = chunks
@@ -410,7 +417,7 @@ fn run_with(
         }
         _ if resident => {
             let planner = step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?;
-            Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics))?)
+            Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics)?)?)
         }
         _ => Box::new(HostPropagator {
             field,
