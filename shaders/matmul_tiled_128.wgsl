@@ -43,12 +43,12 @@ fn main(
             var kk: u32; var mm: u32;
             if (TRANS_A) { mm = i & 127u; kk = i >> 7u; } else { kk = i & 7u; mm = i >> 3u; }
             let va = load_a(base_a, m0 + mm, k0 + kk);
-            big_a[kk * 32u + (mm >> 2u)][mm & 3u] = va;
+            stage_a_128(kk, mm, va);
 
             var nn: u32;
             if (TRANS_B) { kk = i & 7u; nn = i >> 3u; } else { nn = i & 127u; kk = i >> 7u; }
             let vb = load_b(base_b, k0 + kk, n0 + nn);
-            big_b[kk * 32u + (nn >> 2u)][nn & 3u] = vb;
+            stage_b_128(kk, nn, vb);
         }
         workgroupBarrier();
         multiply_tiles_128(tx, ty, &acc);
@@ -56,12 +56,12 @@ fn main(
     }
 
     for (var r = 0u; r < 8u; r++) {
-        let m = m0 + (r >> 2u) * 64u + 4u * ty + (r & 3u);
+        let m = m0 + tile_row_128(r, ty);
         if (m >= params.m) { continue; }
         for (var h = 0u; h < 2u; h++) {
             let v = acc[2u * r + h];
             for (var j = 0u; j < 4u; j++) {
-                let n = n0 + h * 64u + 4u * tx + j;
+                let n = n0 + tile_col_128(h, j, tx);
                 if (n >= params.n) { continue; }
                 c[store_index(base_c, m, n)] = epilogue(v[j], m, n);
             }

@@ -41,13 +41,13 @@ fn main(
             if (row_ok[r] && k < params.k) {
                 va = load_input(rows[r].x, rows[r].y, rows[r].z, tap.th, tap.tw, tap.ci);
             }
-            big_a[kk_load * 32u + (mm >> 2u)][mm & 3u] = va;
+            stage_a_128(kk_load, mm, va);
 
             // Weights [Cout, K]: consecutive threads walk K.
             let gn = n0 + mm;
             var vb = 0.0;
             if (gn < params.cout && k < params.k) { vb = weight[gn * weight_row + tap.w]; }
-            big_b[kk_load * 32u + (mm >> 2u)][mm & 3u] = vb;
+            stage_b_128(kk_load, mm, vb);
         }
         workgroupBarrier();
         multiply_tiles_128(tx, ty, &acc);
@@ -55,14 +55,14 @@ fn main(
     }
 
     for (var r = 0u; r < 8u; r++) {
-        let m = m0 + (r >> 2u) * 64u + 4u * ty + (r & 3u);
+        let m = m0 + tile_row_128(r, ty);
         if (m >= params.m) { continue; }
         let row = m / (params.class_h * params.class_w);
         let pixel = output_pixel(m);
         for (var h = 0u; h < 2u; h++) {
             let v = acc[2u * r + h];
             for (var j = 0u; j < 4u; j++) {
-                let n = n0 + h * 64u + 4u * tx + j;
+                let n = n0 + tile_col_128(h, j, tx);
                 if (n >= params.cout) { continue; }
                 store_output(m, row, pixel, n, v[j]);
             }

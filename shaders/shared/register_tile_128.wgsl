@@ -3,7 +3,8 @@
 // BIG_K-deep slice of a 128-row A tile and a 128-column B tile in workgroup memory as vec4, stored [kk][mm / 4] and
 // [kk][nn / 4]; thread (tx, ty) accumulates the 8×8 outputs of rows {4ty..4ty+3, 64+4ty..64+4ty+3} and columns
 // {4tx..4tx+3, 64+4tx..64+4tx+3} over the slice, acc[2r + h] holding row r of its 8 (r < 4: 4ty + r, else
-// 64 + 4ty + r − 4) and column half h.
+// 64 + 4ty + r − 4) and column half h. stage_a_128 / stage_b_128 fill the tiles; tile_row_128 / tile_col_128 say
+// where each accumulator element belongs.
 
 const BIG_M: u32 = 128u;
 const BIG_N: u32 = 128u;
@@ -25,4 +26,23 @@ fn multiply_tiles_128(tx: u32, ty: u32, acc: ptr<function, array<vec4<f32>, 16>>
             (*acc)[8u + 2u * r + 1u] = fma(vec4<f32>(a_hi[r]), b_hi, (*acc)[8u + 2u * r + 1u]);
         }
     }
+}
+
+// Stores element (kk, mm) of the A tile and (kk, nn) of the B tile (the layout multiply_tiles_128 reads).
+fn stage_a_128(kk: u32, mm: u32, value: f32) {
+    big_a[kk * 32u + (mm >> 2u)][mm & 3u] = value;
+}
+
+fn stage_b_128(kk: u32, nn: u32, value: f32) {
+    big_b[kk * 32u + (nn >> 2u)][nn & 3u] = value;
+}
+
+// The tile row of accumulator row r (0…7) of thread row ty, and the tile column of element j of column half h of
+// thread column tx: where acc[2r + h][j] belongs.
+fn tile_row_128(r: u32, ty: u32) -> u32 {
+    return (r >> 2u) * 64u + 4u * ty + (r & 3u);
+}
+
+fn tile_col_128(h: u32, j: u32, tx: u32) -> u32 {
+    return h * 64u + 4u * tx + j;
 }
