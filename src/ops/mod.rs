@@ -2,6 +2,7 @@
 //! nothing of models, files or the CLI.
 
 pub mod conv;
+pub mod graph;
 pub mod groupnorm;
 pub mod kde;
 pub mod lincomb;
