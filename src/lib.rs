@@ -11,6 +11,7 @@ pub mod draws;
 pub mod error;
 pub mod field;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod model;
 pub mod ops;

@@ -285,3 +285,19 @@ pub fn record_softmax_tangent(
     let _ = (rec, rows, rep, outer, n, inner, y, d, out);
     todo!("graph_softmax_tangent.wgsl")
 }
+
+/// Uploads a host sparse map (weights as f32).
+pub fn upload_sparse_map(
+    ctx: &crate::gpu::GpuContext,
+    label: &str,
+    map: &crate::reference::graph_ops::SparseMap,
+) -> SparseMapBuffers {
+    let weight: Vec<f32> = map.weight.iter().map(|&w| w as f32).collect();
+    SparseMapBuffers {
+        outputs: map.outputs,
+        inputs: map.inputs,
+        row_start: ctx.upload(&format!("{label}/row_start"), &map.row_start),
+        column: ctx.upload(&format!("{label}/column"), &map.column),
+        weight: ctx.upload(&format!("{label}/weight"), &weight),
+    }
+}

@@ -1,0 +1,196 @@
+//! The network graph: typed values with static per-row shapes, and primitive ops in topological order.
+//!
+//! Every value lives in one row stream ([`Stream`]): constants (weights; one copy for all rows, whole shape),
+//! primal values (one row per point, per-row shape: the batch axis is not part of it) and tangent values (K rows
+//! per point: forward-mode tangents, or reverse-mode cotangents). A node's output stream is the "largest" of its
+//! inputs' (tangent > primal > constant), and kernels broadcast a primal operand over a point's tangent rows.
+//! The primitives are few on purpose: every ONNX op lowers to them, and each has a tangent rule and, when linear
+//! in its tangent operand, a transpose rule (crate::graph::linearize).
+
+use std::sync::Arc;
+
+use crate::ops::graph::{BinaryOp, Conv2d, UnaryFn};
+use crate::reference::graph_ops::SparseMap;
+
+pub type ValueId = usize;
+pub type NodeId = usize;
+
+/// Which rows a value has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stream {
+    /// One copy shared by every row (weights, folded constants).
+    Const,
+    /// One row per point.
+    Primal,
+    /// K rows per point (tangents or cotangents), point-major.
+    Tangent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Value {
+    /// The ONNX tensor (or derived) name, for messages and labels.
+    pub name: String,
+    /// Per-row shape (primal and tangent values), or the whole shape (constants).
+    pub shape: Vec<usize>,
+    pub stream: Stream,
+    /// The data of a constant.
+    pub data: Option<Arc<Vec<f32>>>,
+}
+
+impl Value {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Where one operand of a [`MatMul`] keeps its matrices within a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatrixLayout {
+    /// Elements between consecutive leading matrices within a row (0: one matrix for every leading index).
+    pub lead_stride: usize,
+    /// Stored transposed (A as [K, M], B as [N, K]); only constants are stored transposed.
+    pub transposed: bool,
+}
+
+/// Batched products C[l] = A[l] · B[l] for every leading index l < lead of a row: A [M, K], B [K, N], C [lead, M, N].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatMul {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub lead: usize,
+    pub a: MatrixLayout,
+    pub b: MatrixLayout,
+}
+
+/// The primitive ops.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// f(a), or f′(a) with `derivative` (the derivative factors of the linearisation).
+    Unary { f: UnaryFn, derivative: bool },
+    /// a ∘ b with numpy broadcasting of the per-row shapes.
+    Binary(BinaryOp),
+    /// The same elements under another per-row shape (Reshape, Flatten, Squeeze, Unsqueeze, Identity).
+    Reshape,
+    /// Σⱼ Mⱼ · inputⱼ within each row: layout ops (transpose, slice, concat, pad, gather, expand, tile, resize,
+    /// pooling, reductions) as per-row sparse linear maps, one per input.
+    Linear(Vec<Arc<SparseMap>>),
+    /// Batched matrix products over the leading axes of a row.
+    MatMul(MatMul),
+    /// A 2-D (transposed) convolution of the input (NCHW rows) with a constant weight (the second input); the
+    /// spec's `rows` is filled in at execution.
+    Conv(Conv2d),
+    /// (x − mean) / √(var + eps) over contiguous groups of `size` elements.
+    Norm { size: usize, eps: f32 },
+    /// The normalisation's linearisation at x (first input) applied to a tangent (second input); self-adjoint.
+    NormTangent { size: usize, eps: f32 },
+    /// Softmax along the middle axis of the row viewed as [outer, n, inner].
+    Softmax { outer: usize, n: usize, inner: usize },
+    /// The softmax's linearisation at its output y (first input) applied to a tangent (second); self-adjoint.
+    SoftmaxTangent { outer: usize, n: usize, inner: usize },
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Unary { derivative: false, .. } => "unary",
+            Op::Unary { derivative: true, .. } => "unary-derivative",
+            Op::Binary(_) => "binary",
+            Op::Reshape => "reshape",
+            Op::Linear(_) => "linear-map",
+            Op::MatMul(_) => "matmul",
+            Op::Conv(c) if c.transposed => "conv-transpose",
+            Op::Conv(_) => "conv",
+            Op::Norm { .. } => "norm",
+            Op::NormTangent { .. } => "norm-tangent",
+            Op::Softmax { .. } => "softmax",
+            Op::SoftmaxTangent { .. } => "softmax-tangent",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The ONNX node it comes from (several primitives may share it).
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+    pub output: ValueId,
+}
+
+/// A score network as a graph: inputs x [per-row shape] and the time input (per-row shape []), one output.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub values: Vec<Value>,
+    pub nodes: Vec<Node>,
+    /// The primal inputs, in order: x, then the time input.
+    pub inputs: Vec<ValueId>,
+    pub output: ValueId,
+}
+
+impl Graph {
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id]
+    }
+
+    pub fn add_value(&mut self, name: impl Into<String>, shape: Vec<usize>, stream: Stream) -> ValueId {
+        self.values.push(Value { name: name.into(), shape, stream, data: None });
+        self.values.len() - 1
+    }
+
+    pub fn add_const(&mut self, name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> ValueId {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        self.values.push(Value { name: name.into(), shape, stream: Stream::Const, data: Some(Arc::new(data)) });
+        self.values.len() - 1
+    }
+
+    /// Appends a node computing a new value of `shape`; its stream is the largest of its inputs'.
+    pub fn add_node(&mut self, name: &str, op: Op, inputs: Vec<ValueId>, shape: Vec<usize>) -> ValueId {
+        let stream = inputs.iter().map(|&i| self.values[i].stream).max().unwrap_or(Stream::Const);
+        let label = format!("{name}/{}", op.kind());
+        let output = self.add_value(label, shape, stream);
+        self.nodes.push(Node { name: name.into(), op, inputs, output });
+        output
+    }
+
+    /// The node producing each value (None for inputs and constants).
+    pub fn producers(&self) -> Vec<Option<NodeId>> {
+        let mut producer = vec![None; self.values.len()];
+        for (n, node) in self.nodes.iter().enumerate() {
+            producer[node.output] = Some(n);
+        }
+        producer
+    }
+
+    /// Number of weights (constant elements).
+    pub fn parameter_count(&self) -> usize {
+        self.values.iter().filter(|v| v.stream == Stream::Const).map(Value::numel).sum()
+    }
+
+    /// FLOPs of one row through `nodes` (multiply-adds count 2), for the scheduler and `info`.
+    pub fn flops_per_row(&self, nodes: &[NodeId]) -> f64 {
+        nodes.iter().map(|&n| self.node_flops(&self.nodes[n])).sum()
+    }
+
+    pub fn node_flops(&self, node: &Node) -> f64 {
+        let out = self.values[node.output].numel() as f64;
+        match &node.op {
+            Op::Unary { .. } | Op::Binary(_) => out,
+            Op::Reshape => 0.0,
+            Op::Linear(maps) => 2.0 * maps.iter().map(|m| m.nnz()).sum::<usize>() as f64,
+            Op::MatMul(mm) => 2.0 * (mm.lead * mm.m * mm.n * mm.k) as f64,
+            Op::Conv(c) => {
+                let taps = (c.kernel[0] * c.kernel[1] * c.c_in / c.groups) as f64;
+                let pixels = if c.transposed { c.h_in * c.w_in * c.c_out } else { c.h_out * c.w_out * c.c_out };
+                2.0 * taps * pixels as f64
+            }
+            Op::Norm { .. } | Op::Softmax { .. } => 5.0 * out,
+            Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => 8.0 * out,
+        }
+    }
+
+    /// f32 elements one row of `nodes`' outputs holds (an upper bound of the working memory per row).
+    pub fn floats_per_row(&self, nodes: &[NodeId]) -> usize {
+        nodes.iter().map(|&n| self.values[self.nodes[n].output].numel()).sum()
+    }
+}

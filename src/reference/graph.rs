@@ -1,0 +1,148 @@
+//! The f64 twin of the graph executor: runs a node list over host buffers with the primitive twins of
+//! [`super::graph_ops`]. Constants are upcast from their f32 data; primal values hold `points` rows, tangent
+//! values `points · rep` rows.
+
+use crate::graph::ir::{Graph, NodeId, Op, Stream, ValueId};
+use crate::ops::graph::{BatchedMatmul, MatrixMap, RowMap};
+use crate::reference::graph_ops as twin;
+
+/// Host values of a graph run: `values[id]` once computed or given.
+pub struct HostRun<'g> {
+    pub graph: &'g Graph,
+    pub points: usize,
+    pub rep: usize,
+    pub values: Vec<Option<Vec<f64>>>,
+}
+
+impl<'g> HostRun<'g> {
+    pub fn new(graph: &'g Graph, points: usize, rep: usize) -> Self {
+        let values =
+            graph.values.iter().map(|v| v.data.as_ref().map(|d| d.iter().map(|&x| x as f64).collect())).collect();
+        HostRun { graph, points, rep, values }
+    }
+
+    pub fn set(&mut self, id: ValueId, data: Vec<f64>) {
+        assert_eq!(data.len(), self.rows(id) * self.graph.values[id].numel(), "value `{}`", self.graph.values[id].name);
+        self.values[id] = Some(data);
+    }
+
+    pub fn get(&self, id: ValueId) -> &[f64] {
+        self.values[id].as_deref().unwrap_or_else(|| panic!("value `{}` not computed", self.graph.values[id].name))
+    }
+
+    /// Rows a value of this stream has in the run.
+    pub fn rows(&self, id: ValueId) -> usize {
+        match self.graph.values[id].stream {
+            Stream::Const => 1,
+            Stream::Primal => self.points,
+            Stream::Tangent => self.points * self.rep,
+        }
+    }
+
+    /// Where output rows of a node of stream `out` find rows of `id`.
+    fn row_map(&self, id: ValueId, out: Stream) -> RowMap {
+        let v = &self.graph.values[id];
+        match (v.stream, out) {
+            (Stream::Const, _) => RowMap::shared(),
+            (Stream::Primal, Stream::Tangent) => RowMap::repeated(v.numel(), self.rep),
+            _ => RowMap::rows(v.numel()),
+        }
+    }
+
+    pub fn run(&mut self, nodes: &[NodeId]) {
+        for &n in nodes {
+            let node = &self.graph.nodes[n];
+            let out_value = &self.graph.values[node.output];
+            let (rows, out_stream) = (self.rows(node.output), out_value.stream);
+            let mut out = vec![0.0; rows * out_value.numel()];
+            let input = |i: usize| self.get(node.inputs[i]);
+            match &node.op {
+                Op::Unary { f, derivative } => twin::record_unary(*f, *derivative, input(0), &mut out),
+                Op::Binary(op) => {
+                    let operand = |i: usize| {
+                        let id = node.inputs[i];
+                        (self.get(id), self.graph.values[id].shape.as_slice(), self.row_map(id, out_stream))
+                    };
+                    twin::record_binary(*op, rows, &out_value.shape, operand(0), operand(1), &mut out);
+                }
+                Op::Reshape => out.copy_from_slice(input(0)),
+                Op::Linear(maps) => {
+                    for (j, map) in maps.iter().enumerate() {
+                        twin::record_sparse_map(rows, map, input(j), &mut out, j > 0);
+                    }
+                }
+                Op::MatMul(mm) => {
+                    let map = |i: usize, layout: crate::graph::ir::MatrixLayout| MatrixMap {
+                        rows: self.row_map(node.inputs[i], out_stream),
+                        lead_stride: layout.lead_stride as u32,
+                        transposed: layout.transposed,
+                    };
+                    let spec = BatchedMatmul {
+                        m: mm.m,
+                        n: mm.n,
+                        k: mm.k,
+                        rows,
+                        lead: mm.lead,
+                        a: map(0, mm.a),
+                        b: map(1, mm.b),
+                    };
+                    twin::record_batched_matmul(&spec, input(0), input(1), &mut out);
+                }
+                Op::Conv(spec) => {
+                    let spec = crate::ops::graph::Conv2d { rows, ..*spec };
+                    twin::record_conv2d(&spec, input(0), input(1), &mut out);
+                }
+                Op::Norm { size, eps } => twin::record_norm(out.len() / size, *size, *eps as f64, input(0), &mut out),
+                Op::NormTangent { size, eps } => {
+                    let groups = out_value.numel() / size;
+                    let rep = rows / self.rows(node.inputs[0]);
+                    twin::record_norm_tangent(rows, rep, groups, *size, *eps as f64, input(0), input(1), &mut out);
+                }
+                Op::Softmax { outer, n, inner } => twin::record_softmax(rows, *outer, *n, *inner, input(0), &mut out),
+                Op::SoftmaxTangent { outer, n, inner } => {
+                    let rep = rows / self.rows(node.inputs[0]);
+                    twin::record_softmax_tangent(rows, rep, *outer, *n, *inner, input(0), input(1), &mut out);
+                }
+            }
+            self.values[node.output] = Some(out);
+        }
+    }
+}
+
+/// A whole pass of a score network on the host in f64 (the twin of `GraphExecutor::run`): x [points, D], one t
+/// per point (or one for all), tangents [points, rep, D] for J·V and Jᵀ·U.
+pub fn run_network(
+    net: &crate::graph::ScoreNetwork,
+    pass: crate::graph::exec::Pass,
+    x: &[f64],
+    t: &[f64],
+    tangents: Option<(&[f64], usize)>,
+) -> Vec<f64> {
+    use crate::graph::exec::Pass;
+    let p = &net.program;
+    let g = &p.graph;
+    let d = net.dim();
+    let points = x.len() / d;
+    let rep = tangents.map_or(1, |(_, r)| r);
+    let t: Vec<f64> = (0..points).map(|i| t[if t.len() == 1 { 0 } else { i }]).collect();
+    let mut run = HostRun::new(g, points, rep);
+    run.set(g.inputs[0], x.to_vec());
+    for (k, values) in net.row_inputs(&t).into_iter().enumerate() {
+        run.set(g.inputs[k + 1], values);
+    }
+    run.run(&p.primal);
+    if pass == Pass::Score {
+        return run.get(g.output).to_vec();
+    }
+    run.run(&p.residuals);
+    let (v, _) = tangents.expect("tangents for a product");
+    if pass == Pass::Jvp {
+        run.set(p.dx, v.to_vec());
+        run.run(&p.jvp);
+        run.get(p.dy).to_vec()
+    } else {
+        run.set(p.y_bar, v.to_vec());
+        run.run(&p.vjp);
+        run.get(p.x_bar).to_vec()
+    }
+}
