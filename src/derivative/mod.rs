@@ -64,6 +64,7 @@ pub enum DivergenceMethod {
 /// A field linearised at a batch of points, with its primal state on the GPU.
 pub enum Linearization<'f> {
     Mlp(MlpLinearization<'f>),
+    Graph(crate::graph::exec::GraphLinearization<'f>),
     Unet(UnetLinearization<'f>),
     User(UserLinearization<'f>),
 }
@@ -80,6 +81,7 @@ impl Linearization<'_> {
     ) -> Result<()> {
         match self {
             Linearization::Mlp(l) => l.record_jvp(rec, v, per_point, out, layout),
+            Linearization::Graph(l) => l.record_jvp(rec, v, per_point, out, layout == TangentLayout::Transposed),
             Linearization::Unet(l) => l.record_jvp(rec, v, per_point, out, layout),
             Linearization::User(l) => l.record_jvp(rec, v, per_point, out, layout),
         }
@@ -89,6 +91,7 @@ impl Linearization<'_> {
     pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
         match self {
             Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
+            Linearization::Graph(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::Unet(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::User(l) => l.record_vjp(),
         }
@@ -98,6 +101,7 @@ impl Linearization<'_> {
     pub fn pre_activations(&self) -> Result<Vec<f32>> {
         match self {
             Linearization::Mlp(l) => l.pre_activations(),
+            Linearization::Graph(l) => l.pre_activations(),
             Linearization::Unet(l) => l.pre_activations(),
             Linearization::User(_) => Err(Error::InvalidArgument(
                 "a user field has no hidden units to count (local complexity needs a network)".into(),
@@ -115,6 +119,7 @@ pub fn linearize<'f>(
 ) -> Result<Linearization<'f>> {
     match field {
         ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
+        ScoreField::Graph(f) => Ok(Linearization::Graph(f.executor().linearize(x, t)?)),
         ScoreField::Unet(f) => Ok(Linearization::Unet(UnetLinearization::new(f, x, t, max_tangent_rows)?)),
         ScoreField::User(f) => Ok(Linearization::User(UserLinearization::new(f, x, t)?)),
         ScoreField::Smoothed(_) => Err(Error::InvalidArgument(
@@ -126,7 +131,7 @@ pub fn linearize<'f>(
 /// Whether the field has exact forward-mode products (J·v, forward-mode Jacobians).
 pub fn has_exact_jvp(field: &ScoreField) -> bool {
     match field {
-        ScoreField::Mlp(_) | ScoreField::Unet(_) => true,
+        ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_) => true,
         ScoreField::User(f) => f.has_jvp(),
         ScoreField::Smoothed(_) => true,
     }
@@ -135,7 +140,7 @@ pub fn has_exact_jvp(field: &ScoreField) -> bool {
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
 pub fn has_exact_vjp(field: &ScoreField) -> bool {
     // The smoothed field's Jacobian is a Hessian: symmetric, Jᵀ·u = J·u.
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Smoothed(_))
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_) | ScoreField::Smoothed(_))
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
@@ -174,6 +179,7 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
             let per_tangent = 4 * (activations.max(inputs.iter().sum()) + 3 * d + 2 * groups);
             (per_point, per_tangent, 4 * widest)
         }
+        ScoreField::Graph(f) => f.executor().product_costs(),
         ScoreField::User(f) => {
             let d = f.dim() as u64;
             (4 * (d + 1), 4 * 3 * d, 4 * d)

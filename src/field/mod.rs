@@ -1,6 +1,7 @@
 //! Score fields on the GPU: a model's weights resident on the device, evaluated over batches of points.
 
 pub(crate) mod chunked;
+pub mod graph;
 pub mod kde;
 pub mod mlp;
 pub mod smoothed;
@@ -9,6 +10,7 @@ pub mod user;
 
 use std::sync::Arc;
 
+pub use graph::GraphField;
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
 pub use mlp::MlpField;
 pub use smoothed::{SmoothedData, Smoothing};
@@ -49,6 +51,8 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 pub enum ScoreField {
     Mlp(MlpField),
     Unet(UnetField),
+    /// Any network as a graph (ONNX imports).
+    Graph(GraphField),
     /// A user's WGSL field.
     User(UserField),
     /// The score of the smoothed training data (exact: the log-density gradient of the KDE).
@@ -60,6 +64,7 @@ impl ScoreField {
         match model {
             ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
             ScoreModel::Unet(m) => Ok(ScoreField::Unet(UnetField::new(ctx, m.clone())?)),
+            ScoreModel::Graph(n) => Ok(ScoreField::Graph(GraphField::new(ctx, n.clone())?)),
         }
     }
 
@@ -67,6 +72,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().dim,
             ScoreField::Unet(f) => f.model().dim(),
+            ScoreField::Graph(f) => f.network().dim(),
             ScoreField::User(f) => f.dim(),
             ScoreField::Smoothed(f) => f.dim(),
         }
@@ -77,6 +83,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => vec![f.model().dim],
             ScoreField::Unet(f) => vec![1, f.model().height, f.model().width],
+            ScoreField::Graph(f) => f.network().row_shape.clone(),
             ScoreField::User(f) => vec![f.dim()],
             ScoreField::Smoothed(f) => vec![f.dim()],
         }
@@ -87,6 +94,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.ctx(),
             ScoreField::Unet(f) => f.ctx(),
+            ScoreField::Graph(f) => f.ctx(),
             ScoreField::User(f) => f.ctx(),
             ScoreField::Smoothed(f) => f.ctx(),
         }
@@ -97,6 +105,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.score(x, t, options),
             ScoreField::Unet(f) => f.score(x, t, options),
+            ScoreField::Graph(f) => f.score(x, t, options),
             ScoreField::User(f) => f.score(x, t, options),
             ScoreField::Smoothed(f) => f.score(x, t, options),
         }
@@ -107,6 +116,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().schedule,
             ScoreField::Unet(f) => f.model().schedule,
+            ScoreField::Graph(f) => f.network().schedule,
             ScoreField::User(f) => f.schedule(),
             ScoreField::Smoothed(f) => f.schedule(),
         }
@@ -117,6 +127,7 @@ impl ScoreField {
     pub fn is_piecewise_linear(&self) -> bool {
         match self {
             ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
+            ScoreField::Graph(f) => f.network().is_piecewise_linear(),
             ScoreField::Unet(_) | ScoreField::User(_) | ScoreField::Smoothed(_) => false,
         }
     }
@@ -125,6 +136,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().parameter_count(),
             ScoreField::Unet(f) => f.model().parameter_count(),
+            ScoreField::Graph(f) => f.network().parameters,
             ScoreField::User(_) | ScoreField::Smoothed(_) => 0,
         }
     }
@@ -134,6 +146,7 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().flops_per_row(),
             ScoreField::Unet(f) => f.model().flops_per_image(),
+            ScoreField::Graph(f) => f.network().flops_per_row(),
             ScoreField::User(_) => f64::NAN,
             // Distances, weights and the weighted sum over the N points.
             ScoreField::Smoothed(f) => 5.0 * (f.len() * f.dim()) as f64,

@@ -90,8 +90,9 @@ impl GraphExecutor {
         4 * (floats + io) as u64
     }
 
-    /// Runs `pass` over points with rows `x` [points, D] and times `t` (one per point); `tangents`
-    /// [points, rep, D] for J·V and Jᵀ·U. Returns the score [points, D] or the products [points, rep, D].
+    /// Runs `pass` over points with rows `x` [points, D] and times `t` (one per point, or one for all);
+    /// `tangents` [points, rep, D] for J·V and Jᵀ·U. Returns the score [points, D] or the products [points, rep, D].
+    /// Points run in chunks that fit `options`' memory budget.
     pub fn run(
         &self,
         pass: Pass,
@@ -114,103 +115,153 @@ impl GraphExecutor {
         let bounds = DeviceBounds {
             memory_budget: options.memory_budget,
             max_binding_bytes: self.ctx.caps.max_binding_bytes(),
-            max_rows_per_dispatch: (self.ctx.caps.max_workgroups_per_dimension() as u64).pow(2) / (rep as u64).max(1),
+            max_rows_per_dispatch: (self.ctx.caps.max_workgroups_per_dimension() as u64 * 64) / (rep as u64).max(1),
         };
         let chunks = plan_chunks(points, cost, bounds)?;
         let out_per_point = if pass == Pass::Score { d } else { rep * d };
         let mut out = vec![0f32; points * out_per_point];
-        let nodes = self.nodes(pass);
         options.progress.start("graph", points);
         for (i, chunk) in chunks.iter().enumerate() {
             let label = format!("graph/{pass:?}/chunk{i}");
-            let n = chunk.len();
-            let t64: Vec<f64> = chunk.clone().map(|r| t[if t.len() == 1 { 0 } else { r }] as f64).collect();
-            let values = self.record_chunk(
-                &label,
-                &nodes,
-                pass,
-                n,
-                rep,
-                &x[chunk.start * d..chunk.end * d],
-                &t64,
-                tangents.map(|(v, r)| &v[chunk.start * r * d..chunk.end * r * d]),
-            )?;
+            let xs = &x[chunk.start * d..chunk.end * d];
+            let ts: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
+            let values = match pass {
+                Pass::Score => {
+                    let mut rec = Recorder::new(&self.ctx, &label);
+                    let buffers = self.record_primal(&mut rec, &label, xs, &ts, false)?;
+                    self.finish(rec, &label, &buffers[&self.net.graph().output], chunk.len() * d)?
+                }
+                Pass::Jvp | Pass::Vjp => {
+                    let lin = self.linearize(xs, &ts)?;
+                    let v = tangents.unwrap().0;
+                    let input =
+                        self.ctx.upload(&format!("{label}/tangents"), &v[chunk.start * rep * d..chunk.end * rep * d]);
+                    let len = chunk.len() * rep * d;
+                    let result = self.ctx.buffer(&format!("{label}/result"), (len * 4) as u64, BufferRole::Storage);
+                    let mut rec = Recorder::new(&self.ctx, &label);
+                    if pass == Pass::Jvp {
+                        lin.record_jvp(&mut rec, &input, rep, &result, false)?;
+                    } else {
+                        lin.record_vjp(&mut rec, &input, rep, &result)?;
+                    }
+                    self.finish(rec, &label, &result, len)?
+                }
+            };
             out[chunk.start * out_per_point..chunk.end * out_per_point].copy_from_slice(&values);
-            options.progress.advance(n);
+            options.progress.advance(chunk.len());
         }
         options.progress.finish();
         Ok(out)
+    }
+
+    /// Runs the network and its derivative factors at `x` (one submit) and keeps them on the device for J·V and
+    /// Jᵀ·U products.
+    pub fn linearize(&self, x: &[f32], t: &[f32]) -> Result<GraphLinearization<'_>> {
+        let label = "graph/linearize";
+        let mut rec = Recorder::new(&self.ctx, label);
+        let values = self.record_primal(&mut rec, label, x, t, true)?;
+        rec.submit();
+        Ok(GraphLinearization { exec: self, points: x.len() / self.net.dim(), values })
+    }
+
+    fn finish(&self, rec: Recorder, label: &str, result: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let mut rec = rec;
+        let readback = self.ctx.buffer(&format!("{label}/readback"), (len * 4) as u64, BufferRole::Readback);
+        rec.copy(result, &readback, (len * 4) as u64);
+        let index = rec.submit();
+        self.ctx.read_mapped(&readback, len, Some(index))
+    }
+
+    /// Device bytes of exact products: per point (the linearisation), per (point, tangent) pair, and the widest
+    /// per-tangent buffer.
+    pub fn product_costs(&self) -> (u64, u64, u64) {
+        let g = self.net.graph();
+        let p = &self.net.program;
+        let floats = |nodes: &[NodeId], stream: Stream| -> u64 {
+            nodes
+                .iter()
+                .map(|&n| &g.values[g.nodes[n].output])
+                .filter(|v| v.stream == stream)
+                .map(|v| v.numel() as u64)
+                .sum()
+        };
+        let linearisation: Vec<NodeId> = p.primal.iter().chain(&p.residuals).copied().collect();
+        let per_point = 4 * (floats(&linearisation, Stream::Primal) + 4 + self.net.dim() as u64);
+        let tangent = floats(&p.jvp, Stream::Tangent).max(floats(&p.vjp, Stream::Tangent));
+        let per_tangent = 4 * (tangent + 3 * self.net.dim() as u64);
+        (per_point, per_tangent, 4 * self.widest_value() as u64)
     }
 
     fn widest_value(&self) -> usize {
         self.net.graph().values.iter().map(|v| v.numel()).max().unwrap_or(1)
     }
 
-    fn resident_bytes(&self) -> u64 {
+    /// Bytes of the weights and maps kept on the device.
+    pub fn resident_bytes(&self) -> u64 {
         let consts: u64 = self.consts.values().map(|b| b.size()).sum();
         let maps: u64 = self.maps.values().map(|m| m.row_start.size() + m.column.size() + m.weight.size()).sum();
         consts + maps
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record_chunk(
+    /// Uploads x and the per-row inputs and records the network (and, with `residuals`, its derivative factors).
+    fn record_primal(
         &self,
+        rec: &mut Recorder,
         label: &str,
-        nodes: &[NodeId],
-        pass: Pass,
-        points: usize,
-        rep: usize,
         x: &[f32],
-        t: &[f64],
-        tangents: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
+        t: &[f32],
+        residuals: bool,
+    ) -> Result<HashMap<ValueId, wgpu::Buffer>> {
         let ctx = &*self.ctx;
         let p = &self.net.program;
         let g = &p.graph;
-        let rows_of = |id: ValueId| match g.values[id].stream {
-            Stream::Const => 1,
-            Stream::Primal => points,
-            Stream::Tangent => points * rep,
-        };
+        let points = x.len() / self.net.dim();
+        let times: Vec<f64> = (0..points).map(|i| t[if t.len() == 1 { 0 } else { i }] as f64).collect();
         let mut buffers: HashMap<ValueId, wgpu::Buffer> = HashMap::new();
-        // Inputs: x, then the per-row time input and score-conversion scalars.
-        let inputs = self.net.row_inputs(t);
         buffers.insert(g.inputs[0], ctx.upload(&format!("{label}/x"), x));
-        for (k, values) in inputs.iter().enumerate() {
+        for (k, values) in self.net.row_inputs(&times).iter().enumerate() {
             let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
             buffers.insert(g.inputs[k + 1], ctx.upload(&format!("{label}/input{}", k + 1), &data));
         }
-        let result = match pass {
-            Pass::Score => g.output,
-            Pass::Jvp => {
-                buffers.insert(p.dx, ctx.upload(&format!("{label}/dx"), tangents.unwrap()));
-                p.dy
-            }
-            Pass::Vjp => {
-                buffers.insert(p.y_bar, ctx.upload(&format!("{label}/y_bar"), tangents.unwrap()));
-                p.x_bar
-            }
-        };
-        let mut rec = Recorder::new(ctx, label);
+        let nodes: Vec<NodeId> =
+            if residuals { p.primal.iter().chain(&p.residuals).copied().collect() } else { p.primal.clone() };
+        self.record_nodes(rec, label, &nodes, points, 1, &mut buffers)?;
+        Ok(buffers)
+    }
+
+    /// Records `nodes` in order, allocating each output; reshapes alias their input.
+    fn record_nodes(
+        &self,
+        rec: &mut Recorder,
+        label: &str,
+        nodes: &[NodeId],
+        points: usize,
+        rep: usize,
+        buffers: &mut HashMap<ValueId, wgpu::Buffer>,
+    ) -> Result<()> {
+        let g = self.net.graph();
         for &n in nodes {
             let node = &g.nodes[n];
             let out_v = &g.values[node.output];
             if let Op::Reshape = node.op {
-                let input = self.buffer(&buffers, node.inputs[0])?.clone();
+                let input = self.buffer(buffers, node.inputs[0])?.clone();
                 buffers.insert(node.output, input);
                 continue;
             }
-            let rows = rows_of(node.output);
-            let out =
-                ctx.buffer(&format!("{label}/{}", out_v.name), (rows * out_v.numel() * 4) as u64, BufferRole::Storage);
-            self.record_node(&mut rec, g, n, rows, rep, &buffers, &out)?;
+            let rows = match out_v.stream {
+                Stream::Const => 1,
+                Stream::Primal => points,
+                Stream::Tangent => points * rep,
+            };
+            let out = self.ctx.buffer(
+                &format!("{label}/{}", out_v.name),
+                (rows * out_v.numel() * 4) as u64,
+                BufferRole::Storage,
+            );
+            self.record_node(rec, g, n, rows, rep, buffers, &out)?;
             buffers.insert(node.output, out);
         }
-        let len = rows_of(result) * g.values[result].numel();
-        let readback = ctx.buffer(&format!("{label}/readback"), (len * 4) as u64, BufferRole::Readback);
-        rec.copy(self.buffer(&buffers, result)?, &readback, (len * 4) as u64);
-        let index = rec.submit();
-        ctx.read_mapped(&readback, len, Some(index))
+        Ok(())
     }
 
     fn buffer<'b>(&'b self, buffers: &'b HashMap<ValueId, wgpu::Buffer>, id: ValueId) -> Result<&'b wgpu::Buffer> {
@@ -316,5 +367,107 @@ impl GraphExecutor {
                 kernels::record_softmax_tangent(rec, rows, rep, *outer, *n, *inner, input(0)?, input(1)?, out)
             }
         }
+    }
+}
+
+/// A network linearised at a batch of points: its primal values and derivative factors on the device.
+pub struct GraphLinearization<'e> {
+    exec: &'e GraphExecutor,
+    points: usize,
+    values: HashMap<ValueId, wgpu::Buffer>,
+}
+
+impl GraphLinearization<'_> {
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    /// J·V for `per_point` tangents per point: `v` [points, P, D] → `out` [points, P, D], or each point's block
+    /// transposed ([points, D, P]) with `transposed`.
+    pub fn record_jvp(
+        &self,
+        rec: &mut Recorder,
+        v: &wgpu::Buffer,
+        per_point: usize,
+        out: &wgpu::Buffer,
+        transposed: bool,
+    ) -> Result<()> {
+        let p = &self.exec.net.program;
+        self.record_products(rec, "graph/jvp", &p.jvp, p.dx, p.dy, v, per_point, out, transposed)
+    }
+
+    /// Jᵀ·U for `per_point` cotangents per point: `u` [points, Q, D] → `out` [points, Q, D].
+    pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
+        let p = &self.exec.net.program;
+        self.record_products(rec, "graph/vjp", &p.vjp, p.y_bar, p.x_bar, u, per_point, out, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_products(
+        &self,
+        rec: &mut Recorder,
+        label: &str,
+        nodes: &[NodeId],
+        input: ValueId,
+        output: ValueId,
+        tangents: &wgpu::Buffer,
+        per_point: usize,
+        out: &wgpu::Buffer,
+        transposed: bool,
+    ) -> Result<()> {
+        let d = self.exec.net.dim();
+        let mut buffers = self.values.clone();
+        buffers.insert(input, tangents.clone());
+        self.exec.record_nodes(rec, label, nodes, self.points, per_point, &mut buffers)?;
+        let result = self.exec.buffer(&buffers, output)?;
+        if transposed {
+            let (_, map) = crate::graph::layout::transpose(&[per_point, d], &[1, 0]);
+            let map = kernels::upload_sparse_map(&self.exec.ctx, &format!("{label}/transpose"), &map);
+            kernels::record_sparse_map(rec, self.points, &map, result, out, false)
+        } else {
+            rec.copy(result, out, (self.points * per_point * d * 4) as u64);
+            Ok(())
+        }
+    }
+
+    /// The inputs of every ReLU-family unit (Relu, LeakyRelu) of the network at every point, [points, units]:
+    /// a unit whose pre-activation changes sign crosses a linear-region boundary.
+    pub fn pre_activations(&self) -> Result<Vec<f32>> {
+        let g = self.exec.net.graph();
+        let units: Vec<ValueId> = self
+            .exec
+            .net
+            .program
+            .primal
+            .iter()
+            .map(|&n| &g.nodes[n])
+            .filter(|node| {
+                matches!(
+                    node.op,
+                    Op::Unary {
+                        f: crate::ops::graph::UnaryFn::Relu | crate::ops::graph::UnaryFn::LeakyRelu(_),
+                        derivative: false
+                    }
+                )
+            })
+            .map(|node| node.inputs[0])
+            .collect();
+        if units.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the network has no ReLU-family units (local complexity counts the regions of a piecewise-linear network)".into(),
+            ));
+        }
+        let total: usize = units.iter().map(|&u| g.values[u].numel()).sum();
+        let mut out = vec![0f32; self.points * total];
+        let mut offset = 0;
+        for &u in &units {
+            let n = g.values[u].numel();
+            let values: Vec<f32> = self.exec.ctx.download(self.exec.buffer(&self.values, u)?, self.points * n)?;
+            for p in 0..self.points {
+                out[p * total + offset..p * total + offset + n].copy_from_slice(&values[p * n..(p + 1) * n]);
+            }
+            offset += n;
+        }
+        Ok(out)
     }
 }

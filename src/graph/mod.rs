@@ -243,6 +243,45 @@ impl ScoreNetwork {
         inputs
     }
 
+    /// Whether s is piecewise linear in x: every node that depends on x is linear in it or a ReLU-family unit
+    /// (finite differences then have no truncation error between kinks).
+    pub fn is_piecewise_linear(&self) -> bool {
+        use crate::ops::graph::UnaryFn;
+        let g = self.graph();
+        let mut active = vec![false; g.values.len()];
+        active[g.inputs[0]] = true;
+        for &n in &self.program.primal {
+            let node = &g.nodes[n];
+            let hits: Vec<bool> = node.inputs.iter().map(|&i| active[i]).collect();
+            if !hits.iter().any(|&h| h) {
+                continue;
+            }
+            active[node.output] = true;
+            let linear = match &node.op {
+                Op::Unary { f, .. } => matches!(
+                    f,
+                    UnaryFn::Relu
+                        | UnaryFn::LeakyRelu(_)
+                        | UnaryFn::Abs
+                        | UnaryFn::Neg
+                        | UnaryFn::Scale(_)
+                        | UnaryFn::Identity
+                ),
+                Op::Binary(BinaryOp::Add | BinaryOp::Sub) => true,
+                Op::Binary(BinaryOp::Mul) => hits.iter().filter(|&&h| h).count() == 1,
+                Op::Binary(BinaryOp::Div) => !hits[1],
+                Op::Binary(BinaryOp::Pow) => false,
+                Op::Reshape | Op::Linear(_) | Op::Conv(_) => true,
+                Op::MatMul(_) => hits.iter().filter(|&&h| h).count() == 1,
+                _ => false,
+            };
+            if !linear {
+                return false;
+            }
+        }
+        true
+    }
+
     /// FLOPs of one forward pass of one row.
     pub fn flops_per_row(&self) -> f64 {
         self.program.graph.flops_per_row(&self.program.primal)

@@ -7,13 +7,15 @@ pub mod unet;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use file::ModelFile;
 pub use mlp::{Linear, MlpModel};
 pub use schedule::NoiseSchedule;
 pub use unet::UnetModel;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::graph::{MetadataOverrides, ScoreNetwork};
 
 /// What the network's raw output is multiplied by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +39,44 @@ impl OutputScale {
 pub enum ScoreModel {
     Mlp(MlpModel),
     Unet(UnetModel),
+    /// Any network as a graph (an ONNX export).
+    Graph(Arc<ScoreNetwork>),
+}
+
+/// Whether a path names an ONNX model (by its extension).
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 impl ScoreModel {
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_file(&ModelFile::open(path)?)
+        Self::load_with(path, &MetadataOverrides::new())
+    }
+
+    /// Loads a model file, `.onnx` or `.safetensors`; `overrides` replace metadata keys of the file (without the
+    /// `scorelens.` prefix: parameterization, time_input, schedule, sigma, sigma_min, sigma_max, beta_min, beta_max).
+    pub fn load_with(path: &Path, overrides: &MetadataOverrides) -> Result<Self> {
+        if is_onnx(path) {
+            return Ok(ScoreModel::Graph(Arc::new(ScoreNetwork::load_onnx(path, overrides)?)));
+        }
+        let mut file = ModelFile::open(path)?;
+        for (key, value) in overrides {
+            if matches!(key.as_str(), "parameterization" | "time_input") {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} applies to ONNX networks; {} is a safetensors model of a built-in architecture",
+                    path.display()
+                )));
+            }
+            file.metadata.insert(key.clone(), value.clone());
+        }
+        Self::from_file(&file)
     }
 
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        if is_onnx(path) {
+            let net = crate::graph::onnx::from_bytes(path, bytes, None)?;
+            return Ok(ScoreModel::Graph(Arc::new(ScoreNetwork::from_onnx(net, &MetadataOverrides::new())?)));
+        }
         Self::from_file(&ModelFile::from_bytes(path, bytes)?)
     }
 
@@ -68,6 +100,7 @@ impl ScoreModel {
         match self {
             ScoreModel::Mlp(_) => "mlp",
             ScoreModel::Unet(_) => "song-unet",
+            ScoreModel::Graph(_) => "graph",
         }
     }
 
@@ -76,6 +109,7 @@ impl ScoreModel {
         match self {
             ScoreModel::Mlp(m) => vec![m.dim],
             ScoreModel::Unet(m) => vec![1, m.height, m.width],
+            ScoreModel::Graph(n) => n.row_shape.clone(),
         }
     }
 
@@ -88,6 +122,7 @@ impl ScoreModel {
         match self {
             ScoreModel::Mlp(m) => m.schedule,
             ScoreModel::Unet(m) => m.schedule,
+            ScoreModel::Graph(n) => n.schedule,
         }
     }
 
@@ -95,11 +130,15 @@ impl ScoreModel {
         match self {
             ScoreModel::Mlp(m) => m.parameter_count(),
             ScoreModel::Unet(m) => m.parameter_count(),
+            ScoreModel::Graph(n) => n.parameters,
         }
     }
 
     /// One line per property, for `scorelens info MODEL`.
     pub fn describe(&self) -> Vec<(String, String)> {
+        if let ScoreModel::Graph(n) = self {
+            return n.describe();
+        }
         let mut rows = vec![
             ("arch".to_string(), self.arch().to_string()),
             ("schedule".to_string(), self.schedule().to_string()),
@@ -119,6 +158,7 @@ impl ScoreModel {
                 rows.push(("output_scale".into(), m.output_scale.name().into()));
                 rows.push(("GFLOP per image".into(), format!("{:.4}", m.flops_per_image() / 1e9)));
             }
+            ScoreModel::Graph(_) => unreachable!(),
         }
         rows
     }
