@@ -35,7 +35,7 @@ fn check_len(kernel: &str, what: &str, buffer: &wgpu::Buffer, elements: usize) -
 
 /// The output is none of the inputs (wgpu cannot bind one buffer as both).
 fn check_distinct(kernel: &str, out: &wgpu::Buffer, inputs: &[&wgpu::Buffer]) -> Result<()> {
-    if inputs.iter().any(|b| *b == out) {
+    if inputs.contains(&out) {
         return fail(kernel, "the output is also an input".into());
     }
     Ok(())
@@ -517,7 +517,7 @@ pub fn record_conv2d(
     const KERNEL: &str = "graph_conv2d";
     let s = spec;
     let positive = [s.groups, s.stride[0], s.stride[1], s.dilation[0], s.dilation[1]];
-    if positive.contains(&0) || s.c_in % s.groups.max(1) != 0 || s.c_out % s.groups.max(1) != 0 {
+    if positive.contains(&0) || !s.c_in.is_multiple_of(s.groups) || !s.c_out.is_multiple_of(s.groups) {
         return fail(KERNEL, format!("{spec:?}: groups, strides and dilations ≥ 1, groups dividing c_in and c_out"));
     }
     let in_len = s.rows * s.c_in * s.h_in * s.w_in;

@@ -286,8 +286,8 @@ pub fn record_conv2d(spec: &Conv2d, x: &[f64], w: &[f64], out: &mut [f64]) {
                                     let nx = (xo + s.pad[1]) as isize - (j * s.dilation[1]) as isize;
                                     if ny < 0
                                         || nx < 0
-                                        || ny as usize % s.stride[0] != 0
-                                        || nx as usize % s.stride[1] != 0
+                                        || !(ny as usize).is_multiple_of(s.stride[0])
+                                        || !(nx as usize).is_multiple_of(s.stride[1])
                                     {
                                         continue;
                                     }
