@@ -10,13 +10,19 @@ const ACT_SILU: u32 = 2u;
 const ACT_GELU: u32 = 3u;
 const ACT_TANH: u32 = 4u;
 
-// erf(x) to about 1.2e-7 absolute: erfc by the Chebyshev fit of Numerical Recipes (erfcc), fractional error < 1.2e-7.
-fn erf_f32(x: f32) -> f32 {
+// erfc(|x|) by the Chebyshev fit of Numerical Recipes (erfcc), fractional error < 1.2e-7 (also far in the tail,
+// where 1 − erf(x) would cancel).
+fn erfc_abs_f32(x: f32) -> f32 {
     let z = abs(x);
     let t = 1.0 / (1.0 + 0.5 * z);
     let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
         + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    let erfc_z = t * exp(poly);
+    return t * exp(poly);
+}
+
+// erf(x) to about 1.2e-7 absolute, from erfc_abs_f32.
+fn erf_f32(x: f32) -> f32 {
+    let erfc_z = erfc_abs_f32(x);
     return select(erfc_z - 1.0, 1.0 - erfc_z, x >= 0.0);
 }
 

@@ -31,6 +31,8 @@ const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
 const KDE_MOMENTS: &str = include_str!("../../shaders/shared/kde_moments.wgsl");
 const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
 const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
+const GRAPH_MATH: &str = include_str!("../../shaders/shared/graph_math.wgsl");
+const SEGMENT_SUM: &str = include_str!("../../shaders/shared/segment_sum.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`, but for variants that reuse another kernel's body
 /// with other helpers, named `<kernel>_<variant>`), the shared helper files it is prefixed with (plain
@@ -86,6 +88,16 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         &[KDE_PARAMS, KDE_SMALL, KDE_MOMENTS],
         include_str!("../../shaders/kde_small_covariance.wgsl"),
     ),
+    // The graph engine's primitive kernels (ops::graph).
+    ("graph_unary", &[ACTIVATIONS, GRAPH_MATH], include_str!("../../shaders/graph_unary.wgsl")),
+    ("graph_binary", &[GRAPH_MATH], include_str!("../../shaders/graph_binary.wgsl")),
+    ("graph_sparse_map", &[], include_str!("../../shaders/graph_sparse_map.wgsl")),
+    ("graph_matmul", &[], include_str!("../../shaders/graph_matmul.wgsl")),
+    ("graph_conv2d", &[], include_str!("../../shaders/graph_conv2d.wgsl")),
+    ("graph_norm", &[SEGMENT_SUM], include_str!("../../shaders/graph_norm.wgsl")),
+    ("graph_norm_tangent", &[SEGMENT_SUM], include_str!("../../shaders/graph_norm_tangent.wgsl")),
+    ("graph_softmax", &[], include_str!("../../shaders/graph_softmax.wgsl")),
+    ("graph_softmax_tangent", &[SEGMENT_SUM], include_str!("../../shaders/graph_softmax_tangent.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

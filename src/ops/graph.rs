@@ -8,8 +8,70 @@
 //!
 //! Each `record_*` function has its f64 twin of the same name in `crate::reference::graph_ops`.
 
-use crate::error::Result;
-use crate::gpu::Recorder;
+use crate::error::{Error, Result};
+use crate::gpu::{grid_2d, GpuContext, Recorder};
+use crate::reference::graph_ops::SparseMap;
+
+/// Threads of the flat (one thread per element) kernels and of the reduction workgroups.
+const WORKGROUP: u32 = 256;
+
+fn fail<T>(kernel: &str, message: String) -> Result<T> {
+    Err(Error::Kernel { kernel: kernel.into(), message })
+}
+
+/// A size the kernels index with u32.
+fn size_u32(kernel: &str, what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).or_else(|_| fail(kernel, format!("{what} = {n} exceeds the 32-bit indexing of the kernel")))
+}
+
+/// `buffer` holds at least `elements` f32 (or u32) values.
+fn check_len(kernel: &str, what: &str, buffer: &wgpu::Buffer, elements: usize) -> Result<()> {
+    let bytes = elements as u64 * 4;
+    if buffer.size() < bytes {
+        return fail(kernel, format!("{what} holds {} B of the {bytes} B needed", buffer.size()));
+    }
+    Ok(())
+}
+
+/// The output is none of the inputs (wgpu cannot bind one buffer as both).
+fn check_distinct(kernel: &str, out: &wgpu::Buffer, inputs: &[&wgpu::Buffer]) -> Result<()> {
+    if inputs.contains(&out) {
+        return fail(kernel, "the output is also an input".into());
+    }
+    Ok(())
+}
+
+fn check_rows(kernel: &str, what: &str, map: RowMap) -> Result<()> {
+    if map.rep == 0 {
+        return fail(kernel, format!("{what}: a row map with rep 0"));
+    }
+    Ok(())
+}
+
+/// Elements an operand must hold for `rows` output rows of `per_row` elements each under `map`.
+fn mapped_len(rows: usize, map: RowMap, per_row: usize) -> usize {
+    if rows == 0 {
+        return 0;
+    }
+    ((rows - 1) / map.rep as usize) * map.stride as usize + per_row
+}
+
+/// The 2-D grid of 256-thread workgroups covering `threads` threads; returns ([x, y], grid width in threads).
+fn flat_grid(ctx: &GpuContext, threads: u32) -> ([u32; 3], u32) {
+    let (gx, gy) = grid_2d(threads.div_ceil(WORKGROUP), ctx.caps.max_workgroups_per_dimension());
+    ([gx, gy, 1], gx * WORKGROUP)
+}
+
+/// Threads per line of the segmented reductions: a power of two from 1 to 256, about one per 8 elements.
+fn lanes_for(len: usize) -> u32 {
+    (len.div_ceil(8).next_power_of_two() as u32).clamp(1, WORKGROUP)
+}
+
+/// The 2-D grid of workgroups holding `lines` lines of `lanes` threads each; returns (grid, width in workgroups).
+fn line_grid(ctx: &GpuContext, lines: u32, lanes: u32) -> ([u32; 3], u32) {
+    let (gx, gy) = grid_2d(lines.div_ceil(WORKGROUP / lanes), ctx.caps.max_workgroups_per_dimension());
+    ([gx, gy, 1], gx)
+}
 
 /// Where output row r of a kernel finds its operand: at element `(r / rep) · stride` of the operand's buffer.
 /// A constant has stride 0; a primal operand of a tangent-stream op has rep = tangents per point.
@@ -102,8 +164,50 @@ pub fn record_unary(
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, f, derivative, len, x, out);
-    todo!("graph_unary.wgsl")
+    const KERNEL: &str = "graph_unary";
+    let n = size_u32(KERNEL, "len", len)?;
+    check_len(KERNEL, "x", x, len)?;
+    check_len(KERNEL, "out", out, len)?;
+    check_distinct(KERNEL, out, &[x])?;
+    let (op, p) = match f {
+        UnaryFn::Identity => (0, 0.0),
+        UnaryFn::Relu => (1, 0.0),
+        UnaryFn::LeakyRelu(alpha) => (2, alpha),
+        UnaryFn::Sigmoid => (3, 0.0),
+        UnaryFn::Tanh => (4, 0.0),
+        UnaryFn::Erf => (5, 0.0),
+        UnaryFn::Exp => (6, 0.0),
+        UnaryFn::Log => (7, 0.0),
+        UnaryFn::Sin => (8, 0.0),
+        UnaryFn::Cos => (9, 0.0),
+        UnaryFn::Sqrt => (10, 0.0),
+        UnaryFn::Reciprocal => (11, 0.0),
+        UnaryFn::Neg => (12, 0.0),
+        UnaryFn::Abs => (13, 0.0),
+        UnaryFn::Softplus => (14, 0.0),
+        UnaryFn::Gelu => (15, 0.0),
+        UnaryFn::GeluTanh => (16, 0.0),
+        UnaryFn::PowConst(p) => (17, p),
+        UnaryFn::ExpBase(ln_c) => (18, ln_c),
+        UnaryFn::Scale(c) => (19, c),
+    };
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(KERNEL, &[])?;
+    let (grid, grid_width) = flat_grid(ctx, n);
+    let params = UnaryParams { len: n, grid_width, op, derivative: derivative as u32, p, pad: [0; 3] };
+    let uniform = ctx.uniform("graph_unary/params", &params);
+    rec.dispatch(&kernel, &[x, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct UnaryParams {
+    len: u32,
+    grid_width: u32,
+    op: u32,
+    derivative: u32,
+    p: f32,
+    pad: [u32; 3],
 }
 
 /// out[r, i] = a[r, i] ∘ b[r, i] over `rows` output rows of per-row shape `out_shape`, with numpy broadcasting of
@@ -117,8 +221,90 @@ pub fn record_binary(
     b: Operand,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, op, rows, out_shape, a, b, out);
-    todo!("graph_binary.wgsl")
+    const KERNEL: &str = "graph_binary";
+    let rank = out_shape.len();
+    if rank > MAX_RANK {
+        return fail(KERNEL, format!("output shape {out_shape:?} has more than {MAX_RANK} dimensions"));
+    }
+    let len: usize = out_shape.iter().product();
+    let total = size_u32(KERNEL, "rows · elements", rows * len)?;
+    let mut shape = [1u32; 8];
+    for (slot, &dim) in shape.iter_mut().zip(out_shape) {
+        *slot = size_u32(KERNEL, "a dimension", dim)?;
+    }
+    // Per output axis, the operand's element stride (0 where it broadcasts).
+    let strides = |what: &str, operand: &Operand| -> Result<[u32; 8]> {
+        check_rows(KERNEL, what, operand.rows)?;
+        if operand.shape.len() > rank {
+            return fail(KERNEL, format!("{what}: shape {:?} has more dimensions than {out_shape:?}", operand.shape));
+        }
+        let lead = rank - operand.shape.len();
+        let mut strides = [0u32; 8];
+        let mut stride = 1usize;
+        for axis in (lead..rank).rev() {
+            let dim = operand.shape[axis - lead];
+            if dim != out_shape[axis] && dim != 1 {
+                return fail(KERNEL, format!("{what}: shape {:?} does not broadcast to {out_shape:?}", operand.shape));
+            }
+            if dim != 1 {
+                strides[axis] = size_u32(KERNEL, "a stride", stride)?;
+            }
+            stride *= dim;
+        }
+        check_len(KERNEL, what, operand.buffer, mapped_len(rows, operand.rows, stride))?;
+        Ok(strides)
+    };
+    let (a_strides, b_strides) = (strides("a", &a)?, strides("b", &b)?);
+    check_len(KERNEL, "out", out, rows * len)?;
+    check_distinct(KERNEL, out, &[a.buffer, b.buffer])?;
+    if total == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(KERNEL, &[])?;
+    let (grid, grid_width) = flat_grid(ctx, total);
+    let op = match op {
+        BinaryOp::Add => 0,
+        BinaryOp::Sub => 1,
+        BinaryOp::Mul => 2,
+        BinaryOp::Div => 3,
+        BinaryOp::Pow => 4,
+    };
+    let params = BinaryParams {
+        total,
+        len: len as u32,
+        grid_width,
+        op,
+        rank: rank as u32,
+        a_rep: a.rows.rep,
+        a_row_stride: a.rows.stride,
+        b_rep: b.rows.rep,
+        b_row_stride: b.rows.stride,
+        pad: [0; 3],
+        shape,
+        a_strides,
+        b_strides,
+    };
+    let uniform = ctx.uniform("graph_binary/params", &params);
+    rec.dispatch(&kernel, &[a.buffer, b.buffer, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BinaryParams {
+    total: u32,
+    len: u32,
+    grid_width: u32,
+    op: u32,
+    rank: u32,
+    a_rep: u32,
+    a_row_stride: u32,
+    b_rep: u32,
+    b_row_stride: u32,
+    pad: [u32; 3],
+    shape: [u32; 8],
+    a_strides: [u32; 8],
+    b_strides: [u32; 8],
 }
 
 /// A per-row sparse linear map y = M·x (M: `outputs` × `inputs`, compressed rows), uploaded once: transposes,
@@ -144,8 +330,52 @@ pub fn record_sparse_map(
     out: &wgpu::Buffer,
     accumulate: bool,
 ) -> Result<()> {
-    let _ = (rec, rows, map, x, out, accumulate);
-    todo!("graph_sparse_map.wgsl")
+    const KERNEL: &str = "graph_sparse_map";
+    let total = size_u32(KERNEL, "rows · outputs", rows * map.outputs)?;
+    size_u32(KERNEL, "rows · inputs", rows * map.inputs)?;
+    check_len(KERNEL, "row_start", &map.row_start, map.outputs + 1)?;
+    check_len(KERNEL, "x", x, rows * map.inputs)?;
+    check_len(KERNEL, "out", out, rows * map.outputs)?;
+    check_distinct(KERNEL, out, &[x, &map.row_start, &map.column, &map.weight])?;
+    if total == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(KERNEL, &[])?;
+    let (grid, grid_width) = flat_grid(ctx, total);
+    let params = SparseParams {
+        total,
+        outputs: map.outputs as u32,
+        inputs: map.inputs as u32,
+        grid_width,
+        accumulate: accumulate as u32,
+        pad: [0; 3],
+    };
+    let uniform = ctx.uniform("graph_sparse_map/params", &params);
+    rec.dispatch(&kernel, &[&map.row_start, &map.column, &map.weight, x, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SparseParams {
+    total: u32,
+    outputs: u32,
+    inputs: u32,
+    grid_width: u32,
+    accumulate: u32,
+    pad: [u32; 3],
+}
+
+/// Uploads a host sparse map (weights converted to f32).
+pub fn upload_sparse_map(ctx: &GpuContext, label: &str, map: &SparseMap) -> SparseMapBuffers {
+    let weight: Vec<f32> = map.weight.iter().map(|&w| w as f32).collect();
+    SparseMapBuffers {
+        outputs: map.outputs,
+        inputs: map.inputs,
+        row_start: ctx.upload(&format!("{label}/row_start"), &map.row_start),
+        column: ctx.upload(&format!("{label}/column"), &map.column),
+        weight: ctx.upload(&format!("{label}/weight"), &weight),
+    }
 }
 
 /// Where the matrices of one operand of a batched product are. The product's matrices are numbered
@@ -179,8 +409,75 @@ pub fn record_batched_matmul(
     b: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, spec, a, b, out);
-    todo!("graph_matmul.wgsl")
+    const KERNEL: &str = "graph_matmul";
+    const TILE: usize = 16;
+    let s = spec;
+    let batch = s.rows * s.lead;
+    size_u32(KERNEL, "the output's elements", batch * s.m * s.n)?;
+    for (what, map, buffer, len) in [("a", &s.a, a, s.m * s.k), ("b", &s.b, b, s.k * s.n)] {
+        check_rows(KERNEL, what, map.rows)?;
+        if batch > 0 {
+            let last = mapped_len(s.rows, map.rows, 0) + (s.lead - 1) * map.lead_stride as usize + len;
+            size_u32(KERNEL, what, last)?;
+            check_len(KERNEL, what, buffer, last)?;
+        }
+    }
+    check_len(KERNEL, "out", out, batch * s.m * s.n)?;
+    check_distinct(KERNEL, out, &[a, b])?;
+    if batch == 0 || s.m == 0 || s.n == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let max = ctx.caps.max_workgroups_per_dimension();
+    let (tiles_m, tiles_n) = (s.m.div_ceil(TILE) as u32, s.n.div_ceil(TILE) as u32);
+    let (bz, by) = grid_2d(batch as u32, max);
+    let grid = [tiles_n, tiles_m * by, bz];
+    if tiles_n > max || tiles_m as u64 * by as u64 > max as u64 {
+        return fail(KERNEL, format!("{spec:?} needs more than {max} workgroups per dimension"));
+    }
+    let kernel =
+        ctx.kernel(KERNEL, &[("TRANS_A", s.a.transposed as u32 as f64), ("TRANS_B", s.b.transposed as u32 as f64)])?;
+    let params = MatmulParams {
+        m: s.m as u32,
+        n: s.n as u32,
+        k: size_u32(KERNEL, "k", s.k)?,
+        lead: s.lead as u32,
+        batch: batch as u32,
+        tiles_m,
+        batch_grid: bz,
+        pad0: 0,
+        a_rep: s.a.rows.rep,
+        a_row_stride: s.a.rows.stride,
+        a_lead_stride: s.a.lead_stride,
+        pad1: 0,
+        b_rep: s.b.rows.rep,
+        b_row_stride: s.b.rows.stride,
+        b_lead_stride: s.b.lead_stride,
+        pad2: 0,
+    };
+    let uniform = ctx.uniform("graph_matmul/params", &params);
+    rec.dispatch(&kernel, &[a, b, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    lead: u32,
+    batch: u32,
+    tiles_m: u32,
+    batch_grid: u32,
+    pad0: u32,
+    a_rep: u32,
+    a_row_stride: u32,
+    a_lead_stride: u32,
+    pad1: u32,
+    b_rep: u32,
+    b_row_stride: u32,
+    b_lead_stride: u32,
+    pad2: u32,
 }
 
 /// A 2-D convolution (or transposed convolution) of NCHW rows with a constant weight, no bias.
@@ -217,8 +514,77 @@ pub fn record_conv2d(
     w: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, spec, x, w, out);
-    todo!("graph_conv2d.wgsl")
+    const KERNEL: &str = "graph_conv2d";
+    let s = spec;
+    let positive = [s.groups, s.stride[0], s.stride[1], s.dilation[0], s.dilation[1]];
+    if positive.contains(&0) || !s.c_in.is_multiple_of(s.groups) || !s.c_out.is_multiple_of(s.groups) {
+        return fail(KERNEL, format!("{spec:?}: groups, strides and dilations ≥ 1, groups dividing c_in and c_out"));
+    }
+    let in_len = s.rows * s.c_in * s.h_in * s.w_in;
+    let out_len = s.rows * s.c_out * s.h_out * s.w_out;
+    let w_len = s.c_in * (s.c_out / s.groups) * s.kernel[0] * s.kernel[1];
+    let total = size_u32(KERNEL, "the output's elements", out_len)?;
+    size_u32(KERNEL, "the input's elements", in_len)?;
+    check_len(KERNEL, "x", x, in_len)?;
+    check_len(KERNEL, "w", w, w_len)?;
+    check_len(KERNEL, "out", out, out_len)?;
+    check_distinct(KERNEL, out, &[x, w])?;
+    if total == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(KERNEL, &[])?;
+    let (grid, grid_width) = flat_grid(ctx, total);
+    let u = |v: usize| v as u32;
+    let params = ConvParams {
+        rows: u(s.rows),
+        c_in: u(s.c_in),
+        h_in: u(s.h_in),
+        w_in: u(s.w_in),
+        c_out: u(s.c_out),
+        h_out: u(s.h_out),
+        w_out: u(s.w_out),
+        groups: u(s.groups),
+        kh: u(s.kernel[0]),
+        kw: u(s.kernel[1]),
+        sy: u(s.stride[0]),
+        sx: u(s.stride[1]),
+        py: u(s.pad[0]),
+        px: u(s.pad[1]),
+        dy: u(s.dilation[0]),
+        dx: u(s.dilation[1]),
+        transposed: s.transposed as u32,
+        total,
+        grid_width,
+        pad: 0,
+    };
+    let uniform = ctx.uniform("graph_conv2d/params", &params);
+    rec.dispatch(&kernel, &[x, w, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    rows: u32,
+    c_in: u32,
+    h_in: u32,
+    w_in: u32,
+    c_out: u32,
+    h_out: u32,
+    w_out: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sy: u32,
+    sx: u32,
+    py: u32,
+    px: u32,
+    dy: u32,
+    dx: u32,
+    transposed: u32,
+    total: u32,
+    grid_width: u32,
+    pad: u32,
 }
 
 /// Normalisation over contiguous groups: the buffer holds `groups` groups of `size` elements (every row's groups
@@ -231,8 +597,31 @@ pub fn record_norm(
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, groups, size, eps, x, out);
-    todo!("graph_norm.wgsl")
+    const KERNEL: &str = "graph_norm";
+    let lines = size_u32(KERNEL, "groups", groups)?;
+    size_u32(KERNEL, "the elements", groups * size)?;
+    check_len(KERNEL, "x", x, groups * size)?;
+    check_len(KERNEL, "out", out, groups * size)?;
+    check_distinct(KERNEL, out, &[x])?;
+    if groups == 0 || size == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let lanes = lanes_for(size);
+    let kernel = ctx.kernel(KERNEL, &[("LANES", lanes as f64)])?;
+    let (grid, grid_width) = line_grid(ctx, lines, lanes);
+    let params = NormParams { groups: lines, size: size as u32, eps, grid_width };
+    let uniform = ctx.uniform("graph_norm/params", &params);
+    rec.dispatch(&kernel, &[x, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormParams {
+    groups: u32,
+    size: u32,
+    eps: f32,
+    grid_width: u32,
 }
 
 /// The normalisation's linearisation, self-adjoint: for each of `rows · groups_per_row` tangent groups,
@@ -250,8 +639,47 @@ pub fn record_norm_tangent(
     d: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, rows, rep, groups_per_row, size, eps, x, d, out);
-    todo!("graph_norm_tangent.wgsl")
+    const KERNEL: &str = "graph_norm_tangent";
+    if rep == 0 {
+        return fail(KERNEL, "rep 0".into());
+    }
+    let len = rows * groups_per_row * size;
+    let lines = size_u32(KERNEL, "groups", rows * groups_per_row)?;
+    size_u32(KERNEL, "the elements", len)?;
+    check_len(KERNEL, "x", x, rows.div_ceil(rep) * groups_per_row * size)?;
+    check_len(KERNEL, "d", d, len)?;
+    check_len(KERNEL, "out", out, len)?;
+    check_distinct(KERNEL, out, &[x, d])?;
+    if len == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let lanes = lanes_for(size);
+    let kernel = ctx.kernel(KERNEL, &[("LANES", lanes as f64)])?;
+    let (grid, grid_width) = line_grid(ctx, lines, lanes);
+    let params = NormTangentParams {
+        groups: lines,
+        size: size as u32,
+        eps,
+        grid_width,
+        rep: rep as u32,
+        groups_per_row: groups_per_row as u32,
+        pad: [0; 2],
+    };
+    let uniform = ctx.uniform("graph_norm_tangent/params", &params);
+    rec.dispatch(&kernel, &[x, d, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormTangentParams {
+    groups: u32,
+    size: u32,
+    eps: f32,
+    grid_width: u32,
+    rep: u32,
+    groups_per_row: u32,
+    pad: [u32; 2],
 }
 
 /// Softmax along the middle axis of each row viewed as [outer, n, inner]: out = exp(x − max) / Σ exp(x − max).
@@ -264,8 +692,32 @@ pub fn record_softmax(
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, rows, outer, n, inner, x, out);
-    todo!("graph_softmax.wgsl")
+    const KERNEL: &str = "graph_softmax";
+    let len = rows * outer * n * inner;
+    let lines = size_u32(KERNEL, "lines", rows * outer * inner)?;
+    size_u32(KERNEL, "the elements", len)?;
+    check_len(KERNEL, "x", x, len)?;
+    check_len(KERNEL, "out", out, len)?;
+    check_distinct(KERNEL, out, &[x])?;
+    if len == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let lanes = lanes_for(n);
+    let kernel = ctx.kernel(KERNEL, &[("LANES", lanes as f64)])?;
+    let (grid, grid_width) = line_grid(ctx, lines, lanes);
+    let params = SoftmaxParams { lines, n: n as u32, inner: inner as u32, grid_width };
+    let uniform = ctx.uniform("graph_softmax/params", &params);
+    rec.dispatch(&kernel, &[x, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SoftmaxParams {
+    lines: u32,
+    n: u32,
+    inner: u32,
+    grid_width: u32,
 }
 
 /// The softmax's linearisation, self-adjoint: out = y ⊙ (d − Σₙ y ⊙ d) along the middle axis of [outer, n, inner],
@@ -282,8 +734,47 @@ pub fn record_softmax_tangent(
     d: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let _ = (rec, rows, rep, outer, n, inner, y, d, out);
-    todo!("graph_softmax_tangent.wgsl")
+    const KERNEL: &str = "graph_softmax_tangent";
+    if rep == 0 {
+        return fail(KERNEL, "rep 0".into());
+    }
+    let len = rows * outer * n * inner;
+    let lines = size_u32(KERNEL, "lines", rows * outer * inner)?;
+    size_u32(KERNEL, "the elements", len)?;
+    check_len(KERNEL, "y", y, rows.div_ceil(rep) * outer * n * inner)?;
+    check_len(KERNEL, "d", d, len)?;
+    check_len(KERNEL, "out", out, len)?;
+    check_distinct(KERNEL, out, &[y, d])?;
+    if len == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let lanes = lanes_for(n);
+    let kernel = ctx.kernel(KERNEL, &[("LANES", lanes as f64)])?;
+    let (grid, grid_width) = line_grid(ctx, lines, lanes);
+    let params = SoftmaxTangentParams {
+        lines,
+        n: n as u32,
+        inner: inner as u32,
+        grid_width,
+        outer: outer as u32,
+        rep: rep as u32,
+        pad: [0; 2],
+    };
+    let uniform = ctx.uniform("graph_softmax_tangent/params", &params);
+    rec.dispatch(&kernel, &[y, d, out, &uniform], grid)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SoftmaxTangentParams {
+    lines: u32,
+    n: u32,
+    inner: u32,
+    grid_width: u32,
+    outer: u32,
+    rep: u32,
+    pad: [u32; 2],
 }
 
 /// Uploads a host sparse map (weights as f32).

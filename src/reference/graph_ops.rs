@@ -6,9 +6,16 @@ use crate::ops::graph::{BatchedMatmul, BinaryOp, Conv2d, MatrixMap, RowMap, Unar
 /// f(x), or f′(x) when `derivative`.
 pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
     use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
-    let phi = |x: f64| 0.5 * (1.0 + libm::erf(x / SQRT_2));
+    // The tails are written so that they keep their relative accuracy (no 1 − (≈1) cancellation): Φ through erfc,
+    // σ′ and tanh′ through e^{−|x|}, and the tanh gelu through 1 + tanh u = 2σ(2u).
+    let phi = |x: f64| 0.5 * libm::erfc(-x / SQRT_2);
     let density = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let sigmoid_derivative = |x: f64| {
+        let e = (-x.abs()).exp();
+        e / ((1.0 + e) * (1.0 + e))
+    };
+    let tanh_derivative = |x: f64| 4.0 * sigmoid_derivative(2.0 * x);
     if !derivative {
         return match f {
             UnaryFn::Identity => x,
@@ -41,7 +48,7 @@ pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
             UnaryFn::Gelu => x * phi(x),
             UnaryFn::GeluTanh => {
                 let c = (2.0 / std::f64::consts::PI).sqrt();
-                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+                x * sigmoid(2.0 * c * (x + 0.044715 * x * x * x))
             }
             UnaryFn::PowConst(p) => x.powf(p as f64),
             UnaryFn::ExpBase(ln_c) => (ln_c as f64 * x).exp(),
@@ -64,8 +71,8 @@ pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
                 a as f64
             }
         }
-        UnaryFn::Sigmoid => sigmoid(x) * (1.0 - sigmoid(x)),
-        UnaryFn::Tanh => 1.0 - x.tanh() * x.tanh(),
+        UnaryFn::Sigmoid => sigmoid_derivative(x),
+        UnaryFn::Tanh => tanh_derivative(x),
         UnaryFn::Erf => FRAC_2_SQRT_PI * (-x * x).exp(),
         UnaryFn::Exp => x.exp(),
         UnaryFn::Log => 1.0 / x,
@@ -88,8 +95,7 @@ pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
         UnaryFn::GeluTanh => {
             let c = (2.0 / std::f64::consts::PI).sqrt();
             let inner = c * (x + 0.044715 * x * x * x);
-            let th = inner.tanh();
-            0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044715 * x * x)
+            sigmoid(2.0 * inner) + 0.5 * x * tanh_derivative(inner) * c * (1.0 + 3.0 * 0.044715 * x * x)
         }
         UnaryFn::PowConst(p) => {
             let p = p as f64;
@@ -280,8 +286,8 @@ pub fn record_conv2d(spec: &Conv2d, x: &[f64], w: &[f64], out: &mut [f64]) {
                                     let nx = (xo + s.pad[1]) as isize - (j * s.dilation[1]) as isize;
                                     if ny < 0
                                         || nx < 0
-                                        || ny as usize % s.stride[0] != 0
-                                        || nx as usize % s.stride[1] != 0
+                                        || !(ny as usize).is_multiple_of(s.stride[0])
+                                        || !(nx as usize).is_multiple_of(s.stride[1])
                                     {
                                         continue;
                                     }

@@ -1,0 +1,508 @@
+//! The graph engine's primitive kernels (ops::graph) against their f64 twins (reference::graph_ops), on sizes that
+//! are not multiples of the workgroups and tiles; and the adjoint property of the twin convolution.
+
+mod common;
+
+use common::{gpu, rel_err, rng};
+use rand::Rng;
+use scorelens::gpu::{BufferRole, Recorder};
+use scorelens::ops::graph::{
+    self, upload_sparse_map, BatchedMatmul, BinaryOp, Conv2d, MatrixMap, Operand, RowMap, UnaryFn,
+};
+use scorelens::reference::graph_ops::{self as twin, SparseMap};
+use scorelens::GpuContext;
+
+/// Uniform values in [lo, hi), rounded to f32 (the GPU sees f32; the twin must see the same numbers).
+fn uniform(r: &mut impl Rng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..len).map(|_| r.random_range(lo..hi) as f32 as f64).collect()
+}
+
+fn normal(r: &mut impl Rng, len: usize, scale: f32) -> Vec<f64> {
+    common::normal_vec(r, len, scale).iter().map(|&v| v as f64).collect()
+}
+
+fn up(ctx: &GpuContext, data: &[f64]) -> wgpu::Buffer {
+    let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+    ctx.upload("test/in", &v)
+}
+
+fn scratch(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
+    ctx.buffer("test/out", (len * 4) as u64, BufferRole::Storage)
+}
+
+/// Records with `f`, submits, and downloads `len` values of `out`.
+fn run(ctx: &GpuContext, out: &wgpu::Buffer, len: usize, f: impl FnOnce(&mut Recorder)) -> Vec<f32> {
+    let mut rec = Recorder::new(ctx, "test/graph");
+    f(&mut rec);
+    rec.submit();
+    ctx.download(out, len).unwrap()
+}
+
+fn check(what: &str, got: &[f32], want: &[f64], tol: f64) -> f64 {
+    let err = rel_err(got, want);
+    println!("{what}: rel err {err:.2e}");
+    assert!(err <= tol, "{what}: rel err {err:e} > {tol:e}");
+    err
+}
+
+#[test]
+fn unary_matches_twin_for_every_function_in_both_modes() {
+    let ctx = gpu();
+    // Each function on inputs in its domain (and the tails where the stable forms matter).
+    let cases: Vec<(UnaryFn, f64, f64)> = vec![
+        (UnaryFn::Identity, -3.0, 3.0),
+        (UnaryFn::Relu, -3.0, 3.0),
+        (UnaryFn::LeakyRelu(0.1), -3.0, 3.0),
+        (UnaryFn::Sigmoid, -40.0, 40.0),
+        (UnaryFn::Tanh, -20.0, 20.0),
+        (UnaryFn::Tanh, -0.3, 0.3),
+        (UnaryFn::Erf, -5.0, 5.0),
+        (UnaryFn::Exp, -6.0, 6.0),
+        (UnaryFn::Log, 0.01, 50.0),
+        (UnaryFn::Sin, -7.0, 7.0),
+        (UnaryFn::Cos, -7.0, 7.0),
+        (UnaryFn::Sqrt, 0.01, 50.0),
+        (UnaryFn::Reciprocal, 0.2, 5.0),
+        (UnaryFn::Reciprocal, -5.0, -0.2),
+        (UnaryFn::Neg, -3.0, 3.0),
+        (UnaryFn::Abs, -3.0, 3.0),
+        (UnaryFn::Softplus, -40.0, 40.0),
+        (UnaryFn::Softplus, -25.0, -10.0),
+        (UnaryFn::Gelu, -12.0, 12.0),
+        (UnaryFn::Gelu, -3.0, 3.0),
+        (UnaryFn::GeluTanh, -12.0, 12.0),
+        (UnaryFn::GeluTanh, -3.0, 3.0),
+        (UnaryFn::PowConst(2.0), -3.0, 3.0),
+        (UnaryFn::PowConst(3.0), -3.0, 3.0),
+        (UnaryFn::PowConst(-2.0), 0.3, 3.0),
+        (UnaryFn::PowConst(-3.0), -3.0, -0.3),
+        (UnaryFn::PowConst(0.5), 0.01, 9.0),
+        (UnaryFn::PowConst(2.5), 0.0, 4.0),
+        (UnaryFn::PowConst(1.0), -3.0, 3.0),
+        (UnaryFn::PowConst(0.0), -3.0, 3.0),
+        (UnaryFn::ExpBase(3f32.ln()), -4.0, 4.0),
+        (UnaryFn::ExpBase(-0.7), -4.0, 4.0),
+        (UnaryFn::Scale(-1.7), -3.0, 3.0),
+    ];
+    let mut r = rng(1);
+    let mut worst = 0.0f64;
+    for (case, &(f, lo, hi)) in cases.iter().enumerate() {
+        for derivative in [false, true] {
+            for len in [1, 1001] {
+                let x = uniform(&mut r, len, lo, hi);
+                let (gx, out) = (up(&ctx, &x), scratch(&ctx, len));
+                let got = run(&ctx, &out, len, |rec| graph::record_unary(rec, f, derivative, len, &gx, &out).unwrap());
+                let mut want = vec![0.0; len];
+                twin::record_unary(f, derivative, &x, &mut want);
+                let what = format!("unary #{case} {f:?} derivative={derivative} len={len} on [{lo}, {hi})");
+                worst = worst.max(check(&what, &got, &want, 1e-5));
+            }
+        }
+    }
+    println!("unary: worst rel err {worst:.2e}");
+}
+
+/// The stable forms in the tails, element by element (a norm-wise error would hide them behind the large values).
+#[test]
+fn unary_tails_keep_their_relative_accuracy() {
+    let ctx = gpu();
+    let mut r = rng(11);
+    let cases: Vec<(UnaryFn, bool, f64, f64)> = vec![
+        (UnaryFn::Sigmoid, false, -40.0, -15.0),
+        (UnaryFn::Sigmoid, true, -40.0, -15.0),
+        (UnaryFn::Sigmoid, true, 15.0, 40.0),
+        (UnaryFn::Tanh, true, 8.0, 20.0),
+        (UnaryFn::Tanh, true, -20.0, -8.0),
+        (UnaryFn::Softplus, false, -40.0, -15.0),
+        (UnaryFn::Softplus, true, -40.0, -15.0),
+        (UnaryFn::Gelu, false, -9.0, -4.0),
+        (UnaryFn::Gelu, true, -9.0, -4.0),
+        (UnaryFn::GeluTanh, false, -5.0, -3.0),
+        (UnaryFn::GeluTanh, true, -5.0, -3.0),
+        (UnaryFn::Erf, true, -9.0, -3.0),
+    ];
+    for (f, derivative, lo, hi) in cases {
+        let len = 300;
+        let x = uniform(&mut r, len, lo, hi);
+        let (gx, out) = (up(&ctx, &x), scratch(&ctx, len));
+        let got = run(&ctx, &out, len, |rec| graph::record_unary(rec, f, derivative, len, &gx, &out).unwrap());
+        let mut want = vec![0.0; len];
+        twin::record_unary(f, derivative, &x, &mut want);
+        let worst = got.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs() / w.abs()).fold(0.0, f64::max);
+        println!("unary tail {f:?} derivative={derivative} on [{lo}, {hi}): worst elementwise rel err {worst:.2e}");
+        assert!(worst <= 3e-5, "{f:?} derivative={derivative} on [{lo}, {hi}): elementwise rel err {worst:e}");
+    }
+}
+
+#[test]
+fn binary_matches_twin_with_broadcasting_and_row_maps() {
+    let ctx = gpu();
+    let mut r = rng(2);
+    // (rows, out shape, a, b), each operand as (shape, 0 shared or 1 own rows, rep).
+    type Side = (Vec<usize>, u32, u32);
+    let cases: Vec<(usize, Vec<usize>, Side, Side)> = vec![
+        (4, vec![5, 3, 7], (vec![5, 1, 7], 1, 1), (vec![3, 1], 0, 1)),
+        (6, vec![17], (vec![17], 1, 3), (vec![17], 1, 1)),
+        (3, vec![17], (vec![17], 1, 1), (vec![], 1, 1)),
+        (5, vec![33, 9], (vec![1], 0, 1), (vec![33, 9], 1, 5)),
+        (2, vec![2, 3, 1, 4, 2, 3], (vec![2, 1, 1, 4, 1, 3], 1, 2), (vec![3, 1, 4, 2, 1], 0, 1)),
+        (7, vec![], (vec![], 1, 1), (vec![], 1, 7)),
+        (3, vec![257], (vec![257], 1, 1), (vec![257], 1, 1)),
+    ];
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow] {
+        for (case, (rows, out_shape, (a_shape, a_own, a_rep), (b_shape, b_own, b_rep))) in cases.iter().enumerate() {
+            let (a_size, b_size) = (a_shape.iter().product::<usize>(), b_shape.iter().product::<usize>());
+            let a_map = RowMap { stride: a_own * a_size as u32, rep: *a_rep };
+            let b_map = RowMap { stride: b_own * b_size as u32, rep: *b_rep };
+            let a_rows = if *a_own == 0 { 1 } else { rows.div_ceil(*a_rep as usize) };
+            let b_rows = if *b_own == 0 { 1 } else { rows.div_ceil(*b_rep as usize) };
+            let (a, b) = match op {
+                // Positive bases with real exponents, and negative bases with integer exponents (odd and even).
+                BinaryOp::Pow if case % 2 == 0 => {
+                    (uniform(&mut r, a_rows * a_size, 0.1, 3.0), uniform(&mut r, b_rows * b_size, -2.0, 2.5))
+                }
+                BinaryOp::Pow => (
+                    uniform(&mut r, a_rows * a_size, -2.0, 2.0),
+                    (0..b_rows * b_size).map(|_| r.random_range(-3..=4) as f64).collect(),
+                ),
+                BinaryOp::Div => {
+                    let b: Vec<f64> = uniform(&mut r, b_rows * b_size, 0.3, 3.0);
+                    let sign: Vec<f64> = b.iter().map(|v| if r.random_bool(0.5) { -v } else { *v }).collect();
+                    (normal(&mut r, a_rows * a_size, 1.0), sign)
+                }
+                _ => (normal(&mut r, a_rows * a_size, 1.0), normal(&mut r, b_rows * b_size, 1.0)),
+            };
+            let len = rows * out_shape.iter().product::<usize>();
+            let (ga, gb, out) = (up(&ctx, &a), up(&ctx, &b), scratch(&ctx, len));
+            let got = run(&ctx, &out, len, |rec| {
+                let a = Operand { buffer: &ga, shape: a_shape, rows: a_map };
+                let b = Operand { buffer: &gb, shape: b_shape, rows: b_map };
+                graph::record_binary(rec, op, *rows, out_shape, a, b, &out).unwrap()
+            });
+            let mut want = vec![0.0; len];
+            twin::record_binary(op, *rows, out_shape, (&a, a_shape, a_map), (&b, b_shape, b_map), &mut want);
+            check(&format!("binary {op:?} #{case} {out_shape:?} a {a_shape:?} b {b_shape:?}"), &got, &want, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn sparse_map_matches_twin_and_accumulates() {
+    let ctx = gpu();
+    let mut r = rng(3);
+    let random_map = |r: &mut rand::rngs::StdRng, outputs: usize, inputs: usize, nnz: usize| {
+        let triples = (0..nnz)
+            .map(|_| (r.random_range(0..outputs), r.random_range(0..inputs), r.random_range(-2.0..2.0) as f32 as f64))
+            .collect();
+        SparseMap::from_triples(outputs, inputs, triples)
+    };
+    let maps = [
+        random_map(&mut r, 33, 17, 70),
+        random_map(&mut r, 1, 300, 250),
+        random_map(&mut r, 257, 5, 40), // many empty rows
+        SparseMap::gather(9, &[Some(3), None, Some(8), Some(0), Some(3)]),
+    ];
+    let maps: Vec<SparseMap> = maps.iter().flat_map(|m| [m.clone(), m.transpose()]).collect();
+    for (case, map) in maps.iter().enumerate() {
+        for (rows, accumulate) in [(1, false), (5, false), (3, true)] {
+            let x = normal(&mut r, rows * map.inputs, 1.0);
+            let before = normal(&mut r, rows * map.outputs, 1.0);
+            let (gx, out) = (up(&ctx, &x), up(&ctx, &before));
+            let buffers = upload_sparse_map(&ctx, "test/map", map);
+            let len = rows * map.outputs;
+            let got = run(&ctx, &out, len, |rec| {
+                graph::record_sparse_map(rec, rows, &buffers, &gx, &out, accumulate).unwrap()
+            });
+            let mut want = before.clone();
+            twin::record_sparse_map(rows, map, &x, &mut want, accumulate);
+            let what = format!(
+                "sparse map #{case} {}×{} nnz {} rows {rows} accumulate {accumulate}",
+                map.outputs,
+                map.inputs,
+                map.nnz()
+            );
+            check(&what, &got, &want, 1e-5);
+        }
+    }
+}
+
+/// More workgroups than one grid dimension holds (65535): the flat kernels' 2-D grid and the matmul's batch split.
+#[test]
+fn dispatches_beyond_one_grid_dimension() {
+    let ctx = gpu();
+    let mut r = rng(12);
+    let len = 256 * 65535 + 1001;
+    let x = uniform(&mut r, len, -4.0, 4.0);
+    let (gx, out) = (up(&ctx, &x), scratch(&ctx, len));
+    let got = run(&ctx, &out, len, |rec| graph::record_unary(rec, UnaryFn::Sigmoid, false, len, &gx, &out).unwrap());
+    let mut want = vec![0.0; len];
+    twin::record_unary(UnaryFn::Sigmoid, false, &x, &mut want);
+    check("unary sigmoid on 256·65535 + 1001 elements", &got, &want, 1e-5);
+
+    let (rows, m, n, k) = (70001, 2, 3, 2);
+    let spec = BatchedMatmul {
+        m,
+        n,
+        k,
+        rows,
+        lead: 1,
+        a: MatrixMap { rows: RowMap::rows(m * k), lead_stride: 0, transposed: false },
+        b: MatrixMap { rows: RowMap::repeated(k * n, 7), lead_stride: 0, transposed: true },
+    };
+    let a = normal(&mut r, rows * m * k, 1.0);
+    let b = normal(&mut r, rows.div_ceil(7) * k * n, 1.0);
+    let len = rows * m * n;
+    let (ga, gb, out) = (up(&ctx, &a), up(&ctx, &b), scratch(&ctx, len));
+    let got = run(&ctx, &out, len, |rec| graph::record_batched_matmul(rec, &spec, &ga, &gb, &out).unwrap());
+    let mut want = vec![0.0; len];
+    twin::record_batched_matmul(&spec, &a, &b, &mut want);
+    check("matmul over 70001 products", &got, &want, 1e-5);
+}
+
+/// Elements an operand needs under `map` for `rows · lead` matrices of `len` elements.
+fn matrix_extent(map: &MatrixMap, rows: usize, lead: usize, len: usize) -> usize {
+    ((rows - 1) / map.rows.rep as usize) * map.rows.stride as usize + (lead - 1) * map.lead_stride as usize + len
+}
+
+#[test]
+fn batched_matmul_matches_twin_on_awkward_shapes_layouts_and_maps() {
+    let ctx = gpu();
+    let mut r = rng(4);
+    let mut worst = 0.0f64;
+    let mut seen = 0;
+    for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 33, 1), (1, 40, 19), (33, 1, 20), (20, 17, 65), (40, 37, 300)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            // (rows, lead, a map, b map): own matrices; b shared over rows and lead; a repeated (rep 2) with a
+            // broadcast lead; b with padding between rows and repeated by 3.
+            let (mk, kn) = (m * k, k * n);
+            let layouts = [
+                (3, 2, RowMap::rows(2 * mk), mk as u32, RowMap::rows(2 * kn), kn as u32),
+                (4, 3, RowMap::rows(3 * mk), mk as u32, RowMap::shared(), 0),
+                (4, 2, RowMap::repeated(mk, 2), 0, RowMap::rows(2 * kn), kn as u32),
+                (6, 1, RowMap::rows(mk), 0, RowMap::repeated(kn + 5, 3), 0),
+            ];
+            for (rows, lead, a_rows, a_lead, b_rows, b_lead) in layouts {
+                let spec = BatchedMatmul {
+                    m,
+                    n,
+                    k,
+                    rows,
+                    lead,
+                    a: MatrixMap { rows: a_rows, lead_stride: a_lead, transposed: ta },
+                    b: MatrixMap { rows: b_rows, lead_stride: b_lead, transposed: tb },
+                };
+                let a = normal(&mut r, matrix_extent(&spec.a, rows, lead, mk), 1.0);
+                let b = normal(&mut r, matrix_extent(&spec.b, rows, lead, kn), 1.0);
+                let len = rows * lead * m * n;
+                let (ga, gb, out) = (up(&ctx, &a), up(&ctx, &b), scratch(&ctx, len));
+                let got = run(&ctx, &out, len, |rec| graph::record_batched_matmul(rec, &spec, &ga, &gb, &out).unwrap());
+                let mut want = vec![0.0; len];
+                twin::record_batched_matmul(&spec, &a, &b, &mut want);
+                worst = worst.max(check(&format!("matmul {spec:?}"), &got, &want, 1e-5));
+                seen += 1;
+            }
+        }
+    }
+    println!("matmul: {seen} cases, worst rel err {worst:.2e}");
+}
+
+/// A convolution spec with the usual output size (forward) or (in − 1)·s − 2p + d(k − 1) + 1 + extra (transposed).
+#[allow(clippy::too_many_arguments)]
+fn conv_spec(
+    rows: usize,
+    c_in: usize,
+    c_out: usize,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    transposed: bool,
+    extra: [usize; 2],
+) -> Conv2d {
+    let out = |a: usize| {
+        if transposed {
+            (hw[a] - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1 + extra[a] - 2 * pad[a]
+        } else {
+            (hw[a] + 2 * pad[a] - dilation[a] * (kernel[a] - 1) - 1) / stride[a] + 1
+        }
+    };
+    Conv2d {
+        rows,
+        c_in,
+        h_in: hw[0],
+        w_in: hw[1],
+        c_out,
+        h_out: out(0),
+        w_out: out(1),
+        kernel,
+        stride,
+        pad,
+        dilation,
+        groups,
+        transposed,
+    }
+}
+
+fn conv_cases() -> Vec<Conv2d> {
+    vec![
+        conv_spec(2, 3, 5, [9, 11], [3, 3], [1, 1], [1, 1], [1, 1], 1, false, [0, 0]),
+        conv_spec(1, 4, 6, [8, 7], [3, 3], [1, 1], [1, 1], [1, 1], 2, false, [0, 0]),
+        conv_spec(3, 6, 6, [10, 9], [3, 3], [1, 1], [1, 1], [1, 1], 6, false, [0, 0]), // depthwise
+        conv_spec(2, 3, 4, [13, 12], [3, 3], [2, 2], [1, 1], [1, 1], 1, false, [0, 0]),
+        conv_spec(2, 2, 3, [12, 13], [3, 3], [1, 1], [2, 2], [2, 2], 1, false, [0, 0]),
+        conv_spec(1, 3, 2, [9, 10], [3, 2], [2, 1], [1, 0], [1, 1], 1, false, [0, 0]), // asymmetric kernel
+        conv_spec(2, 17, 3, [5, 6], [1, 1], [1, 1], [0, 0], [1, 1], 1, false, [0, 0]),
+        conv_spec(2, 4, 3, [6, 5], [3, 3], [2, 2], [1, 1], [1, 1], 1, true, [1, 1]), // output padding
+        conv_spec(1, 4, 6, [5, 7], [4, 4], [2, 2], [1, 1], [1, 1], 2, true, [0, 0]),
+        conv_spec(2, 3, 2, [7, 6], [3, 2], [2, 3], [1, 0], [2, 1], 1, true, [1, 2]),
+        conv_spec(1, 5, 5, [6, 6], [3, 3], [1, 1], [1, 1], [1, 1], 5, true, [0, 0]), // depthwise transposed
+    ]
+}
+
+#[test]
+fn conv2d_matches_twin_forward_and_transposed() {
+    let ctx = gpu();
+    let mut r = rng(5);
+    for spec in conv_cases() {
+        let in_len = spec.rows * spec.c_in * spec.h_in * spec.w_in;
+        let out_len = spec.rows * spec.c_out * spec.h_out * spec.w_out;
+        let w_len = spec.c_in * spec.c_out / spec.groups * spec.kernel[0] * spec.kernel[1];
+        let (x, w) = (normal(&mut r, in_len, 1.0), normal(&mut r, w_len, 0.5));
+        let (gx, gw, out) = (up(&ctx, &x), up(&ctx, &w), scratch(&ctx, out_len));
+        let got = run(&ctx, &out, out_len, |rec| graph::record_conv2d(rec, &spec, &gx, &gw, &out).unwrap());
+        let mut want = vec![0.0; out_len];
+        twin::record_conv2d(&spec, &x, &w, &mut want);
+        check(&format!("conv2d {spec:?}"), &got, &want, 1e-5);
+    }
+}
+
+/// ⟨conv(x), y⟩ = ⟨x, convᵀ(y)⟩ with the same weight, in the twin: how the engine transposes convolutions.
+#[test]
+fn conv2d_twin_transposed_is_the_adjoint() {
+    let mut r = rng(6);
+    let mut forward: Vec<Conv2d> = conv_cases().into_iter().filter(|s| !s.transposed).collect();
+    // Stride 2 on odd input sizes (the last input row and column reach no output).
+    forward.push(conv_spec(2, 4, 6, [11, 9], [3, 3], [2, 2], [1, 1], [1, 1], 2, false, [0, 0]));
+    forward.push(conv_spec(1, 2, 3, [7, 9], [2, 3], [2, 2], [0, 1], [1, 2], 1, false, [0, 0]));
+    // And the other way: a transposed convolution's adjoint is the convolution.
+    let transposed: Vec<Conv2d> = conv_cases().into_iter().filter(|s| s.transposed).collect();
+    for spec in forward.into_iter().chain(transposed) {
+        let adjoint = Conv2d {
+            c_in: spec.c_out,
+            c_out: spec.c_in,
+            h_in: spec.h_out,
+            w_in: spec.w_out,
+            h_out: spec.h_in,
+            w_out: spec.w_in,
+            transposed: !spec.transposed,
+            ..spec
+        };
+        let in_len = spec.rows * spec.c_in * spec.h_in * spec.w_in;
+        let out_len = spec.rows * spec.c_out * spec.h_out * spec.w_out;
+        let w_len = spec.c_in * spec.c_out / spec.groups * spec.kernel[0] * spec.kernel[1];
+        let (x, y, w) = (normal(&mut r, in_len, 1.0), normal(&mut r, out_len, 1.0), normal(&mut r, w_len, 1.0));
+        let (mut ax, mut aty) = (vec![0.0; out_len], vec![0.0; in_len]);
+        twin::record_conv2d(&spec, &x, &w, &mut ax);
+        twin::record_conv2d(&adjoint, &y, &w, &mut aty);
+        let lhs: f64 = ax.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let rhs: f64 = x.iter().zip(&aty).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0), "{spec:?}: ⟨Ax, y⟩ = {lhs} but ⟨x, Aᵀy⟩ = {rhs}");
+    }
+}
+
+#[test]
+fn norm_matches_twin_on_small_and_large_groups() {
+    let ctx = gpu();
+    let mut r = rng(7);
+    for (groups, size, eps, shift, tol) in [
+        (3, 40000, 1e-5, 3.0, 1e-4),
+        (7, 17, 1e-5, 0.0, 1e-5),
+        (1000, 3, 1e-3, -2.0, 1e-5),
+        (5, 1, 1e-5, 1.0, 1e-5),
+        (2, 70001, 1e-6, 10.0, 1e-4),
+        (300, 257, 1e-5, 0.5, 1e-5),
+    ] {
+        let x: Vec<f64> = normal(&mut r, groups * size, 2.0).iter().map(|v| ((v + shift) as f32) as f64).collect();
+        let (gx, out) = (up(&ctx, &x), scratch(&ctx, groups * size));
+        let got = run(&ctx, &out, groups * size, |rec| graph::record_norm(rec, groups, size, eps, &gx, &out).unwrap());
+        let mut want = vec![0.0; groups * size];
+        twin::record_norm(groups, size, eps as f64, &x, &mut want);
+        check(&format!("norm {groups} groups of {size}"), &got, &want, tol);
+    }
+}
+
+#[test]
+fn norm_tangent_matches_twin() {
+    let ctx = gpu();
+    let mut r = rng(8);
+    for (rows, rep, gpr, size, tol) in [
+        (6usize, 3usize, 4, 33, 1e-5),
+        (2, 1, 1, 70000, 1e-4),
+        (5, 5, 3, 1, 1e-5),
+        (4, 2, 2, 40000, 1e-4),
+        (9, 3, 7, 6, 1e-5),
+    ] {
+        let eps = 1e-5f32;
+        let x: Vec<f64> = normal(&mut r, rows.div_ceil(rep) * gpr * size, 1.5).iter().map(|v| v + 0.5).collect();
+        let x: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
+        let d = normal(&mut r, rows * gpr * size, 1.0);
+        let len = rows * gpr * size;
+        let (gx, gd, out) = (up(&ctx, &x), up(&ctx, &d), scratch(&ctx, len));
+        let got = run(&ctx, &out, len, |rec| {
+            graph::record_norm_tangent(rec, rows, rep, gpr, size, eps, &gx, &gd, &out).unwrap()
+        });
+        let mut want = vec![0.0; len];
+        twin::record_norm_tangent(rows, rep, gpr, size, eps as f64, &x, &d, &mut want);
+        check(&format!("norm tangent rows {rows} rep {rep} {gpr} groups of {size}"), &got, &want, tol);
+    }
+}
+
+#[test]
+fn softmax_matches_twin_along_any_axis() {
+    let ctx = gpu();
+    let mut r = rng(9);
+    for (rows, outer, n, inner, scale, tol) in [
+        (3, 4, 17, 5, 3.0, 1e-5), // a middle axis
+        (2, 1, 33, 1, 3.0, 1e-5), // the last axis
+        (2, 1, 7, 9, 3.0, 1e-5),  // the first axis
+        (4, 3, 1, 2, 1.0, 1e-5),  // n = 1
+        (1, 1, 40000, 1, 4.0, 1e-4),
+        (2, 2, 3000, 3, 10.0, 1e-5),
+        (5, 1, 257, 1, 20.0, 1e-5),
+    ] {
+        let len = rows * outer * n * inner;
+        let x = normal(&mut r, len, scale);
+        let (gx, out) = (up(&ctx, &x), scratch(&ctx, len));
+        let got = run(&ctx, &out, len, |rec| graph::record_softmax(rec, rows, outer, n, inner, &gx, &out).unwrap());
+        let mut want = vec![0.0; len];
+        twin::record_softmax(rows, outer, n, inner, &x, &mut want);
+        check(&format!("softmax rows {rows} [{outer}, {n}, {inner}]"), &got, &want, tol);
+    }
+}
+
+#[test]
+fn softmax_tangent_matches_twin() {
+    let ctx = gpu();
+    let mut r = rng(10);
+    for (rows, rep, outer, n, inner, tol) in
+        [(6usize, 2usize, 3, 33, 4, 1e-5), (3, 3, 1, 5, 1, 1e-5), (2, 1, 1, 40000, 1, 1e-4), (4, 4, 2, 300, 7, 1e-5)]
+    {
+        let per_row = outer * n * inner;
+        // y: a softmax of random logits (the primal), d random.
+        let logits = normal(&mut r, rows.div_ceil(rep) * per_row, 2.0);
+        let mut y = vec![0.0; logits.len()];
+        twin::record_softmax(rows.div_ceil(rep), outer, n, inner, &logits, &mut y);
+        let y: Vec<f64> = y.iter().map(|&v| v as f32 as f64).collect();
+        let d = normal(&mut r, rows * per_row, 1.0);
+        let len = rows * per_row;
+        let (gy, gd, out) = (up(&ctx, &y), up(&ctx, &d), scratch(&ctx, len));
+        let got = run(&ctx, &out, len, |rec| {
+            graph::record_softmax_tangent(rec, rows, rep, outer, n, inner, &gy, &gd, &out).unwrap()
+        });
+        let mut want = vec![0.0; len];
+        twin::record_softmax_tangent(rows, rep, outer, n, inner, &y, &d, &mut want);
+        check(&format!("softmax tangent rows {rows} rep {rep} [{outer}, {n}, {inner}]"), &got, &want, tol);
+    }
+}
