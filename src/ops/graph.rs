@@ -777,18 +777,3 @@ struct SoftmaxTangentParams {
     pad: [u32; 2],
 }
 
-/// Uploads a host sparse map (weights as f32).
-pub fn upload_sparse_map(
-    ctx: &crate::gpu::GpuContext,
-    label: &str,
-    map: &crate::reference::graph_ops::SparseMap,
-) -> SparseMapBuffers {
-    let weight: Vec<f32> = map.weight.iter().map(|&w| w as f32).collect();
-    SparseMapBuffers {
-        outputs: map.outputs,
-        inputs: map.inputs,
-        row_start: ctx.upload(&format!("{label}/row_start"), &map.row_start),
-        column: ctx.upload(&format!("{label}/column"), &map.column),
-        weight: ctx.upload(&format!("{label}/weight"), &weight),
-    }
-}
