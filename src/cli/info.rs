@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use scorelens::gpu::list_adapters;
-use scorelens::{GpuContext, Result, ScoreModel};
+use scorelens::{GpuContext, Result};
 
-pub fn run(model: Option<&Path>) -> Result<()> {
+pub fn run(model: Option<&Path>, settings: &super::inputs::ModelSettings) -> Result<()> {
     if let Some(path) = model {
-        let model = ScoreModel::load(path)?;
+        let model = settings.load_model(path)?;
         println!("model {}", path.display());
         for (key, value) in model.describe() {
             println!("  {key:<20} {value}");

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use scorelens::field::{SmoothedData, Smoothing, UserField};
+use scorelens::graph::MetadataOverrides;
 use scorelens::io::npy;
 use scorelens::scheduler::{JobOptions, Progress};
 use scorelens::{Error, GpuContext, NoiseSchedule, Result, ScoreField, ScoreModel};
@@ -13,7 +14,7 @@ use super::ComputeArgs;
 /// The score field a command works on: a model file, or a user's WGSL field with its dimension and schedule.
 #[derive(Args, Clone)]
 pub struct FieldArgs {
-    /// The model file (.safetensors, model-format.md); or give --field or --kde.
+    /// The model file (.onnx or .safetensors, model-format.md); or give --field or --kde.
     #[arg(required_unless_present_any = ["field", "kde"])]
     pub model: Option<PathBuf>,
     /// A user field instead of a model: a WGSL file with `fn field(x: State, t: f32) -> State` (and optionally
@@ -30,22 +31,103 @@ pub struct FieldArgs {
     /// The dimension D of a user field's state.
     #[arg(long, value_name = "D")]
     pub dim: Option<usize>,
-    /// A user field's noise schedule: ve-song (default), ve or vp.
-    #[arg(long, value_name = "NAME", default_value = "ve-song")]
-    pub schedule: String,
-    /// ve-song: the sigma of Song's tutorial.
-    #[arg(long, value_name = "S", default_value_t = 25.0)]
-    pub sigma: f64,
-    /// ve: smallest and largest std.
-    #[arg(long, value_name = "S", default_value_t = 0.01)]
-    pub sigma_min: f64,
-    #[arg(long, value_name = "S", default_value_t = 50.0)]
-    pub sigma_max: f64,
-    /// vp: β(t) = β_min + t (β_max − β_min).
-    #[arg(long, value_name = "B", default_value_t = 0.1)]
-    pub beta_min: f64,
-    #[arg(long, value_name = "B", default_value_t = 20.0)]
-    pub beta_max: f64,
+    #[command(flatten)]
+    pub settings: ModelSettings,
+}
+
+/// What a model file's metadata says, given on the command line: for an ONNX network these override the file's
+/// `scorelens.*` keys; for a user field (--field) or the smoothed data (--kde) the schedule flags set its noise
+/// process (default ve-song with sigma 25).
+#[derive(Args, Clone, Default)]
+pub struct ModelSettings {
+    /// What an ONNX network outputs: score, epsilon, denoiser or v (overrides scorelens.parameterization).
+    #[arg(long, value_name = "KIND")]
+    pub parameterization: Option<String>,
+    /// What an ONNX network's second input receives: t, sigma, c_noise or log_sigma (overrides scorelens.time_input).
+    #[arg(long, value_name = "KIND")]
+    pub time_input: Option<String>,
+    /// The noise schedule: ve-song, ve or vp (overrides the model file's).
+    #[arg(long, value_name = "NAME")]
+    pub schedule: Option<String>,
+    /// ve-song: the sigma of Song's tutorial (default 25 for user fields).
+    #[arg(long, value_name = "S")]
+    pub sigma: Option<f64>,
+    /// ve: smallest and largest std (defaults 0.01 and 50 for user fields).
+    #[arg(long, value_name = "S")]
+    pub sigma_min: Option<f64>,
+    #[arg(long, value_name = "S")]
+    pub sigma_max: Option<f64>,
+    /// vp: β(t) = β_min + t (β_max − β_min) (defaults 0.1 and 20 for user fields).
+    #[arg(long, value_name = "B")]
+    pub beta_min: Option<f64>,
+    #[arg(long, value_name = "B")]
+    pub beta_max: Option<f64>,
+}
+
+impl ModelSettings {
+    /// The flags that were given, as metadata keys (without the `scorelens.` prefix).
+    pub fn overrides(&self) -> MetadataOverrides {
+        let mut m = MetadataOverrides::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                m.insert(key.to_string(), v);
+            }
+        };
+        put("parameterization", self.parameterization.clone());
+        put("time_input", self.time_input.clone());
+        put("schedule", self.schedule.clone());
+        put("sigma", self.sigma.map(|v| v.to_string()));
+        put("sigma_min", self.sigma_min.map(|v| v.to_string()));
+        put("sigma_max", self.sigma_max.map(|v| v.to_string()));
+        put("beta_min", self.beta_min.map(|v| v.to_string()));
+        put("beta_max", self.beta_max.map(|v| v.to_string()));
+        m
+    }
+
+    /// Loads MODEL with these settings over its metadata.
+    pub fn load_model(&self, path: &Path) -> Result<ScoreModel> {
+        ScoreModel::load_with(path, &self.overrides()).map_err(|e| match e {
+            // Name the flag as well as the metadata key.
+            Error::BadMetadata { path, key, message } if message.starts_with("missing") => {
+                Error::BadMetadata { path, key, message }
+            }
+            other => other,
+        })
+    }
+
+    /// The schedule of a user field or the smoothed data: the flags, with ve-song σ = 25 by default.
+    pub fn schedule(&self) -> Result<NoiseSchedule> {
+        if self.parameterization.is_some() || self.time_input.is_some() {
+            return Err(Error::InvalidArgument(
+                "--parameterization and --time-input apply to ONNX models, not to --field or --kde".into(),
+            ));
+        }
+        let positive = |flag: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::InvalidArgument(format!("--{flag} {v}: expected a positive number")))
+            }
+        };
+        match self.schedule.as_deref().unwrap_or("ve-song") {
+            "ve-song" => {
+                let sigma = positive("sigma", self.sigma.unwrap_or(25.0))?;
+                if sigma == 1.0 {
+                    return Err(Error::InvalidArgument("--sigma 1: ve-song needs sigma ≠ 1".into()));
+                }
+                Ok(NoiseSchedule::VeSong { sigma })
+            }
+            "ve" => Ok(NoiseSchedule::Ve {
+                sigma_min: positive("sigma-min", self.sigma_min.unwrap_or(0.01))?,
+                sigma_max: positive("sigma-max", self.sigma_max.unwrap_or(50.0))?,
+            }),
+            "vp" => Ok(NoiseSchedule::Vp {
+                beta_min: positive("beta-min", self.beta_min.unwrap_or(0.1))?,
+                beta_max: positive("beta-max", self.beta_max.unwrap_or(20.0))?,
+            }),
+            other => Err(Error::InvalidArgument(format!("--schedule {other:?}: expected ve-song, ve or vp"))),
+        }
+    }
 }
 
 /// A field on the GPU.
@@ -57,31 +139,7 @@ pub struct LoadedField {
 
 impl FieldArgs {
     pub fn schedule(&self) -> Result<NoiseSchedule> {
-        let positive = |flag: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(v)
-            } else {
-                Err(Error::InvalidArgument(format!("--{flag} {v}: expected a positive number")))
-            }
-        };
-        match self.schedule.as_str() {
-            "ve-song" => {
-                let sigma = positive("sigma", self.sigma)?;
-                if sigma == 1.0 {
-                    return Err(Error::InvalidArgument("--sigma 1: ve-song needs sigma ≠ 1".into()));
-                }
-                Ok(NoiseSchedule::VeSong { sigma })
-            }
-            "ve" => Ok(NoiseSchedule::Ve {
-                sigma_min: positive("sigma-min", self.sigma_min)?,
-                sigma_max: positive("sigma-max", self.sigma_max)?,
-            }),
-            "vp" => Ok(NoiseSchedule::Vp {
-                beta_min: positive("beta-min", self.beta_min)?,
-                beta_max: positive("beta-max", self.beta_max)?,
-            }),
-            other => Err(Error::InvalidArgument(format!("--schedule {other:?}: expected ve-song, ve or vp"))),
-        }
+        self.settings.schedule()
     }
 
     pub fn load(&self) -> Result<LoadedField> {
@@ -115,7 +173,7 @@ impl FieldArgs {
                 Ok(LoadedField { field, source: path.display().to_string() })
             }
             (Some(path), None) => {
-                let model = ScoreModel::load(path)?;
+                let model = self.settings.load_model(path)?;
                 let field = ScoreField::new(ctx, &model)?;
                 Ok(LoadedField { field, source: path.display().to_string() })
             }

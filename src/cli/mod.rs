@@ -34,8 +34,10 @@ pub struct Cli {
 pub enum Command {
     /// List GPU adapters with their limits and features (the chosen one marked); with MODEL, describe it.
     Info {
-        /// A model file (.safetensors) to describe.
+        /// A model file (.onnx or .safetensors) to describe.
         model: Option<PathBuf>,
+        #[command(flatten)]
+        settings: inputs::ModelSettings,
     },
     /// The score s(x, t) of a model for every row of X.
     Score(score::ScoreArgs),
@@ -109,7 +111,7 @@ impl ComputeArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { model } => info::run(model.as_deref()),
+        Command::Info { model, settings } => info::run(model.as_deref(), &settings),
         Command::Score(args) => score::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),

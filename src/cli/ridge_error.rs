@@ -13,7 +13,7 @@ use scorelens::field::{KdeField, KdeScale};
 use scorelens::io::npy;
 use scorelens::report::{line_chart, Series};
 use scorelens::scheduler::JobOptions;
-use scorelens::{Error, GpuContext, Result, ScoreField, ScoreModel};
+use scorelens::{Error, GpuContext, Result, ScoreField};
 
 use super::inputs::{check_points, read_points, read_times, split_rows, Points, Shard};
 use super::progress::Bar;
@@ -22,8 +22,10 @@ use super::ComputeArgs;
 
 #[derive(Args)]
 pub struct RidgeErrorArgs {
-    /// The model file (.safetensors); its schedule gives p_t (α(t), std(t)).
+    /// The model file (.onnx or .safetensors); its schedule gives p_t (α(t), std(t)).
     pub model: PathBuf,
+    #[command(flatten)]
+    pub settings: super::inputs::ModelSettings,
     /// The training data ([N, D]) whose diffused distribution p_t the model approximates.
     #[arg(long, value_name = "DATA.npy")]
     pub data: PathBuf,
@@ -72,7 +74,7 @@ type Device = (Arc<GpuContext>, ScoreField);
 
 pub fn run(args: &RidgeErrorArgs) -> Result<()> {
     let started = Instant::now();
-    let model = ScoreModel::load(&args.model)?;
+    let model = args.settings.load_model(&args.model)?;
     let devices: Vec<Device> = args
         .compute
         .contexts()?

@@ -776,4 +776,3 @@ struct SoftmaxTangentParams {
     rep: u32,
     pad: [u32; 2],
 }
-
