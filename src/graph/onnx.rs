@@ -21,6 +21,10 @@ use crate::reference::graph_ops::{broadcast_offset, SparseMap};
 /// after multiplication by any per-row size.
 pub const BATCH: i64 = 1 << 40;
 
+/// Most elements one tensor (a folded constant, or one row of a value) may have: more is refused as a malformed
+/// or hostile file rather than allocated.
+pub const MAX_ELEMENTS: u64 = 1 << 26;
+
 /// Oldest and newest default-domain opsets read.
 pub const OPSETS: (i64, i64) = (11, 23);
 
@@ -231,6 +235,15 @@ fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
 }
 
 impl Importer {
+    /// Refuses a tensor of `shape` with more than [`MAX_ELEMENTS`] elements.
+    fn sized(&self, what: &str, shape: &[usize]) -> Result<()> {
+        let n = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        match n {
+            Some(n) if n <= MAX_ELEMENTS => Ok(()),
+            _ => Err(self.err(format!("{what} of shape {shape:?} is too large (over {MAX_ELEMENTS} elements)"))),
+        }
+    }
+
     fn err(&self, message: impl std::fmt::Display) -> Error {
         Error::bad_file(&self.path, format!("node `{}`: {message}", self.node_name))
     }
@@ -473,6 +486,7 @@ impl Importer {
                 let shape = self.folded(node, 0, "shape")?.ints();
                 // A batch-sized constant broadcasts like one of size 1 along the batch axis.
                 let shape: Vec<usize> = shape.iter().map(|&d| if d >= BATCH { 1 } else { d.max(0) as usize }).collect();
+                self.sized("ConstantOfShape", &shape)?;
                 let value = match attr(node, "value") {
                     Some(a) => self.tensor(&a.t)?.data.first().copied().unwrap_or(0.0),
                     None => 0.0,
@@ -1123,6 +1137,10 @@ impl Importer {
             full.remove(batch_axis);
             shapes.push(full.iter().map(|&d| d as usize).collect::<Vec<usize>>());
         }
+        let same = |a: &[usize], b: &[usize]| a.len() == b.len() && a.iter().zip(b).enumerate().all(|(i, (x, y))| i == row_axis || x == y);
+        if shapes.iter().any(|s| s.len() != rank - 1 || !same(s, &shapes[0])) {
+            return Err(self.err(format!("Concat of mismatched shapes {:?}", parts.iter().map(|p| self.full_shape(p)).collect::<Vec<_>>())));
+        }
         let mut out_shape = shapes[0].clone();
         out_shape[row_axis] = shapes.iter().map(|s| s[row_axis]).sum();
         let outputs: usize = out_shape.iter().product();
@@ -1182,6 +1200,9 @@ impl Importer {
             .collect::<Result<_>>()?;
         match data {
             Sym::Folded(f) => {
+                let mut out: Vec<usize> = f.shape.clone();
+                out.splice(axis..axis + 1, indices.shape.iter().copied());
+                self.sized("Gather", &out)?;
                 let (shape, map) = layout::gather(&f.shape, axis, &idx, &indices.shape);
                 Ok(Sym::Folded(Folded { shape, data: apply_map(&map, &f.data) }))
             }
@@ -1189,6 +1210,9 @@ impl Importer {
                 let row_axis = if axis > b { axis - 1 } else { axis };
                 let new_b = if axis < b { b + indices.shape.len() - 1 } else { b };
                 let shape = self.row_shape(id);
+                let mut out: Vec<usize> = shape.clone();
+                out.splice(row_axis..row_axis + 1, indices.shape.iter().copied());
+                self.sized("Gather", &out)?;
                 let (out_shape, map) = layout::gather(&shape, row_axis, &idx, &indices.shape);
                 Ok(Sym::Batched { id: self.map(id, map, out_shape), axis: new_b })
             }
@@ -1247,6 +1271,8 @@ impl Importer {
             return Err(self.err(format!("Tile repeats {repeats:?} for rank {}", full.len())));
         }
         let reps: Vec<usize> = repeats.iter().map(|&r| r as usize).collect();
+        let sizes: Vec<usize> = full.iter().zip(&reps).map(|(&d, &r)| if d >= BATCH { 1 } else { (d as usize).saturating_mul(r) }).collect();
+        self.sized("Tile", &sizes)?;
         match s {
             Sym::Folded(f) => {
                 let (shape, map) = layout::tile(&f.shape, &reps);
@@ -1298,6 +1324,11 @@ impl Importer {
             before[a] = pads[k];
             after[a] = pads[k + axes.len()];
         }
+        if before.iter().chain(&after).any(|p| p.abs() > MAX_ELEMENTS as i64) {
+            return Err(self.err(format!("Pad by {pads:?}")));
+        }
+        let sizes: Vec<usize> = (0..rank).map(|a| if full[a] >= BATCH { 1 } else { (full[a] + before[a] + after[a]).max(0) as usize }).collect();
+        self.sized("Pad", &sizes)?;
         match s {
             Sym::Folded(f) => {
                 let (shape, map) = layout::pad(&f.shape, &before, &after);
@@ -1453,6 +1484,10 @@ impl Importer {
                 pa[a] as usize,
             ));
         }
+        self.sized("AveragePool", &[c, out_hw[0], out_hw[1]])?;
+        if k.contains(&0) {
+            return Err(self.err("AveragePool with an empty kernel"));
+        }
         let (shape, map) = layout::separable(&[c, h, w], &weights);
         let mut id = self.map(id, map, shape);
         if one_d {
@@ -1511,6 +1546,9 @@ impl Importer {
             if a != axis && (scales.as_ref().is_some_and(|s| s.len() == rank && s[axis] != 1.0)) {
                 return Err(self.err("Resize along the batch axis"));
             }
+            if !(scale.is_finite() && scale > 0.0) || m as u64 > MAX_ELEMENTS {
+                return Err(self.err(format!("Resize of axis {a} (size {n}) by {scale} to {m}")));
+            }
             if m == n && scale == 1.0 {
                 weights.push(layout::identity_axis(n));
             } else {
@@ -1519,6 +1557,7 @@ impl Importer {
             out_shape.push(m);
         }
         let shape = self.row_shape(id);
+        self.sized("Resize", &out_shape)?;
         let (out, map) = layout::separable(&shape, &weights);
         debug_assert_eq!(out, out_shape);
         Ok(Sym::Batched { id: self.map(id, map, out), axis })
@@ -1665,6 +1704,7 @@ impl Importer {
             (None, At::M, _) => lead_rank,
             _ => lead_rank + usize::from(!a_vec),
         };
+        self.sized("MatMul output", &row)?;
         let spec = MatMul { m: mu, n: nu, k: ku, lead: lead_count, a: lay_a, b: lay_b };
         let id = self.push(Op::MatMul(spec), vec![ia, ib], row);
         Ok(Sym::Batched { id, axis: out_axis })
@@ -1859,6 +1899,10 @@ impl Importer {
                 return Err(self.err(format!("{what}: negative padding")));
             }
         }
+        self.sized(what, &[c_out, out[0], out[1]])?;
+        if pb.iter().chain(&pa).any(|p| p.abs() > MAX_ELEMENTS as i64) || kernel.contains(&0) {
+            return Err(self.err(format!("{what}: pads {pb:?}/{pa:?}, kernel {kernel:?}")));
+        }
         let spec = Conv2d {
             rows: 0,
             c_in,
@@ -2033,6 +2077,10 @@ fn fold_binary(a: &Folded, b: &Folded, f: impl Fn(f64, f64) -> f64) -> Option<Fo
 }
 
 fn fold_concat(parts: &[Folded], axis: usize) -> Option<Sym> {
+    let first = &parts.first()?.shape;
+    if parts.iter().any(|p| p.shape.len() != first.len() || p.shape.iter().zip(first).enumerate().any(|(i, (a, b))| i != axis && a != b)) {
+        return None;
+    }
     let mut shape = parts[0].shape.clone();
     shape[axis] = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).sum();
     let outer: usize = shape[..axis].iter().product();
