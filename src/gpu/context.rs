@@ -130,9 +130,46 @@ fn backends() -> wgpu::Backends {
 }
 
 fn instance() -> wgpu::Instance {
+    quiet_headless_window_probe();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends();
     wgpu::Instance::new(desc.with_env())
+}
+
+/// Gives the process a private `XDG_RUNTIME_DIR` when it has none (headless machines, CI, cron), so that creating
+/// the instance prints nothing.
+///
+/// wgpu-hal enables every window-system extension the loader offers (`VK_KHR_wayland_surface` among them) even on
+/// an instance without a display handle, and Mesa's implicit device-select layer, seeing the Wayland extension,
+/// connects to the compositor to learn its default GPU. libwayland then prints `error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment.` on stderr for every instance. With the variable pointing at a directory that
+/// holds no compositor socket, the connection fails silently and adapter selection is unchanged. The directory is
+/// this user's and mode 0700: a socket another user planted in a shared one would otherwise be connected to.
+///
+/// Setting a variable races with C code reading the environment on other threads; this runs before the first
+/// instance exists (before wgpu or the driver start threads) and only when the variable is unset or relative.
+fn quiet_headless_window_probe() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            const VAR: &str = "XDG_RUNTIME_DIR";
+            if std::env::var_os(VAR).is_some_and(|dir| std::path::Path::new(&dir).is_absolute()) {
+                return;
+            }
+            // The effective user id, without libc: /proc/self belongs to it. Elsewhere, leave the message be.
+            let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return };
+            let dir = std::env::temp_dir().join(format!("scorelens-runtime-{uid}"));
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            let private = std::fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+            if private {
+                std::env::set_var(VAR, &dir);
+            }
+        });
+    }
 }
 
 fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
