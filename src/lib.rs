@@ -22,5 +22,5 @@ pub mod scheduler;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use field::ScoreField;
-pub use gpu::GpuContext;
+pub use gpu::{DeviceOptions, GpuContext};
 pub use model::{NoiseSchedule, ScoreModel};
