@@ -15,6 +15,8 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod reference;
+// Figures need the plotting crate, which only the `cli` feature brings.
+#[cfg(feature = "cli")]
 pub mod report;
 pub mod sampler;
 pub mod scheduler;
