@@ -9,6 +9,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --profile ci --locked "$@" 2>&1 | tee "$log"
 cargo build --profile ci --locked --benches
+# The library alone (no `cli` feature: no clap, indicatif, env_logger or plotters) and the examples on it.
+cargo check --profile ci --locked --no-default-features --lib --examples
 # The examples run too, on small sizes.
 cargo build --profile ci --locked --examples
 target/ci/examples/score_batch

@@ -16,6 +16,8 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod reference;
+// Figures need the plotting crate, which only the `cli` feature brings.
+#[cfg(feature = "cli")]
 pub mod report;
 pub mod sampler;
 pub mod scheduler;
@@ -23,5 +25,5 @@ pub mod scheduler;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use field::ScoreField;
-pub use gpu::GpuContext;
+pub use gpu::{DeviceOptions, GpuContext};
 pub use model::{NoiseSchedule, ScoreModel};

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::cli::{expect_user_error, s, scorelens, sharded_and_two_devices, Scratch};
+use common::cli::{expect_user_error, s, scorelens, scorelens_without, sharded_and_two_devices, Scratch};
 use common::{fixture, random_mlp, rel_err};
 use scorelens::io::npy;
 use scorelens::model::file::serialize_f32;
@@ -58,6 +58,21 @@ fn score_reproduces_the_pytorch_fixture() {
     assert_eq!(got.shape, want.shape);
     let err = rel_err(&got.data, &want.data);
     assert!(err <= 1e-5, "rel err {err:e}");
+}
+
+/// A successful run prints only its results: on a headless machine without XDG_RUNTIME_DIR the Vulkan stack's
+/// window-system probe must stay quiet (see gpu::context), for `info` and for a command that computes.
+#[test]
+fn success_is_quiet_without_xdg_runtime_dir() {
+    let scratch = Scratch::new();
+    let out = scratch.path("score.npy");
+    let (x, model) = (fixture("mlp_silu/x.npy"), fixture("mlp_silu/model.safetensors"));
+    for args in [&["info"][..], &["score", s(&model), "--x", s(&x), "--t", "0.5", "-o", s(&out)]] {
+        let (code, _, stderr) = scorelens_without(args, &["XDG_RUNTIME_DIR"]);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed on stderr:\n{stderr}");
+    }
+    assert!(out.exists());
 }
 
 #[test]

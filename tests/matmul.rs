@@ -6,11 +6,12 @@ mod common;
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
+use scorelens::ops::conv::ConvTile;
 use scorelens::ops::matmul::{
     kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, MatmulTarget, TilePlan,
 };
 use scorelens::reference::matmul::EpilogueRef;
-use scorelens::{reference, Activation, GpuContext};
+use scorelens::{reference, Activation, DeviceOptions, GpuContext};
 
 /// Which fusions a check turns on.
 #[derive(Clone, Copy, Default)]
@@ -267,6 +268,31 @@ fn chooser_large_bucket_matches_reference() {
     }
     let err = check_on(shape, None, Fusions { bias: true, act: Some(Activation::Relu), ..Fusions::default() }, 700);
     eprintln!("chooser ({}) 385x391x6 batch 29: rel err {err:.2e}", kernel_for(&shape));
+}
+
+/// Options given in code, not the environment: the context keeps them, `record_matmul` runs the forced variant
+/// on a shape the chooser would send elsewhere, and a forced cooperative-matrix plan without cooperative matrices
+/// is refused when the context is opened, naming the option.
+#[test]
+fn device_options_given_in_code_force_the_variants() {
+    let options = DeviceOptions {
+        matmul_tile: Some(TilePlan::Small),
+        conv_tile: Some(ConvTile::Tile128),
+        subgroups: Some(false),
+        ..DeviceOptions::default()
+    };
+    let ctx = GpuContext::with_options(options.clone()).unwrap();
+    assert_eq!(ctx.options(), &options);
+    assert_eq!(ctx.forced_matmul_tile(), Some(TilePlan::Small));
+    assert_eq!(ctx.conv_tile(), ConvTile::Tile128);
+    assert!(!ctx.subgroup_reductions());
+    let shape = MatmulShape::new(70, 45, 33);
+    let err = check_in(&ctx, shape, None, Fusions { bias: true, ..Fusions::default() }, 900);
+    eprintln!("forced small 70x45x33: rel err {err:.2e}");
+
+    let coop_without_matrices = DeviceOptions { matmul_tile: Some(TilePlan::Coop), ..DeviceOptions::default() };
+    let message = GpuContext::with_options(coop_without_matrices).err().expect("coop plan without coop matrices");
+    assert!(message.to_string().contains("matmul_tile"), "{message}");
 }
 
 /// Cooperative matrices are opt-in and lavapipe does not offer them: asking for them there ends with one clear

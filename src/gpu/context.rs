@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::KernelCache;
+use crate::gpu::options::{AdapterChoice, DeviceOptions};
+use crate::ops::conv::ConvTile;
+use crate::ops::matmul::TilePlan;
 
 /// What the chosen adapter can do, read once.
 #[derive(Debug, Clone)]
@@ -24,7 +27,7 @@ impl Capabilities {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Whether the subgroup reductions run unless `SCORELENS_SUBGROUPS` says otherwise: the adapter has
+    /// Whether the subgroup reductions run unless [`DeviceOptions::subgroups`] says otherwise: the adapter has
     /// `wgpu::Features::SUBGROUP`, and it is a GPU, or the one CPU driver whose subgroups CI tests (lavapipe, whose
     /// adapter is named llvmpipe; tests/subgroups.rs runs both paths there). Other CPU drivers (WARP,
     /// SwiftShader) are untested and keep the workgroup trees.
@@ -59,8 +62,8 @@ pub struct GpuContext {
     pub(crate) kernels: KernelCache,
     /// Bound where a kernel's optional input is unused.
     dummy: wgpu::Buffer,
-    /// Whether matmuls run on cooperative matrices (asked for, and the device was opened with them).
-    coop_matrix: bool,
+    /// What the context was opened with, resolved once; the kernels read their variants here.
+    options: DeviceOptions,
     /// Whether reductions use the subgroup variants of their kernels.
     subgroups: AtomicBool,
 }
@@ -77,19 +80,19 @@ pub const COOP_MATRIX_ENV: &str = "SCORELENS_COOP_MATRIX";
 
 static COOP_MATRIX_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// Asks every device opened from now on for the cooperative-matrix matmul, as `SCORELENS_COOP_MATRIX=1` does
-/// (`scorelens bench --coop-matrix`). Opening a device on an adapter without them then fails.
+/// Asks every device opened from the process's options from now on ([`GpuContext::new`], [`GpuContext::shared`],
+/// [`contexts_for`]) for the cooperative-matrix matmul, as `SCORELENS_COOP_MATRIX=1` does (`scorelens bench
+/// --coop-matrix`). Opening a device on an adapter without them then fails. [`GpuContext::with_options`] takes
+/// [`DeviceOptions::coop_matrix`] instead.
 pub fn request_coop_matrix() {
     COOP_MATRIX_REQUESTED.store(true, Ordering::Relaxed);
 }
 
-fn coop_matrix_requested() -> Result<bool> {
-    let from_env = match std::env::var(COOP_MATRIX_ENV).ok().as_deref().map(str::trim) {
-        None | Some("") | Some("0") => false,
-        Some("1") => true,
-        Some(other) => return Err(Error::InvalidArgument(format!("{COOP_MATRIX_ENV}={other:?}: expected 0 or 1"))),
-    };
-    Ok(from_env || COOP_MATRIX_REQUESTED.load(Ordering::Relaxed))
+/// The options of contexts opened without explicit ones: the environment, plus [`request_coop_matrix`].
+fn process_options() -> Result<DeviceOptions> {
+    let mut options = DeviceOptions::from_env()?;
+    options.coop_matrix |= COOP_MATRIX_REQUESTED.load(Ordering::Relaxed);
+    Ok(options)
 }
 
 /// Whether the adapter offers what `matmul_coop.wgsl` needs: the experimental cooperative-matrix feature with an
@@ -130,9 +133,46 @@ fn backends() -> wgpu::Backends {
 }
 
 fn instance() -> wgpu::Instance {
+    quiet_headless_window_probe();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends();
     wgpu::Instance::new(desc.with_env())
+}
+
+/// Gives the process a private `XDG_RUNTIME_DIR` when it has none (headless machines, CI, cron), so that creating
+/// the instance prints nothing.
+///
+/// wgpu-hal enables every window-system extension the loader offers (`VK_KHR_wayland_surface` among them) even on
+/// an instance without a display handle, and Mesa's implicit device-select layer, seeing the Wayland extension,
+/// connects to the compositor to learn its default GPU. libwayland then prints `error: XDG_RUNTIME_DIR is invalid
+/// or not set in the environment.` on stderr for every instance. With the variable pointing at a directory that
+/// holds no compositor socket, the connection fails silently and adapter selection is unchanged. The directory is
+/// this user's and mode 0700: a socket another user planted in a shared one would otherwise be connected to.
+///
+/// Setting a variable races with C code reading the environment on other threads; this runs before the first
+/// instance exists (before wgpu or the driver start threads) and only when the variable is unset or relative.
+fn quiet_headless_window_probe() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            const VAR: &str = "XDG_RUNTIME_DIR";
+            if std::env::var_os(VAR).is_some_and(|dir| std::path::Path::new(&dir).is_absolute()) {
+                return;
+            }
+            // The effective user id, without libc: /proc/self belongs to it. Elsewhere, leave the message be.
+            let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return };
+            let dir = std::env::temp_dir().join(format!("scorelens-runtime-{uid}"));
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            let private =
+                std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+            if private {
+                std::env::set_var(VAR, &dir);
+            }
+        });
+    }
 }
 
 fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
@@ -145,7 +185,8 @@ fn device_rank(info: &wgpu::AdapterInfo) -> u32 {
     }
 }
 
-/// Every adapter that can run compute work, in a stable order (the order indices in `SCORELENS_ADAPTER` refer to).
+/// Every adapter that can run compute work, in a stable order (the order [`AdapterChoice::Index`] and
+/// `SCORELENS_ADAPTER` refer to).
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let adapters = pollster::block_on(instance().enumerate_adapters(backends()));
     adapters
@@ -155,28 +196,30 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// Picks by `SCORELENS_ADAPTER` when set, else the most capable: discrete > integrated > virtual > CPU, then the
-/// largest storage binding.
-fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
+/// Picks the adapter `choice` names when given, else the most capable: discrete > integrated > virtual > CPU,
+/// then the largest storage binding.
+fn choose_adapter(adapters: Vec<wgpu::Adapter>, choice: Option<&AdapterChoice>) -> Result<wgpu::Adapter> {
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
             hint: " (install a Vulkan driver; on Debian without a GPU: apt-get install mesa-vulkan-drivers)".into(),
         });
     }
-    if let Ok(wanted) = std::env::var(ADAPTER_ENV) {
-        let wanted = wanted.trim().to_string();
-        if let Ok(index) = wanted.parse::<usize>() {
+    match choice {
+        Some(AdapterChoice::Index(index)) => {
             let count = adapters.len();
-            return adapters.into_iter().nth(index).ok_or_else(|| Error::NoAdapter {
+            return adapters.into_iter().nth(*index).ok_or_else(|| Error::NoAdapter {
                 hint: format!(": {ADAPTER_ENV}={index} but only {count} adapter(s) exist (see `scorelens info`)"),
             });
         }
-        let lower = wanted.to_lowercase();
-        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&lower)).ok_or_else(|| {
-            Error::NoAdapter {
-                hint: format!(": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"),
-            }
-        });
+        Some(AdapterChoice::NameContains(wanted)) => {
+            let lower = wanted.to_lowercase();
+            return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&lower)).ok_or_else(|| {
+                Error::NoAdapter {
+                    hint: format!(": no adapter name contains {ADAPTER_ENV}={wanted:?} (see `scorelens info`)"),
+                }
+            });
+        }
+        None => {}
     }
     adapters
         .into_iter()
@@ -187,10 +230,11 @@ fn choose_adapter(adapters: Vec<wgpu::Adapter>) -> Result<wgpu::Adapter> {
 /// Contexts for `--devices`: `all` (every adapter), or adapter indices `0,1,...` from `scorelens info`. Each entry
 /// opens its own device, so an index given twice gives two independent devices on one adapter.
 pub fn contexts_for(spec: &str) -> Result<Vec<Arc<GpuContext>>> {
+    let options = process_options()?;
     let adapters = pollster::block_on(instance().enumerate_adapters(backends()));
     let count = adapters.len();
     if count == 0 {
-        return choose_adapter(adapters).map(|_| Vec::new());
+        return choose_adapter(adapters, None).map(|_| Vec::new());
     }
     let indices: Vec<usize> = if spec.trim() == "all" {
         (0..count).collect()
@@ -212,16 +256,27 @@ pub fn contexts_for(spec: &str) -> Result<Vec<Arc<GpuContext>>> {
     if indices.is_empty() {
         return Err(Error::InvalidArgument(format!("--devices {spec:?}: no adapter named")));
     }
-    indices.into_iter().map(|i| GpuContext::from_adapter(adapters[i].clone()).map(Arc::new)).collect()
+    indices
+        .into_iter()
+        .map(|i| GpuContext::from_adapter_with_options(adapters[i].clone(), options.clone()).map(Arc::new))
+        .collect()
 }
 
 impl GpuContext {
-    /// Builds a context on the adapter `SCORELENS_ADAPTER` names, or the most capable one.
+    /// Builds a context with the options of the environment ([`DeviceOptions::from_env`], plus
+    /// [`request_coop_matrix`]): on the adapter `SCORELENS_ADAPTER` names, or the most capable one.
     pub fn new() -> Result<Self> {
+        Self::with_options(process_options()?)
+    }
+
+    /// Builds a context on the adapter `options.adapter` names (or the most capable one), with the kernel variants
+    /// the options force; the environment is not read.
+    pub fn with_options(options: DeviceOptions) -> Result<Self> {
+        options.check()?;
         let instance = instance();
         let adapters = pollster::block_on(instance.enumerate_adapters(backends()));
-        let adapter = choose_adapter(adapters)?;
-        Self::from_adapter(adapter)
+        let adapter = choose_adapter(adapters, options.adapter.as_ref())?;
+        Self::from_adapter_with_options(adapter, options)
     }
 
     /// The process-wide shared context (tests, the CLI and embedders that do not manage their own).
@@ -236,7 +291,14 @@ impl GpuContext {
         Ok(ctx)
     }
 
+    /// Opens `adapter` with the options of the environment (as [`GpuContext::new`]).
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        Self::from_adapter_with_options(adapter, process_options()?)
+    }
+
+    /// Opens `adapter` with `options` (whose `adapter` field is not consulted: the adapter is given).
+    pub fn from_adapter_with_options(adapter: wgpu::Adapter, options: DeviceOptions) -> Result<Self> {
+        options.check()?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let wanted = wgpu::Features::TIMESTAMP_QUERY
@@ -245,11 +307,10 @@ impl GpuContext {
         let mut features = adapter.features() & wanted;
         // Cooperative matrices only when asked for (they are experimental in wgpu); asked for on an adapter
         // without them is the user's error, named with the adapter.
-        let coop_matrix = coop_matrix_requested()?;
-        let experimental = if coop_matrix {
+        let experimental = if options.coop_matrix {
             coop_matrix_support(&adapter).map_err(|missing| {
                 Error::InvalidArgument(format!(
-                    "cooperative matrices were asked for ({COOP_MATRIX_ENV}=1 or --coop-matrix) but adapter {} ({:?}, \
+                    "cooperative matrices were asked for ({COOP_MATRIX_ENV}=1 or coop_matrix) but adapter {} ({:?}, \
                      {:?}) cannot run them: {missing}",
                     info.name, info.backend, info.device_type
                 ))
@@ -274,20 +335,18 @@ impl GpuContext {
             log::error!("uncaptured GPU error: {e}");
         }));
         let caps = Capabilities { info, limits, features };
-        let subgroups = match std::env::var(SUBGROUPS_ENV).ok().as_deref().map(str::trim) {
-            None | Some("") => caps.subgroups_by_default(),
-            Some("0") => false,
-            Some("1") => {
+        let subgroups = match options.subgroups {
+            None => caps.subgroups_by_default(),
+            Some(false) => false,
+            Some(true) => {
                 if !caps.features.contains(wgpu::Features::SUBGROUP) {
                     return Err(Error::InvalidArgument(format!(
-                        "{SUBGROUPS_ENV}=1 but adapter {} ({:?}) does not offer subgroup operations (wgpu::Features::SUBGROUP)",
+                        "{SUBGROUPS_ENV}=1 (subgroups) but adapter {} ({:?}) does not offer subgroup operations \
+                         (wgpu::Features::SUBGROUP)",
                         caps.info.name, caps.info.backend
                     )));
                 }
                 true
-            }
-            Some(other) => {
-                return Err(Error::InvalidArgument(format!("{SUBGROUPS_ENV}={other:?}: expected 0 or 1")));
             }
         };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
@@ -302,19 +361,35 @@ impl GpuContext {
             caps,
             kernels: KernelCache::default(),
             dummy,
-            coop_matrix,
+            options,
             subgroups: AtomicBool::new(subgroups),
         })
     }
 
     /// Whether the matmul chooser sends products to the cooperative-matrix kernel (`matmul_coop`): asked for
-    /// (`SCORELENS_COOP_MATRIX=1`, [`request_coop_matrix`]) and the device was opened with them.
+    /// ([`DeviceOptions::coop_matrix`]) and the device was opened with them.
     pub fn coop_matrix_enabled(&self) -> bool {
-        self.coop_matrix
+        self.options.coop_matrix
+    }
+
+    /// The options the context was opened with. `subgroups` is as asked for; [`GpuContext::subgroup_reductions`]
+    /// says what reductions run now.
+    pub fn options(&self) -> &DeviceOptions {
+        &self.options
+    }
+
+    /// The matmul variant every product is forced onto, if any ([`DeviceOptions::matmul_tile`]).
+    pub fn forced_matmul_tile(&self) -> Option<TilePlan> {
+        self.options.matmul_tile
+    }
+
+    /// The tile the convolutions run ([`DeviceOptions::conv_tile`], else [`ConvTile::DEFAULT`]).
+    pub fn conv_tile(&self) -> ConvTile {
+        self.options.conv_tile_or_default()
     }
 
     /// Whether reductions (the GroupNorm tangent and adjoint statistics) run their subgroup variants: set at
-    /// creation from `SCORELENS_SUBGROUPS` or [`Capabilities::subgroups_by_default`].
+    /// creation from [`DeviceOptions::subgroups`] or [`Capabilities::subgroups_by_default`].
     pub fn subgroup_reductions(&self) -> bool {
         self.subgroups.load(Ordering::Relaxed)
     }

@@ -3,6 +3,7 @@
 mod buffers;
 mod context;
 pub mod kernels;
+mod options;
 
 pub use buffers::{grid_2d, BufferRole, Recorder, ScratchPool};
 pub use context::{
@@ -10,3 +11,4 @@ pub use context::{
     COOP_MATRIX_ENV, SUBGROUPS_ENV,
 };
 pub use kernels::{Kernel, KERNELS};
+pub use options::{AdapterChoice, DeviceOptions};

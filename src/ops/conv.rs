@@ -89,7 +89,8 @@ impl ConvTile {
         }
     }
 
-    /// The tile `SCORELENS_CONV_TILE` forces, if any.
+    /// The tile `SCORELENS_CONV_TILE` forces, if any: [`crate::DeviceOptions::from_env`] reads it once, and the
+    /// kernels take the context's [`crate::GpuContext::conv_tile`].
     pub fn forced() -> Result<Option<ConvTile>> {
         match std::env::var(CONV_TILE_ENV) {
             Ok(text) => ConvTile::parse(&text),
@@ -105,7 +106,7 @@ impl ConvTile {
     /// among the cores. On GPUs 64 keeps four times as many workgroups in flight.
     pub const DEFAULT: ConvTile = ConvTile::Tile64;
 
-    /// The forced tile, else [`ConvTile::DEFAULT`].
+    /// The tile a context opened from the environment runs: the forced one, else [`ConvTile::DEFAULT`].
     pub fn current() -> Result<ConvTile> {
         Ok(ConvTile::forced()?.unwrap_or(ConvTile::DEFAULT))
     }
@@ -200,7 +201,8 @@ pub fn adjoint_weight(weight: &[f32], inputs: usize, outputs: usize, transposed:
 }
 
 /// Records out = act(conv(T(inputs)) + bias) · sample_scale. `weight` is [out, 3, 3, in] (see [`reorder_weight`]).
-/// The tile is [`ConvTile::current`] (64 unless `SCORELENS_CONV_TILE` forces 128).
+/// The tile is the context's [`crate::GpuContext::conv_tile`] (64 unless [`crate::DeviceOptions::conv_tile`] or
+/// `SCORELENS_CONV_TILE` forces 128).
 #[allow(clippy::too_many_arguments)]
 pub fn record_conv2d(
     rec: &mut Recorder,
@@ -212,7 +214,7 @@ pub fn record_conv2d(
     sample_scale: Option<&wgpu::Buffer>,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let tile = ConvTile::current()?;
+    let tile = rec.ctx().conv_tile();
     record_conv2d_with(rec, tile, shape, inputs, weight, bias, act, sample_scale, out)
 }
 
@@ -398,7 +400,7 @@ pub fn record_conv2d_tangent(
 ) -> Result<()> {
     check_output("conv2d_tangent", shape, out)?;
     let ctx = rec.ctx();
-    let tile = ConvTile::current()?;
+    let tile = ctx.conv_tile();
     let kernel = ctx.kernel(
         tile.pick("conv2d_tangent", "conv2d_tangent_128"),
         &[
@@ -474,7 +476,7 @@ pub fn record_conv2d_adjoint(
 ) -> Result<()> {
     check_output("conv2d_adjoint", shape, out)?;
     let ctx = rec.ctx();
-    let tile = ConvTile::current()?;
+    let tile = ctx.conv_tile();
     let kernel = ctx.kernel(
         tile.pick("conv2d_adjoint", "conv2d_adjoint_128"),
         &[

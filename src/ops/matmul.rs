@@ -276,7 +276,8 @@ impl TilePlan {
         }
     }
 
-    /// The variant `SCORELENS_MATMUL_TILE` forces, if any.
+    /// The variant `SCORELENS_MATMUL_TILE` forces, if any: [`crate::DeviceOptions::from_env`] reads it once, and
+    /// the kernels take the context's [`crate::DeviceOptions::matmul_tile`].
     pub fn forced() -> Result<Option<TilePlan>> {
         match std::env::var(TILE_ENV) {
             Ok(text) => TilePlan::parse(&text),
@@ -356,14 +357,8 @@ pub fn record_matmul(
     epilogue: Epilogue,
     c: &wgpu::Buffer,
 ) -> Result<()> {
-    let coop = rec.ctx().coop_matrix_enabled();
-    let plan = match TilePlan::forced()? {
-        Some(TilePlan::Coop) if !coop => {
-            return Err(Error::InvalidArgument(format!(
-                "{TILE_ENV}=coop needs cooperative matrices: set {}=1 on an adapter that offers them",
-                crate::gpu::COOP_MATRIX_ENV
-            )))
-        }
+    // A forced coop plan without cooperative matrices was refused when the context was opened.
+    let plan = match rec.ctx().forced_matmul_tile() {
         Some(plan) => plan,
         None => TilePlan::choose(shape, MatmulTarget::of(rec.ctx())),
     };

@@ -7,7 +7,17 @@ use std::process::Command;
 use scorelens::io::npy;
 
 pub fn scorelens(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scorelens")).args(args).output().expect("run scorelens");
+    scorelens_without(args, &[])
+}
+
+/// As [`scorelens`], with the environment variables `unset` removed from the child's environment.
+pub fn scorelens_without(args: &[&str], unset: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scorelens"));
+    command.args(args);
+    for name in unset {
+        command.env_remove(name);
+    }
+    let out = command.output().expect("run scorelens");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
