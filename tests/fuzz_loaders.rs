@@ -20,13 +20,25 @@ use scorelens::model::ScoreModel;
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut files = vec![];
-    for dir in ["onnx21/dit_v", "onnx21/unet_attention_epsilon", "onnx_zoo/conv_zoo", "onnx_zoo/layout_zoo", "onnx_zoo/attention_zoo"] {
+    for dir in [
+        "onnx21/dit_v",
+        "onnx21/unet_attention_epsilon",
+        "onnx_zoo/conv_zoo",
+        "onnx_zoo/layout_zoo",
+        "onnx_zoo/attention_zoo",
+    ] {
         files.push(format!("{dir}/model.onnx"));
     }
     files.push("onnx_bad/ok.onnx".into());
     files.push("mlp_silu/model.safetensors".into());
     files.push("mlp_relu/model.safetensors".into());
-    files.into_iter().map(|f| { let b = std::fs::read(fixture(&f)).unwrap(); (f, b) }).collect()
+    files
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(fixture(&f)).unwrap();
+            (f, b)
+        })
+        .collect()
 }
 
 /// Loads bytes as the file they pretend to be; Ok(()) for any outcome but a panic.
@@ -35,7 +47,12 @@ fn load(name: &str, bytes: &[u8]) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(|| {
         let _ = ScoreModel::from_bytes(path, bytes);
     }))
-    .map_err(|e| e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())
+    .map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
 }
 
 fn mutate_bytes(rng: &mut impl Rng, bytes: &[u8]) -> Vec<u8> {
@@ -62,7 +79,39 @@ fn mutate_bytes(rng: &mut impl Rng, bytes: &[u8]) -> Vec<u8> {
     b
 }
 
-const OPS: &[&str] = &["Conv", "ConvTranspose", "MatMul", "Gemm", "Reshape", "Transpose", "Slice", "Gather", "Concat", "Split", "Pad", "Resize", "Einsum", "Softmax", "GroupNormalization", "LayerNormalization", "ReduceMean", "Squeeze", "Unsqueeze", "Expand", "Tile", "AveragePool", "Where", "Pow", "Shape", "Cast", "Constant", "Flatten", "Sum", "Range", "ConstantOfShape"];
+const OPS: &[&str] = &[
+    "Conv",
+    "ConvTranspose",
+    "MatMul",
+    "Gemm",
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Gather",
+    "Concat",
+    "Split",
+    "Pad",
+    "Resize",
+    "Einsum",
+    "Softmax",
+    "GroupNormalization",
+    "LayerNormalization",
+    "ReduceMean",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Tile",
+    "AveragePool",
+    "Where",
+    "Pow",
+    "Shape",
+    "Cast",
+    "Constant",
+    "Flatten",
+    "Sum",
+    "Range",
+    "ConstantOfShape",
+];
 
 fn mutate_model(rng: &mut impl Rng, bytes: &[u8]) -> Option<Vec<u8>> {
     let mut m = ModelProto::parse_from_bytes(bytes).ok()?;
@@ -136,7 +185,7 @@ fn mutate_model(rng: &mut impl Rng, bytes: &[u8]) -> Option<Vec<u8>> {
 fn mutated_model_files_never_panic() {
     let seconds: u64 = std::env::var("SCORELENS_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let budget = if seconds > 0 { Duration::from_secs(seconds) } else { Duration::from_secs(25) };
-    let max_cases = if seconds > 0 { usize::MAX } else { 1500 };
+    let max_cases = if seconds > 0 { usize::MAX } else { 10_000 };
     let seeds = seeds();
     let mut rng = rand::rngs::StdRng::seed_from_u64(if seconds > 0 { rand::random() } else { 2026 });
     let started = Instant::now();
@@ -175,10 +224,14 @@ fn mutated_model_files_never_panic() {
 fn former_fuzz_crashes_load_or_fail_cleanly() {
     let dir = fixture("fuzz");
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let mut failures = Vec::new();
     for entry in entries {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let pretend = if name.contains("safetensors") { "case.safetensors" } else { "case.onnx" };
-        assert!(load(pretend, &std::fs::read(&path).unwrap()).is_ok(), "{name} panics");
+        if let Err(message) = load(pretend, &std::fs::read(&path).unwrap()) {
+            failures.push(format!("{name}: {message}"));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

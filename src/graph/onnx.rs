@@ -646,6 +646,10 @@ impl Importer {
                             .map(|&x| norm_axis(x, rank).ok_or_else(|| self.err("Unsqueeze axis out of range")))
                             .collect::<Result<_>>()?;
                         axes.sort();
+                        axes.dedup();
+                        if axes.len() != rank - full.len() {
+                            return Err(self.err("Unsqueeze with repeated axes"));
+                        }
                         let mut out = full.clone();
                         for a in axes {
                             out.insert(a, 1);
@@ -699,8 +703,8 @@ impl Importer {
                     let a = norm_axis(axes[i], rank).ok_or_else(|| self.err("Slice axis out of range"))?;
                     let dim = full[a];
                     let step = steps[i];
-                    if step == 0 {
-                        return Err(self.err("Slice step 0"));
+                    if step == 0 || step.unsigned_abs() > BATCH as u64 {
+                        return Err(self.err(format!("Slice step {step}")));
                     }
                     let clampi = |v: i64, lo: i64, hi: i64| {
                         let v = if v < 0 { v + dim } else { v };
@@ -1067,6 +1071,11 @@ impl Importer {
     }
 
     fn transpose(&mut self, s: Sym, perm: &[usize]) -> Result<Sym> {
+        let rank = self.rank(&s);
+        let mut seen = vec![false; rank];
+        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
+            return Err(self.err(format!("Transpose perm {perm:?} is not a permutation of {rank} axes")));
+        }
         match s {
             Sym::Folded(f) => {
                 let (shape, map) = layout::transpose(&f.shape, perm);
@@ -1124,6 +1133,9 @@ impl Importer {
         let mut shapes = Vec::new();
         for p in &parts {
             let mut full = self.full_shape(p);
+            if full.len() != rank {
+                return Err(self.err("Concat of tensors of different ranks"));
+            }
             if let Sym::Batched { axis: a, .. } = p {
                 if *a != batch_axis {
                     return Err(self.err("Concat of values whose batch axes differ"));
@@ -1137,9 +1149,14 @@ impl Importer {
             full.remove(batch_axis);
             shapes.push(full.iter().map(|&d| d as usize).collect::<Vec<usize>>());
         }
-        let same = |a: &[usize], b: &[usize]| a.len() == b.len() && a.iter().zip(b).enumerate().all(|(i, (x, y))| i == row_axis || x == y);
+        let same = |a: &[usize], b: &[usize]| {
+            a.len() == b.len() && a.iter().zip(b).enumerate().all(|(i, (x, y))| i == row_axis || x == y)
+        };
         if shapes.iter().any(|s| s.len() != rank - 1 || !same(s, &shapes[0])) {
-            return Err(self.err(format!("Concat of mismatched shapes {:?}", parts.iter().map(|p| self.full_shape(p)).collect::<Vec<_>>())));
+            return Err(self.err(format!(
+                "Concat of mismatched shapes {:?}",
+                parts.iter().map(|p| self.full_shape(p)).collect::<Vec<_>>()
+            )));
         }
         let mut out_shape = shapes[0].clone();
         out_shape[row_axis] = shapes.iter().map(|s| s[row_axis]).sum();
@@ -1220,6 +1237,11 @@ impl Importer {
     }
 
     fn expand(&mut self, s: Sym, shape: &[i64]) -> Result<Sym> {
+        if shape.iter().any(|&d| d < 0 || (d >= BATCH && d != BATCH))
+            || shape.iter().filter(|&&d| d == BATCH).count() > 1
+        {
+            return Err(self.err(format!("Expand to {shape:?}")));
+        }
         let full = self.full_shape(&s);
         let rank = full.len().max(shape.len());
         let pad = |v: &[i64]| -> Vec<i64> {
@@ -1237,6 +1259,13 @@ impl Importer {
             } else {
                 return Err(self.err(format!("Expand of {full:?} to {shape:?}")));
             });
+        }
+        let sizes: Vec<usize> = out.iter().map(|&d| if d >= BATCH { 1 } else { d as usize }).collect();
+        self.sized("Expand", &sizes)?;
+        if let Sym::Batched { axis, .. } = &s {
+            if out.iter().position(|&d| d == BATCH) != Some(axis + rank - full.len()) {
+                return Err(self.err(format!("Expand of {full:?} to {shape:?} moves the batch axis")));
+            }
         }
         match s {
             Sym::Folded(f) => {
@@ -1271,7 +1300,11 @@ impl Importer {
             return Err(self.err(format!("Tile repeats {repeats:?} for rank {}", full.len())));
         }
         let reps: Vec<usize> = repeats.iter().map(|&r| r as usize).collect();
-        let sizes: Vec<usize> = full.iter().zip(&reps).map(|(&d, &r)| if d >= BATCH { 1 } else { (d as usize).saturating_mul(r) }).collect();
+        let sizes: Vec<usize> = full
+            .iter()
+            .zip(&reps)
+            .map(|(&d, &r)| if d >= BATCH { 1 } else { (d as usize).saturating_mul(r) })
+            .collect();
         self.sized("Tile", &sizes)?;
         match s {
             Sym::Folded(f) => {
@@ -1324,10 +1357,12 @@ impl Importer {
             before[a] = pads[k];
             after[a] = pads[k + axes.len()];
         }
-        if before.iter().chain(&after).any(|p| p.abs() > MAX_ELEMENTS as i64) {
+        if before.iter().chain(&after).any(|p| p.unsigned_abs() > MAX_ELEMENTS) {
             return Err(self.err(format!("Pad by {pads:?}")));
         }
-        let sizes: Vec<usize> = (0..rank).map(|a| if full[a] >= BATCH { 1 } else { (full[a] + before[a] + after[a]).max(0) as usize }).collect();
+        let sizes: Vec<usize> = (0..rank)
+            .map(|a| if full[a] >= BATCH { 1 } else { (full[a] + before[a] + after[a]).max(0) as usize })
+            .collect();
         self.sized("Pad", &sizes)?;
         match s {
             Sym::Folded(f) => {
@@ -1442,6 +1477,14 @@ impl Importer {
     fn average_pool(&mut self, node: &NodeProto, s: Sym) -> Result<Sym> {
         let (id, [c, h, w], one_d) = self.nchw(s, "AveragePool")?;
         let kernel = attr_ints(node, "kernel_shape").ok_or_else(|| self.err("AveragePool without kernel_shape"))?;
+        let spatial = 2 - one_d as usize;
+        let lengths_ok = kernel.len() == spatial
+            && kernel.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS as i64)
+            && attr_ints(node, "strides").is_none_or(|v| v.len() == spatial)
+            && attr_ints(node, "pads").is_none_or(|v| v.len() == 2 * spatial);
+        if !lengths_ok {
+            return Err(self.err(format!("AveragePool attributes do not fit a {}-D input", spatial)));
+        }
         let k: Vec<usize> =
             if one_d { vec![1, kernel[0] as usize] } else { kernel.iter().map(|&v| v as usize).collect() };
         let expand = |v: Option<Vec<i64>>, default: i64, n: usize| -> Vec<i64> {
@@ -1467,6 +1510,9 @@ impl Importer {
         let mut weights = vec![layout::identity_axis(c)];
         let mut out_hw = [0; 2];
         for a in 0..2 {
+            if strides[a] <= 0 || pb[a] < 0 || pa[a] < 0 || pb[a].max(pa[a]) > MAX_ELEMENTS as i64 {
+                return Err(self.err(format!("AveragePool: strides {strides:?}, pads {pads:?}")));
+            }
             let span = sizes[a] as i64 + pb[a] + pa[a] - k[a] as i64;
             let mut out =
                 if ceil { (span + strides[a] - 1).div_euclid(strides[a]) + 1 } else { span.div_euclid(strides[a]) + 1 };
@@ -1474,6 +1520,11 @@ impl Importer {
                 out -= 1;
             }
             out_hw[a] = out.max(0) as usize;
+            if out_hw[a] as u64 > MAX_ELEMENTS || strides[a] <= 0 || pb[a] < 0 || pa[a] < 0 {
+                return Err(
+                    self.err(format!("AveragePool: output size {}, strides {strides:?}, pads {pads:?}", out_hw[a]))
+                );
+            }
             weights.push(layout::pool_axis(
                 sizes[a],
                 k[a],
@@ -1745,8 +1796,12 @@ impl Importer {
                 fb.len()
             )));
         }
-        let mut letters: Vec<char> = sa.iter().chain(&sb).copied().collect();
-        letters.dedup();
+        let repeated = |v: &[char]| v.iter().enumerate().any(|(i, c)| v[..i].contains(c));
+        if repeated(&sa) || repeated(&sb) || repeated(&so) {
+            return Err(
+                self.err(format!("Einsum {equation:?}: a letter repeated within one term (traces) is not supported"))
+            );
+        }
         let in_a = |c: &char| sa.contains(c);
         let in_b = |c: &char| sb.contains(c);
         let in_o = |c: &char| so.contains(c);
@@ -1796,7 +1851,14 @@ impl Importer {
         split.extend(free_b.iter().map(|&c| dim(c)));
         let c = self.reshape(c, &split)?;
         let have: Vec<char> = batch.iter().chain(&free_a).chain(&free_b).copied().collect();
-        let perm: Vec<usize> = so.iter().map(|ch| have.iter().position(|x| x == ch).unwrap()).collect();
+        let perm: Vec<usize> = so
+            .iter()
+            .map(|ch| {
+                have.iter()
+                    .position(|x| x == ch)
+                    .ok_or_else(|| self.err(format!("Einsum {equation:?}: output letter {ch}")))
+            })
+            .collect::<Result<_>>()?;
         self.transpose(c, &perm)
     }
 
@@ -1810,6 +1872,21 @@ impl Importer {
         }
         let ws = if one_d { vec![weight.shape[0], weight.shape[1], 1, weight.shape[2]] } else { weight.shape.clone() };
         let groups = attr_i(node, "group", 1).max(1) as usize;
+        let dims = 2 - one_d as usize;
+        let lengths_ok = ["strides", "dilations", "output_padding"]
+            .iter()
+            .all(|a| attr_ints(node, a).is_none_or(|v| v.len() == dims))
+            && attr_ints(node, "pads").is_none_or(|v| v.len() == 2 * dims)
+            && attr_ints(node, "output_shape").is_none_or(|v| v.len() == dims || v.len() == dims + 2)
+            && ["strides", "dilations", "output_padding", "pads"]
+                .iter()
+                .all(|a| attr_ints(node, a).is_none_or(|v| v.iter().all(|&x| x.unsigned_abs() <= MAX_ELEMENTS)))
+            && ws.iter().all(|&d| d > 0);
+        if !lengths_ok {
+            return Err(
+                self.err(format!("{what} attributes do not fit a {}-D input with weight {:?}", dims, weight.shape))
+            );
+        }
         let spatial = |name: &str, default: i64| -> Vec<usize> {
             let v = attr_ints(node, name).unwrap_or_else(|| vec![default; 2 - one_d as usize]);
             let v: Vec<usize> = v.iter().map(|&x| x.max(0) as usize).collect();
@@ -1900,7 +1977,7 @@ impl Importer {
             }
         }
         self.sized(what, &[c_out, out[0], out[1]])?;
-        if pb.iter().chain(&pa).any(|p| p.abs() > MAX_ELEMENTS as i64) || kernel.contains(&0) {
+        if pb.iter().chain(&pa).any(|p| p.unsigned_abs() > MAX_ELEMENTS) || kernel.contains(&0) {
             return Err(self.err(format!("{what}: pads {pb:?}/{pa:?}, kernel {kernel:?}")));
         }
         let spec = Conv2d {
@@ -1954,6 +2031,9 @@ impl Importer {
                               shape: &[usize]|
          -> Result<ValueId> {
             let c = shape[0];
+            if scale.as_ref().is_some_and(|v| v.len() != c) || bias.as_ref().is_some_and(|v| v.len() != c) {
+                return Err(me.err(format!("per-channel parameters for {c} channels have another length")));
+            }
             let mut cshape = vec![c];
             cshape.extend(std::iter::repeat_n(1, shape.len() - 1));
             let mut id = id;
@@ -2078,7 +2158,9 @@ fn fold_binary(a: &Folded, b: &Folded, f: impl Fn(f64, f64) -> f64) -> Option<Fo
 
 fn fold_concat(parts: &[Folded], axis: usize) -> Option<Sym> {
     let first = &parts.first()?.shape;
-    if parts.iter().any(|p| p.shape.len() != first.len() || p.shape.iter().zip(first).enumerate().any(|(i, (a, b))| i != axis && a != b)) {
+    if parts.iter().any(|p| {
+        p.shape.len() != first.len() || p.shape.iter().zip(first).enumerate().any(|(i, (a, b))| i != axis && a != b)
+    }) {
         return None;
     }
     let mut shape = parts[0].shape.clone();
