@@ -1,7 +1,9 @@
 //! ONNX networks on the GPU through the graph engine against PyTorch float64 (tests/fixtures/onnx21: the dynamo
 //! exporter's opset-21 graphs of Song's tutorial ScoreNet, a DDPM U-Net with attention predicting ε, and a DiT
 //! with adaLN predicting v): scores, J·v, Jᵀ·u within 2e-5 and the first point's whole Jacobian, by forward and by
-//! reverse mode, within 1e-4, through the same library calls the CLI makes.
+//! reverse mode, within 1e-4, through the same library calls the CLI makes. Also two networks exported by the
+//! TorchScript exporter through tools/export_onnx.py (tests/fixtures/torch_onnx, references from torch.func in
+//! float64): an EDM-preconditioned denoiser fed σ, and a residual MLP with LayerNorm and exact GELU.
 
 mod common;
 
@@ -12,15 +14,15 @@ use scorelens::scheduler::JobOptions;
 use scorelens::{ScoreField, ScoreModel};
 
 fn f32s(name: &str, file: &str) -> Vec<f32> {
-    npy::read_f32(&fixture(&format!("onnx21/{name}/{file}"))).unwrap_or_else(|e| panic!("{e}")).data
+    npy::read_f32(&fixture(&format!("{name}/{file}"))).unwrap_or_else(|e| panic!("{e}")).data
 }
 
 fn f64s(name: &str, file: &str) -> Vec<f64> {
-    npy::read_f64(&fixture(&format!("onnx21/{name}/{file}"))).unwrap_or_else(|e| panic!("{e}")).data
+    npy::read_f64(&fixture(&format!("{name}/{file}"))).unwrap_or_else(|e| panic!("{e}")).data
 }
 
 fn check(name: &str) {
-    let model = ScoreModel::load(&fixture(&format!("onnx21/{name}/model.onnx"))).unwrap_or_else(|e| panic!("{e}"));
+    let model = ScoreModel::load(&fixture(&format!("{name}/model.onnx"))).unwrap_or_else(|e| panic!("{e}"));
     let field = ScoreField::new(gpu(), &model).unwrap_or_else(|e| panic!("{e}"));
     let (x, t) = (f32s(name, "x.npy"), f32s(name, "t.npy"));
     let d = field.dim();
@@ -73,15 +75,25 @@ fn check(name: &str) {
 
 #[test]
 fn scorenet_tutorial_on_the_gpu_matches_pytorch() {
-    check("scorenet_tutorial");
+    check("onnx21/scorenet_tutorial");
 }
 
 #[test]
 fn ddpm_unet_with_attention_on_the_gpu_matches_pytorch() {
-    check("unet_attention_epsilon");
+    check("onnx21/unet_attention_epsilon");
 }
 
 #[test]
 fn dit_with_adaln_on_the_gpu_matches_pytorch() {
-    check("dit_v");
+    check("onnx21/dit_v");
+}
+
+#[test]
+fn edm_denoiser_fed_sigma_matches_pytorch() {
+    check("torch_onnx/edm_denoiser");
+}
+
+#[test]
+fn residual_mlp_with_layernorm_and_gelu_matches_pytorch() {
+    check("torch_onnx/residual_mlp");
 }
