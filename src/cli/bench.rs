@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// An error (exit 2) on an adapter without them.
     #[arg(long)]
     pub coop_matrix: bool,
+    /// Also time these ONNX networks through the graph engine (forward, J·V with 8 tangents, whole Jacobians by
+    /// forward and reverse mode): items `graph NAME …`, beside the built-in architectures' items.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub onnx: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -264,6 +268,48 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let (seconds, repeats) = time_it(time_budget, || scms(&kde, &starts, settings, options).map(|_| ()))?;
             let flop = (b * n) as f64 * (6 * d + 2 * d * d) as f64;
             record(name, seconds, repeats, flop, b as f64, "points");
+        }
+    }
+
+    for path in &args.onnx {
+        let model = ScoreModel::load(path)?;
+        let field = ScoreField::new(ctx.clone(), &model)?;
+        let stem = path.file_stem().map_or("net".into(), |s| s.to_string_lossy().to_string());
+        let stem = if stem == "model" {
+            path.parent().and_then(|p| p.file_name()).map_or(stem, |s| s.to_string_lossy().to_string())
+        } else {
+            stem
+        };
+        let d = field.dim();
+        let flops = field.flops_per_row();
+        let batches: &[usize] = if args.quick { &[1, 16] } else { &[1, 64] };
+        for &rows in batches {
+            let name = format!("graph {stem} forward b{rows}");
+            if wanted(&name) {
+                let x: Vec<f32> = (0..rows * d).map(|i| ((i % 255) as f32) / 127.0 - 1.0).collect();
+                let (seconds, repeats) = time_it(time_budget, || field.score(&x, &[0.5], options).map(|_| ()))?;
+                record(name, seconds, repeats, flops * rows as f64, rows as f64, "rows");
+            }
+        }
+        let name = format!("graph {stem} jvp k8 b4");
+        if wanted(&name) {
+            let (rows, k) = (4, 8);
+            let x: Vec<f32> = (0..rows * d).map(|i| ((i % 255) as f32) / 127.0 - 1.0).collect();
+            let v: Vec<f32> = (0..rows * k * d).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
+            let (seconds, repeats) = time_it(time_budget, || {
+                derivative::jvp(&field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
+            })?;
+            record(name, seconds, repeats, (k + 1) as f64 * flops * rows as f64, (rows * k) as f64, "products");
+        }
+        for (label, method) in [("forward", JacobianMethod::Forward), ("reverse", JacobianMethod::Reverse)] {
+            let name = format!("graph {stem} jacobian {label} b1");
+            if !wanted(&name) || (args.quick && d > 256) {
+                continue;
+            }
+            let x: Vec<f32> = (0..d).map(|i| ((i % 255) as f32) / 127.0 - 1.0).collect();
+            let (seconds, repeats) =
+                time_it(time_budget, || derivative::jacobian(&field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            record(name, seconds, repeats, d as f64 * flops, 1.0, "jacobians");
         }
     }
 

@@ -23,7 +23,7 @@ pub const BATCH: i64 = 1 << 40;
 
 /// Most elements one tensor (a folded constant, or one row of a value) may have: more is refused as a malformed
 /// or hostile file rather than allocated.
-pub const MAX_ELEMENTS: u64 = 1 << 26;
+pub const MAX_ELEMENTS: u64 = 1 << 24;
 
 /// Oldest and newest default-domain opsets read.
 pub const OPSETS: (i64, i64) = (11, 23);
