@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::graph::ir::{Graph, NodeId, Op, Stream, ValueId};
 use crate::graph::ScoreNetwork;
-use crate::ops::graph::{self as kernels, BatchedMatmul, MatrixMap, Operand, RowMap, SparseMapBuffers};
+use crate::ops::graph::{self as kernels, Operand, RowMap, SparseMapBuffers};
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::scheduler::{plan_chunks, DeviceBounds, JobOptions, RowCost};
 
@@ -285,14 +285,7 @@ impl GraphExecutor {
         let node = &g.nodes[n];
         let out_v = &g.values[node.output];
         let input = |i: usize| self.buffer(buffers, node.inputs[i]);
-        let row_map = |i: usize| -> RowMap {
-            let v = &g.values[node.inputs[i]];
-            match (v.stream, out_v.stream) {
-                (Stream::Const, _) => RowMap::shared(),
-                (Stream::Primal, Stream::Tangent) => RowMap::repeated(v.numel(), rep),
-                _ => RowMap::rows(v.numel()),
-            }
-        };
+        let row_map = |i: usize| -> RowMap { g.row_map(node.inputs[i], out_v.stream, rep) };
         match &node.op {
             Op::Unary { f, derivative } => {
                 kernels::record_unary(rec, *f, *derivative, rows * out_v.numel(), input(0)?, out)
@@ -329,15 +322,7 @@ impl GraphExecutor {
                         out,
                     );
                 }
-                let spec = BatchedMatmul {
-                    m: mm.m,
-                    n: mm.n,
-                    k: mm.k,
-                    rows,
-                    lead: mm.lead,
-                    a: MatrixMap { rows: ma, lead_stride: mm.a.lead_stride as u32, transposed: mm.a.transposed },
-                    b: MatrixMap { rows: mb, lead_stride: mm.b.lead_stride as u32, transposed: mm.b.transposed },
-                };
+                let spec = mm.batched(rows, ma, mb);
                 kernels::record_batched_matmul(rec, &spec, input(0)?, input(1)?, out)
             }
             Op::Conv(spec) => {

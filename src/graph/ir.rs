@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::ops::graph::{BinaryOp, Conv2d, UnaryFn};
+use crate::ops::graph::{BatchedMatmul, BinaryOp, Conv2d, MatrixMap, RowMap, UnaryFn};
 use crate::reference::graph_ops::SparseMap;
 
 pub type ValueId = usize;
@@ -61,6 +61,26 @@ pub struct MatMul {
     pub lead: usize,
     pub a: MatrixLayout,
     pub b: MatrixLayout,
+}
+
+impl MatMul {
+    /// The kernel's description for `rows` output rows, the operands' rows found by `a_rows` and `b_rows`.
+    pub fn batched(&self, rows: usize, a_rows: RowMap, b_rows: RowMap) -> BatchedMatmul {
+        let map = |rows: RowMap, l: MatrixLayout| MatrixMap {
+            rows,
+            lead_stride: l.lead_stride as u32,
+            transposed: l.transposed,
+        };
+        BatchedMatmul {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            rows,
+            lead: self.lead,
+            a: map(a_rows, self.a),
+            b: map(b_rows, self.b),
+        }
+    }
 }
 
 /// The primitive ops.
@@ -151,6 +171,17 @@ impl Graph {
         let output = self.add_value(label, shape, stream);
         self.nodes.push(Node { name: name.into(), op, inputs, output });
         output
+    }
+
+    /// Where the rows of a node of stream `out` find the rows of input `id` (tangent streams have `rep` rows per
+    /// point): constants are shared, primal operands of tangent ops repeat over a point's tangents.
+    pub fn row_map(&self, id: ValueId, out: Stream, rep: usize) -> RowMap {
+        let v = &self.values[id];
+        match (v.stream, out) {
+            (Stream::Const, _) => RowMap::shared(),
+            (Stream::Primal, Stream::Tangent) => RowMap::repeated(v.numel(), rep),
+            _ => RowMap::rows(v.numel()),
+        }
     }
 
     /// The node producing each value (None for inputs and constants).

@@ -3,7 +3,7 @@
 //! values `points · rep` rows.
 
 use crate::graph::ir::{Graph, NodeId, Op, Stream, ValueId};
-use crate::ops::graph::{BatchedMatmul, MatrixMap, RowMap};
+use crate::ops::graph::RowMap;
 use crate::reference::graph_ops as twin;
 
 /// Host values of a graph run: `values[id]` once computed or given.
@@ -39,14 +39,8 @@ impl<'g> HostRun<'g> {
         }
     }
 
-    /// Where output rows of a node of stream `out` find rows of `id`.
     fn row_map(&self, id: ValueId, out: Stream) -> RowMap {
-        let v = &self.graph.values[id];
-        match (v.stream, out) {
-            (Stream::Const, _) => RowMap::shared(),
-            (Stream::Primal, Stream::Tangent) => RowMap::repeated(v.numel(), self.rep),
-            _ => RowMap::rows(v.numel()),
-        }
+        self.graph.row_map(id, out, self.rep)
     }
 
     pub fn run(&mut self, nodes: &[NodeId]) {
@@ -72,20 +66,11 @@ impl<'g> HostRun<'g> {
                     }
                 }
                 Op::MatMul(mm) => {
-                    let map = |i: usize, layout: crate::graph::ir::MatrixLayout| MatrixMap {
-                        rows: self.row_map(node.inputs[i], out_stream),
-                        lead_stride: layout.lead_stride as u32,
-                        transposed: layout.transposed,
-                    };
-                    let spec = BatchedMatmul {
-                        m: mm.m,
-                        n: mm.n,
-                        k: mm.k,
+                    let spec = mm.batched(
                         rows,
-                        lead: mm.lead,
-                        a: map(0, mm.a),
-                        b: map(1, mm.b),
-                    };
+                        self.row_map(node.inputs[0], out_stream),
+                        self.row_map(node.inputs[1], out_stream),
+                    );
                     twin::record_batched_matmul(&spec, input(0), input(1), &mut out);
                 }
                 Op::Conv(spec) => {
