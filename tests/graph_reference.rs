@@ -84,3 +84,112 @@ fn ddpm_unet_with_attention_matches_pytorch() {
 fn dit_with_adaln_matches_pytorch() {
     check("dit_v");
 }
+
+/// The executor runs a convolution with one group as patches (layout::im2col) times the weight, and a transposed one
+/// as x ᵀ times the weight scattered back (layout::col2im): both equal the direct twin.
+#[test]
+fn convolutions_as_patch_products_equal_the_direct_twin() {
+    use scorelens::graph::layout::{col2im, im2col, transpose};
+    use scorelens::ops::graph::Conv2d;
+    use scorelens::reference::graph_ops::{record_conv2d, record_sparse_map};
+    let value = |i: usize| ((i * 7919 % 1000) as f64 / 500.0) - 1.0;
+    let cases = [
+        Conv2d {
+            rows: 1,
+            c_in: 3,
+            h_in: 7,
+            w_in: 6,
+            c_out: 5,
+            h_out: 4,
+            w_out: 3,
+            kernel: [3, 2],
+            stride: [2, 2],
+            pad: [1, 0],
+            dilation: [1, 2],
+            groups: 1,
+            transposed: false,
+        },
+        Conv2d {
+            rows: 1,
+            c_in: 2,
+            h_in: 5,
+            w_in: 5,
+            c_out: 3,
+            h_out: 5,
+            w_out: 5,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            transposed: false,
+        },
+        Conv2d {
+            rows: 1,
+            c_in: 4,
+            h_in: 3,
+            w_in: 4,
+            c_out: 2,
+            h_out: 6,
+            w_out: 8,
+            kernel: [4, 3],
+            stride: [2, 2],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            transposed: true,
+        },
+        Conv2d {
+            rows: 1,
+            c_in: 3,
+            h_in: 3,
+            w_in: 3,
+            c_out: 2,
+            h_out: 7,
+            w_out: 8,
+            kernel: [3, 3],
+            stride: [2, 2],
+            pad: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            transposed: true,
+        },
+    ];
+    for spec in cases {
+        let x: Vec<f64> = (0..spec.c_in * spec.h_in * spec.w_in).map(value).collect();
+        let taps = spec.kernel[0] * spec.kernel[1];
+        let w: Vec<f64> = (0..spec.c_in * spec.c_out * taps).map(|i| value(i + 17)).collect();
+        let mut want = vec![0.0; spec.c_out * spec.h_out * spec.w_out];
+        record_conv2d(&spec, &x, &w, &mut want);
+        let got = if spec.transposed {
+            let (_, xt) = transpose(&[spec.c_in, spec.h_in * spec.w_in], &[1, 0]);
+            let mut xs = vec![0.0; x.len()];
+            record_sparse_map(1, &xt, &x, &mut xs, false);
+            let width = spec.c_out * taps;
+            let pixels = spec.h_in * spec.w_in;
+            let mut cols = vec![0.0; pixels * width];
+            for p in 0..pixels {
+                for q in 0..width {
+                    cols[p * width + q] = (0..spec.c_in).map(|c| xs[p * spec.c_in + c] * w[c * width + q]).sum();
+                }
+            }
+            let mut out = vec![0.0; want.len()];
+            record_sparse_map(1, &col2im(&spec), &cols, &mut out, false);
+            out
+        } else {
+            let map = im2col(&spec);
+            let mut patches = vec![0.0; map.outputs];
+            record_sparse_map(1, &map, &x, &mut patches, false);
+            let (pixels, inner) = (spec.h_out * spec.w_out, spec.c_in * taps);
+            let mut out = vec![0.0; want.len()];
+            for o in 0..spec.c_out {
+                for p in 0..pixels {
+                    out[o * pixels + p] = (0..inner).map(|k| patches[p * inner + k] * w[o * inner + k]).sum();
+                }
+            }
+            out
+        };
+        let e = rel(&got, &want);
+        assert!(e < 1e-12, "{spec:?}: {e:.2e}");
+    }
+}

@@ -32,6 +32,54 @@ pub struct GraphExecutor {
     consts: HashMap<ValueId, wgpu::Buffer>,
     /// Uploaded sparse maps, by (node, input).
     maps: HashMap<(NodeId, usize), SparseMapBuffers>,
+    /// Convolutions with one group, run as sparse maps around a product on the tuned matmul kernels.
+    conv_plans: HashMap<NodeId, ConvPlan>,
+}
+
+/// A convolution (groups = 1) as gather → product with the weight → scatter, per point row:
+/// Conv: patches [Ho·Wo, C·k] (im2col) · Wᵀ → [Ho·Wo, C_out] → transposed to [C_out, Ho·Wo];
+/// ConvTranspose: xᵀ [Hi·Wi, C_in] · W → [Hi·Wi, C_out·k] → col2im to [C_out, Ho, Wo].
+/// The product is one large matmul over all rows of a chunk (M = rows · pixels), where the tuned kernels run
+/// several times faster than a direct convolution.
+struct ConvPlan {
+    gather: SparseMapBuffers,
+    scatter: SparseMapBuffers,
+    /// Product rows per point row, inner size, columns; whether the weight is read transposed.
+    pixels: usize,
+    inner: usize,
+    width: usize,
+    trans_b: bool,
+}
+
+impl ConvPlan {
+    fn new(ctx: &GpuContext, label: &str, spec: &kernels::Conv2d) -> Option<ConvPlan> {
+        if spec.groups != 1 {
+            return None;
+        }
+        let taps = spec.kernel[0] * spec.kernel[1];
+        let (gather, scatter, pixels, inner, width, trans_b) = if spec.transposed {
+            let pixels = spec.h_in * spec.w_in;
+            let (_, gather) = crate::graph::layout::transpose(&[spec.c_in, pixels], &[1, 0]);
+            (gather, crate::graph::layout::col2im(spec), pixels, spec.c_in, spec.c_out * taps, false)
+        } else {
+            let pixels = spec.h_out * spec.w_out;
+            let (_, scatter) = crate::graph::layout::transpose(&[pixels, spec.c_out], &[1, 0]);
+            (crate::graph::layout::im2col(spec), scatter, pixels, spec.c_in * taps, spec.c_out, true)
+        };
+        Some(ConvPlan {
+            gather: kernels::upload_sparse_map(ctx, &format!("{label}/gather"), &gather),
+            scatter: kernels::upload_sparse_map(ctx, &format!("{label}/scatter"), &scatter),
+            pixels,
+            inner,
+            width,
+            trans_b,
+        })
+    }
+
+    /// Scratch floats per point row: the gathered rows and the product.
+    fn scratch_floats(&self) -> usize {
+        self.pixels * (self.inner + self.width)
+    }
 }
 
 impl GraphExecutor {
@@ -51,7 +99,15 @@ impl GraphExecutor {
                 }
             }
         }
-        Ok(GraphExecutor { ctx, net, consts, maps })
+        let mut conv_plans = HashMap::new();
+        for (n, node) in g.nodes.iter().enumerate() {
+            if let Op::Conv(spec) = &node.op {
+                if let Some(plan) = ConvPlan::new(&ctx, &format!("graph/{}/conv", node.name), spec) {
+                    conv_plans.insert(n, plan);
+                }
+            }
+        }
+        Ok(GraphExecutor { ctx, net, consts, maps, conv_plans })
     }
 
     pub fn network(&self) -> &ScoreNetwork {
@@ -79,9 +135,10 @@ impl GraphExecutor {
             .iter()
             .map(|&n| {
                 let v = &g.values[g.nodes[n].output];
+                let floats = v.numel() + self.scratch_floats(n);
                 match v.stream {
-                    Stream::Tangent => rep * v.numel(),
-                    Stream::Primal => v.numel(),
+                    Stream::Tangent => rep * floats,
+                    Stream::Primal => floats,
                     Stream::Const => 0,
                 }
             })
@@ -192,8 +249,16 @@ impl GraphExecutor {
         (per_point, per_tangent, 4 * self.widest_value() as u64)
     }
 
+    /// Per-row scratch floats a node needs besides its output (a convolution's gathered rows and product).
+    fn scratch_floats(&self, n: NodeId) -> usize {
+        self.conv_plans.get(&n).map_or(0, ConvPlan::scratch_floats)
+    }
+
+    /// The widest per-row buffer: a value, or a convolution's gathered rows or product.
     fn widest_value(&self) -> usize {
-        self.net.graph().values.iter().map(|v| v.numel()).max().unwrap_or(1)
+        let values = self.net.graph().values.iter().map(|v| v.numel()).max().unwrap_or(1);
+        let scratch = self.conv_plans.values().map(|p| p.pixels * p.inner.max(p.width)).max().unwrap_or(0);
+        values.max(scratch)
     }
 
     /// Bytes of the weights and maps kept on the device.
@@ -325,10 +390,39 @@ impl GraphExecutor {
                 let spec = mm.batched(rows, ma, mb);
                 kernels::record_batched_matmul(rec, &spec, input(0)?, input(1)?, out)
             }
-            Op::Conv(spec) => {
-                let spec = kernels::Conv2d { rows, ..*spec };
-                kernels::record_conv2d(rec, &spec, input(0)?, input(1)?, out)
-            }
+            Op::Conv(spec) => match self.conv_plans.get(&n) {
+                Some(plan) => {
+                    let label = format!("{}/conv", out_v.name);
+                    let gathered = self.ctx.buffer(
+                        &format!("{label}/gathered"),
+                        (rows * plan.pixels * plan.inner * 4) as u64,
+                        BufferRole::Storage,
+                    );
+                    let product = self.ctx.buffer(
+                        &format!("{label}/product"),
+                        (rows * plan.pixels * plan.width * 4) as u64,
+                        BufferRole::Storage,
+                    );
+                    kernels::record_sparse_map(rec, rows, &plan.gather, input(0)?, &gathered, false)?;
+                    let mut shape = MatmulShape::new(rows * plan.pixels, plan.width, plan.inner);
+                    if plan.trans_b {
+                        shape = shape.with_trans_b();
+                    }
+                    record_matmul(
+                        rec,
+                        &shape,
+                        &gathered,
+                        input(1)?,
+                        Epilogue::act(crate::Activation::Identity),
+                        &product,
+                    )?;
+                    kernels::record_sparse_map(rec, rows, &plan.scatter, &product, out, false)
+                }
+                None => {
+                    let spec = kernels::Conv2d { rows, ..*spec };
+                    kernels::record_conv2d(rec, &spec, input(0)?, input(1)?, out)
+                }
+            },
             Op::Norm { size, eps } => {
                 kernels::record_norm(rec, rows * out_v.numel() / size, *size, *eps, input(0)?, out)
             }

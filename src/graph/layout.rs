@@ -252,3 +252,57 @@ pub fn resize_axis(
         })
         .collect()
 }
+
+/// The patches of a convolution (groups = 1) as a map from one NCHW row [C, H, W] to [Ho·Wo, C·kh·kw]: row p of
+/// the result holds the taps output pixel p reads (zero in the padding), in the weight's [C, kh, kw] order, so that
+/// patches · Wᵀ (W as [C_out, C·kh·kw]) is the convolution with the output pixel-major.
+pub fn im2col(spec: &crate::ops::graph::Conv2d) -> SparseMap {
+    let s = spec;
+    let (kh, kw) = (s.kernel[0], s.kernel[1]);
+    let taps = s.c_in * kh * kw;
+    let mut source = Vec::with_capacity(s.h_out * s.w_out * taps);
+    for y in 0..s.h_out {
+        for x in 0..s.w_out {
+            for c in 0..s.c_in {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        let iy = (y * s.stride[0] + i * s.dilation[0]) as isize - s.pad[0] as isize;
+                        let ix = (x * s.stride[1] + j * s.dilation[1]) as isize - s.pad[1] as isize;
+                        let inside = iy >= 0 && ix >= 0 && (iy as usize) < s.h_in && (ix as usize) < s.w_in;
+                        source.push(inside.then(|| (c * s.h_in + iy as usize) * s.w_in + ix as usize));
+                    }
+                }
+            }
+        }
+    }
+    SparseMap::gather(s.c_in * s.h_in * s.w_in, &source)
+}
+
+/// The scatter of a transposed convolution (groups = 1): from [Hi·Wi, C_out·kh·kw] (the products x[:, p]ᵀ · W, W as
+/// [C_in, C_out·kh·kw]) to the output row [C_out, Ho, Wo], each tap adding where ONNX's ConvTranspose puts it:
+/// output (y, x) = (iy·sy − py + i·dy, ix·sx − px + j·dx).
+pub fn col2im(spec: &crate::ops::graph::Conv2d) -> SparseMap {
+    let s = spec;
+    let (kh, kw) = (s.kernel[0], s.kernel[1]);
+    let width = s.c_out * kh * kw;
+    let mut triples = Vec::new();
+    for iy in 0..s.h_in {
+        for ix in 0..s.w_in {
+            for o in 0..s.c_out {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        let y = (iy * s.stride[0] + i * s.dilation[0]) as isize - s.pad[0] as isize;
+                        let x = (ix * s.stride[1] + j * s.dilation[1]) as isize - s.pad[1] as isize;
+                        if y < 0 || x < 0 || y as usize >= s.h_out || x as usize >= s.w_out {
+                            continue;
+                        }
+                        let out = (o * s.h_out + y as usize) * s.w_out + x as usize;
+                        let col = (iy * s.w_in + ix) * width + (o * kh + i) * kw + j;
+                        triples.push((out, col, 1.0));
+                    }
+                }
+            }
+        }
+    }
+    SparseMap::from_triples(s.c_out * s.h_out * s.w_out, s.h_in * s.w_in * width, triples)
+}
