@@ -388,6 +388,10 @@ fn load(py: Python<'_>, path: PathBuf, metadata: Option<&Bound<'_, PyDict>>) -> 
     let mut overrides = MetadataOverrides::new();
     for (key, value) in metadata.into_iter().flatten() {
         let key: String = key.extract()?;
+        // None leaves the file's value, as an absent flag does.
+        if value.is_none() {
+            continue;
+        }
         if !METADATA_KEYS.contains(&key.as_str()) {
             return Err(to_py_err(Error::InvalidArgument(format!(
                 "unknown metadata key {key:?}; expected one of {}",

@@ -355,3 +355,42 @@ def test_other_bad_arguments_are_value_errors(mlp):
         mlp.score(np.ones((2, 16), np.int64), 0.5)
     with pytest.raises(ValueError, match="not_onnx.onnx: "):
         sl.load(BAD_ONNX / "not_onnx.onnx")
+
+
+# ---- the type stubs describe the module ----
+
+
+def test_the_stubs_name_the_runtime_parameters():
+    import ast
+    import inspect
+
+    stubs = ast.parse((Path(sl.__file__).parent / "_native.pyi").read_text())
+
+    def stub_parameters(function: ast.FunctionDef):
+        a = function.args
+        return [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs if p.arg != "self"]
+
+    def runtime_parameters(obj):
+        return [p for p in inspect.signature(obj).parameters if p not in ("self", "metadata")]
+
+    checked = 0
+    for node in stubs.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "adapter":
+            assert runtime_parameters(sl.adapter) == []
+        if isinstance(node, ast.ClassDef) and node.name == "Model":
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef) and not any(
+                    isinstance(d, ast.Name) and d.id == "property" for d in method.decorator_list
+                ):
+                    assert stub_parameters(method) == runtime_parameters(getattr(sl.Model, method.name)), method.name
+                    checked += 1
+                elif isinstance(method, ast.FunctionDef):
+                    assert hasattr(sl.Model, method.name)
+    assert checked == 6
+    # load's keywords are the metadata keys the binding accepts.
+    load = next(n for n in stubs.body if isinstance(n, ast.FunctionDef) and n.name == "load")
+    keys = [p.arg for p in load.args.kwonlyargs]
+    assert keys == ["parameterization", "time_input", "schedule", "sigma", "sigma_min", "sigma_max", "beta_min", "beta_max"]
+    with pytest.raises(ValueError, match="expected one of " + ", ".join(keys)):
+        sl.load(MLP, nonsense=1)
+    assert sl.load(MLP, sigma=None).schedule == sl.load(MLP).schedule
