@@ -66,7 +66,8 @@ fn read_array(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str) -> PyResult
         array = array.call_method1("astype", (dtype.call_method1("newbyteorder", ("=",))?,))?;
     }
     // Iterating the view walks the logical (C) order whatever the strides, so Fortran-ordered and sliced arrays
-    // read as their C-ordered copies would.
+    // read as their C-ordered copies would. The copy is also what lets the GPU work run without the GIL: another
+    // thread may write to the caller's array meanwhile.
     if let Ok(a) = array.cast::<PyArrayDyn<f32>>() {
         let view = a.readonly();
         let view = view.as_array();
