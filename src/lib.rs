@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod analysis;
+pub mod batch;
 pub mod derivative;
 pub mod draws;
 pub mod error;

@@ -416,25 +416,7 @@ impl Job {
 pub fn read_directions(path: &Path, name: &str, job: &Job) -> Result<npy::Array> {
     let a = npy::read_f32(path)?;
     let what = format!("{} ({name})", path.display());
-    let row_shape = job.field.row_shape();
-    let dim = job.field.dim();
-    let rows = job.x.rows;
-    let per_point_ok = a.shape.first() == Some(&rows) && a.shape.len() >= 2 && {
-        let tail = &a.shape[1..];
-        tail == &job.x.shape[1..] || (tail.len() >= 2 && (tail[1..] == row_shape[..] || tail[1..] == [dim]))
-    };
-    if !per_point_ok {
-        return Err(Error::bad_input(
-            what,
-            format!(
-                "shape {:?}; expected X's shape {:?} or [{rows}, P, {}] (P directions per point)",
-                a.shape, job.x.shape, dim
-            ),
-        ));
-    }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite { what, row: i / (a.data.len() / rows), value: a.data[i] as f64 });
-    }
+    scorelens::batch::check_directions(&a.shape, &a.data, &job.x.shape, &job.field, &what)?;
     Ok(a)
 }
 
@@ -454,35 +436,7 @@ pub fn read_points(path: &Path, field: &ScoreField) -> Result<Points> {
 
 /// Checks that points fit the field: [B, ...row_shape] or [B, D], finite.
 pub fn check_points(x: &Points, field: &ScoreField, what: &str) -> Result<()> {
-    let row_shape = field.row_shape();
-    let dim = field.dim();
-    let what = what.to_string();
-    if x.shape.len() < 2 {
-        return Err(Error::bad_input(
-            what,
-            format!("shape {:?}; expected [B, {}] (a batch of rows)", x.shape, shape_text(&row_shape)),
-        ));
-    }
-    let per_row: usize = x.shape[1..].iter().product();
-    if x.shape[1..] != row_shape[..] && !(x.shape.len() == 2 && per_row == dim) {
-        return Err(Error::bad_input(
-            what,
-            format!(
-                "shape {:?} does not match the model: one row must be [{}] ({dim} values), got {:?}",
-                x.shape,
-                shape_text(&row_shape),
-                &x.shape[1..]
-            ),
-        ));
-    }
-    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite { what, row: i / dim, value: x.data[i] as f64 });
-    }
-    Ok(())
-}
-
-fn shape_text(shape: &[usize]) -> String {
-    shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    scorelens::batch::check_points(&x.shape, &x.data, field, what).map(|_| ())
 }
 
 /// T: one number for all rows, or a .npy of shape [B] (or a single value).
@@ -493,22 +447,10 @@ pub fn read_times(arg: &str, rows: usize) -> Result<Vec<f32>> {
             let path = Path::new(arg);
             let t = npy::read_f32(path)?;
             let what = format!("{} (T)", path.display());
-            let len = t.data.len();
-            let ok_shape = (t.shape.len() == 1 && (len == rows || len == 1)) || (t.shape.is_empty() && len == 1);
-            if !ok_shape {
-                return Err(Error::bad_input(
-                    what,
-                    format!("shape {:?}; expected [{rows}] (one t per row of X) or a single value", t.shape),
-                ));
-            }
+            scorelens::batch::check_time_shape(&t.shape, rows, &what)?;
             (t.data, what)
         }
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite { what, row: i, value: values[i] as f64 });
-    }
-    if let Some(i) = values.iter().position(|&v| !(v > 0.0 && v <= 1.0)) {
-        return Err(Error::bad_input(what, format!("t = {} at row {i} is outside (0, 1]", values[i])));
-    }
+    scorelens::batch::check_time_values(&values, &what)?;
     Ok(values)
 }
