@@ -79,3 +79,37 @@ fn layout_ops_and_dynamic_reshapes() {
 fn attention_with_a_moving_batch_axis() {
     check("attention_zoo");
 }
+
+/// Local complexity's hidden units in a graph: the inputs of its ReLU-family units (conv_zoo's LeakyRelu), read from
+/// the GPU linearisation, equal the f64 twin's values of the same node.
+#[test]
+fn relu_family_pre_activations_match_the_twin() {
+    use scorelens::graph::ir::Op;
+    use scorelens::ops::graph::UnaryFn;
+    use scorelens::reference::graph::HostRun;
+    let name = "conv_zoo";
+    let model = ScoreModel::load(&fixture(&format!("onnx_zoo/{name}/model.onnx"))).unwrap();
+    let ScoreModel::Graph(net) = &model else { panic!("not a graph") };
+    let (x, t) = (load(name, "x.npy"), load(name, "t.npy"));
+    let g = net.graph();
+    let unit = g
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Unary { f: UnaryFn::LeakyRelu(_), derivative: false }))
+        .expect("a LeakyRelu")
+        .inputs[0];
+    let mut run = HostRun::new(g, 3, 1);
+    run.set(g.inputs[0], x.clone());
+    for (k, values) in net.row_inputs(&t).into_iter().enumerate() {
+        run.set(g.inputs[k + 1], values);
+    }
+    run.run(&net.program.primal);
+    let want = run.get(unit).to_vec();
+    let field = ScoreField::new(gpu(), &model).unwrap();
+    let f32s = |a: &[f64]| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let lin = derivative::linearize(&field, &f32s(&x), &f32s(&t), 0).unwrap();
+    let got = lin.pre_activations().unwrap();
+    assert_eq!(got.len(), want.len(), "one LeakyRelu layer of units per point");
+    let e = rel_err(&got, &want);
+    assert!(e < 1e-5, "pre-activations {e:.2e}");
+}

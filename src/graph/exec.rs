@@ -509,31 +509,43 @@ impl GraphLinearization<'_> {
         }
     }
 
-    /// The inputs of every ReLU-family unit (Relu, LeakyRelu) of the network at every point, [points, units]:
-    /// a unit whose pre-activation changes sign crosses a linear-region boundary.
+    /// The inputs of the network's hidden units at every point, [points, units]: every ReLU-family unit (Relu,
+    /// LeakyRelu) that depends on x, whose pre-activation changing sign crosses a linear-region boundary; for a
+    /// network without them, the inputs of its smooth activations (Sigmoid — hence SiLU —, Tanh, GELU, Softplus,
+    /// Erf), as the built-in MLP reports its SiLU units.
     pub fn pre_activations(&self) -> Result<Vec<f32>> {
-        let g = self.exec.net.graph();
-        let units: Vec<ValueId> = self
-            .exec
-            .net
-            .program
-            .primal
-            .iter()
-            .map(|&n| &g.nodes[n])
-            .filter(|node| {
+        use crate::ops::graph::UnaryFn;
+        let net = &self.exec.net;
+        let g = net.graph();
+        let active = net.active_values();
+        let units_where = |pick: &dyn Fn(&UnaryFn) -> bool| -> Vec<ValueId> {
+            net.program
+                .primal
+                .iter()
+                .map(|&n| &g.nodes[n])
+                .filter(|node| {
+                    matches!(&node.op, Op::Unary { f, derivative: false } if pick(f)) && active[node.inputs[0]]
+                })
+                .map(|node| node.inputs[0])
+                .collect()
+        };
+        let mut units = units_where(&|f| matches!(f, UnaryFn::Relu | UnaryFn::LeakyRelu(_)));
+        if units.is_empty() {
+            units = units_where(&|f| {
                 matches!(
-                    node.op,
-                    Op::Unary {
-                        f: crate::ops::graph::UnaryFn::Relu | crate::ops::graph::UnaryFn::LeakyRelu(_),
-                        derivative: false
-                    }
+                    f,
+                    UnaryFn::Sigmoid
+                        | UnaryFn::Tanh
+                        | UnaryFn::Gelu
+                        | UnaryFn::GeluTanh
+                        | UnaryFn::Softplus
+                        | UnaryFn::Erf
                 )
-            })
-            .map(|node| node.inputs[0])
-            .collect();
+            });
+        }
         if units.is_empty() {
             return Err(Error::InvalidArgument(
-                "the network has no ReLU-family units (local complexity counts the regions of a piecewise-linear network)".into(),
+                "the network has no activation units that depend on x (local complexity counts hidden units)".into(),
             ));
         }
         let total: usize = units.iter().map(|&u| g.values[u].numel()).sum();

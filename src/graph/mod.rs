@@ -245,18 +245,30 @@ impl ScoreNetwork {
 
     /// Whether s is piecewise linear in x: every node that depends on x is linear in it or a ReLU-family unit
     /// (finite differences then have no truncation error between kinks).
-    pub fn is_piecewise_linear(&self) -> bool {
-        use crate::ops::graph::UnaryFn;
+    /// Which values of the network depend on x.
+    pub fn active_values(&self) -> Vec<bool> {
         let g = self.graph();
         let mut active = vec![false; g.values.len()];
         active[g.inputs[0]] = true;
+        for &n in &self.program.primal {
+            let node = &g.nodes[n];
+            if node.inputs.iter().any(|&i| active[i]) {
+                active[node.output] = true;
+            }
+        }
+        active
+    }
+
+    pub fn is_piecewise_linear(&self) -> bool {
+        use crate::ops::graph::UnaryFn;
+        let g = self.graph();
+        let active = self.active_values();
         for &n in &self.program.primal {
             let node = &g.nodes[n];
             let hits: Vec<bool> = node.inputs.iter().map(|&i| active[i]).collect();
             if !hits.iter().any(|&h| h) {
                 continue;
             }
-            active[node.output] = true;
             let linear = match &node.op {
                 Op::Unary { f, .. } => matches!(
                     f,
