@@ -96,3 +96,45 @@ fn bad_onnx_inputs_exit_2_with_one_clear_line() {
     run(&bad("ok"), &x, &["--parameterization", "noise"], &["scorelens.parameterization", "\"noise\""]);
     run(&bad("ok"), &x, &["--schedule", "vp"], &["scorelens.beta_min", "missing"]);
 }
+
+/// The analyses take an ONNX network as they take a safetensors one: spectrum (singular values checked against the
+/// fixture's float64 Jacobian: their squares sum to ‖J‖²_F, the largest is its 2-norm), descriptors, sample, lyapunov.
+#[test]
+fn analyses_run_on_an_onnx_network() {
+    let dir = fixture("torch_onnx/residual_mlp");
+    let scratch = Scratch::new();
+    let (model, x, t) = (dir.join("model.onnx"), dir.join("x.npy"), dir.join("t.npy"));
+    let out = scratch.path("spectrum");
+    let (code, _, stderr) = scorelens(&["spectrum", s(&model), "--x", s(&x), "--t", s(&t), "-o", s(&out)]);
+    assert_eq!(code, 0, "{stderr}");
+    let values = npy::read_f64(&out.join("singular_values.npy")).unwrap();
+    let d = 10;
+    assert_eq!(values.shape, vec![3, d]);
+    let jac = npy::read_f64(&dir.join("jacobian_row0.npy")).unwrap().data;
+    let frobenius: f64 = jac.iter().map(|v| v * v).sum();
+    let squares: f64 = values.data[..d].iter().map(|v| v * v).sum();
+    assert!((squares / frobenius - 1.0).abs() < 1e-4, "Σ s² {squares} vs ‖J‖² {frobenius}");
+    // Power iteration on JᵀJ for the largest singular value.
+    let mut v = vec![1.0; d];
+    let mut top = 0.0;
+    for _ in 0..500 {
+        let jv: Vec<f64> = (0..d).map(|i| (0..d).map(|k| jac[i * d + k] * v[k]).sum()).collect();
+        let jtjv: Vec<f64> = (0..d).map(|k| (0..d).map(|i| jac[i * d + k] * jv[i]).sum()).collect();
+        let norm = jtjv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        top = norm.sqrt();
+        v = jtjv.iter().map(|x| x / norm).collect();
+    }
+    assert!((values.data[0] / top - 1.0).abs() < 1e-4, "s₁ {} vs {top}", values.data[0]);
+    for args in [
+        vec!["descriptors", s(&model), "--x", s(&x), "--t", "0.5", "-o"],
+        vec!["sample", s(&model), "--n", "6", "--steps", "10", "--sampler", "ode-heun", "-o"],
+        vec!["lyapunov", s(&model), "--x-init", s(&x), "--steps", "5", "--sampler", "ode-euler", "--k", "3", "-o"],
+    ] {
+        let out = scratch.path(args[0]);
+        let mut args = args.clone();
+        args.push(s(&out));
+        let (code, _, stderr) = scorelens(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(out.join("summary.json").exists(), "{args:?}: no summary.json");
+    }
+}
