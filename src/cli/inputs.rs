@@ -86,13 +86,7 @@ impl ModelSettings {
 
     /// Loads MODEL with these settings over its metadata.
     pub fn load_model(&self, path: &Path) -> Result<ScoreModel> {
-        ScoreModel::load_with(path, &self.overrides()).map_err(|e| match e {
-            // Name the flag as well as the metadata key.
-            Error::BadMetadata { path, key, message } if message.starts_with("missing") => {
-                Error::BadMetadata { path, key, message }
-            }
-            other => other,
-        })
+        ScoreModel::load_with(path, &self.overrides())
     }
 
     /// The schedule of a user field or the smoothed data: the flags, with ve-song σ = 25 by default.

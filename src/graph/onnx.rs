@@ -525,26 +525,15 @@ impl Importer {
                 let out = self.binary(bop, a, b)?;
                 self.set(node, 0, out);
             }
-            "Sum" | "Mean" | "Max" | "Min" if all_folded => {
-                let mut acc = self.sym(node, 0)?;
+            // Variadic Max / Min of constants (shape arithmetic); Sum and Mean fold through `binary` below.
+            "Max" | "Min" if all_folded => {
+                let mut acc = self.folded(node, 0, "operand")?;
                 for i in 1..node.input.len() {
-                    let b = self.sym(node, i)?;
-                    acc = match op {
-                        "Max" | "Min" => {
-                            let (Sym::Folded(fa), Sym::Folded(fb)) = (&acc, &b) else { unreachable!() };
-                            Sym::Folded(
-                                fold_binary(fa, fb, |x, y| if (op == "Max") == (x > y) { x } else { y })
-                                    .ok_or_else(|| self.err("shapes do not broadcast"))?,
-                            )
-                        }
-                        _ => self.binary(BinaryOp::Add, acc, b)?,
-                    };
+                    let b = self.folded(node, i, "operand")?;
+                    acc = fold_binary(&acc, &b, |x, y| if (op == "Max") == (x > y) { x } else { y })
+                        .ok_or_else(|| self.err("shapes do not broadcast"))?;
                 }
-                if op == "Mean" {
-                    let n = Sym::Folded(Folded::scalar(node.input.len() as f64));
-                    acc = self.binary(BinaryOp::Div, acc, n)?;
-                }
-                self.set(node, 0, acc);
+                self.set(node, 0, Sym::Folded(acc));
             }
             "Sum" | "Mean" => {
                 let mut acc = self.sym(node, 0)?;
@@ -559,7 +548,7 @@ impl Importer {
                 self.set(node, 0, acc);
             }
             "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Not" | "Floor"
-            | "Ceil" | "Max" | "Min" | "Mod" | "Clip" | "Round" | "Sign"
+            | "Ceil" | "Mod" | "Clip" | "Round" | "Sign"
                 if all_folded =>
             {
                 let out = self.fold_misc(node)?;
@@ -908,8 +897,6 @@ impl Importer {
                     "GreaterOrEqual" => |x, y| (x >= y) as i64 as f64,
                     "And" => |x, y| (x != 0.0 && y != 0.0) as i64 as f64,
                     "Or" => |x, y| (x != 0.0 || y != 0.0) as i64 as f64,
-                    "Max" => f64::max,
-                    "Min" => f64::min,
                     _ => |x: f64, y: f64| x - y * (x / y).floor(),
                 };
                 fold_binary(&a, &b, f).ok_or_else(|| self.err("shapes do not broadcast"))?
