@@ -794,3 +794,30 @@ fn samplers_and_lyapunov_give_the_whole_runs_arrays_in_shards_and_on_two_devices
         &["pc_1", "another run", "--sampler pc"],
     );
 }
+
+/// `scorelens info MODEL | head`: printing into a pipe whose reader has gone must end the command quietly (the
+/// default SIGPIPE action, as `cat` does), not with a Rust panic about a broken pipe.
+#[cfg(unix)]
+#[test]
+fn info_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // The reader is closed before the command starts, so its first line already meets a broken pipe.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_scorelens"))
+        .args(["info", s(&fixture("mlp_silu/model.safetensors"))])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run scorelens");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(sigpipe_number()), "status {:?}, stderr {stderr}", out.status);
+}
+
+/// SIGPIPE's number on every Unix this runs on (POSIX leaves it open; Linux, macOS and the BSDs use 13).
+#[cfg(unix)]
+fn sigpipe_number() -> i32 {
+    13
+}
