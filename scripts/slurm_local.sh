@@ -32,11 +32,21 @@ fail() {
 # answer.
 node_state() { sinfo --noheader --format=%T 2>/dev/null | head -n 1 || true; }
 
+# A usable node: up and answering (a trailing `*` means slurmd does not respond; `~`, `#`, `%` power states).
+usable() {
+    case "$1" in *[*~#%!$]*) return 1 ;; idle* | mix* | alloc* | completing*) return 0 ;; *) return 1 ;; esac
+}
+
+# Whether the daemon named by its pid file in $dir is alive.
+alive() {
+    local pid
+    pid="$(cat "$dir/$1.pid" 2>/dev/null || true)"
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+}
+
 running() {
-    local state
-    [ -f "$conf" ] || return 1
-    state="$(node_state)"
-    case "$state" in idle* | mix* | alloc* | completing*) return 0 ;; *) return 1 ;; esac
+    [ -f "$conf" ] && alive slurmctld && alive slurmd || return 1
+    usable "$(node_state)"
 }
 
 write_conf() {
@@ -103,7 +113,7 @@ start() {
     local waited=0 state
     while :; do
         state="$(node_state)"
-        case "$state" in idle*) break ;; esac
+        [ "$state" = idle ] && break
         if [ "$waited" -ge "$((timeout_s * 4))" ]; then
             fail "the node is not idle after ${timeout_s} s (state: '${state:-slurmctld does not answer}')"
         fi
@@ -119,7 +129,7 @@ stop_daemons() {
         [ -f "$dir/$name.pid" ] || continue
         pid="$(cat "$dir/$name.pid")"
         # Only a process of that name: a stale pid file must not kill whatever now holds the number.
-        if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+        if alive "$name"; then
             kill "$pid" 2>/dev/null || true
             for _ in $(seq 40); do [ -d "/proc/$pid" ] || break; sleep 0.25; done
             [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
