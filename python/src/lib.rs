@@ -557,9 +557,8 @@ mod other_fields {
         beta_max: Option<f64>,
     ) -> PyResult<Model> {
         let schedule = self::schedule(schedule, sigma, sigma_min, sigma_max, beta_min, beta_max).or_py()?;
-        let field = py
-            .detach(|| UserField::from_source(GpuContext::shared()?, name, wgsl_source, dim, schedule))
-            .or_py()?;
+        let field =
+            py.detach(|| UserField::from_source(GpuContext::shared()?, name, wgsl_source, dim, schedule)).or_py()?;
         let description = vec![
             ("field".into(), format!("user WGSL ({name})")),
             ("dim".into(), dim.to_string()),
