@@ -113,8 +113,14 @@ start() {
     local waited=0 state
     while :; do
         state="$(node_state)"
-        [ "$state" = idle ] && break
+        # Idle, as told by our own daemons: another Slurm on the same ports would answer for one that died.
+        [ "$state" = idle ] && alive slurmctld && alive slurmd && break
+        if [ "$waited" -ge 8 ] && ! { alive slurmctld && alive slurmd; }; then
+            stop_daemons
+            fail "slurmctld or slurmd exited (ports $port-$((port + 1)) taken? set SCORELENS_SLURM_PORT)"
+        fi
         if [ "$waited" -ge "$((timeout_s * 4))" ]; then
+            stop_daemons
             fail "the node is not idle after ${timeout_s} s (state: '${state:-slurmctld does not answer}')"
         fi
         sleep 0.25
