@@ -21,12 +21,13 @@ have_driver() {
 packages=()
 have_loader || packages+=(libvulkan1)
 have_driver || packages+=(mesa-vulkan-drivers)
-# The cluster tests (python/tests/test_cluster.py) run a one-node Slurm from Debian's slurm-wlm
-# (scripts/slurm_local.sh); the PyTorch tests (test_torch.py) run on Debian's python3 with its python3-torch
+# The cluster tests (python/tests/test_cluster.py) run a one-node Slurm from Debian's slurm-wlm, with a private
+# munged (scripts/slurm_local.sh); the PyTorch tests (test_torch.py) run on Debian's python3 with its python3-torch
 # (CPU, with functorch), onnx (the exporter's metadata) and pytest.
 command -v slurmctld >/dev/null 2>&1 || packages+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || packages+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || packages+=(slurm-client)
+command -v munged >/dev/null 2>&1 || packages+=(munge)
 if [ -x /usr/bin/python3 ]; then
     /usr/bin/python3 -c 'import torch' 2>/dev/null || packages+=(python3-torch)
     /usr/bin/python3 -c 'import onnx' 2>/dev/null || packages+=(python3-onnx)

@@ -7,11 +7,12 @@
 #   scripts/slurm_local.sh status   # exit 0 when the node answers and is idle or busy
 #
 # Nothing system-wide is configured: slurm.conf, state, logs and pid files live in $SCORELENS_SLURM_DIR (default
-# /tmp/scorelens-slurm-$UID). No cgroups (proctrack/linuxproc, task/none), no munge (auth/none and cred/none:
-# Debian's build ships both plugins; a one-machine test cluster has no one to authenticate), no accounting
-# database (so `sacct` answers that accounting is disabled; submitit then learns that a job is done from its
-# result file). The daemons run as the calling user, as do the jobs. Ports: $SCORELENS_SLURM_PORT (default 16817)
-# for slurmctld and the next one for slurmd, so a real Slurm on the machine is left alone.
+# /tmp/scorelens-slurm-$UID). No cgroups (proctrack/linuxproc, task/none), no accounting database (so `sacct`
+# answers that accounting is disabled; submitit then learns that a job is done from its result file). Requests are
+# authenticated by a private munged (its own key, made at each start, and socket in that folder): slurmctld listens
+# on every interface, and auth/none (which Debian's build also ships) would let anyone who reaches the port run
+# jobs as any user. The daemons run as the calling user, as do the jobs. Ports: $SCORELENS_SLURM_PORT (default
+# 16817) for slurmctld and the next one for slurmd, so a real Slurm on the machine is left alone.
 set -euo pipefail
 
 dir="${SCORELENS_SLURM_DIR:-/tmp/scorelens-slurm-$(id -u)}"
@@ -22,7 +23,7 @@ export SLURM_CONF="$conf"
 
 fail() {
     echo "slurm_local: $*" >&2
-    for log in "$dir/slurmctld.log" "$dir/slurmd.log"; do
+    for log in "$dir/munged.log" "$dir/slurmctld.log" "$dir/slurmd.log"; do
         [ -s "$log" ] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
     done
     exit 1
@@ -45,7 +46,7 @@ alive() {
 }
 
 running() {
-    [ -f "$conf" ] && alive slurmctld && alive slurmd || return 1
+    [ -f "$conf" ] && alive munged && alive slurmctld && alive slurmd || return 1
     usable "$(node_state)"
 }
 
@@ -65,8 +66,9 @@ SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=$user
 SlurmdUser=$user
-AuthType=auth/none
-CredType=cred/none
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$dir/munge.sock
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -98,14 +100,24 @@ EOF
 }
 
 start() {
-    command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && command -v sbatch >/dev/null 2>&1 ||
-        fail "slurmctld, slurmd or sbatch not found (apt-get install slurmctld slurmd slurm-client)"
+    local program
+    for program in slurmctld slurmd sbatch munged; do
+        command -v "$program" >/dev/null 2>&1 ||
+            fail "$program not found (apt-get install slurmctld slurmd slurm-client munge)"
+    done
     if running; then
         echo "export SLURM_CONF=$conf"
         return 0
     fi
     stop_daemons
-    rm -rf "$dir/state" "$dir/spool" "$dir"/*.log
+    rm -rf "$dir/state" "$dir/spool" "$dir"/*.log "$dir/munge.key" "$dir/munge.seed"
+    # munged wants the socket's folder searchable by all and its key readable by its owner alone.
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    head -c 1024 /dev/urandom >"$dir/munge.key"
+    chmod 400 "$dir/munge.key"
+    munged --socket="$dir/munge.sock" --key-file="$dir/munge.key" --pid-file="$dir/munged.pid" \
+        --log-file="$dir/munged.log" --seed-file="$dir/munge.seed" || fail "munged did not start"
     write_conf
     # -i: ignore state left by an earlier cluster in this folder (there is none: removed above).
     slurmctld -f "$conf" -i || fail "slurmctld did not start"
@@ -131,7 +143,7 @@ start() {
 
 stop_daemons() {
     local name pid
-    for name in slurmd slurmctld; do
+    for name in slurmd slurmctld munged; do
         [ -f "$dir/$name.pid" ] || continue
         pid="$(cat "$dir/$name.pid")"
         # Only a process of that name: a stale pid file must not kill whatever now holds the number.
