@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what scorelens needs on a fresh Debian 12 machine that has Rust: a Vulkan loader and, when no Vulkan
-# driver is present (no GPU), Mesa's software driver lavapipe. Safe to run again: it installs only what is missing.
+# driver is present (no GPU), Mesa's software driver lavapipe; for the tests, Slurm (slurmctld, slurmd, its
+# clients) and Debian's python3-torch. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 as_root() {
@@ -20,6 +21,20 @@ have_driver() {
 packages=()
 have_loader || packages+=(libvulkan1)
 have_driver || packages+=(mesa-vulkan-drivers)
+# The cluster tests (python/tests/test_cluster.py) run a one-node Slurm from Debian's slurm-wlm, with a private
+# munged (scripts/slurm_local.sh); the PyTorch tests (test_torch.py) run on Debian's python3 with its python3-torch
+# (CPU, with functorch), onnx (the exporter's metadata) and pytest.
+command -v slurmctld >/dev/null 2>&1 || packages+=(slurmctld)
+command -v slurmd >/dev/null 2>&1 || packages+=(slurmd)
+command -v sbatch >/dev/null 2>&1 || packages+=(slurm-client)
+command -v munged >/dev/null 2>&1 || packages+=(munge)
+if [ -x /usr/bin/python3 ]; then
+    /usr/bin/python3 -c 'import torch' 2>/dev/null || packages+=(python3-torch)
+    /usr/bin/python3 -c 'import onnx' 2>/dev/null || packages+=(python3-onnx)
+    /usr/bin/python3 -c 'import pytest' 2>/dev/null || packages+=(python3-pytest)
+else
+    packages+=(python3 python3-torch python3-onnx python3-pytest)
+fi
 if [ ${#packages[@]} -gt 0 ]; then
     echo "setup: installing ${packages[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -90,3 +90,33 @@ def load(
 
 def adapter() -> str:
     """The adapter scorelens computes on."""
+
+# The other fields (sl.kde, sl.field): Models with the methods above.
+Schedule = Optional[Literal["ve-song", "ve", "vp"]]
+
+def kde(
+    data: ArrayLike,
+    bandwidth: Optional[float] = None,
+    schedule: Schedule = None,
+    *,
+    sigma: Optional[float] = None,
+    sigma_min: Optional[float] = None,
+    sigma_max: Optional[float] = None,
+    beta_min: Optional[float] = None,
+    beta_max: Optional[float] = None,
+) -> Model:
+    """The score of data [N, D] smoothed by the schedule (α(t), std(t)) or by a fixed bandwidth: the CLI's --kde."""
+
+def field(
+    wgsl_source: str,
+    dim: int,
+    schedule: Schedule = None,
+    *,
+    name: str = "<wgsl>",
+    sigma: Optional[float] = None,
+    sigma_min: Optional[float] = None,
+    sigma_max: Optional[float] = None,
+    beta_min: Optional[float] = None,
+    beta_max: Optional[float] = None,
+) -> Model:
+    """A user WGSL field `fn field(x: State, t: f32) -> State` (and optionally `field_jvp`): the CLI's --field."""

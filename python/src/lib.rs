@@ -423,7 +423,154 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(adapter, m)?)?;
     m.add_class::<Model>()?;
+    other_fields::register(m)?;
     m.add("ScorelensError", m.py().get_type::<ScorelensError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// The fields that are not model files: the smoothed data (`sl.kde`, the CLI's `--kde DATA.npy`) and a user's WGSL
+/// field (`sl.field`, the CLI's `--field F.wgsl --dim D`), as `Model`s with the same methods.
+mod other_fields {
+    use pyo3::prelude::*;
+
+    use scorelens::field::{SmoothedData, Smoothing, UserField};
+    use scorelens::{Error, GpuContext, NoiseSchedule, ScoreField};
+
+    use super::{read_array, Model, OrPyErr};
+
+    /// The noise process of a field that has no file to read it from, with the command line's defaults (ve-song
+    /// with sigma 25; ve 0.01 to 50; vp 0.1 to 20) and its checks, in the parameters' names.
+    #[allow(clippy::too_many_arguments)]
+    fn schedule(
+        name: Option<&str>,
+        sigma: Option<f64>,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+        beta_min: Option<f64>,
+        beta_max: Option<f64>,
+    ) -> scorelens::Result<NoiseSchedule> {
+        let positive = |parameter: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::InvalidArgument(format!("{parameter}={v}: expected a positive number")))
+            }
+        };
+        match name.unwrap_or("ve-song") {
+            "ve-song" => {
+                let sigma = positive("sigma", sigma.unwrap_or(25.0))?;
+                if sigma == 1.0 {
+                    return Err(Error::InvalidArgument("sigma=1: ve-song needs sigma ≠ 1".into()));
+                }
+                Ok(NoiseSchedule::VeSong { sigma })
+            }
+            "ve" => Ok(NoiseSchedule::Ve {
+                sigma_min: positive("sigma_min", sigma_min.unwrap_or(0.01))?,
+                sigma_max: positive("sigma_max", sigma_max.unwrap_or(50.0))?,
+            }),
+            "vp" => Ok(NoiseSchedule::Vp {
+                beta_min: positive("beta_min", beta_min.unwrap_or(0.1))?,
+                beta_max: positive("beta_max", beta_max.unwrap_or(20.0))?,
+            }),
+            other => Err(Error::InvalidArgument(format!("schedule {other:?}: expected ve-song, ve or vp"))),
+        }
+    }
+
+    /// The score of the data smoothed by the noise process: p_t = (1/N) Σᵢ N(x; α(t) xᵢ, std(t)² I), so
+    /// s(x, t) = Σᵢ wᵢ (α xᵢ − x) / std², wᵢ the softmax of −‖x − α xᵢ‖² / (2 std²); with a bandwidth S, α = 1 and
+    /// std = S at every t. Its Jacobian is the Hessian of log p_t (symmetric).
+    ///
+    /// data: [N, D] float32 or float64 (rounded to float32, as the command line reads DATA.npy). The schedule and
+    /// its numbers as `load`'s keywords (default ve-song with sigma 25). The same field as the command line's
+    /// `--kde DATA.npy [--bandwidth S]`.
+    #[pyfunction]
+    #[pyo3(signature = (data, bandwidth = None, schedule = None, *, sigma = None, sigma_min = None,
+                        sigma_max = None, beta_min = None, beta_max = None))]
+    #[allow(clippy::too_many_arguments)]
+    pub fn kde(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        bandwidth: Option<f64>,
+        schedule: Option<&str>,
+        sigma: Option<f64>,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+        beta_min: Option<f64>,
+        beta_max: Option<f64>,
+    ) -> PyResult<Model> {
+        let what = "data";
+        let points = read_array(py, data, what)?;
+        if points.shape.len() != 2 || points.shape[0] == 0 || points.shape[1] == 0 {
+            return Err(Error::bad_input(what, format!("shape {:?}; expected [N, D] data points", points.shape)))
+                .or_py();
+        }
+        let smoothing = match bandwidth {
+            Some(s) if s.is_finite() && s > 0.0 => Smoothing::Bandwidth(s),
+            Some(s) => {
+                return Err(Error::InvalidArgument(format!("bandwidth={s}: expected a positive number"))).or_py()
+            }
+            None => Smoothing::Schedule,
+        };
+        let schedule = self::schedule(schedule, sigma, sigma_min, sigma_max, beta_min, beta_max).or_py()?;
+        let (n, dim) = (points.shape[0], points.shape[1]);
+        let field = py
+            .detach(|| SmoothedData::new(GpuContext::shared()?, points.data, dim, schedule, smoothing))
+            .map_err(|e| match e {
+                Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.into(), row, value },
+                other => other,
+            })
+            .or_py()?;
+        let smoothing = match smoothing {
+            Smoothing::Bandwidth(s) => format!("bandwidth {s} (alpha 1 at every t)"),
+            Smoothing::Schedule => "the schedule's alpha(t), std(t)".into(),
+        };
+        let description = vec![
+            ("field".into(), "kde (the smoothed data)".into()),
+            ("data".into(), format!("{n} points in R^{dim}")),
+            ("smoothing".into(), smoothing),
+            ("schedule".into(), schedule.to_string()),
+        ];
+        Ok(Model { field: ScoreField::Smoothed(field), path: "<kde>".into(), description })
+    }
+
+    /// A user's score field in WGSL: `fn field(x: State, t: f32) -> State` (and optionally
+    /// `fn field_jvp(x: State, v: State, t: f32) -> State` for exact forward-mode products), State an array of
+    /// `dim` f32 (docs/fields.md). Without `field_jvp`, jvp and jacobian take method "fd" and vjp is refused.
+    ///
+    /// name stands for the file in error messages (the command line names the .wgsl file there). The schedule
+    /// (samplers' noise process) as `kde`'s. The same field as the command line's `--field F.wgsl --dim D`.
+    #[pyfunction]
+    #[pyo3(signature = (wgsl_source, dim, schedule = None, *, name = "<wgsl>", sigma = None, sigma_min = None,
+                        sigma_max = None, beta_min = None, beta_max = None))]
+    #[allow(clippy::too_many_arguments)]
+    pub fn field(
+        py: Python<'_>,
+        wgsl_source: &str,
+        dim: usize,
+        schedule: Option<&str>,
+        name: &str,
+        sigma: Option<f64>,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+        beta_min: Option<f64>,
+        beta_max: Option<f64>,
+    ) -> PyResult<Model> {
+        let schedule = self::schedule(schedule, sigma, sigma_min, sigma_max, beta_min, beta_max).or_py()?;
+        let field =
+            py.detach(|| UserField::from_source(GpuContext::shared()?, name, wgsl_source, dim, schedule)).or_py()?;
+        let description = vec![
+            ("field".into(), format!("user WGSL ({name})")),
+            ("dim".into(), dim.to_string()),
+            ("exact jvp".into(), if field.has_jvp() { "field_jvp" } else { "none (finite differences)" }.into()),
+            ("schedule".into(), schedule.to_string()),
+        ];
+        Ok(Model { field: ScoreField::User(field), path: name.into(), description })
+    }
+
+    pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_function(wrap_pyfunction!(kde, m)?)?;
+        m.add_function(wrap_pyfunction!(field, m)?)?;
+        Ok(())
+    }
 }
