@@ -83,8 +83,8 @@ CONFIGS = {
         n_train=20000, batch=512, steps=2500, lr=2e-3, ema=0.995, seed=5, threads=1,
     ),
     "digits_unet": dict(
-        kind="unet", dim=64, channels=[32, 64], embed_dim=128, fourier_scale=16.0, data="digits",
-        n_train=1500, n_heldout=297, batch=512, steps=1000, lr=2e-3, grad_clip=1.0, ema=0.995, seed=3, threads=1,
+        kind="unet", dim=64, channels=[16, 32], embed_dim=64, fourier_scale=16.0, data="digits",
+        n_train=1500, n_heldout=297, batch=256, steps=1500, lr=2e-3, grad_clip=1.0, ema=0.995, seed=3, threads=1,
     ),
 }
 ACTS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -638,7 +638,7 @@ def run(name, cache_dir=None):
         "eval_on": "held-out" if held is not None else "training images", "eval_points": int(len(eval_x)),
         "eval_repeats": repeats, "train_fixed_noise_loss_ema": train_fixed,
         "train_seconds": train_seconds, "sample_seconds": sample_seconds, "total_seconds": time.time() - wall0,
-        "reload_max_rel_err": reload_err, "quality": quality, "score_error_by_t": errors, "plot": plot,
+        "reload_max_rel_err": reload_err, "load_average_15min": os.getloadavg()[2], "quality": quality, "score_error_by_t": errors, "plot": plot,
         "file_bytes": os.path.getsize(path), "params": int(sum(p.numel() for p in ema.parameters())),
         "machine": f"{platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''}, torch {torch.__version__}",
         "loss_curve_every_500": [float(np.mean(losses[i:i + 500])) for i in range(0, len(losses), 500)],
@@ -811,7 +811,7 @@ def write_card(r):
     D, E = cfg["dim"], cfg["embed_dim"]
     widths = [D + E] + cfg["hidden"] + [D]
     lines = [
-        f"# `{name}` — MLP score model (ve-song, sigma = 25)",
+        f"# `{name}` — MLP score model ({'ReLU, ' if cfg['act'] == 'relu' else ''}ve-song, sigma = 25)",
         "",
         f"File: `assets/models/{name}.safetensors` ({r['file_bytes']:,} bytes, {r['params']:,} float32 values, "
         "the EMA weights). Format: `arch = mlp` of `/work/shared/spec/model-format.md`.",
@@ -827,7 +827,7 @@ def write_card(r):
         f"- D = {D}; Gaussian Fourier embedding `embed.W` [{E // 2}] = {cfg['fourier_scale']:g} × N(0, 1) (fixed, "
         f"not trained), e = [sin(2π W t), cos(2π W t)], E = {E}",
         f"- h0 = concat(x, e) ∈ R^{D + E}; linear layers {' → '.join(map(str, widths))}, "
-        f"{cfg['act'].upper() if cfg['act'] != 'silu' else 'SiLU'} after every layer but the last",
+        f"{ {'silu': 'SiLU', 'relu': 'ReLU', 'gelu': 'GELU', 'tanh': 'tanh'}[cfg['act']]} after every layer but the last",
         "- score(x, t) = out / std(t), std(t) = sqrt((25^(2t) − 1) / (2 ln 25))",
         f"- metadata: format=scorelens, arch=mlp, schedule=ve-song, sigma=25.0, output_scale=inv_std, act={cfg['act']}, "
         f"dim={D}, hidden={json.dumps(cfg['hidden'])}, embed_dim={E}",
@@ -844,7 +844,9 @@ def write_card(r):
         f"{cfg['steps']} steps (data reshuffled every epoch of {r['steps_per_epoch']} steps, "
         f"{cfg['steps'] / r['steps_per_epoch']:.0f} epochs), EMA of the weights with decay {cfg['ema']} (exported)",
         f"- seed {cfg['seed']} (torch) — `torch.set_num_threads({cfg.get('threads', THREADS)})`, deterministic algorithms",
-        f"- training time on this machine ({r['machine']}): **{r['train_seconds']:.0f} s** "
+        f"- training time on this machine ({r['machine']}"
+        + (f"; 15-minute load average {r['load_average_15min']:.1f} on {os.cpu_count()} cores at the end of the run"
+           if "load_average_15min" in r else "") + f"): **{r['train_seconds']:.0f} s** "
         f"(whole run with evaluation, export checks and sampling: {r['total_seconds']:.0f} s)",
         "",
         "## Losses",

@@ -1,14 +1,15 @@
 """The convolutional U-Net score model on the 8x8 digits (`digits_unet`), trained and exported by train.py.
 
-A scaled-down DDPM / Song-ScoreNet U-Net for x [B, 1, 8, 8] in [0, 1]:
-    Gaussian Fourier features of t (fixed W, scale 16) -> Linear -> SiLU -> Linear: the time embedding e (E = 128)
+A scaled-down DDPM / Song-ScoreNet U-Net for x [B, 1, 8, 8] in [0, 1], with c1 / c2 channels at 8x8 / 4x4
+(train.py's digits_unet config: 16 / 32, E = 64, sized to train in minutes on a shared 2-core CPU):
+    Gaussian Fourier features of t (fixed W, scale 16) -> Linear -> SiLU -> Linear: the time embedding e (E)
     c_in(t) = 1 / sqrt(std(t)^2 + 0.25) scales the input (so the first convolution sees data of size about 1 at
               every noise level; the ve-song std reaches 9.8 at t = 1)
-    8x8, 32 channels:  conv 3x3 (1 -> 32), residual block
-    4x4, 64 channels:  conv 3x3 stride 2 (32 -> 64), residual block, residual block, self-attention (16 tokens,
+    8x8, c1 channels:  conv 3x3 (1 -> c1), residual block
+    4x4, c2 channels:  conv 3x3 stride 2 (c1 -> c2), residual block, residual block, self-attention (16 tokens,
                        one head), residual block
-    up:                residual block on concat(h, skip 4x4) (128 -> 64), nearest 2x upsampling + conv 3x3 (64 -> 32),
-                       residual block on concat(h, skip 8x8) (64 -> 32), GroupNorm, SiLU, conv 3x3 (32 -> 1)
+    up:                residual block on concat(h, skip 4x4) (2 c2 -> c2), nearest 2x upsampling + conv 3x3
+                       (c2 -> c1), residual block on concat(h, skip 8x8) (2 c1 -> c1), GroupNorm, SiLU, conv 3x3 (c1 -> 1)
     residual block:    GroupNorm(8) -> SiLU -> conv 3x3 -> + Linear(e) per channel -> GroupNorm(8) -> SiLU -> conv 3x3,
                        plus the input (through a 1x1 conv where the channel count changes)
 The network outputs the noise estimate eps_hat (parameterization = epsilon): score(x, t) = -eps_hat(x, t) / std(t),

@@ -1,4 +1,6 @@
 """The model card of digits_unet, from its results/digits_unet.json."""
+import os
+
 import train as T
 from unet_pipeline import NEAR_COPY
 
@@ -79,7 +81,8 @@ def card_text(r):
         f"whenever fewer than a batch remain: {cfg['steps'] * cfg['batch'] / r['n_train']:.0f} passes over the data), EMA of the weights with "
         f"decay {cfg['ema']} (exported)",
         f"- seed {cfg['seed']} (torch) — `torch.set_num_threads({cfg['threads']})`, deterministic algorithms",
-        f"- training time on this machine ({r['machine']}, shared with other jobs): **{r['train_seconds']:.0f} s** "
+        f"- training time on this machine ({r['machine']}; 15-minute load average {r['load_average_15min']:.1f} on "
+        f"{os.cpu_count()} cores at the end of the run, shared with other jobs): **{r['train_seconds']:.0f} s** "
         f"(whole run with export, checks and sampling: {r['total_seconds']:.0f} s)",
         "",
         "## Losses",

@@ -255,7 +255,7 @@ def run_unet(name, cfg, cache_dir=None):
         "eval_loss_ema": eval_ema, "eval_loss_raw": eval_raw, "eval_on": "held-out images",
         "eval_points": int(len(held)), "eval_repeats": 10, "train_fixed_noise_loss_ema": train_fixed,
         "train_seconds": train_seconds, "sample_seconds": sample_seconds, "total_seconds": time.time() - wall0,
-        "engine_checks": checks, "engine_samples": engine, "quality": quality, "score_error_by_t": errors,
+        "engine_checks": checks, "load_average_15min": os.getloadavg()[2], "engine_samples": engine, "quality": quality, "score_error_by_t": errors,
         "file_bytes": os.path.getsize(path), "params": int(sum(p.numel() for p in ema.parameters())),
         "onnx_opset": int(model.opset_import[0].version), "onnx_ops": ops, "onnx_nodes": len(model.graph.node),
         "metadata": {p.key: p.value for p in model.metadata_props},
