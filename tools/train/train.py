@@ -626,8 +626,17 @@ def run(name, cache_dir=None):
     sampler_net = reloaded.float()
     samples = euler_maruyama(sampler_net, 500, cfg["dim"], seed=4242)
     quality = sample_quality(name, samples, x, held, extras)
-    baseline = euler_maruyama(EmpiricalScore(x), 500, cfg["dim"], seed=4242)
-    quality["empirical_score_baseline"] = sample_quality(name, baseline, x, held, extras)
+    # the exact-score baseline depends on the data and the seed only; --cache keeps it too (slow for 20000 points)
+    baseline_cache = os.path.join(cache_dir, f"{name}_baseline.json") if cache_dir else None
+    if baseline_cache and os.path.exists(baseline_cache):
+        with open(baseline_cache) as f:
+            quality["empirical_score_baseline"] = json.load(f)
+    else:
+        baseline = euler_maruyama(EmpiricalScore(x), 500, cfg["dim"], seed=4242)
+        quality["empirical_score_baseline"] = sample_quality(name, baseline, x, held, extras)
+        if baseline_cache:
+            with open(baseline_cache, "w") as f:
+                json.dump(quality["empirical_score_baseline"], f)
     errors = score_error_by_t(sampler_net, x, extras.get("circle16_frame", extras.get("sphere16_frame")))
     plot = save_plot(name, samples, x)
     sample_seconds = time.time() - sample_start
