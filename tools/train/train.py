@@ -959,6 +959,10 @@ data are in `assets/data/`. Everything is made by one seeded script, one command
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """ + "\n".join(rows) + """
 
+The train times of `moons_relu`, `sphere16` and `digits_unet` were measured with one torch thread while the
+2-core machine ran other jobs (15-minute load average about 14), so they are several times the unloaded times
+(`moons_relu`, the `moons` network with ReLU, took 1968 s there against 32 s for `moons` on an idle machine).
+
 Losses are Song's DSM loss (sum over dimensions, mean over points, t ~ U(1e-5, 1); for the U-Net the same loss
 written as |ε̂ − z|²); the eval loss is that of the exported EMA weights with fixed, seeded noise. Each card also
 tabulates the model's error against the exact score of the smoothed training set at t = 0.001 … 1: moons and
