@@ -11,19 +11,25 @@ of layers.0.weight on export: with data of size about 1 and weights of the defau
 sees x at small t as a small perturbation of the embedding and the net stays almost linear in x there (the circle's
 radius and the moons' shape are then not learned in a few minutes; the gain changes nothing but the parametrisation).
 
-Models: moons (D = 2), circle16 (a noisy circle in a random 2-plane of R^16), digits (sklearn 8x8 digits, D = 64).
-For each it writes
-    assets/data/<name>.npy (+ circle16_frame.npy, circle16_theta.npy)   the training data, float32
+Models: moons (D = 2), circle16 (a noisy circle in a random 2-plane of R^16), digits (sklearn 8x8 digits, D = 64),
+and, for the papers' claims (issue 18): moons_relu (the moons MLP with ReLU units: piecewise linear in x),
+sphere16 (a noisy unit 2-sphere in a random 3-space of R^16, tangent spaces known) and digits_unet (a convolutional
+U-Net on the 8x8 digits as [1, 8, 8] images, 297 held out, exported to ONNX; unet.py, unet_pipeline.py).
+For each MLP it writes
+    assets/data/<name>.npy (+ circle16_frame/_theta.npy, sphere16_frame/_angles.npy)   the training data, float32
+                                                                         (moons_relu reuses moons.npy, unchanged)
     assets/models/<name>.safetensors                                     float32 weights of the EMA model + metadata
     assets/models/<name>.md                                              the model card
     tools/train/results/<name>.json                                      the figures the cards and README are made from
     tools/train/reference/<name>_{x,t,score}.npy                         inputs and float64 PyTorch scores of the export
 and rewrites assets/models/README.md from every results/*.json present. After the export the file is re-read by
 an independent reader (read_safetensors) into a fresh module, which must reproduce the trained module in float64.
+digits_unet writes the files listed in unet_pipeline.py (assets/models/digits_unet.onnx, its card and sample grids).
 
-Run with Debian's python (torch 1.13 CPU, numpy, sklearn, optional matplotlib):
-    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|all
+Run with Debian's python (torch 1.13 CPU, numpy, onnx; sklearn only for `digits`, optional matplotlib):
+    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|moons_relu|sphere16|digits_unet|all
     /usr/bin/python3 tools/train/train.py --model all --cards-only     # rewrite cards + README from results/*.json
+The original three models train with 2 torch threads, the new ones with 1 (`threads` in CONFIGS).
 Everything is seeded; on the same machine and thread count the files are reproduced bit for bit.
 """
 import argparse
@@ -66,6 +72,19 @@ CONFIGS = {
     "digits": dict(
         dim=64, hidden=[512, 512, 512], embed_dim=64, fourier_scale=16.0, in_gain=8.0, act="silu",
         n_train=1797, batch=256, steps=12000, lr=3e-3, ema=0.999, seed=2,
+    ),
+    # The models added for the papers' claims (issue 18), trained with one torch thread.
+    "moons_relu": dict(
+        dim=2, hidden=[128, 128, 128], embed_dim=32, fourier_scale=16.0, in_gain=4.0, act="relu", data="moons",
+        n_train=10000, batch=512, steps=6000, lr=2e-3, ema=0.999, seed=4, threads=1,
+    ),
+    "sphere16": dict(
+        dim=16, hidden=[256, 256, 256], embed_dim=64, fourier_scale=30.0, in_gain=4.0, act="silu",
+        n_train=20000, batch=512, steps=4000, lr=2e-3, ema=0.999, seed=5, threads=1,
+    ),
+    "digits_unet": dict(
+        kind="unet", dim=64, channels=[16, 32], embed_dim=64, fourier_scale=16.0, data="digits",
+        n_train=1500, n_heldout=297, batch=256, steps=1500, lr=2e-3, grad_clip=1.0, ema=0.995, seed=3, threads=1,
     ),
 }
 ACTS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -180,13 +199,65 @@ def module_from_file(path):
 
 
 # --------------------------------------------------------------------------------------------------------- data
+def make_moons(n, noise, seed):
+    """sklearn.datasets.make_moons(n_samples=n, noise=noise, random_state=seed) re-written in NumPy (sklearn is
+    not in Debian's python here); the same draws in the same order, so the same arrays. Returns (x, label)."""
+    gen = np.random.RandomState(seed)
+    n_out, n_in = n // 2, n - n // 2
+    outer = np.linspace(0, np.pi, n_out)
+    inner = np.linspace(0, np.pi, n_in)
+    x = np.vstack([np.append(np.cos(outer), 1 - np.cos(inner)),
+                   np.append(np.sin(outer), 1 - np.sin(inner) - 0.5)]).T
+    y = np.hstack([np.zeros(n_out, dtype=np.intp), np.ones(n_in, dtype=np.intp)])
+    order = np.arange(n)
+    gen.shuffle(order)  # sklearn.utils.shuffle -> resample(replace=False)
+    x, y = x[order], y[order]
+    x += gen.normal(scale=noise, size=x.shape)
+    return x, y
+
+
+def sphere_frame():
+    """The orthonormal 16x3 frame Q of sphere16 (columns signed so that diag(R) > 0)."""
+    rng = np.random.default_rng(1603)
+    q, r = np.linalg.qr(rng.standard_normal((16, 3)))
+    return q * np.sign(np.diag(r))[None, :]
+
+
+def sphere_points(m, gen, q):
+    """m points of sphere16: u uniform on the unit 2-sphere (polar angle theta, azimuth phi), p = u + N(0, 0.01^2 I_3),
+    x = Q p. Returns (x float32, (theta, phi) float32)."""
+    u = gen.standard_normal((m, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    theta = np.arccos(np.clip(u[:, 2], -1.0, 1.0))
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    p = u + 0.01 * gen.standard_normal((m, 3))
+    return (p @ q.T).astype(np.float32), np.stack([theta, phi], axis=1).astype(np.float32)
+
+
+def sphere_tangent_basis(x, q):
+    """Orthonormal tangent bases [B, 16, 2] of sphere16 at the points nearest to x [B, 16]: u = Q^T x / |Q^T x|,
+    columns Q e_theta and Q e_phi with e_theta = (cos th cos ph, cos th sin ph, -sin th), e_phi = (-sin ph, cos ph, 0).
+    (At the poles e_phi is still defined by phi = atan2(u_y, u_x); the projector Q (I - u u^T) Q^T needs no angles.)"""
+    u = np.asarray(x, np.float64) @ q
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    th, ph = np.arccos(np.clip(u[:, 2], -1, 1)), np.arctan2(u[:, 1], u[:, 0])
+    e_th = np.stack([np.cos(th) * np.cos(ph), np.cos(th) * np.sin(ph), -np.sin(th)], axis=1)
+    e_ph = np.stack([-np.sin(ph), np.cos(ph), np.zeros_like(ph)], axis=1)
+    return np.einsum("dk,bkj->bdj", q, np.stack([e_th, e_ph], axis=2))
+
+
+def digits_split():
+    """The fixed held-out set of digits_unet: 297 of the 1797 images, by a default_rng(1797) permutation (sorted
+    indices into digits.npy); the other 1500 are the training set."""
+    perm = np.random.default_rng(1797).permutation(1797)
+    return np.sort(perm[297:]), np.sort(perm[:297])
+
+
 def make_data(name, n):
     """Training data (float32) and a held-out set from the same distribution (None for digits), plus extras."""
-    from sklearn import datasets
-
-    if name == "moons":
-        x, _ = datasets.make_moons(n_samples=n, noise=0.05, random_state=0)
-        held, _ = datasets.make_moons(n_samples=2000, noise=0.05, random_state=1)
+    if name in ("moons", "moons_relu"):
+        x, _ = make_moons(n, 0.05, 0)
+        held, _ = make_moons(2000, 0.05, 1)
         return x.astype(np.float32), held.astype(np.float32), {}
     if name == "circle16":
         rng = np.random.default_rng(16)
@@ -201,9 +272,19 @@ def make_data(name, n):
         x, theta = circle(n, rng)
         held, _ = circle(2000, np.random.default_rng(17))
         return x, held, {"circle16_frame": q.astype(np.float32), "circle16_theta": theta}
+    if name == "sphere16":
+        q = sphere_frame()
+        x, angles = sphere_points(n, np.random.default_rng(160), q)
+        held, _ = sphere_points(2000, np.random.default_rng(161), q)
+        return x, held, {"sphere16_frame": q.astype(np.float32), "sphere16_angles": angles}
     if name == "digits":
+        from sklearn import datasets
         x = datasets.load_digits().data / 16.0
         return x.astype(np.float32), None, {}
+    if name == "digits_unet":
+        images = np.load(os.path.join(DATA_DIR, "digits.npy"))
+        train_idx, held_idx = digits_split()
+        return images[train_idx], images[held_idx], {"digits_unet_heldout_idx": held_idx.astype(np.int64)}
     raise ValueError(name)
 
 
@@ -223,11 +304,42 @@ def fixed_noise_eval(net, x, repeats, seed):
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def train(name, cfg, x):
+def build(cfg):
+    """A fresh network for the config (float32)."""
+    if cfg.get("kind", "mlp") == "unet":
+        from unet import DigitsUNet
+        c1, c2 = cfg["channels"]
+        return DigitsUNet(c1, c2, cfg["embed_dim"], cfg["fourier_scale"])
+    return MlpScore(cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"],
+                    cfg.get("in_gain", 1.0))
+
+
+def batch_loss(cfg, net, x, t, z):
+    """The DSM loss of a batch: Song's loss for the score MLPs, |eps_hat - z|^2 (the same loss) for the U-Net."""
+    if cfg.get("kind", "mlp") == "unet":
+        from unet import marginal_std as unet_std
+        xi, zi = x.reshape(-1, 1, 8, 8), z.reshape(-1, 1, 8, 8)
+        eps = net(xi + zi * unet_std(t)[:, None, None, None], t)
+        return torch.mean(torch.sum((eps - zi) ** 2, dim=(1, 2, 3)))
+    return dsm_loss(net, x, t, z)
+
+
+def train(name, cfg, x, cache_dir=None):
+    """Adam on the DSM loss with an EMA of the weights; returns (raw net, EMA net, losses, seconds). With
+    cache_dir, the trained state is saved there and reused by a later run of the same config (the run is
+    deterministic, so this only skips recomputing it)."""
+    cache = os.path.join(cache_dir, f"{name}.pt") if cache_dir else None
+    if cache and os.path.exists(cache):
+        saved = torch.load(cache)
+        if saved["config"] == cfg:
+            net, ema = build(cfg), build(cfg)
+            net.load_state_dict(saved["net"])
+            ema.load_state_dict(saved["ema"])
+            print(f"  [{name}] trained state from {cache}", flush=True)
+            return net, ema.eval(), saved["losses"], saved["seconds"]
     torch.manual_seed(cfg["seed"])
-    args = (cfg["dim"], cfg["hidden"], cfg["embed_dim"], cfg["act"], cfg["fourier_scale"], cfg.get("in_gain", 1.0))
-    net = MlpScore(*args)
-    ema = MlpScore(*args)
+    net = build(cfg)
+    ema = build(cfg)
     ema.load_state_dict(net.state_dict())
     ema.eval()
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
@@ -248,9 +360,11 @@ def train(name, cfg, x):
         pos += batch
         t = torch.rand(batch, generator=gen) * (1.0 - EPS_TRAIN) + EPS_TRAIN
         z = torch.randn(xb.shape, generator=gen)
-        loss = dsm_loss(net, xb, t, z)
+        loss = batch_loss(cfg, net, xb, t, z)
         opt.zero_grad()
         loss.backward()
+        if cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
         opt.step()
         sched.step()
         with torch.no_grad():
@@ -258,10 +372,14 @@ def train(name, cfg, x):
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.mul_(d).add_(p, alpha=1 - d)
         losses.append(loss.item())
-        if (step + 1) % 1000 == 0:
-            print(f"  [{name}] step {step + 1}/{steps}  loss(last 1000) {np.mean(losses[-1000:]):.4f}"
+        if (step + 1) % 500 == 0:
+            print(f"  [{name}] step {step + 1}/{steps}  loss(last 500) {np.mean(losses[-500:]):.4f}"
                   f"  lr {sched.get_last_lr()[0]:.2e}  {time.time() - start:.0f}s", flush=True)
     seconds = time.time() - start
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        torch.save({"config": cfg, "net": net.state_dict(), "ema": ema.state_dict(), "losses": losses,
+                    "seconds": seconds}, cache)
     return net, ema, losses, seconds
 
 
@@ -305,8 +423,8 @@ ERROR_TIMES = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
 def score_error_by_t(net, x, frame=None, n=500, seed=99):
     """For each t in ERROR_TIMES: training points noised to time t, the RMS over points of
     |s_model - s_exact| std(t) and of |s_exact| std(t), where s_exact is the EmpiricalScore of the training set
-    (both in units of the noise z, so 1 is the size of the whole target). With a circle frame Q, the error is also
-    split into its out-of-plane, radial and tangential parts."""
+    (both in units of the noise z, so 1 is the size of the whole target). With the frame Q of a circle or sphere, the
+    error is also split into its out-of-subspace, radial and tangential parts."""
     gen = torch.Generator().manual_seed(seed)
     data = torch.from_numpy(x)
     emp = EmpiricalScore(x)
@@ -327,11 +445,12 @@ def score_error_by_t(net, x, frame=None, n=500, seed=99):
             ein = e @ q
             p = xt @ q
             rhat = p / p.norm(dim=1, keepdim=True)
-            that = torch.stack([-rhat[:, 1], rhat[:, 0]], dim=1)
+            radial = (ein * rhat).sum(1)
             row["out_of_plane_err_rms"] = float((e - ein @ q.T).norm(dim=1).pow(2).mean().sqrt())
-            row["radial_err_rms"] = float((ein * rhat).sum(1).pow(2).mean().sqrt())
+            row["radial_err_rms"] = float(radial.pow(2).mean().sqrt())
             row["radial_target_rms"] = float(((b @ q) * rhat).sum(1).pow(2).mean().sqrt())
-            row["tangential_err_rms"] = float((ein * that).sum(1).pow(2).mean().sqrt())
+            # the in-subspace part orthogonal to the radius: the tangent space of the circle (1-d) or sphere (2-d)
+            row["tangential_err_rms"] = float((ein - radial[:, None] * rhat).norm(dim=1).pow(2).mean().sqrt())
         rows.append(row)
     return rows
 
@@ -352,7 +471,7 @@ def nn_dist(a, b, exclude_self=False):
 def sample_quality(name, samples, x, held, extras):
     """Figures comparing Euler-Maruyama samples with the data (and the same figures for real held-out points)."""
     q = {}
-    if name == "moons":
+    if name in ("moons", "moons_relu"):
         d = nn_dist(samples, x)
         q["sample_nn_mean"] = float(d.mean())
         q["sample_nn_median"] = float(np.median(d))
@@ -362,8 +481,7 @@ def sample_quality(name, samples, x, held, extras):
         q["heldout_nn_frac_gt_0.1"] = float((dh > 0.1).mean())
         # balance between the two moons: the upper moon has its points at y > 0.25 - ... ; use the label of the
         # nearest training point
-        from sklearn import datasets
-        _, lab = datasets.make_moons(n_samples=len(x), noise=0.05, random_state=0)
+        _, lab = make_moons(len(x), 0.05, 0)
         idx = torch.cdist(torch.from_numpy(samples), torch.from_numpy(x.astype(np.float64))).argmin(dim=1).numpy()
         q["frac_upper_moon"] = float((lab[idx] == 0).mean())
     elif name == "circle16":
@@ -380,6 +498,24 @@ def sample_quality(name, samples, x, held, extras):
         q["angle_mean_resultant_length"] = float(np.abs(np.exp(1j * ang).mean()))
         hist, _ = np.histogram(ang, bins=8, range=(-np.pi, np.pi))
         q["angle_histogram_8_bins"] = hist.tolist()
+    elif name == "sphere16":
+        frame = extras["sphere16_frame"].astype(np.float64)
+        inspace = samples @ frame
+        out = samples - inspace @ frame.T
+        r = np.linalg.norm(inspace, axis=1)
+        q["mean_abs_radius_minus_1"] = float(np.abs(r - 1).mean())
+        q["max_abs_radius_minus_1"] = float(np.abs(r - 1).max())
+        q["mean_out_of_subspace_norm"] = float(np.linalg.norm(out, axis=1).mean())
+        q["max_out_of_subspace_norm"] = float(np.linalg.norm(out, axis=1).max())
+        hp = held.astype(np.float64) @ frame
+        q["heldout_mean_abs_radius_minus_1"] = float(np.abs(np.linalg.norm(hp, axis=1) - 1).mean())
+        u = inspace / r[:, None]
+        q["mean_direction_length"] = float(np.linalg.norm(u.mean(axis=0)))  # 0 for uniform on the sphere
+        # uniformity: counts in the 8 octants of the sphere's own coordinates (equal areas)
+        octant = (u[:, 0] > 0) * 4 + (u[:, 1] > 0) * 2 + (u[:, 2] > 0)
+        q["octant_counts"] = np.bincount(octant, minlength=8).tolist()
+        q["mean_cos_theta"] = float(u[:, 2].mean())  # uniform: 0; cos(theta) ~ U(-1, 1)
+        q["var_cos_theta"] = float(u[:, 2].var())  # uniform: 1/3
     elif name == "digits":
         d = nn_dist(samples, x)
         dt = nn_dist(x, x, exclude_self=True)
@@ -422,9 +558,13 @@ def save_plot(name, samples, x):
 
 
 # ------------------------------------------------------------------------------------------------------ driver
-def run(name):
+def run(name, cache_dir=None):
     cfg = CONFIGS[name]
-    torch.set_num_threads(THREADS)
+    if cfg.get("kind", "mlp") == "unet":
+        from unet_pipeline import run_unet
+        return run_unet(name, cfg, cache_dir)
+    threads = cfg.get("threads", THREADS)
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     os.makedirs(DATA_DIR, exist_ok=True)
     os.makedirs(MODEL_DIR, exist_ok=True)
@@ -433,12 +573,18 @@ def run(name):
     wall0 = time.time()
 
     x, held, extras = make_data(name, cfg["n_train"])
-    np.save(os.path.join(DATA_DIR, f"{name}.npy"), x)
+    data_name = cfg.get("data", name)
+    data_path = os.path.join(DATA_DIR, f"{data_name}.npy")
+    if data_name != name and os.path.exists(data_path):
+        # a second model on an existing data set: the data made here must be that file, which stays untouched
+        assert np.array_equal(np.load(data_path), x), f"{name}: the data differ from {data_path}"
+    else:
+        np.save(data_path, x)
     for k, v in extras.items():
         np.save(os.path.join(DATA_DIR, f"{k}.npy"), v)
     print(f"[{name}] data {x.shape}, training {cfg['steps']} steps of batch {cfg['batch']}", flush=True)
 
-    net, ema, losses, train_seconds = train(name, cfg, x)
+    net, ema, losses, train_seconds = train(name, cfg, x, cache_dir)
     steps_per_epoch = len(x) // cfg["batch"]
     last = max(1000, steps_per_epoch)
     final_loss = float(np.mean(losses[-last:]))
@@ -480,9 +626,18 @@ def run(name):
     sampler_net = reloaded.float()
     samples = euler_maruyama(sampler_net, 500, cfg["dim"], seed=4242)
     quality = sample_quality(name, samples, x, held, extras)
-    baseline = euler_maruyama(EmpiricalScore(x), 500, cfg["dim"], seed=4242)
-    quality["empirical_score_baseline"] = sample_quality(name, baseline, x, held, extras)
-    errors = score_error_by_t(sampler_net, x, extras.get("circle16_frame"))
+    # the exact-score baseline depends on the data and the seed only; --cache keeps it too (slow for 20000 points)
+    baseline_cache = os.path.join(cache_dir, f"{name}_baseline.json") if cache_dir else None
+    if baseline_cache and os.path.exists(baseline_cache):
+        with open(baseline_cache) as f:
+            quality["empirical_score_baseline"] = json.load(f)
+    else:
+        baseline = euler_maruyama(EmpiricalScore(x), 500, cfg["dim"], seed=4242)
+        quality["empirical_score_baseline"] = sample_quality(name, baseline, x, held, extras)
+        if baseline_cache:
+            with open(baseline_cache, "w") as f:
+                json.dump(quality["empirical_score_baseline"], f)
+    errors = score_error_by_t(sampler_net, x, extras.get("circle16_frame", extras.get("sphere16_frame")))
     plot = save_plot(name, samples, x)
     sample_seconds = time.time() - sample_start
 
@@ -492,9 +647,9 @@ def run(name):
         "eval_on": "held-out" if held is not None else "training images", "eval_points": int(len(eval_x)),
         "eval_repeats": repeats, "train_fixed_noise_loss_ema": train_fixed,
         "train_seconds": train_seconds, "sample_seconds": sample_seconds, "total_seconds": time.time() - wall0,
-        "reload_max_rel_err": reload_err, "quality": quality, "score_error_by_t": errors, "plot": plot,
+        "reload_max_rel_err": reload_err, "load_average_15min": os.getloadavg()[2], "quality": quality, "score_error_by_t": errors, "plot": plot,
         "file_bytes": os.path.getsize(path), "params": int(sum(p.numel() for p in ema.parameters())),
-        "machine": f"{platform.machine()}, {THREADS} torch threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''}, torch {torch.__version__}",
         "loss_curve_every_500": [float(np.mean(losses[i:i + 500])) for i in range(0, len(losses), 500)],
     }
     with open(os.path.join(RESULT_DIR, f"{name}.json"), "w") as f:
@@ -520,6 +675,19 @@ DATA_TEXT = {
                  "[10000, 16], `circle16_frame.npy` [16, 2] (Q), `circle16_theta.npy` [10000] (the generating "
                  "angles), float32. Held-out set for the evaluation: 2000 points drawn the same way with "
                  "`default_rng(17)` (not saved)."),
+    "moons_relu": ("The data of `moons`: `assets/data/moons.npy` [10000, 2] (`make_moons(n_samples=10000, noise=0.05, "
+                   "random_state=0)`, re-made by `make_moons` in train.py, a NumPy copy of sklearn's that gives the "
+                   "same array, checked against the file). Held-out set: `make_moons(2000, noise=0.05, "
+                   "random_state=1)` (not saved)."),
+    "sphere16": ("Points on the unit 2-sphere in a fixed random 3-dimensional subspace of R^16: Q = the orthonormal "
+                 "16x3 frame from the QR decomposition of a `numpy.random.default_rng(1603)` Gaussian 16x3 matrix "
+                 "(columns signed so that diag(R) > 0); u uniform on S² (a normalised Gaussian 3-vector from "
+                 "`default_rng(160)`), with polar angle θ = arccos u₃ and azimuth φ = atan2(u₂, u₁); p = u + "
+                 "N(0, 0.01² I₃) in the subspace; x = Q p. So the data lie exactly in the 3-space (out-of-subspace "
+                 "part zero up to float32 rounding), with radial and tangential jitter of 0.01. Saved in full: "
+                 "`assets/data/sphere16.npy` [20000, 16], `sphere16_frame.npy` [16, 3] (Q), `sphere16_angles.npy` "
+                 "[20000, 2] (θ, φ of the generating u), float32. Held-out set for the evaluation: 2000 points "
+                 "drawn the same way with `default_rng(161)` (not saved)."),
     "digits": ("`sklearn.datasets.load_digits()`: 1797 8x8 images, flattened row-major to D = 64, pixel values "
                "divided by 16 so they lie in **[0, 1]** (0 = white background, 1 = full ink). Saved as "
                "`assets/data/digits.npy` [1797, 64] float32. All 1797 images are used for training; there is no "
@@ -529,7 +697,7 @@ DATA_TEXT = {
 
 def fmt_quality(name, q):
     b = q["empirical_score_baseline"]
-    if name == "moons":
+    if name in ("moons", "moons_relu"):
         return [
             f"  - mean distance of a sample to its nearest training point: **{q['sample_nn_mean']:.4f}** "
             f"(median {q['sample_nn_median']:.4f}); fraction farther than 0.1: {q['sample_nn_frac_gt_0.1']:.3f}",
@@ -554,6 +722,20 @@ def fmt_quality(name, q):
             f"model; this measures the sampler): mean |‖Qᵀx‖ − 1| {b['mean_abs_radius_minus_1']:.4f}, "
             f"out-of-plane norm {b['mean_out_of_plane_norm']:.4f}",
         ]
+    if name == "sphere16":
+        return [
+            f"  - mean |‖Qᵀx‖ − 1| (radius error in the 3-space): **{q['mean_abs_radius_minus_1']:.4f}** "
+            f"(max {q['max_abs_radius_minus_1']:.4f}; held-out data: {q['heldout_mean_abs_radius_minus_1']:.4f})",
+            f"  - mean norm of the out-of-subspace part ‖x − QQᵀx‖: **{q['mean_out_of_subspace_norm']:.4f}** "
+            f"(max {q['max_out_of_subspace_norm']:.4f}; data: 0)",
+            f"  - coverage of the sphere (u = Qᵀx / ‖Qᵀx‖): |mean u| = {q['mean_direction_length']:.3f} (0 for "
+            f"uniform; RMS {math.sqrt(1 / 500):.3f} expected from 500 uniform draws), mean cos θ "
+            f"{q['mean_cos_theta']:.3f} (0), var cos θ {q['var_cos_theta']:.3f} (1/3), counts in the 8 octants "
+            f"(equal areas): {q['octant_counts']}",
+            f"  - the same sampler driven by the exact score of the smoothed training set (a perfect, memorising "
+            f"model; this measures the sampler): mean |‖Qᵀx‖ − 1| {b['mean_abs_radius_minus_1']:.4f}, "
+            f"out-of-subspace norm {b['mean_out_of_subspace_norm']:.4f}",
+        ]
     return [
         f"  - mean distance of a sample to its nearest training image: **{q['sample_nn_mean']:.3f}** "
         f"(median {q['sample_nn_median']:.3f})",
@@ -570,6 +752,13 @@ def fmt_quality(name, q):
 ERROR_NOTE = {
     "moons": "With 10000 points and noise 0.05 the smoothed empirical score is close to that of the data "
              "distribution at every t listed.",
+    "moons_relu": "With 10000 points and noise 0.05 the smoothed empirical score is close to that of the data "
+                  "distribution at every t listed.",
+    "sphere16": "With 20000 points on a sphere of area 4π (spacing about 0.025) and jitter 0.01 the smoothed "
+                "empirical score is close to that of the data distribution for std(t) above about 0.03 (t ≳ 0.003); "
+                "below, it starts to resolve single points. The error is split into the 13 out-of-subspace "
+                "directions, the radial direction in the 3-space (whose target, the pull back to radius 1, makes "
+                "the data a sphere rather than a 3-space) and the 2 tangential ones.",
     "circle16": "With 10000 points on a circle of length 2π (spacing about 0.0006) and jitter 0.01 the smoothed "
                 "empirical score is close to that of the data distribution at every t listed. The error is split "
                 "into the 14 out-of-plane directions, the radial direction in the plane (whose target, the pull "
@@ -581,12 +770,12 @@ ERROR_NOTE = {
 }
 
 
-def error_table(rows):
+def error_table(rows, outside="out-of-plane"):
     split = "radial_err_rms" in rows[0]
     head = "| t | std(t) | error RMS | target RMS |"
     sep = "| --- | --- | --- | --- |"
     if split:
-        head += " out-of-plane error | radial error (target) | tangential error |"
+        head += f" {outside} error | radial error (target) | tangential error |"
         sep += " --- | --- | --- |"
     out = [head, sep]
     for w in rows:
@@ -598,12 +787,40 @@ def error_table(rows):
     return out
 
 
+EXTRA_TEXT = {
+    "moons_relu": [
+        "## Piecewise linear in x",
+        "For a fixed t the network is a continuous piecewise-linear map of x (ReLU hidden layers; the time embedding "
+        "only shifts the biases), so its linear regions are those of arXiv 2408.08307's local complexity: a region "
+        "boundary is where one of the 3 × 128 hidden units' pre-activation changes sign. The score is out / std(t), "
+        "which scales each region's affine map and moves no boundary. scorelens reads `act = relu` natively "
+        "(`arch = mlp`); the same network as `moons` apart from the activation and the seed.",
+        "",
+    ],
+    "sphere16": [
+        "## Tangent spaces",
+        "The manifold is M = {Q u : u ∈ S²} (radius 1, in the span of the columns of Q = `sphere16_frame.npy`). At "
+        "x ∈ M with u = Qᵀx, the tangent space is T_x M = Q (I₃ − u uᵀ) Qᵀ R^16 (2-dimensional), the normal "
+        "space its complement in R^16: the radial direction Q u and the 13 directions orthogonal to the columns "
+        "of Q. For a point x near M, use u = Qᵀx / ‖Qᵀx‖ (the nearest point of M is Q u). An orthonormal tangent "
+        "basis is Q e_θ, Q e_φ with e_θ = (cos θ cos φ, cos θ sin φ, −sin θ), e_φ = (−sin φ, cos φ, 0), θ = "
+        "arccos u₃, φ = atan2(u₂, u₁); `sphere_tangent_basis(x, Q)` in `tools/train/train.py` computes it "
+        "([B, 16, 2]), and in NumPy the projector is",
+        "",
+        "    Q = np.load('assets/data/sphere16_frame.npy').astype(np.float64)   # [16, 3]",
+        "    u = x @ Q; u /= np.linalg.norm(u, axis=-1, keepdims=True)        # nearest point of M is Q u",
+        "    P_tangent = Q @ (np.eye(3) - np.outer(u, u)) @ Q.T                # [16, 16], rank 2",
+        "",
+    ],
+}
+
+
 def write_card(r):
     name, cfg, q = r["name"], r["config"], r["quality"]
     D, E = cfg["dim"], cfg["embed_dim"]
     widths = [D + E] + cfg["hidden"] + [D]
     lines = [
-        f"# `{name}` — MLP score model (ve-song, sigma = 25)",
+        f"# `{name}` — MLP score model ({'ReLU, ' if cfg['act'] == 'relu' else ''}ve-song, sigma = 25)",
         "",
         f"File: `assets/models/{name}.safetensors` ({r['file_bytes']:,} bytes, {r['params']:,} float32 values, "
         "the EMA weights). Format: `arch = mlp` of `/work/shared/spec/model-format.md`.",
@@ -619,7 +836,7 @@ def write_card(r):
         f"- D = {D}; Gaussian Fourier embedding `embed.W` [{E // 2}] = {cfg['fourier_scale']:g} × N(0, 1) (fixed, "
         f"not trained), e = [sin(2π W t), cos(2π W t)], E = {E}",
         f"- h0 = concat(x, e) ∈ R^{D + E}; linear layers {' → '.join(map(str, widths))}, "
-        f"{cfg['act'].upper() if cfg['act'] != 'silu' else 'SiLU'} after every layer but the last",
+        f"{ {'silu': 'SiLU', 'relu': 'ReLU', 'gelu': 'GELU', 'tanh': 'tanh'}[cfg['act']]} after every layer but the last",
         "- score(x, t) = out / std(t), std(t) = sqrt((25^(2t) − 1) / (2 ln 25))",
         f"- metadata: format=scorelens, arch=mlp, schedule=ve-song, sigma=25.0, output_scale=inv_std, act={cfg['act']}, "
         f"dim={D}, hidden={json.dumps(cfg['hidden'])}, embed_dim={E}",
@@ -628,14 +845,17 @@ def write_card(r):
            "folded exactly into the x columns of `layers.0.weight` on export, so the file is the plain network "
            "above"] if cfg.get("in_gain", 1.0) != 1.0 else []),
         "",
+        *EXTRA_TEXT.get(name, []),
         "## Training",
         "- denoising score matching (Song's `loss_fn`): t ~ U(1e-5, 1), z ~ N(0, I), "
         "loss = mean_batch sum_dims (score(x + std(t) z, t) · std(t) + z)²",
         f"- Adam, lr {cfg['lr']:g} (linear warm-up over 200 steps, cosine decay to 5 %), batch {cfg['batch']}, "
         f"{cfg['steps']} steps (data reshuffled every epoch of {r['steps_per_epoch']} steps, "
         f"{cfg['steps'] / r['steps_per_epoch']:.0f} epochs), EMA of the weights with decay {cfg['ema']} (exported)",
-        f"- seed {cfg['seed']} (torch) — `torch.set_num_threads({THREADS})`, deterministic algorithms",
-        f"- training time on this machine ({r['machine']}): **{r['train_seconds']:.0f} s** "
+        f"- seed {cfg['seed']} (torch) — `torch.set_num_threads({cfg.get('threads', THREADS)})`, deterministic algorithms",
+        f"- training time on this machine ({r['machine']}"
+        + (f"; 15-minute load average {r['load_average_15min']:.1f} on {os.cpu_count()} cores at the end of the run"
+           if "load_average_15min" in r else "") + f"): **{r['train_seconds']:.0f} s** "
         f"(whole run with evaluation, export checks and sampling: {r['total_seconds']:.0f} s)",
         "",
         "## Losses",
@@ -665,8 +885,20 @@ def write_card(r):
         "(the score of mean_i N(x_i, std(t)² I)), at 500 training points noised to time t, in units of the "
         "noise (RMS over points of |s_model − s_exact| · std(t), next to the RMS of |s_exact| · std(t) itself). " + ERROR_NOTE[name],
         "",
-        *error_table(r["score_error_by_t"]),
+        *error_table(r["score_error_by_t"], "out-of-subspace" if name == "sphere16" else "out-of-plane"),
     ]
+    if name == "sphere16" and q["mean_abs_radius_minus_1"] > 5 * q["heldout_mean_abs_radius_minus_1"]:
+        small = [w for w in r["score_error_by_t"] if w["t"] <= 0.03]
+        tiny = [w for w in r["score_error_by_t"] if w["t"] <= 0.003]
+        lines += ["", "**Known limit.** The samples are far less sharp than the data (mean |radius − 1| "
+                  f"{q['mean_abs_radius_minus_1']:.3f} against {q['heldout_mean_abs_radius_minus_1']:.3f}): at "
+                  f"t ≤ 0.03 the model's radial error is {min(w['radial_err_rms'] for w in small):.2f}–"
+                  f"{max(w['radial_err_rms'] for w in small):.2f} of a radial target of about 1, i.e. it has learned "
+                  "little of the pull back to the sphere at small noise, and at t ≤ 0.003 its out-of-subspace error "
+                  f"is {min(w['out_of_plane_err_rms'] / w['target_rms'] for w in tiny):.0%}–"
+                  f"{max(w['out_of_plane_err_rms'] / w['target_rms'] for w in tiny):.0%} of the whole target "
+                  "(the training run was cut short to fit a shared 2-core machine). Its tangential error is small "
+                  "at every t and the samples cover the sphere evenly (above)."]
     if r["plot"]:
         lines += ["", f"![samples]({os.path.basename(r['plot'])})"]
     with open(os.path.join(MODEL_DIR, f"{name}.md"), "w") as f:
@@ -674,13 +906,39 @@ def write_card(r):
 
 
 def sample_summary(name, q):
-    if name == "moons":
+    if name == "sphere16":
+        return (f"mean abs(radius − 1) {q['mean_abs_radius_minus_1']:.4f} (data: "
+                f"{q['heldout_mean_abs_radius_minus_1']:.4f}), out-of-subspace norm "
+                f"{q['mean_out_of_subspace_norm']:.3f}")
+    if name == "digits_unet":
+        return (f"distance to nearest training image {q['sample_nn_mean']:.2f} (held-out images: "
+                f"{q['heldout_nn_mean']:.2f}), near-copies (< 0.5) {q['sample_near_copy_frac']:.3f} "
+                f"(held-out: {q['heldout_near_copy_frac']:.3f})")
+    if name in ("moons", "moons_relu"):
         return f"distance to nearest training point {q['sample_nn_mean']:.4f} (held-out data: {q['heldout_nn_mean']:.4f})"
     if name == "circle16":
         return (f"mean abs(radius − 1) {q['mean_abs_radius_minus_1']:.4f} (data: "
                 f"{q['heldout_mean_abs_radius_minus_1']:.4f}), out-of-plane norm {q['mean_out_of_plane_norm']:.3f}")
     return (f"distance to nearest training image {q['sample_nn_mean']:.2f} (between training images: "
             f"{q['train_loo_nn_mean']:.2f}), no near-copies")
+
+
+def readme_row(name, r):
+    c = r["config"]
+    if r.get("kind") == "unet":
+        layers = (f"U-Net 1×8×8, channels {c['channels'][0]}/{c['channels'][1]} at 8×8/4×4, GroupNorm + SiLU "
+                  f"residual blocks, attention at 4×4; ε output")
+        data = f"`digits.npy` [{r['n_train']} + {r['n_heldout']} held out, 64]"
+        file = f"{name}.onnx"
+    else:
+        layers = (f"{c['dim']}+{c['embed_dim']} → {' → '.join(map(str, c['hidden']))} → {c['dim']}, "
+                  f"{'ReLU' if c['act'] == 'relu' else 'SiLU'}")
+        data = f"`{c.get('data', name)}.npy` [{r['n_train']}, {c['dim']}]"
+        file = f"{name}.safetensors"
+    threads = c.get("threads", THREADS)
+    return (f"| [`{name}`]({name}.md) | {c['dim']} | {data} | {layers} | {r['params']:,} | {r['final_loss']:.4f} | "
+            f"{r['eval_loss_ema']:.4f} ({r['eval_on']}) | {r['train_seconds']:.0f} s ({threads}) | `{file}` "
+            f"{r['file_bytes'] / 1e6:.2f} MB | {sample_summary(name, r['quality'])} |")
 
 
 def write_readme():
@@ -690,31 +948,38 @@ def write_readme():
         if not os.path.exists(p):
             continue
         with open(p) as f:
-            r = json.load(f)
-        c = r["config"]
-        rows.append(
-            f"| [`{name}`]({name}.md) | {c['dim']} | `{name}.npy` [{r['n_train']}, {c['dim']}] | "
-            f"{c['dim']}+{c['embed_dim']} → {' → '.join(map(str, c['hidden']))} → {c['dim']}, SiLU | "
-            f"{r['params']:,} | {r['final_loss']:.4f} | {r['eval_loss_ema']:.4f} ({r['eval_on']}) | "
-            f"{r['train_seconds']:.0f} s | {r['file_bytes'] / 1e6:.2f} MB | {sample_summary(name, r['quality'])} |")
+            rows.append(readme_row(name, json.load(f)))
     text = """# Trained score models
 
-Small MLP score models trained by denoising score matching on real data, for trying scorelens on something that
+Small score models trained by denoising score matching on real data, for trying scorelens on something that
 is not random weights. All use Song's VE schedule with sigma = 25 (`schedule = ve-song`). Each model has a card
 (`<name>.md`) with the data, the settings, the losses, the time it took and sample-quality figures; the training
-data are in `assets/data/`. Everything is made by one seeded script:
+data are in `assets/data/`. Everything is made by one seeded script, one command per model:
 
-    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|all
+    /usr/bin/python3 tools/train/train.py --model moons|circle16|digits|moons_relu|sphere16|digits_unet
 
-| model | D | data (`assets/data/`) | layers | params | final train loss | eval loss | train time (2 CPU threads) | file | 500 Euler–Maruyama samples |
+| model | D | data (`assets/data/`) | network | params | final train loss | eval loss | train time (torch threads) | file | Euler–Maruyama samples (500; 300 for the U-Net) |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """ + "\n".join(rows) + """
 
-Losses are Song's DSM loss (sum over dimensions, mean over points, t ~ U(1e-5, 1)); the eval loss is that of the
-exported EMA weights with fixed, seeded noise. Each card also tabulates the model's error against the exact score
-of the smoothed training set at t = 0.001 … 1: moons and circle16 are accurate (error ≲ 0.25 of the noise) from
-t ≈ 0.003 up; below that, and for digits below t ≈ 0.1, the models are much less sharp than the data (for digits
-the reference there is a memorising score, so part of that gap is by design).
+The train times of `moons_relu`, `sphere16` and `digits_unet` were measured with one torch thread while the
+2-core machine ran other jobs (15-minute load average about 14), so they are several times the unloaded times
+(`moons_relu`, the `moons` network with ReLU, took 1968 s there against 32 s for `moons` on an idle machine).
+
+Losses are Song's DSM loss (sum over dimensions, mean over points, t ~ U(1e-5, 1); for the U-Net the same loss
+written as |ε̂ − z|²); the eval loss is that of the exported EMA weights with fixed, seeded noise. Each card also
+tabulates the model's error against the exact score of the smoothed training set at t = 0.001 … 1: moons and
+circle16 are accurate (error ≲ 0.25 of the noise) from t ≈ 0.003 up; below that, and for digits below t ≈ 0.1,
+the models are much less sharp than the data (for digits the reference there is a memorising score, so part of
+that gap is by design).
+
+Which model for what:
+- `moons`, `circle16`, `sphere16`: known manifolds (a 2-d data set; a circle in a 2-plane of R^16; a 2-sphere in
+  a 3-space of R^16), with the frame and the generating coordinates in `assets/data/`, so tangent and normal
+  spaces are known at every point (`sphere16.md` says how to compute them).
+- `moons_relu`: the moons network with ReLU units, a piecewise-linear map of x at each t (linear regions).
+- `digits` (MLP on the flattened images) and `digits_unet` (a convolutional U-Net on [1, 8, 8] images, ONNX,
+  with 297 images held out for the nearest-training-image distances and a sample grid `digits_unet_samples.png`).
 
 ## Format
 
@@ -722,12 +987,21 @@ Each `<name>.safetensors` is a plain safetensors file (8-byte little-endian head
 little-endian float32 tensors) in the `arch = mlp` layout of `/work/shared/spec/model-format.md`: `embed.W` [E/2]
 (the fixed Gaussian Fourier frequencies), `layers.0.weight` [H, D+E] and `layers.0.bias` [H], ..., and the last
 `layers.L.weight` [D, H], `layers.L.bias` [D], weights stored [out, in] as `torch.nn.Linear` does. The network
-computes e = [sin(2π W t), cos(2π W t)], h = concat(x, e), SiLU after every layer but the last, and
-score(x, t) = out / std(t) with std(t) = sqrt((25^(2t) − 1) / (2 ln 25)). The `__metadata__` map says so in
-strings: `format=scorelens`, `arch=mlp`, `schedule=ve-song`, `sigma=25.0`, `output_scale=inv_std`, `act=silu`,
-`dim`, `hidden` (a JSON list), `embed_dim`. `tools/train/reference/` holds inputs and float64 PyTorch scores
-for each file, and `tools/train/check_export.py` compares them with a NumPy forward pass over the file read by
-the `safetensors` package, and with `scorelens score` when the release binary exists.
+computes e = [sin(2π W t), cos(2π W t)], h = concat(x, e), the activation (`act`: SiLU, or ReLU for
+`moons_relu`) after every layer but the last, and score(x, t) = out / std(t) with
+std(t) = sqrt((25^(2t) − 1) / (2 ln 25)). The `__metadata__` map says so in strings: `format=scorelens`,
+`arch=mlp`, `schedule=ve-song`, `sigma=25.0`, `output_scale=inv_std`, `act`, `dim`, `hidden` (a JSON list),
+`embed_dim`.
+
+`digits_unet.onnx` is an ONNX graph (PyTorch's TorchScript exporter, opset 17) read by scorelens's graph engine
+(`docs/networks.md`): inputs x [B, 1, 8, 8] and t [B], output ε̂ [B, 1, 8, 8], metadata
+`scorelens.parameterization=epsilon`, `scorelens.time_input=t`, `scorelens.schedule=ve-song`,
+`scorelens.sigma=25.0`, so score = −ε̂ / std(t).
+
+`tools/train/reference/` holds inputs and float64 PyTorch outputs for each file (for the U-Net also J·v and
+full Jacobians), `tools/train/check_export.py` compares them with a NumPy forward pass over the safetensors
+files and with the scorelens binary (`--engine`), and `tests/assets.rs` checks the new models' files with the
+library on every test run.
 """
     with open(os.path.join(MODEL_DIR, "README.md"), "w") as f:
         f.write(text)
@@ -737,6 +1011,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, choices=list(CONFIGS) + ["all"])
     ap.add_argument("--steps", type=int, default=None, help="override the number of steps (for quick trials)")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="keep the trained state in DIR/<name>.pt and reuse it when the config is unchanged (the "
+                         "training is deterministic, so this skips recomputing it, e.g. after a failed export)")
+    ap.add_argument("--engine-samples", type=int, default=0, metavar="N",
+                    help="digits_unet: also draw N samples with `scorelens sample` on the ONNX file (slow on a "
+                         "software Vulkan driver)")
     ap.add_argument("--cards-only", action="store_true",
                     help="rewrite the cards and README from tools/train/results/*.json without training")
     args = ap.parse_args()
@@ -744,13 +1024,21 @@ def main():
     if args.cards_only:
         for name in names:
             with open(os.path.join(RESULT_DIR, f"{name}.json")) as f:
-                write_card(json.load(f))
+                r = json.load(f)
+            if r.get("kind") == "unet":
+                from unet_pipeline import write_unet_card
+                write_unet_card(r)
+            else:
+                write_card(r)
         write_readme()
         return
     for name in names:
         if args.steps is not None:
             CONFIGS[name]["steps"] = args.steps
-        run(name)
+        if args.engine_samples and CONFIGS[name].get("kind") == "unet":
+            import unet_pipeline
+            unet_pipeline.ENGINE_SAMPLES = args.engine_samples
+        run(name, args.cache)
 
 
 if __name__ == "__main__":
