@@ -11,12 +11,34 @@ then ask for its score and derivatives on NumPy batches::
     J = model.jacobian(x, 0.5)       # [B, D, D]
     div = model.divergence(x, 0.5)   # tr J (or Hutchinson's E[zᵀJz] with probes=N)
 
+Analyses return a Result whose attributes are NumPy arrays named as the command line's output files, and whose
+``save(directory)`` writes exactly the files the command line writes::
+
+    spec = sl.spectrum(model, x, 0.5, k=8)            # spec.singular_values [B, 8], spec.alignment, ...
+    desc = sl.descriptors(model, x, 0.5)               # desc.local_scaling, desc.local_rank, desc.local_complexity
+    run = sl.sample(model, 64, 500, sampler="ode-heun", record_sigmas=[1.0, 0.1])   # run.samples, run.recorded
+    lyap = sl.lyapunov(model, x_init, 200, k=4)        # lyap.exponents [B, 4], lyap.vectors [B, 4, D]
+    spec.save("out/")                                  # what `scorelens spectrum ... -o out/` writes
+
 Arrays go in as float32 or float64 in any memory order (or anything ``numpy.asarray`` takes, such as CPU torch
 tensors) and come out as float32, bit for bit what the command line writes for the same inputs. Errors carry the
 command line's messages: a missing file raises FileNotFoundError, a bad file, key, shape or value ValueError,
 and a failure of the GPU or the environment ScorelensError.
 """
 
-from ._native import Model, ScorelensError, __version__, adapter, load
+from ._native import Model, Result, ScorelensError, __version__, adapter, load
+from ._native import descriptors, lyapunov, merge, sample, spectrum
 
-__all__ = ["Model", "ScorelensError", "__version__", "adapter", "load"]
+__all__ = [
+    "Model",
+    "Result",
+    "ScorelensError",
+    "__version__",
+    "adapter",
+    "descriptors",
+    "load",
+    "lyapunov",
+    "merge",
+    "sample",
+    "spectrum",
+]

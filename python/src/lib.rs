@@ -2,6 +2,8 @@
 //! with NumPy arrays in and out; the checks and error messages are the core's, so Python and the command line
 //! refuse the same inputs with the same words.
 
+mod analyses;
+
 use std::path::PathBuf;
 
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -128,6 +130,8 @@ struct Model {
     field: ScoreField,
     path: String,
     description: Vec<(String, String)>,
+    /// The metadata given to `load`, to load the model again on other devices (`devices=`).
+    overrides: MetadataOverrides,
 }
 
 /// A batch's inputs, read and checked as the command line checks them.
@@ -409,7 +413,7 @@ fn load(py: Python<'_>, path: PathBuf, metadata: Option<&Bound<'_, PyDict>>) -> 
             Ok((field, model.describe()))
         })
         .or_py()?;
-    Ok(Model { field, path: path.display().to_string(), description })
+    Ok(Model { field, path: path.display().to_string(), description, overrides })
 }
 
 /// The adapter scorelens computes on, as `scorelens info` names it.
@@ -425,5 +429,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add("ScorelensError", m.py().get_type::<ScorelensError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    analyses::register(m)?;
     Ok(())
 }
