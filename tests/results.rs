@@ -54,7 +54,7 @@ fn shards_are_contiguous_blocks_covering_every_row_once() {
         let e = Shard::parse(Some(spec), 7).unwrap_err().to_string();
         assert!(e.contains("shard") && e.contains(needle), "{spec}: {e}");
     }
-    let e = Shard::new(7, 8, 7).unwrap_err().to_string();
+    let e = Shard::new(0, 8, 7).unwrap_err().to_string();
     assert!(e.contains("takes none of the 7 rows"), "{e}");
 }
 
