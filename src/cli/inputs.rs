@@ -219,7 +219,8 @@ impl Shard {
 }
 
 /// The library's parameters that are flags of the same name here (`k` → `--k`, `qr_every` → `--qr-every`).
-const PARAMETER_FLAGS: [&str; 8] = ["shard", "snr", "n", "k", "tangents", "qr_every", "threshold_c", "radius"];
+const PARAMETER_FLAGS: [&str; 11] =
+    ["shard", "snr", "n", "k", "tangents", "qr_every", "threshold_c", "radius", "dim", "tol", "beta"];
 
 /// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …".
 pub fn flags(error: Error) -> Error {

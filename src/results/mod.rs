@@ -6,6 +6,8 @@
 pub mod descriptors;
 pub mod lyapunov;
 pub mod merge;
+pub mod ridge;
+pub mod ridge_error;
 pub mod sample;
 pub mod spectrum;
 
@@ -20,6 +22,7 @@ use crate::io::{npy, write_atomically};
 pub use descriptors::DescriptorsResult;
 pub use lyapunov::LyapunovResult;
 pub use merge::{merge, write_manifest, MANIFEST};
+pub use ridge::RidgeResult;
 pub use sample::SampleResult;
 pub use spectrum::SpectrumResult;
 
@@ -88,6 +91,20 @@ pub fn write_f64(path: &Path, a: &ArrayD<f64>) -> Result<()> {
 
 pub fn write_i64(path: &Path, a: &ArrayD<i64>) -> Result<()> {
     npy::write_i64(path, a.shape(), &values(a))
+}
+
+/// A bool array (numpy dtype `|b1`), whole or not at all.
+pub fn write_bool(path: &Path, a: &ArrayD<bool>) -> Result<()> {
+    use npyz::WriterBuilder;
+    let shape: Vec<u64> = a.shape().iter().map(|&s| s as u64).collect();
+    let mut bytes = Vec::new();
+    let mut write = || -> std::io::Result<()> {
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut bytes).begin_nd()?;
+        writer.extend(a.iter().copied())?;
+        writer.finish()
+    };
+    write().map_err(|e| Error::io(path, e))?;
+    write_atomically(path, &bytes)
 }
 
 /// Writes a JSON value, pretty-printed, whole or not at all.
