@@ -196,8 +196,17 @@ fn merge_refuses_shards_out_of_order_or_of_another_run() {
     let config = SamplerConfig::new(SamplerKind::OdeEuler, 4);
     let scratch = tempfile::tempdir().unwrap();
     let save = |shard: &str, run: &str, name: &str| {
-        let r = sample::sample(&[&field], sample::Start::Prior { n: 4 }, &config, 0, Some(shard), JobOptions::default(), "m", run)
-            .unwrap();
+        let r = sample::sample(
+            &[&field],
+            sample::Start::Prior { n: 4 },
+            &config,
+            0,
+            Some(shard),
+            JobOptions::default(),
+            "m",
+            run,
+        )
+        .unwrap();
         let dir = scratch.path().join(name);
         r.save(&dir).unwrap();
         dir

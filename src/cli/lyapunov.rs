@@ -109,13 +109,15 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         other => return Err(Error::InvalidArgument(format!("--tangents {other:?}: expected random or axes"))),
     };
     // Trajectory r of the whole run draws its tangents and EM's noise from (seed, r): the same in any shard.
-    let settings = LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000, first_row: 0 };
+    let settings =
+        LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000, first_row: 0 };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget, progress: &bar };
     let shard = args.shard.as_deref();
-    let result = lyapunov(&fields, &points.data, dynamics, settings, shard, options, &loaded[0].source, &run_signature())
-        .map_err(flags)?;
+    let result =
+        lyapunov(&fields, &points.data, dynamics, settings, shard, options, &loaded[0].source, &run_signature())
+            .map_err(flags)?;
     result.save(&args.output)?;
     if args.plot {
         result.plot(&args.output)?;

@@ -77,8 +77,8 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     let fields: Vec<&scorelens::field::KdeField> = job.fields.iter().collect();
     let (data, x) = (args.inputs.data.display().to_string(), args.x.display().to_string());
     let shard = args.shard.as_deref();
-    let mut result = ridge(&fields, &x0.data, settings, shard, job.options(&bar), &data, &x, &run_signature())
-        .map_err(flags)?;
+    let mut result =
+        ridge(&fields, &x0.data, settings, shard, job.options(&bar), &data, &x, &run_signature()).map_err(flags)?;
     result.load_seconds = loaded;
     if args.plot {
         let starts = result.info.shard.slice(&x0.data, d);

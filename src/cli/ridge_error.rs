@@ -96,8 +96,12 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
         (Some(trajectory), _, _) => {
             let levels = RecordedLevels::read(trajectory)?;
             let what = trajectory.join("recorded.npy").display().to_string();
-            let settings =
-                ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: 0.0 };
+            let settings = ScmsSettings {
+                ridge_dim: args.ridge_dim,
+                tolerance: args.tol,
+                max_iterations: args.max_iter,
+                beta: 0.0,
+            };
             let names = (trajectory.display().to_string(), data_name);
             let table = ridge_phases(
                 &devices,

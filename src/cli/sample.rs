@@ -79,8 +79,8 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let bar = Bar::new();
     let options = JobOptions { memory_budget, progress: &bar };
     let shard = args.shard.as_deref();
-    let result =
-        sample(&fields, start, &config, args.seed, shard, options, &loaded[0].source, &run_signature()).map_err(flags)?;
+    let result = sample(&fields, start, &config, args.seed, shard, options, &loaded[0].source, &run_signature())
+        .map_err(flags)?;
     result.save(&args.output)
 }
 

@@ -131,7 +131,9 @@ impl RowLog {
     }
 
     fn write(&mut self, row: usize, s: &scorelens::analysis::PointSpectrum) -> Result<()> {
-        writeln!(self.file, "{}", row_line(row, s)).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+        writeln!(self.file, "{}", row_line(row, s))
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 

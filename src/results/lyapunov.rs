@@ -275,7 +275,12 @@ impl LyapunovResult {
         let histograms: Vec<Series> = (0..k.min(4))
             .map(|j| Series {
                 label: format!("vector {}: |v·s|/‖s‖", j + 1),
-                points: report::histogram_points(&(0..b).map(|i| self.alignment[[i, j]]).collect::<Vec<_>>(), 20, 0.0, 1.0),
+                points: report::histogram_points(
+                    &(0..b).map(|i| self.alignment[[i, j]]).collect::<Vec<_>>(),
+                    20,
+                    0.0,
+                    1.0,
+                ),
                 reference: None,
             })
             .collect();

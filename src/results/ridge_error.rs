@@ -114,7 +114,8 @@ pub fn ridge_error(
         Ok((array(&[b, d], normal)?, array(&[b, d], tangent)?))
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let normal = concatenate(&blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(), LAYOUT.axis_of("error_normal.npy"))?;
+    let normal =
+        concatenate(&blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(), LAYOUT.axis_of("error_normal.npy"))?;
     let tangent =
         concatenate(&blocks.iter().map(|b| b.1.clone()).collect::<Vec<_>>(), LAYOUT.axis_of("error_tangent.npy"))?;
     let rows = normal.shape()[0];
@@ -346,8 +347,12 @@ impl PhaseTable {
                     points: curve(&|l| l.mean_distance_to_ridge),
                     reference: None,
                 },
-                Series { label: "‖e⊥‖ (normal)".into(), points: curve(&|l| l.mean_normal_error), reference: None },
-                Series { label: "‖e∥‖ (tangent)".into(), points: curve(&|l| l.mean_tangent_error), reference: None },
+                Series {
+                    label: "‖e⊥‖ (normal)".into(), points: curve(&|l| l.mean_normal_error), reference: None
+                },
+                Series {
+                    label: "‖e∥‖ (tangent)".into(), points: curve(&|l| l.mean_tangent_error), reference: None
+                },
             ],
             true,
         )

@@ -21,9 +21,14 @@ pub const LAYOUT: Layout = Layout { axis: &[("recorded.npy", 1)], same: &["recor
 /// Where the sampler starts: x_T drawn from the prior for `n` rows, or given points (all the run's rows).
 #[derive(Debug, Clone)]
 pub enum Start {
-    Prior { n: usize },
+    Prior {
+        n: usize,
+    },
     /// Points [N, ...row_shape] or [N, D], already checked against the field.
-    Points { shape: Vec<usize>, values: Vec<f32> },
+    Points {
+        shape: Vec<usize>,
+        values: Vec<f32>,
+    },
 }
 
 impl Start {

@@ -179,8 +179,9 @@ pub fn spectrum(
     }
     let seconds = started.elapsed().as_secs_f64();
     let rows = spectra.len();
-    let per_row =
-        |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> { spectra.iter().flat_map(|s| f(s).iter().copied()).collect() };
+    let per_row = |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> {
+        spectra.iter().flat_map(|s| f(s).iter().copied()).collect()
+    };
     let vectors = |pick: usize| -> Result<ArrayD<f32>> {
         let values: Vec<f32> = spectra
             .iter()
@@ -196,7 +197,10 @@ pub fn spectrum(
         residuals: array(&[rows, k], per_row(&|s| &s.residuals))?,
         alignment: array(&[rows, k], per_row(&|s| &s.alignment))?,
         overlap: array(&[rows, k], per_row(&|s| &s.overlap))?,
-        local_dimension_threshold: array(&[rows], spectra.iter().map(|s| s.local_dimension_threshold as i64).collect())?,
+        local_dimension_threshold: array(
+            &[rows],
+            spectra.iter().map(|s| s.local_dimension_threshold as i64).collect(),
+        )?,
         local_dimension_gap: array(&[rows], spectra.iter().map(|s| s.local_dimension_gap as i64).collect())?,
         nonconservativeness: array(&[rows], spectra.iter().map(|s| s.nonconservativeness).collect())?,
         left_vectors: if request.vectors { Some(vectors(0)?) } else { None },
