@@ -18,6 +18,8 @@ Analyses return a Result whose attributes are NumPy arrays named as the command 
     desc = sl.descriptors(model, x, 0.5)               # desc.local_scaling, desc.local_rank, desc.local_complexity
     run = sl.sample(model, 64, 500, sampler="ode-heun", record_sigmas=[1.0, 0.1])   # run.samples, run.recorded
     lyap = sl.lyapunov(model, x_init, 200, k=4)        # lyap.exponents [B, 4], lyap.vectors [B, 4, D]
+    ridges = sl.ridge(data, x0, dim=1, bandwidth=0.3)  # ridges.points, ridges.converged, ridges.eigengap
+    split = sl.ridge_error(model, data, x, 0.5, dim=1) # split.error_normal, split.error_tangent
     spec.save("out/")                                  # what `scorelens spectrum ... -o out/` writes
 
 Arrays go in as float32 or float64 in any memory order (or anything ``numpy.asarray`` takes, such as CPU torch
@@ -27,7 +29,7 @@ and a failure of the GPU or the environment ScorelensError.
 """
 
 from ._native import Model, Result, ScorelensError, __version__, adapter, load
-from ._native import descriptors, lyapunov, merge, sample, spectrum
+from ._native import descriptors, lyapunov, merge, ridge, ridge_error, sample, spectrum
 
 __all__ = [
     "Model",
@@ -39,6 +41,8 @@ __all__ = [
     "load",
     "lyapunov",
     "merge",
+    "ridge",
+    "ridge_error",
     "sample",
     "spectrum",
 ]

@@ -102,7 +102,7 @@ class Result:
 
     @property
     def analysis(self) -> str:
-        """"spectrum", "descriptors", "sample" or "lyapunov"."""
+        """"spectrum", "descriptors", "sample", "lyapunov", "ridge" or "ridge_error"."""
     @property
     def names(self) -> List[str]:
         """The arrays' names, in the order the command line writes them."""
@@ -234,6 +234,60 @@ def lyapunov(
     progress: bool = True,
 ) -> LyapunovResult:
     """Lyapunov exponents and vectors of a sampler or a flow, as `scorelens lyapunov`."""
+
+class RidgeResult(Result):
+    """sl.ridge's arrays (the runtime type is Result)."""
+
+    points: Float32Array  # [B, D]
+    converged: npt.NDArray[np.bool_]  # [B]
+    iterations: npt.NDArray[np.int64]  # [B]
+    eigenvalues: npt.NDArray[np.float64]  # [B, D]
+    eigengap: npt.NDArray[np.float64]  # [B]
+    normal_ratio: npt.NDArray[np.float64]  # [B]
+
+class RidgeErrorResult(Result):
+    """sl.ridge_error's arrays (the runtime type is Result): at points x (error_normal, error_tangent [B, D], their
+    norms [B]) or along a trajectory (distance_to_ridge, error_normal_norm, error_tangent_norm [R, N], t [R])."""
+
+    error_normal: npt.NDArray[np.float64]
+    error_tangent: npt.NDArray[np.float64]
+    error_normal_norm: npt.NDArray[np.float64]
+    error_tangent_norm: npt.NDArray[np.float64]
+    distance_to_ridge: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+
+def ridge(
+    data: ArrayLike,
+    x: ArrayLike,
+    dim: int,
+    bandwidth: float,
+    *,
+    beta: float = 0.0,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> RidgeResult:
+    """Density ridges of p(x) = (1/N) Σ N(x; dataᵢ, bandwidth² I) by SCMS from every row of x, as `scorelens ridge`."""
+
+def ridge_error(
+    model: Model,
+    data: ArrayLike,
+    x: Optional[ArrayLike] = None,
+    t: Optional[Times] = None,
+    *,
+    dim: int,
+    trajectory: Optional[Union[str, "os.PathLike[str]", Result]] = None,
+    tol: float = 1e-4,
+    max_iter: int = 300,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> RidgeErrorResult:
+    """e = s_θ − ∇log p_t split normal and tangent to the d-dimensional ridges of p_t, as `scorelens ridge-error`."""
 
 def merge(output: Union[str, "os.PathLike[str]"], parts: List[Union[str, "os.PathLike[str]"]]) -> None:
     """Joins the shards' saved folders (or .npy files), in shard order, as `scorelens merge -o OUTPUT PART...`."""

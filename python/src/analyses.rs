@@ -3,7 +3,7 @@
 //! whose attributes are NumPy arrays named as the command line's output files, and whose `save(directory)` writes
 //! exactly the command line's files. Keyword names mirror the command line's flags without their dashes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::ArrayD;
 use numpy::{Element, ToPyArray};
@@ -12,16 +12,21 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 
 use scorelens::analysis::lyapunov::{Dynamics, InitialTangents, LyapunovSettings};
+use scorelens::analysis::ridge::ScmsSettings;
 use scorelens::analysis::{DescribedMap, DescriptorSettings, Directions};
 use scorelens::batch::{check_points, Points, Shard};
+use scorelens::field::{KdeField, KdeScale};
 use scorelens::results::descriptors::descriptors;
 use scorelens::results::lyapunov::lyapunov;
+use scorelens::results::ridge::ridge;
+use scorelens::results::ridge_error::{ridge_error, ridge_phases, PhaseTable, RidgeErrorResult};
 use scorelens::results::sample::{sample, Start};
+use scorelens::results::spectrum::RecordedLevels;
 use scorelens::results::spectrum::{spectrum, SpectrumMethod, SpectrumRequest};
-use scorelens::results::{DescriptorsResult, LyapunovResult, SampleResult, SpectrumResult};
+use scorelens::results::{DescriptorsResult, LyapunovResult, RidgeResult, SampleResult, SpectrumResult};
 use scorelens::sampler::{SamplerConfig, SamplerKind};
 use scorelens::scheduler::{JobOptions, Progress};
-use scorelens::{Error, ScoreField, ScoreModel};
+use scorelens::{Error, GpuContext, ScoreField, ScoreModel};
 
 use super::{memory_budget, read_array, read_times, to_py_err, Model, OrPyErr};
 
@@ -31,6 +36,9 @@ enum Saved {
     Descriptors(DescriptorsResult),
     Sample(SampleResult),
     Lyapunov(LyapunovResult),
+    Ridge(RidgeResult),
+    RidgeError(RidgeErrorResult),
+    Phases(PhaseTable),
 }
 
 impl Saved {
@@ -40,6 +48,9 @@ impl Saved {
             Saved::Descriptors(r) => r.save(dir),
             Saved::Sample(r) => r.save(dir),
             Saved::Lyapunov(r) => r.save(dir),
+            Saved::Ridge(r) => r.save(dir),
+            Saved::RidgeError(r) => r.save(dir),
+            Saved::Phases(r) => r.save(dir),
         }
     }
 
@@ -49,6 +60,9 @@ impl Saved {
             Saved::Descriptors(r) => r.summary(),
             Saved::Sample(r) => r.summary(),
             Saved::Lyapunov(r) => r.summary(),
+            Saved::Ridge(r) => r.summary(),
+            Saved::RidgeError(r) => r.summary(),
+            Saved::Phases(r) => r.summary(),
         }
     }
 }
@@ -115,6 +129,29 @@ impl AnalysisResult {
                 }
                 "lyapunov"
             }
+            Saved::Ridge(r) => {
+                put("points", numpy_of(py, &r.points));
+                put("converged", numpy_of(py, &r.converged));
+                put("iterations", numpy_of(py, &r.iterations));
+                put("eigenvalues", numpy_of(py, &r.eigenvalues));
+                put("eigengap", numpy_of(py, &r.eigengap));
+                put("normal_ratio", numpy_of(py, &r.normal_ratio));
+                "ridge"
+            }
+            Saved::RidgeError(r) => {
+                put("error_normal", numpy_of(py, &r.error_normal));
+                put("error_tangent", numpy_of(py, &r.error_tangent));
+                put("error_normal_norm", numpy_of(py, &r.error_normal_norm));
+                put("error_tangent_norm", numpy_of(py, &r.error_tangent_norm));
+                "ridge_error"
+            }
+            Saved::Phases(r) => {
+                put("distance_to_ridge", numpy_of(py, &r.distance_to_ridge));
+                put("error_normal_norm", numpy_of(py, &r.error_normal_norm));
+                put("error_tangent_norm", numpy_of(py, &r.error_tangent_norm));
+                put("t", numpy_of(py, &r.t));
+                "ridge_error"
+            }
         };
         AnalysisResult { analysis, arrays, saved }
     }
@@ -139,7 +176,8 @@ impl AnalysisResult {
         names
     }
 
-    /// The analysis that made this result: "spectrum", "descriptors", "sample" or "lyapunov".
+    /// The analysis that made this result: "spectrum", "descriptors", "sample", "lyapunov", "ridge" or
+    /// "ridge_error".
     #[getter]
     fn analysis(&self) -> &'static str {
         self.analysis
@@ -241,29 +279,52 @@ fn shard_spec(shard: Option<(usize, usize)>) -> Option<String> {
     shard.map(|(i, n)| format!("{i}/{n}"))
 }
 
-/// The fields the rows are spread over: the model's own, or the model loaded on each device `devices` names
-/// ("all", "0,1" or a list of adapter indices, as `--devices`).
-fn fields_on(py: Python<'_>, model: &Model, devices: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ScoreField>> {
-    let Some(devices) = devices.filter(|d| !d.is_none()) else { return Ok(Vec::new()) };
-    let spec = if devices.is_instance_of::<PyString>() {
-        devices.extract::<String>()?
-    } else if devices.is_instance_of::<PyInt>() {
-        devices.extract::<usize>()?.to_string()
-    } else {
-        let indices: Vec<usize> = devices.extract().map_err(|_| {
-            to_py_err(Error::InvalidArgument(format!(
-                "devices {}: expected \"all\", \"0,1\" or a list of adapter indices",
-                devices.repr().map(|r| r.to_string()).unwrap_or_default()
-            )))
-        })?;
-        indices.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
-    };
+/// The devices `devices` names ("all", "0,1", an index or a list of adapter indices, as `--devices`); None for
+/// none given.
+fn device_spec(devices: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(devices) = devices.filter(|d| !d.is_none()) else { return Ok(None) };
+    if devices.is_instance_of::<PyString>() {
+        return Ok(Some(devices.extract::<String>()?));
+    }
+    if devices.is_instance_of::<PyInt>() {
+        return Ok(Some(devices.extract::<usize>()?.to_string()));
+    }
+    let indices: Vec<usize> = devices.extract().map_err(|_| {
+        to_py_err(Error::InvalidArgument(format!(
+            "devices {}: expected \"all\", \"0,1\" or a list of adapter indices",
+            devices.repr().map(|r| r.to_string()).unwrap_or_default()
+        )))
+    })?;
+    Ok(Some(indices.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")))
+}
+
+/// The contexts of the devices named, or the shared one.
+fn contexts(spec: Option<&str>) -> scorelens::Result<Vec<Arc<GpuContext>>> {
+    match spec {
+        Some(spec) => scorelens::gpu::contexts_for(spec),
+        None => Ok(vec![GpuContext::shared()?]),
+    }
+}
+
+/// The model loaded on each device `devices` names, with its device; empty without devices (the model's own
+/// field serves).
+fn devices_on(
+    py: Python<'_>,
+    model: &Model,
+    devices: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Vec<(Arc<GpuContext>, ScoreField)>> {
+    let Some(spec) = device_spec(devices)? else { return Ok(Vec::new()) };
     let (path, overrides) = (model.path.clone(), model.overrides.clone());
-    py.detach(move || -> scorelens::Result<Vec<ScoreField>> {
+    py.detach(move || -> scorelens::Result<Vec<(Arc<GpuContext>, ScoreField)>> {
         let loaded = ScoreModel::load_with(std::path::Path::new(&path), &overrides)?;
-        scorelens::gpu::contexts_for(&spec)?.into_iter().map(|ctx| ScoreField::new(ctx, &loaded)).collect()
+        contexts(Some(&spec))?.into_iter().map(|ctx| Ok((ctx.clone(), ScoreField::new(ctx, &loaded)?))).collect()
     })
     .or_py()
+}
+
+/// The model on each device `devices` names (empty without devices).
+fn fields_on(py: Python<'_>, model: &Model, devices: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ScoreField>> {
+    Ok(devices_on(py, model, devices)?.into_iter().map(|(_, field)| field).collect())
 }
 
 /// The run's signature in a shard's manifest: the analysis and its settings, without what may differ between the
@@ -396,9 +457,8 @@ pub fn descriptors_of(
     let fields: Vec<&ScoreField> = if others.is_empty() { vec![&model.field] } else { others.iter().collect() };
     let bar = Tqdm::new(py, progress);
     let options = JobOptions { memory_budget: budget, progress: &bar };
-    let result = py
-        .detach(|| descriptors(&fields, &points, &shard, &settings, seed, options, &model.path, &run))
-        .or_py()?;
+    let result =
+        py.detach(|| descriptors(&fields, &points, &shard, &settings, seed, options, &model.path, &run)).or_py()?;
     Ok(AnalysisResult::new(py, Saved::Descriptors(result)))
 }
 
@@ -437,9 +497,8 @@ pub fn sample_of(
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
     let budget = memory_budget(max_memory)?;
-    let kind = SamplerKind::parse(sampler).map_err(|_| {
-        invalid(format!("sampler {sampler:?}: expected em, pc, ode-euler, ode-heun or ode-rk4"))
-    })?;
+    let kind = SamplerKind::parse(sampler)
+        .map_err(|_| invalid(format!("sampler {sampler:?}: expected em, pc, ode-euler, ode-heun or ode-rk4")))?;
     let start = match x_init.filter(|x| !x.is_none()) {
         Some(x) => {
             let x = read_array(py, x, "x_init")?;
@@ -455,9 +514,8 @@ pub fn sample_of(
     let bar = Tqdm::new(py, progress);
     let options = JobOptions { memory_budget: budget, progress: &bar };
     let shard = shard_spec(shard);
-    let result = py
-        .detach(|| sample(&fields, start, &config, seed, shard.as_deref(), options, &model.path, &run))
-        .or_py()?;
+    let result =
+        py.detach(|| sample(&fields, start, &config, seed, shard.as_deref(), options, &model.path, &run)).or_py()?;
     Ok(AnalysisResult::new(py, Saved::Sample(result)))
 }
 
@@ -503,9 +561,8 @@ pub fn lyapunov_of(
     let dynamics = if flow {
         Dynamics::Flow { dt, steps, transient, t }
     } else {
-        let kind = SamplerKind::parse(sampler).map_err(|_| {
-            invalid(format!("sampler {sampler:?}: expected em, ode-euler, ode-heun or ode-rk4"))
-        })?;
+        let kind = SamplerKind::parse(sampler)
+            .map_err(|_| invalid(format!("sampler {sampler:?}: expected em, ode-euler, ode-heun or ode-rk4")))?;
         if kind == SamplerKind::Pc {
             return Err(invalid(
                 "sampler \"pc\": the Langevin corrector's step depends on ‖s‖; Lyapunov analysis takes em, ode-euler, ode-heun or ode-rk4".into(),
@@ -541,6 +598,196 @@ pub fn lyapunov_of(
     Ok(AnalysisResult::new(py, Saved::Lyapunov(result)))
 }
 
+/// Rows [B, D] of finite values whose D is `dim` (when given); `what` names the argument.
+fn read_rows(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str, dim: Option<usize>) -> PyResult<super::HostArray> {
+    let a = read_array(py, object, what)?;
+    if a.shape.len() != 2 || a.shape[1] == 0 {
+        return Err(to_py_err(Error::bad_input(what, format!("shape {:?}; expected [rows, D] with D ≥ 1", a.shape))));
+    }
+    if let Some(d) = dim.filter(|&d| d != a.shape[1]) {
+        return Err(to_py_err(Error::bad_input(
+            what,
+            format!("shape {:?} has D = {} but data has D = {d}", a.shape, a.shape[1]),
+        )));
+    }
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        return Err(to_py_err(Error::NotFinite { what: what.into(), row: i / a.shape[1], value: a.data[i] as f64 }));
+    }
+    Ok(a)
+}
+
+/// Density ridges of the smoothed data by subspace-constrained mean shift (`scorelens ridge`).
+///
+/// p(x) = (1/N) Σᵢ N(x; dataᵢ, bandwidth² I). From every row of x, SCMS steps x ← x + E Eᵀ (m(x) − x), m the
+/// mean shift and E the eigenvectors of ∇²log p past the d-th (d = dim), until ‖E Eᵀ ∇log p‖ / ‖∇log p‖ < tol
+/// (at most max_iter steps). Arrays: points [B, D] (float32), converged [B] (bool), iterations [B] (int64),
+/// eigenvalues [B, D] (of ∇²log p, descending), eigengap [B] (λ_d − λ_{d+1}), normal_ratio [B]; a converged point
+/// counts as a ridge point in the summary when λ_{d+1} ≤ −beta.
+#[pyfunction]
+#[pyo3(name = "ridge")]
+#[pyo3(signature = (data, x, dim, bandwidth, *, beta = 0.0, tol = 1e-4, max_iter = 500, shard = None,
+    devices = None, max_memory = None, progress = true))]
+#[allow(clippy::too_many_arguments)]
+pub fn ridge_of(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    x: &Bound<'_, PyAny>,
+    dim: usize,
+    bandwidth: f64,
+    beta: f64,
+    tol: f64,
+    max_iter: usize,
+    shard: Option<(usize, usize)>,
+    devices: Option<&Bound<'_, PyAny>>,
+    max_memory: Option<&str>,
+    progress: bool,
+) -> PyResult<AnalysisResult> {
+    let budget = memory_budget(max_memory)?;
+    if !(bandwidth > 0.0 && bandwidth.is_finite()) {
+        return Err(invalid(format!("bandwidth {bandwidth} must be a positive number")));
+    }
+    let data = read_rows(py, data, "data", None)?;
+    if data.shape[0] == 0 {
+        return Err(to_py_err(Error::bad_input("data", "holds no data points")));
+    }
+    let d = data.shape[1];
+    let x = read_rows(py, x, "x", Some(d))?;
+    let spec = device_spec(devices)?;
+    let settings = ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta };
+    let fields: Vec<KdeField> = py
+        .detach(|| -> scorelens::Result<Vec<KdeField>> {
+            contexts(spec.as_deref())?
+                .into_iter()
+                .map(|ctx| KdeField::new(ctx, data.data.clone(), d, KdeScale::bandwidth(bandwidth)))
+                .collect()
+        })
+        .or_py()?;
+    let fields: Vec<&KdeField> = fields.iter().collect();
+    let data_name = format!("data [{}, {d}]", data.shape[0]);
+    let x_name = format!("x [{}, {d}]", x.shape[0]);
+    let run = format!("python ridge {data_name} {settings:?} bandwidth {bandwidth}");
+    let bar = Tqdm::new(py, progress);
+    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let shard = shard_spec(shard);
+    let result = py
+        .detach(|| ridge(&fields, &x.data, settings, shard.as_deref(), options, &data_name, &x_name, &run))
+        .or_py()?;
+    Ok(AnalysisResult::new(py, Saved::Ridge(result)))
+}
+
+/// A sampler's recorded levels: a `scorelens sample --record-sigmas` folder, or sl.sample's result.
+fn recorded_levels(trajectory: &Bound<'_, PyAny>) -> PyResult<(RecordedLevels, String)> {
+    if let Ok(result) = trajectory.cast::<AnalysisResult>() {
+        return match &result.get().saved {
+            Saved::Sample(r) => match (&r.recorded, &r.recorded_t) {
+                (Some(recorded), Some(t)) => Ok((
+                    RecordedLevels {
+                        recorded: recorded.clone(),
+                        times: t.iter().copied().collect(),
+                        sigmas: r.config.record_sigmas.clone(),
+                    },
+                    "trajectory".to_string(),
+                )),
+                _ => Err(invalid("trajectory: a sample result without recorded levels (give record_sigmas)".into())),
+            },
+            _ => Err(invalid(format!("trajectory: a {} result, not a sample's", result.get().analysis))),
+        };
+    }
+    let dir: std::path::PathBuf = trajectory.extract()?;
+    let levels = RecordedLevels::read(&dir).or_py()?;
+    Ok((levels, dir.display().to_string()))
+}
+
+/// The model's score error against the smoothed data, split normal and tangent to the density ridges
+/// (`scorelens ridge-error`).
+///
+/// e = s_θ(x, t) − ∇log p_t(x), p_t the data diffused by the model's schedule (α(t), std(t)); with E the
+/// eigenvectors of ∇²log p_t past the d-th (d = dim): error_normal = E Eᵀ e and error_tangent = (I − E Eᵀ) e
+/// [B, D], error_normal_norm and error_tangent_norm [B] (rows grouped by their t, one smoothed field per t).
+/// With trajectory= (a `scorelens sample --record-sigmas` folder, or sl.sample's result with record_sigmas)
+/// instead of x and t, the phase table along it: at every recorded level SCMS takes each sample to the ridge
+/// (tol, max_iter): distance_to_ridge, error_normal_norm, error_tangent_norm [R, N] and t [R].
+#[pyfunction]
+#[pyo3(name = "ridge_error")]
+#[pyo3(signature = (model, data, x = None, t = None, *, dim, trajectory = None, tol = 1e-4, max_iter = 300,
+    shard = None, devices = None, max_memory = None, progress = true))]
+#[allow(clippy::too_many_arguments)]
+pub fn ridge_error_of(
+    py: Python<'_>,
+    model: &Bound<'_, Model>,
+    data: &Bound<'_, PyAny>,
+    x: Option<&Bound<'_, PyAny>>,
+    t: Option<&Bound<'_, PyAny>>,
+    dim: usize,
+    trajectory: Option<&Bound<'_, PyAny>>,
+    tol: f64,
+    max_iter: usize,
+    shard: Option<(usize, usize)>,
+    devices: Option<&Bound<'_, PyAny>>,
+    max_memory: Option<&str>,
+    progress: bool,
+) -> PyResult<AnalysisResult> {
+    let model = model.get();
+    let budget = memory_budget(max_memory)?;
+    let d = model.field.dim();
+    let data = read_array(py, data, "data")?;
+    if data.shape.len() != 2 || data.shape[1] != d || data.shape[0] == 0 {
+        return Err(to_py_err(Error::bad_input(
+            "data",
+            format!("shape {:?}; expected [N, {d}] (D = {d} from {})", data.shape, model.path),
+        )));
+    }
+    let loaded = devices_on(py, model, devices)?;
+    let shared;
+    let devices: Vec<(Arc<GpuContext>, &ScoreField)> = if loaded.is_empty() {
+        shared = GpuContext::shared().or_py()?;
+        vec![(shared.clone(), &model.field)]
+    } else {
+        loaded.iter().map(|(ctx, field)| (ctx.clone(), field)).collect()
+    };
+    let bar = Tqdm::new(py, progress);
+    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let data_name = format!("data [{}, {d}]", data.shape[0]);
+    let shard = shard_spec(shard);
+    match (trajectory.filter(|t| !t.is_none()), x.filter(|x| !x.is_none()), t.filter(|t| !t.is_none())) {
+        (Some(trajectory), _, _) => {
+            let (levels, name) = recorded_levels(trajectory)?;
+            let settings = ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta: 0.0 };
+            let run = signature("ridge_error", model, format!("{name} {data_name} {settings:?}"));
+            let table = py
+                .detach(|| {
+                    ridge_phases(
+                        &devices,
+                        &data.data,
+                        &levels,
+                        shard.as_deref(),
+                        settings,
+                        options,
+                        &model.path,
+                        (&name, &data_name),
+                        "trajectory",
+                        &run,
+                    )
+                })
+                .or_py()?;
+            Ok(AnalysisResult::new(py, Saved::Phases(table)))
+        }
+        (None, Some(x), Some(t)) => {
+            let points = points(py, &model.field, x, t)?;
+            let shard = Shard::parse(shard.as_deref(), points.rows()).or_py()?;
+            let points = points.take(&shard);
+            let run = signature("ridge_error", model, format!("{data_name} dim {dim}"));
+            let result = py
+                .detach(|| {
+                    ridge_error(&devices, &data.data, &points, &shard, dim, options, &model.path, &data_name, &run)
+                })
+                .or_py()?;
+            Ok(AnalysisResult::new(py, Saved::RidgeError(result)))
+        }
+        _ => Err(invalid("give x and t, or trajectory".into())),
+    }
+}
+
 /// Joins the folders (or .npy files) that the shards of one run saved, in shard order, into `output`, as
 /// `scorelens merge -o OUTPUT PART...` does.
 #[pyfunction]
@@ -556,6 +803,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(descriptors_of, m)?)?;
     m.add_function(wrap_pyfunction!(sample_of, m)?)?;
     m.add_function(wrap_pyfunction!(lyapunov_of, m)?)?;
+    m.add_function(wrap_pyfunction!(ridge_of, m)?)?;
+    m.add_function(wrap_pyfunction!(ridge_error_of, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     Ok(())
 }

@@ -54,7 +54,7 @@ const METADATA_KEYS: [&str; 8] =
 
 /// An array as the CLI reads a `.npy`: its shape and its values as a C-ordered float32 copy (float64 rounded to
 /// nearest). Anything NumPy can take (`__array__`, CPU torch tensors, lists) goes through `numpy.asarray` first.
-struct HostArray {
+pub(crate) struct HostArray {
     shape: Vec<usize>,
     data: Vec<f32>,
 }

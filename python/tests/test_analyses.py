@@ -215,10 +215,99 @@ def test_bad_inputs_raise_with_the_cli_words(cli, mlp):  # noqa: F811
 def test_the_stubs_name_the_analyses_parameters():
     stubs = ast.parse((Path(sl.__file__).parent / "_native.pyi").read_text())
     functions = {n.name: n for n in stubs.body if isinstance(n, ast.FunctionDef)}
-    for name in ("spectrum", "descriptors", "sample", "lyapunov", "merge"):
+    for name in ("spectrum", "descriptors", "sample", "lyapunov", "ridge", "ridge_error", "merge"):
         a = functions[name].args
         stub = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
         runtime = inspect.signature(getattr(sl, name)).parameters
         assert stub == list(runtime), name
         kinds = [p.kind for p in runtime.values()]
         assert kinds.count(inspect.Parameter.KEYWORD_ONLY) == len(a.kwonlyargs), name
+
+
+# ---- ridges ----
+
+KDE_DATA = np.load(FIXTURES / "kde" / "data.npy")  # [200, 5]
+KDE_X = np.load(FIXTURES / "kde" / "x.npy")  # [16, 5]
+# Training data and points for the fixture MLP (D = 16), as tests/cli_kde.rs makes them.
+TRAIN = np.array([((i * 37 % 101) / 50.0) - 1.0 for i in range(40 * 16)], np.float32).reshape(40, 16)
+POINTS = np.array([((i * 13 % 29) / 14.0) - 1.0 for i in range(5 * 16)], np.float32).reshape(5, 16)
+TIMES = np.array([0.3, 0.5, 0.3, 0.5, 0.5], np.float32)
+
+# The summaries name the inputs: files on the command line, arrays from Python.
+NAMES = {"data", "x", "trajectory"}
+
+
+def same_arrays_and_files(result, out: Path, tmp_path: Path, skip=frozenset()):
+    for name in result.names:
+        want = np.load(out / f"{name}.npy")
+        got = getattr(result, name)
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        assert np.array_equal(got, want), name
+    saved = tmp_path / "saved"
+    result.save(saved)
+    assert sorted(p.name for p in saved.iterdir()) == sorted(p.name for p in out.iterdir() if p.suffix != ".png")
+    for path in out.glob("*.npy"):
+        assert (saved / path.name).read_bytes() == path.read_bytes(), path.name
+    want = json.loads((out / "summary.json").read_text())
+    got = json.loads((saved / "summary.json").read_text())
+    assert set(got) == set(want)
+    ignore = VARYING | NAMES | skip
+    assert {k: v for k, v in got.items() if k not in ignore} == {k: v for k, v in want.items() if k not in ignore}
+
+
+@needs_cli
+def test_ridge_equals_the_cli(cli, tmp_path):  # noqa: F811
+    out = run_cli(cli, "ridge", "--data", cli.save("data.npy", KDE_DATA), "--bandwidth", 0.4, "--x",
+                  cli.save("x.npy", KDE_X), "--dim", 1, "--max-iter", 40)
+    result = sl.ridge(KDE_DATA, KDE_X, 1, 0.4, max_iter=40)
+    assert result.converged.dtype == np.bool_ and result.points.shape == (16, 5)
+    same_arrays_and_files(result, out, tmp_path)
+
+
+@needs_cli
+def test_ridge_error_equals_the_cli(cli, mlp, tmp_path):  # noqa: F811
+    train = cli.save("train.npy", TRAIN)
+    out = run_cli(cli, "ridge-error", MLP, "--data", train, "--x", cli.save("points.npy", POINTS), "--t",
+                  cli.save("times.npy", TIMES), "--dim", 1)
+    result = sl.ridge_error(mlp, TRAIN, POINTS, TIMES, dim=1)
+    assert result.error_normal.shape == (5, 16)
+    same_arrays_and_files(result, out, tmp_path / "py_points")
+    # Along a recorded trajectory: from the CLI's sample folder, and from sl.sample's result.
+    samples = run_cli(cli, "sample", MLP, "--n", 5, "--steps", 12, "--record-sigmas", "1,0.3", name="samples")
+    phases = run_cli(cli, "ridge-error", MLP, "--data", train, "--trajectory", samples, "--dim", 1, "--max-iter", 30,
+                     name="phases")
+    from_folder = sl.ridge_error(mlp, TRAIN, dim=1, trajectory=samples, max_iter=30)
+    assert from_folder.names == ["distance_to_ridge", "error_normal_norm", "error_tangent_norm", "t"]
+    same_arrays_and_files(from_folder, phases, tmp_path / "py_phases")
+    run = sl.sample(mlp, 5, 12, record_sigmas=[1, 0.3])
+    from_result = sl.ridge_error(mlp, TRAIN, dim=1, trajectory=run, max_iter=30)
+    for name in from_folder.names:
+        assert np.array_equal(getattr(from_result, name), getattr(from_folder, name)), name
+
+
+def test_ridge_shards_join_to_the_whole_run(tmp_path):
+    whole = sl.ridge(KDE_DATA, KDE_X, 1, 0.4, max_iter=40)
+    parts = [tmp_path / f"p{i}" for i in range(3)]
+    for i, part in enumerate(parts):
+        sl.ridge(KDE_DATA, KDE_X, 1, 0.4, max_iter=40, shard=(i, 3)).save(part)
+    sl.merge(tmp_path / "merged", parts)
+    for name in whole.names:
+        assert np.array_equal(np.load(tmp_path / "merged" / f"{name}.npy"), getattr(whole, name)), name
+
+
+@needs_cli
+def test_bad_ridge_inputs_raise_with_the_cli_words(cli, mlp):  # noqa: F811
+    data, x = cli.save("data.npy", KDE_DATA), cli.save("x.npy", KDE_X)
+    message = cli.error("ridge", "--data", data, "--bandwidth", 0.4, "--x", x, "--dim", 5)
+    with pytest.raises(ValueError) as raised:
+        sl.ridge(KDE_DATA, KDE_X, 5, 0.4)
+    assert str(raised.value) == message.replace("--dim", "dim", 1).replace(data, "data [200, 5]")
+    message = cli.error("ridge-error", MLP, "--data", cli.save("train.npy", TRAIN), "--x", cli.save("p.npy", POINTS),
+                        "--t", 0.3, "--dim", 16)
+    with pytest.raises(ValueError) as raised:
+        sl.ridge_error(mlp, TRAIN, POINTS, 0.3, dim=16)
+    assert str(raised.value) == message.replace("--dim", "dim", 1)
+    with pytest.raises(ValueError, match=r"^x: shape \[16, 4\] has D = 4 but data has D = 5"):
+        sl.ridge(KDE_DATA, KDE_X[:, :4], 1, 0.4)
+    with pytest.raises(ValueError, match="give x and t, or trajectory"):
+        sl.ridge_error(mlp, TRAIN, dim=1)
