@@ -248,7 +248,6 @@ impl Progress for Tqdm {
                 .set_item("total", total_rows)
                 .and_then(|_| kwargs.set_item("desc", what))
                 .and_then(|_| kwargs.set_item("leave", false))
-                .and_then(|_| kwargs.set_item("unit", "row"))
                 .and_then(|_| class.call(py, (), Some(&kwargs)));
             if let Ok(bar) = made {
                 *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);

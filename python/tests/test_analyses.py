@@ -311,3 +311,36 @@ def test_bad_ridge_inputs_raise_with_the_cli_words(cli, mlp):  # noqa: F811
         sl.ridge(KDE_DATA, KDE_X[:, :4], 1, 0.4)
     with pytest.raises(ValueError, match="give x and t, or trajectory"):
         sl.ridge_error(mlp, TRAIN, dim=1)
+
+
+def test_progress_goes_through_tqdm_when_installed_and_is_silent_otherwise(mlp, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class Bar:  # tqdm.auto.tqdm's face: total, desc, update(n), close()
+        def __init__(self, total=None, desc=None, leave=True):
+            calls.append(("start", desc, total, leave))
+
+        def update(self, n):
+            calls.append(("update", n))
+
+        def close(self):
+            calls.append(("close",))
+
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = Bar
+    package = types.ModuleType("tqdm")
+    package.auto = auto
+    monkeypatch.setitem(sys.modules, "tqdm", package)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    sl.spectrum(mlp, X, T, k=3)
+    assert calls[0][0] == "start" and calls[0][2] == 8 and calls[0][3] is False
+    assert sum(c[1] for c in calls if c[0] == "update") == 8 and calls[-1] == ("close",)
+    calls.clear()
+    sl.spectrum(mlp, X, T, k=3, progress=False)
+    assert calls == []
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # not installed: silent, and the same arrays
+    quiet = sl.spectrum(mlp, X, T, k=3, progress=False)
+    assert np.array_equal(sl.spectrum(mlp, X, T, k=3).singular_values, quiet.singular_values)
