@@ -17,6 +17,7 @@ pub mod io;
 pub mod model;
 pub mod ops;
 pub mod reference;
+pub mod results;
 // Figures need the plotting crate, which only the `cli` feature brings.
 #[cfg(feature = "cli")]
 pub mod report;

@@ -1,7 +1,7 @@
 """Type stubs of the compiled module `scorelens._native` (re-exported by `scorelens`)."""
 
 import os
-from typing import List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -120,3 +120,204 @@ def field(
     beta_max: Optional[float] = None,
 ) -> Model:
     """A user WGSL field `fn field(x: State, t: f32) -> State` (and optionally `field_jvp`): the CLI's --field."""
+
+# ---- analyses: each returns a Result whose arrays are named as the command line's output files ----
+
+Shard = Tuple[int, int]
+Devices = Union[str, int, Sequence[int]]
+
+class Result:
+    """The result of an analysis: its arrays as attributes named as the command line's files (`result.exponents`
+    for exponents.npy), `summary` (summary.json as a dict) and `save(directory)` (the command line's files)."""
+
+    @property
+    def analysis(self) -> str:
+        """"spectrum", "descriptors", "sample", "lyapunov", "ridge" or "ridge_error"."""
+    @property
+    def names(self) -> List[str]:
+        """The arrays' names, in the order the command line writes them."""
+    @property
+    def summary(self) -> Dict[str, Any]:
+        """summary.json as a dict."""
+    def save(self, directory: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes exactly the command line's files (and shard.json for a shard) into directory."""
+    def __getattr__(self, name: str) -> np.ndarray: ...
+
+class SpectrumResult(Result):
+    """sl.spectrum's arrays (the runtime type is Result)."""
+
+    singular_values: npt.NDArray[np.float64]  # [B, k]
+    residuals: npt.NDArray[np.float64]  # [B, k]
+    alignment: npt.NDArray[np.float64]  # [B, k]
+    overlap: npt.NDArray[np.float64]  # [B, k]
+    local_dimension_threshold: npt.NDArray[np.int64]  # [B]
+    local_dimension_gap: npt.NDArray[np.int64]  # [B]
+    nonconservativeness: npt.NDArray[np.float64]  # [B]
+    left_vectors: Float32Array  # [B, k, D], with vectors=True
+    right_vectors: Float32Array  # [B, k, D], with vectors=True
+
+class DescriptorsResult(Result):
+    """sl.descriptors's arrays (the runtime type is Result)."""
+
+    local_scaling: npt.NDArray[np.float64]  # [B]
+    local_rank: npt.NDArray[np.float64]  # [B]
+    local_complexity: npt.NDArray[np.int64]  # [B]
+
+class SampleResult(Result):
+    """sl.sample's arrays (the runtime type is Result)."""
+
+    samples: Float32Array  # [n, *row_shape]
+    recorded: Float32Array  # [R, n, *row_shape], with record_sigmas
+    recorded_t: npt.NDArray[np.float64]  # [R], with record_sigmas
+
+class LyapunovResult(Result):
+    """sl.lyapunov's arrays (the runtime type is Result)."""
+
+    log_growth: npt.NDArray[np.float64]  # [B, k]
+    exponents: npt.NDArray[np.float64]  # [B, k]
+    vectors: Float32Array  # [B, k, D]
+    final_x: Float32Array  # [B, D]
+    alignment: npt.NDArray[np.float64]  # [B, k]
+    history: npt.NDArray[np.float64]  # [H, B, k]
+    history_time: npt.NDArray[np.float64]  # [H]
+    clv: Float32Array  # [B, k, D], with clv=True
+    clv_x: Float32Array  # [B, D], with clv=True
+    clv_alignment: npt.NDArray[np.float64]  # [B, k], with clv=True
+
+def spectrum(
+    model: Model,
+    x: ArrayLike,
+    t: Times,
+    k: Optional[int] = None,
+    method: Literal["dense", "subspace", "rsvd"] = "dense",
+    *,
+    vectors: bool = False,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    oversampling: int = 8,
+    probes: int = 64,
+    seed: int = 0,
+    threshold_c: float = 2.0,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> SpectrumResult:
+    """The spectrum of J = ∂s/∂x at every row of x, as `scorelens spectrum`."""
+
+def descriptors(
+    model: Model,
+    x: ArrayLike,
+    t: Times,
+    *,
+    map: Literal["score", "denoiser"] = "denoiser",
+    k: Optional[int] = None,
+    radius: float = 0.1,
+    directions: Literal["axes", "random"] = "axes",
+    n_directions: int = 16,
+    seed: int = 0,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> DescriptorsResult:
+    """Local scaling ψ = Σ log σᵢ, rank ν = exp(−Σ pᵢ log pᵢ) and complexity δ, as `scorelens descriptors`."""
+
+def sample(
+    model: Model,
+    n: int = 64,
+    steps: int = 500,
+    *,
+    sampler: Literal["em", "pc", "ode-euler", "ode-heun", "ode-rk4"] = "em",
+    eps: float = 1e-3,
+    seed: int = 0,
+    x_init: Optional[ArrayLike] = None,
+    record_sigmas: Sequence[float] = ...,
+    snr: float = 0.16,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> SampleResult:
+    """Samples by a reverse-SDE or probability-flow ODE sampler, as `scorelens sample`."""
+
+def lyapunov(
+    model: Model,
+    x_init: Optional[ArrayLike] = None,
+    steps: int = 500,
+    *,
+    sampler: Literal["em", "ode-euler", "ode-heun", "ode-rk4"] = "ode-euler",
+    eps: float = 1e-3,
+    k: Optional[int] = None,
+    clv: bool = False,
+    seed: int = 0,
+    qr_every: int = 1,
+    tangents: Literal["random", "axes"] = "random",
+    flow: bool = False,
+    x0: Optional[ArrayLike] = None,
+    dt: float = 0.01,
+    transient: int = 0,
+    t: float = 1.0,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> LyapunovResult:
+    """Lyapunov exponents and vectors of a sampler or a flow, as `scorelens lyapunov`."""
+
+class RidgeResult(Result):
+    """sl.ridge's arrays (the runtime type is Result)."""
+
+    points: Float32Array  # [B, D]
+    converged: npt.NDArray[np.bool_]  # [B]
+    iterations: npt.NDArray[np.int64]  # [B]
+    eigenvalues: npt.NDArray[np.float64]  # [B, D]
+    eigengap: npt.NDArray[np.float64]  # [B]
+    normal_ratio: npt.NDArray[np.float64]  # [B]
+
+class RidgeErrorResult(Result):
+    """sl.ridge_error's arrays (the runtime type is Result): at points x (error_normal, error_tangent [B, D], their
+    norms [B]) or along a trajectory (distance_to_ridge, error_normal_norm, error_tangent_norm [R, N], t [R])."""
+
+    error_normal: npt.NDArray[np.float64]
+    error_tangent: npt.NDArray[np.float64]
+    error_normal_norm: npt.NDArray[np.float64]
+    error_tangent_norm: npt.NDArray[np.float64]
+    distance_to_ridge: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+
+def ridge(
+    data: ArrayLike,
+    x: ArrayLike,
+    dim: int,
+    bandwidth: float,
+    *,
+    beta: float = 0.0,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> RidgeResult:
+    """Density ridges of p(x) = (1/N) Σ N(x; dataᵢ, bandwidth² I) by SCMS from every row of x, as `scorelens ridge`."""
+
+def ridge_error(
+    model: Model,
+    data: ArrayLike,
+    x: Optional[ArrayLike] = None,
+    t: Optional[Times] = None,
+    *,
+    dim: int,
+    trajectory: Optional[Union[str, "os.PathLike[str]", Result]] = None,
+    tol: float = 1e-4,
+    max_iter: int = 300,
+    shard: Optional[Shard] = None,
+    devices: Optional[Devices] = None,
+    max_memory: Optional[str] = None,
+    progress: bool = True,
+) -> RidgeErrorResult:
+    """e = s_θ − ∇log p_t split normal and tangent to the d-dimensional ridges of p_t, as `scorelens ridge-error`."""
+
+def merge(output: Union[str, "os.PathLike[str]"], parts: List[Union[str, "os.PathLike[str]"]]) -> None:
+    """Joins the shards' saved folders (or .npy files), in shard order, as `scorelens merge -o OUTPUT PART...`."""

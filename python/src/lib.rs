@@ -2,6 +2,8 @@
 //! with NumPy arrays in and out; the checks and error messages are the core's, so Python and the command line
 //! refuse the same inputs with the same words.
 
+mod analyses;
+
 use std::path::PathBuf;
 
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -52,7 +54,7 @@ const METADATA_KEYS: [&str; 8] =
 
 /// An array as the CLI reads a `.npy`: its shape and its values as a C-ordered float32 copy (float64 rounded to
 /// nearest). Anything NumPy can take (`__array__`, CPU torch tensors, lists) goes through `numpy.asarray` first.
-struct HostArray {
+pub(crate) struct HostArray {
     shape: Vec<usize>,
     data: Vec<f32>,
 }
@@ -128,6 +130,9 @@ struct Model {
     field: ScoreField,
     path: String,
     description: Vec<(String, String)>,
+    /// The metadata given to `load`, to load the model again on other devices (`devices=`); None for the fields
+    /// built in memory (`kde`, `field`), which run on the one device.
+    overrides: Option<MetadataOverrides>,
 }
 
 /// A batch's inputs, read and checked as the command line checks them.
@@ -409,7 +414,7 @@ fn load(py: Python<'_>, path: PathBuf, metadata: Option<&Bound<'_, PyDict>>) -> 
             Ok((field, model.describe()))
         })
         .or_py()?;
-    Ok(Model { field, path: path.display().to_string(), description })
+    Ok(Model { field, path: path.display().to_string(), description, overrides: Some(overrides) })
 }
 
 /// The adapter scorelens computes on, as `scorelens info` names it.
@@ -426,6 +431,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     other_fields::register(m)?;
     m.add("ScorelensError", m.py().get_type::<ScorelensError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    analyses::register(m)?;
     Ok(())
 }
 
@@ -531,7 +537,7 @@ mod other_fields {
             ("smoothing".into(), smoothing),
             ("schedule".into(), schedule.to_string()),
         ];
-        Ok(Model { field: ScoreField::Smoothed(field), path: "<kde>".into(), description })
+        Ok(Model { field: ScoreField::Smoothed(field), path: "<kde>".into(), description, overrides: None })
     }
 
     /// A user's score field in WGSL: `fn field(x: State, t: f32) -> State` (and optionally
@@ -565,7 +571,7 @@ mod other_fields {
             ("exact jvp".into(), if field.has_jvp() { "field_jvp" } else { "none (finite differences)" }.into()),
             ("schedule".into(), schedule.to_string()),
         ];
-        Ok(Model { field: ScoreField::User(field), path: name.into(), description })
+        Ok(Model { field: ScoreField::User(field), path: name.into(), description, overrides: None })
     }
 
     pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

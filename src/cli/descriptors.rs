@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use scorelens::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
-use scorelens::io::{npy, write_atomically};
+use scorelens::analysis::{DescribedMap, DescriptorSettings, Directions};
+use scorelens::results::descriptors::descriptors;
 use scorelens::{Error, Result};
 
-use super::inputs::ModelInputs;
+use super::inputs::{flags, run_signature, ModelInputs};
 use super::progress::Bar;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -69,51 +69,16 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
-    // Rows are independent (the random directions come from the seed alone): split over devices like any batch.
-    let blocks = job.split(|field, _, x, t| {
-        let mut rows: Vec<PointDescriptors> = Vec::new();
-        analysis::descriptors(field, x, t, &settings, job.options(&bar), |_, r| {
-            rows.push(r);
-            Ok(())
-        })?;
-        Ok(rows)
-    })?;
-    let rows: Vec<PointDescriptors> = blocks.into_iter().flatten().collect();
-    let n = rows.len();
-    let dir = &args.output;
-    npy::write_f64(&dir.join("local_scaling.npy"), &[n], &rows.iter().map(|r| r.local_scaling).collect::<Vec<_>>())?;
-    npy::write_f64(&dir.join("local_rank.npy"), &[n], &rows.iter().map(|r| r.local_rank).collect::<Vec<_>>())?;
-    npy::write_i64(
-        &dir.join("local_complexity.npy"),
-        &[n],
-        &rows.iter().map(|r| r.local_complexity as i64).collect::<Vec<_>>(),
-    )?;
-    let piecewise_linear = job.field.is_piecewise_linear();
-    let summary = serde_json::json!({
-        "command": "descriptors",
-        "model": job.source,
-        "map": format!("{:?}", args.map).to_lowercase(),
-        "k": k,
-        "radius": args.radius,
-        "directions": format!("{:?}", args.directions).to_lowercase(),
-        "n_directions": if args.directions == DirectionChoice::Random { args.n_directions } else { d },
-        "seed": args.seed,
-        "adapter": job.field_adapter(),
-        "devices": job.devices.len().max(1),
-        "shard": job.shard.summary(),
-        "local_complexity_note": if piecewise_linear {
-            "ReLU network: sign changes are the boundaries of its linear regions"
-        } else {
-            "smooth activations: the count is of sign changes of the activations' inputs, as for ReLU (not linear regions)"
-        },
-        "rows": rows.iter().enumerate().map(|(i, r)| serde_json::json!({
-            "row": job.shard.rows.start + i,
-            "local_scaling": r.local_scaling,
-            "local_rank": r.local_rank,
-            "local_complexity": r.local_complexity,
-        })).collect::<Vec<_>>(),
-    });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&dir.join("summary.json"), text.as_bytes())?;
-    job.shard.write_manifest(dir, &[], &[])
+    let result = descriptors(
+        &job.fields(),
+        &job.points(),
+        &job.shard,
+        &settings,
+        args.seed,
+        job.options(&bar),
+        &job.source,
+        &run_signature(),
+    )
+    .map_err(flags)?;
+    result.save(&args.output)
 }

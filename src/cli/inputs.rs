@@ -194,77 +194,52 @@ pub struct ModelInputs {
     pub compute: ComputeArgs,
 }
 
-/// The rows a run takes: shard `index` of `count` (`--shard I/N`) of the `total` rows, or all of them.
+/// The rows a run takes (`--shard I/N`), the library's [`scorelens::batch::Shard`] with the command line's flag in
+/// its errors and the command line in its manifest.
 #[derive(Debug, Clone)]
-pub struct Shard {
-    /// `I/N` as given; None for a whole run.
-    pub spec: Option<String>,
-    pub index: usize,
-    pub count: usize,
-    pub rows: std::ops::Range<usize>,
-    pub total: usize,
+pub struct Shard(pub scorelens::batch::Shard);
+
+impl std::ops::Deref for Shard {
+    type Target = scorelens::batch::Shard;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Shard {
-    /// Shard I/N of `total` rows (contiguous blocks, sizes differing by at most one), or all rows without a spec.
-    /// A shard with no rows is refused: it would have nothing to write.
+    /// Shard I/N of `total` rows, or all rows without a spec.
     pub fn of(spec: Option<&str>, total: usize) -> Result<Shard> {
-        let Some(spec) = spec else {
-            return Ok(Shard { spec: None, index: 0, count: 1, rows: 0..total, total });
-        };
-        let bad = || Error::InvalidArgument(format!("--shard {spec:?}: expected I/N with 0 ≤ I < N, e.g. 0/4"));
-        let (i, n) = spec.split_once('/').ok_or_else(bad)?;
-        let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-        if n == 0 || i >= n {
-            return Err(bad());
-        }
-        let rows = i * total / n..(i + 1) * total / n;
-        if rows.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "--shard {spec}: takes none of the {total} rows; use at most {total} shards"
-            )));
-        }
-        Ok(Shard { spec: Some(spec.to_string()), index: i, count: n, rows, total })
+        scorelens::batch::Shard::parse(spec, total).map(Shard).map_err(flags)
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// The shard's rows of `values`, `per_row` values a row.
-    pub fn slice<'a, T>(&self, values: &'a [T], per_row: usize) -> &'a [T] {
-        &values[self.rows.start * per_row..self.rows.end * per_row]
-    }
-
-    /// Writes shard.json into a sharded run's output folder: which shard it is, and how `scorelens merge` joins
-    /// each array (`axis`: arrays joined along an axis other than the first, by path relative to `dir`; `same`:
-    /// arrays every shard writes whole and identical, copied once). Nothing for a whole run.
+    /// Writes shard.json into a sharded run's output folder (see [`scorelens::results::write_manifest`]).
     pub fn write_manifest(&self, dir: &Path, axis: &[(&str, usize)], same: &[&str]) -> Result<()> {
-        let Some(spec) = &self.spec else { return Ok(()) };
-        let manifest = serde_json::json!({
-            "shard": spec,
-            "index": self.index,
-            "count": self.count,
-            "rows": [self.rows.start, self.rows.end],
-            "total_rows": self.total,
-            "run": run_signature(),
-            "axis": axis.iter().map(|&(name, a)| (name.to_string(), serde_json::json!(a))).collect::<serde_json::Map<_, _>>(),
-            "same": same,
-        });
-        let text =
-            serde_json::to_string_pretty(&manifest).map_err(|e| Error::bad_input("shard.json", e.to_string()))?;
-        scorelens::io::write_atomically(&dir.join(super::merge::MANIFEST), text.as_bytes())
+        scorelens::results::write_manifest(dir, &self.0, &run_signature(), axis, same)
     }
+}
 
-    /// The shard's fields for a summary.json.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({ "shard": self.spec, "rows": [self.rows.start, self.rows.end], "total_rows": self.total })
+/// The library's parameters that are flags of the same name here (`k` → `--k`, `qr_every` → `--qr-every`).
+const PARAMETER_FLAGS: [&str; 11] =
+    ["shard", "snr", "n", "k", "tangents", "qr_every", "threshold_c", "radius", "dim", "tol", "beta"];
+
+/// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …".
+pub fn flags(error: Error) -> Error {
+    match error {
+        Error::InvalidArgument(message) => {
+            let word = message.split(' ').next().unwrap_or("");
+            if PARAMETER_FLAGS.contains(&word) {
+                Error::InvalidArgument(format!("--{}{}", word.replace('_', "-"), &message[word.len()..]))
+            } else {
+                Error::InvalidArgument(message)
+            }
+        }
+        other => other,
     }
 }
 
 /// The command line without what may differ between the shards of one run (--shard, -o, --devices,
 /// --max-memory): `scorelens merge` checks that its parts agree on it.
-fn run_signature() -> String {
+pub fn run_signature() -> String {
     const PER_SHARD: [&str; 5] = ["--shard", "-o", "--output", "--devices", "--max-memory"];
     let mut kept = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -278,36 +253,7 @@ fn run_signature() -> String {
     kept.join(" ")
 }
 
-/// Runs `work(device, rows)` on contiguous blocks of `0..rows`, one per device, in parallel; with one device, on
-/// all rows. Returns the blocks' results in row order (empty blocks, with more devices than rows, are skipped).
-pub fn split_rows<D: Sync, T: Send>(
-    devices: &[D],
-    rows: usize,
-    work: impl Fn(&D, std::ops::Range<usize>) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let n = devices.len();
-    if n <= 1 {
-        let device = devices.first().ok_or_else(|| Error::Device("no device to run on".into()))?;
-        return Ok(vec![work(device, 0..rows)?]);
-    }
-    let blocks: Vec<std::ops::Range<usize>> =
-        (0..n).map(|i| i * rows / n..(i + 1) * rows / n).filter(|b| !b.is_empty()).collect();
-    let parts: Vec<Result<T>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = devices
-            .iter()
-            .zip(blocks)
-            .map(|(device, range)| {
-                let work = &work;
-                scope.spawn(move || work(device, range))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Device("a device's worker thread panicked".into()))))
-            .collect()
-    });
-    parts.into_iter().collect()
-}
+pub use scorelens::batch::split_rows;
 
 /// A model on the GPU with its validated inputs.
 pub struct Job {
@@ -397,6 +343,21 @@ impl Job {
         Ok(Job { field: loaded.field, devices: Vec::new(), source: loaded.source, x, t, memory_budget, shard })
     }
 
+    /// The fields the rows are spread over: one per `--devices` device, or the one field.
+    pub fn fields(&self) -> Vec<&ScoreField> {
+        if self.devices.is_empty() {
+            vec![&self.field]
+        } else {
+            self.devices.iter().collect()
+        }
+    }
+
+    /// The job's rows (the shard's) as the library takes a batch.
+    pub fn points(&self) -> scorelens::batch::Points {
+        scorelens::batch::Points { shape: self.x.shape.clone(), x: self.x.data.clone(), t: self.t.clone() }
+    }
+
+    #[allow(dead_code)] // kept for the commands that still write their own summaries
     pub fn field_adapter(&self) -> String {
         GpuContext::shared().map(|c| c.adapter_description()).unwrap_or_default()
     }

@@ -31,6 +31,7 @@ pub struct KdeInputs {
 pub struct KdeJob {
     pub fields: Vec<KdeField>,
     pub memory_budget: u64,
+    #[allow(dead_code)] // the ridge summary now takes it from the field
     pub data_shape: Vec<usize>,
 }
 

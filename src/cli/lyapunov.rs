@@ -1,20 +1,17 @@
 //! `scorelens lyapunov MODEL --x-init X.npy --steps S --sampler ... -o DIR` and
 //! `scorelens lyapunov --field F.wgsl --dim D --flow --x0 X0.npy --dt DT --steps S -o DIR`.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 use clap::Args;
-use scorelens::analysis::lyapunov::{lyapunov, Dynamics, InitialTangents, LyapunovRun, LyapunovSettings};
-use scorelens::io::npy;
-use scorelens::report::{self, Series};
+use scorelens::analysis::lyapunov::{Dynamics, InitialTangents, LyapunovSettings};
+use scorelens::results::lyapunov::lyapunov;
 use scorelens::sampler::SamplerKind;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
 
-use super::inputs::{read_points, split_rows, FieldArgs, LoadedField, Shard};
+use super::inputs::{flags, read_points, run_signature, FieldArgs, LoadedField};
 use super::progress::Bar;
-use super::sample::write_summary;
 use super::ComputeArgs;
 
 #[derive(Args)]
@@ -105,8 +102,6 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         }
     };
     let points = read_points(start_path, field)?;
-    let shard = Shard::of(args.shard.as_deref(), points.rows)?;
-    let x0 = shard.slice(&points.data, d);
     let k = args.k.unwrap_or(d.min(32));
     let tangents = match args.tangents.as_str() {
         "random" => InitialTangents::Random { seed: args.seed },
@@ -114,119 +109,18 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         other => return Err(Error::InvalidArgument(format!("--tangents {other:?}: expected random or axes"))),
     };
     // Trajectory r of the whole run draws its tangents and EM's noise from (seed, r): the same in any shard.
-    let settings = LyapunovSettings {
-        k,
-        qr_every: args.qr_every,
-        clv: args.clv,
-        tangents,
-        history_points: 1000,
-        first_row: shard.rows.start,
-    };
+    let settings =
+        LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000, first_row: 0 };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget, progress: &bar };
-    let started = Instant::now();
-    let parts = split_rows(&fields, shard.len(), |field, rows| {
-        let block = LyapunovSettings { first_row: settings.first_row + rows.start, ..settings };
-        lyapunov(field, &x0[rows.start * d..rows.end * d], dynamics, block, options)
-    })?;
-    let result = LyapunovRun::join(parts)?;
-    let seconds = started.elapsed().as_secs_f64();
-    write_outputs(&args.output, &result)?;
-    shard.write_manifest(&args.output, &[("history.npy", 1)], &["history_time.npy"])?;
-    let mean_of = |values: &[f64]| -> Vec<f64> {
-        (0..k).map(|j| values.iter().skip(j).step_by(k).sum::<f64>() / result.trajectories as f64).collect()
-    };
-    let steps_total = args.steps + if args.flow { args.transient } else { 0 };
-    let summary = serde_json::json!({
-        "command": "lyapunov",
-        "model": loaded[0].source,
-        "mode": if args.flow { "flow".to_string() } else { args.sampler.clone() },
-        "trajectories": result.trajectories,
-        "dim": d,
-        "k": k,
-        "steps": args.steps,
-        "transient": if args.flow { args.transient } else { 0 },
-        "dt": if args.flow { args.dt } else { (1.0 - args.eps) / (args.steps.max(2) - 1) as f64 },
-        "qr_every": args.qr_every,
-        "time_span": result.time_span,
-        "mean_exponents": mean_of(&result.exponents),
-        "sum_of_mean_exponents": mean_of(&result.exponents).iter().sum::<f64>(),
-        "mean_alignment": mean_of(&result.alignment),
-        "mean_clv_alignment": result.clv.as_ref().map(|c| mean_of(&c.alignment)),
-        "clv_time": result.clv.as_ref().map(|c| c.time),
-        "adapter": field.ctx().adapter_description(),
-        "devices": fields.len(),
-        "shard": shard.summary(),
-        "seconds": seconds,
-        "seconds_per_step": seconds / steps_total.max(1) as f64,
-    });
-    write_summary(&args.output, &summary)?;
+    let shard = args.shard.as_deref();
+    let result =
+        lyapunov(&fields, &points.data, dynamics, settings, shard, options, &loaded[0].source, &run_signature())
+            .map_err(flags)?;
+    result.save(&args.output)?;
     if args.plot {
-        plot(&args.output, &result)?;
+        result.plot(&args.output)?;
     }
     Ok(())
-}
-
-fn write_outputs(dir: &Path, r: &LyapunovRun) -> Result<()> {
-    let (b, k, d) = (r.trajectories, r.k, r.dim);
-    npy::write_f64(&dir.join("log_growth.npy"), &[b, k], &r.log_growth)?;
-    npy::write_f64(&dir.join("exponents.npy"), &[b, k], &r.exponents)?;
-    npy::write_f32(&dir.join("vectors.npy"), &[b, k, d], &r.vectors)?;
-    npy::write_f32(&dir.join("final_x.npy"), &[b, d], &r.final_x)?;
-    npy::write_f64(&dir.join("alignment.npy"), &[b, k], &r.alignment)?;
-    npy::write_f64(&dir.join("history.npy"), &[r.history_time.len(), b, k], &r.history)?;
-    npy::write_f64(&dir.join("history_time.npy"), &[r.history_time.len()], &r.history_time)?;
-    if let Some(c) = &r.clv {
-        npy::write_f32(&dir.join("clv.npy"), &[b, k, d], &c.vectors)?;
-        npy::write_f32(&dir.join("clv_x.npy"), &[b, d], &c.x)?;
-        npy::write_f64(&dir.join("clv_alignment.npy"), &[b, k], &c.alignment)?;
-    }
-    Ok(())
-}
-
-/// Exponent convergence (mean over trajectories, first few exponents) and the alignment histogram.
-fn plot(dir: &Path, r: &LyapunovRun) -> Result<()> {
-    const MOST_CURVES: usize = 8;
-    let (b, k) = (r.trajectories, r.k);
-    let curves: Vec<Series> = (0..k.min(MOST_CURVES))
-        .map(|j| Series {
-            label: format!("λ{}", j + 1),
-            points: r
-                .history_time
-                .iter()
-                .enumerate()
-                .map(|(h, &time)| (time, (0..b).map(|i| r.history[(h * b + i) * k + j]).sum::<f64>() / b as f64))
-                .collect(),
-            reference: None,
-        })
-        .collect();
-    report::line_chart(
-        &dir.join("exponents.png"),
-        "Finite-time Lyapunov exponents (mean over trajectories)",
-        "time spanned",
-        "exponent",
-        &curves,
-        false,
-    )?;
-    let histograms: Vec<Series> = (0..k.min(4))
-        .map(|j| Series {
-            label: format!("vector {}: |v·s|/‖s‖", j + 1),
-            points: report::histogram_points(
-                &r.alignment.iter().skip(j).step_by(k).copied().collect::<Vec<_>>(),
-                20,
-                0.0,
-                1.0,
-            ),
-            reference: None,
-        })
-        .collect();
-    report::line_chart(
-        &dir.join("alignment.png"),
-        "Alignment of the final Lyapunov vectors with the score (flow: the field)",
-        "|cos(v_i, s)|",
-        "trajectories",
-        &histograms,
-        false,
-    )
 }

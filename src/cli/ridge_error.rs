@@ -3,21 +3,22 @@
 //! p_t; with `--trajectory DIR` (a `scorelens sample --record-sigmas` folder) instead of --x/--t, the per-level
 //! phase table of the recorded trajectory: distance to the ridge (by SCMS) and the two error norms.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::analysis::ridge::{error_split, ridge_phase, row_norms, ScmsSettings};
-use scorelens::field::{KdeField, KdeScale};
+use scorelens::analysis::ridge::ScmsSettings;
+use scorelens::batch::Points;
 use scorelens::io::npy;
-use scorelens::report::{line_chart, Series};
+use scorelens::results::create_dir;
+use scorelens::results::ridge_error::{ridge_error, ridge_phases, Device};
+use scorelens::results::spectrum::RecordedLevels;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, GpuContext, Result, ScoreField};
 
-use super::inputs::{check_points, read_points, read_times, split_rows, Points, Shard};
+use super::inputs::{flags, read_points, read_times, run_signature, Shard};
 use super::progress::Bar;
-use super::sample::write_summary;
 use super::ComputeArgs;
 
 #[derive(Args)]
@@ -60,22 +61,13 @@ pub struct RidgeErrorArgs {
     pub output: PathBuf,
 }
 
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
-/// The smoothed data at time t under the model's schedule (α(t), std(t)), on the device `ctx`.
-fn kde_at(ctx: &Arc<GpuContext>, field: &ScoreField, data: &[f32], d: usize, t: f64) -> Result<KdeField> {
-    KdeField::new(ctx.clone(), data.to_vec(), d, KdeScale::at_time(&field.schedule(), t))
-}
-
 /// The model on one device, with that device.
-type Device = (Arc<GpuContext>, ScoreField);
+type Loaded = (Arc<GpuContext>, ScoreField);
 
 pub fn run(args: &RidgeErrorArgs) -> Result<()> {
     let started = Instant::now();
     let model = args.settings.load_model(&args.model)?;
-    let devices: Vec<Device> = args
+    let devices: Vec<Loaded> = args
         .compute
         .contexts()?
         .into_iter()
@@ -98,193 +90,58 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     let dir = &args.output;
+    let devices: Vec<Device> = devices.iter().map(|(ctx, field)| (ctx.clone(), field)).collect();
+    let data_name = args.data.display().to_string();
     match (&args.trajectory, &args.x, &args.t) {
-        (Some(trajectory), _, _) => phases(args, &devices, &data.data, trajectory, options)?,
+        (Some(trajectory), _, _) => {
+            let levels = RecordedLevels::read(trajectory)?;
+            let what = trajectory.join("recorded.npy").display().to_string();
+            let settings = ScmsSettings {
+                ridge_dim: args.ridge_dim,
+                tolerance: args.tol,
+                max_iterations: args.max_iter,
+                beta: 0.0,
+            };
+            let names = (trajectory.display().to_string(), data_name);
+            let table = ridge_phases(
+                &devices,
+                &data.data,
+                &levels,
+                args.shard.as_deref(),
+                settings,
+                options,
+                &source,
+                (&names.0, &names.1),
+                &what,
+                &run_signature(),
+            )
+            .map_err(flags)?;
+            if args.plot {
+                create_dir(dir)?;
+                table.plot(dir)?;
+            }
+            table.save(dir)
+        }
         (None, Some(x), Some(t)) => {
             let points = read_points(x, field)?;
             let times = read_times(t, points.rows)?;
             let shard = Shard::of(args.shard.as_deref(), points.rows)?;
-            let xs = shard.slice(&points.data, d);
-            let times = if times.len() == 1 { times } else { shard.slice(&times, 1).to_vec() };
-            let rows = shard.len();
-            let blocks = split_rows(&devices, rows, |(ctx, field), block| {
-                let t = if times.len() == 1 { &times[..] } else { &times[block.clone()] };
-                error_at(ctx, field, &data.data, &xs[block.start * d..block.end * d], t, args.ridge_dim, options)
-            })?;
-            let (normal, tangent): (Vec<Vec<f64>>, Vec<Vec<f64>>) = blocks.into_iter().unzip();
-            let (normal, tangent) = (normal.concat(), tangent.concat());
-            let (nn, tn) = (row_norms(&normal, d), row_norms(&tangent, d));
-            npy::write_f64(&dir.join("error_normal.npy"), &[rows, d], &normal)?;
-            npy::write_f64(&dir.join("error_tangent.npy"), &[rows, d], &tangent)?;
-            npy::write_f64(&dir.join("error_normal_norm.npy"), &[rows], &nn)?;
-            npy::write_f64(&dir.join("error_tangent_norm.npy"), &[rows], &tn)?;
-            shard.write_manifest(dir, &[], &[])?;
-            write_summary(
-                dir,
-                &serde_json::json!({
-                    "command": "ridge-error", "model": source, "data": args.data.display().to_string(),
-                    "ridge_dim": args.ridge_dim, "points": rows, "mean_normal_norm": mean(&nn),
-                    "mean_tangent_norm": mean(&tn), "adapter": field.ctx().adapter_description(),
-                    "devices": devices.len(), "shard": shard.summary(),
-                    "seconds": started.elapsed().as_secs_f64(),
-                }),
-            )?;
+            let points = Points { shape: points.shape, x: points.data, t: times }.take(&shard);
+            let mut result = ridge_error(
+                &devices,
+                &data.data,
+                &points,
+                &shard,
+                args.ridge_dim,
+                options,
+                &source,
+                &data_name,
+                &run_signature(),
+            )
+            .map_err(flags)?;
+            result.info.seconds = started.elapsed().as_secs_f64();
+            result.save(dir)
         }
-        _ => return Err(Error::InvalidArgument("give --x X.npy --t T, or --trajectory DIR".into())),
+        _ => Err(Error::InvalidArgument("give --x X.npy --t T, or --trajectory DIR".into())),
     }
-    Ok(())
-}
-
-/// The error split at the rows `x` with times `times` (one, or one per row), on one device: one KDE per
-/// distinct t.
-fn error_at(
-    ctx: &Arc<GpuContext>,
-    field: &ScoreField,
-    data: &[f32],
-    x: &[f32],
-    times: &[f32],
-    ridge_dim: usize,
-    options: JobOptions,
-) -> Result<(Vec<f64>, Vec<f64>)> {
-    let d = field.dim();
-    let rows = x.len() / d;
-    let (mut normal, mut tangent) = (vec![0.0; rows * d], vec![0.0; rows * d]);
-    let mut distinct: Vec<f32> = times.to_vec();
-    distinct.sort_by(|a, b| a.total_cmp(b));
-    distinct.dedup();
-    for &tv in &distinct {
-        let members: Vec<usize> = (0..rows).filter(|&r| times.len() == 1 || times[r] == tv).collect();
-        let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
-        let kde = kde_at(ctx, field, data, d, tv as f64)?;
-        let scores = field.score(&xs, &[tv], options)?;
-        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, options)?;
-        for (i, &r) in members.iter().enumerate() {
-            normal[r * d..(r + 1) * d].copy_from_slice(&n[i * d..(i + 1) * d]);
-            tangent[r * d..(r + 1) * d].copy_from_slice(&tg[i * d..(i + 1) * d]);
-        }
-    }
-    Ok((normal, tangent))
-}
-
-/// One level of a trajectory's phase table for a block of samples.
-struct LevelPhase {
-    distance: Vec<f64>,
-    normal_norm: Vec<f64>,
-    tangent_norm: Vec<f64>,
-    converged: usize,
-}
-
-/// The phase table along a recorded trajectory.
-fn phases(
-    args: &RidgeErrorArgs,
-    devices: &[Device],
-    data: &[f32],
-    trajectory: &Path,
-    options: JobOptions,
-) -> Result<()> {
-    let d = devices[0].1.dim();
-    let recorded = npy::read_f32(&trajectory.join("recorded.npy"))?;
-    let times = npy::read_f64(&trajectory.join("recorded_t.npy"))?;
-    let what = trajectory.join("recorded.npy").display().to_string();
-    if recorded.shape.len() < 3 || times.data.len() != recorded.shape[0] {
-        return Err(Error::bad_input(
-            what,
-            format!(
-                "shape {:?} with {} recorded times; expected [R, N, ...] (scorelens sample --record-sigmas)",
-                recorded.shape,
-                times.data.len()
-            ),
-        ));
-    }
-    let (levels, all) = (recorded.shape[0], recorded.shape[1]);
-    let per_level = recorded.data.len() / levels;
-    let per_row = per_level / all.max(1);
-    let shard = Shard::of(args.shard.as_deref(), all)?;
-    let n = shard.len();
-    let settings =
-        ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: 0.0 };
-    // Every sample's SCMS stops on its own test: a block's rows end where they would in the whole batch.
-    let blocks = split_rows(devices, n, |(ctx, field), block| {
-        let rows = shard.rows.start + block.start..shard.rows.start + block.end;
-        (0..levels)
-            .map(|level| {
-                let mut shape = recorded.shape[1..].to_vec();
-                shape[0] = rows.len();
-                let start = level * per_level;
-                let points = Points {
-                    shape,
-                    data: recorded.data[start + rows.start * per_row..start + rows.end * per_row].to_vec(),
-                    rows: rows.len(),
-                };
-                check_points(&points, field, &what)?;
-                let t = times.data[level];
-                let kde = kde_at(ctx, field, data, d, t)?;
-                let scores = field.score(&points.data, &[t as f32], options)?;
-                let phase = ridge_phase(&kde, &points.data, &scores, settings, options)?;
-                Ok(LevelPhase {
-                    converged: phase.ridge.converged.iter().filter(|&&c| c).count(),
-                    distance: phase.distance,
-                    normal_norm: phase.normal_norm,
-                    tangent_norm: phase.tangent_norm,
-                })
-            })
-            .collect::<Result<Vec<LevelPhase>>>()
-    })?;
-    let (mut distance, mut normal_norm, mut tangent_norm) = (Vec::new(), Vec::new(), Vec::new());
-    let mut table = Vec::new();
-    for level in 0..levels {
-        let at = |f: &dyn Fn(&LevelPhase) -> &Vec<f64>| -> Vec<f64> {
-            blocks.iter().flat_map(|b| f(&b[level]).iter().copied()).collect()
-        };
-        let (dist, normal, tangent) = (at(&|p| &p.distance), at(&|p| &p.normal_norm), at(&|p| &p.tangent_norm));
-        let t = times.data[level];
-        let std = devices[0].1.schedule().std(t);
-        table.push(serde_json::json!({
-            "t": t, "std": std, "mean_distance_to_ridge": mean(&dist),
-            "converged": blocks.iter().map(|b| b[level].converged).sum::<usize>(),
-            "mean_normal_error": mean(&normal), "mean_tangent_error": mean(&tangent),
-        }));
-        distance.extend(dist);
-        normal_norm.extend(normal);
-        tangent_norm.extend(tangent);
-    }
-    let dir = &args.output;
-    npy::write_f64(&dir.join("distance_to_ridge.npy"), &[levels, n], &distance)?;
-    npy::write_f64(&dir.join("error_normal_norm.npy"), &[levels, n], &normal_norm)?;
-    npy::write_f64(&dir.join("error_tangent_norm.npy"), &[levels, n], &tangent_norm)?;
-    npy::write_f64(&dir.join("t.npy"), &[levels], &times.data)?;
-    let joined = [("distance_to_ridge.npy", 1), ("error_normal_norm.npy", 1), ("error_tangent_norm.npy", 1)];
-    shard.write_manifest(dir, &joined, &["t.npy"])?;
-    if args.plot {
-        let curve = |key: &str| -> Vec<(f64, f64)> {
-            table
-                .iter()
-                .map(|row| (row["std"].as_f64().unwrap_or(f64::NAN).log10(), row[key].as_f64().unwrap_or(f64::NAN)))
-                .collect()
-        };
-        line_chart(
-            &dir.join("phases.png"),
-            "Along the trajectory: distance to the ridge and the error split",
-            "log10 std(t)",
-            "mean over samples",
-            &[
-                Series {
-                    label: "distance to the ridge".into(),
-                    points: curve("mean_distance_to_ridge"),
-                    reference: None,
-                },
-                Series { label: "‖e⊥‖ (normal)".into(), points: curve("mean_normal_error"), reference: None },
-                Series { label: "‖e∥‖ (tangent)".into(), points: curve("mean_tangent_error"), reference: None },
-            ],
-            true,
-        )?;
-    }
-    write_summary(
-        dir,
-        &serde_json::json!({
-            "command": "ridge-error --trajectory", "trajectory": trajectory.display().to_string(),
-            "data": args.data.display().to_string(), "ridge_dim": args.ridge_dim, "levels": table,
-            "devices": devices.len(), "shard": shard.summary(),
-        }),
-    )
 }

@@ -2,16 +2,17 @@
 //! `scorelens spectrum MODEL --from-samples DIR ... -o OUT`: the spectrum at every noise level a sampler recorded.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use scorelens::analysis::{self, PointSpectrum, SpectrumSettings};
-use scorelens::io::{npy, write_atomically};
-use scorelens::report::{self, Series};
+use scorelens::results::spectrum::{
+    row_line, spectra_from_samples, spectrum, RecordedLevels, SampledSpectra, SpectrumMethod as Method,
+    SpectrumRequest, SpectrumResult,
+};
+use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result};
 
-use super::inputs::{FieldArgs, Job, LoadedField, Points};
+use super::inputs::{flags, run_signature, FieldArgs, Job, LoadedField};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -85,257 +86,116 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         (Some(dir), _, _) => from_samples(args, dir),
         (None, Some(x), Some(t)) => {
             let job = Job::load(&args.source, x, t, args.shard.as_deref(), &args.compute)?;
-            spectrum_of(args, &job, &args.output)?;
-            job.shard.write_manifest(&args.output, &[], &[])
+            let result = spectrum_of(args, &job.fields(), &job.points(), &job.shard, &job.source, &args.output)?;
+            result.save(&args.output)?;
+            if args.plot {
+                result.plot(&args.output)?;
+            }
+            Ok(())
         }
         _ => Err(Error::InvalidArgument("give --x X.npy --t T, or --from-samples DIR".into())),
     }
 }
 
+/// The library's request from the flags.
+fn request(args: &SpectrumArgs, d: usize) -> SpectrumRequest {
+    SpectrumRequest {
+        k: args.k.unwrap_or(d),
+        method: match args.method {
+            SpectrumMethod::Dense => Method::Dense,
+            SpectrumMethod::Subspace => Method::Subspace,
+            SpectrumMethod::Rsvd => Method::Rsvd,
+        },
+        vectors: args.vectors,
+        threshold_c: args.threshold_c,
+        tol: args.tol,
+        max_iter: args.max_iter,
+        oversampling: args.oversampling,
+        probes: args.probes,
+        seed: args.seed,
+    }
+}
+
+/// Appends finished rows to `dir`/rows.jsonl as they come, so an interrupted run keeps them.
+struct RowLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl RowLog {
+    fn create(dir: &Path) -> Result<RowLog> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("rows.jsonl");
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(RowLog { path, file })
+    }
+
+    fn write(&mut self, row: usize, s: &scorelens::analysis::PointSpectrum) -> Result<()> {
+        writeln!(self.file, "{}", row_line(row, s))
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
 /// The first paper's experiment: spectra of the sampler's iterates at each recorded noise level.
-fn from_samples(args: &SpectrumArgs, samples: &std::path::Path) -> Result<()> {
-    let recorded = npy::read_f32(&samples.join("recorded.npy"))?;
-    let times = npy::read_f64(&samples.join("recorded_t.npy"))?;
+fn from_samples(args: &SpectrumArgs, samples: &Path) -> Result<()> {
+    let levels = RecordedLevels::read(samples)?;
     let what = samples.join("recorded.npy").display().to_string();
-    if recorded.shape.len() < 3 || times.data.len() != recorded.shape[0] {
-        return Err(Error::bad_input(
-            what,
-            format!(
-                "shape {:?} with {} times in recorded_t.npy; expected [R, N, ...] and R times (scorelens sample --record-sigmas)",
-                recorded.shape,
-                times.data.len()
-            ),
-        ));
-    }
-    let sigmas: Vec<f64> = std::fs::read_to_string(samples.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| serde_json::from_value(v["record_sigmas"].clone()).ok())
-        .unwrap_or_default();
-    let levels = recorded.shape[0];
-    let per_level = recorded.data.len() / levels;
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
-    let mut rows = Vec::new();
-    let mut field = args.source.load()?;
-    let mut devices: Vec<scorelens::ScoreField> = match &args.compute.devices {
-        Some(spec) => scorelens::gpu::contexts_for(spec)?
-            .into_iter()
-            .map(|ctx| args.source.load_on(ctx).map(|l| l.field))
-            .collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    let mut shard = None;
-    for level in 0..levels {
-        let t = times.data[level];
-        let std = field.field.schedule().std(t);
-        let sigma = sigmas.get(level).copied().unwrap_or(std);
-        let points = Points {
-            shape: recorded.shape[1..].to_vec(),
-            data: recorded.data[level * per_level..(level + 1) * per_level].to_vec(),
-            rows: recorded.shape[1],
-        };
-        super::inputs::check_points(&points, &field.field, &what)?;
-        let mut job =
-            Job::from_parts(field, points, vec![t as f32], args.shard.as_deref(), args.compute.memory_budget()?)?;
-        job.devices = std::mem::take(&mut devices);
-        let dir = args.output.join(format!("sigma_{sigma}"));
-        let spectra = spectrum_of(args, &job, &dir)?;
-        devices = job.devices;
-        shard = Some(job.shard);
-        field = LoadedField { field: job.field, source: job.source };
-        let dims: Vec<f64> = spectra.iter().map(|s| s.local_dimension_threshold as f64).collect();
-        let gaps: Vec<f64> = spectra.iter().map(|s| s.local_dimension_gap as f64).collect();
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        rows.push(serde_json::json!({
-            "sigma": sigma,
-            "t": t,
-            "std": std,
-            "folder": format!("sigma_{sigma}"),
-            "points": spectra.len(),
-            "mean_local_dimension_threshold": mean(&dims),
-            "mean_local_dimension_gap": mean(&gaps),
-            "mean_nonconservativeness": mean(&spectra.iter().map(|s| s.nonconservativeness).collect::<Vec<_>>()),
-            "mean_alignment": mean(&spectra.iter().map(|s| mean(&s.alignment)).collect::<Vec<_>>()),
-        }));
-    }
-    let shard = shard.ok_or_else(|| Error::bad_input(what, "no recorded levels"))?;
-    let summary = serde_json::json!({
-        "command": "spectrum --from-samples",
-        "samples": samples.display().to_string(),
-        "levels": rows,
-        "shard": shard.summary(),
-    });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&args.output.join("summary.json"), text.as_bytes())?;
-    shard.write_manifest(&args.output, &[], &[])
-}
-
-/// The spectrum of every row of the job, written to `dir`; returns the spectra.
-fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<Vec<PointSpectrum>> {
-    let d = job.field.dim();
-    let k = args.k.unwrap_or(d);
-    if k == 0 || k > d {
-        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    // Finished rows are appended here as they come, so an interrupted run keeps them.
-    let progress_path = dir.join("rows.jsonl");
-    let mut progress = std::fs::File::create(&progress_path).map_err(|e| Error::io(&progress_path, e))?;
-
-    let settings = SpectrumSettings { k, threshold_c: args.threshold_c, vectors: args.vectors };
-    let rows = job.x.rows;
-    let mut spectra: Vec<PointSpectrum> = Vec::with_capacity(rows);
-    let started = Instant::now();
+    let loaded: Vec<LoadedField> =
+        args.compute.contexts()?.into_iter().map(|ctx| args.source.load_on(ctx)).collect::<Result<_>>()?;
+    let fields: Vec<&scorelens::ScoreField> = loaded.iter().map(|l| &l.field).collect();
+    let field = fields[0];
+    let request = request(args, field.dim());
     let bar = Bar::new();
-    // Rows are numbered in the whole input (a shard's first row is its offset), so merged rows.jsonl are the whole's.
-    let first_row = job.shard.rows.start;
-    let mut record = |row: usize, s: PointSpectrum| -> Result<()> {
-        let line = serde_json::json!({
-            "row": first_row + row,
-            "singular_values": s.singular_values,
-            "local_dimension_threshold": s.local_dimension_threshold,
-            "local_dimension_gap": s.local_dimension_gap,
-            "nonconservativeness": s.nonconservativeness,
-        });
-        writeln!(progress, "{line}").and_then(|_| progress.flush()).map_err(|e| Error::io(&progress_path, e))?;
-        spectra.push(s);
-        Ok(())
-    };
-    if args.method == SpectrumMethod::Dense && job.devices.len() > 1 {
-        let blocks = job.split(|field, _, x, t| {
-            let mut block = Vec::new();
-            analysis::spectra(field, x, t, settings, job.options(&bar), |_, s| {
-                block.push(s);
-                Ok(())
-            })?;
-            Ok(block)
-        })?;
-        for (row, s) in blocks.into_iter().flatten().enumerate() {
-            record(row, s)?;
-        }
-    } else if args.method == SpectrumMethod::Dense {
-        let field = job.devices.first().unwrap_or(&job.field);
-        analysis::spectra(field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
-    } else {
-        // Starting blocks and probes are drawn per row and each row stops at its own convergence, so device
-        // blocks and shards give the whole run's rows.
-        let blocks = job.split(|field, rows, x, t| {
-            let lowrank = analysis::lowrank::LowRankSettings {
-                k,
-                oversampling: if args.method == SpectrumMethod::Rsvd { args.oversampling } else { 0 },
-                tolerance: args.tol,
-                max_iterations: args.max_iter,
-                seed: args.seed,
-                first_row: job.shard.rows.start + rows.start,
-            };
-            analysis::lowrank_spectra(field, x, t, lowrank, args.threshold_c, args.probes, job.options(&bar))
-        })?;
-        for (row, s) in blocks.into_iter().flatten().enumerate() {
-            record(row, s)?;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-
-    let per_row = |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> {
-        spectra.iter().flat_map(|s| f(s).iter().copied()).collect()
-    };
-    npy::write_f64(&dir.join("singular_values.npy"), &[rows, k], &per_row(&|s| &s.singular_values))?;
-    npy::write_f64(&dir.join("residuals.npy"), &[rows, k], &per_row(&|s| &s.residuals))?;
-    npy::write_f64(&dir.join("alignment.npy"), &[rows, k], &per_row(&|s| &s.alignment))?;
-    npy::write_f64(&dir.join("overlap.npy"), &[rows, k], &per_row(&|s| &s.overlap))?;
-    let threshold: Vec<i64> = spectra.iter().map(|s| s.local_dimension_threshold as i64).collect();
-    let gap: Vec<i64> = spectra.iter().map(|s| s.local_dimension_gap as i64).collect();
-    npy::write_i64(&dir.join("local_dimension_threshold.npy"), &[rows], &threshold)?;
-    npy::write_i64(&dir.join("local_dimension_gap.npy"), &[rows], &gap)?;
-    let nonconservativeness: Vec<f64> = spectra.iter().map(|s| s.nonconservativeness).collect();
-    npy::write_f64(&dir.join("nonconservativeness.npy"), &[rows], &nonconservativeness)?;
-    if args.vectors {
-        for (name, pick) in [("left_vectors.npy", 0), ("right_vectors.npy", 1)] {
-            let values: Vec<f32> = spectra
-                .iter()
-                .flat_map(|s| {
-                    if pick == 0 { s.left.as_deref() } else { s.right.as_deref() }
-                        .unwrap_or(&[])
-                        .iter()
-                        .map(|&v| v as f32)
-                })
-                .collect();
-            npy::write_f32(&dir.join(name), &[rows, k, d], &values)?;
-        }
-    }
-    let std_of_row: Vec<f64> = (0..rows)
-        .map(|r| job.field.schedule().std(if job.t.len() == 1 { job.t[0] } else { job.t[r] } as f64))
-        .collect();
-    let summary = serde_json::json!({
-        "command": "spectrum",
-        "model": job.source,
-        "method": format!("{:?}", args.method).to_lowercase(),
-        "k": k,
-        "dim": d,
-        "threshold_c": args.threshold_c,
-        "adapter": job.field_adapter(),
-        "seconds": seconds,
-        "devices": job.devices.len().max(1),
-        "shard": job.shard.summary(),
-        "rows": spectra.iter().enumerate().map(|(r, s)| serde_json::json!({
-            "row": first_row + r,
-            "std": std_of_row[r],
-            "s1": s.singular_values[0],
-            "s_k": s.singular_values[k - 1],
-            "max_residual": s.residuals.iter().cloned().fold(0.0, f64::max),
-            "local_dimension_threshold": s.local_dimension_threshold,
-            "local_dimension_gap": s.local_dimension_gap,
-            "nonconservativeness": s.nonconservativeness,
-            "mean_alignment": s.alignment.iter().sum::<f64>() / k as f64,
-        })).collect::<Vec<_>>(),
-    });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::bad_input("summary.json", e.to_string()))?;
-    write_atomically(&dir.join("summary.json"), text.as_bytes())?;
+    let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
+    let std_of = |level: usize| field.schedule().std(levels.times[level]);
+    let mut log: Option<(usize, RowLog)> = None;
+    let mut result = spectra_from_samples(
+        &fields,
+        &levels,
+        args.shard.as_deref(),
+        &request,
+        options,
+        &loaded[0].source,
+        &run_signature(),
+        &what,
+        |level, row, s| {
+            if log.as_ref().is_none_or(|(l, _)| *l != level) {
+                let sigma = levels.sigmas.get(level).copied().unwrap_or(std_of(level));
+                log = Some((level, RowLog::create(&args.output.join(format!("sigma_{sigma}")))?));
+            }
+            log.as_mut().expect("opened above").1.write(row, s)
+        },
+    )
+    .map_err(flags)?;
+    result.samples = samples.display().to_string();
+    result.save(&args.output)?;
     if args.plot {
-        plot(dir, &spectra, &std_of_row)?;
+        for level in &result.levels {
+            level.spectrum.plot(&args.output.join(SampledSpectra::folder(level)))?;
+        }
     }
-    Ok(spectra)
+    Ok(())
 }
 
-/// The figures of the first paper: 1/sᵢ against rank with each row's noise level std(t)² (dashed, same colour;
-/// off-manifold directions sit near it), and uᵢ·vᵢ against rank (−1 where the field is locally conservative).
-fn plot(dir: &std::path::Path, spectra: &[PointSpectrum], std_of_row: &[f64]) -> Result<()> {
-    const MOST_CURVES: usize = 12;
-    let label = |r: usize| format!("row {r}: std(t)² = {:.3}", std_of_row[r].powi(2));
-    let inverse: Vec<Series> = spectra
-        .iter()
-        .take(MOST_CURVES)
-        .enumerate()
-        .map(|(r, s)| Series {
-            label: label(r),
-            points: s.singular_values.iter().enumerate().map(|(i, v)| ((i + 1) as f64, 1.0 / v)).collect(),
-            reference: Some(std_of_row[r].powi(2)),
-        })
-        .collect();
-    report::line_chart(
-        &dir.join("spectrum.png"),
-        "Inverse singular values of the score Jacobian (dashed: std(t)²)",
-        "rank i",
-        "1 / s_i",
-        &inverse,
-        true,
-    )?;
-    let alignment: Vec<Series> = spectra
-        .iter()
-        .take(MOST_CURVES)
-        .enumerate()
-        .map(|(r, s)| Series {
-            label: label(r),
-            points: s.alignment.iter().enumerate().map(|(i, a)| ((i + 1) as f64, *a)).collect(),
-            reference: None,
-        })
-        .collect();
-    report::line_chart(
-        &dir.join("alignment.png"),
-        "Alignment of singular vectors u_i · v_i",
-        "rank i",
-        "u_i · v_i",
-        &alignment,
-        false,
-    )
+/// The spectrum of the job's rows, its rows logged to `dir`/rows.jsonl as they finish.
+fn spectrum_of(
+    args: &SpectrumArgs,
+    fields: &[&scorelens::ScoreField],
+    points: &scorelens::batch::Points,
+    shard: &scorelens::batch::Shard,
+    source: &str,
+    dir: &Path,
+) -> Result<SpectrumResult> {
+    let request = request(args, fields[0].dim());
+    let d = fields[0].dim();
+    if request.k == 0 || request.k > d {
+        return Err(Error::InvalidArgument(format!("--k {} must be between 1 and D = {d}", request.k)));
+    }
+    let mut log = RowLog::create(dir)?;
+    let bar = Bar::new();
+    let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
+    spectrum(fields, points, shard, &request, options, source, &run_signature(), |row, s| log.write(row, s))
+        .map_err(flags)
 }
