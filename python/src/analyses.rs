@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::ArrayD;
 use numpy::{Element, ToPyArray};
-use pyo3::exceptions::PyAttributeError;
+use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 
