@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use scorelens::analysis::{self, PointSpectrum, SpectrumSettings};
+use scorelens::analysis::{self, MatrixFreeSolver, PointSpectrum, SpectrumRoute, SpectrumSettings};
 use scorelens::io::{npy, write_atomically};
 use scorelens::report::{self, Series};
 use scorelens::{Error, Result};
@@ -17,9 +17,11 @@ use super::ComputeArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum SpectrumMethod {
+    Auto,
     Dense,
     Subspace,
     Rsvd,
+    Krylov,
 }
 
 #[derive(Args)]
@@ -47,14 +49,16 @@ pub struct SpectrumArgs {
     /// Also write the singular vectors (left_vectors.npy, right_vectors.npy: [B, K, D]).
     #[arg(long)]
     pub vectors: bool,
-    /// dense: SVD of the exact Jacobian in f64; subspace: block subspace iteration; rsvd: randomized SVD
-    /// (oversampled). The matrix-free two stop when every kept triplet's residual is below --tol.
-    #[arg(long, value_enum, default_value_t = SpectrumMethod::Dense)]
+    /// auto: the cheapest of dense, krylov and rsvd by a cost model of the field (summary.json says which and
+    /// why); dense: SVD of the exact Jacobian in f64; krylov: block Golub–Kahan–Lanczos with restarts (both
+    /// residuals ‖J v − s u‖, ‖Jᵀ u − s v‖ below --tol); subspace: block subspace iteration; rsvd: randomized
+    /// SVD (oversampled). The matrix-free ones stop when every kept triplet's residual is below --tol.
+    #[arg(long, value_enum, default_value_t = SpectrumMethod::Auto)]
     pub method: SpectrumMethod,
     /// Residual tolerance ‖J vᵢ − sᵢ uᵢ‖ / s₁ of the matrix-free methods.
     #[arg(long, default_value_t = 1e-5)]
     pub tol: f64,
-    /// Iteration cap of the matrix-free methods.
+    /// Iteration cap of the matrix-free methods (krylov: block steps).
     #[arg(long = "max-iter", default_value_t = 100)]
     pub max_iter: usize,
     /// Extra random directions of rsvd.
@@ -189,9 +193,29 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
     let bar = Bar::new();
     // Rows are numbered in the whole input (a shard's first row is its offset), so merged rows.jsonl are the whole's.
     let first_row = job.shard.rows.start;
+    let choice = match args.method {
+        SpectrumMethod::Auto => Some(analysis::route::choose_route_for(
+            &job.field,
+            rows,
+            k,
+            args.tol,
+            args.probes,
+            args.oversampling,
+            job.options(&bar),
+        )),
+        _ => None,
+    };
+    let route = match (args.method, &choice) {
+        (_, Some(choice)) => choice.route,
+        (SpectrumMethod::Dense, _) => SpectrumRoute::Dense,
+        (SpectrumMethod::Subspace, _) => SpectrumRoute::Subspace,
+        (SpectrumMethod::Rsvd, _) => SpectrumRoute::Rsvd,
+        (SpectrumMethod::Krylov | SpectrumMethod::Auto, _) => SpectrumRoute::Krylov,
+    };
     let mut record = |row: usize, s: PointSpectrum| -> Result<()> {
         let line = serde_json::json!({
             "row": first_row + row,
+            "converged": s.converged,
             "singular_values": s.singular_values,
             "local_dimension_threshold": s.local_dimension_threshold,
             "local_dimension_gap": s.local_dimension_gap,
@@ -201,7 +225,7 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         spectra.push(s);
         Ok(())
     };
-    if args.method == SpectrumMethod::Dense && job.devices.len() > 1 {
+    if route == SpectrumRoute::Dense && job.devices.len() > 1 {
         let blocks = job.split(|field, _, x, t| {
             let mut block = Vec::new();
             analysis::spectra(field, x, t, settings, job.options(&bar), |_, s| {
@@ -213,7 +237,7 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
         }
-    } else if args.method == SpectrumMethod::Dense {
+    } else if route == SpectrumRoute::Dense {
         let field = job.devices.first().unwrap_or(&job.field);
         analysis::spectra(field, &job.x.data, &job.t, settings, job.options(&bar), &mut record)?;
     } else {
@@ -222,19 +246,25 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
         let blocks = job.split(|field, rows, x, t| {
             let lowrank = analysis::lowrank::LowRankSettings {
                 k,
-                oversampling: if args.method == SpectrumMethod::Rsvd { args.oversampling } else { 0 },
+                oversampling: if route == SpectrumRoute::Rsvd { args.oversampling } else { 0 },
                 tolerance: args.tol,
                 max_iterations: args.max_iter,
                 seed: args.seed,
                 first_row: job.shard.rows.start + rows.start,
             };
-            analysis::lowrank_spectra(field, x, t, lowrank, args.threshold_c, args.probes, job.options(&bar))
+            let solver =
+                if route == SpectrumRoute::Krylov { MatrixFreeSolver::Krylov } else { MatrixFreeSolver::Power };
+            let options = job.options(&bar);
+            analysis::matrix_free_spectra(field, x, t, solver, lowrank, args.threshold_c, args.probes, options)
         })?;
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(warning) = analysis::spectrum::unconverged_warning(&spectra, first_row, route.name()) {
+        eprintln!("{warning}");
+    }
 
     let per_row = |f: &dyn Fn(&PointSpectrum) -> &Vec<f64>| -> Vec<f64> {
         spectra.iter().flat_map(|s| f(s).iter().copied()).collect()
@@ -269,7 +299,12 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
     let summary = serde_json::json!({
         "command": "spectrum",
         "model": job.source,
-        "method": format!("{:?}", args.method).to_lowercase(),
+        "method": route.name(),
+        "method_requested": format!("{:?}", args.method).to_lowercase(),
+        "method_reason": choice.as_ref().map_or_else(|| "given by --method".to_string(), |c| c.reason.clone()),
+        "products": spectra.iter().map(|s| s.products).sum::<usize>(),
+        "converged": spectra.iter().all(|s| s.converged),
+        "tol": args.tol,
         "k": k,
         "dim": d,
         "threshold_c": args.threshold_c,
@@ -282,7 +317,11 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
             "std": std_of_row[r],
             "s1": s.singular_values[0],
             "s_k": s.singular_values[k - 1],
+            "converged": s.converged,
+            "products": s.products,
             "max_residual": s.residuals.iter().cloned().fold(0.0, f64::max),
+            "max_transpose_residual": (!s.transpose_residuals.is_empty())
+                .then(|| s.transpose_residuals.iter().cloned().fold(0.0, f64::max)),
             "local_dimension_threshold": s.local_dimension_threshold,
             "local_dimension_gap": s.local_dimension_gap,
             "nonconservativeness": s.nonconservativeness,
