@@ -334,3 +334,23 @@ fn cli_auto_records_its_route_and_reason_and_flags_rows_short_of_the_tolerance()
         assert_eq!(row["converged"], false, "{line}");
     }
 }
+
+#[test]
+fn small_dimensions_and_a_zero_operator() {
+    // k = D, D smaller than the block, and J = 0: the basis fills R^D and the Ritz values are exact.
+    for (d, k) in [(7, 7), (3, 2), (1, 1)] {
+        let s: Vec<f64> = (0..d).map(|i| 3.0 - 0.4 * i as f64).collect();
+        let a = with_singular_values(&s, 90 + d as u64);
+        let mut op = DenseBatch::new(vec![a, vec![0.0; d * d]], d, false).unwrap();
+        let settings = KrylovSettings { block: 4, ..KrylovSettings::new(k, 1e-10, 50, 1, 0) };
+        let found = block_krylov_svd(&mut op, settings).unwrap();
+        assert!(found[0].converged && found[1].converged, "D = {d}");
+        for i in 0..k {
+            assert!((found[0].singular_values[i] - s[i]).abs() <= 1e-12, "D = {d} s{i}");
+            assert_eq!(found[1].singular_values[i], 0.0);
+        }
+        let eig = block_lanczos_symmetric_part(&mut op, settings).unwrap();
+        assert!(eig.iter().all(|e| e.converged && e.values.len() == k), "D = {d}");
+        assert!(eig[1].values.iter().all(|&v| v == 0.0));
+    }
+}
