@@ -193,10 +193,11 @@ fn spectrum_of(args: &SpectrumArgs, job: &Job, dir: &std::path::Path) -> Result<
     let bar = Bar::new();
     // Rows are numbered in the whole input (a shard's first row is its offset), so merged rows.jsonl are the whole's.
     let first_row = job.shard.rows.start;
+    // The route is chosen for the whole input (not this shard's rows), so every shard takes the same one.
     let choice = match args.method {
         SpectrumMethod::Auto => Some(analysis::route::choose_route_for(
             &job.field,
-            rows,
+            job.shard.total,
             k,
             args.tol,
             args.probes,
