@@ -23,6 +23,7 @@ pub mod results;
 pub mod report;
 pub mod sampler;
 pub mod scheduler;
+pub mod solver;
 
 pub use activation::Activation;
 pub use error::{Error, Result};

@@ -189,7 +189,7 @@ def spectrum(
     x: ArrayLike,
     t: Times,
     k: Optional[int] = None,
-    method: Literal["dense", "subspace", "rsvd"] = "dense",
+    method: Literal["dense", "auto", "krylov", "subspace", "rsvd"] = "dense",
     *,
     vectors: bool = False,
     tol: float = 1e-5,

@@ -356,10 +356,13 @@ fn points(py: Python<'_>, field: &ScoreField, x: &Bound<'_, PyAny>, t: &Bound<'_
 /// rank before the largest gap of log sᵢ), nonconservativeness [B] (‖J − Jᵀ‖_F / ‖J‖_F), and with vectors=True
 /// left_vectors and right_vectors [B, k, D] (float32).
 ///
-/// method: "dense" (the SVD of the exact Jacobian in float64), "subspace" (block subspace iteration) or "rsvd"
-/// (randomized SVD with `oversampling` extra directions); the matrix-free two stop when every kept triplet's
-/// residual is below tol (at most max_iter iterations) and estimate the non-conservativeness with `probes`
-/// Rademacher probes drawn from seed and the row's index. shard=(i, n) takes the i-th of n contiguous blocks of
+/// method: "dense" (the SVD of the exact Jacobian in float64), "krylov" (block Golub–Kahan–Lanczos with
+/// restarts: both residuals ‖J vᵢ − sᵢ uᵢ‖ and ‖Jᵀ uᵢ − sᵢ vᵢ‖ below tol·s₁), "subspace" (block subspace
+/// iteration), "rsvd" (randomized SVD with `oversampling` extra directions) or "auto" (the cheapest route by a
+/// cost model; summary["method"] and summary["method_reason"] say which and why). The matrix-free ones stop when
+/// every kept triplet's residual is below tol (at most max_iter iterations; a row stopped short has
+/// summary["rows"][i]["converged"] False and raises a RuntimeWarning naming it) and estimate the
+/// non-conservativeness with `probes` Rademacher probes drawn from seed and the row's index. shard=(i, n) takes the i-th of n contiguous blocks of
 /// rows (its rows keep their index in the whole input); devices="all" or "0,1" spreads the rows over GPUs.
 #[pyfunction]
 #[pyo3(name = "spectrum")]
@@ -411,6 +414,10 @@ pub fn spectrum_of(
     let result = py
         .detach(|| spectrum(&fields, &points, &shard, &request, options, &model.path, &run, |_, _| Ok(())))
         .or_py()?;
+    if let Some(warning) = result.unconverged_warning() {
+        let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+        PyErr::warn(py, &category, &std::ffi::CString::new(warning).unwrap_or_default(), 1)?;
+    }
     Ok(AnalysisResult::new(py, Saved::Spectrum(result)))
 }
 

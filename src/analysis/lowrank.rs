@@ -6,6 +6,8 @@
 //! U = Q Ũ, V = W. Randomized SVD starts from k + oversampling Gaussian directions; subspace iteration from k.
 //! The products run on the GPU for all points at once; the thin QRs and small SVDs run in f64 on the host.
 
+use std::ops::Range;
+
 use faer::Mat;
 
 use crate::derivative::blocks::{self, BlockOperator};
@@ -14,6 +16,10 @@ use crate::draws::{normal_rows, rademacher_rows, stream};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
 use crate::scheduler::JobOptions;
+use crate::solver::block_krylov::{
+    block_krylov_svd, block_lanczos_symmetric_part, Eigenpairs, KrylovSettings, Triplets,
+};
+use crate::solver::operator::BatchOperator;
 
 #[derive(Debug, Clone, Copy)]
 pub struct LowRankSettings {
@@ -39,6 +45,10 @@ pub struct LowRank {
     pub right: Vec<f64>,
     pub residuals: Vec<f64>,
     pub iterations: usize,
+    /// Every residual passed the tolerance (false: the point stopped at the iteration cap short of it).
+    pub converged: bool,
+    /// Rows multiplied by J or Jᵀ for this point.
+    pub products: usize,
 }
 
 /// Orthonormalises the P rows of each point's [P, D] block (thin QR in f64; positive diagonal of R).
@@ -112,6 +122,12 @@ fn resident_in_chunks<T>(
     Ok(Some(out))
 }
 
+/// Rows multiplied per point by `iterations` of subspace iteration / randomized SVD with P directions: the first
+/// Y = J Ω (P), then per iteration Jᵀ Q (P) and the residuals' J V (K), and between iterations Y = J Q₂ (P).
+fn power_products(iterations: usize, p: usize, k: usize) -> usize {
+    p + iterations * (p + k) + (iterations - 1) * p
+}
+
 /// P starting directions per point, [points, P, D], drawn per point (see [`LowRankSettings::first_row`]).
 fn starting_directions(settings: LowRankSettings, points: usize, p: usize, d: usize) -> Vec<f32> {
     normal_rows(settings.seed, stream::LOWRANK_DIRECTIONS, settings.first_row, points, p * d)
@@ -161,12 +177,15 @@ pub fn resident_triplets(field: &ScoreField, x: &[f32], t: &[f32], settings: Low
             for &b in &take {
                 let s1 = singular[b * k].max(f64::MIN_POSITIVE);
                 let rows = |block: &[f32]| block[b * k * d..(b + 1) * k * d].iter().map(|&v| v as f64).collect();
+                let residuals: Vec<f64> = norms[b * k..(b + 1) * k].iter().map(|r| r / s1).collect();
                 found[b] = Some(LowRank {
                     singular_values: singular[b * k..(b + 1) * k].to_vec(),
                     left: rows(&left),
                     right: rows(&right),
-                    residuals: norms[b * k..(b + 1) * k].iter().map(|r| r / s1).collect(),
+                    converged: residuals.iter().all(|&r| r <= settings.tolerance),
+                    residuals,
                     iterations: iteration,
+                    products: power_products(iteration, p, k),
                 });
             }
         }
@@ -235,7 +254,15 @@ pub fn host_triplets(
                 .collect();
             done[b] = residuals.iter().all(|&r| r <= settings.tolerance);
             converged &= done[b];
-            results[b] = Some(LowRank { singular_values: singular, left, right, residuals, iterations: iteration });
+            results[b] = Some(LowRank {
+                singular_values: singular,
+                left,
+                right,
+                residuals,
+                iterations: iteration,
+                converged: done[b],
+                products: power_products(iteration, p, k),
+            });
         }
         if converged || iteration == settings.max_iterations {
             break;
@@ -247,7 +274,7 @@ pub fn host_triplets(
 }
 
 /// Top-k eigenpairs by |eigenvalue| of the symmetric part (J + Jᵀ)/2, by block power iteration with Rayleigh–Ritz,
-/// matrix-free. Returns per point the eigenvalues and [k, D] eigenvectors.
+/// matrix-free. Returns per point the eigenvalues and [k, D] eigenvectors (with residuals, convergence, products).
 /// Networks run resident on the GPU ([`resident_symmetric_eigenpairs`]), other fields on the host path.
 pub fn symmetric_part_top_eigenpairs(
     field: &ScoreField,
@@ -255,7 +282,7 @@ pub fn symmetric_part_top_eigenpairs(
     t: &[f32],
     settings: LowRankSettings,
     options: JobOptions,
-) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+) -> Result<Vec<Eigenpairs>> {
     match resident_in_chunks(field, x, t, settings, options, resident_symmetric_eigenpairs)? {
         Some(out) => Ok(out),
         None => host_symmetric_eigenpairs(field, x, t, settings, options),
@@ -270,13 +297,13 @@ pub fn resident_symmetric_eigenpairs(
     x: &[f32],
     t: &[f32],
     settings: LowRankSettings,
-) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+) -> Result<Vec<Eigenpairs>> {
     let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let op = BlockOperator::new(field, x, t, p)?;
     let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
     let mut xq = op.upload(&start, p)?;
     op.orthonormalize(&mut xq)?;
-    let mut found: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; points];
+    let mut found: Vec<Option<Eigenpairs>> = vec![None; points];
     let last = settings.max_iterations.max(1);
     for iteration in 1..=last {
         let sx = op.add(&[(0.5, &op.jvp(&xq)?), (0.5, &op.vjp(&xq)?)])?;
@@ -309,7 +336,15 @@ pub fn resident_symmetric_eigenpairs(
             let v = op.download(&vectors)?;
             for &b in &take {
                 let rows = v[b * k * d..(b + 1) * k * d].iter().map(|&e| e as f64).collect();
-                found[b] = Some((values[b * k..(b + 1) * k].to_vec(), rows));
+                let largest = values[b * k].abs().max(f64::MIN_POSITIVE);
+                found[b] = Some(Eigenpairs {
+                    values: values[b * k..(b + 1) * k].to_vec(),
+                    vectors: rows,
+                    residuals: norms[b * k..(b + 1) * k].iter().map(|r| r / largest).collect(),
+                    converged: passed(b),
+                    iterations: iteration,
+                    products: 2 * p * iteration,
+                });
             }
         }
         if found.iter().all(Option::is_some) {
@@ -328,7 +363,7 @@ pub fn host_symmetric_eigenpairs(
     t: &[f32],
     settings: LowRankSettings,
     options: JobOptions,
-) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+) -> Result<Vec<Eigenpairs>> {
     let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let apply = |v: &[f32]| -> Result<Vec<f32>> {
         let (a, b) = (
@@ -339,7 +374,7 @@ pub fn host_symmetric_eigenpairs(
     };
     let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
     let mut xq = orthonormalize(&start, points, p, d)?;
-    let mut result: Vec<Option<(Vec<f64>, Vec<f64>)>> = vec![None; points];
+    let mut result: Vec<Option<Eigenpairs>> = vec![None; points];
     let mut done = vec![false; points];
     for iteration in 1..=settings.max_iterations.max(1) {
         let sx = apply(&xq)?;
@@ -366,19 +401,30 @@ pub fn host_symmetric_eigenpairs(
                 .flat_map(|&i| (0..d).map(move |r| (0..p).map(|c| block(basis, r, c) * w[(c, i)]).sum::<f64>()))
                 .collect();
             let scale = values[0].abs().max(f64::MIN_POSITIVE);
-            done[b] = true;
-            for (n, &i) in order[..k].iter().enumerate() {
-                let residual = (0..d)
-                    .map(|r| {
-                        ((0..p).map(|c| block(&sx, r, c) * w[(c, i)]).sum::<f64>() - values[n] * vectors[n * d + r])
-                            .powi(2)
-                    })
-                    .sum::<f64>()
-                    .sqrt();
-                done[b] &= residual / scale <= settings.tolerance;
-            }
+            let residuals: Vec<f64> = order[..k]
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| {
+                    (0..d)
+                        .map(|r| {
+                            ((0..p).map(|c| block(&sx, r, c) * w[(c, i)]).sum::<f64>() - values[n] * vectors[n * d + r])
+                                .powi(2)
+                        })
+                        .sum::<f64>()
+                        .sqrt()
+                        / scale
+                })
+                .collect();
+            done[b] = residuals.iter().all(|&r| r <= settings.tolerance);
             converged &= done[b];
-            result[b] = Some((values, vectors));
+            result[b] = Some(Eigenpairs {
+                values,
+                vectors,
+                residuals,
+                converged: done[b],
+                iterations: iteration,
+                products: 2 * p * iteration,
+            });
         }
         if converged || iteration == settings.max_iterations {
             break;
@@ -419,4 +465,144 @@ pub fn nonconservativeness_by_probes(
             }
         })
         .collect())
+}
+
+/// The score Jacobians of a batch of points as a [`BatchOperator`] for the solvers: products on the GPU, blocks
+/// in f64 on the host. Networks linearise once per set of active points ([`BlockOperator`]: J·V and Jᵀ·U without
+/// redoing the forward pass); other fields take [`derivative::jvp`] / [`derivative::vjp`] on the active rows.
+pub struct JacobianBatch<'f> {
+    field: &'f ScoreField,
+    x: &'f [f32],
+    t: &'f [f32],
+    rows_per_point: usize,
+    options: JobOptions<'f>,
+    resident: bool,
+    linearized: Option<(Vec<usize>, BlockOperator<'f>)>,
+}
+
+impl<'f> JacobianBatch<'f> {
+    /// `rows_per_point`: the most rows per point one product will carry (the solver's block).
+    pub fn new(
+        field: &'f ScoreField,
+        x: &'f [f32],
+        t: &'f [f32],
+        rows_per_point: usize,
+        options: JobOptions<'f>,
+    ) -> Result<Self> {
+        if !derivative::has_exact_vjp(field) {
+            return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
+        }
+        let points = x.len() / field.dim();
+        let resident = blocks::supports(field)
+            && blocks::point_chunks(field, points, rows_per_point, options)?.is_some_and(|c| c.len() == 1);
+        Ok(JacobianBatch { field, x, t, rows_per_point, options, resident, linearized: None })
+    }
+
+    /// X and T of the active points.
+    fn rows_of(&self, active: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let d = self.field.dim();
+        let x = active.iter().flat_map(|&p| self.x[p * d..(p + 1) * d].iter().copied()).collect();
+        let t = if self.t.len() == 1 { self.t.to_vec() } else { active.iter().map(|&p| self.t[p]).collect() };
+        (x, t)
+    }
+
+    fn product(&mut self, active: &[usize], block: &[f64], rows: usize, transpose: bool) -> Result<Vec<f64>> {
+        let narrow: Vec<f32> = block.iter().map(|&v| v as f32).collect();
+        let out = if self.resident && rows <= self.rows_per_point {
+            if self.linearized.as_ref().is_none_or(|(set, _)| set != active) {
+                let (x, t) = self.rows_of(active);
+                self.linearized = Some((active.to_vec(), BlockOperator::new(self.field, &x, &t, self.rows_per_point)?));
+            }
+            let op = &self.linearized.as_ref().expect("linearised above").1;
+            let input = op.upload(&narrow, rows)?;
+            op.download(&if transpose { op.vjp(&input)? } else { op.jvp(&input)? })?
+        } else {
+            let (x, t) = self.rows_of(active);
+            if transpose {
+                derivative::vjp(self.field, &x, &t, &narrow, self.options)?
+            } else {
+                derivative::jvp(self.field, &x, &t, &narrow, JvpMethod::Exact, false, self.options)?
+            }
+        };
+        Ok(out.into_iter().map(f64::from).collect())
+    }
+}
+
+impl BatchOperator for JacobianBatch<'_> {
+    fn dim(&self) -> usize {
+        self.field.dim()
+    }
+    fn points(&self) -> usize {
+        self.x.len() / self.field.dim()
+    }
+    fn apply(&mut self, active: &[usize], block: &[f64], rows: usize) -> Result<Vec<f64>> {
+        self.product(active, block, rows, false)
+    }
+    fn apply_transpose(&mut self, active: &[usize], block: &[f64], rows: usize) -> Result<Vec<f64>> {
+        self.product(active, block, rows, true)
+    }
+}
+
+/// The Krylov settings of a matrix-free run: k, tolerance, cap, seed and first row from `settings`, the default
+/// block and basis for k.
+pub fn krylov_settings(settings: LowRankSettings) -> KrylovSettings {
+    KrylovSettings::new(settings.k, settings.tolerance, settings.max_iterations, settings.seed, settings.first_row)
+}
+
+/// Chunks of points for a Krylov run: those whose blocks of `rows` fit the budget together (networks), else
+/// all points at once (the host path chunks its own products).
+fn krylov_chunks(field: &ScoreField, points: usize, rows: usize, options: JobOptions) -> Result<Vec<Range<usize>>> {
+    if blocks::supports(field) {
+        if let Some(chunks) = blocks::point_chunks(field, points, rows, options)? {
+            return Ok(chunks);
+        }
+    }
+    Ok(vec![0..points])
+}
+
+/// Runs a solver over [`krylov_chunks`], each chunk's rows keeping their global index.
+fn krylov_in_chunks<T>(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: KrylovSettings,
+    options: JobOptions,
+    solve: impl Fn(&mut dyn BatchOperator, KrylovSettings) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let d = field.dim();
+    if settings.k == 0 || settings.k > d {
+        return Err(Error::InvalidArgument(format!("k = {} must be between 1 and D = {d}", settings.k)));
+    }
+    let points = x.len() / d;
+    let rows = settings.block.min(d);
+    let mut out = Vec::with_capacity(points);
+    for chunk in krylov_chunks(field, points, rows, options)? {
+        let tc: &[f32] = if t.len() == 1 { t } else { &t[chunk.clone()] };
+        let mut op = JacobianBatch::new(field, &x[chunk.start * d..chunk.end * d], tc, rows, options)?;
+        out.extend(solve(&mut op, KrylovSettings { first_row: settings.first_row + chunk.start, ..settings })?);
+    }
+    Ok(out)
+}
+
+/// Top-k singular triplets of J(x_b, t_b) for every point by block Golub–Kahan–Lanczos
+/// ([`block_krylov_svd`]) on the exact products.
+pub fn krylov_triplets(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: KrylovSettings,
+    options: JobOptions,
+) -> Result<Vec<Triplets>> {
+    krylov_in_chunks(field, x, t, settings, options, block_krylov_svd)
+}
+
+/// Top-k eigenpairs by |λ| of (J + Jᵀ)/2 for every point by block Lanczos ([`block_lanczos_symmetric_part`]).
+pub fn krylov_symmetric_eigenpairs(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: KrylovSettings,
+    options: JobOptions,
+) -> Result<Vec<Eigenpairs>> {
+    krylov_in_chunks(field, x, t, settings, options, block_lanczos_symmetric_part)
 }

@@ -26,6 +26,13 @@ pub struct PointSpectrum {
     pub singular_values: Vec<f64>,
     /// ‖J vᵢ − sᵢ uᵢ‖ / s₁.
     pub residuals: Vec<f64>,
+    /// ‖Jᵀ uᵢ − sᵢ vᵢ‖ / s₁ (empty where the method does not compute it: subspace, rsvd).
+    pub transpose_residuals: Vec<f64>,
+    /// Whether the method reached its tolerance at this point (the dense SVD always does; an iterative method
+    /// that stopped at its iteration cap short of it says false).
+    pub converged: bool,
+    /// Rows multiplied by J or Jᵀ for this point (dense: the D forward-mode products of the Jacobian).
+    pub products: usize,
     /// uᵢ · vᵢ (−1 for a conservative field with negative definite Jacobian).
     pub alignment: Vec<f64>,
     /// ρ(k) = ‖A_kᵀ B_k‖²_F / k for k = 1..K: A_k the top-k right singular vectors, B_k the top-k eigenvectors of
@@ -64,6 +71,17 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
             norm2.sqrt() / s1
         })
         .collect();
+    let transpose_residuals = (0..k)
+        .map(|i| {
+            let norm2: f64 = (0..d)
+                .map(|r| {
+                    let jtu: f64 = (0..d).map(|c| j[(c, r)] * u[(c, i)]).sum();
+                    (jtu - all[i] * v[(r, i)]).powi(2)
+                })
+                .sum();
+            norm2.sqrt() / s1
+        })
+        .collect();
     let alignment = (0..k).map(|i| (0..d).map(|r| u[(r, i)] * v[(r, i)]).sum()).collect();
 
     let variance = std * std;
@@ -92,6 +110,9 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
     Ok(PointSpectrum {
         singular_values: all[..k].to_vec(),
         residuals,
+        transpose_residuals,
+        converged: true,
+        products: d,
         alignment,
         overlap,
         local_dimension_threshold,
@@ -100,6 +121,21 @@ pub fn dense_spectrum(jacobian: &[f32], d: usize, std: f64, settings: SpectrumSe
         symmetric_eigenvalues: order[..k].iter().map(|&i| e_values[i]).collect(),
         left: settings.vectors.then(|| vectors(u)),
         right: settings.vectors.then(|| vectors(v)),
+    })
+}
+
+/// The global rows (first_row + index) of the spectra that stopped short of their tolerance, and a warning that
+/// names them (None when every row converged).
+pub fn unconverged_warning(converged: &[bool], first_row: usize, method: &str) -> Option<String> {
+    let rows: Vec<String> =
+        converged.iter().enumerate().filter(|(_, &c)| !c).map(|(r, _)| (first_row + r).to_string()).collect();
+    (!rows.is_empty()).then(|| {
+        format!(
+            "warning: {method}: {} row(s) stopped at the iteration cap short of the tolerance (converged: false): \
+             rows {}; raise max_iter or loosen tol",
+            rows.len(),
+            rows.join(", ")
+        )
     })
 }
 

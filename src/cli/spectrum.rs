@@ -18,9 +18,11 @@ use super::ComputeArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum SpectrumMethod {
+    Auto,
     Dense,
     Subspace,
     Rsvd,
+    Krylov,
 }
 
 #[derive(Args)]
@@ -48,14 +50,16 @@ pub struct SpectrumArgs {
     /// Also write the singular vectors (left_vectors.npy, right_vectors.npy: [B, K, D]).
     #[arg(long)]
     pub vectors: bool,
-    /// dense: SVD of the exact Jacobian in f64; subspace: block subspace iteration; rsvd: randomized SVD
-    /// (oversampled). The matrix-free two stop when every kept triplet's residual is below --tol.
-    #[arg(long, value_enum, default_value_t = SpectrumMethod::Dense)]
+    /// auto: the cheapest of dense, krylov and rsvd by a cost model of the field (summary.json says which and
+    /// why); dense: SVD of the exact Jacobian in f64; krylov: block Golub–Kahan–Lanczos with restarts (both
+    /// residuals ‖J v − s u‖, ‖Jᵀ u − s v‖ below --tol); subspace: block subspace iteration; rsvd: randomized
+    /// SVD (oversampled). The matrix-free ones stop when every kept triplet's residual is below --tol.
+    #[arg(long, value_enum, default_value_t = SpectrumMethod::Auto)]
     pub method: SpectrumMethod,
     /// Residual tolerance ‖J vᵢ − sᵢ uᵢ‖ / s₁ of the matrix-free methods.
     #[arg(long, default_value_t = 1e-5)]
     pub tol: f64,
-    /// Iteration cap of the matrix-free methods.
+    /// Iteration cap of the matrix-free methods (krylov: block steps).
     #[arg(long = "max-iter", default_value_t = 100)]
     pub max_iter: usize,
     /// Extra random directions of rsvd.
@@ -87,6 +91,9 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         (None, Some(x), Some(t)) => {
             let job = Job::load(&args.source, x, t, args.shard.as_deref(), &args.compute)?;
             let result = spectrum_of(args, &job.fields(), &job.points(), &job.shard, &job.source, &args.output)?;
+            if let Some(warning) = result.unconverged_warning() {
+                eprintln!("{}", warning.replace("raise max_iter or loosen tol", "raise --max-iter or loosen --tol"));
+            }
             result.save(&args.output)?;
             if args.plot {
                 result.plot(&args.output)?;
@@ -102,9 +109,11 @@ fn request(args: &SpectrumArgs, d: usize) -> SpectrumRequest {
     SpectrumRequest {
         k: args.k.unwrap_or(d),
         method: match args.method {
+            SpectrumMethod::Auto => Method::Auto,
             SpectrumMethod::Dense => Method::Dense,
             SpectrumMethod::Subspace => Method::Subspace,
             SpectrumMethod::Rsvd => Method::Rsvd,
+            SpectrumMethod::Krylov => Method::Krylov,
         },
         vectors: args.vectors,
         threshold_c: args.threshold_c,

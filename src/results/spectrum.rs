@@ -12,7 +12,8 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, create_dir, write_f32, write_f64, write_i64, write_json, Layout, RunInfo};
-use crate::analysis::{self, lowrank::LowRankSettings, PointSpectrum, SpectrumSettings};
+use crate::analysis::route::{self, SpectrumRoute};
+use crate::analysis::{self, lowrank::LowRankSettings, MatrixFreeSolver, PointSpectrum, SpectrumSettings};
 use crate::batch::{split_points, Points, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -22,32 +23,53 @@ use crate::scheduler::JobOptions;
 /// Every array joins along its rows (rows.jsonl: its lines in order).
 pub const LAYOUT: Layout = Layout { axis: &[], same: &[] };
 
-/// How the singular triplets are found.
+/// How the singular triplets are found: a route, or `Auto` (the cheapest route by the cost model of
+/// [`analysis::route`], chosen for the whole input so every shard takes the same one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpectrumMethod {
+    Auto,
     /// The SVD of the exact Jacobian in f64.
     Dense,
     /// Block subspace iteration on J·V and Jᵀ·U products.
     Subspace,
     /// Randomized SVD (oversampled).
     Rsvd,
+    /// Block Golub–Kahan–Lanczos (and block Lanczos for the symmetric part) with restarts.
+    Krylov,
 }
 
 impl SpectrumMethod {
     pub fn parse(name: &str) -> Result<Self> {
         match name {
+            "auto" => Ok(SpectrumMethod::Auto),
             "dense" => Ok(SpectrumMethod::Dense),
             "subspace" => Ok(SpectrumMethod::Subspace),
             "rsvd" => Ok(SpectrumMethod::Rsvd),
-            other => Err(Error::InvalidArgument(format!("method {other:?}: expected dense, subspace or rsvd"))),
+            "krylov" => Ok(SpectrumMethod::Krylov),
+            other => Err(Error::InvalidArgument(format!(
+                "method {other:?}: expected auto, dense, krylov, subspace or rsvd"
+            ))),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
+            SpectrumMethod::Auto => "auto",
             SpectrumMethod::Dense => "dense",
             SpectrumMethod::Subspace => "subspace",
             SpectrumMethod::Rsvd => "rsvd",
+            SpectrumMethod::Krylov => "krylov",
+        }
+    }
+
+    /// The route this method forces (None for `Auto`).
+    pub fn route(&self) -> Option<SpectrumRoute> {
+        match self {
+            SpectrumMethod::Auto => None,
+            SpectrumMethod::Dense => Some(SpectrumRoute::Dense),
+            SpectrumMethod::Subspace => Some(SpectrumRoute::Subspace),
+            SpectrumMethod::Rsvd => Some(SpectrumRoute::Rsvd),
+            SpectrumMethod::Krylov => Some(SpectrumRoute::Krylov),
         }
     }
 }
@@ -76,7 +98,7 @@ impl SpectrumRequest {
     pub fn new(k: usize) -> Self {
         SpectrumRequest {
             k,
-            method: SpectrumMethod::Dense,
+            method: SpectrumMethod::Auto,
             vectors: false,
             threshold_c: 2.0,
             tol: 1e-5,
@@ -109,6 +131,14 @@ pub struct SpectrumResult {
     pub right_vectors: Option<ArrayD<f32>>,
     /// std(t) of each row.
     pub std: Vec<f64>,
+    /// Per row: every kept triplet reached the tolerance (always true for dense), the J·V / Jᵀ·U products spent,
+    /// and the largest ‖Jᵀ uᵢ − sᵢ vᵢ‖ / s₁ where the route measures it (dense, krylov).
+    pub converged: Vec<bool>,
+    pub products: Vec<usize>,
+    pub max_transpose_residual: Vec<Option<f64>>,
+    /// The route taken, and why (the cost model's estimates for `Auto`).
+    pub route: SpectrumRoute,
+    pub route_reason: String,
     pub request: SpectrumRequest,
     pub dim: usize,
     pub info: RunInfo,
@@ -137,6 +167,22 @@ pub fn spectrum(
         return Err(Error::InvalidArgument(format!("threshold_c {} must be a positive number", request.threshold_c)));
     }
     let settings = SpectrumSettings { k, threshold_c: request.threshold_c, vectors: request.vectors };
+    // The route is chosen for the whole input (not this shard's rows), so every shard takes the same one.
+    let (route, route_reason) = match request.method.route() {
+        Some(route) => (route, "given by method".to_string()),
+        None => {
+            let choice = route::choose_route_for(
+                field,
+                shard.total,
+                k,
+                request.tol,
+                request.probes,
+                request.oversampling,
+                options,
+            );
+            (choice.route, choice.reason)
+        }
+    };
     let first_row = shard.rows.start;
     let mut spectra: Vec<PointSpectrum> = Vec::with_capacity(points.rows());
     let started = Instant::now();
@@ -145,7 +191,7 @@ pub fn spectrum(
         spectra.push(s);
         Ok(())
     };
-    if request.method == SpectrumMethod::Dense && fields.len() > 1 {
+    if route == SpectrumRoute::Dense && fields.len() > 1 {
         let blocks = split_points(fields, points, |field, _, x, t| {
             let mut block = Vec::new();
             analysis::spectra(field, x, t, settings, options, |_, s| {
@@ -157,7 +203,7 @@ pub fn spectrum(
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
         }
-    } else if request.method == SpectrumMethod::Dense {
+    } else if route == SpectrumRoute::Dense {
         analysis::spectra(field, &points.x, &points.t, settings, options, &mut record)?;
     } else {
         // Starting blocks and probes are drawn per row and each row stops at its own convergence, so device
@@ -165,13 +211,15 @@ pub fn spectrum(
         let blocks = split_points(fields, points, |field, rows, x, t| {
             let lowrank = LowRankSettings {
                 k,
-                oversampling: if request.method == SpectrumMethod::Rsvd { request.oversampling } else { 0 },
+                oversampling: if route == SpectrumRoute::Rsvd { request.oversampling } else { 0 },
                 tolerance: request.tol,
                 max_iterations: request.max_iter,
                 seed: request.seed,
                 first_row: first_row + rows.start,
             };
-            analysis::lowrank_spectra(field, x, t, lowrank, request.threshold_c, request.probes, options)
+            let solver =
+                if route == SpectrumRoute::Krylov { MatrixFreeSolver::Krylov } else { MatrixFreeSolver::Power };
+            analysis::matrix_free_spectra(field, x, t, solver, lowrank, request.threshold_c, request.probes, options)
         })?;
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
@@ -206,6 +254,14 @@ pub fn spectrum(
         left_vectors: if request.vectors { Some(vectors(0)?) } else { None },
         right_vectors: if request.vectors { Some(vectors(1)?) } else { None },
         std: (0..rows).map(|r| schedule.std(points.t_of(r) as f64)).collect(),
+        converged: spectra.iter().map(|s| s.converged).collect(),
+        products: spectra.iter().map(|s| s.products).collect(),
+        max_transpose_residual: spectra
+            .iter()
+            .map(|s| (!s.transpose_residuals.is_empty()).then(|| s.transpose_residuals.iter().cloned().fold(0.0, f64::max)))
+            .collect(),
+        route,
+        route_reason,
         request: *request,
         dim: d,
         info: RunInfo {
@@ -223,6 +279,7 @@ pub fn spectrum(
 pub fn row_line(row: usize, s: &PointSpectrum) -> serde_json::Value {
     serde_json::json!({
         "row": row,
+        "converged": s.converged,
         "singular_values": s.singular_values,
         "local_dimension_threshold": s.local_dimension_threshold,
         "local_dimension_gap": s.local_dimension_gap,
@@ -239,6 +296,11 @@ impl SpectrumResult {
         a.index_axis(ndarray::Axis(0), r).iter().copied().collect()
     }
 
+    /// The warning naming the rows that stopped at the iteration cap short of the tolerance, if any.
+    pub fn unconverged_warning(&self) -> Option<String> {
+        analysis::spectrum::unconverged_warning(&self.converged, self.info.shard.rows.start, self.route.name())
+    }
+
     /// rows.jsonl: one line a row.
     pub fn rows_jsonl(&self) -> String {
         let first_row = self.info.shard.rows.start;
@@ -246,6 +308,7 @@ impl SpectrumResult {
         for r in 0..self.rows() {
             let line = serde_json::json!({
                 "row": first_row + r,
+                "converged": self.converged[r],
                 "singular_values": Self::row_values(&self.singular_values, r),
                 "local_dimension_threshold": self.local_dimension_threshold[r],
                 "local_dimension_gap": self.local_dimension_gap[r],
@@ -261,7 +324,12 @@ impl SpectrumResult {
         serde_json::json!({
             "command": "spectrum",
             "model": self.info.source,
-            "method": self.request.method.name(),
+            "method": self.route.name(),
+            "method_requested": self.request.method.name(),
+            "method_reason": self.route_reason,
+            "products": self.products.iter().sum::<usize>(),
+            "converged": self.converged.iter().all(|&c| c),
+            "tol": self.request.tol,
             "k": k,
             "dim": self.dim,
             "threshold_c": self.request.threshold_c,
@@ -274,7 +342,10 @@ impl SpectrumResult {
                 "std": self.std[r],
                 "s1": self.singular_values[[r, 0]],
                 "s_k": self.singular_values[[r, k - 1]],
+                "converged": self.converged[r],
+                "products": self.products[r],
                 "max_residual": Self::row_values(&self.residuals, r).into_iter().fold(0.0, f64::max),
+                "max_transpose_residual": self.max_transpose_residual[r],
                 "local_dimension_threshold": self.local_dimension_threshold[r],
                 "local_dimension_gap": self.local_dimension_gap[r],
                 "nonconservativeness": self.nonconservativeness[r],
