@@ -22,6 +22,7 @@ pub mod reference;
 pub mod report;
 pub mod sampler;
 pub mod scheduler;
+pub mod solver;
 
 pub use activation::Activation;
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use plotters::prelude::*;
-use scorelens::analysis::ridge::{scms, ScmsResult, ScmsSettings};
+use scorelens::analysis::ridge::{scms, Eigensolver, ScmsResult, ScmsSettings};
 use scorelens::io::{npy, write_atomically};
 use scorelens::{Error, GpuContext, Result};
 
@@ -33,6 +33,10 @@ pub struct RidgeArgs {
     /// Most SCMS steps per point.
     #[arg(long = "max-iter", default_value_t = 500)]
     pub max_iter: usize,
+    /// How the ridge's normal space is found: dense (form each D×D Hessian), krylov (block Lanczos on
+    /// Hessian-vector products, the d + 1 leading eigenpairs only) or auto (by a cost and memory model).
+    #[arg(long, default_value = "auto", value_parser = ["dense", "krylov", "auto"])]
+    pub eigensolver: String,
     /// Draw ridge.png (D = 2 only): data, starting points and ridge points.
     #[arg(long)]
     pub plot: bool,
@@ -75,8 +79,13 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let loaded = started.elapsed().as_secs_f64();
 
-    let settings =
-        ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: args.beta };
+    let settings = ScmsSettings {
+        ridge_dim: args.ridge_dim,
+        tolerance: args.tol,
+        max_iterations: args.max_iter,
+        beta: args.beta,
+        eigensolver: Eigensolver::parse(&args.eigensolver)?,
+    };
     let bar = Bar::new();
     let scms_started = Instant::now();
     // Every point stops on its own test, so a block's points end where they would in the whole batch.
@@ -91,7 +100,7 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     write_bool(&dir.join("converged.npy"), &result.converged)?;
     let iterations: Vec<i64> = result.iterations.iter().map(|&i| i as i64).collect();
     npy::write_i64(&dir.join("iterations.npy"), &[rows], &iterations)?;
-    npy::write_f64(&dir.join("eigenvalues.npy"), &[rows, d], &result.eigenvalues)?;
+    npy::write_f64(&dir.join("eigenvalues.npy"), &[rows, result.eigenvalue_count], &result.eigenvalues)?;
     npy::write_f64(&dir.join("eigengap.npy"), &[rows], &result.eigengap)?;
     npy::write_f64(&dir.join("normal_ratio.npy"), &[rows], &result.normal_ratio)?;
     if args.plot {
@@ -120,6 +129,7 @@ fn join_results(blocks: Vec<ScmsResult>) -> ScmsResult {
         r.normal_ratio.extend(b.normal_ratio);
         r.evaluations += b.evaluations;
         r.sweeps = r.sweeps.max(b.sweeps);
+        r.eigen.absorb(&b.eigen);
     }
     r
 }
@@ -163,6 +173,9 @@ fn summary(
         "fraction_below_beta_over": "converged points",
         "sweeps": r.sweeps,
         "point_evaluations": r.evaluations,
+        "eigensolver": r.route.summary(),
+        "eigen": r.eigen.summary(),
+        "eigenvalues_per_point": r.eigenvalue_count,
         "seconds": {
             "load": load_seconds,
             "scms": scms_seconds,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::analysis::ridge::{error_split, ridge_phase, row_norms, ScmsSettings};
+use scorelens::analysis::ridge::{error_split, ridge_phase, route, row_norms, Eigensolver, ScmsSettings};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::io::npy;
 use scorelens::report::{line_chart, Series};
@@ -46,6 +46,10 @@ pub struct RidgeErrorArgs {
     pub tol: f64,
     #[arg(long = "max-iter", default_value_t = 300)]
     pub max_iter: usize,
+    /// How the ridge's normal space is found: dense (each D×D Hessian), krylov (block Lanczos on
+    /// Hessian-vector products) or auto (by a cost and memory model); the split and SCMS use the same.
+    #[arg(long, default_value = "auto", value_parser = ["dense", "krylov", "auto"])]
+    pub eigensolver: String,
     /// With --trajectory: draw phases.png (distance to the ridge and the error norms against std(t)).
     #[arg(long)]
     pub plot: bool,
@@ -94,6 +98,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
     if args.ridge_dim == 0 || args.ridge_dim >= d {
         return Err(Error::InvalidArgument(format!("--dim {}: expected 1 ≤ d < D = {d}", args.ridge_dim)));
     }
+    let eigensolver = Eigensolver::parse(&args.eigensolver)?;
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
@@ -109,7 +114,8 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
             let rows = shard.len();
             let blocks = split_rows(&devices, rows, |(ctx, field), block| {
                 let t = if times.len() == 1 { &times[..] } else { &times[block.clone()] };
-                error_at(ctx, field, &data.data, &xs[block.start * d..block.end * d], t, args.ridge_dim, options)
+                let x = &xs[block.start * d..block.end * d];
+                error_at(ctx, field, &data.data, x, t, args.ridge_dim, eigensolver, options)
             })?;
             let (normal, tangent): (Vec<Vec<f64>>, Vec<Vec<f64>>) = blocks.into_iter().unzip();
             let (normal, tangent) = (normal.concat(), tangent.concat());
@@ -125,6 +131,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                     "command": "ridge-error", "model": source, "data": args.data.display().to_string(),
                     "ridge_dim": args.ridge_dim, "points": rows, "mean_normal_norm": mean(&nn),
                     "mean_tangent_norm": mean(&tn), "adapter": field.ctx().adapter_description(),
+                    "eigensolver": route_summary(&devices[0], &data.data, args.ridge_dim, eigensolver, options)?,
                     "devices": devices.len(), "shard": shard.summary(),
                     "seconds": started.elapsed().as_secs_f64(),
                 }),
@@ -133,6 +140,18 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
         _ => return Err(Error::InvalidArgument("give --x X.npy --t T, or --trajectory DIR".into())),
     }
     Ok(())
+}
+
+/// The route the eigensolver takes (it depends on D, N, d and the budget, not on t or the rows).
+fn route_summary(
+    (ctx, field): &Device,
+    data: &[f32],
+    ridge_dim: usize,
+    eigensolver: Eigensolver,
+    options: JobOptions,
+) -> Result<serde_json::Value> {
+    let kde = kde_at(ctx, field, data, field.dim(), 1.0)?;
+    Ok(route::choose(&kde, ridge_dim, eigensolver, options.memory_budget).summary())
 }
 
 /// The error split at the rows `x` with times `times` (one, or one per row), on one device: one KDE per
@@ -144,6 +163,7 @@ fn error_at(
     x: &[f32],
     times: &[f32],
     ridge_dim: usize,
+    eigensolver: Eigensolver,
     options: JobOptions,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let d = field.dim();
@@ -157,7 +177,7 @@ fn error_at(
         let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
         let kde = kde_at(ctx, field, data, d, tv as f64)?;
         let scores = field.score(&xs, &[tv], options)?;
-        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, options)?;
+        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, eigensolver, options)?;
         for (i, &r) in members.iter().enumerate() {
             normal[r * d..(r + 1) * d].copy_from_slice(&n[i * d..(i + 1) * d]);
             tangent[r * d..(r + 1) * d].copy_from_slice(&tg[i * d..(i + 1) * d]);
@@ -201,8 +221,13 @@ fn phases(
     let per_row = per_level / all.max(1);
     let shard = Shard::of(args.shard.as_deref(), all)?;
     let n = shard.len();
-    let settings =
-        ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: 0.0 };
+    let settings = ScmsSettings {
+        ridge_dim: args.ridge_dim,
+        tolerance: args.tol,
+        max_iterations: args.max_iter,
+        beta: 0.0,
+        eigensolver: Eigensolver::parse(&args.eigensolver)?,
+    };
     // Every sample's SCMS stops on its own test: a block's rows end where they would in the whole batch.
     let blocks = split_rows(devices, n, |(ctx, field), block| {
         let rows = shard.rows.start + block.start..shard.rows.start + block.end;
@@ -284,6 +309,7 @@ fn phases(
         &serde_json::json!({
             "command": "ridge-error --trajectory", "trajectory": trajectory.display().to_string(),
             "data": args.data.display().to_string(), "ridge_dim": args.ridge_dim, "levels": table,
+            "eigensolver": route_summary(&devices[0], data, args.ridge_dim, settings.eigensolver, options)?,
             "devices": devices.len(), "shard": shard.summary(),
         }),
     )

@@ -1,0 +1,3 @@
+//! Iterative eigensolvers on matrix-free operators.
+
+pub mod lanczos;
