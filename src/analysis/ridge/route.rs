@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::field::KdeField;
+use crate::ops::kde::{NARROW_DIRECTIONS, NARROW_MAX_DIRECTIONS};
 
 /// How SCMS finds the ridge's normal space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +43,15 @@ impl Eigensolver {
 /// steps need the opening block and one expansion.
 pub const EXPECTED_BLOCK_PRODUCTS: f64 = 2.0;
 
-/// The output block edge of the tiled kde kernels: a product block narrower than this costs as much as this.
+/// Below this D `auto` takes the dense route whenever it fits: the Hessian costs no more than a few products.
+pub const SMALL_DIM: usize = 64;
+
+/// The output block edge of the tiled kde kernels: a covariance block narrower than this costs as much as this.
 const KERNEL_BLOCK: usize = 64;
 
 /// The Lanczos block and basis for a d-dimensional ridge (d + 1 pairs wanted). The block is at least 8: the
-/// H·V kernels compute 64 directions per tile whatever the block, so a wider block costs the GPU nothing and
-/// saves products.
+/// narrow H·V kernels compute 16 directions per workgroup whatever the block, so up to 16 cost the GPU the same
+/// and a wider block saves products.
 pub fn lanczos_shape(ridge_dim: usize, dim: usize) -> (usize, usize) {
     let wanted = ridge_dim + 1;
     let block = (2 * wanted).max(8).min(dim);
@@ -88,6 +92,12 @@ fn padded(n: usize) -> f64 {
     (n.div_ceil(KERNEL_BLOCK) * KERNEL_BLOCK) as f64
 }
 
+/// The directions the H·V kernels compute for a block of `p` (16 per workgroup up to 32, else 64).
+fn padded_directions(p: usize) -> f64 {
+    let edge = if p <= NARROW_MAX_DIRECTIONS { NARROW_DIRECTIONS } else { KERNEL_BLOCK };
+    (p.div_ceil(edge) * edge) as f64
+}
+
 /// Host bytes of one point on the dense route: its f32 Hessian and the f64 copy and eigenvectors.
 pub fn dense_host_bytes(dim: usize) -> u64 {
     let d2 = (dim * dim) as u64;
@@ -112,9 +122,10 @@ pub fn choose(kde: &KdeField, ridge_dim: usize, requested: Eigensolver, memory_b
     // First pass (distances, mean) ≈ 8·N·D; the covariance 2·N·D̄² (D̄ padded to 64); a symmetric eigen-
     // decomposition ≈ 9·D³ on the host.
     let dense_flops = n * (8.0 * d + 2.0 * padded(dim) * padded(dim)) + 9.0 * d * d * d;
-    // Per block product: the first pass again and the two H·V kernels, 2·N·D̄·P̄ each; on the host, the
+    // Per block product: the first pass again and the two H·V kernels, 2·N·D̄·P̄ each (P̄: the block rounded up to
+    // the kernels' 16 or 64 directions); on the host, the
     // reorthogonalisation and Rayleigh–Ritz ≈ 6·D·m² per product.
-    let per_product = n * (8.0 * d + 4.0 * padded(dim) * padded(block)) + 6.0 * d * (basis * basis) as f64;
+    let per_product = n * (8.0 * d + 4.0 * padded(dim) * padded_directions(block)) + 6.0 * d * (basis * basis) as f64;
     let krylov_flops = EXPECTED_BLOCK_PRODUCTS * per_product;
     let fits = dense_bytes + dense_cost.fixed_bytes <= memory_budget;
     let (chosen, reason) = match requested {
@@ -126,6 +137,10 @@ pub fn choose(kde: &KdeField, ridge_dim: usize, requested: Eigensolver, memory_b
                 "one point's D×D Hessian needs {dense_bytes} bytes, more than the memory budget of {memory_budget} \
                  after the data"
             ),
+        ),
+        Eigensolver::Auto if dim < SMALL_DIM => (
+            Eigensolver::Dense,
+            format!("D = {dim} < {SMALL_DIM}: one Hessian is small, and the dense route gives every eigenvalue"),
         ),
         Eigensolver::Auto if krylov_flops < dense_flops => (
             Eigensolver::Krylov,
