@@ -210,10 +210,10 @@ impl PointSolve {
         let mut residual_vectors = Vec::with_capacity(k);
         let mut residuals = Vec::with_capacity(k);
         let leading = m.min(settings.block.max(k));
-        for c in 0..leading {
+        for (c, &value) in theta.iter().enumerate().take(leading) {
             let y = Self::combine(&self.q, &s, c, dim);
             let mut r = Self::combine(&self.w, &s, c, dim);
-            axpy(&mut r, -theta[c], &y);
+            axpy(&mut r, -value, &y);
             if c < k {
                 residuals.push(dot(&r, &r).sqrt());
             }
@@ -456,8 +456,8 @@ mod tests {
         for (h, pairs) in matrices.iter().zip(&out) {
             let (exact, vecs) = dense_leading(h, n);
             assert!(pairs.converged, "not converged: residuals {:?}", pairs.residuals);
-            for i in 0..k {
-                assert!((pairs.values[i] - exact[i]).abs() <= tol_values, "θ{i} {} vs {}", pairs.values[i], exact[i]);
+            for (i, (&value, &want)) in pairs.values.iter().zip(&exact).enumerate().take(k) {
+                assert!((value - want).abs() <= tol_values, "θ{i} {value} vs {want}");
                 assert!(pairs.residuals[i] <= settings.tolerance * pairs.scale * 1.000001);
             }
             // Compare subspaces only where the spectrum has a gap after the k-th value.
