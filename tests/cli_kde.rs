@@ -238,3 +238,138 @@ fn kde_ridge_and_ridge_error_give_the_whole_runs_arrays_in_shards_and_on_two_dev
     sharded_and_two_devices(&scratch, "phases", &phases, 2, &phase_outputs);
     expect_user_error(&[&kde[..], &["--shard", "16/16", "-o", s(&scratch.path("o"))]].concat(), &["--shard", "I/N"]);
 }
+
+fn summary_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn ridge_and_ridge_error_take_either_eigensolver_and_record_the_route() {
+    let scratch = Scratch::new();
+    // A noisy circle in the first two of 16 coordinates (the tiled kernels), starts near it.
+    let dim = 16;
+    let data: Vec<f32> = (0..300 * dim)
+        .map(|i| {
+            let (row, k) = (i / dim, i % dim);
+            let theta = row as f32 * 2.399;
+            let wiggle = 0.02 * ((i * 37 % 101) as f32 / 50.0 - 1.0);
+            wiggle
+                + if k == 0 {
+                    theta.cos()
+                } else if k == 1 {
+                    theta.sin()
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let data = scratch.npy("circle.npy", &[300, dim], &data);
+    let starts: Vec<f32> = (0..5 * dim)
+        .map(|i| {
+            let (row, k) = (i / dim, i % dim);
+            let theta = row as f32 * 1.3 + 0.2;
+            let radius = 0.9 + 0.05 * row as f32;
+            0.01 * ((i * 13 % 29) as f32 / 14.0 - 1.0)
+                + if k == 0 {
+                    radius * theta.cos()
+                } else if k == 1 {
+                    radius * theta.sin()
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let x = scratch.npy("starts.npy", &[5, dim], &starts);
+    let run = |name: &str, extra: &[&str]| -> PathBuf {
+        let out = scratch.path(name);
+        let args = [
+            &["ridge", "--data", s(&data), "--bandwidth", "0.15", "--x", s(&x), "--dim", "1"][..],
+            extra,
+            &["-o", s(&out)],
+        ]
+        .concat();
+        let (code, _, stderr) = scorelens(&args);
+        assert_eq!(code, 0, "{stderr}");
+        out
+    };
+    let dense = run("dense", &["--eigensolver", "dense"]);
+    let krylov = run("krylov", &["--eigensolver", "krylov"]);
+    let auto = run("auto", &[]);
+    for (dir, requested, chosen) in
+        [(&dense, "dense", "dense"), (&krylov, "krylov", "krylov"), (&auto, "auto", "dense")]
+    {
+        let summary = summary_of(dir);
+        assert_eq!(summary["eigensolver"]["requested"], requested);
+        assert_eq!(summary["eigensolver"]["chosen"], chosen, "{}", summary["eigensolver"]);
+        assert!(summary["eigensolver"]["reason"].as_str().unwrap().len() > 3);
+        assert_eq!(summary["converged"], 5);
+    }
+    assert_eq!(summary_of(&krylov)["eigen"]["lanczos_unconverged"], 0);
+    assert!(summary_of(&krylov)["eigen"]["hessian_vector_products"].as_u64().unwrap() > 0);
+    // Krylov writes the d + 1 leading eigenvalues; they and the points agree with the dense run.
+    let (de, ke) = (
+        npy::read_f64(&dense.join("eigenvalues.npy")).unwrap(),
+        npy::read_f64(&krylov.join("eigenvalues.npy")).unwrap(),
+    );
+    assert_eq!((de.shape.clone(), ke.shape.clone()), (vec![5, dim], vec![5, 2]));
+    for b in 0..5 {
+        for i in 0..2 {
+            let (a, c) = (de.data[b * dim + i], ke.data[b * 2 + i]);
+            assert!((a - c).abs() <= 1e-3 * a.abs().max(1.0), "point {b}: λ{} {a} vs {c}", i + 1);
+        }
+    }
+    let (dp, kp) =
+        (npy::read_f32(&dense.join("points.npy")).unwrap(), npy::read_f32(&krylov.join("points.npy")).unwrap());
+    let worst = dp.data.iter().zip(&kp.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "points differ by {worst}");
+
+    // ridge-error: both eigensolvers split the error the same way.
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlp_silu/model.safetensors");
+    let split = |name: &str, eigensolver: &str| -> PathBuf {
+        let out = scratch.path(name);
+        let (code, _, stderr) = scorelens(&[
+            "ridge-error",
+            s(&model),
+            "--data",
+            s(&data),
+            "--x",
+            s(&x),
+            "--t",
+            "0.05",
+            "--dim",
+            "1",
+            "--eigensolver",
+            eigensolver,
+            "-o",
+            s(&out),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(summary_of(&out)["eigensolver"]["chosen"], eigensolver);
+        out
+    };
+    let (sd, sk) = (split("split_dense", "dense"), split("split_krylov", "krylov"));
+    for name in ["error_normal.npy", "error_tangent.npy"] {
+        let (a, b) = (npy::read_f64(&sd.join(name)).unwrap(), npy::read_f64(&sk.join(name)).unwrap());
+        let num: f64 = a.data.iter().zip(&b.data).map(|(p, q)| (p - q).powi(2)).sum();
+        let den: f64 = a.data.iter().map(|p| p * p).sum();
+        assert!((num / den).sqrt() < 1e-4, "{name}: dense and krylov differ by {:e}", (num / den).sqrt());
+    }
+    expect_user_error(
+        &[
+            "ridge",
+            "--data",
+            s(&data),
+            "--bandwidth",
+            "0.15",
+            "--x",
+            s(&x),
+            "--dim",
+            "1",
+            "--eigensolver",
+            "qr",
+            "-o",
+            s(&scratch.path("bad")),
+        ],
+        &["--eigensolver", "qr"],
+    );
+}

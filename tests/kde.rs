@@ -143,6 +143,9 @@ fn hessian_vector_products_match_hessian_times_v() {
         (500, 5, 3, 500, KdePath::Small),
         (500, 5, 2, 123, KdePath::Tiled),
         (777, 37, 3, 300, KdePath::Tiled),
+        // The narrow kernels (≤ 32 directions): one and two 16-direction groups, tiles not multiples of 64.
+        (601, 75, 13, 250, KdePath::Tiled),
+        (601, 75, 29, 601, KdePath::Tiled),
         (300, 130, 70, 300, KdePath::Tiled),
     ] {
         let data = normal_vec(&mut r, n * d, 1.0);
@@ -154,10 +157,16 @@ fn hessian_vector_products_match_hessian_times_v() {
             .unwrap()
             .with_tile_rows(tile);
         let got = field.hessian_vector(&x, &v, p, JobOptions::default()).unwrap();
-        let want = kde_hessian_vector(&kde_points(&data, d, 1.0, 0.7, &x), &v, p, d);
+        let reference = kde_points(&data, d, 1.0, 0.7, &x);
+        let want = kde_hessian_vector(&reference, &v, p, d);
         let e = rel_err(&got, &want);
         println!("HVP N {n} D {d} P {p} tile {tile} {path:?}: {e:.1e}");
         assert!(e <= 1e-4, "N {n} D {d} P {p}: {e:e}");
+        // The score from the same passes (what the Lanczos route uses at each new point), and the same products.
+        let (score, both) = field.score_and_hessian_vector(&x, &v, p, JobOptions::default()).unwrap();
+        let (es, eb) = (rel_err(&score, &flat(&reference, |q| q.score.clone())), rel_err(&both, &want));
+        println!("score + HVP N {n} D {d} P {p}: score {es:.1e}, H·v {eb:.1e}");
+        assert!(es <= 1e-5 && eb <= 1e-4, "N {n} D {d} P {p}: score {es:e}, H·v {eb:e}");
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::{gpu, normal_vec, rng};
 use rand::Rng;
-use scorelens::analysis::ridge::{error_split, scms, symmetric_eigen, ScmsSettings};
+use scorelens::analysis::ridge::{error_split, route, scms, symmetric_eigen, Eigensolver, ScmsSettings};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::reference::kde::{kde_point, scms_point};
 use scorelens::scheduler::JobOptions;
@@ -93,7 +93,13 @@ fn noisy_circle_ridge_sits_at_the_radial_maximum() {
             p[1] = radius * theta.sin();
             starts.extend(p);
         }
-        let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 500, beta: 0.0 };
+        let settings = ScmsSettings {
+            ridge_dim: 1,
+            tolerance: 1e-4,
+            max_iterations: 500,
+            beta: 0.0,
+            eigensolver: Eigensolver::Dense,
+        };
         let result = scms(&field, &starts, settings, JobOptions::default()).unwrap();
         let mut worst = 0.0f64;
         for b in 0..count {
@@ -129,7 +135,13 @@ fn agrees_with_the_f64_reference_scms() {
     let data = normal_vec(&mut r, n * dim, 1.0);
     let starts = normal_vec(&mut r, 10 * dim, 1.0);
     let field = KdeField::new(gpu(), data.clone(), dim, KdeScale::bandwidth(sigma)).unwrap();
-    let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-5, max_iterations: 2000, beta: 0.0 };
+    let settings = ScmsSettings {
+        ridge_dim: 1,
+        tolerance: 1e-5,
+        max_iterations: 2000,
+        beta: 0.0,
+        eigensolver: Eigensolver::Dense,
+    };
     let result = scms(&field, &starts, settings, JobOptions::default()).unwrap();
     let mut worst = 0.0f64;
     for b in 0..10 {
@@ -155,8 +167,10 @@ fn error_split_is_an_orthogonal_decomposition() {
     let x = normal_vec(&mut r, 12 * dim, 1.0);
     let model = normal_vec(&mut r, 12 * dim, 2.0);
     let field = KdeField::new(gpu(), data.clone(), dim, KdeScale::bandwidth(sigma)).unwrap();
-    for ridge_dim in [1, 2] {
-        let (normal, tangent) = error_split(&field, &x, &model, ridge_dim, JobOptions::default()).unwrap();
+    for (ridge_dim, eigensolver) in
+        [(1, Eigensolver::Dense), (2, Eigensolver::Dense), (1, Eigensolver::Krylov), (2, Eigensolver::Krylov)]
+    {
+        let (normal, tangent) = error_split(&field, &x, &model, ridge_dim, eigensolver, JobOptions::default()).unwrap();
         let (mut worst, mut num, mut den) = (0.0f64, 0.0f64, 0.0f64);
         for b in 0..12 {
             let xb: Vec<f64> = x[b * dim..(b + 1) * dim].iter().map(|&v| v as f64).collect();
@@ -175,10 +189,110 @@ fn error_split_is_an_orthogonal_decomposition() {
             den += want.iter().map(|v| v * v).sum::<f64>();
         }
         let rel = (num / den).sqrt();
-        println!("error split d = {ridge_dim}: normal part vs f64 {rel:.1e}, worst |e − (n + t)|/|e| {worst:.1e}");
+        println!(
+            "error split d = {ridge_dim} ({}): normal part vs f64 {rel:.1e}, worst |e − (n + t)|/|e| {worst:.1e}",
+            eigensolver.name()
+        );
         assert!(rel < 1e-4, "d = {ridge_dim}: {rel:e}");
     }
-    assert!(error_split(&field, &x, &model[1..], 1, JobOptions::default()).is_err());
-    assert!(error_split(&field, &x, &model, 6, JobOptions::default()).is_err());
+    for eigensolver in [Eigensolver::Dense, Eigensolver::Krylov] {
+        assert!(error_split(&field, &x, &model[1..], 1, eigensolver, JobOptions::default()).is_err());
+        assert!(error_split(&field, &x, &model, 6, eigensolver, JobOptions::default()).is_err());
+    }
     assert!(scms(&field, &x, ScmsSettings { ridge_dim: 0, ..ScmsSettings::default() }, JobOptions::default()).is_err());
+}
+
+/// A noisy unit circle in the first two coordinates of `dim`, with isotropic noise in every coordinate.
+fn embedded_circle(r: &mut impl Rng, n: usize, dim: usize, noise: f32) -> Vec<f32> {
+    let mut data = normal_vec(r, n * dim, noise);
+    for i in 0..n {
+        let theta = r.random_range(0.0..std::f32::consts::TAU);
+        data[i * dim] += theta.cos();
+        data[i * dim + 1] += theta.sin();
+    }
+    data
+}
+
+fn starts_near_circle(r: &mut impl Rng, count: usize, dim: usize) -> Vec<f32> {
+    let mut starts = Vec::new();
+    for _ in 0..count {
+        let theta = r.random_range(0.0..std::f32::consts::TAU);
+        let radius = r.random_range(0.85f32..1.15);
+        let mut p = normal_vec(r, dim, 0.03);
+        p[0] += radius * theta.cos();
+        p[1] += radius * theta.sin();
+        starts.extend(p);
+    }
+    starts
+}
+
+#[test]
+fn krylov_scms_reaches_the_dense_points_in_37_dimensions() {
+    let mut r = rng(25);
+    let (dim, count, sigma) = (37usize, 19usize, 0.1);
+    // Noise in every coordinate (the normal eigenvalues form a cluster), and without it (a repeated eigenvalue
+    // −1/σ² of multiplicity 35: rank-deficient data).
+    for noise in [0.02f32, 0.0] {
+        let data =
+            if noise > 0.0 { embedded_circle(&mut r, 1500, dim, noise) } else { noisy_circle(&mut r, 1500, dim, 0.02) };
+        let field = KdeField::new(gpu(), data, dim, KdeScale::bandwidth(sigma)).unwrap();
+        let starts = starts_near_circle(&mut r, count, dim);
+        let run = |eigensolver| {
+            let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 300, beta: 0.0, eigensolver };
+            scms(&field, &starts, settings, JobOptions::default()).unwrap()
+        };
+        let (dense, krylov) = (run(Eigensolver::Dense), run(Eigensolver::Krylov));
+        assert_eq!((dense.route.chosen, krylov.route.chosen), (Eigensolver::Dense, Eigensolver::Krylov));
+        assert_eq!((dense.eigenvalue_count, krylov.eigenvalue_count), (dim, 2));
+        assert_eq!(krylov.eigen.unconverged_solves, 0, "a Lanczos solve stopped short");
+        assert!(krylov.eigen.vector_products > 0 && dense.eigen.vector_products == 0);
+        let mut worst = 0.0f64;
+        for b in 0..count {
+            assert!(dense.converged[b] && krylov.converged[b], "noise {noise}: point {b} did not converge");
+            let dist = (0..dim)
+                .map(|k| (dense.points[b * dim + k] as f64 - krylov.points[b * dim + k] as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            worst = worst.max(dist);
+            // The d + 1 leading eigenvalues at the final points (the dense ones against the Lanczos ones).
+            for i in 0..2 {
+                let (a, c) = (dense.eigenvalues[b * dim + i], krylov.eigenvalues[b * 2 + i]);
+                assert!((a - c).abs() <= 1e-3 * (1.0 / (sigma * sigma)), "point {b}: λ{} {a} vs {c}", i + 1);
+            }
+            assert_eq!(dense.below_beta[b], krylov.below_beta[b]);
+        }
+        println!(
+            "D {dim}, noise {noise}: krylov vs dense points within {worst:.1e}; {} H·v ({} block products) over {} solves",
+            krylov.eigen.vector_products, krylov.eigen.block_products, krylov.eigen.solves
+        );
+        assert!(worst < 1e-4, "noise {noise}: krylov and dense SCMS end {worst:e} apart");
+    }
+}
+
+#[test]
+fn the_route_follows_the_memory_budget_and_the_dimension() {
+    let mut r = rng(26);
+    let dim = 200;
+    let field = KdeField::new(gpu(), normal_vec(&mut r, 300 * dim, 1.0), dim, KdeScale::bandwidth(0.5)).unwrap();
+    let roomy = route::choose(&field, 1, Eigensolver::Auto, 1 << 30);
+    // Krylov per point stays far below dense: no D² term.
+    assert!(roomy.krylov_bytes_per_point * 4 < roomy.dense_bytes_per_point, "{roomy:?}");
+    // A budget that holds the data and a Krylov point but not one dense Hessian.
+    let tight = roomy.dense_bytes_per_point - 1;
+    let chosen = route::choose(&field, 1, Eigensolver::Auto, tight);
+    assert_eq!(chosen.chosen, Eigensolver::Krylov, "{chosen:?}");
+    assert!(chosen.reason.contains("memory budget"), "{}", chosen.reason);
+    // Forced routes are kept whatever the model says.
+    assert_eq!(route::choose(&field, 1, Eigensolver::Dense, tight).chosen, Eigensolver::Dense);
+    // Small D: dense.
+    let small = KdeField::new(gpu(), normal_vec(&mut r, 300 * 5, 1.0), 5, KdeScale::bandwidth(0.5)).unwrap();
+    assert_eq!(route::choose(&small, 1, Eigensolver::Auto, 1 << 30).chosen, Eigensolver::Dense);
+    // Krylov SCMS under the tight budget runs, and its plan stays within it.
+    let starts = normal_vec(&mut r, 7 * dim, 1.0);
+    let settings = ScmsSettings { ridge_dim: 1, max_iterations: 3, ..ScmsSettings::default() };
+    let options = JobOptions { memory_budget: tight, ..JobOptions::default() };
+    let result = scms(&field, &starts, settings, options).unwrap();
+    assert_eq!(result.route.chosen, Eigensolver::Krylov);
+    assert!(result.eigen.peak_planned_bytes <= tight, "{:?}", result.eigen);
+    assert!(result.points.iter().all(|v| v.is_finite()));
 }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 
 use scorelens::analysis::lyapunov::{Dynamics, InitialTangents, LyapunovSettings};
-use scorelens::analysis::ridge::ScmsSettings;
+use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
 use scorelens::analysis::{DescribedMap, DescriptorSettings, Directions};
 use scorelens::batch::{check_points, Points, Shard};
 use scorelens::field::{KdeField, KdeScale};
@@ -634,12 +634,14 @@ fn read_rows(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str, dim: Option<
 /// p(x) = (1/N) Σᵢ N(x; dataᵢ, bandwidth² I). From every row of x, SCMS steps x ← x + E Eᵀ (m(x) − x), m the
 /// mean shift and E the eigenvectors of ∇²log p past the d-th (d = dim), until ‖E Eᵀ ∇log p‖ / ‖∇log p‖ < tol
 /// (at most max_iter steps). Arrays: points [B, D] (float32), converged [B] (bool), iterations [B] (int64),
-/// eigenvalues [B, D] (of ∇²log p, descending), eigengap [B] (λ_d − λ_{d+1}), normal_ratio [B]; a converged point
-/// counts as a ridge point in the summary when λ_{d+1} ≤ −beta.
+/// eigenvalues [B, D] (of ∇²log p, descending; [B, d + 1], the leading ones, on the Krylov route), eigengap [B]
+/// (λ_d − λ_{d+1}), normal_ratio [B]; a converged point counts as a ridge point in the summary when
+/// λ_{d+1} ≤ −beta. eigensolver: "dense" (each D×D Hessian), "krylov" (block Lanczos on Hessian-vector
+/// products, the d + 1 leading eigenpairs only) or "auto" (by a cost and memory model; summary["eigensolver"]).
 #[pyfunction]
 #[pyo3(name = "ridge")]
-#[pyo3(signature = (data, x, dim, bandwidth, *, beta = 0.0, tol = 1e-4, max_iter = 500, shard = None,
-    devices = None, max_memory = None, progress = true))]
+#[pyo3(signature = (data, x, dim, bandwidth, *, beta = 0.0, tol = 1e-4, max_iter = 500, eigensolver = "auto",
+    shard = None, devices = None, max_memory = None, progress = true))]
 #[allow(clippy::too_many_arguments)]
 pub fn ridge_of(
     py: Python<'_>,
@@ -650,6 +652,7 @@ pub fn ridge_of(
     beta: f64,
     tol: f64,
     max_iter: usize,
+    eigensolver: &str,
     shard: Option<(usize, usize)>,
     devices: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&str>,
@@ -666,7 +669,8 @@ pub fn ridge_of(
     let d = data.shape[1];
     let x = read_rows(py, x, "x", Some(d))?;
     let spec = device_spec(devices)?;
-    let settings = ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta };
+    let eigensolver = Eigensolver::parse(eigensolver).or_py()?;
+    let settings = ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta, eigensolver };
     let fields: Vec<KdeField> = py
         .detach(|| -> scorelens::Result<Vec<KdeField>> {
             contexts(spec.as_deref())?
@@ -723,7 +727,7 @@ fn recorded_levels(trajectory: &Bound<'_, PyAny>) -> PyResult<(RecordedLevels, S
 #[pyfunction]
 #[pyo3(name = "ridge_error")]
 #[pyo3(signature = (model, data, x = None, t = None, *, dim, trajectory = None, tol = 1e-4, max_iter = 300,
-    shard = None, devices = None, max_memory = None, progress = true))]
+    eigensolver = "auto", shard = None, devices = None, max_memory = None, progress = true))]
 #[allow(clippy::too_many_arguments)]
 pub fn ridge_error_of(
     py: Python<'_>,
@@ -735,6 +739,7 @@ pub fn ridge_error_of(
     trajectory: Option<&Bound<'_, PyAny>>,
     tol: f64,
     max_iter: usize,
+    eigensolver: &str,
     shard: Option<(usize, usize)>,
     devices: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&str>,
@@ -742,6 +747,7 @@ pub fn ridge_error_of(
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
     let budget = memory_budget(max_memory)?;
+    let eigensolver = Eigensolver::parse(eigensolver).or_py()?;
     let d = model.field.dim();
     let data = read_array(py, data, "data")?;
     if data.shape.len() != 2 || data.shape[1] != d || data.shape[0] == 0 {
@@ -765,7 +771,8 @@ pub fn ridge_error_of(
     match (trajectory.filter(|t| !t.is_none()), x.filter(|x| !x.is_none()), t.filter(|t| !t.is_none())) {
         (Some(trajectory), _, _) => {
             let (levels, name) = recorded_levels(trajectory)?;
-            let settings = ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta: 0.0 };
+            let settings =
+                ScmsSettings { ridge_dim: dim, tolerance: tol, max_iterations: max_iter, beta: 0.0, eigensolver };
             let run = signature("ridge_error", model, format!("{name} {data_name} {settings:?}"));
             let table = py
                 .detach(|| {
@@ -789,10 +796,11 @@ pub fn ridge_error_of(
             let points = points(py, &model.field, x, t)?;
             let shard = Shard::parse(shard.as_deref(), points.rows()).or_py()?;
             let points = points.take(&shard);
-            let run = signature("ridge_error", model, format!("{data_name} dim {dim}"));
+            let run = signature("ridge_error", model, format!("{data_name} dim {dim} {eigensolver:?}"));
             let result = py
                 .detach(|| {
-                    ridge_error(&devices, &data.data, &points, &shard, dim, options, &model.path, &data_name, &run)
+                    let (source, name) = (&model.path, &data_name);
+                    ridge_error(&devices, &data.data, &points, &shard, dim, eigensolver, options, source, name, &run)
                 })
                 .or_py()?;
             Ok(AnalysisResult::new(py, Saved::RidgeError(result)))

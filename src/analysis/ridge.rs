@@ -4,15 +4,24 @@
 //! With H = ∇²log p(x) = V diag(λ₁ ≥ … ≥ λ_D) Vᵀ and E = [v_{d+1} … v_D] (the D − d smallest eigenvalues, the
 //! directions across a d-dimensional ridge), one SCMS step is x ← x + E Eᵀ (m(x) − x), m the softmax-weighted
 //! mean of the data (m − x = σ² ∇log p). A point is on the ridge when ‖E Eᵀ ∇log p‖ / ‖∇log p‖ is small; a true
-//! ridge also has λ_{d+1} < 0 (here: ≤ −β). Hessians come from the GPU ([`KdeField`]); the symmetric
-//! eigenproblems are solved in f64 on the host with faer, points spread over the CPU's threads. That is meant
-//! for D up to a few hundred; a matrix-free Lanczos on the GPU Hessian-vector products is not implemented.
+//! ridge also has λ_{d+1} < 0 (here: ≤ −β). Two routes give E ([`Eigensolver`], chosen by [`route::choose`]):
+//! the dense one forms H on the GPU ([`KdeField`]) and eigen-decomposes it in f64 on the host (O(N·D²) per point
+//! and D² memory); the Krylov one finds only the d + 1 leading eigenpairs by block Lanczos on the GPU's H·V
+//! products (E Eᵀ g = g − V_d V_dᵀ g; O(N·D·d) per product and no D² memory), warm-started at every step from the
+//! previous step's vectors.
 
 use faer::{Mat, Side};
 
 use crate::error::{Error, Result};
 use crate::field::KdeField;
 use crate::scheduler::JobOptions;
+
+mod normal;
+pub mod route;
+
+use normal::normal_spaces;
+pub use normal::{EigenStats, LANCZOS_MAX_PRODUCTS, LANCZOS_TOLERANCE};
+pub use route::{EigenRoute, Eigensolver};
 
 /// Settings of a ridge search.
 #[derive(Debug, Clone, Copy)]
@@ -24,11 +33,13 @@ pub struct ScmsSettings {
     pub max_iterations: usize,
     /// A converged point counts as a ridge point when λ_{d+1} ≤ −β.
     pub beta: f64,
+    /// How the normal space is found (dense Hessians, Lanczos on H·v, or chosen by the cost model).
+    pub eigensolver: Eigensolver,
 }
 
 impl Default for ScmsSettings {
     fn default() -> Self {
-        ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 500, beta: 0.0 }
+        ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 500, beta: 0.0, eigensolver: Eigensolver::Auto }
     }
 }
 
@@ -40,8 +51,10 @@ pub struct ScmsResult {
     pub converged: Vec<bool>,
     /// Steps taken per point.
     pub iterations: Vec<usize>,
-    /// [B, D] eigenvalues of ∇²log p at the final points, descending.
+    /// [B, eigenvalue_count] eigenvalues of ∇²log p at the final points, descending: all D on the dense route,
+    /// the d + 1 leading on the Krylov route.
     pub eigenvalues: Vec<f64>,
+    pub eigenvalue_count: usize,
     /// λ_d − λ_{d+1} per point.
     pub eigengap: Vec<f64>,
     /// λ_{d+1} ≤ −β per point.
@@ -52,6 +65,10 @@ pub struct ScmsResult {
     pub evaluations: usize,
     /// Sweeps over the still-moving points.
     pub sweeps: usize,
+    /// The eigensolver taken and why.
+    pub route: EigenRoute,
+    /// The Lanczos solves, products and planned memory (products are zero on the dense route).
+    pub eigen: EigenStats,
 }
 
 /// The eigen-decomposition of one symmetric D×D matrix: eigenvalues descending, eigenvectors as columns.
@@ -88,30 +105,12 @@ impl SymmetricEigen {
     }
 }
 
-fn norm(v: &[f64]) -> f64 {
+pub(crate) fn norm(v: &[f64]) -> f64 {
     v.iter().map(|a| a * a).sum::<f64>().sqrt()
 }
 
-/// One point's ridge test: the normal projection of the gradient, its ratio to the gradient, and the spectrum.
-struct Local {
-    normal: Vec<f64>,
-    ratio: f64,
-    values: Vec<f64>,
-}
-
-fn local(score: &[f32], hessian: &[f32], ridge_dim: usize) -> Result<Local> {
-    let dim = score.len();
-    let h: Vec<f64> = hessian.iter().map(|&v| v as f64).collect();
-    let eigen = symmetric_eigen(&h, dim)?;
-    let g: Vec<f64> = score.iter().map(|&v| v as f64).collect();
-    let normal = eigen.project_normal(&g, ridge_dim);
-    let g_norm = norm(&g);
-    let ratio = if g_norm > 0.0 { norm(&normal) / g_norm } else { 0.0 };
-    Ok(Local { normal, ratio, values: eigen.values })
-}
-
 /// Runs `f` on every index in 0..count across the machine's threads, results in index order.
-fn parallel_map<T: Send>(count: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+pub(crate) fn parallel_map<T: Send>(count: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
     if threads <= 1 {
         return (0..count).map(&f).collect();
@@ -162,62 +161,118 @@ pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOpti
     let rows = x0.len() / dim;
     let d = settings.ridge_dim;
     let variance = kde.scale().sigma.powi(2);
+    let route = route::choose(kde, d, settings.eigensolver, options.memory_budget);
+    let krylov = route.chosen == Eigensolver::Krylov;
+    let count = if krylov { d + 1 } else { dim };
     let mut result = ScmsResult {
         points: x0.to_vec(),
         converged: vec![false; rows],
         iterations: vec![0; rows],
-        eigenvalues: vec![0.0; rows * dim],
+        eigenvalues: vec![0.0; rows * count],
+        eigenvalue_count: count,
         eigengap: vec![0.0; rows],
         below_beta: vec![false; rows],
         normal_ratio: vec![0.0; rows],
         evaluations: 0,
         sweeps: 0,
+        route: route.clone(),
+        eigen: EigenStats::default(),
     };
+    // Krylov: each point's leading Ritz vectors, the warm start of its next step.
+    let mut warm: Vec<Vec<Vec<f64>>> = if krylov { vec![Vec::new(); rows] } else { Vec::new() };
+    let mut finished = Vec::new();
     let mut active: Vec<usize> = (0..rows).collect();
     for sweep in 0..=settings.max_iterations {
         if active.is_empty() {
             break;
         }
         let x: Vec<f32> = active.iter().flat_map(|&b| result.points[b * dim..(b + 1) * dim].iter().copied()).collect();
-        let out = kde.evaluate(&x, true, options)?;
-        let hessian = out.hessian.as_ref().ok_or_else(|| Error::Device("no Hessian returned".into()))?;
+        let starts: Vec<Vec<Vec<f64>>> =
+            if krylov { active.iter().map(|&b| std::mem::take(&mut warm[b])).collect() } else { Vec::new() };
+        let spaces = normal_spaces(kde, &x, None, &starts, d, route.chosen, d, options, &mut result.eigen)?;
         result.evaluations += active.len();
         result.sweeps += 1;
-        let locals = parallel_map(active.len(), |j| {
-            local(&out.score[j * dim..(j + 1) * dim], &hessian[j * dim * dim..(j + 1) * dim * dim], d)
-        })?;
         let mut still = Vec::with_capacity(active.len());
-        for (&b, l) in active.iter().zip(locals) {
-            let done = l.ratio < settings.tolerance;
+        for (&b, space) in active.iter().zip(spaces) {
+            let g_norm = norm(&space.score);
+            let ratio = if g_norm > 0.0 { norm(&space.normal) / g_norm } else { 0.0 };
+            let done = ratio < settings.tolerance;
             if done || sweep == settings.max_iterations {
                 result.converged[b] = done;
-                result.eigengap[b] = l.values[d - 1] - l.values[d];
-                result.below_beta[b] = l.values[d] <= -settings.beta;
-                result.normal_ratio[b] = l.ratio;
-                result.eigenvalues[b * dim..(b + 1) * dim].copy_from_slice(&l.values);
+                result.normal_ratio[b] = ratio;
+                result.eigenvalues[b * count..(b + 1) * count].copy_from_slice(&space.values);
+                finished.push(b);
+                if krylov {
+                    warm[b] = space.warm;
+                }
             } else {
                 // m − x = σ² ∇log p, so the step E Eᵀ (m − x) is σ² times the projected score.
-                for (k, n) in l.normal.iter().enumerate() {
+                for (k, n) in space.normal.iter().enumerate() {
                     result.points[b * dim + k] = (result.points[b * dim + k] as f64 + variance * n) as f32;
                 }
                 result.iterations[b] += 1;
+                if krylov {
+                    warm[b] = space.warm;
+                }
                 still.push(b);
             }
         }
         active = still;
     }
+    if krylov && !finished.is_empty() {
+        // The steps test only the d pairs the projection uses; at the final points λ_{d+1} is solved to the
+        // tolerance as well (warm-started), for the ridge test and the eigengap.
+        finished.sort_unstable();
+        let x: Vec<f32> =
+            finished.iter().flat_map(|&b| result.points[b * dim..(b + 1) * dim].iter().copied()).collect();
+        let starts: Vec<Vec<Vec<f64>>> = finished.iter().map(|&b| std::mem::take(&mut warm[b])).collect();
+        let spaces = normal_spaces(kde, &x, None, &starts, d, route.chosen, d + 1, options, &mut result.eigen)?;
+        for (&b, space) in finished.iter().zip(spaces) {
+            result.eigenvalues[b * count..(b + 1) * count].copy_from_slice(&space.values);
+        }
+    }
+    for b in 0..rows {
+        let values = &result.eigenvalues[b * count..(b + 1) * count];
+        result.eigengap[b] = values[d - 1] - values[d];
+        result.below_beta[b] = values[d] <= -settings.beta;
+    }
     Ok(result)
 }
 
 /// The model's score error e = s_θ − ∇log p at every row of `x`, split into its part normal to the d-dimensional
-/// ridges of p (E Eᵀ e, E as in SCMS at x) and the rest, tangent (I − E Eᵀ) e. Returns (normal, tangent), [B, D].
+/// ridges of p (E Eᵀ e, E as in SCMS at x, by `eigensolver`) and the rest, tangent (I − E Eᵀ) e.
+/// Returns (normal, tangent), [B, D].
 pub fn error_split(
     kde: &KdeField,
     x: &[f32],
     model_scores: &[f32],
     ridge_dim: usize,
+    eigensolver: Eigensolver,
     options: JobOptions,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
+    let split = error_split_with_route(kde, x, model_scores, ridge_dim, eigensolver, options)?;
+    Ok((split.normal, split.tangent))
+}
+
+/// An error split with the route its eigensolver took.
+#[derive(Debug, Clone)]
+pub struct ErrorSplit {
+    /// E Eᵀ e and (I − E Eᵀ) e, [B, D].
+    pub normal: Vec<f64>,
+    pub tangent: Vec<f64>,
+    pub route: EigenRoute,
+    pub eigen: EigenStats,
+}
+
+/// [`error_split`], with the eigensolver's route and counts.
+pub fn error_split_with_route(
+    kde: &KdeField,
+    x: &[f32],
+    model_scores: &[f32],
+    ridge_dim: usize,
+    eigensolver: Eigensolver,
+    options: JobOptions,
+) -> Result<ErrorSplit> {
     let dim = kde.dim();
     check_ridge_dim(ridge_dim, dim)?;
     if model_scores.len() != x.len() {
@@ -229,19 +284,25 @@ pub fn error_split(
     if let Some(i) = model_scores.iter().position(|v| !v.is_finite()) {
         return Err(Error::NotFinite { what: "model scores".into(), row: i / dim, value: model_scores[i] as f64 });
     }
-    let out = kde.evaluate(x, true, options)?;
-    let hessian = out.hessian.as_ref().ok_or_else(|| Error::Device("no Hessian returned".into()))?;
-    let rows = x.len() / dim;
-    let parts = parallel_map(rows, |b| {
-        let h: Vec<f64> = hessian[b * dim * dim..(b + 1) * dim * dim].iter().map(|&v| v as f64).collect();
-        let eigen = symmetric_eigen(&h, dim)?;
-        let e: Vec<f64> = (0..dim).map(|k| model_scores[b * dim + k] as f64 - out.score[b * dim + k] as f64).collect();
-        let normal = eigen.project_normal(&e, ridge_dim);
-        let tangent: Vec<f64> = e.iter().zip(&normal).map(|(a, n)| a - n).collect();
-        Ok((normal, tangent))
-    })?;
-    let (normal, tangent): (Vec<Vec<f64>>, Vec<Vec<f64>>) = parts.into_iter().unzip();
-    Ok((normal.concat(), tangent.concat()))
+    if x.len() % dim != 0 {
+        return Err(Error::bad_input("X", format!("{} values do not form rows of D = {dim}", x.len())));
+    }
+    let route = route::choose(kde, ridge_dim, eigensolver, options.memory_budget);
+    let mut eigen = EigenStats::default();
+    let spaces =
+        normal_spaces(kde, x, Some(model_scores), &[], ridge_dim, route.chosen, ridge_dim, options, &mut eigen)?;
+    let mut normal = Vec::with_capacity(x.len());
+    let mut tangent = Vec::with_capacity(x.len());
+    for (b, space) in spaces.iter().enumerate() {
+        for k in 0..dim {
+            // E Eᵀ is linear: E Eᵀ e = E Eᵀ s_θ − E Eᵀ ∇log p.
+            let e = model_scores[b * dim + k] as f64 - space.score[k];
+            let n = space.other_normal[k] - space.normal[k];
+            normal.push(n);
+            tangent.push(e - n);
+        }
+    }
+    Ok(ErrorSplit { normal, tangent, route, eigen })
 }
 
 /// Where points stand against the ridge of p: SCMS from each (its ridge point and the distance to it), and the
@@ -279,7 +340,7 @@ pub fn ridge_phase(
         .zip(ridge.points.chunks(dim))
         .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
         .collect();
-    let (normal, tangent) = error_split(kde, x, model_scores, settings.ridge_dim, options)?;
+    let (normal, tangent) = error_split(kde, x, model_scores, settings.ridge_dim, settings.eigensolver, options)?;
     let (normal_norm, tangent_norm) = (row_norms(&normal, dim), row_norms(&tangent, dim));
     Ok(RidgePhase { ridge, distance, normal, tangent, normal_norm, tangent_norm })
 }

@@ -249,7 +249,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for &(d, n, b) in scms_sizes {
         let name = format!("scms sweep D{d} n{n} b{b}");
         if wanted(&name) {
-            use scorelens::analysis::ridge::{scms, ScmsSettings};
+            use scorelens::analysis::ridge::{scms, Eigensolver, ScmsSettings};
             use scorelens::field::{KdeField, KdeScale};
             let circle = |count: usize, phase: f32| -> Vec<f32> {
                 (0..count)
@@ -264,7 +264,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             };
             let kde = KdeField::new(ctx.clone(), circle(n, 0.0), d, KdeScale::bandwidth(0.1))?;
             let starts: Vec<f32> = circle(b, 0.5).iter().map(|v| v * 1.1).collect();
-            let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-12, max_iterations: 1, beta: 0.0 };
+            let settings = ScmsSettings {
+                ridge_dim: 1,
+                tolerance: 1e-12,
+                max_iterations: 1,
+                beta: 0.0,
+                eigensolver: Eigensolver::Dense,
+            };
             let (seconds, repeats) = time_it(time_budget, || scms(&kde, &starts, settings, options).map(|_| ()))?;
             let flop = (b * n) as f64 * (6 * d + 2 * d * d) as f64;
             record(name, seconds, repeats, flop, b as f64, "points");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::analysis::ridge::ScmsSettings;
+use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
 use scorelens::results::ridge::ridge;
 use scorelens::{Error, Result};
 
@@ -32,6 +32,10 @@ pub struct RidgeArgs {
     /// Most SCMS steps per point.
     #[arg(long = "max-iter", default_value_t = 500)]
     pub max_iter: usize,
+    /// How the ridge's normal space is found: dense (form each D×D Hessian), krylov (block Lanczos on
+    /// Hessian-vector products, the d + 1 leading eigenpairs only) or auto (by a cost and memory model).
+    #[arg(long, default_value = "auto", value_parser = ["dense", "krylov", "auto"])]
+    pub eigensolver: String,
     /// Draw ridge.png (D = 2 only): data, starting points and ridge points.
     #[arg(long)]
     pub plot: bool,
@@ -71,8 +75,13 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let loaded = started.elapsed().as_secs_f64();
 
-    let settings =
-        ScmsSettings { ridge_dim: args.ridge_dim, tolerance: args.tol, max_iterations: args.max_iter, beta: args.beta };
+    let settings = ScmsSettings {
+        ridge_dim: args.ridge_dim,
+        tolerance: args.tol,
+        max_iterations: args.max_iter,
+        beta: args.beta,
+        eigensolver: Eigensolver::parse(&args.eigensolver)?,
+    };
     let bar = Bar::new();
     let fields: Vec<&scorelens::field::KdeField> = job.fields.iter().collect();
     let (data, x) = (args.inputs.data.display().to_string(), args.x.display().to_string());

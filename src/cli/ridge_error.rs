@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::analysis::ridge::ScmsSettings;
+use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
 use scorelens::batch::Points;
 use scorelens::io::npy;
 use scorelens::results::create_dir;
@@ -47,6 +47,10 @@ pub struct RidgeErrorArgs {
     pub tol: f64,
     #[arg(long = "max-iter", default_value_t = 300)]
     pub max_iter: usize,
+    /// How the ridge's normal space is found: dense (each D×D Hessian), krylov (block Lanczos on
+    /// Hessian-vector products) or auto (by a cost and memory model); the split and SCMS use the same.
+    #[arg(long, default_value = "auto", value_parser = ["dense", "krylov", "auto"])]
+    pub eigensolver: String,
     /// With --trajectory: draw phases.png (distance to the ridge and the error norms against std(t)).
     #[arg(long)]
     pub plot: bool,
@@ -87,6 +91,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
         return Err(Error::InvalidArgument(format!("--dim {}: expected 1 ≤ d < D = {d}", args.ridge_dim)));
     }
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    let eigensolver = Eigensolver::parse(&args.eigensolver)?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     let dir = &args.output;
@@ -101,6 +106,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                 tolerance: args.tol,
                 max_iterations: args.max_iter,
                 beta: 0.0,
+                eigensolver,
             };
             let names = (trajectory.display().to_string(), data_name);
             let table = ridge_phases(
@@ -133,6 +139,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                 &points,
                 &shard,
                 args.ridge_dim,
+                eigensolver,
                 options,
                 &source,
                 &data_name,

@@ -284,6 +284,64 @@ impl KdeField {
         Ok(moments.second.iter().zip(v).map(|(&u, &vi)| (-(vi as f64) / var + u as f64 / (var * var)) as f32).collect())
     }
 
+    /// ∇log p [B, D] and H·v [B, P, D] from the same passes over the data (the first pass gives the score anyway):
+    /// what a matrix-free eigensolver needs at a new point.
+    pub fn score_and_hessian_vector(
+        &self,
+        x: &[f32],
+        v: &[f32],
+        per_point: usize,
+        options: JobOptions,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        if self.small {
+            return Ok((self.score(x, options)?, self.hessian_vector(x, v, per_point, options)?));
+        }
+        let rows = self.check_points(x)?;
+        let d = self.dim;
+        if per_point == 0 || v.len() != rows * per_point * d {
+            return Err(Error::bad_input(
+                "V",
+                format!("{} values; expected [{rows}, {per_point}, {d}] ({} values)", v.len(), rows * per_point * d),
+            ));
+        }
+        if let Some(i) = v.iter().position(|a| !a.is_finite()) {
+            return Err(Error::NotFinite { what: "V".into(), row: i / (per_point * d), value: v[i] as f64 });
+        }
+        let var = self.scale.sigma * self.scale.sigma;
+        let moments = self.moments(x, rows, Second::Hvp { v, per_point }, options)?;
+        let mut score = Vec::with_capacity(rows * d);
+        for b in 0..rows {
+            let s = moments.state[4 * b + 1] as f64;
+            score.extend(moments.acc[b * d..(b + 1) * d].iter().map(|&a| (a as f64 / (s * var)) as f32));
+        }
+        let hv = moments
+            .second
+            .iter()
+            .zip(v)
+            .map(|(&u, &vi)| (-(vi as f64) / var + u as f64 / (var * var)) as f32)
+            .collect();
+        Ok((score, hv))
+    }
+
+    /// Device bytes of evaluating the Hessian at one query point, and the fixed bytes of the data, under `budget`.
+    pub fn hessian_cost(&self, budget: u64) -> RowCost {
+        self.row_cost(Second::Covariance, self.data_bytes() <= budget / 2)
+    }
+
+    /// Device bytes of `per_point` Hessian-vector products at one query point, and the data's, under `budget`.
+    pub fn hessian_vector_cost(&self, per_point: usize, budget: u64) -> RowCost {
+        self.row_cost(Second::Hvp { v: &[], per_point }, self.data_bytes() <= budget / 2)
+    }
+
+    /// The device's binding and dispatch limits with `budget`, for planning chunks of query points.
+    pub fn device_bounds(&self, budget: u64) -> DeviceBounds {
+        DeviceBounds {
+            memory_budget: budget,
+            max_binding_bytes: self.ctx.caps.max_binding_bytes(),
+            max_rows_per_dispatch: self.ctx.caps.max_workgroups_per_dimension() as u64,
+        }
+    }
+
     fn check_points(&self, x: &[f32]) -> Result<usize> {
         let d = self.dim;
         if x.len() % d != 0 {
@@ -356,11 +414,7 @@ impl KdeField {
     /// Runs the passes over the data for every chunk of query points.
     fn moments(&self, x: &[f32], rows: usize, second: Second, options: JobOptions) -> Result<Moments> {
         let resident = self.data_bytes() <= options.memory_budget / 2;
-        let bounds = DeviceBounds {
-            memory_budget: options.memory_budget,
-            max_binding_bytes: self.ctx.caps.max_binding_bytes(),
-            max_rows_per_dispatch: self.ctx.caps.max_workgroups_per_dimension() as u64,
-        };
+        let bounds = self.device_bounds(options.memory_budget);
         let chunks = plan_chunks(rows, self.row_cost(second, resident), bounds)?;
         let d = self.dim;
         let per_point = match second {
@@ -418,6 +472,9 @@ impl KdeField {
                 Second::None => &[],
                 Second::Covariance if self.small => &[KdeKernel::SmallCovariance],
                 Second::Covariance => &[KdeKernel::Covariance],
+                Second::Hvp { per_point, .. } if per_point <= op::NARROW_MAX_DIRECTIONS => {
+                    &[KdeKernel::HvpProjectNarrow, KdeKernel::HvpAccumulateNarrow]
+                }
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
             };
             if !second_pass.is_empty() {

@@ -22,6 +22,10 @@ pub struct KdeParams {
 pub const SMALL_DIM: usize = 8;
 /// Output block edge of the tiled kernels.
 const BLOCK: u32 = 64;
+/// Directions per workgroup of the narrow H·V kernels (kde_hvp_*_narrow.wgsl).
+pub const NARROW_DIRECTIONS: usize = 16;
+/// Blocks of at most this many directions use the narrow H·V kernels.
+pub const NARROW_MAX_DIRECTIONS: usize = 32;
 /// Query points per workgroup of the small-dimension kernels.
 const SMALL_THREADS: u32 = 256;
 
@@ -53,6 +57,10 @@ pub enum KdeKernel {
     HvpProject,
     /// u[b, p] (+)= Σᵢ wᵢ proj[b, p, i] (α·dataᵢ − m_b) for the tile.
     HvpAccumulate,
+    /// HvpProject with 16 directions per workgroup (narrow blocks).
+    HvpProjectNarrow,
+    /// HvpAccumulate with 16 directions per workgroup (narrow blocks).
+    HvpAccumulateNarrow,
     /// dim ≤ 8: distances, online log-sum-exp and displacement of the tile in one pass.
     SmallMoments,
     /// dim ≤ 8: the tile's centred weighted covariance.
@@ -69,6 +77,8 @@ impl KdeKernel {
             KdeKernel::Covariance => "kde_covariance",
             KdeKernel::HvpProject => "kde_hvp_project",
             KdeKernel::HvpAccumulate => "kde_hvp_accumulate",
+            KdeKernel::HvpProjectNarrow => "kde_hvp_project_narrow",
+            KdeKernel::HvpAccumulateNarrow => "kde_hvp_accumulate_narrow",
             KdeKernel::SmallMoments => "kde_small_moments",
             KdeKernel::SmallCovariance => "kde_small_covariance",
         }
@@ -81,8 +91,10 @@ impl KdeKernel {
             KdeKernel::SoftmaxUpdate => vec![b.logits, b.state],
             KdeKernel::MeanUpdate => vec![b.data, b.x, b.logits, b.state, b.acc],
             KdeKernel::Covariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
-            KdeKernel::HvpProject => vec![b.data, b.x, b.state, b.acc, b.v, b.proj],
-            KdeKernel::HvpAccumulate => vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second],
+            KdeKernel::HvpProject | KdeKernel::HvpProjectNarrow => vec![b.data, b.x, b.state, b.acc, b.v, b.proj],
+            KdeKernel::HvpAccumulate | KdeKernel::HvpAccumulateNarrow => {
+                vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second]
+            }
             KdeKernel::SmallMoments => vec![b.data, b.x, b.state, b.acc],
             KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
         }
@@ -98,6 +110,10 @@ impl KdeKernel {
             KdeKernel::Covariance => [blocks(p.dim), blocks(p.dim), p.rows],
             KdeKernel::HvpProject => [blocks(p.tile_rows), blocks(p.per_point), p.rows],
             KdeKernel::HvpAccumulate => [blocks(p.dim), blocks(p.per_point), p.rows],
+            KdeKernel::HvpProjectNarrow => {
+                [blocks(p.tile_rows), p.per_point.div_ceil(NARROW_DIRECTIONS as u32), p.rows]
+            }
+            KdeKernel::HvpAccumulateNarrow => [blocks(p.dim), p.per_point.div_ceil(NARROW_DIRECTIONS as u32), p.rows],
             KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
         }
     }

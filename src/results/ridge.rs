@@ -9,7 +9,7 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, concatenate, create_dir, write_bool, write_f32, write_f64, write_i64, write_json, Layout, RunInfo};
-use crate::analysis::ridge::{scms, ScmsResult, ScmsSettings};
+use crate::analysis::ridge::{scms, EigenRoute, EigenStats, ScmsResult, ScmsSettings};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::KdeField;
@@ -26,7 +26,8 @@ pub struct RidgeResult {
     pub converged: ArrayD<bool>,
     /// [B]: steps taken.
     pub iterations: ArrayD<i64>,
-    /// [B, D]: eigenvalues of ∇²log p at the final points, descending.
+    /// [B, D] on the dense route, [B, d + 1] on the Krylov route (the leading ones only): eigenvalues of
+    /// ∇²log p at the final points, descending.
     pub eigenvalues: ArrayD<f64>,
     /// [B]: λ_d − λ_{d+1}.
     pub eigengap: ArrayD<f64>,
@@ -34,6 +35,9 @@ pub struct RidgeResult {
     pub normal_ratio: ArrayD<f64>,
     /// [B]: λ_{d+1} ≤ −β.
     pub below_beta: Vec<bool>,
+    /// The eigensolver's route and its counts (Lanczos solves, products, planned bytes) summed over the blocks.
+    pub route: EigenRoute,
+    pub eigen: EigenStats,
     /// Point evaluations summed over the blocks; sweeps the most any block took.
     pub evaluations: usize,
     pub sweeps: usize,
@@ -90,7 +94,7 @@ pub fn ridge(
             array(&[b, d], r.points.clone())?,
             array(&[b], r.converged.clone())?,
             array(&[b], r.iterations.iter().map(|&i| i as i64).collect())?,
-            array(&[b, d], r.eigenvalues.clone())?,
+            array(&[b, r.eigenvalue_count], r.eigenvalues.clone())?,
             array(&[b], r.eigengap.clone())?,
             array(&[b], r.normal_ratio.clone())?,
             r,
@@ -111,6 +115,14 @@ pub fn ridge(
         eigengap: join!(4, "eigengap.npy"),
         normal_ratio: join!(5, "normal_ratio.npy"),
         below_beta: results.iter().flat_map(|r| r.below_beta.iter().copied()).collect(),
+        route: results.first().map_or_else(
+            || crate::analysis::ridge::route::choose(field, settings.ridge_dim, settings.eigensolver, options.memory_budget),
+            |r| r.route.clone(),
+        ),
+        eigen: results.iter().fold(EigenStats::default(), |mut total, r| {
+            total.absorb(&r.eigen);
+            total
+        }),
         evaluations: results.iter().map(|r| r.evaluations).sum(),
         sweeps: results.iter().map(|r| r.sweeps).max().unwrap_or(0),
         settings,
@@ -168,6 +180,9 @@ impl RidgeResult {
             "fraction_below_beta_over": "converged points",
             "sweeps": self.sweeps,
             "point_evaluations": self.evaluations,
+            "eigensolver": self.route.summary(),
+            "eigen": self.eigen.summary(),
+            "eigenvalues_per_point": self.eigenvalues.shape()[1],
             "seconds": {
                 "load": self.load_seconds,
                 "scms": self.scms_seconds,

@@ -13,7 +13,7 @@ use ndarray::ArrayD;
 
 use super::spectrum::RecordedLevels;
 use super::{array, concatenate, create_dir, write_f64, write_json, Layout, RunInfo};
-use crate::analysis::ridge::{error_split, ridge_phase, row_norms, ScmsSettings};
+use crate::analysis::ridge::{error_split, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings};
 use crate::batch::{check_points, split_rows, Points, Shard};
 use crate::error::{Error, Result};
 use crate::field::{KdeField, KdeScale, ScoreField};
@@ -37,6 +37,13 @@ fn kde_at(ctx: &Arc<GpuContext>, field: &ScoreField, data: &[f32], t: f64) -> Re
     KdeField::new(ctx.clone(), data.to_vec(), field.dim(), KdeScale::at_time(&field.schedule(), t))
 }
 
+/// The route the eigensolver takes for this data on this device: it depends on D, N, d and the budget, not on t
+/// or the rows, so one choice describes the whole run.
+fn eigen_route(device: &Device, data: &[f32], ridge_dim: usize, eigensolver: Eigensolver, budget: u64) -> Result<EigenRoute> {
+    let (ctx, field) = device;
+    Ok(route::choose(&kde_at(ctx, field, data, 1.0)?, ridge_dim, eigensolver, budget))
+}
+
 fn check_ridge_dim(ridge_dim: usize, d: usize) -> Result<()> {
     if ridge_dim == 0 || ridge_dim >= d {
         return Err(Error::InvalidArgument(format!("dim {ridge_dim}: expected 1 ≤ d < D = {d}")));
@@ -52,6 +59,7 @@ pub fn error_split_by_t(
     x: &[f32],
     times: &[f32],
     ridge_dim: usize,
+    eigensolver: Eigensolver,
     options: JobOptions,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (ctx, field) = device;
@@ -66,7 +74,7 @@ pub fn error_split_by_t(
         let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
         let kde = kde_at(ctx, field, data, tv as f64)?;
         let scores = field.score(&xs, &[tv], options)?;
-        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, options)?;
+        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, eigensolver, options)?;
         for (i, &r) in members.iter().enumerate() {
             normal[r * d..(r + 1) * d].copy_from_slice(&n[i * d..(i + 1) * d]);
             tangent[r * d..(r + 1) * d].copy_from_slice(&tg[i * d..(i + 1) * d]);
@@ -85,6 +93,8 @@ pub struct RidgeErrorResult {
     pub error_normal_norm: ArrayD<f64>,
     pub error_tangent_norm: ArrayD<f64>,
     pub ridge_dim: usize,
+    /// How the normal spaces were found (the same route SCMS takes).
+    pub route: EigenRoute,
     /// The data as the caller names it.
     pub data: String,
     pub info: RunInfo,
@@ -98,6 +108,7 @@ pub fn ridge_error(
     points: &Points,
     shard: &Shard,
     ridge_dim: usize,
+    eigensolver: Eigensolver,
     options: JobOptions,
     source: &str,
     data_name: &str,
@@ -106,10 +117,11 @@ pub fn ridge_error(
     let field = devices.first().ok_or_else(|| Error::Device("no device to run on".into()))?.1;
     let d = field.dim();
     check_ridge_dim(ridge_dim, d)?;
+    let route = eigen_route(&devices[0], data, ridge_dim, eigensolver, options.memory_budget)?;
     let started = Instant::now();
     let blocks = split_rows(devices, points.rows(), |device, block| {
         let (x, t) = points.block(block.clone());
-        let (normal, tangent) = error_split_by_t(device, data, x, t, ridge_dim, options)?;
+        let (normal, tangent) = error_split_by_t(device, data, x, t, ridge_dim, eigensolver, options)?;
         let b = block.len();
         Ok((array(&[b, d], normal)?, array(&[b, d], tangent)?))
     })?;
@@ -126,6 +138,7 @@ pub fn ridge_error(
         error_normal: normal,
         error_tangent: tangent,
         ridge_dim,
+        route,
         data: data_name.to_string(),
         info: RunInfo {
             source: source.to_string(),
@@ -150,6 +163,7 @@ impl RidgeErrorResult {
             "ridge_dim": self.ridge_dim, "points": self.error_normal.shape()[0],
             "mean_normal_norm": mean(self.error_normal_norm.iter()),
             "mean_tangent_norm": mean(self.error_tangent_norm.iter()), "adapter": self.info.adapter,
+            "eigensolver": self.route.summary(),
             "devices": self.info.devices, "shard": self.info.shard.summary(),
             "seconds": self.info.seconds,
         })
@@ -188,6 +202,8 @@ pub struct PhaseTable {
     pub t: ArrayD<f64>,
     pub levels: Vec<PhaseRow>,
     pub ridge_dim: usize,
+    /// How the normal spaces were found (SCMS and the split alike).
+    pub route: EigenRoute,
     /// The trajectory and the data as the caller names them.
     pub trajectory: String,
     pub data: String,
@@ -286,6 +302,7 @@ pub fn ridge_phases(
         t: array(&[count], levels.times.clone())?,
         levels: rows,
         ridge_dim: settings.ridge_dim,
+        route: eigen_route(&devices[0], data, settings.ridge_dim, settings.eigensolver, options.memory_budget)?,
         trajectory: names.0.to_string(),
         data: names.1.to_string(),
         info: RunInfo {
@@ -315,6 +332,7 @@ impl PhaseTable {
         serde_json::json!({
             "command": "ridge-error --trajectory", "trajectory": self.trajectory,
             "data": self.data, "ridge_dim": self.ridge_dim, "levels": table,
+            "eigensolver": self.route.summary(),
             "devices": self.info.devices, "shard": self.info.shard.summary(),
         })
     }

@@ -474,7 +474,13 @@ pub(crate) fn ridges(run: &mut Run, models: &[Trained], recorded: &[Recorded], g
         for (level, (&sigma, &t)) in SIGMAS.iter().zip(&rec.times).enumerate().skip(2) {
             let x = &rec.iterates[level][..points * d];
             let kde = KdeField::new(m.ctx.clone(), data.clone(), d, KdeScale::at_time(&m.field.schedule(), t))?;
-            let settings = ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 200, beta: 0.0 };
+            let settings = ScmsSettings {
+                ridge_dim: 1,
+                tolerance: 1e-4,
+                max_iterations: 200,
+                beta: 0.0,
+                ..ScmsSettings::default()
+            };
             let model_scores = m.field.score(x, &[t as f32], run.options)?;
             let phase = ridge_phase(&kde, x, &model_scores, settings, run.options)?;
             let ridge = &phase.ridge;
