@@ -76,8 +76,9 @@ pub(crate) struct UserFlow<'f> {
     user_loops: usize,
 }
 
-/// Floats of tangents one invocation holds in private memory per pass (P·D), at most.
-const MOST_PRIVATE_TANGENT_FLOATS: usize = 2048;
+/// Floats of tangents one invocation holds in private memory per pass (P·D), at most: lavapipe unrolls the D-long
+/// loops over them, and its compile time grows with P·D (about 11 s of CPU at D = 40 with P = 2, 30 s with P = 5).
+const MOST_PRIVATE_TANGENT_FLOATS: usize = 80;
 
 /// How the K tangents are spread: W invocations per trajectory, each carrying P tangents per pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
