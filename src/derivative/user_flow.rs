@@ -200,7 +200,7 @@ impl<'f> UserFlow<'f> {
             while begin < self.k {
                 let mut end = begin;
                 let mut loops = 0;
-                while end < self.k && (end == begin || loops + self.column_loops(end) + 1 <= budget) {
+                while end < self.k && (end == begin || loops + self.column_loops(end) < budget) {
                     loops += self.column_loops(end) + 1;
                     end += 1;
                 }
