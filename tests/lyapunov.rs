@@ -268,3 +268,138 @@ fn resident_runs_beyond_the_memory_budget_in_blocks_of_trajectories() {
     assert_eq!(split.clv.unwrap().vectors, whole.clv.unwrap().vectors);
     assert_eq!(split.history, whole.history);
 }
+
+const LORENZ96: &str = include_str!("../examples/fields/lorenz96.wgsl");
+
+fn lorenz96(d: usize) -> ScoreField {
+    ScoreField::User(
+        UserField::from_source(gpu(), "lorenz96.wgsl", LORENZ96, d, NoiseSchedule::VeSong { sigma: 25.0 }).unwrap(),
+    )
+}
+
+/// x_i' = (x_{i+1} − x_{i−2}) x_{i−1} − x_i + 8 and its J·v, in f64.
+fn lorenz96_f64(x: &[f64]) -> Vec<f64> {
+    let d = x.len();
+    (0..d).map(|i| (x[(i + 1) % d] - x[(i + d - 2) % d]) * x[(i + d - 1) % d] - x[i] + 8.0).collect()
+}
+
+fn lorenz96_jvp_f64(x: &[f64], v: &[f64]) -> Vec<f64> {
+    let d = x.len();
+    (0..d)
+        .map(|i| {
+            let (ip, im, im2) = ((i + 1) % d, (i + d - 1) % d, (i + d - 2) % d);
+            (v[ip] - v[im2]) * x[im] + (x[ip] - x[im2]) * v[im] - v[i]
+        })
+        .collect()
+}
+
+/// Points near the attractor's scale: 8 plus a different wiggle per trajectory.
+fn lorenz96_starts(trajectories: usize, d: usize) -> Vec<f32> {
+    (0..trajectories).flat_map(|b| (0..d).map(move |i| 8.0 + (1.3 * i as f32 + b as f32).sin())).collect()
+}
+
+/// The fused flow kernel against its f64 twin (scorelens::reference::flow) on sizes that are not multiples of
+/// the workgroup (8 lanes on lavapipe) or of the tangents a lane carries per pass.
+fn check_fused_flow_against_reference(trajectories: usize, d: usize, k: usize, steps: usize, qr_every: usize) {
+    use scorelens::analysis::lyapunov::initial_tangents;
+    let field = lorenz96(d);
+    let x0 = lorenz96_starts(trajectories, d);
+    let tangents = InitialTangents::Random { seed: 3 };
+    let mut settings = LyapunovSettings::new(k);
+    settings.qr_every = qr_every;
+    settings.tangents = tangents;
+    let dt = 0.01;
+    let dynamics = Dynamics::Flow { dt, steps, transient: 0, t: 1.0 };
+    let run = lyapunov(&field, &x0, dynamics, settings, JobOptions::default()).unwrap();
+    assert_eq!(run.propagator, scorelens::analysis::lyapunov::PropagatorKind::FusedFlow);
+    assert_eq!(run.products_per_step, 4 * k);
+    // The same starting tangents, as the GPU got them (float32).
+    let q0: Vec<f64> = initial_tangents(trajectories, k, d, tangents, 0).iter().map(|&v| v as f32 as f64).collect();
+    let x0_64: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
+    let reference = scorelens::reference::flow::flow_lyapunov(
+        &lorenz96_f64,
+        &lorenz96_jvp_f64,
+        &x0_64,
+        &q0,
+        d,
+        k,
+        dt,
+        steps,
+        qr_every,
+    );
+    let growth: Vec<f32> = run.log_growth.iter().map(|&v| v as f32).collect();
+    let errors = [
+        common::rel_err(&growth, &reference.log_growth),
+        common::rel_err(&run.final_x, &reference.x),
+        common::rel_err(&run.vectors, &reference.q),
+    ];
+    eprintln!("D = {d}, K = {k}, {steps} steps: log growth, points, vectors: {errors:?}");
+    assert!(errors[0] < 1e-4, "log growth {:e}", errors[0]);
+    assert!(errors[1] < 1e-4, "final points {:e}", errors[1]);
+    assert!(errors[2] < 1e-3, "vectors {:e}", errors[2]);
+    if k == d {
+        // The Jacobian's trace is −D everywhere: Σ_j log growth = −D · time, to RK4's error.
+        for b in 0..trajectories {
+            let sum: f64 = run.log_growth[b * k..(b + 1) * k].iter().sum();
+            let want = -(d as f64) * dt * steps as f64;
+            assert!((sum - want).abs() < 1e-4 * want.abs(), "trajectory {b}: Σ log growth {sum}, want {want}");
+        }
+    }
+}
+
+#[test]
+fn fused_flow_matches_the_f64_reference() {
+    check_fused_flow_against_reference(3, 37, 13, 60, 1);
+    check_fused_flow_against_reference(2, 37, 13, 60, 7);
+}
+
+#[test]
+#[ignore = "lavapipe compiles the D = 101 kernel for minutes (see docs/lyapunov.md); run by hand"]
+fn fused_flow_runs_hundreds_of_tangents() {
+    // One QR of 101 tangents is more than lavapipe runs in one dispatch: it is cut into column ranges.
+    check_fused_flow_against_reference(2, 101, 101, 12, 1);
+}
+
+#[test]
+fn lorenz96_exponents_sum_to_minus_d() {
+    // Σ of all D exponents is the time-average of the Jacobian's trace, −D exactly (at any time, on any orbit).
+    let d = 20;
+    let trajectories = 3;
+    let field = lorenz96(d);
+    let dynamics = Dynamics::Flow { dt: 0.01, steps: 800, transient: 200, t: 1.0 };
+    let run =
+        lyapunov(&field, &lorenz96_starts(trajectories, d), dynamics, LyapunovSettings::new(d), JobOptions::default())
+            .unwrap();
+    for b in 0..trajectories {
+        let exponents = &run.exponents[b * d..(b + 1) * d];
+        let sum: f64 = exponents.iter().sum();
+        eprintln!(
+            "trajectory {b}: λ1 {:.3}, {} positive, sum {sum:.6}",
+            exponents[0],
+            exponents.iter().filter(|&&l| l > 0.0).count()
+        );
+        assert!((sum + d as f64).abs() < 1e-3, "trajectory {b}: sum {sum}");
+        assert!(exponents[0] > 0.5, "trajectory {b}: λ1 {}", exponents[0]);
+        // Finite-time exponents (time 8) come out ordered up to their fluctuations.
+        assert!(exponents.windows(2).all(|w| w[0] >= w[1] - 0.25), "not ordered: {exponents:?}");
+    }
+}
+
+#[test]
+fn a_state_that_blows_up_is_an_error_naming_the_trajectory_and_the_step() {
+    // x' = x² leaves the reals at t = 1/x0: trajectory 1 (x0 = 4) near step 25, trajectory 0 (x0 = 0.1) never here.
+    let code = "fn field(x: State, t: f32) -> State {\n    var s: State;\n    for (var i = 0u; i < DIM; i++) {\n        s[i] = x[i] * x[i];\n    }\n    return s;\n}\n\nfn field_jvp(x: State, v: State, t: f32) -> State {\n    var s: State;\n    for (var i = 0u; i < DIM; i++) {\n        s[i] = 2.0 * x[i] * v[i];\n    }\n    return s;\n}\n";
+    let field = ScoreField::User(
+        UserField::from_source(gpu(), "square.wgsl", code, 2, NoiseSchedule::VeSong { sigma: 25.0 }).unwrap(),
+    );
+    let dynamics = Dynamics::Flow { dt: 0.01, steps: 200, transient: 0, t: 1.0 };
+    let err =
+        lyapunov(&field, &[0.1, 0.1, 4.0, 4.0], dynamics, LyapunovSettings::new(2), JobOptions::default()).unwrap_err();
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(matches!(err, scorelens::Error::NotFinite { row: 1, .. }), "{message}");
+    assert!(message.contains("trajectory 1") && message.contains("step"), "{message}");
+    let step: usize =
+        message.split("step ").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    assert!((20..60).contains(&step), "step {step}");
+}

@@ -16,6 +16,7 @@
 use crate::analysis::qr::qr_rows;
 use crate::derivative::propagator::{Factors, Propagator, Stage, StepPlanner, StepSpec};
 use crate::derivative::resident::{self, ResidentPropagator};
+use crate::derivative::user_flow::UserFlow;
 use crate::derivative::{self, has_exact_jvp, JvpMethod};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -100,6 +101,10 @@ pub struct LyapunovRun {
     /// Running exponents, [H, B, K], at `history_time` [H].
     pub history: Vec<f64>,
     pub history_time: Vec<f64>,
+    /// The propagator that carried the run.
+    pub propagator: PropagatorKind,
+    /// J·v products per trajectory and step (stages × K); the field itself is evaluated once per stage more.
+    pub products_per_step: usize,
 }
 
 impl LyapunovRun {
@@ -386,7 +391,26 @@ fn run_with(
         return Err(Error::NotFinite { what: "initial points".into(), row: i / d, value: x0[i] as f64 });
     }
     let trajectories = x0.len() / d;
-    let resident = fused && resident::supports(field);
+    let fused_flow = match (field, dynamics) {
+        (ScoreField::User(user), Dynamics::Flow { .. }) => fused && user.has_jvp() && UserFlow::supports(user.ctx(), k),
+        _ => false,
+    };
+    if fused_flow {
+        // A batch whose columns do not fit one binding runs as consecutive blocks of trajectories.
+        let most = UserFlow::max_trajectories(field.ctx(), d, k);
+        if trajectories > most {
+            let parts = (0..trajectories)
+                .step_by(most)
+                .map(|start| {
+                    let end = (start + most).min(trajectories);
+                    let block = LyapunovSettings { first_row: settings.first_row + start, ..settings };
+                    run_with(field, &x0[start * d..end * d], dynamics, block, options, fused)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return LyapunovRun::join(parts);
+        }
+    }
+    let resident = fused && !fused_flow && resident::supports(field);
     if resident {
         // Trajectories are independent: a batch larger than the memory budget runs as consecutive blocks (each
         // drawing from its rows' streams) joined in order; if one trajectory's tangents do not fit, the host
@@ -411,25 +435,58 @@ fn run_with(
     let q0 = initial_tangents(trajectories, k, d, settings.tangents, settings.first_row);
     let inner = JobOptions { progress: &Silent, ..options };
     let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
-    let mut propagator: Box<dyn Propagator + '_> = match (field, dynamics) {
-        (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused && user.has_jvp() => {
-            Box::new(crate::derivative::user_flow::UserFlow::new(user, x0, &q0, k, dt, t)?)
+    let (mut propagator, kind): (Box<dyn Propagator + '_>, PropagatorKind) = match (field, dynamics) {
+        (ScoreField::User(user), Dynamics::Flow { dt, t, .. }) if fused_flow => {
+            (Box::new(UserFlow::new(user, x0, &q0, k, dt, t)?), PropagatorKind::FusedFlow)
         }
         _ if resident => {
             let planner = step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?;
-            Box::new(ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics)?)?)
+            let propagator = ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics)?)?;
+            (Box::new(propagator), PropagatorKind::Resident)
         }
-        _ => Box::new(HostPropagator {
-            field,
-            planner: step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?,
-            x: x0.to_vec(),
-            q: q0,
-            k,
-            method,
-            options: inner,
-        }),
+        _ => {
+            let propagator = HostPropagator {
+                field,
+                planner: step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?,
+                x: x0.to_vec(),
+                q: q0,
+                k,
+                method,
+                options: inner,
+            };
+            (Box::new(propagator), PropagatorKind::Host)
+        }
     };
-    run(field, &mut *propagator, &clock, &dynamics, settings, trajectories, options)
+    let mut result = run(field, &mut *propagator, &clock, &dynamics, settings, trajectories, options)?;
+    result.propagator = kind;
+    result.products_per_step = stage_count(&dynamics)? * k;
+    Ok(result)
+}
+
+/// Which propagator carried a run (summary.json's `propagator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropagatorKind {
+    /// User fields with `field_jvp` in flow mode: one workgroup per trajectory, steps and QR in one kernel.
+    FusedFlow,
+    /// Networks: x and Q resident on the GPU, a batched QR kernel.
+    Resident,
+    /// Per-stage score and J·Q products on the GPU, the update and QR on the host.
+    Host,
+}
+
+impl PropagatorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PropagatorKind::FusedFlow => "fused-flow",
+            PropagatorKind::Resident => "resident",
+            PropagatorKind::Host => "host",
+        }
+    }
+}
+
+/// The first non-finite log R_jj of a block ([B, K]): (trajectory, column, value).
+fn first_non_finite(log_diag: &[f64], k: usize) -> Option<(usize, usize, f64)> {
+    log_diag.iter().position(|v| !v.is_finite()).map(|i| (i / k, i % k, log_diag[i]))
 }
 
 /// Drives a propagator over the clock: transient, counted blocks, the midpoint kept for covariant vectors.
@@ -475,8 +532,30 @@ fn run(
         }
         let keep_r = !in_transient && settings.clv && block >= midpoint;
         let factors = propagator.advance(step, n, group, keep_r)?;
+        // A growth that is not finite (a tangent that vanished or blew up) or a state that left the reals stops
+        // the run: it would otherwise be averaged into the exponents.
+        for (i, f) in factors.iter().enumerate() {
+            if let Some((b, j, value)) = first_non_finite(&f.log_diag, k) {
+                return Err(Error::NotFinite {
+                    what: format!(
+                        "tangent growth log R_jj (vector {j}) of trajectory {b} at the QR after step {}",
+                        step + (i + 1) * n - 1
+                    ),
+                    row: b,
+                    value,
+                });
+            }
+        }
         step += n * group;
         options.progress.advance(n * group);
+        let (x, _) = propagator.state()?;
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                what: format!("state of trajectory {} by step {}", i / d, step - 1),
+                row: i / d,
+                value: x[i] as f64,
+            });
+        }
         if in_transient {
             continue;
         }
@@ -529,6 +608,8 @@ fn run(
         clv,
         history,
         history_time,
+        propagator: PropagatorKind::Host,
+        products_per_step: 0,
     })
 }
 

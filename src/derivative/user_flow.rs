@@ -1,13 +1,19 @@
-//! The fused flow propagator of user fields with `field_jvp`: one invocation per trajectory carries x and its K
+//! The fused flow propagator of user fields with `field_jvp`: one workgroup per trajectory carries x and its K
 //! tangent vectors through blocks of RK4 steps of dx/dt = field(x, t) and its variational equation, and
-//! re-orthonormalises them (modified Gram–Schmidt, twice) after each block, writing R. Nothing returns to the host
-//! inside a call but the R factors, so long runs (Lorenz-63: 10⁵ steps) cost a few hundred submits.
+//! re-orthonormalises them (classical Gram–Schmidt, each column twice) after each block, writing R_jj (and R when
+//! asked). The columns (x and the tangents) are spread over the workgroup's invocations, the QR's projections over
+//! tangents and coordinates (shaders/user_flow.wgsl says how). Nothing returns to the host inside a call but the R
+//! factors and a per-trajectory status word, so long runs (10⁵ steps) cost a few hundred submits.
 
 use crate::derivative::propagator::{Factors, Propagator};
 use crate::error::{Error, Result};
 use crate::field::user::user_prelude;
 use crate::field::UserField;
-use crate::gpu::{grid_2d, BufferRole, Kernel, Recorder};
+use crate::gpu::{grid_2d, BufferRole, GpuContext, Kernel, Recorder};
+
+const FLOW_SHADER: &str = include_str!("../../shaders/user_flow.wgsl");
+/// Most invocations per trajectory: more columns than this take turns.
+const MAX_WORKGROUP: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,26 +21,105 @@ struct FlowParams {
     trajectories: u32,
     steps: u32,
     blocks: u32,
+    keep_r: u32,
+    col_begin: u32,
+    col_end: u32,
+    first_block: u32,
+    first_step: u32,
+    canary: u32,
+    dim: u32,
+    per_pass: u32,
+    stages: u32,
     _pad: u32,
     dt: f32,
     t: f32,
     _pad2: [f32; 2],
 }
 
+/// Loop iterations one dispatch may run per invocation: llvmpipe ends every loop of a dispatch silently after
+/// 65,535 in total (its loop limiter); the kernel's canary detects it, this keeps clear of it.
+const LOOP_BUDGET: usize = 60_000;
+/// Dispatches recorded into one submit (one retry unit: a truncated submit is re-run from a copy of the state).
+const MOST_DISPATCHES_PER_SUBMIT: usize = 512;
+/// Most times a submit is re-run with a smaller loop estimate.
+const MOST_RETRIES: usize = 8;
+/// Iterations of the kernel's final canary loop.
+const CANARY: u32 = 2;
+
+/// One dispatch: `blocks` × { `steps` RK4 steps, then QR columns `columns` }.
+#[derive(Debug, Clone)]
+struct Piece {
+    blocks: usize,
+    steps: usize,
+    columns: std::ops::Range<usize>,
+    /// Within the call: the first block (diag and R slots) and the first step.
+    first_block: usize,
+    first_step: usize,
+}
+
 pub(crate) struct UserFlow<'f> {
     field: &'f UserField,
     kernel: Kernel,
     k: usize,
+    layout: Layout,
     trajectories: usize,
     dt: f64,
     t: f64,
+    /// [B, D].
     x: wgpu::Buffer,
+    /// [B, K + 1, D]: the K tangents, then a scratch row.
     q: wgpu::Buffer,
+    /// Copies of x and q at the start of a submit, to re-run it when the driver cut it short.
+    x_backup: wgpu::Buffer,
+    q_backup: wgpu::Buffer,
+    /// Loop iterations assumed per call of the user's `field` or `field_jvp` (doubled when a dispatch ran short).
+    user_loops: usize,
+}
+
+/// Floats of tangents one invocation holds in private memory per pass (P·D), at most: lavapipe unrolls the D-long
+/// loops over them, and its compile time grows with P·D (about 11 s of CPU at D = 40 with P = 2, 30 s with P = 5).
+const MOST_PRIVATE_TANGENT_FLOATS: usize = 80;
+
+/// How the K tangents are spread: W invocations per trajectory, each carrying P tangents per pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    workgroup: usize,
+    per_pass: usize,
+}
+
+impl Layout {
+    /// On a CPU driver (lavapipe) one SIMD vector of 8 lanes, each carrying as many tangents per pass as private
+    /// memory allows: a lane's field evaluation serves P products, and idle lanes cost as much as busy ones. On a
+    /// GPU one invocation per tangent, up to [`MAX_WORKGROUP`], in whole groups of 8.
+    fn for_device(ctx: &GpuContext, k: usize, dim: usize) -> Self {
+        if ctx.caps.is_cpu() {
+            let per_pass = k.div_ceil(8).min((MOST_PRIVATE_TANGENT_FLOATS / dim).max(1));
+            Layout { workgroup: 8, per_pass }
+        } else {
+            Layout { workgroup: k.next_multiple_of(8).min(MAX_WORKGROUP), per_pass: 1 }
+        }
+    }
 }
 
 impl<'f> UserFlow<'f> {
+    /// Whether the fused kernel can take K tangents on this device (its workgroup memory holds 2K + 2 words).
+    pub fn supports(ctx: &GpuContext, k: usize) -> bool {
+        let limits = &ctx.caps.limits;
+        (2 * k + 2) * 4 <= limits.max_compute_workgroup_storage_size as usize
+            && MAX_WORKGROUP <= limits.max_compute_invocations_per_workgroup as usize
+            && MAX_WORKGROUP <= limits.max_compute_workgroup_size_x as usize
+    }
+
+    /// Most trajectories one propagator holds: its [B, K + 1, D] tangents within one binding.
+    pub fn max_trajectories(ctx: &GpuContext, dim: usize, k: usize) -> usize {
+        let per_trajectory = ((k + 1) * dim * 4) as u64;
+        ((ctx.caps.max_binding_bytes() / per_trajectory) as usize).max(1)
+    }
+
     pub fn new(field: &'f UserField, x0: &[f32], q0: &[f64], k: usize, dt: f64, t: f64) -> Result<Self> {
-        let source = flow_kernel_source(field.code(), field.dim(), k);
+        let d = field.dim();
+        let layout = Layout::for_device(field.ctx(), k, d);
+        let source = flow_kernel_source(field.code(), d, k, layout);
         let kernel = field.ctx().compile_source("user_flow", &source, &[], false).map_err(|e| match e {
             Error::Kernel { message, .. } => {
                 Error::bad_input(field.name(), format!("the fused flow kernel (K = {k}) does not compile: {message}"))
@@ -42,180 +127,240 @@ impl<'f> UserFlow<'f> {
             other => other,
         })?;
         let ctx = field.ctx();
-        let q32: Vec<f32> = q0.iter().map(|&v| v as f32).collect();
+        let trajectories = x0.len() / d;
+        let mut q = Vec::with_capacity(trajectories * (k + 1) * d);
+        for b in 0..trajectories {
+            q.extend(q0[b * k * d..(b + 1) * k * d].iter().map(|&v| v as f32));
+            q.extend(std::iter::repeat_n(0.0f32, d));
+        }
         Ok(UserFlow {
             field,
             kernel,
             k,
-            trajectories: x0.len() / field.dim(),
+            layout,
+            trajectories,
             dt,
             t,
             x: ctx.upload("user_flow/x", x0),
-            q: ctx.upload("user_flow/q", &q32),
+            q: ctx.upload("user_flow/q", &q),
+            x_backup: ctx.buffer("user_flow/x_backup", (x0.len() * 4) as u64, BufferRole::Storage),
+            q_backup: ctx.buffer("user_flow/q_backup", (q.len() * 4) as u64, BufferRole::Storage),
+            user_loops: d,
         })
+    }
+
+    /// Loop iterations of one RK4 step in one invocation (the kernel's loops, the user's as estimated).
+    fn step_loops(&self) -> usize {
+        let (d, u, p) = (self.field.dim(), self.user_loops, self.layout.per_pass);
+        let rounds = self.k.div_ceil(self.layout.workgroup * p);
+        rounds * (2 * p * (d + 1) + 4 * (u + d + 2 + p * (u + d + 1)) + d + 2) + 1
+    }
+
+    /// Loop iterations of QR column j in one invocation.
+    fn column_loops(&self, j: usize) -> usize {
+        let d = self.field.dim();
+        let w = self.layout.workgroup;
+        let rounds = self.k.div_ceil(w);
+        let coordinate_rounds = d.div_ceil(w);
+        2 * (j.div_ceil(w) * (d + 1) + coordinate_rounds * (j + 1) + 2) + d + coordinate_rounds + rounds + 1
+    }
+
+    /// The dispatches of `blocks` blocks of `steps` steps, each within [`LOOP_BUDGET`].
+    fn plan(&self, steps: usize, blocks: usize) -> Vec<Piece> {
+        let d = self.field.dim();
+        let budget = LOOP_BUDGET.saturating_sub(2 * d + CANARY as usize + 4).max(1);
+        let step = self.step_loops();
+        let qr: usize = (0..self.k).map(|j| self.column_loops(j)).sum::<usize>() + self.k;
+        let block = steps * step + qr + steps + 1;
+        let mut pieces = Vec::new();
+        if block <= budget {
+            let group = budget / block;
+            for first in (0..blocks).step_by(group) {
+                let n = group.min(blocks - first);
+                pieces.push(Piece {
+                    blocks: n,
+                    steps,
+                    columns: 0..self.k,
+                    first_block: first,
+                    first_step: first * steps,
+                });
+            }
+            return pieces;
+        }
+        // One block is more than a dispatch: its steps in chunks, then its QR in column ranges.
+        let per = (budget / (step + 1)).max(1);
+        for b in 0..blocks {
+            let mut done = 0;
+            while done < steps {
+                let n = per.min(steps - done);
+                pieces.push(Piece { blocks: 1, steps: n, columns: 0..0, first_block: b, first_step: b * steps + done });
+                done += n;
+            }
+            let mut begin = 0;
+            while begin < self.k {
+                let mut end = begin;
+                let mut loops = 0;
+                while end < self.k && (end == begin || loops + self.column_loops(end) < budget) {
+                    loops += self.column_loops(end) + 1;
+                    end += 1;
+                }
+                pieces.push(Piece { blocks: 1, steps: 0, columns: begin..end, first_block: b, first_step: 0 });
+                begin = end;
+            }
+        }
+        pieces
+    }
+
+    /// Runs `pieces` in one submit from the state saved at its start: R_jj [blocks, B, K] and R (when `keep_r`) of
+    /// the call's blocks `blocks`, and the status words [B, 2]; None when the driver cut a dispatch short (the state
+    /// is then restored).
+    #[allow(clippy::type_complexity)]
+    fn submit(
+        &self,
+        pieces: &[Piece],
+        first_step: usize,
+        blocks: std::ops::Range<usize>,
+        keep_r: bool,
+    ) -> Result<Option<(Vec<f32>, Option<Vec<f32>>, Vec<u32>)>> {
+        let ctx = self.field.ctx();
+        let (b, k, d) = (self.trajectories, self.k, self.field.dim());
+        let n = blocks.len();
+        let diag_len = n * b * k;
+        let r_len = if keep_r { n * b * k * k } else { 1 };
+        let diag = ctx.buffer("user_flow/diag", (diag_len * 4) as u64, BufferRole::Storage);
+        let r = ctx.buffer("user_flow/r", (r_len * 4) as u64, BufferRole::Storage);
+        let status_init: Vec<u32> = (0..b).flat_map(|_| [u32::MAX, 0]).collect();
+        let status = ctx.upload("user_flow/status", &status_init);
+        let (gx, gy) = grid_2d(b as u32, ctx.caps.max_workgroups_per_dimension());
+        let x_bytes = (b * d * 4) as u64;
+        let q_bytes = (b * (k + 1) * d * 4) as u64;
+        let mut rec = Recorder::new(ctx, "user_flow");
+        rec.copy(&self.x, &self.x_backup, x_bytes);
+        rec.copy(&self.q, &self.q_backup, q_bytes);
+        for piece in pieces {
+            let params = FlowParams {
+                trajectories: b as u32,
+                steps: piece.steps as u32,
+                blocks: piece.blocks as u32,
+                keep_r: keep_r as u32,
+                col_begin: piece.columns.start as u32,
+                col_end: piece.columns.end as u32,
+                first_block: (piece.first_block - blocks.start) as u32,
+                first_step: (first_step + piece.first_step) as u32,
+                canary: CANARY,
+                dim: d as u32,
+                per_pass: self.layout.per_pass as u32,
+                stages: 4,
+                _pad: 0,
+                _pad2: [0.0; 2],
+                dt: self.dt as f32,
+                t: self.t as f32,
+            };
+            let uniform = ctx.uniform("user_flow/params", &params);
+            rec.dispatch(&self.kernel, &[&self.x, &self.q, &diag, &r, &status, &uniform], [gx, gy, 1])?;
+        }
+        rec.submit();
+        let status: Vec<u32> = ctx.download(&status, 2 * b)?;
+        if status.chunks(2).any(|s| s[1] != 0) {
+            let mut rec = Recorder::new(ctx, "user_flow/restore");
+            rec.copy(&self.x_backup, &self.x, x_bytes);
+            rec.copy(&self.q_backup, &self.q, q_bytes);
+            rec.submit();
+            return Ok(None);
+        }
+        let diag: Vec<f32> = ctx.download(&diag, diag_len)?;
+        let r = if keep_r { Some(ctx.download(&r, r_len)?) } else { None };
+        Ok(Some((diag, r, status)))
     }
 }
 
 impl Propagator for UserFlow<'_> {
-    fn advance(&mut self, _first: usize, steps: usize, blocks: usize, keep_r: bool) -> Result<Vec<Factors>> {
-        let ctx = self.field.ctx();
+    fn advance(&mut self, first: usize, steps: usize, blocks: usize, keep_r: bool) -> Result<Vec<Factors>> {
         let (b, k) = (self.trajectories, self.k);
-        let per_block = b * k * k;
-        let bytes = (blocks * per_block * 4) as u64;
-        let r = ctx.buffer("user_flow/r", bytes, BufferRole::Storage);
-        let readback = ctx.buffer("user_flow/r_readback", bytes, BufferRole::Readback);
-        let params = FlowParams {
-            trajectories: b as u32,
-            steps: steps as u32,
-            blocks: blocks as u32,
-            _pad: 0,
-            dt: self.dt as f32,
-            t: self.t as f32,
-            _pad2: [0.0; 2],
-        };
-        let uniform = ctx.uniform("user_flow/params", &params);
-        let (gx, gy) = grid_2d((b as u32).div_ceil(64), ctx.caps.max_workgroups_per_dimension());
-        let mut rec = Recorder::new(ctx, "user_flow");
-        rec.dispatch(&self.kernel, &[&uniform, &self.x, &self.q, &r], [gx, gy, 1])?;
-        rec.copy(&r, &readback, bytes);
-        let index = rec.submit();
-        let values: Vec<f32> = ctx.read_mapped(&readback, blocks * per_block, Some(index))?;
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NotFinite {
-                what: format!("{}: tangent growth (R factors) of the flow", self.field.name()),
-                row: (i % per_block) / (k * k),
-                value: values[i] as f64,
-            });
+        // One submit's R (or R_jj) within one binding.
+        let per_block = (b * k * if keep_r { k } else { 1 } * 4) as u64;
+        let binding_blocks = ((self.field.ctx().caps.max_binding_bytes() / per_block) as usize).max(1);
+        let mut factors = Vec::with_capacity(blocks);
+        let mut done = 0;
+        let mut retries = 0;
+        while done < blocks {
+            // The blocks of this submit: whole blocks, as many as MOST_DISPATCHES_PER_SUBMIT dispatches and one
+            // binding of R hold (at least one block).
+            let all = self.plan(steps, blocks - done);
+            let mut end = 0;
+            for (count, piece) in all.iter().enumerate() {
+                let piece_end = piece.first_block + piece.blocks;
+                if count == MOST_DISPATCHES_PER_SUBMIT || (piece_end > binding_blocks && end > 0) {
+                    break;
+                }
+                if piece.columns.end == k {
+                    end = piece_end;
+                }
+            }
+            let end = end.max(1);
+            let pieces: Vec<Piece> = all.into_iter().filter(|p| p.first_block < end).collect();
+            let Some((diag, r, status)) = self.submit(&pieces, first + done * steps, 0..end, keep_r)? else {
+                retries += 1;
+                if retries > MOST_RETRIES {
+                    return Err(Error::bad_input(
+                        self.field.name(),
+                        format!(
+                            "one RK4 step of the field runs more loop iterations than this driver allows in one \
+                             dispatch ({LOOP_BUDGET}); the fused flow path cannot run it (K = {k})"
+                        ),
+                    ));
+                }
+                self.user_loops *= 2;
+                continue;
+            };
+            if let Some((row, step)) =
+                status.chunks(2).map(|s| s[0]).enumerate().filter(|(_, s)| *s != u32::MAX).min_by_key(|(_, s)| *s)
+            {
+                let (x, _) = self.state()?;
+                let d = self.field.dim();
+                let value = x[row * d..(row + 1) * d].iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+                return Err(Error::NotFinite {
+                    what: format!(
+                        "{}: the flow's state or tangents of trajectory {row} after step {step}",
+                        self.field.name()
+                    ),
+                    row,
+                    value: value as f64,
+                });
+            }
+            for block in 0..end {
+                let log_diag = diag[block * b * k..(block + 1) * b * k].iter().map(|&v| (v as f64).ln()).collect();
+                let r = r
+                    .as_ref()
+                    .map(|r| r[block * b * k * k..(block + 1) * b * k * k].iter().map(|&v| v as f64).collect());
+                factors.push(Factors { log_diag, r });
+            }
+            done += end;
         }
-        Ok(values
-            .chunks(per_block)
-            .map(|c| Factors::from_r(c.iter().map(|&v| v as f64).collect(), k, keep_r))
-            .collect())
+        Ok(factors)
     }
 
     fn state(&mut self) -> Result<(Vec<f32>, Vec<f64>)> {
-        let ctx = self.field.ctx();
-        let x: Vec<f32> = ctx.download(&self.x, self.trajectories * self.field.dim())?;
-        let q: Vec<f32> = ctx.download(&self.q, self.trajectories * self.k * self.field.dim())?;
-        Ok((x, q.iter().map(|&v| v as f64).collect()))
+        let d = self.field.dim();
+        let (b, k) = (self.trajectories, self.k);
+        let x: Vec<f32> = self.field.ctx().download(&self.x, b * d)?;
+        let all: Vec<f32> = self.field.ctx().download(&self.q, b * (k + 1) * d)?;
+        let q = all.chunks((k + 1) * d).flat_map(|rows| rows[..k * d].iter().map(|&v| v as f64)).collect();
+        Ok((x, q))
     }
 }
 
-/// The user's code followed by the fused RK4 + variational + Gram–Schmidt kernel for K tangents.
-fn flow_kernel_source(code: &str, dim: usize, k: usize) -> String {
+/// The user's code followed by the flow kernel (shaders/user_flow.wgsl) for K tangents.
+fn flow_kernel_source(code: &str, dim: usize, k: usize, layout: Layout) -> String {
     let mut source = user_prelude(dim);
     source.push_str(code);
     if !code.ends_with('\n') {
         source.push('\n');
     }
-    source.push_str(&format!("const SCORELENS_K: u32 = {k}u;\n"));
-    source.push_str(FLOW_ENTRY);
+    source.push_str(&format!(
+        "const SCORELENS_K: u32 = {k}u;\nconst SCORELENS_W: u32 = {}u;\nconst SCORELENS_P: u32 = {}u;\n",
+        layout.workgroup, layout.per_pass
+    ));
+    source.push_str(FLOW_SHADER);
     source
 }
-
-const FLOW_ENTRY: &str = r#"
-alias ScorelensTangents = array<State, SCORELENS_K>;
-struct ScorelensFlow { trajectories: u32, steps: u32, blocks: u32, pad: u32, dt: f32, t: f32, pad2: vec2<f32> }
-@group(0) @binding(0) var<uniform> scorelens_flow: ScorelensFlow;
-@group(0) @binding(1) var<storage, read_write> scorelens_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> scorelens_q: array<f32>;
-@group(0) @binding(3) var<storage, read_write> scorelens_r: array<f32>;
-
-fn scorelens_dot(a: State, b: State) -> f32 {
-    var s = 0.0;
-    for (var i = 0u; i < DIM; i++) {
-        s += a[i] * b[i];
-    }
-    return s;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let b = gid.x + gid.y * groups.x * 64u;
-    if b >= scorelens_flow.trajectories {
-        return;
-    }
-    let dt = scorelens_flow.dt;
-    let t = scorelens_flow.t;
-    var x: State;
-    for (var i = 0u; i < DIM; i++) {
-        x[i] = scorelens_x[b * DIM + i];
-    }
-    var q: ScorelensTangents;
-    for (var j = 0u; j < SCORELENS_K; j++) {
-        for (var i = 0u; i < DIM; i++) {
-            q[j][i] = scorelens_q[(b * SCORELENS_K + j) * DIM + i];
-        }
-    }
-    let weights = array<f32, 4>(1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0);
-    let next_offset = array<f32, 3>(0.5, 0.5, 1.0);
-    for (var block = 0u; block < scorelens_flow.blocks; block++) {
-        for (var s = 0u; s < scorelens_flow.steps; s++) {
-            var xs = x;
-            var qs = q;
-            var x_acc = x;
-            var q_acc = q;
-            for (var stage = 0u; stage < 4u; stage++) {
-                let kx = field(xs, t);
-                var kq: ScorelensTangents;
-                for (var j = 0u; j < SCORELENS_K; j++) {
-                    kq[j] = field_jvp(xs, qs[j], t);
-                }
-                let w = dt * weights[stage];
-                for (var i = 0u; i < DIM; i++) {
-                    x_acc[i] += w * kx[i];
-                }
-                for (var j = 0u; j < SCORELENS_K; j++) {
-                    for (var i = 0u; i < DIM; i++) {
-                        q_acc[j][i] += w * kq[j][i];
-                    }
-                }
-                if stage < 3u {
-                    let c = dt * next_offset[stage];
-                    for (var i = 0u; i < DIM; i++) {
-                        xs[i] = x[i] + c * kx[i];
-                    }
-                    for (var j = 0u; j < SCORELENS_K; j++) {
-                        for (var i = 0u; i < DIM; i++) {
-                            qs[j][i] = q[j][i] + c * kq[j][i];
-                        }
-                    }
-                }
-            }
-            x = x_acc;
-            q = q_acc;
-        }
-        // Modified Gram–Schmidt, each projection done twice (float32 keeps orthogonality to rounding).
-        let base = (block * scorelens_flow.trajectories + b) * SCORELENS_K * SCORELENS_K;
-        for (var j = 0u; j < SCORELENS_K; j++) {
-            for (var i = 0u; i < SCORELENS_K; i++) {
-                scorelens_r[base + j * SCORELENS_K + i] = 0.0;
-            }
-        }
-        for (var j = 0u; j < SCORELENS_K; j++) {
-            for (var sweep = 0u; sweep < 2u; sweep++) {
-                for (var i = 0u; i < j; i++) {
-                    let r = scorelens_dot(q[i], q[j]);
-                    scorelens_r[base + i * SCORELENS_K + j] += r;
-                    for (var e = 0u; e < DIM; e++) {
-                        q[j][e] -= r * q[i][e];
-                    }
-                }
-            }
-            let norm = sqrt(scorelens_dot(q[j], q[j]));
-            scorelens_r[base + j * SCORELENS_K + j] = norm;
-            for (var e = 0u; e < DIM; e++) {
-                q[j][e] /= norm;
-            }
-        }
-    }
-    for (var i = 0u; i < DIM; i++) {
-        scorelens_x[b * DIM + i] = x[i];
-    }
-    for (var j = 0u; j < SCORELENS_K; j++) {
-        for (var i = 0u; i < DIM; i++) {
-            scorelens_q[(b * SCORELENS_K + j) * DIM + i] = q[j][i];
-        }
-    }
-}
-"#;

@@ -9,7 +9,9 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, concatenate, create_dir, write_f32, write_f64, write_json, Layout, RunInfo};
-use crate::analysis::lyapunov::{lyapunov as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings};
+use crate::analysis::lyapunov::{
+    lyapunov as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind,
+};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -50,6 +52,9 @@ pub struct LyapunovResult {
     pub history_time: ArrayD<f64>,
     pub covariant: Option<CovariantResult>,
     pub time_span: f64,
+    /// The propagator that carried the run, and its J·v products per trajectory and step (stages × K).
+    pub propagator: PropagatorKind,
+    pub products_per_step: usize,
     pub dynamics: Dynamics,
     pub settings: LyapunovSettings,
     pub dim: usize,
@@ -77,6 +82,8 @@ fn arrays(r: LyapunovRun) -> Result<LyapunovResultArrays> {
             None => None,
         },
         time_span: r.time_span,
+        propagator: r.propagator,
+        products_per_step: r.products_per_step,
     })
 }
 
@@ -90,6 +97,8 @@ struct LyapunovResultArrays {
     history_time: ArrayD<f64>,
     covariant: Option<CovariantResult>,
     time_span: f64,
+    propagator: PropagatorKind,
+    products_per_step: usize,
 }
 
 /// Blocks of consecutive trajectories as one, each array along its batch axis ([`LAYOUT`]).
@@ -129,6 +138,8 @@ fn join(blocks: Vec<LyapunovResultArrays>) -> Result<LyapunovResultArrays> {
         history_time: first.history_time.clone(),
         covariant,
         time_span: first.time_span,
+        propagator: first.propagator,
+        products_per_step: first.products_per_step,
     })
 }
 
@@ -168,6 +179,8 @@ pub fn lyapunov(
         history_time: a.history_time,
         covariant: a.covariant,
         time_span: a.time_span,
+        propagator: a.propagator,
+        products_per_step: a.products_per_step,
         dynamics,
         settings: LyapunovSettings { first_row, ..settings },
         dim: d,
@@ -212,6 +225,9 @@ impl LyapunovResult {
             "transient": transient,
             "dt": dt,
             "qr_every": self.settings.qr_every,
+            "propagator": self.propagator.name(),
+            "products_per_step": self.products_per_step,
+            "products": self.products_per_step * self.trajectories() * (steps + transient),
             "time_span": self.time_span,
             "mean_exponents": mean_exponents,
             "sum_of_mean_exponents": mean_exponents.iter().sum::<f64>(),
