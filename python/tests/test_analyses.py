@@ -62,7 +62,7 @@ def inputs(cli):  # noqa: F811
 
 
 @needs_cli
-@pytest.mark.parametrize("method", ["dense", "rsvd"])
+@pytest.mark.parametrize("method", ["dense", "rsvd", "krylov", "auto"])
 def test_spectrum_equals_the_cli(cli, mlp, tmp_path, method):  # noqa: F811
     x, t = inputs(cli)
     out = run_cli(cli, "spectrum", MLP, "--x", x, "--t", t, "--k", 5, "--method", method, "--vectors")
@@ -206,7 +206,7 @@ def test_bad_inputs_raise_with_the_cli_words(cli, mlp):  # noqa: F811
         sl.spectrum(mlp, X[:, :5], T)
     with pytest.raises(ValueError, match=r"^t: t = 2 at row 0 is outside \(0, 1\]"):
         sl.descriptors(mlp, X, 2.0)
-    with pytest.raises(ValueError, match="method \"qr\": expected dense, subspace or rsvd"):
+    with pytest.raises(ValueError, match="method \"qr\": expected auto, dense, krylov, subspace or rsvd"):
         sl.spectrum(mlp, X, T, method="qr")
     with pytest.raises(ValueError, match="give x_init"):
         sl.lyapunov(mlp)
@@ -256,11 +256,13 @@ def same_arrays_and_files(result, out: Path, tmp_path: Path, skip=frozenset()):
 
 
 @needs_cli
-def test_ridge_equals_the_cli(cli, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("eigensolver", ["dense", "krylov"])
+def test_ridge_equals_the_cli(cli, tmp_path, eigensolver):  # noqa: F811
     out = run_cli(cli, "ridge", "--data", cli.save("data.npy", KDE_DATA), "--bandwidth", 0.4, "--x",
-                  cli.save("x.npy", KDE_X), "--dim", 1, "--max-iter", 40)
-    result = sl.ridge(KDE_DATA, KDE_X, 1, 0.4, max_iter=40)
+                  cli.save("x.npy", KDE_X), "--dim", 1, "--max-iter", 40, "--eigensolver", eigensolver)
+    result = sl.ridge(KDE_DATA, KDE_X, 1, 0.4, max_iter=40, eigensolver=eigensolver)
     assert result.converged.dtype == np.bool_ and result.points.shape == (16, 5)
+    assert result.summary["eigensolver"]["chosen"] == eigensolver, result.summary["eigensolver"]
     same_arrays_and_files(result, out, tmp_path)
 
 
