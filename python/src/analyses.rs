@@ -23,7 +23,9 @@ use scorelens::results::ridge_error::{ridge_error, ridge_phases, PhaseTable, Rid
 use scorelens::results::sample::{sample, Start};
 use scorelens::results::spectrum::RecordedLevels;
 use scorelens::results::spectrum::{spectrum, SpectrumMethod, SpectrumRequest};
-use scorelens::results::{DescriptorsResult, LyapunovResult, RidgeResult, SampleResult, SpectrumResult};
+use scorelens::results::{
+    ArrayRef, DescriptorsResult, LyapunovResult, NamedArrays, RidgeResult, SampleResult, SpectrumResult,
+};
 use scorelens::sampler::{SamplerConfig, SamplerKind};
 use scorelens::scheduler::{JobOptions, Progress};
 use scorelens::{Error, GpuContext, ScoreField, ScoreModel};
@@ -42,6 +44,31 @@ enum Saved {
 }
 
 impl Saved {
+    /// The analysis's name, as `Result.analysis`.
+    fn analysis(&self) -> &'static str {
+        match self {
+            Saved::Spectrum(_) => "spectrum",
+            Saved::Descriptors(_) => "descriptors",
+            Saved::Sample(_) => "sample",
+            Saved::Lyapunov(_) => "lyapunov",
+            Saved::Ridge(_) => "ridge",
+            Saved::RidgeError(_) | Saved::Phases(_) => "ridge_error",
+        }
+    }
+
+    /// The arrays, named as the command line's files.
+    fn arrays(&self) -> NamedArrays<'_> {
+        match self {
+            Saved::Spectrum(r) => r.arrays(),
+            Saved::Descriptors(r) => r.arrays(),
+            Saved::Sample(r) => r.arrays(),
+            Saved::Lyapunov(r) => r.arrays(),
+            Saved::Ridge(r) => r.arrays(),
+            Saved::RidgeError(r) => r.arrays(),
+            Saved::Phases(r) => r.arrays(),
+        }
+    }
+
     fn save(&self, dir: &std::path::Path) -> scorelens::Result<()> {
         match self {
             Saved::Spectrum(r) => r.save(dir),
@@ -83,77 +110,20 @@ fn numpy_of<A: Element>(py: Python<'_>, a: &ArrayD<A>) -> Py<PyAny> {
 
 impl AnalysisResult {
     fn new(py: Python<'_>, saved: Saved) -> AnalysisResult {
-        let mut arrays: Vec<(String, Py<PyAny>)> = Vec::new();
-        let mut put = |name: &str, a: Py<PyAny>| arrays.push((name.to_string(), a));
-        let analysis = match &saved {
-            Saved::Spectrum(r) => {
-                put("singular_values", numpy_of(py, &r.singular_values));
-                put("residuals", numpy_of(py, &r.residuals));
-                put("alignment", numpy_of(py, &r.alignment));
-                put("overlap", numpy_of(py, &r.overlap));
-                put("local_dimension_threshold", numpy_of(py, &r.local_dimension_threshold));
-                put("local_dimension_gap", numpy_of(py, &r.local_dimension_gap));
-                put("nonconservativeness", numpy_of(py, &r.nonconservativeness));
-                if let (Some(left), Some(right)) = (&r.left_vectors, &r.right_vectors) {
-                    put("left_vectors", numpy_of(py, left));
-                    put("right_vectors", numpy_of(py, right));
-                }
-                "spectrum"
-            }
-            Saved::Descriptors(r) => {
-                put("local_scaling", numpy_of(py, &r.local_scaling));
-                put("local_rank", numpy_of(py, &r.local_rank));
-                put("local_complexity", numpy_of(py, &r.local_complexity));
-                "descriptors"
-            }
-            Saved::Sample(r) => {
-                put("samples", numpy_of(py, &r.samples));
-                if let (Some(recorded), Some(t)) = (&r.recorded, &r.recorded_t) {
-                    put("recorded", numpy_of(py, recorded));
-                    put("recorded_t", numpy_of(py, t));
-                }
-                "sample"
-            }
-            Saved::Lyapunov(r) => {
-                put("log_growth", numpy_of(py, &r.log_growth));
-                put("exponents", numpy_of(py, &r.exponents));
-                put("vectors", numpy_of(py, &r.vectors));
-                put("final_x", numpy_of(py, &r.final_x));
-                put("alignment", numpy_of(py, &r.alignment));
-                put("history", numpy_of(py, &r.history));
-                put("history_time", numpy_of(py, &r.history_time));
-                if let Some(c) = &r.covariant {
-                    put("clv", numpy_of(py, &c.clv));
-                    put("clv_x", numpy_of(py, &c.clv_x));
-                    put("clv_alignment", numpy_of(py, &c.clv_alignment));
-                }
-                "lyapunov"
-            }
-            Saved::Ridge(r) => {
-                put("points", numpy_of(py, &r.points));
-                put("converged", numpy_of(py, &r.converged));
-                put("iterations", numpy_of(py, &r.iterations));
-                put("eigenvalues", numpy_of(py, &r.eigenvalues));
-                put("eigengap", numpy_of(py, &r.eigengap));
-                put("normal_ratio", numpy_of(py, &r.normal_ratio));
-                "ridge"
-            }
-            Saved::RidgeError(r) => {
-                put("error_normal", numpy_of(py, &r.error_normal));
-                put("error_tangent", numpy_of(py, &r.error_tangent));
-                put("error_normal_norm", numpy_of(py, &r.error_normal_norm));
-                put("error_tangent_norm", numpy_of(py, &r.error_tangent_norm));
-                "ridge_error"
-            }
-            Saved::Phases(r) => {
-                put("distance_to_ridge", numpy_of(py, &r.distance_to_ridge));
-                put("error_normal_norm", numpy_of(py, &r.error_normal_norm));
-                put("error_tangent_norm", numpy_of(py, &r.error_tangent_norm));
-                put("t", numpy_of(py, &r.t));
-                "ridge_error"
-            }
-        };
-        AnalysisResult { analysis, arrays, saved }
+        let arrays = saved
+            .arrays()
+            .into_iter()
+            .map(|(name, array)| {
+                let array = match array {
+                    ArrayRef::F32(a) => numpy_of(py, a),
+                    ArrayRef::F64(a) => numpy_of(py, a),
+                    ArrayRef::I64(a) => numpy_of(py, a),
+                    ArrayRef::Bool(a) => numpy_of(py, a),
+                };
+                (name.to_string(), array)
+            })
+            .collect();
+        AnalysisResult { analysis: saved.analysis(), arrays, saved }
     }
 }
 

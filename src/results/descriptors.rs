@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
-use super::{array, concatenate, create_dir, write_f64, write_i64, write_json, Layout, RunInfo};
+use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
 use crate::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
 use crate::batch::{split_points, Points, Shard};
 use crate::error::{Error, Result};
@@ -119,12 +119,19 @@ impl DescriptorsResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        vec![
+            ("local_scaling", ArrayRef::F64(&self.local_scaling)),
+            ("local_rank", ArrayRef::F64(&self.local_rank)),
+            ("local_complexity", ArrayRef::I64(&self.local_complexity)),
+        ]
+    }
+
     /// Writes the command line's files into `dir` (created if missing).
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f64(&dir.join("local_scaling.npy"), &self.local_scaling)?;
-        write_f64(&dir.join("local_rank.npy"), &self.local_rank)?;
-        write_i64(&dir.join("local_complexity.npy"), &self.local_complexity)?;
+        write_arrays(dir, &self.arrays())?;
         write_json(&dir.join("summary.json"), &self.summary())?;
         LAYOUT.write_manifest(dir, &self.info)
     }

@@ -8,10 +8,8 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
-use super::{array, concatenate, create_dir, write_f32, write_f64, write_json, Layout, RunInfo};
-use crate::analysis::lyapunov::{
-    lyapunov as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind,
-};
+use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
+use crate::analysis::lyapunov::{lyapunov as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -242,21 +240,31 @@ impl LyapunovResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        let mut arrays: NamedArrays = vec![
+            ("log_growth", ArrayRef::F64(&self.log_growth)),
+            ("exponents", ArrayRef::F64(&self.exponents)),
+            ("vectors", ArrayRef::F32(&self.vectors)),
+            ("final_x", ArrayRef::F32(&self.final_x)),
+            ("alignment", ArrayRef::F64(&self.alignment)),
+            ("history", ArrayRef::F64(&self.history)),
+            ("history_time", ArrayRef::F64(&self.history_time)),
+        ];
+        if let Some(c) = &self.covariant {
+            arrays.extend([
+                ("clv", ArrayRef::F32(&c.clv)),
+                ("clv_x", ArrayRef::F32(&c.clv_x)),
+                ("clv_alignment", ArrayRef::F64(&c.clv_alignment)),
+            ]);
+        }
+        arrays
+    }
+
     /// Writes the command line's files into `dir` (created if missing); figures are [`LyapunovResult::plot`]'s.
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f64(&dir.join("log_growth.npy"), &self.log_growth)?;
-        write_f64(&dir.join("exponents.npy"), &self.exponents)?;
-        write_f32(&dir.join("vectors.npy"), &self.vectors)?;
-        write_f32(&dir.join("final_x.npy"), &self.final_x)?;
-        write_f64(&dir.join("alignment.npy"), &self.alignment)?;
-        write_f64(&dir.join("history.npy"), &self.history)?;
-        write_f64(&dir.join("history_time.npy"), &self.history_time)?;
-        if let Some(c) = &self.covariant {
-            write_f32(&dir.join("clv.npy"), &c.clv)?;
-            write_f32(&dir.join("clv_x.npy"), &c.clv_x)?;
-            write_f64(&dir.join("clv_alignment.npy"), &c.clv_alignment)?;
-        }
+        write_arrays(dir, &self.arrays())?;
         LAYOUT.write_manifest(dir, &self.info)?;
         write_json(&dir.join("summary.json"), &self.summary())
     }

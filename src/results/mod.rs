@@ -114,6 +114,32 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomically(path, text.as_bytes())
 }
 
+/// One array of a result, by its element type: what a writer or a binding needs of it.
+#[derive(Debug, Clone, Copy)]
+pub enum ArrayRef<'a> {
+    F32(&'a ArrayD<f32>),
+    F64(&'a ArrayD<f64>),
+    I64(&'a ArrayD<i64>),
+    Bool(&'a ArrayD<bool>),
+}
+
+/// A result's arrays by the names of their files (without `.npy`), in the order the command line writes them.
+pub type NamedArrays<'a> = Vec<(&'static str, ArrayRef<'a>)>;
+
+/// Writes each array as `dir`/NAME.npy.
+pub fn write_arrays(dir: &Path, arrays: &NamedArrays) -> Result<()> {
+    for (name, array) in arrays {
+        let path = dir.join(format!("{name}.npy"));
+        match array {
+            ArrayRef::F32(a) => write_f32(&path, a)?,
+            ArrayRef::F64(a) => write_f64(&path, a)?,
+            ArrayRef::I64(a) => write_i64(&path, a)?,
+            ArrayRef::Bool(a) => write_bool(&path, a)?,
+        }
+    }
+    Ok(())
+}
+
 /// Creates an output folder (and its parents) if missing.
 pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
-use super::{array, concatenate, create_dir, write_bool, write_f32, write_f64, write_i64, write_json, Layout, RunInfo};
+use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
 use crate::analysis::ridge::{scms, EigenRoute, EigenStats, ScmsResult, ScmsSettings};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
@@ -116,7 +116,14 @@ pub fn ridge(
         normal_ratio: join!(5, "normal_ratio.npy"),
         below_beta: results.iter().flat_map(|r| r.below_beta.iter().copied()).collect(),
         route: results.first().map_or_else(
-            || crate::analysis::ridge::route::choose(field, settings.ridge_dim, settings.eigensolver, options.memory_budget),
+            || {
+                crate::analysis::ridge::route::choose(
+                    field,
+                    settings.ridge_dim,
+                    settings.eigensolver,
+                    options.memory_budget,
+                )
+            },
             |r| r.route.clone(),
         ),
         eigen: results.iter().fold(EigenStats::default(), |mut total, r| {
@@ -195,15 +202,22 @@ impl RidgeResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        vec![
+            ("points", ArrayRef::F32(&self.points)),
+            ("converged", ArrayRef::Bool(&self.converged)),
+            ("iterations", ArrayRef::I64(&self.iterations)),
+            ("eigenvalues", ArrayRef::F64(&self.eigenvalues)),
+            ("eigengap", ArrayRef::F64(&self.eigengap)),
+            ("normal_ratio", ArrayRef::F64(&self.normal_ratio)),
+        ]
+    }
+
     /// Writes the command line's files into `dir` (created if missing); the figure is [`RidgeResult::plot`]'s.
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f32(&dir.join("points.npy"), &self.points)?;
-        write_bool(&dir.join("converged.npy"), &self.converged)?;
-        write_i64(&dir.join("iterations.npy"), &self.iterations)?;
-        write_f64(&dir.join("eigenvalues.npy"), &self.eigenvalues)?;
-        write_f64(&dir.join("eigengap.npy"), &self.eigengap)?;
-        write_f64(&dir.join("normal_ratio.npy"), &self.normal_ratio)?;
+        write_arrays(dir, &self.arrays())?;
         LAYOUT.write_manifest(dir, &self.info)?;
         write_json(&dir.join("summary.json"), &self.summary())
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::spectrum::RecordedLevels;
-use super::{array, concatenate, create_dir, write_f64, write_json, Layout, RunInfo};
+use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
 use crate::analysis::ridge::{error_split, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings};
 use crate::batch::{check_points, split_rows, Points, Shard};
 use crate::error::{Error, Result};
@@ -39,7 +39,13 @@ fn kde_at(ctx: &Arc<GpuContext>, field: &ScoreField, data: &[f32], t: f64) -> Re
 
 /// The route the eigensolver takes for this data on this device: it depends on D, N, d and the budget, not on t
 /// or the rows, so one choice describes the whole run.
-fn eigen_route(device: &Device, data: &[f32], ridge_dim: usize, eigensolver: Eigensolver, budget: u64) -> Result<EigenRoute> {
+fn eigen_route(
+    device: &Device,
+    data: &[f32],
+    ridge_dim: usize,
+    eigensolver: Eigensolver,
+    budget: u64,
+) -> Result<EigenRoute> {
     let (ctx, field) = device;
     Ok(route::choose(&kde_at(ctx, field, data, 1.0)?, ridge_dim, eigensolver, budget))
 }
@@ -169,12 +175,19 @@ impl RidgeErrorResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        vec![
+            ("error_normal", ArrayRef::F64(&self.error_normal)),
+            ("error_tangent", ArrayRef::F64(&self.error_tangent)),
+            ("error_normal_norm", ArrayRef::F64(&self.error_normal_norm)),
+            ("error_tangent_norm", ArrayRef::F64(&self.error_tangent_norm)),
+        ]
+    }
+
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f64(&dir.join("error_normal.npy"), &self.error_normal)?;
-        write_f64(&dir.join("error_tangent.npy"), &self.error_tangent)?;
-        write_f64(&dir.join("error_normal_norm.npy"), &self.error_normal_norm)?;
-        write_f64(&dir.join("error_tangent_norm.npy"), &self.error_tangent_norm)?;
+        write_arrays(dir, &self.arrays())?;
         LAYOUT.write_manifest(dir, &self.info)?;
         write_json(&dir.join("summary.json"), &self.summary())
     }
@@ -337,12 +350,19 @@ impl PhaseTable {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        vec![
+            ("distance_to_ridge", ArrayRef::F64(&self.distance_to_ridge)),
+            ("error_normal_norm", ArrayRef::F64(&self.error_normal_norm)),
+            ("error_tangent_norm", ArrayRef::F64(&self.error_tangent_norm)),
+            ("t", ArrayRef::F64(&self.t)),
+        ]
+    }
+
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f64(&dir.join("distance_to_ridge.npy"), &self.distance_to_ridge)?;
-        write_f64(&dir.join("error_normal_norm.npy"), &self.error_normal_norm)?;
-        write_f64(&dir.join("error_tangent_norm.npy"), &self.error_tangent_norm)?;
-        write_f64(&dir.join("t.npy"), &self.t)?;
+        write_arrays(dir, &self.arrays())?;
         PHASE_LAYOUT.write_manifest(dir, &self.info)?;
         write_json(&dir.join("summary.json"), &self.summary())
     }

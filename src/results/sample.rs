@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
-use super::{array, concatenate, create_dir, write_f32, write_f64, write_json, Layout, RunInfo};
+use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -161,14 +161,19 @@ impl SampleResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        let mut arrays: NamedArrays = vec![("samples", ArrayRef::F32(&self.samples))];
+        if let (Some(recorded), Some(t)) = (&self.recorded, &self.recorded_t) {
+            arrays.extend([("recorded", ArrayRef::F32(recorded)), ("recorded_t", ArrayRef::F64(t))]);
+        }
+        arrays
+    }
+
     /// Writes the command line's files into `dir` (created if missing).
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_f32(&dir.join("samples.npy"), &self.samples)?;
-        if let (Some(recorded), Some(t)) = (&self.recorded, &self.recorded_t) {
-            write_f32(&dir.join("recorded.npy"), recorded)?;
-            write_f64(&dir.join("recorded_t.npy"), t)?;
-        }
+        write_arrays(dir, &self.arrays())?;
         LAYOUT.write_manifest(dir, &self.info)?;
         write_json(&dir.join("summary.json"), &self.summary())
     }

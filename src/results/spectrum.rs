@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
-use super::{array, create_dir, write_f32, write_f64, write_i64, write_json, Layout, RunInfo};
+use super::{array, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
 use crate::analysis::route::{self, SpectrumRoute};
 use crate::analysis::{self, lowrank::LowRankSettings, MatrixFreeSolver, PointSpectrum, SpectrumSettings};
 use crate::batch::{split_points, Points, Shard};
@@ -46,9 +46,9 @@ impl SpectrumMethod {
             "subspace" => Ok(SpectrumMethod::Subspace),
             "rsvd" => Ok(SpectrumMethod::Rsvd),
             "krylov" => Ok(SpectrumMethod::Krylov),
-            other => Err(Error::InvalidArgument(format!(
-                "method {other:?}: expected auto, dense, krylov, subspace or rsvd"
-            ))),
+            other => {
+                Err(Error::InvalidArgument(format!("method {other:?}: expected auto, dense, krylov, subspace or rsvd")))
+            }
         }
     }
 
@@ -258,7 +258,9 @@ pub fn spectrum(
         products: spectra.iter().map(|s| s.products).collect(),
         max_transpose_residual: spectra
             .iter()
-            .map(|s| (!s.transpose_residuals.is_empty()).then(|| s.transpose_residuals.iter().cloned().fold(0.0, f64::max)))
+            .map(|s| {
+                (!s.transpose_residuals.is_empty()).then(|| s.transpose_residuals.iter().cloned().fold(0.0, f64::max))
+            })
             .collect(),
         route,
         route_reason,
@@ -354,22 +356,29 @@ impl SpectrumResult {
         })
     }
 
+    /// The arrays, named as their files and in the order the command line writes them.
+    pub fn arrays(&self) -> NamedArrays<'_> {
+        let mut arrays: NamedArrays = vec![
+            ("singular_values", ArrayRef::F64(&self.singular_values)),
+            ("residuals", ArrayRef::F64(&self.residuals)),
+            ("alignment", ArrayRef::F64(&self.alignment)),
+            ("overlap", ArrayRef::F64(&self.overlap)),
+            ("local_dimension_threshold", ArrayRef::I64(&self.local_dimension_threshold)),
+            ("local_dimension_gap", ArrayRef::I64(&self.local_dimension_gap)),
+            ("nonconservativeness", ArrayRef::F64(&self.nonconservativeness)),
+        ];
+        if let (Some(left), Some(right)) = (&self.left_vectors, &self.right_vectors) {
+            arrays.extend([("left_vectors", ArrayRef::F32(left)), ("right_vectors", ArrayRef::F32(right))]);
+        }
+        arrays
+    }
+
     /// Writes the command line's files into `dir` (created if missing), rows.jsonl included; no manifest (a
     /// spectrum folder may be one level of a from-samples run: [`SpectrumResult::save`] adds it).
     pub fn write_files(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
         write_atomically(&dir.join("rows.jsonl"), self.rows_jsonl().as_bytes())?;
-        write_f64(&dir.join("singular_values.npy"), &self.singular_values)?;
-        write_f64(&dir.join("residuals.npy"), &self.residuals)?;
-        write_f64(&dir.join("alignment.npy"), &self.alignment)?;
-        write_f64(&dir.join("overlap.npy"), &self.overlap)?;
-        write_i64(&dir.join("local_dimension_threshold.npy"), &self.local_dimension_threshold)?;
-        write_i64(&dir.join("local_dimension_gap.npy"), &self.local_dimension_gap)?;
-        write_f64(&dir.join("nonconservativeness.npy"), &self.nonconservativeness)?;
-        if let (Some(left), Some(right)) = (&self.left_vectors, &self.right_vectors) {
-            write_f32(&dir.join("left_vectors.npy"), left)?;
-            write_f32(&dir.join("right_vectors.npy"), right)?;
-        }
+        write_arrays(dir, &self.arrays())?;
         write_json(&dir.join("summary.json"), &self.summary())
     }
 
