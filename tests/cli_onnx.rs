@@ -92,6 +92,7 @@ fn bad_onnx_inputs_exit_2_with_one_clear_line() {
     run(&bad("no_parameterization"), &x, &[], &["scorelens.parameterization", "--parameterization"]);
     run(&bad("no_schedule"), &x, &[], &["scorelens.schedule", "--schedule"]);
     run(&bad("wrong_output"), &x, &[], &["wrong_output.onnx", "output", "[3]", "[4]"]);
+    run(&bad("bad_conv_pads"), &x, &[], &["bad_pads_conv", "Conv attributes do not fit a 2-D input", "[1, 1, 1, 1]"]);
     run(&bad("ok"), &x5, &[], &["x5.npy", "[4]"]);
     run(&bad("ok"), &x, &["--parameterization", "noise"], &["scorelens.parameterization", "\"noise\""]);
     run(&bad("ok"), &x, &["--schedule", "vp"], &["scorelens.beta_min", "missing"]);

@@ -1896,7 +1896,7 @@ impl Importer {
             if one_d { (vec![0, pads[0]], vec![0, pads[1]]) } else { (pads[..2].to_vec(), pads[2..].to_vec()) };
         let auto_pad = attr_s(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
         let (c_out, expect_in) = if transposed { (ws[1] * groups, ws[0]) } else { (ws[0], ws[1] * groups) };
-        if expect_in != c_in || (transposed && ws[0] % groups != 0) || (!transposed && ws[0] % groups != 0) {
+        if expect_in != c_in || ws[0] % groups != 0 {
             return Err(self.err(format!(
                 "{what} weight {:?} does not fit {c_in} input channels in {groups} groups",
                 weight.shape
