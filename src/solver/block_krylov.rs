@@ -280,6 +280,20 @@ fn assemble(mut locked: Vec<Locked>, current: Vec<Locked>, key: impl Fn(f64) -> 
     locked
 }
 
+/// Each point's orthonormal starting block of b directions, drawn from (seed, `stream`, the point's global row),
+/// with the refill that replaces directions lost to rank deficiency from the same stream.
+fn starting_blocks(settings: &KrylovSettings, stream: u64, n: usize, d: usize, b: usize) -> Vec<(Mat<f64>, Refill)> {
+    let start = normal_rows(settings.seed, stream, settings.first_row, n, b * d);
+    (0..n)
+        .map(|p| {
+            let mut refill = Refill { seed: settings.seed, stream, row: (settings.first_row + p) as u64, event: 0, d };
+            let omega = Mat::from_fn(d, b, |r, c| start[(p * b + c) * d + r] as f64);
+            let pending = orthonormalize_against(&empty(d), &omega, &mut || refill.next());
+            (pending, refill)
+        })
+        .collect()
+}
+
 /// The top-k singular triplets of every point's operator (see the module documentation).
 pub fn block_krylov_svd(op: &mut dyn BatchOperator, settings: KrylovSettings) -> Result<Vec<Triplets>> {
     let (d, n) = (op.dim(), op.points());
@@ -287,29 +301,18 @@ pub fn block_krylov_svd(op: &mut dyn BatchOperator, settings: KrylovSettings) ->
     let k = settings.k;
     let (b, capacity) = settings.sizes(d);
     let last = settings.last_iteration(b);
-    let start = normal_rows(settings.seed, stream::LOWRANK_DIRECTIONS, settings.first_row, n, b * d);
-    let mut states: Vec<SvdState> = (0..n)
-        .map(|p| {
-            let mut refill = Refill {
-                seed: settings.seed,
-                stream: stream::LOWRANK_DIRECTIONS,
-                row: (settings.first_row + p) as u64,
-                event: 0,
-                d,
-            };
-            let omega = Mat::from_fn(d, b, |r, c| start[(p * b + c) * d + r] as f64);
-            let pending = orthonormalize_against(&empty(d), &omega, &mut || refill.next());
-            SvdState {
-                v: empty(d),
-                av: empty(d),
-                u: empty(d),
-                atu: empty(d),
-                pending,
-                fresh_u: empty(d),
-                locked: Vec::new(),
-                products: 0,
-                refill,
-            }
+    let mut states: Vec<SvdState> = starting_blocks(&settings, stream::LOWRANK_DIRECTIONS, n, d, b)
+        .into_iter()
+        .map(|(pending, refill)| SvdState {
+            v: empty(d),
+            av: empty(d),
+            u: empty(d),
+            atu: empty(d),
+            pending,
+            fresh_u: empty(d),
+            locked: Vec::new(),
+            products: 0,
+            refill,
         })
         .collect();
     let mut results: Vec<Option<Triplets>> = vec![None; n];
@@ -429,19 +432,15 @@ pub fn block_lanczos_symmetric_part(op: &mut dyn BatchOperator, settings: Krylov
     let k = settings.k;
     let (b, capacity) = settings.sizes(d);
     let last = settings.last_iteration(b);
-    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, n, b * d);
-    let mut states: Vec<SymmetricState> = (0..n)
-        .map(|p| {
-            let mut refill = Refill {
-                seed: settings.seed,
-                stream: stream::SYMMETRIC_DIRECTIONS,
-                row: (settings.first_row + p) as u64,
-                event: 0,
-                d,
-            };
-            let omega = Mat::from_fn(d, b, |r, c| start[(p * b + c) * d + r] as f64);
-            let pending = orthonormalize_against(&empty(d), &omega, &mut || refill.next());
-            SymmetricState { x: empty(d), sx: empty(d), pending, locked: Vec::new(), products: 0, refill }
+    let mut states: Vec<SymmetricState> = starting_blocks(&settings, stream::SYMMETRIC_DIRECTIONS, n, d, b)
+        .into_iter()
+        .map(|(pending, refill)| SymmetricState {
+            x: empty(d),
+            sx: empty(d),
+            pending,
+            locked: Vec::new(),
+            products: 0,
+            refill,
         })
         .collect();
     let mut results: Vec<Option<Eigenpairs>> = vec![None; n];
