@@ -72,19 +72,61 @@ pub(crate) struct Run<'a> {
     pub sizes: Sizes,
     pub doc: Document,
     pub summary: serde_json::Map<String, serde_json::Value>,
-    /// (claim, measured, holds?) for the findings table.
-    pub findings: Vec<(String, String, String)>,
+    /// The rows of the findings table, in the order they were measured.
+    pub findings: Vec<Finding>,
+}
+
+/// One row of the findings table: a paper's claim as the paper states it, the measurement that tests it, the number
+/// that decides it and the rule (fixed in docs/demo.md before the run) that turns the number into a verdict.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Finding {
+    /// "arXiv 2311.09952" etc.
+    pub paper: &'static str,
+    /// The shipped model it was measured on.
+    pub model: String,
+    /// The claim in the paper's words.
+    pub claim: String,
+    /// What was measured, with its figures (e.g. "threshold-rule dimension 12.1 at σ = 3 → 31.4 at σ = 0.05").
+    pub measured: String,
+    /// The number that decides the verdict, as printed (e.g. "Spearman ρ = −0.94").
+    pub deciding: String,
+    /// The rule that decides (e.g. "holds if ρ < −0.5").
+    pub rule: String,
+    /// Some(true): holds; Some(false): does not hold; None: reported only.
+    pub holds: Option<bool>,
+    /// The figure that shows it, relative to the output folder (linked from report.html).
+    pub figure: Option<String>,
+}
+
+impl Finding {
+    pub fn verdict(&self) -> &'static str {
+        match self.holds {
+            Some(true) => "holds",
+            Some(false) => "does not hold",
+            None => "reported",
+        }
+    }
 }
 
 impl Run<'_> {
+    /// Adds a row to the findings table (and prints it).
+    pub fn claim(&mut self, finding: Finding) {
+        println!(
+            "  [{}] {} ({}): {} — {} [{}]",
+            finding.paper,
+            finding.claim,
+            finding.model,
+            finding.measured,
+            finding.deciding,
+            finding.verdict()
+        );
+        self.findings.push(finding);
+    }
+
+    /// The older three-column form (claim with its paper in parentheses, measurement, verdict); kept while the
+    /// sections move to [`Run::claim`].
     pub fn finding(&mut self, claim: &str, measured: String, holds: Option<bool>) {
-        let verdict = match holds {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "see text",
-        };
-        println!("  {claim}: {measured} [{verdict}]");
-        self.findings.push((claim.to_string(), measured, verdict.to_string()));
+        self.claim(Finding { claim: claim.to_string(), measured, holds, ..Default::default() });
     }
 
     pub fn path(&self, parts: &[&str]) -> Result<PathBuf> {
@@ -185,7 +227,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "findings".into(),
         run.findings
             .iter()
-            .map(|(c, m, v)| serde_json::json!({"claim": c, "measured": m, "holds": v}))
+            .map(|f| {
+                serde_json::json!({
+                    "paper": f.paper, "model": f.model, "claim": f.claim, "measured": f.measured,
+                    "deciding": f.deciding, "rule": f.rule, "holds": f.holds, "verdict": f.verdict(),
+                    "figure": f.figure,
+                })
+            })
             .collect::<Vec<_>>()
             .into(),
     );
@@ -198,8 +246,25 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     ));
     doc.heading(2, "Findings");
     doc.table(
-        &["claim (paper)", "measured here", "holds"],
-        run.findings.iter().map(|(c, m, v)| vec![c.clone(), m.clone(), v.clone()]).collect(),
+        &["paper", "model", "claim (the paper's words)", "measured here", "deciding number", "rule", "verdict"],
+        run.findings
+            .iter()
+            .map(|f| {
+                let measured = match &f.figure {
+                    Some(fig) => format!("{} ([figure]({fig}))", f.measured),
+                    None => f.measured.clone(),
+                };
+                vec![
+                    f.paper.to_string(),
+                    f.model.clone(),
+                    f.claim.clone(),
+                    measured,
+                    f.deciding.clone(),
+                    f.rule.clone(),
+                    f.verdict().to_string(),
+                ]
+            })
+            .collect(),
     );
     let body = std::mem::take(&mut run.doc);
     write_atomically(&args.output.join("report.md"), format!("{}{}", doc.markdown(), body.markdown()).as_bytes())?;
