@@ -3,7 +3,7 @@
 // For every i < params.len: out[i] = f(x[i]) (params.derivative = 0) or f′(x[i]) (1), f chosen by params.op:
 //   0 identity, 1 relu, 2 leaky relu (α = params.p), 3 sigmoid, 4 tanh, 5 erf, 6 exp, 7 log, 8 sin, 9 cos,
 //   10 sqrt, 11 reciprocal, 12 neg, 13 abs, 14 softplus, 15 gelu (exact, erf), 16 gelu (tanh form),
-//   17 x^p (p = params.p), 18 c^x (params.p = ln c), 19 c·x (c = params.p).
+//   17 x^p (p = params.p), 18 c^x (params.p = ln c), 19 c·x (c = params.p), 20 silu x·σ(x).
 // The formulas are those of reference::graph_ops::unary, written to stay accurate in the tails (sigmoid, tanh,
 // softplus and the gelus through e^{−|x|} forms, Φ through erfc).
 //
@@ -54,6 +54,7 @@ fn value(op: u32, v: f32, p: f32) -> f32 {
         case 17u: { return pow_f32(v, p); }
         case 18u: { return exp(p * v); }
         case 19u: { return p * v; }
+        case 20u: { return v * sigmoid_f32(v); }
         default: { return v; }
     }
 }
@@ -91,6 +92,10 @@ fn derivative(op: u32, v: f32, p: f32) -> f32 {
         }
         case 18u: { return p * exp(p * v); }
         case 19u: { return p; }
+        case 20u: {
+            // σ(x) + x·σ′(x), σ′ through e^{−|x|} (no 1 − σ cancellation in the tails).
+            return sigmoid_f32(v) + v * sigmoid_derivative_f32(v);
+        }
         default: { return 1.0; }
     }
 }

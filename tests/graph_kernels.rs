@@ -72,6 +72,8 @@ fn unary_matches_twin_for_every_function_in_both_modes() {
         (UnaryFn::Gelu, -3.0, 3.0),
         (UnaryFn::GeluTanh, -12.0, 12.0),
         (UnaryFn::GeluTanh, -3.0, 3.0),
+        (UnaryFn::Silu, -40.0, 40.0),
+        (UnaryFn::Silu, -3.0, 3.0),
         (UnaryFn::PowConst(2.0), -3.0, 3.0),
         (UnaryFn::PowConst(3.0), -3.0, 3.0),
         (UnaryFn::PowConst(-2.0), 0.3, 3.0),
@@ -120,6 +122,8 @@ fn unary_tails_keep_their_relative_accuracy() {
         (UnaryFn::GeluTanh, false, -5.0, -3.0),
         (UnaryFn::GeluTanh, true, -5.0, -3.0),
         (UnaryFn::Erf, true, -9.0, -3.0),
+        (UnaryFn::Silu, false, -40.0, -15.0),
+        (UnaryFn::Silu, true, -40.0, -15.0),
     ];
     for (f, derivative, lo, hi) in cases {
         let len = 300;
@@ -504,5 +508,316 @@ fn softmax_tangent_matches_twin() {
         let mut want = vec![0.0; len];
         twin::record_softmax_tangent(rows, rep, outer, n, inner, &y, &d, &mut want);
         check(&format!("softmax tangent rows {rows} rep {rep} [{outer}, {n}, {inner}]"), &got, &want, tol);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fusion (graph::fuse) and buffer planning (graph::exec): fused programs on the GPU against the unfused programs'
+// f64 twin, on sizes that are not multiples of the tiles.
+
+mod fused {
+    use super::*;
+    use scorelens::graph::exec::{GraphExecutor, GraphOptions, Pass};
+    use scorelens::graph::fuse;
+    use scorelens::graph::ir::{Graph, MatMul, MatrixLayout, Op, Stream, ValueId};
+    use scorelens::graph::{Parameterization, ScoreNetwork, TimeInput};
+    use scorelens::model::NoiseSchedule;
+    use scorelens::reference::graph::{run_network, HostRun};
+    use scorelens::scheduler::JobOptions;
+    use std::sync::Arc;
+
+    fn weights(g: &mut Graph, r: &mut impl Rng, name: &str, shape: Vec<usize>, scale: f32) -> ValueId {
+        let len = shape.iter().product();
+        let data: Vec<f32> = normal(r, len, scale).iter().map(|&v| v as f32).collect();
+        g.add_const(name, shape, data)
+    }
+
+    /// x·Wᵀ + b over the last axis of [tokens, k] rows, as Gemm and MatMul + Add lower.
+    fn dense(g: &mut Graph, r: &mut impl Rng, x: ValueId, tokens: usize, k: usize, n: usize) -> ValueId {
+        let w = weights(g, r, "w", vec![n, k], 1.0 / (k as f32).sqrt());
+        let b = weights(g, r, "b", vec![n], 0.3);
+        let layout = |transposed| MatrixLayout { lead_stride: 0, transposed };
+        let mm = MatMul { m: tokens, n, k, lead: 1, a: layout(false), b: layout(true) };
+        let shape = if tokens == 1 { vec![n] } else { vec![tokens, n] };
+        let y = g.add_node("dense", Op::MatMul(mm), vec![x, w], shape.clone());
+        g.add_node("dense", Op::Binary(BinaryOp::Add), vec![y, b], shape)
+    }
+
+    fn unary(g: &mut Graph, f: UnaryFn, x: ValueId) -> ValueId {
+        let shape = g.values[x].shape.clone();
+        g.add_node("act", Op::Unary { f, derivative: false }, vec![x], shape)
+    }
+
+    fn conv(g: &mut Graph, r: &mut impl Rng, x: ValueId, c_in: usize, c_out: usize, h: usize, w: usize) -> ValueId {
+        let weight = weights(g, r, "k", vec![c_out, c_in, 3, 3], 1.0 / (9.0 * c_in as f32).sqrt());
+        let bias = weights(g, r, "kb", vec![c_out, 1, 1], 0.3);
+        let spec = Conv2d {
+            rows: 0,
+            c_in,
+            h_in: h,
+            w_in: w,
+            c_out,
+            h_out: h,
+            w_out: w,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            transposed: false,
+        };
+        let y = g.add_node("conv", Op::Conv(spec), vec![x, weight], vec![c_out, h, w]);
+        g.add_node("conv", Op::Binary(BinaryOp::Add), vec![y, bias], vec![c_out, h, w])
+    }
+
+    fn network(g: Graph) -> ScoreNetwork {
+        let schedule = NoiseSchedule::VeSong { sigma: 25.0 };
+        let meta = Default::default();
+        ScoreNetwork::from_graph("test.onnx".into(), "onnx", g, schedule, Parameterization::Epsilon, TimeInput::T, meta)
+            .unwrap()
+    }
+
+    fn start(shape: Vec<usize>) -> (Graph, ValueId) {
+        let mut g = Graph::default();
+        let x = g.add_value("x", shape, Stream::Primal);
+        let t = g.add_value("t", vec![], Stream::Primal);
+        g.inputs = vec![x, t];
+        (g, x)
+    }
+
+    /// An MLP (every fusable activation, one per layer), a token MLP (bias over the last axis of [7, ·] rows) and
+    /// a convolution stack (per-channel bias and ReLU into the patch product).
+    fn networks() -> Vec<(&'static str, ScoreNetwork)> {
+        let mut r = rng(21);
+        let (mut g, x) = start(vec![13]);
+        let mut h = x;
+        let widths = [13, 29, 17, 31, 19];
+        let acts = [UnaryFn::Silu, UnaryFn::Gelu, UnaryFn::Tanh, UnaryFn::Relu];
+        for (l, act) in acts.iter().enumerate() {
+            let y = dense(&mut g, &mut r, h, 1, widths[l], widths[l + 1]);
+            h = unary(&mut g, *act, y);
+        }
+        g.output = dense(&mut g, &mut r, h, 1, 19, 13);
+        let mlp = network(g);
+
+        let (mut g, x) = start(vec![7, 5]);
+        let y = dense(&mut g, &mut r, x, 7, 5, 11);
+        let y = unary(&mut g, UnaryFn::Gelu, y);
+        g.output = dense(&mut g, &mut r, y, 7, 11, 5);
+        let tokens = network(g);
+
+        let (mut g, x) = start(vec![3, 9, 11]);
+        let y = conv(&mut g, &mut r, x, 3, 5, 9, 11);
+        let y = unary(&mut g, UnaryFn::Relu, y);
+        g.output = conv(&mut g, &mut r, y, 5, 3, 9, 11);
+        let convs = network(g);
+        vec![("mlp", mlp), ("tokens", tokens), ("convs", convs)]
+    }
+
+    fn count(g: &Graph, nodes: &[usize], pick: impl Fn(&Op) -> bool) -> usize {
+        nodes.iter().filter(|&&n| pick(&g.nodes[n].op)).count()
+    }
+
+    #[test]
+    fn fused_programs_match_the_unfused_twin_with_fewer_nodes_and_buffers() {
+        let ctx = gpu();
+        let mut r = rng(22);
+        for (name, net) in networks() {
+            let net = Arc::new(net);
+            let d = net.dim();
+            let (points, rep) = (37, 3);
+            let x = uniform(&mut r, points * d, -2.0, 2.0);
+            let t = uniform(&mut r, points, 0.1, 1.0);
+            let v = uniform(&mut r, points * rep * d, -1.0, 1.0);
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            let fused = GraphExecutor::with_options(ctx.clone(), net.clone(), GraphOptions::default()).unwrap();
+            let plain = GraphExecutor::with_options(
+                ctx.clone(),
+                net.clone(),
+                GraphOptions { fusion: false, memory_plan: false },
+            )
+            .unwrap();
+            let p = fused.program();
+            let epilogues =
+                |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(..) | Op::FusedConv(..)));
+            println!(
+                "{name}: score {} → {} nodes ({} fused), jvp {} → {} ({} fused), vjp {} → {} ({} fused)",
+                net.program.primal.len(),
+                p.score.len(),
+                epilogues(&p.score),
+                net.program.jvp.len(),
+                p.jvp.len(),
+                epilogues(&p.jvp),
+                net.program.vjp.len(),
+                p.vjp.len(),
+                epilogues(&p.vjp),
+            );
+            assert!(p.score.len() < net.program.primal.len(), "{name}: nothing fused in the score");
+            if name == "mlp" {
+                // Every layer's bias and activation in the score; every derivative factor in both products.
+                assert_eq!(epilogues(&p.score), 5, "{name}");
+                assert_eq!(epilogues(&p.jvp), 4, "{name}");
+                assert_eq!(epilogues(&p.vjp), 4, "{name}");
+                let factors = count(&p.graph, &p.linearisation, |op| matches!(op, Op::Unary { derivative: true, .. }));
+                assert_eq!(factors, 0, "{name}: derivative factors still computed");
+            }
+            for (pass, rep) in [(Pass::Score, 1), (Pass::Jvp, rep), (Pass::Vjp, rep)] {
+                let less = fused.bytes_per_point(pass, rep);
+                let more = plain.bytes_per_point(pass, rep);
+                println!("{name} {pass:?}: {less} B per point planned, {more} B unplanned");
+                assert!(less < more, "{name} {pass:?}: the plan needs {less} B per point, unplanned {more} B");
+                let tangents = (pass != Pass::Score).then_some((&v[..], rep));
+                let want = run_network(&net, pass, &x, &t, tangents);
+                let tangents32 = f32s(&v);
+                let tangents32 = (pass != Pass::Score).then_some((&tangents32[..], rep));
+                for (label, exec) in [("fused", &fused), ("plain", &plain)] {
+                    let got = exec.run(pass, &f32s(&x), &f32s(&t), tangents32, JobOptions::default()).unwrap();
+                    check(&format!("{name} {label} {pass:?}"), &got, &want, 2e-5);
+                }
+                // A budget that forces several chunks runs the same plan per chunk.
+                let budget = fused.resident_bytes() + fused.bytes_per_point(pass, rep) * 8;
+                let small = JobOptions { memory_budget: budget, ..Default::default() };
+                let got = fused.run(pass, &f32s(&x), &f32s(&t), tangents32, small).unwrap();
+                check(&format!("{name} fused {pass:?} in chunks"), &got, &want, 2e-5);
+            }
+            // The fused program's own twin agrees with the unfused one in f64 (the pass is exact).
+            let mut run = HostRun::new(&p.graph, points, 1);
+            run.set(p.graph.inputs[0], x.clone());
+            for (k, values) in net.row_inputs(&t).into_iter().enumerate() {
+                run.set(p.graph.inputs[k + 1], values);
+            }
+            run.run(&p.score);
+            let want = run_network(&net, Pass::Score, &x, &t, None);
+            let err = twin_rel(run.get(p.graph.output), &want);
+            assert!(err < 1e-12, "{name}: fused twin differs from the unfused twin by {err:e}");
+        }
+    }
+
+    fn twin_rel(a: &[f64], b: &[f64]) -> f64 {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+        let den: f64 = b.iter().map(|y| y * y).sum();
+        (num / den).sqrt()
+    }
+
+    /// SiLU as x·Sigmoid(x), GELU's erf form in the three ways exporters associate it and its tanh form become single unary
+    /// nodes; the network computes the same (to the f32 rounding of √2 in the file) and its J·v, built from the
+    /// recognised functions' exact derivatives, matches central differences of the original graph in f64.
+    #[test]
+    fn silu_and_gelu_patterns_are_recognised_exactly() {
+        let mut r = rng(23);
+        let (mut g, x) = start(vec![11]);
+        let scalar = |g: &mut Graph, v: f32| g.add_const("c", vec![1], vec![v]);
+        let shape = vec![11];
+        let mut h = dense(&mut g, &mut r, x, 1, 11, 11);
+        // SiLU, both orders.
+        let s = unary(&mut g, UnaryFn::Sigmoid, h);
+        h = g.add_node("silu", Op::Binary(BinaryOp::Mul), vec![s, h], shape.clone());
+        h = dense(&mut g, &mut r, h, 1, 11, 11);
+        let s = unary(&mut g, UnaryFn::Sigmoid, h);
+        h = g.add_node("silu", Op::Binary(BinaryOp::Mul), vec![h, s], shape.clone());
+        // GELU: (x · (1 + erf(x / √2))) · ½, (½ x) · (1 + erf(x · 1/√2)), x · ((1 + erf(x/√2)) · ½).
+        for form in 0..3 {
+            h = dense(&mut g, &mut r, h, 1, 11, 11);
+            let d = if form == 1 {
+                let c = scalar(&mut g, std::f32::consts::FRAC_1_SQRT_2);
+                g.add_node("gelu", Op::Binary(BinaryOp::Mul), vec![h, c], shape.clone())
+            } else {
+                let c = scalar(&mut g, std::f32::consts::SQRT_2);
+                g.add_node("gelu", Op::Binary(BinaryOp::Div), vec![h, c], shape.clone())
+            };
+            let e = unary(&mut g, UnaryFn::Erf, d);
+            let one = scalar(&mut g, 1.0);
+            let p = g.add_node("gelu", Op::Binary(BinaryOp::Add), vec![e, one], shape.clone());
+            let half = scalar(&mut g, 0.5);
+            let mul = |g: &mut Graph, a, b| g.add_node("gelu", Op::Binary(BinaryOp::Mul), vec![a, b], shape.clone());
+            h = match form {
+                0 => {
+                    let q = mul(&mut g, h, p);
+                    mul(&mut g, q, half)
+                }
+                1 => {
+                    let q = mul(&mut g, half, h);
+                    mul(&mut g, q, p)
+                }
+                _ => {
+                    let q = mul(&mut g, p, half);
+                    mul(&mut g, h, q)
+                }
+            };
+        }
+        // GELU, tanh form as PyTorch's exporter writes it: ½ · (x · (1 + tanh(β · (x + κ · (x · (x · x)))))).
+        h = dense(&mut g, &mut r, h, 1, 11, 11);
+        {
+            let mul = |g: &mut Graph, a, b| g.add_node("gelu", Op::Binary(BinaryOp::Mul), vec![a, b], shape.clone());
+            let xx = mul(&mut g, h, h);
+            let cube = mul(&mut g, h, xx);
+            let kappa = scalar(&mut g, 0.044715);
+            let k3 = mul(&mut g, kappa, cube);
+            let sum = g.add_node("gelu", Op::Binary(BinaryOp::Add), vec![h, k3], shape.clone());
+            let beta = scalar(&mut g, (2.0 / std::f32::consts::PI).sqrt());
+            let inner = mul(&mut g, beta, sum);
+            let th = unary(&mut g, UnaryFn::Tanh, inner);
+            let one = scalar(&mut g, 1.0);
+            let p = g.add_node("gelu", Op::Binary(BinaryOp::Add), vec![one, th], shape.clone());
+            let q = mul(&mut g, h, p);
+            let half = scalar(&mut g, 0.5);
+            h = mul(&mut g, half, q);
+        }
+        // A sigmoid read twice (gate and SiLU) stays.
+        let s = unary(&mut g, UnaryFn::Sigmoid, h);
+        let gate = g.add_node("silu", Op::Binary(BinaryOp::Mul), vec![h, s], shape.clone());
+        h = g.add_node("gate", Op::Binary(BinaryOp::Add), vec![gate, s], shape.clone());
+        g.output = dense(&mut g, &mut r, h, 1, 11, 11);
+
+        let mut recognised = g.clone();
+        let found = fuse::recognise_activations(&mut recognised);
+        assert_eq!(found, 7, "3 SiLU, 3 erf-form and 1 tanh-form GELU patterns");
+        let kinds = |g: &Graph, f: UnaryFn| {
+            g.nodes.iter().filter(|n| matches!(n.op, Op::Unary { f: h, derivative: false } if h == f)).count()
+        };
+        assert_eq!(kinds(&recognised, UnaryFn::Silu), 3);
+        assert_eq!(kinds(&recognised, UnaryFn::Gelu), 3);
+        assert_eq!(kinds(&recognised, UnaryFn::GeluTanh), 1);
+        assert_eq!(kinds(&recognised, UnaryFn::Erf), 0);
+        assert_eq!(kinds(&recognised, UnaryFn::Tanh), 0);
+        assert_eq!(kinds(&recognised, UnaryFn::Sigmoid), 1, "the shared sigmoid stays");
+
+        let points = 5;
+        let xs = uniform(&mut r, points * 11, -2.0, 2.0);
+        let forward = |g: &Graph, xs: &[f64]| -> Vec<f64> {
+            let mut run = HostRun::new(g, points, 1);
+            run.set(g.inputs[0], xs.to_vec());
+            run.set(g.inputs[1], vec![0.5; points]);
+            run.run(&(0..g.nodes.len()).collect::<Vec<_>>());
+            run.get(g.output).to_vec()
+        };
+        let err = twin_rel(&forward(&recognised, &xs), &forward(&g, &xs));
+        println!("recognised vs written out: rel err {err:.2e}");
+        assert!(err < 1e-6, "recognised network differs by {err:e}");
+
+        // J·v of the recognised program (score parameterisation: the network itself) against central differences.
+        let net = ScoreNetwork::from_graph(
+            "test.onnx".into(),
+            "onnx",
+            g.clone(),
+            NoiseSchedule::VeSong { sigma: 25.0 },
+            Parameterization::Score,
+            TimeInput::T,
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(kinds(&net.program.graph, UnaryFn::Gelu), 3, "linearize recognises the patterns");
+        let v = uniform(&mut r, points * 11, -1.0, 1.0);
+        let jvp = run_network(&net, Pass::Jvp, &xs, &[0.5], Some((&v, 1)));
+        let step = 1e-5;
+        let shifted = |sign: f64| -> Vec<f64> {
+            let xp: Vec<f64> = xs.iter().zip(&v).map(|(a, b)| a + sign * step * b).collect();
+            forward(&g, &xp)
+        };
+        let (plus, minus) = (shifted(1.0), shifted(-1.0));
+        let fd: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * step)).collect();
+        let err = twin_rel(&jvp, &fd);
+        println!("J·v of the recognised network vs central differences: rel err {err:.2e}");
+        assert!(err < 1e-6, "J·v differs from central differences by {err:e}");
     }
 }

@@ -1,13 +1,19 @@
 //! The graph executor on the GPU: weights and sparse maps resident, a pass (score, J·V or Jᵀ·U) recorded node
 //! by node over chunks of points planned by the scheduler, one submit per chunk. Its f64 twin is
 //! crate::reference::graph::HostRun, which runs the same node lists.
+//!
+//! The executor runs the fused programs of crate::graph::fuse (products with their bias, activation or derivative
+//! factor in one dispatch), and plans the buffers of every recorded node list ([`BufferPlan`]): a value's buffer
+//! goes back to a pool after its last read and serves later values, so a pass holds only the values live at once,
+//! and the scheduler's per-point memory estimate is that plan's total.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{BufferRole, GpuContext, Recorder};
-use crate::graph::ir::{Graph, NodeId, Op, Stream, ValueId};
+use crate::graph::fuse::{self, FusedProgram};
+use crate::graph::ir::{Graph, NodeId, Op, StoreEpilogue, Stream, ValueId};
 use crate::graph::ScoreNetwork;
 use crate::ops::graph::{self as kernels, Operand, RowMap, SparseMapBuffers};
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
@@ -24,10 +30,41 @@ pub enum Pass {
     Vjp,
 }
 
+/// Environment variable that turns buffer reuse off (`0`, `off`, `false`): every value keeps its own buffer.
+pub const MEMORY_PLAN_ENV: &str = "SCORELENS_GRAPH_MEMORY_PLAN";
+
+/// How the executor runs a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphOptions {
+    /// Fuse bias adds, activations and derivative factors into products (crate::graph::fuse).
+    pub fusion: bool,
+    /// Reuse the buffers of values whose last read has passed.
+    pub memory_plan: bool,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions { fusion: true, memory_plan: true }
+    }
+}
+
+impl GraphOptions {
+    /// The defaults, with `SCORELENS_GRAPH_FUSION=0` or `SCORELENS_GRAPH_MEMORY_PLAN=0` turning a part off.
+    pub fn from_env() -> Self {
+        let off = |key: &str| matches!(std::env::var(key).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"));
+        GraphOptions { fusion: fuse::enabled_from_env(), memory_plan: !off(MEMORY_PLAN_ENV) }
+    }
+}
+
 /// A score network resident on one GPU.
 pub struct GraphExecutor {
     ctx: Arc<GpuContext>,
     net: Arc<ScoreNetwork>,
+    options: GraphOptions,
+    /// The node lists it runs, over the network's graph extended with fused nodes.
+    fused: FusedProgram,
+    /// The inputs of the network's hidden units (see [`GraphLinearization::pre_activations`]).
+    units: Vec<ValueId>,
     /// Uploaded constants (weights, folded tables), by value.
     consts: HashMap<ValueId, wgpu::Buffer>,
     /// Uploaded sparse maps, by (node, input).
@@ -75,16 +112,19 @@ impl ConvPlan {
             trans_b,
         })
     }
-
-    /// Scratch floats per point row: the gathered rows and the product.
-    fn scratch_floats(&self) -> usize {
-        self.pixels * (self.inner + self.width)
-    }
 }
 
 impl GraphExecutor {
     pub fn new(ctx: Arc<GpuContext>, net: Arc<ScoreNetwork>) -> Result<Self> {
-        let g = net.graph();
+        Self::with_options(ctx, net, GraphOptions::from_env())
+    }
+
+    pub fn with_options(ctx: Arc<GpuContext>, net: Arc<ScoreNetwork>, options: GraphOptions) -> Result<Self> {
+        let units = activation_units(&net);
+        let fused = fuse::fuse_program(&net.program, &units, options.fusion);
+        let g = &fused.graph;
+        let used: HashSet<NodeId> =
+            fused.score.iter().chain(&fused.linearisation).chain(&fused.jvp).chain(&fused.vjp).copied().collect();
         let mut consts = HashMap::new();
         for (id, v) in g.values.iter().enumerate() {
             if let Some(data) = &v.data {
@@ -92,22 +132,34 @@ impl GraphExecutor {
             }
         }
         let mut maps = HashMap::new();
-        for (n, node) in g.nodes.iter().enumerate() {
-            if let Op::Linear(ms) = &node.op {
-                for (j, m) in ms.iter().enumerate() {
-                    maps.insert((n, j), kernels::upload_sparse_map(&ctx, &format!("graph/{}/map{j}", node.name), m));
-                }
-            }
-        }
         let mut conv_plans = HashMap::new();
-        for (n, node) in g.nodes.iter().enumerate() {
-            if let Op::Conv(spec) = &node.op {
-                if let Some(plan) = ConvPlan::new(&ctx, &format!("graph/{}/conv", node.name), spec) {
-                    conv_plans.insert(n, plan);
+        for &n in &used {
+            let node = &g.nodes[n];
+            match &node.op {
+                Op::Linear(ms) => {
+                    for (j, m) in ms.iter().enumerate() {
+                        let label = format!("graph/{}/map{j}", node.name);
+                        maps.insert((n, j), kernels::upload_sparse_map(&ctx, &label, m));
+                    }
                 }
+                Op::Conv(spec) | Op::FusedConv(spec, _) => {
+                    if let Some(plan) = ConvPlan::new(&ctx, &format!("graph/{}/conv", node.name), spec) {
+                        conv_plans.insert(n, plan);
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(GraphExecutor { ctx, net, consts, maps, conv_plans })
+        Ok(GraphExecutor { ctx, net, options, fused, units, consts, maps, conv_plans })
+    }
+
+    pub fn options(&self) -> GraphOptions {
+        self.options
+    }
+
+    /// The node lists the executor runs (fused or not, as its options say).
+    pub fn program(&self) -> &FusedProgram {
+        &self.fused
     }
 
     pub fn network(&self) -> &ScoreNetwork {
@@ -118,31 +170,20 @@ impl GraphExecutor {
         &self.ctx
     }
 
-    fn nodes(&self, pass: Pass) -> Vec<NodeId> {
-        let p = &self.net.program;
-        match pass {
-            Pass::Score => p.primal.clone(),
-            Pass::Jvp => p.primal.iter().chain(&p.residuals).chain(&p.jvp).copied().collect(),
-            Pass::Vjp => p.primal.iter().chain(&p.residuals).chain(&p.vjp).copied().collect(),
-        }
-    }
-
-    /// Device bytes one point needs in `pass` with `rep` tangent rows.
+    /// Device bytes one point needs in `pass` with `rep` tangent rows: the buffer plan of the score, or the
+    /// larger of the linearisation's plan and the values it keeps plus the products' plan.
     pub fn bytes_per_point(&self, pass: Pass, rep: usize) -> u64 {
-        let g = self.net.graph();
-        let floats: usize = self
-            .nodes(pass)
-            .iter()
-            .map(|&n| {
-                let v = &g.values[g.nodes[n].output];
-                let floats = v.numel() + self.scratch_floats(n);
-                match v.stream {
-                    Stream::Tangent => rep * floats,
-                    Stream::Primal => floats,
-                    Stream::Const => 0,
-                }
-            })
-            .sum();
+        let f = &self.fused;
+        let floats = match pass {
+            Pass::Score => self.plan(&f.score, &HashSet::from([f.graph.output]), 1).total(),
+            Pass::Jvp | Pass::Vjp => {
+                let lin = self.plan(&f.linearisation, &f.kept, 1);
+                let (nodes, out) =
+                    if pass == Pass::Jvp { (&f.jvp, self.net.program.dy) } else { (&f.vjp, self.net.program.x_bar) };
+                let products = self.plan(nodes, &HashSet::from([out]), rep).total();
+                lin.total().max(lin.kept_total() + products)
+            }
+        };
         let io = (2 + 2 * rep) * self.net.dim() + 4;
         4 * (floats + io) as u64
     }
@@ -186,7 +227,7 @@ impl GraphExecutor {
                 Pass::Score => {
                     let mut rec = Recorder::new(&self.ctx, &label);
                     let buffers = self.record_primal(&mut rec, &label, xs, &ts, false)?;
-                    self.finish(rec, &label, &buffers[&self.net.graph().output], chunk.len() * d)?
+                    self.finish(rec, &label, &buffers[&self.fused.graph.output], chunk.len() * d)?
                 }
                 Pass::Jvp | Pass::Vjp => {
                     let lin = self.linearize(xs, &ts)?;
@@ -229,34 +270,29 @@ impl GraphExecutor {
         self.ctx.read_mapped(&readback, len, Some(index))
     }
 
-    /// Device bytes of exact products: per point (the linearisation), per (point, tangent) pair, and the widest
-    /// per-tangent buffer.
+    /// Device bytes of exact products: per point (the linearisation's buffer plan), per (point, tangent) pair (the
+    /// larger products' plan, with the tangents, results and read-back), and the widest per-tangent buffer.
     pub fn product_costs(&self) -> (u64, u64, u64) {
-        let g = self.net.graph();
+        let f = &self.fused;
         let p = &self.net.program;
-        let floats = |nodes: &[NodeId], stream: Stream| -> u64 {
-            nodes
-                .iter()
-                .map(|&n| &g.values[g.nodes[n].output])
-                .filter(|v| v.stream == stream)
-                .map(|v| v.numel() as u64)
-                .sum()
-        };
-        let linearisation: Vec<NodeId> = p.primal.iter().chain(&p.residuals).copied().collect();
-        let per_point = 4 * (floats(&linearisation, Stream::Primal) + 4 + self.net.dim() as u64);
-        let tangent = floats(&p.jvp, Stream::Tangent).max(floats(&p.vjp, Stream::Tangent));
-        let per_tangent = 4 * (tangent + 3 * self.net.dim() as u64);
+        let lin = self.plan(&f.linearisation, &f.kept, 1).total() as u64;
+        let per_point = 4 * (lin + 4 + self.net.dim() as u64);
+        let jvp = self.plan(&f.jvp, &HashSet::from([p.dy]), 1).total();
+        let vjp = self.plan(&f.vjp, &HashSet::from([p.x_bar]), 1).total();
+        let per_tangent = 4 * (jvp.max(vjp) as u64 + 3 * self.net.dim() as u64);
         (per_point, per_tangent, 4 * self.widest_value() as u64)
     }
 
-    /// Per-row scratch floats a node needs besides its output (a convolution's gathered rows and product).
-    fn scratch_floats(&self, n: NodeId) -> usize {
-        self.conv_plans.get(&n).map_or(0, ConvPlan::scratch_floats)
+    /// The buffer plan of `nodes` run with `rep` tangent rows per point, `kept` read after them.
+    fn plan(&self, nodes: &[NodeId], kept: &HashSet<ValueId>, rep: usize) -> BufferPlan {
+        BufferPlan::new(&self.fused.graph, nodes, kept, rep, self.options.memory_plan, &|n| {
+            self.conv_plans.get(&n).map(|p| (p.pixels * p.inner, p.pixels * p.width))
+        })
     }
 
     /// The widest per-row buffer: a value, or a convolution's gathered rows or product.
     fn widest_value(&self) -> usize {
-        let values = self.net.graph().values.iter().map(|v| v.numel()).max().unwrap_or(1);
+        let values = self.fused.graph.values.iter().map(|v| v.numel()).max().unwrap_or(1);
         let scratch = self.conv_plans.values().map(|p| p.pixels * p.inner.max(p.width)).max().unwrap_or(0);
         values.max(scratch)
     }
@@ -278,8 +314,8 @@ impl GraphExecutor {
         residuals: bool,
     ) -> Result<HashMap<ValueId, wgpu::Buffer>> {
         let ctx = &*self.ctx;
-        let p = &self.net.program;
-        let g = &p.graph;
+        let f = &self.fused;
+        let g = &f.graph;
         let points = x.len() / self.net.dim();
         let times: Vec<f64> = (0..points).map(|i| t[if t.len() == 1 { 0 } else { i }] as f64).collect();
         let mut buffers: HashMap<ValueId, wgpu::Buffer> = HashMap::new();
@@ -288,43 +324,59 @@ impl GraphExecutor {
             let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
             buffers.insert(g.inputs[k + 1], ctx.upload(&format!("{label}/input{}", k + 1), &data));
         }
-        let nodes: Vec<NodeId> =
-            if residuals { p.primal.iter().chain(&p.residuals).copied().collect() } else { p.primal.clone() };
-        self.record_nodes(rec, label, &nodes, points, 1, &mut buffers)?;
+        if residuals {
+            self.record_nodes(rec, label, &f.linearisation, &f.kept, points, 1, &mut buffers)?;
+        } else {
+            self.record_nodes(rec, label, &f.score, &HashSet::from([g.output]), points, 1, &mut buffers)?;
+        }
         Ok(buffers)
     }
 
-    /// Records `nodes` in order, allocating each output; reshapes alias their input.
+    /// Records `nodes` in order, each output in the buffer its plan gives it (reshapes alias their input); values
+    /// whose buffers go back to the pool leave `buffers`, so that it ends with the inputs, `kept` and what the
+    /// list did not compute.
+    #[allow(clippy::too_many_arguments)]
     fn record_nodes(
         &self,
         rec: &mut Recorder,
         label: &str,
         nodes: &[NodeId],
+        kept: &HashSet<ValueId>,
         points: usize,
         rep: usize,
         buffers: &mut HashMap<ValueId, wgpu::Buffer>,
     ) -> Result<()> {
-        let g = self.net.graph();
-        for &n in nodes {
+        let g = &self.fused.graph;
+        let plan = self.plan(nodes, kept, rep);
+        let slots: Vec<wgpu::Buffer> = plan
+            .floats
+            .iter()
+            .enumerate()
+            .map(|(i, &floats)| {
+                let bytes = (points * floats * 4).max(4) as u64;
+                self.ctx.buffer(&format!("{label}/slot{i}"), bytes, BufferRole::Storage)
+            })
+            .collect();
+        for (pos, &n) in nodes.iter().enumerate() {
             let node = &g.nodes[n];
             let out_v = &g.values[node.output];
             if let Op::Reshape = node.op {
                 let input = self.buffer(buffers, node.inputs[0])?.clone();
                 buffers.insert(node.output, input);
-                continue;
+            } else {
+                let rows = match out_v.stream {
+                    Stream::Const => 1,
+                    Stream::Primal => points,
+                    Stream::Tangent => points * rep,
+                };
+                let out = slots[plan.slot[&node.output]].clone();
+                let scratch = plan.scratch.get(&n).map(|&(a, b)| (&slots[a], &slots[b]));
+                self.record_node(rec, g, n, rows, rep, buffers, scratch, &out)?;
+                buffers.insert(node.output, out);
             }
-            let rows = match out_v.stream {
-                Stream::Const => 1,
-                Stream::Primal => points,
-                Stream::Tangent => points * rep,
-            };
-            let out = self.ctx.buffer(
-                &format!("{label}/{}", out_v.name),
-                (rows * out_v.numel() * 4) as u64,
-                BufferRole::Storage,
-            );
-            self.record_node(rec, g, n, rows, rep, buffers, &out)?;
-            buffers.insert(node.output, out);
+            for v in &plan.released[pos] {
+                buffers.remove(v);
+            }
         }
         Ok(())
     }
@@ -345,6 +397,7 @@ impl GraphExecutor {
         rows: usize,
         rep: usize,
         buffers: &HashMap<ValueId, wgpu::Buffer>,
+        scratch: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
         out: &wgpu::Buffer,
     ) -> Result<()> {
         let node = &g.nodes[n];
@@ -390,39 +443,54 @@ impl GraphExecutor {
                 let spec = mm.batched(rows, ma, mb);
                 kernels::record_batched_matmul(rec, &spec, input(0)?, input(1)?, out)
             }
-            Op::Conv(spec) => match self.conv_plans.get(&n) {
-                Some(plan) => {
-                    let label = format!("{}/conv", out_v.name);
-                    let gathered = self.ctx.buffer(
-                        &format!("{label}/gathered"),
-                        (rows * plan.pixels * plan.inner * 4) as u64,
-                        BufferRole::Storage,
-                    );
-                    let product = self.ctx.buffer(
-                        &format!("{label}/product"),
-                        (rows * plan.pixels * plan.width * 4) as u64,
-                        BufferRole::Storage,
-                    );
-                    kernels::record_sparse_map(rec, rows, &plan.gather, input(0)?, &gathered, false)?;
-                    let mut shape = MatmulShape::new(rows * plan.pixels, plan.width, plan.inner);
-                    if plan.trans_b {
-                        shape = shape.with_trans_b();
+            Op::FusedMatMul(mm, e) => {
+                let mut shape = MatmulShape::new(rows * mm.lead * mm.m, mm.n, mm.k);
+                if mm.b.transposed {
+                    shape = shape.with_trans_b();
+                }
+                let bias = if e.bias { Some(input(2)?) } else { None };
+                let pre = match e.deriv {
+                    Some(f) => {
+                        let pre = *node.inputs.last().unwrap();
+                        // One product row per tangent row (lead · m = 1): the row's point is its group.
+                        shape = shape.with_group_rows(g.row_map(pre, out_v.stream, rep).rep as usize);
+                        Some((StoreEpilogue::activation(Some(f)), self.buffer(buffers, pre)?))
                     }
-                    record_matmul(
-                        rec,
-                        &shape,
-                        &gathered,
-                        input(1)?,
-                        Epilogue::act(crate::Activation::Identity),
-                        &product,
-                    )?;
-                    kernels::record_sparse_map(rec, rows, &plan.scatter, &product, out, false)
+                    None => None,
+                };
+                let epilogue = Epilogue { bias, deriv: pre, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
+                record_matmul(rec, &shape, input(0)?, input(1)?, epilogue, out)
+            }
+            Op::Conv(_) | Op::FusedConv(..) => {
+                let (spec, e) = match &node.op {
+                    Op::FusedConv(spec, e) => (spec, Some(*e)),
+                    Op::Conv(spec) => (spec, None),
+                    _ => unreachable!(),
+                };
+                match (self.conv_plans.get(&n), scratch) {
+                    (Some(plan), Some((gathered, product))) => {
+                        kernels::record_sparse_map(rec, rows, &plan.gather, input(0)?, gathered, false)?;
+                        let mut shape = MatmulShape::new(rows * plan.pixels, plan.width, plan.inner);
+                        if plan.trans_b {
+                            shape = shape.with_trans_b();
+                        }
+                        let mut epilogue = Epilogue::act(StoreEpilogue::activation(e.and_then(|e| e.act)));
+                        if e.is_some_and(|e| e.bias) {
+                            epilogue = epilogue.with_bias(input(2)?);
+                        }
+                        record_matmul(rec, &shape, gathered, input(1)?, epilogue, product)?;
+                        kernels::record_sparse_map(rec, rows, &plan.scatter, product, out, false)
+                    }
+                    _ if e.is_none() => {
+                        let spec = kernels::Conv2d { rows, ..*spec };
+                        kernels::record_conv2d(rec, &spec, input(0)?, input(1)?, out)
+                    }
+                    _ => Err(Error::Kernel {
+                        kernel: "graph".into(),
+                        message: format!("fused convolution `{}` without its patch product", node.name),
+                    }),
                 }
-                None => {
-                    let spec = kernels::Conv2d { rows, ..*spec };
-                    kernels::record_conv2d(rec, &spec, input(0)?, input(1)?, out)
-                }
-            },
+            }
             Op::Norm { size, eps } => {
                 kernels::record_norm(rec, rows * out_v.numel() / size, *size, *eps, input(0)?, out)
             }
@@ -472,13 +540,13 @@ impl GraphLinearization<'_> {
         transposed: bool,
     ) -> Result<()> {
         let p = &self.exec.net.program;
-        self.record_products(rec, "graph/jvp", &p.jvp, p.dx, p.dy, v, per_point, out, transposed)
+        self.record_products(rec, "graph/jvp", &self.exec.fused.jvp, p.dx, p.dy, v, per_point, out, transposed)
     }
 
     /// Jᵀ·U for `per_point` cotangents per point: `u` [points, Q, D] → `out` [points, Q, D].
     pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
         let p = &self.exec.net.program;
-        self.record_products(rec, "graph/vjp", &p.vjp, p.y_bar, p.x_bar, u, per_point, out, false)
+        self.record_products(rec, "graph/vjp", &self.exec.fused.vjp, p.y_bar, p.x_bar, u, per_point, out, false)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -497,7 +565,8 @@ impl GraphLinearization<'_> {
         let d = self.exec.net.dim();
         let mut buffers = self.values.clone();
         buffers.insert(input, tangents.clone());
-        self.exec.record_nodes(rec, label, nodes, self.points, per_point, &mut buffers)?;
+        let kept = HashSet::from([output]);
+        self.exec.record_nodes(rec, label, nodes, &kept, self.points, per_point, &mut buffers)?;
         let result = self.exec.buffer(&buffers, output)?;
         if transposed {
             let (_, map) = crate::graph::layout::transpose(&[per_point, d], &[1, 0]);
@@ -514,35 +583,8 @@ impl GraphLinearization<'_> {
     /// network without them, the inputs of its smooth activations (Sigmoid — hence SiLU —, Tanh, GELU, Softplus,
     /// Erf), as the built-in MLP reports its SiLU units.
     pub fn pre_activations(&self) -> Result<Vec<f32>> {
-        use crate::ops::graph::UnaryFn;
-        let net = &self.exec.net;
-        let g = net.graph();
-        let active = net.active_values();
-        let units_where = |pick: &dyn Fn(&UnaryFn) -> bool| -> Vec<ValueId> {
-            net.program
-                .primal
-                .iter()
-                .map(|&n| &g.nodes[n])
-                .filter(|node| {
-                    matches!(&node.op, Op::Unary { f, derivative: false } if pick(f)) && active[node.inputs[0]]
-                })
-                .map(|node| node.inputs[0])
-                .collect()
-        };
-        let mut units = units_where(&|f| matches!(f, UnaryFn::Relu | UnaryFn::LeakyRelu(_)));
-        if units.is_empty() {
-            units = units_where(&|f| {
-                matches!(
-                    f,
-                    UnaryFn::Sigmoid
-                        | UnaryFn::Tanh
-                        | UnaryFn::Gelu
-                        | UnaryFn::GeluTanh
-                        | UnaryFn::Softplus
-                        | UnaryFn::Erf
-                )
-            });
-        }
+        let g = self.exec.net.graph();
+        let units = &self.exec.units;
         if units.is_empty() {
             return Err(Error::InvalidArgument(
                 "the network has no activation units that depend on x (local complexity counts hidden units)".into(),
@@ -551,7 +593,7 @@ impl GraphLinearization<'_> {
         let total: usize = units.iter().map(|&u| g.values[u].numel()).sum();
         let mut out = vec![0f32; self.points * total];
         let mut offset = 0;
-        for &u in &units {
+        for &u in units {
             let n = g.values[u].numel();
             let values: Vec<f32> = self.exec.ctx.download(self.exec.buffer(&self.values, u)?, self.points * n)?;
             for p in 0..self.points {
@@ -560,5 +602,180 @@ impl GraphLinearization<'_> {
             offset += n;
         }
         Ok(out)
+    }
+}
+
+/// The inputs of the network's hidden units: every ReLU-family unit (Relu, LeakyRelu) that depends on x; for a
+/// network without them, the inputs of its smooth activations (SiLU, Sigmoid, Tanh, GELU, Softplus, Erf).
+fn activation_units(net: &ScoreNetwork) -> Vec<ValueId> {
+    use crate::ops::graph::UnaryFn;
+    let g = net.graph();
+    let active = net.active_values();
+    let units_where = |pick: &dyn Fn(&UnaryFn) -> bool| -> Vec<ValueId> {
+        net.program
+            .primal
+            .iter()
+            .map(|&n| &g.nodes[n])
+            .filter(|node| matches!(&node.op, Op::Unary { f, derivative: false } if pick(f)) && active[node.inputs[0]])
+            .map(|node| node.inputs[0])
+            .collect()
+    };
+    let units = units_where(&|f| matches!(f, UnaryFn::Relu | UnaryFn::LeakyRelu(_)));
+    if !units.is_empty() {
+        return units;
+    }
+    units_where(&|f| {
+        matches!(
+            f,
+            UnaryFn::Silu
+                | UnaryFn::Sigmoid
+                | UnaryFn::Tanh
+                | UnaryFn::Gelu
+                | UnaryFn::GeluTanh
+                | UnaryFn::Softplus
+                | UnaryFn::Erf
+        )
+    })
+}
+
+/// Where the values of one recorded node list live: slots (buffers of `floats` per point each) handed out in
+/// order, a slot going back to the pool once every value in it has been read for the last time (values that the
+/// list's caller reads afterwards, `kept`, never go back). A new value takes the smallest free slot that holds it,
+/// else the largest free slot, grown; else a new slot. All sizes are per point, so the plan holds for any number
+/// of points, and its total is the per-point memory of the list.
+pub struct BufferPlan {
+    /// The slot of each value the list computes (a reshape shares its input's).
+    pub slot: HashMap<ValueId, usize>,
+    /// Floats per point of each slot.
+    pub floats: Vec<usize>,
+    /// The scratch slots (gathered rows, product) of each convolution run as a patch product.
+    pub scratch: HashMap<NodeId, (usize, usize)>,
+    /// The values that leave after each node (their slot went back to the pool).
+    pub released: Vec<Vec<ValueId>>,
+    /// The slots that hold kept values.
+    kept_slots: HashSet<usize>,
+}
+
+impl BufferPlan {
+    /// The plan of `nodes` with `rep` tangent rows per point; `scratch(n)` gives the per-row scratch floats of a
+    /// node; without `reuse`, every value and scratch buffer gets its own slot.
+    pub fn new(
+        g: &Graph,
+        nodes: &[NodeId],
+        kept: &HashSet<ValueId>,
+        rep: usize,
+        reuse: bool,
+        scratch: &dyn Fn(NodeId) -> Option<(usize, usize)>,
+    ) -> BufferPlan {
+        let floats_of = |v: ValueId| -> usize {
+            let value = &g.values[v];
+            match value.stream {
+                Stream::Tangent => rep * value.numel(),
+                _ => value.numel(),
+            }
+        };
+        let mut last_read: HashMap<ValueId, usize> = HashMap::new();
+        for (pos, &n) in nodes.iter().enumerate() {
+            for &i in &g.nodes[n].inputs {
+                last_read.insert(i, pos);
+            }
+        }
+        let mut plan = BufferPlan {
+            slot: HashMap::new(),
+            floats: Vec::new(),
+            scratch: HashMap::new(),
+            released: vec![Vec::new(); nodes.len()],
+            kept_slots: HashSet::new(),
+        };
+        // Per slot: the values in it and the position of their last read (usize::MAX: never goes back).
+        let mut members: Vec<Vec<ValueId>> = Vec::new();
+        let mut until: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        // The slot of each value whose slot has not gone back yet.
+        let mut live: HashMap<ValueId, usize> = HashMap::new();
+        let take = |plan: &mut BufferPlan, free: &mut Vec<usize>, need: usize| -> usize {
+            let fits =
+                free.iter().enumerate().filter(|&(_, &s)| plan.floats[s] >= need).min_by_key(|&(_, &s)| plan.floats[s]);
+            let pick = fits.or_else(|| free.iter().enumerate().max_by_key(|&(_, &s)| plan.floats[s])).map(|(i, _)| i);
+            match pick {
+                Some(i) if reuse => {
+                    let s = free.swap_remove(i);
+                    plan.floats[s] = plan.floats[s].max(need);
+                    s
+                }
+                _ => {
+                    plan.floats.push(need);
+                    plan.floats.len() - 1
+                }
+            }
+        };
+        for (pos, &n) in nodes.iter().enumerate() {
+            let node = &g.nodes[n];
+            let out = node.output;
+            let ends = if kept.contains(&out) { usize::MAX } else { last_read.get(&out).copied().unwrap_or(pos) };
+            let s = match (&node.op, live.get(&node.inputs[0]).copied()) {
+                (Op::Reshape, Some(s)) => s,
+                (Op::Reshape, None) => {
+                    // An alias of a value the list did not compute: nothing to plan.
+                    continue;
+                }
+                _ => {
+                    let s = take(&mut plan, &mut free, floats_of(out));
+                    if s == members.len() {
+                        members.push(Vec::new());
+                        until.push(0);
+                    } else {
+                        until[s] = 0;
+                    }
+                    s
+                }
+            };
+            plan.slot.insert(out, s);
+            live.insert(out, s);
+            members[s].push(out);
+            until[s] = until[s].max(ends);
+            if ends == usize::MAX {
+                plan.kept_slots.insert(s);
+            }
+            if let Some((gathered, product)) = scratch(n) {
+                let rows = if g.values[out].stream == Stream::Tangent { rep } else { 1 };
+                let a = take(&mut plan, &mut free, rows * gathered);
+                let b = take(&mut plan, &mut free, rows * product);
+                plan.scratch.insert(n, (a, b));
+                for t in [a, b] {
+                    if t >= members.len() {
+                        members.resize(t + 1, Vec::new());
+                        until.resize(t + 1, 0);
+                    }
+                }
+                free.extend([a, b]);
+            }
+            // Slots whose last read was this node go back to the pool.
+            let mut touched: Vec<usize> = node.inputs.iter().filter_map(|i| live.get(i).copied()).collect();
+            touched.push(s);
+            touched.sort_unstable();
+            touched.dedup();
+            for t in touched {
+                if until[t] <= pos && !free.contains(&t) && !members[t].is_empty() {
+                    let gone = std::mem::take(&mut members[t]);
+                    for v in &gone {
+                        live.remove(v);
+                    }
+                    plan.released[pos].extend(gone);
+                    free.push(t);
+                }
+            }
+        }
+        plan
+    }
+
+    /// Floats per point of all slots.
+    pub fn total(&self) -> usize {
+        self.floats.iter().sum()
+    }
+
+    /// Floats per point of the slots that outlive the list.
+    pub fn kept_total(&self) -> usize {
+        self.kept_slots.iter().map(|&s| self.floats[s]).sum()
     }
 }

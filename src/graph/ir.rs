@@ -83,6 +83,37 @@ impl MatMul {
     }
 }
 
+/// What a fused product stores (crate::graph::fuse): act(A·B + bias) · f′(pre), elementwise over the output.
+/// The functions are those the tuned matmul kernels fuse (Relu, Silu, Gelu, Tanh; see [`StoreEpilogue::fusable`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreEpilogue {
+    /// A constant bias per output column (per output channel of a convolution): the input after the weight.
+    pub bias: bool,
+    /// The activation applied after the bias.
+    pub act: Option<UnaryFn>,
+    /// A derivative factor f′(pre) multiplied in at the store: `pre` (the last input) is a primal value with one
+    /// element per output column of the product row's point (the tangent rule of an activation, fused).
+    pub deriv: Option<UnaryFn>,
+}
+
+impl StoreEpilogue {
+    /// Whether the tuned matmul kernels' store can apply `f` (or its derivative).
+    pub fn fusable(f: UnaryFn) -> bool {
+        matches!(f, UnaryFn::Relu | UnaryFn::Silu | UnaryFn::Gelu | UnaryFn::Tanh)
+    }
+
+    /// The kernels' activation for `f` (Identity for None).
+    pub fn activation(f: Option<UnaryFn>) -> crate::Activation {
+        match f {
+            Some(UnaryFn::Relu) => crate::Activation::Relu,
+            Some(UnaryFn::Silu) => crate::Activation::Silu,
+            Some(UnaryFn::Gelu) => crate::Activation::Gelu,
+            Some(UnaryFn::Tanh) => crate::Activation::Tanh,
+            _ => crate::Activation::Identity,
+        }
+    }
+}
+
 /// The primitive ops.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -108,6 +139,13 @@ pub enum Op {
     Softmax { outer: usize, n: usize, inner: usize },
     /// The softmax's linearisation at its output y (first input) applied to a tangent (second); self-adjoint.
     SoftmaxTangent { outer: usize, n: usize, inner: usize },
+    /// A rows-times-weight [`MatMul`] (A one matrix per row, B constant) with its store epilogue, made by
+    /// crate::graph::fuse from a product and the bias add, activation or derivative factor that follow it.
+    /// Inputs: a, b, the bias (if any), pre (if a derivative factor).
+    FusedMatMul(MatMul, StoreEpilogue),
+    /// A convolution (one group, not transposed) with a per-channel bias and activation fused into its product's
+    /// store. Inputs: x, w, the bias (if any; c_out values).
+    FusedConv(Conv2d, StoreEpilogue),
 }
 
 impl Op {
@@ -125,6 +163,8 @@ impl Op {
             Op::NormTangent { .. } => "norm-tangent",
             Op::Softmax { .. } => "softmax",
             Op::SoftmaxTangent { .. } => "softmax-tangent",
+            Op::FusedMatMul(..) => "matmul+epilogue",
+            Op::FusedConv(..) => "conv+epilogue",
         }
     }
 }
@@ -209,8 +249,8 @@ impl Graph {
             Op::Unary { .. } | Op::Binary(_) => out,
             Op::Reshape => 0.0,
             Op::Linear(maps) => 2.0 * maps.iter().map(|m| m.nnz()).sum::<usize>() as f64,
-            Op::MatMul(mm) => 2.0 * (mm.lead * mm.m * mm.n * mm.k) as f64,
-            Op::Conv(c) => {
+            Op::MatMul(mm) | Op::FusedMatMul(mm, _) => 2.0 * (mm.lead * mm.m * mm.n * mm.k) as f64,
+            Op::Conv(c) | Op::FusedConv(c, _) => {
                 let taps = (c.kernel[0] * c.kernel[1] * c.c_in / c.groups) as f64;
                 let pixels = if c.transposed { c.h_in * c.w_in * c.c_out } else { c.h_out * c.w_out * c.c_out };
                 2.0 * taps * pixels as f64

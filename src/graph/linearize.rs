@@ -37,6 +37,11 @@ pub struct Linearized {
 
 /// Builds the tangent and adjoint programs of `graph` with respect to its first input.
 pub fn linearize(mut graph: Graph) -> Result<Linearized> {
+    // SiLU and GELU written out as several ops become one unary function each, so that their tangents are one
+    // exact derivative factor (crate::graph::fuse).
+    if crate::graph::fuse::enabled_from_env() {
+        crate::graph::fuse::recognise_activations(&mut graph);
+    }
     let primal: Vec<NodeId> = (0..graph.nodes.len()).collect();
     let x = graph.inputs[0];
     let x_shape = graph.values[x].shape.clone();
@@ -244,6 +249,9 @@ impl Builder<'_> {
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => {
                 return Err(self.unsupported("a linearisation inside the network"));
             }
+            Op::FusedMatMul(..) | Op::FusedConv(..) => {
+                return Err(self.unsupported("a fused node (fusion runs after the derivative programs are built)"));
+            }
         })
     }
 
@@ -406,7 +414,12 @@ impl Transposer<'_> {
                 let c = self.node(op.clone(), vec![inputs[0], ct], s);
                 self.accumulate(inputs[1], c);
             }
-            Op::Unary { derivative: true, .. } | Op::Norm { .. } | Op::Softmax { .. } | Op::Binary(BinaryOp::Pow) => {
+            Op::Unary { derivative: true, .. }
+            | Op::Norm { .. }
+            | Op::Softmax { .. }
+            | Op::Binary(BinaryOp::Pow)
+            | Op::FusedMatMul(..)
+            | Op::FusedConv(..) => {
                 return Err(Error::InvalidArgument(format!(
                     "node `{}`: {} is not linear in its tangent (internal error in the tangent program)",
                     self.name,

@@ -6,6 +6,7 @@
 //! the graph as two per-row inputs, so scores, J·V and Jᵀ·U all follow it exactly.
 
 pub mod exec;
+pub mod fuse;
 pub mod ir;
 pub mod layout;
 pub mod linearize;

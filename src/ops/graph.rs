@@ -124,6 +124,8 @@ pub enum UnaryFn {
     Gelu,
     /// The tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))).
     GeluTanh,
+    /// x·σ(x) (SiLU, swish), recognised from Sigmoid·Mul by crate::graph::fuse.
+    Silu,
     /// xᵖ for a constant p.
     PowConst(f32),
     /// cˣ for a constant base c > 0, given as ln c.
@@ -190,6 +192,7 @@ pub fn record_unary(
         UnaryFn::PowConst(p) => (17, p),
         UnaryFn::ExpBase(ln_c) => (18, ln_c),
         UnaryFn::Scale(c) => (19, c),
+        UnaryFn::Silu => (20, 0.0),
     };
     let ctx = rec.ctx();
     let kernel = ctx.kernel(KERNEL, &[])?;

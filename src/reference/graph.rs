@@ -77,6 +77,28 @@ impl<'g> HostRun<'g> {
                     let spec = crate::ops::graph::Conv2d { rows, ..*spec };
                     twin::record_conv2d(&spec, input(0), input(1), &mut out);
                 }
+                Op::FusedMatMul(mm, e) => {
+                    let spec = mm.batched(
+                        rows,
+                        self.row_map(node.inputs[0], out_stream),
+                        self.row_map(node.inputs[1], out_stream),
+                    );
+                    twin::record_batched_matmul(&spec, input(0), input(1), &mut out);
+                    let bias = e.bias.then(|| input(2));
+                    let deriv = e.deriv.map(|f| {
+                        let pre = *node.inputs.last().unwrap();
+                        (f, self.get(pre), self.row_map(pre, out_stream))
+                    });
+                    let n = mm.n;
+                    twin::record_store_epilogue(rows, out_value.numel(), &|i| i % n, bias, e.act, deriv, &mut out);
+                }
+                Op::FusedConv(spec, e) => {
+                    let spec = crate::ops::graph::Conv2d { rows, ..*spec };
+                    twin::record_conv2d(&spec, input(0), input(1), &mut out);
+                    let bias = e.bias.then(|| input(2));
+                    let plane = spec.h_out * spec.w_out;
+                    twin::record_store_epilogue(rows, out_value.numel(), &|i| i / plane, bias, e.act, None, &mut out);
+                }
                 Op::Norm { size, eps } => twin::record_norm(out.len() / size, *size, *eps as f64, input(0), &mut out),
                 Op::NormTangent { size, eps } => {
                     let groups = out_value.numel() / size;

@@ -53,6 +53,7 @@ pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
             UnaryFn::PowConst(p) => x.powf(p as f64),
             UnaryFn::ExpBase(ln_c) => (ln_c as f64 * x).exp(),
             UnaryFn::Scale(c) => c as f64 * x,
+            UnaryFn::Silu => x * sigmoid(x),
         };
     }
     match f {
@@ -107,6 +108,7 @@ pub fn unary(f: UnaryFn, derivative: bool, x: f64) -> f64 {
         }
         UnaryFn::ExpBase(ln_c) => ln_c as f64 * (ln_c as f64 * x).exp(),
         UnaryFn::Scale(c) => c as f64,
+        UnaryFn::Silu => sigmoid(x) + x * sigmoid_derivative(x),
     }
 }
 
@@ -399,6 +401,36 @@ pub fn record_softmax_tangent(
                     out[r * len + at(j)] = ys(j) * (d[r * len + at(j)] - dot);
                 }
             }
+        }
+    }
+}
+
+/// Twin of a fused product's store (crate::graph::ir::StoreEpilogue, the tuned matmul kernels' epilogue) applied
+/// to `out` holding A·B: `rows` rows of `per_row` elements, element i of a row in column `column(i)`:
+/// out = act(out + bias[column]) · f′(pre[(r / pre.rep) · pre.stride + i]).
+#[allow(clippy::too_many_arguments)]
+pub fn record_store_epilogue(
+    rows: usize,
+    per_row: usize,
+    column: &dyn Fn(usize) -> usize,
+    bias: Option<&[f64]>,
+    act: Option<UnaryFn>,
+    deriv: Option<(UnaryFn, &[f64], RowMap)>,
+    out: &mut [f64],
+) {
+    for r in 0..rows {
+        for i in 0..per_row {
+            let mut v = out[r * per_row + i];
+            if let Some(bias) = bias {
+                v += bias[column(i)];
+            }
+            if let Some(f) = act {
+                v = unary(f, false, v);
+            }
+            if let Some((f, pre, map)) = deriv {
+                v *= unary(f, true, pre[row_start(map, r) + i]);
+            }
+            out[r * per_row + i] = v;
         }
     }
 }
