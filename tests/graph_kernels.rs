@@ -437,6 +437,45 @@ fn norm_matches_twin_on_small_and_large_groups() {
     }
 }
 
+/// The normalisation with a per-channel scale and shift and an activation fused into its store: GroupNorm-like
+/// (channels of 37 elements, 3 channels per group) and LayerNorm-like (one value per element of the last axis).
+#[test]
+fn norm_with_affine_and_activation_matches_twin() {
+    let ctx = gpu();
+    let mut r = rng(31);
+    // (rows, row_len, group size, channels, inner)
+    for (rows, row_len, size, channels, inner) in [(3, 5 * 3 * 37, 3 * 37, 15, 37), (7, 3 * 13, 13, 13, 1)] {
+        for act in [None, Some(UnaryFn::Relu), Some(UnaryFn::Silu)] {
+            for (with_scale, with_shift) in [(true, true), (true, false), (false, true)] {
+                let len = rows * row_len;
+                let x = normal(&mut r, len, 2.0);
+                let scale = normal(&mut r, channels, 1.0);
+                let shift = normal(&mut r, channels, 1.0);
+                let (gx, gs, gb, out) = (up(&ctx, &x), up(&ctx, &scale), up(&ctx, &shift), scratch(&ctx, len));
+                let store = graph::NormStore {
+                    row_len,
+                    channels,
+                    inner,
+                    scale: with_scale.then_some(&gs),
+                    shift: with_shift.then_some(&gb),
+                    act,
+                };
+                let got = run(&ctx, &out, len, |rec| {
+                    graph::record_norm_affine(rec, len / size, size, 1e-5, &gx, Some(store), &out).unwrap()
+                });
+                let mut want = vec![0.0; len];
+                let affine =
+                    (row_len, channels, inner, with_scale.then_some(&scale[..]), with_shift.then_some(&shift[..]), act);
+                twin::record_norm_affine(len / size, size, 1e-5, &x, affine, &mut want);
+                let what = format!(
+                    "norm+affine rows={rows} size={size} channels={channels} {act:?} {with_scale} {with_shift}"
+                );
+                check(&what, &got, &want, 1e-5);
+            }
+        }
+    }
+}
+
 #[test]
 fn norm_tangent_matches_twin() {
     let ctx = gpu();
@@ -609,6 +648,13 @@ mod fused {
         let (mut g, x) = start(vec![3, 9, 11]);
         let y = conv(&mut g, &mut r, x, 3, 5, 9, 11);
         let y = unary(&mut g, UnaryFn::Relu, y);
+        // GroupNorm (one channel per group) with its affine parameters and SiLU, as the U-Nets write it.
+        let y = g.add_node("norm", Op::Norm { size: 99, eps: 1e-5 }, vec![y], vec![5, 9, 11]);
+        let scale = weights(&mut g, &mut r, "gamma", vec![5, 1, 1], 1.0);
+        let y = g.add_node("norm", Op::Binary(BinaryOp::Mul), vec![y, scale], vec![5, 9, 11]);
+        let shift = weights(&mut g, &mut r, "beta", vec![5, 1, 1], 1.0);
+        let y = g.add_node("norm", Op::Binary(BinaryOp::Add), vec![y, shift], vec![5, 9, 11]);
+        let y = unary(&mut g, UnaryFn::Silu, y);
         g.output = conv(&mut g, &mut r, y, 5, 3, 9, 11);
         let convs = network(g);
         vec![("mlp", mlp), ("tokens", tokens), ("convs", convs)]
@@ -653,6 +699,11 @@ mod fused {
                 epilogues(&p.vjp),
             );
             assert!(p.score.len() < net.program.primal.len(), "{name}: nothing fused in the score");
+            if name == "convs" {
+                let norms =
+                    count(&p.graph, &p.score, |op| matches!(op, Op::FusedNorm { store, .. } if store.act.is_some()));
+                assert_eq!(norms, 1, "{name}: the norm, its affine map and SiLU in one node");
+            }
             if name == "mlp" {
                 // Every layer's bias and activation in the score; every derivative factor in both products.
                 assert_eq!(epilogues(&p.score), 5, "{name}");

@@ -494,6 +494,20 @@ impl GraphExecutor {
             Op::Norm { size, eps } => {
                 kernels::record_norm(rec, rows * out_v.numel() / size, *size, *eps, input(0)?, out)
             }
+            Op::FusedNorm { size, eps, store } => {
+                let mut next = 1..;
+                let scale = if store.scale { Some(input(next.next().unwrap())?) } else { None };
+                let shift = if store.shift { Some(input(next.next().unwrap())?) } else { None };
+                let store = kernels::NormStore {
+                    row_len: out_v.numel(),
+                    channels: store.channels,
+                    inner: store.inner,
+                    scale,
+                    shift,
+                    act: store.act,
+                };
+                kernels::record_norm_affine(rec, rows * out_v.numel() / size, *size, *eps, input(0)?, Some(store), out)
+            }
             Op::NormTangent { size, eps } => {
                 let rep = row_map(0).rep as usize;
                 kernels::record_norm_tangent(

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::graph::ir::{Graph, MatMul, NodeId, Op, StoreEpilogue, Stream, ValueId};
+use crate::graph::ir::{Graph, MatMul, Node, NodeId, NormAffine, Op, StoreEpilogue, Stream, ValueId};
 use crate::graph::linearize::Linearized;
 use crate::ops::graph::{BinaryOp, UnaryFn};
 
@@ -354,6 +354,24 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             continue;
         }
         let node = g.nodes[n].clone();
+        let consumer = |v: ValueId| -> Option<(usize, NodeId)> {
+            let c = sole(v)?;
+            let &pos = position.get(&c)?;
+            (pos > i).then_some((pos, c))
+        };
+        if let Op::Norm { size, eps } = node.op {
+            match fuse_norm(g, &node, size, eps, &consumer) {
+                Some((fused, taken)) => {
+                    for pos in taken {
+                        absorbed[pos] = true;
+                    }
+                    g.nodes.push(fused);
+                    out.push(g.nodes.len() - 1);
+                }
+                None => out.push(n),
+            }
+            continue;
+        }
         let (mut epilogue, columns, bias_shape_ok): (StoreEpilogue, usize, Box<dyn Fn(&[usize]) -> bool>) = match &node
             .op
         {
@@ -386,11 +404,6 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
         let mut last = node.output;
         let out_shape = g.values[last].shape.clone();
         let mut taken = Vec::new();
-        let consumer = |v: ValueId| -> Option<(usize, NodeId)> {
-            let c = sole(v)?;
-            let &pos = position.get(&c)?;
-            (pos > i).then_some((pos, c))
-        };
         // The bias: a constant with one value per column, added without broadcasting the result.
         if let Some((pos, c)) = consumer(last) {
             let cn = &g.nodes[c];
@@ -461,8 +474,82 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             _ => unreachable!(),
         };
         debug_assert!(!is_conv || epilogue.deriv.is_none());
-        g.nodes.push(crate::graph::ir::Node { name: node.name.clone(), op, inputs, output: last });
+        g.nodes.push(Node { name: node.name.clone(), op, inputs, output: last });
         out.push(g.nodes.len() - 1);
     }
     out
+}
+
+/// Where a constant broadcast over a row of shape `out` varies: (channels, inner) when it is one value per channel
+/// of an axis (element i in channel (i / inner) % channels), e.g. [C, 1, 1] over [C, H, W] or [n] over [.., n].
+fn channel_pattern(c: &[usize], out: &[usize]) -> Option<(usize, usize)> {
+    let trimmed: Vec<usize> = c.iter().copied().skip_while(|&d| d == 1).collect();
+    if trimmed.is_empty() {
+        return Some((1, 1));
+    }
+    if trimmed.len() > out.len() || trimmed[1..].iter().any(|&d| d != 1) {
+        return None;
+    }
+    let axis = out.len() - trimmed.len();
+    (out[axis] == trimmed[0]).then(|| (trimmed[0], out[axis + 1..].iter().product()))
+}
+
+/// A normalisation with the constant scale (Mul), shift (Add) and activation (Relu, SiLU) that alone read its
+/// result, as one [`Op::FusedNorm`]; returns the node and the list positions it absorbs.
+fn fuse_norm(
+    g: &Graph,
+    node: &Node,
+    size: usize,
+    eps: f32,
+    consumer: &dyn Fn(ValueId) -> Option<(usize, NodeId)>,
+) -> Option<(Node, Vec<usize>)> {
+    let out_shape = g.values[node.output].shape.clone();
+    let mut store = NormAffine { channels: 1, inner: 1, scale: false, shift: false, act: None };
+    let mut pattern: Option<(usize, usize)> = None;
+    let mut inputs = vec![node.inputs[0]];
+    let mut taken = Vec::new();
+    let mut last = node.output;
+    // A constant operand of `c` (the other one being `last`), per channel, consistent with what came before.
+    let mut per_channel = |c: &Node, last: ValueId| -> Option<ValueId> {
+        let other = if c.inputs[0] == last { c.inputs[1] } else { c.inputs[0] };
+        let v = &g.values[other];
+        if c.inputs[0] == c.inputs[1] || v.stream != Stream::Const || g.values[c.output].shape != out_shape {
+            return None;
+        }
+        let p = channel_pattern(&v.shape, &out_shape)?;
+        if pattern.is_some_and(|q| q != p) {
+            return None;
+        }
+        pattern = Some(p);
+        Some(other)
+    };
+    for (step, op) in [(0, BinaryOp::Mul), (1, BinaryOp::Add)] {
+        let Some((pos, c)) = consumer(last) else { break };
+        let cn = &g.nodes[c];
+        if !matches!(cn.op, Op::Binary(b) if b == op) {
+            continue;
+        }
+        let Some(operand) = per_channel(cn, last) else { break };
+        inputs.push(operand);
+        if step == 0 {
+            store.scale = true;
+        } else {
+            store.shift = true;
+        }
+        taken.push(pos);
+        last = cn.output;
+    }
+    if let Some((pos, c)) = consumer(last) {
+        if let Op::Unary { f: f @ (UnaryFn::Relu | UnaryFn::Silu), derivative: false } = g.nodes[c].op {
+            store.act = Some(f);
+            taken.push(pos);
+            last = g.nodes[c].output;
+        }
+    }
+    if taken.is_empty() {
+        return None;
+    }
+    (store.channels, store.inner) = pattern.unwrap_or((1, 1));
+    let op = Op::FusedNorm { size, eps, store };
+    Some((Node { name: node.name.clone(), op, inputs, output: last }, taken))
 }

@@ -146,6 +146,21 @@ pub enum Op {
     /// A convolution (one group, not transposed) with a per-channel bias and activation fused into its product's
     /// store. Inputs: x, w, the bias (if any; c_out values).
     FusedConv(Conv2d, StoreEpilogue),
+    /// A [`Op::Norm`] with the constant per-channel scale and shift and the activation that follow it fused into
+    /// its store. Inputs: x, the scale (if any), the shift (if any).
+    FusedNorm { size: usize, eps: f32, store: NormAffine },
+}
+
+/// The per-channel affine map and activation of a [`Op::FusedNorm`]: element i of a row is in channel
+/// (i / inner) % channels (GroupNorm's [C, 1, 1] parameters: inner = H·W; LayerNorm's [n]: inner = 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormAffine {
+    pub channels: usize,
+    pub inner: usize,
+    pub scale: bool,
+    pub shift: bool,
+    /// Relu or Silu.
+    pub act: Option<UnaryFn>,
 }
 
 impl Op {
@@ -165,6 +180,7 @@ impl Op {
             Op::SoftmaxTangent { .. } => "softmax-tangent",
             Op::FusedMatMul(..) => "matmul+epilogue",
             Op::FusedConv(..) => "conv+epilogue",
+            Op::FusedNorm { .. } => "norm+affine",
         }
     }
 }
@@ -255,7 +271,7 @@ impl Graph {
                 let pixels = if c.transposed { c.h_in * c.w_in * c.c_out } else { c.h_out * c.w_out * c.c_out };
                 2.0 * taps * pixels as f64
             }
-            Op::Norm { .. } | Op::Softmax { .. } => 5.0 * out,
+            Op::Norm { .. } | Op::FusedNorm { .. } | Op::Softmax { .. } => 5.0 * out,
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => 8.0 * out,
         }
     }

@@ -249,7 +249,7 @@ impl Builder<'_> {
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => {
                 return Err(self.unsupported("a linearisation inside the network"));
             }
-            Op::FusedMatMul(..) | Op::FusedConv(..) => {
+            Op::FusedMatMul(..) | Op::FusedConv(..) | Op::FusedNorm { .. } => {
                 return Err(self.unsupported("a fused node (fusion runs after the derivative programs are built)"));
             }
         })
@@ -419,7 +419,8 @@ impl Transposer<'_> {
             | Op::Softmax { .. }
             | Op::Binary(BinaryOp::Pow)
             | Op::FusedMatMul(..)
-            | Op::FusedConv(..) => {
+            | Op::FusedConv(..)
+            | Op::FusedNorm { .. } => {
                 return Err(Error::InvalidArgument(format!(
                     "node `{}`: {} is not linear in its tangent (internal error in the tangent program)",
                     self.name,

@@ -600,12 +600,61 @@ pub fn record_norm(
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
+    record_norm_affine(rec, groups, size, eps, x, None, out)
+}
+
+/// The per-channel affine map and activation a normalisation applies as it stores (crate::graph::fuse): element i
+/// of a row of `row_len` elements is in channel (i / inner) % channels; out = act(x̂ · scale[c] + shift[c]).
+#[derive(Clone, Copy)]
+pub struct NormStore<'a> {
+    pub row_len: usize,
+    pub channels: usize,
+    pub inner: usize,
+    /// [channels] each, when present.
+    pub scale: Option<&'a wgpu::Buffer>,
+    pub shift: Option<&'a wgpu::Buffer>,
+    /// Relu or Silu.
+    pub act: Option<UnaryFn>,
+}
+
+/// As [`record_norm`], with `store`'s affine map and activation fused into the store (graph_norm.wgsl).
+pub fn record_norm_affine(
+    rec: &mut Recorder,
+    groups: usize,
+    size: usize,
+    eps: f32,
+    x: &wgpu::Buffer,
+    store: Option<NormStore>,
+    out: &wgpu::Buffer,
+) -> Result<()> {
     const KERNEL: &str = "graph_norm";
     let lines = size_u32(KERNEL, "groups", groups)?;
     size_u32(KERNEL, "the elements", groups * size)?;
     check_len(KERNEL, "x", x, groups * size)?;
     check_len(KERNEL, "out", out, groups * size)?;
     check_distinct(KERNEL, out, &[x])?;
+    let (mut row_len, mut channels, mut inner, mut flags, mut act) = (1u32, 1u32, 1u32, 0u32, 0u32);
+    if let Some(s) = &store {
+        if s.row_len == 0 || s.channels == 0 || s.inner == 0 {
+            return fail(KERNEL, "row_len, channels and inner must be positive".into());
+        }
+        for (what, buffer, bit) in [("scale", s.scale, 1), ("shift", s.shift, 2)] {
+            if let Some(b) = buffer {
+                check_len(KERNEL, what, b, s.channels)?;
+                check_distinct(KERNEL, out, &[b])?;
+                flags |= bit;
+            }
+        }
+        act = match s.act {
+            None => 0,
+            Some(UnaryFn::Relu) => 1,
+            Some(UnaryFn::Silu) => 2,
+            Some(f) => return fail(KERNEL, format!("{f:?} is not fused into a normalisation (relu, silu)")),
+        };
+        row_len = size_u32(KERNEL, "row_len", s.row_len)?;
+        channels = size_u32(KERNEL, "channels", s.channels)?;
+        inner = size_u32(KERNEL, "inner", s.inner)?;
+    }
     if groups == 0 || size == 0 {
         return Ok(());
     }
@@ -613,9 +662,23 @@ pub fn record_norm(
     let lanes = lanes_for(size);
     let kernel = ctx.kernel(KERNEL, &[("LANES", lanes as f64)])?;
     let (grid, grid_width) = line_grid(ctx, lines, lanes);
-    let params = NormParams { groups: lines, size: size as u32, eps, grid_width };
+    let params = NormParams {
+        groups: lines,
+        size: size as u32,
+        eps,
+        grid_width,
+        row_len,
+        channels,
+        inner,
+        flags,
+        act,
+        pad: [0; 3],
+    };
     let uniform = ctx.uniform("graph_norm/params", &params);
-    rec.dispatch(&kernel, &[x, out, &uniform], grid)
+    let dummy = ctx.dummy();
+    let scale = store.and_then(|s| s.scale).unwrap_or(dummy);
+    let shift = store.and_then(|s| s.shift).unwrap_or(dummy);
+    rec.dispatch(&kernel, &[x, out, &uniform, scale, shift], grid)
 }
 
 #[repr(C)]
@@ -625,6 +688,12 @@ struct NormParams {
     size: u32,
     eps: f32,
     grid_width: u32,
+    row_len: u32,
+    channels: u32,
+    inner: u32,
+    flags: u32,
+    act: u32,
+    pad: [u32; 3],
 }
 
 /// The normalisation's linearisation, self-adjoint: for each of `rows · groups_per_row` tangent groups,

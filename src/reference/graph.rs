@@ -100,6 +100,13 @@ impl<'g> HostRun<'g> {
                     twin::record_store_epilogue(rows, out_value.numel(), &|i| i / plane, bias, e.act, None, &mut out);
                 }
                 Op::Norm { size, eps } => twin::record_norm(out.len() / size, *size, *eps as f64, input(0), &mut out),
+                Op::FusedNorm { size, eps, store } => {
+                    let mut next = 1..;
+                    let scale = store.scale.then(|| input(next.next().unwrap()));
+                    let shift = store.shift.then(|| input(next.next().unwrap()));
+                    let affine = (out_value.numel(), store.channels, store.inner, scale, shift, store.act);
+                    twin::record_norm_affine(out.len() / size, *size, *eps as f64, input(0), affine, &mut out);
+                }
                 Op::NormTangent { size, eps } => {
                     let groups = out_value.numel() / size;
                     let rep = rows / self.rows(node.inputs[0]);

@@ -334,6 +334,32 @@ pub fn record_norm(groups: usize, size: usize, eps: f64, x: &[f64], out: &mut [f
     }
 }
 
+/// Twin of `record_norm_affine`: `store` = (row_len, channels, inner, scale, shift, act).
+#[allow(clippy::type_complexity)]
+pub fn record_norm_affine(
+    groups: usize,
+    size: usize,
+    eps: f64,
+    x: &[f64],
+    store: (usize, usize, usize, Option<&[f64]>, Option<&[f64]>, Option<UnaryFn>),
+    out: &mut [f64],
+) {
+    let (row_len, channels, inner, scale, shift, act) = store;
+    record_norm(groups, size, eps, x, out);
+    for (index, v) in out.iter_mut().enumerate().take(groups * size) {
+        let c = ((index % row_len) / inner) % channels;
+        if let Some(scale) = scale {
+            *v *= scale[c];
+        }
+        if let Some(shift) = shift {
+            *v += shift[c];
+        }
+        if let Some(f) = act {
+            *v = unary(f, false, *v);
+        }
+    }
+}
+
 /// Twin of `record_norm_tangent`.
 #[allow(clippy::too_many_arguments)]
 pub fn record_norm_tangent(
