@@ -7,10 +7,10 @@
 // v += shift[c] when flags bit 1, and the activation params.act (0 none, 1 relu, 2 silu x·σ(x)).
 // As reference::graph_ops::record_norm_affine (record_norm without the affine map and activation).
 //
-// Bindings (group 0): 0 x (read, [groups, size]), 1 out (read_write, [groups, size]; not x),
-//                     2 params (uniform Params: groups, size, eps, grid_width (workgroups along x), row_len,
-//                     channels, inner, flags, act), 3 scale (read, [channels]), 4 shift (read, [channels]) (any
-//                     buffer when the flag is off).
+// Bindings (group 0): 0 x (read, [groups, size]), 1 scale (read, [channels]), 2 shift (read, [channels]) (any
+//                     buffer when its flag is off), 3 out (read_write, [groups, size]; not x),
+//                     4 params (uniform Params: groups, size, eps, grid_width (workgroups along x), row_len,
+//                     channels, inner, flags, act).
 // Layout: groups contiguous, one after another. 256-thread workgroups on a 2-D grid, each holding 256 / LANES
 // groups (LANES threads per group, shared/segment_sum.wgsl): group = (wid.y · grid_width + wid.x) · (256 / LANES)
 // + lid / LANES; each thread strides through its group LANES elements at a time (any size).
@@ -22,10 +22,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
-@group(0) @binding(3) var<storage, read> scale: array<f32>;
-@group(0) @binding(4) var<storage, read> shift: array<f32>;
+@group(0) @binding(1) var<storage, read> scale: array<f32>;
+@group(0) @binding(2) var<storage, read> shift: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
 // The affine map and activation of element `index` (its position in the whole buffer).
 fn store_value(index: u32, normalised: f32) -> f32 {

@@ -678,7 +678,7 @@ pub fn record_norm_affine(
     let dummy = ctx.dummy();
     let scale = store.and_then(|s| s.scale).unwrap_or(dummy);
     let shift = store.and_then(|s| s.shift).unwrap_or(dummy);
-    rec.dispatch(&kernel, &[x, out, &uniform, scale, shift], grid)
+    rec.dispatch(&kernel, &[x, scale, shift, out, &uniform], grid)
 }
 
 #[repr(C)]
