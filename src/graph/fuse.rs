@@ -340,6 +340,9 @@ fn live_suffix(g: &Graph, nodes: &[NodeId], needed: &HashSet<ValueId>) -> Vec<No
     live
 }
 
+/// Whether a constant's shape is one bias value per output column of a product (per channel of a convolution).
+type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
+
 /// Fuses the bias adds, activations and derivative factors that follow products in `nodes` into new fused nodes
 /// (appended to the graph); `kept` are values read after the list, which are never fused away.
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
@@ -372,9 +375,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             }
             continue;
         }
-        let (mut epilogue, columns, bias_shape_ok): (StoreEpilogue, usize, Box<dyn Fn(&[usize]) -> bool>) = match &node
-            .op
-        {
+        let (mut epilogue, columns, bias_shape_ok): (StoreEpilogue, usize, BiasShapeTest) = match &node.op {
             Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
                 let n_cols = mm.n;
                 (
