@@ -57,9 +57,10 @@ pub(crate) fn sampling(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
     println!("1. sampling");
     run.doc.heading(2, "1. Sampling");
     run.doc.paragraph(format!(
-        "Euler–Maruyama on Song's grid, {} steps from t = 1 to 1e-3, x_T = std(1)·z, seeded; the iterate is recorded \
-         at the first grid time where std(t) ≤ σ for σ ∈ {:?}. (σ = 0.01 of the first paper lies below the grid's \
-         last noise level, 0.032: EM with this Δt is unstable there.)",
+        "The known-manifold models `moons` and `circle16`: Euler–Maruyama on Song's grid, {} steps from t = 1 to \
+         1e-3, x_T = std(1)·z, seeded; the iterate is recorded at the first grid time where std(t) ≤ σ for \
+         σ ∈ {:?}. (The grid's last noise level is 0.032; the U-Net's chains in section 2 step on a grid in σ that \
+         reaches the first paper's 0.01.)",
         run.sizes.steps, SIGMAS
     ));
     let mut out = Vec::new();
