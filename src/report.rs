@@ -292,7 +292,7 @@ pub fn image_grid(
 ) -> Result<()> {
     let (height, width) = shape;
     let size = height * width;
-    if size == 0 || images.is_empty() || images.len() % size != 0 || columns == 0 {
+    if size == 0 || images.is_empty() || !images.len().is_multiple_of(size) || columns == 0 {
         return Err(plot_error(path, format!("{} values do not form {height}×{width} images", images.len())));
     }
     register_font();

@@ -134,8 +134,9 @@ fn relu_net_with_hyperplanes(normals: &[[f32; 2]], offsets: &[f32]) -> MlpModel 
     let mut model = random_mlp(970, 2, &[normals.len()], 4, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
     let first = &mut model.layers[0];
     for (u, (w, &b)) in normals.iter().zip(offsets).enumerate() {
-        for i in 0..first.inputs {
-            first.weight[u * first.inputs + i] = if i < 2 { w[i] } else { 0.0 };
+        let inputs = first.inputs;
+        for (i, weight) in first.weight[u * inputs..(u + 1) * inputs].iter_mut().enumerate() {
+            *weight = if i < 2 { w[i] } else { 0.0 };
         }
         first.bias[u] = b;
     }

@@ -124,8 +124,9 @@ pub(crate) fn claims(run: &mut Run, relu: &Trained) -> Result<()> {
     };
     let on_d = descriptors_at(run, relu, &on, EPS)?;
     let off_d = descriptors_at(run, relu, &off, EPS)?;
-    let pick = |v: &[PointDescriptors], f: fn(&PointDescriptors) -> f64| v.iter().map(f).collect::<Vec<f64>>();
-    let by: [(&str, fn(&PointDescriptors) -> f64); 3] =
+    type Descriptor = fn(&PointDescriptors) -> f64;
+    let pick = |v: &[PointDescriptors], f: Descriptor| v.iter().map(f).collect::<Vec<f64>>();
+    let by: [(&str, Descriptor); 3] =
         [("δ", |p| p.local_complexity as f64), ("ψ", |p| p.local_scaling), ("ν", |p| p.local_rank)];
     let aucs: Vec<(&str, f64, f64, f64)> = by
         .iter()
