@@ -36,6 +36,26 @@ pub fn line_chart(
     series: &[Series],
     log_y: bool,
 ) -> Result<()> {
+    line_chart_axes(path, title, x_label, y_label, series, Axes { log_x: false, log_y })
+}
+
+/// Which axes of a chart are logarithmic (a log axis drops the points that are not positive on it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Axes {
+    pub log_x: bool,
+    pub log_y: bool,
+}
+
+/// A line chart with optional log x and y axes, saved as PNG.
+pub fn line_chart_axes(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    axes: Axes,
+) -> Result<()> {
+    let Axes { log_x, log_y } = axes;
     register_font();
     let tmp = crate::io::temporary_path(path)?.with_extension("png");
     {
@@ -44,7 +64,7 @@ pub fn line_chart(
         let all = series.iter().flat_map(|s| s.points.iter()).chain(std::iter::empty());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         for &(x, y) in all {
-            if y.is_finite() && (!log_y || y > 0.0) {
+            if y.is_finite() && (!log_y || y > 0.0) && (!log_x || x > 0.0) {
                 x0 = x0.min(x);
                 x1 = x1.max(x);
                 y0 = y0.min(y);
@@ -65,7 +85,9 @@ pub fn line_chart(
             y1 = y0 + y0.abs().max(1.0) * 0.1;
         }
         // Whole numbers for ranks and step counts, decimals for short ranges (cosines, times).
-        let decimals = if x1 - x0 >= 20.0 {
+        let decimals = if log_x {
+            3
+        } else if x1 - x0 >= 20.0 {
             0
         } else if x1 - x0 >= 2.0 {
             1
@@ -79,7 +101,20 @@ pub fn line_chart(
                 let mut chart = $chart.map_err(|e| plot_error(path, e))?;
                 chart
                     .configure_mesh()
-                    .x_label_formatter(&|x| format!("{x:.decimals$}"))
+                    .x_label_formatter(&|x| {
+                        if log_x {
+                            // Significant digits on a log axis (0.01, 0.03, 0.3), whole numbers above 10.
+                            let text = format!("{x:.decimals$}");
+                            let text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+                            if text.is_empty() {
+                                "0".into()
+                            } else {
+                                text
+                            }
+                        } else {
+                            format!("{x:.decimals$}")
+                        }
+                    })
                     .x_desc(x_label)
                     .y_desc(y_label)
                     .label_style(("sans-serif", 14))
@@ -87,14 +122,21 @@ pub fn line_chart(
                     .map_err(|e| plot_error(path, e))?;
                 for (i, s) in series.iter().enumerate() {
                     let color = Palette99::pick(i).to_rgba();
-                    chart
+                    let drawn = chart
                         .draw_series(LineSeries::new(
-                            s.points.iter().copied().filter(|(_, y)| y.is_finite() && (!log_y || *y > 0.0)),
+                            s.points
+                                .iter()
+                                .copied()
+                                .filter(|(x, y)| y.is_finite() && (!log_y || *y > 0.0) && (!log_x || *x > 0.0)),
                             color.stroke_width(2),
                         ))
-                        .map_err(|e| plot_error(path, e))?
-                        .label(s.label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                        .map_err(|e| plot_error(path, e))?;
+                    // An empty label keeps the curve out of the legend (e.g. the second of many like it).
+                    if !s.label.is_empty() {
+                        drawn
+                            .label(s.label.clone())
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                    }
                     if let Some(level) = s.reference {
                         chart
                             .draw_series(DashedLineSeries::new(
@@ -116,11 +158,14 @@ pub fn line_chart(
                     .map_err(|e| plot_error(path, e))?;
             }};
         }
-        if log_y {
-            draw!(chart.build_cartesian_2d(x0..x1, (y0 * 0.8..y1 * 1.25).log_scale()));
-        } else {
-            let pad = 0.05 * (y1 - y0);
-            draw!(chart.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad));
+        let pad = 0.05 * (y1 - y0);
+        match (log_x, log_y) {
+            (false, true) => draw!(chart.build_cartesian_2d(x0..x1, (y0 * 0.8..y1 * 1.25).log_scale())),
+            (false, false) => draw!(chart.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)),
+            (true, true) => {
+                draw!(chart.build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), (y0 * 0.8..y1 * 1.25).log_scale()))
+            }
+            (true, false) => draw!(chart.build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), y0 - pad..y1 + pad)),
         }
         root.present().map_err(|e| plot_error(path, e))?;
     }
@@ -159,6 +204,17 @@ pub fn scatter_chart(
     sets: &[PointSet],
     range: Option<((f64, f64), (f64, f64))>,
 ) -> Result<()> {
+    scatter_chart_labelled(path, title, ("", ""), sets, range)
+}
+
+/// [`scatter_chart`] with axis labels (x, y).
+pub fn scatter_chart_labelled(
+    path: &Path,
+    title: &str,
+    labels: (&str, &str),
+    sets: &[PointSet],
+    range: Option<((f64, f64), (f64, f64))>,
+) -> Result<()> {
     register_font();
     let tmp = crate::io::temporary_path(path)?.with_extension("png");
     {
@@ -186,11 +242,17 @@ pub fn scatter_chart(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(16)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
+            .x_label_area_size(if labels.0.is_empty() { 40 } else { 56 })
+            .y_label_area_size(if labels.1.is_empty() { 56 } else { 72 })
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| plot_error(path, e))?;
-        chart.configure_mesh().label_style(("sans-serif", 13)).draw().map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(labels.0)
+            .y_desc(labels.1)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
         for (i, set) in sets.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let size = set.size;
@@ -213,6 +275,58 @@ pub fn scatter_chart(
             .label_font(("sans-serif", 14))
             .draw()
             .map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Grey-scale images as a grid (ink dark on white: `range.0` white, `range.1` black, values clipped), saved as PNG.
+/// `images` holds `count` images of `height × width` values, row-major, one after the other.
+pub fn image_grid(
+    path: &Path,
+    title: &str,
+    images: &[f32],
+    shape: (usize, usize),
+    columns: usize,
+    range: (f64, f64),
+) -> Result<()> {
+    let (height, width) = shape;
+    let size = height * width;
+    if size == 0 || images.is_empty() || !images.len().is_multiple_of(size) || columns == 0 {
+        return Err(plot_error(path, format!("{} values do not form {height}×{width} images", images.len())));
+    }
+    register_font();
+    let count = images.len() / size;
+    let rows = count.div_ceil(columns);
+    // Each pixel a square of `cell` device pixels, a gap of two pixels between images.
+    let cell = 6u32;
+    let (gap, header) = (2u32, 36u32);
+    let image_w = width as u32 * cell;
+    let image_h = height as u32 * cell;
+    let total_w = (columns as u32 * (image_w + gap) + gap).max(320);
+    let total_h = rows as u32 * (image_h + gap) + gap + header;
+    let tmp = crate::io::temporary_path(path)?.with_extension("png");
+    {
+        let root = BitMapBackend::new(&tmp, (total_w, total_h)).into_drawing_area();
+        root.fill(&RGBColor(200, 200, 200)).map_err(|e| plot_error(path, e))?;
+        root.draw(&Text::new(title.to_string(), (8, 8), ("sans-serif", 18).into_font()))
+            .map_err(|e| plot_error(path, e))?;
+        let span = (range.1 - range.0).max(f64::MIN_POSITIVE);
+        for (index, image) in images.chunks(size).enumerate() {
+            let (r, c) = (index / columns, index % columns);
+            let left = gap + c as u32 * (image_w + gap);
+            let top = header + gap + r as u32 * (image_h + gap);
+            for (p, &value) in image.iter().enumerate() {
+                let ink = ((value as f64 - range.0) / span).clamp(0.0, 1.0);
+                let level = (255.0 * (1.0 - ink)).round() as u8;
+                let (x, y) = (left + (p % width) as u32 * cell, top + (p / width) as u32 * cell);
+                root.draw(&Rectangle::new(
+                    [(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)],
+                    RGBColor(level, level, level).filled(),
+                ))
+                .map_err(|e| plot_error(path, e))?;
+            }
+        }
         root.present().map_err(|e| plot_error(path, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
@@ -271,7 +385,8 @@ impl Document {
 
     pub fn html(&self, title: &str) -> String {
         let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        // Inline code spans (`...`) and bold (**...**) are the only Markdown the paragraphs use.
+        // Inline code spans (`...`), bold (**...**) and links ([text](file)) are the only Markdown the paragraphs
+        // and tables use.
         let inline = |s: &str| {
             let mut out = String::new();
             for (i, part) in escape(s).split('`').enumerate() {
@@ -279,7 +394,7 @@ impl Document {
                     out.push_str(&format!("<code>{part}</code>"));
                 } else {
                     for (j, piece) in part.split("**").enumerate() {
-                        out.push_str(&if j % 2 == 1 { format!("<b>{piece}</b>") } else { piece.to_string() });
+                        out.push_str(&if j % 2 == 1 { format!("<b>{piece}</b>") } else { html_links(piece) });
                     }
                 }
             }
@@ -318,5 +433,42 @@ impl Document {
         }
         out.push_str("</body></html>\n");
         out
+    }
+}
+
+/// Markdown links `[text](target)` as HTML anchors; everything else unchanged (the text is already escaped).
+fn html_links(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find("](") else { break };
+        let Some(end) = after[close + 2..].find(')') else { break };
+        let (label, target) = (&after[..close], &after[close + 2..close + 2 + end]);
+        if label.contains('[') || target.contains(' ') {
+            // Not a link (e.g. an interval "[0, 1]"): keep the bracket and go on after it.
+            out.push_str(&rest[..open + 1]);
+            rest = after;
+            continue;
+        }
+        out.push_str(&rest[..open]);
+        out.push_str(&format!("<a href=\"{target}\">{label}</a>"));
+        rest = &after[close + 2 + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_links_become_anchors_in_html() {
+        let mut doc = Document::default();
+        doc.table(&["claim", "measured"], vec![vec!["a".into(), "0.9 ([figure](unet/a.png)) in [0, 1]".into()]]);
+        let html = doc.html("t");
+        assert!(html.contains("0.9 (<a href=\"unet/a.png\">figure</a>) in [0, 1]"), "{html}");
+        assert_eq!(html_links("no links [here"), "no links [here");
     }
 }

@@ -698,14 +698,17 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
         "report.md",
         "report.html",
         "summary.json",
-        "local_dimension.png",
-        "local_rank.png",
         "lyapunov_tangent_alignment.png",
         "ridge_phases.png",
         "moons/samples.png",
         "moons/ridge.png",
         "circle16/samples.png",
         "moons/recorded.npy",
+        "digits_unet/samples.png",
+        "digits_unet/samples.npy",
+        "digits_unet/local_dimension_threshold.npy",
+        "moons_relu/psi_map.png",
+        "moons_relu/psi_generator.npy",
     ] {
         assert!(out.join(name).exists(), "{name} missing");
     }
@@ -716,6 +719,37 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(summary["engine_rel_err_vs_pytorch"].as_f64().unwrap() < 1e-5);
+
+    // The findings: every row has its claim and a verdict; a decided row has its deciding number and rule; every
+    // figure a row names exists and report.html links it; the first two papers' rows are there, on their models.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let findings = summary["findings"].as_array().expect("summary.json lists the findings");
+    for row in findings {
+        let text = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+        assert!(!text("claim").is_empty() && !text("measured").is_empty(), "{row}");
+        let verdict = text("verdict");
+        assert!(["holds", "does not hold", "reported"].contains(&verdict.as_str()), "{row}");
+        assert_eq!(row["holds"].is_null(), verdict == "reported", "{row}");
+        if !text("paper").is_empty() && verdict != "reported" {
+            assert!(!text("deciding").is_empty() && !text("rule").is_empty(), "{row}");
+        }
+        if let Some(figure) = row["figure"].as_str() {
+            assert!(out.join(figure).exists(), "figure {figure} of {row} missing");
+            assert!(html.contains(&format!("href=\"{figure}\"")), "report.html does not link {figure}");
+        }
+    }
+    let rows_of = |paper: &str, model: &str| {
+        findings.iter().filter(|r| r["paper"] == paper && r["model"] == model).collect::<Vec<_>>()
+    };
+    let p1 = rows_of("arXiv 2311.09952", "digits_unet");
+    assert_eq!(p1.len(), 4, "the four claims of arXiv 2311.09952 on the U-Net");
+    assert!(p1.iter().all(|r| !r["holds"].is_null() && r["figure"].is_string()), "{p1:?}");
+    let p2 = rows_of("arXiv 2408.08307", "moons_relu");
+    assert_eq!(p2.len(), 3, "δ/ψ/ν, on/off manifold and the density relation on the ReLU model");
+    assert!(p2.iter().filter(|r| !r["holds"].is_null()).count() >= 2, "{p2:?}");
+    // The table comes first: before the first section.
+    let (table, section) = (html.find("<h2>Findings</h2>").unwrap(), html.find("<h2>Setup</h2>").unwrap());
+    assert!(table < section, "the findings table is not first");
 }
 
 #[test]

@@ -127,3 +127,72 @@ fn local_complexity_grows_with_the_radius() {
     let (small, large) = (count(1e-3), count(2.0));
     assert!(small < large && large <= 128, "δ(1e-3) = {small}, δ(2) = {large}");
 }
+
+/// A one-hidden-layer ReLU network on R² whose hidden units' hyperplanes are set by hand: unit u is
+/// relu(w_u · x + b_u) (its time-embedding weights zeroed, so t moves no boundary).
+fn relu_net_with_hyperplanes(normals: &[[f32; 2]], offsets: &[f32]) -> MlpModel {
+    let mut model = random_mlp(970, 2, &[normals.len()], 4, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let first = &mut model.layers[0];
+    for (u, (w, &b)) in normals.iter().zip(offsets).enumerate() {
+        let inputs = first.inputs;
+        for (i, weight) in first.weight[u * inputs..(u + 1) * inputs].iter_mut().enumerate() {
+            *weight = if i < 2 { w[i] } else { 0.0 };
+        }
+        first.bias[u] = b;
+    }
+    model
+}
+
+fn complexity(model: &MlpModel, x: &[f32], radius: f64) -> Vec<usize> {
+    let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model.clone())).unwrap();
+    let settings = DescriptorSettings { map: DescribedMap::Denoiser, k: 2, radius, directions: Directions::Axes };
+    let mut got = Vec::new();
+    analysis::descriptors(&field, x, &[0.3], &settings, JobOptions::default(), |_, r| {
+        got.push(r.local_complexity);
+        Ok(())
+    })
+    .unwrap();
+    got
+}
+
+#[test]
+fn local_complexity_counts_the_region_boundaries_crossing_the_cross_polytope() {
+    // Parallel lines x₁ = c for c = −1, −0.9, …, 1 (21 units): around the origin, the ℓ1 ball of radius 0.35
+    // meets the 7 lines |c| ≤ 0.3, which cut it into 8 linear regions; around (0.95, 0) radius 0.12 meets
+    // c = 0.9 and 1.0 (3 regions); around (5, 5) none (one region).
+    let offsets: Vec<f32> = (0..21).map(|i| -(-1.0 + 0.1 * i as f32)).collect();
+    let normals = vec![[1.0f32, 0.0]; 21];
+    let model = relu_net_with_hyperplanes(&normals, &offsets);
+    assert_eq!(complexity(&model, &[0.0, 0.0], 0.35), vec![7]);
+    assert_eq!(complexity(&model, &[0.95, 0.0], 0.12), vec![2]);
+    assert_eq!(complexity(&model, &[5.0, 5.0], 0.5), vec![0]);
+
+    // Hyperplanes in general position: unit u's hyperplane meets the ℓ1 ball of radius r around z iff
+    // |w_u·z + b_u| ≤ r ‖w_u‖_∞ (the ball's support function), and the cross-polytope's 2D vertices see every
+    // such crossing of a first-layer unit, so δ is that count exactly (f64, away from ties).
+    let mut r = rng(971);
+    let units = 60;
+    let normals: Vec<[f32; 2]> =
+        (0..units).map(|_| [normal_vec(&mut r, 1, 1.0)[0], normal_vec(&mut r, 1, 1.0)[0]]).collect();
+    let offsets = normal_vec(&mut r, units, 0.5);
+    let model = relu_net_with_hyperplanes(&normals, &offsets);
+    let points = normal_vec(&mut r, 2 * 12, 0.6);
+    for radius in [0.05, 0.2, 0.6] {
+        let got = complexity(&model, &points, radius);
+        for (p, z) in points.chunks(2).enumerate() {
+            let margins: Vec<f64> = normals
+                .iter()
+                .zip(&offsets)
+                .map(|(w, &b)| {
+                    let value = w[0] as f64 * z[0] as f64 + w[1] as f64 * z[1] as f64 + b as f64;
+                    value.abs() - radius * (w[0].abs().max(w[1].abs()) as f64)
+                })
+                .collect();
+            if margins.iter().any(|m| m.abs() < 1e-4) {
+                continue; // a hyperplane through a vertex: f32 rounding decides
+            }
+            let want = margins.iter().filter(|&&m| m < 0.0).count();
+            assert_eq!(got[p], want, "point {p}, r = {radius}: δ {} vs the exact count {want}", got[p]);
+        }
+    }
+}

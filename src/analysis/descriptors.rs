@@ -2,6 +2,13 @@
 //! local scaling ψ = Σᵢ log σᵢ, local rank ν = exp(−Σᵢ pᵢ log pᵢ) with pᵢ = σᵢ / Σⱼ σⱼ (σ the singular values of
 //! the map's Jacobian), and local complexity δ: how many hidden units change the sign of their pre-activation
 //! between the point and some vertex x ± r·bⱼ of a cross-polytope around it.
+//!
+//! For a piecewise-linear (ReLU) network δ is the paper's measure: a unit whose pre-activation changes sign is a
+//! linear-region boundary crossing the neighbourhood, and the count estimates the linear regions there. With the D
+//! coordinate axes the vertices span the whole ℓ1 ball of radius r, and for a first-layer unit the test is exact (its
+//! hyperplane w·x + b = 0 meets the ball iff |w·x + b| ≤ r‖w‖_∞, iff two vertices lie on opposite sides); a deeper
+//! unit's boundary is bent and can cross between vertices, which the vertex test — the paper's approximation too —
+//! misses. For smooth activations (SiLU) it counts sign changes of their inputs, not region boundaries.
 
 use faer::Mat;
 

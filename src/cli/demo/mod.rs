@@ -1,17 +1,21 @@
-//! `scorelens demo [-o DIR]`: the built-in main job. On the score models shipped in `assets/models/` (two moons,
-//! a circle embedded in 16 dimensions, 8×8 digits; trained by `tools/train/train.py`) it runs the four papers'
-//! analyses and writes every array, PNG figures, `summary.json`, and `report.md` / `report.html` that put each
-//! measurement next to the claim it checks:
-//! 1. sampling with recorded noise levels;
-//! 2. Jacobian spectra and local dimension against noise level (arXiv 2311.09952);
-//! 3. local scaling, rank and complexity (arXiv 2408.08307);
+//! `scorelens demo [-o DIR]`: the built-in main job. On the score models shipped in `assets/models/` (trained by
+//! `tools/train/train.py`) it tests the four papers' claims, each as the paper states it, on a model of the kind the
+//! paper used, and writes every array, PNG figures, `summary.json`, and `report.md` / `report.html` that open with
+//! the findings table (claim, measurement, deciding number, rule, verdict, figure):
+//! 1. sampling the known-manifold MLPs (two moons, a circle in R^16) with recorded noise levels;
+//! 2. Jacobian spectra of the image U-Net `digits_unet` at the paper's noise levels (arXiv 2311.09952);
+//! 3. local complexity, scaling and rank of the ReLU network `moons_relu`, and the density of the probability-flow
+//!    ODE's samples from its volume change (arXiv 2408.08307);
 //! 4. Lyapunov exponents of the sampler and alignment of the top vectors with the known tangents (arXiv 2508.07581);
 //! 5. ridges of the smoothed data and the normal / tangential split of the model's error (arXiv 2602.06021).
 //!
 //! It starts with the engine check it always had: the GPU against PyTorch's float64 output on a fixture.
 
 mod geometry;
+mod relu_geometry;
 mod sections;
+mod stats;
+mod unet_spectra;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,9 +55,14 @@ pub struct DemoArgs {
 pub(crate) struct Sizes {
     pub steps: usize,
     pub samples: [usize; 3],
-    pub spectrum_points: usize,
     pub lyapunov_trajectories: usize,
     pub ridge_points: usize,
+    /// Chains of the U-Net's σ-grid sampler, the steps of its grid, and the chains whose spectra are taken.
+    pub unet_samples: usize,
+    pub unet_steps: usize,
+    pub unet_spectrum_points: usize,
+    /// Probability-flow ODE trajectories of the ReLU model (its generator's volume change).
+    pub relu_trajectories: usize,
 }
 
 /// A shipped model with its training data.
@@ -157,16 +166,40 @@ fn npy_from_bytes(name: &str, bytes: &[u8]) -> Result<Vec<f64>> {
 }
 
 fn load_trained(ctx: &std::sync::Arc<GpuContext>, assets: &Path, name: &'static str) -> Result<Trained> {
-    let model = ScoreModel::load(&assets.join("models").join(format!("{name}.safetensors")))?;
-    let data = npy::read_f32(&assets.join("data").join(format!("{name}.npy")))?;
+    load_model(ctx, assets, name, &format!("{name}.safetensors"), name)
+}
+
+/// A shipped model file and the training data it was trained on (`assets/data/<data>.npy`).
+fn load_model(
+    ctx: &std::sync::Arc<GpuContext>,
+    assets: &Path,
+    name: &'static str,
+    file: &str,
+    data: &str,
+) -> Result<Trained> {
+    let model = ScoreModel::load(&assets.join("models").join(file))?;
+    let data_path = assets.join("data").join(format!("{data}.npy"));
+    let data = npy::read_f32(&data_path)?;
     let dim = model.dim();
     if data.shape.len() != 2 || data.shape[1] != dim {
         return Err(Error::bad_input(
-            format!("{}/data/{name}.npy", assets.display()),
-            format!("shape {:?}; expected [N, {dim}] (the model's training data)", data.shape),
+            data_path.display().to_string(),
+            format!("shape {:?}; expected [N, {dim}] (the training data of {name})", data.shape),
         ));
     }
     Ok(Trained { name, field: ScoreField::new(ctx.clone(), &model)?, ctx: ctx.clone(), data: data.data, dim })
+}
+
+/// An int64 index file (the U-Net's held-out images).
+fn read_indices(path: &Path) -> Result<Vec<usize>> {
+    let bad = |e: std::io::Error| Error::bad_file(path, e.to_string());
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file)).map_err(bad)?;
+    let values: Vec<i64> = npy.into_vec::<i64>().map_err(bad)?;
+    values
+        .into_iter()
+        .map(|v| usize::try_from(v).map_err(|_| Error::bad_file(path, format!("negative index {v}"))))
+        .collect()
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -177,14 +210,26 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let sizes = if args.quick {
-        Sizes { steps: 500, samples: [128, 64, 16], spectrum_points: 8, lyapunov_trajectories: 16, ridge_points: 64 }
+        Sizes {
+            steps: 500,
+            samples: [128, 64, 16],
+            lyapunov_trajectories: 16,
+            ridge_points: 64,
+            unet_samples: 4,
+            unet_steps: 40,
+            unet_spectrum_points: 3,
+            relu_trajectories: 64,
+        }
     } else {
         Sizes {
             steps: 500,
             samples: [1000, 256, 64],
-            spectrum_points: 32,
             lyapunov_trajectories: 64,
             ridge_points: 400,
+            unet_samples: 24,
+            unet_steps: 60,
+            unet_spectrum_points: 12,
+            relu_trajectories: 256,
         }
     };
     let mut run = Run {
@@ -206,17 +251,23 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let engine_error = rel_err(&fixture_field.score(&x, &t, options)?, &npy_from_bytes("score.npy", FIXTURE_SCORE)?);
     run.summary.insert("engine_rel_err_vs_pytorch".into(), engine_error.into());
 
-    let models: Vec<Trained> = ["moons", "circle16", "digits"]
-        .into_iter()
-        .map(|name| load_trained(&ctx, &args.assets, name))
-        .collect::<Result<_>>()?;
+    // The known-manifold MLPs (sampling, Lyapunov vectors, ridges), and the models like the first two papers'.
+    let models: Vec<Trained> =
+        ["moons", "circle16"].into_iter().map(|name| load_trained(&ctx, &args.assets, name)).collect::<Result<_>>()?;
+    let unet = load_model(&ctx, &args.assets, "digits_unet", "digits_unet.onnx", "digits")?;
+    let heldout = read_indices(&args.assets.join("data").join("digits_unet_heldout_idx.npy"))?;
+    let relu = load_model(&ctx, &args.assets, "moons_relu", "moons_relu.safetensors", "moons")?;
     let frame = npy::read_f32(&args.assets.join("data").join("circle16_frame.npy"))?;
     let geometry = geometry::KnownGeometry { circle_frame: frame.data.iter().map(|&v| v as f64).collect() };
 
-    intro(&mut run, &ctx, &models, engine_error);
+    intro(&mut run, &ctx, &[&models[0], &models[1], &unet, &relu], engine_error);
     let recorded = sections::sampling(&mut run, &models, &geometry)?;
-    sections::spectra(&mut run, &models, &recorded)?;
-    sections::descriptors(&mut run, &models, &recorded)?;
+    let timer = Instant::now();
+    unet_spectra::claims(&mut run, &unet, &heldout)?;
+    run.summary.insert("seconds_digits_unet_spectra".into(), timer.elapsed().as_secs_f64().into());
+    let timer = Instant::now();
+    relu_geometry::claims(&mut run, &relu)?;
+    run.summary.insert("seconds_moons_relu_geometry".into(), timer.elapsed().as_secs_f64().into());
     sections::lyapunov(&mut run, &models, &geometry)?;
     sections::ridges(&mut run, &models, &recorded, &geometry)?;
 
@@ -282,7 +333,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn intro(run: &mut Run, ctx: &GpuContext, models: &[Trained], engine_error: f64) {
+fn intro(run: &mut Run, ctx: &GpuContext, models: &[&Trained], engine_error: f64) {
     run.doc.heading(2, "Setup");
     run.doc.paragraph(format!(
         "Adapter: {}. Engine check: the GPU's score of the PyTorch fixture `mlp_silu` differs from PyTorch's float64 \
@@ -305,7 +356,9 @@ fn intro(run: &mut Run, ctx: &GpuContext, models: &[Trained], engine_error: f64)
             .collect(),
     );
     run.doc.paragraph(
-        "The models are MLP score networks trained by denoising score matching with Song's VE schedule (sigma 25); \
-         their cards are in `assets/models/`. Samples come from Euler–Maruyama on Song's grid (t from 1 to 1e-3).",
+        "All are trained by denoising score matching with Song's VE schedule (sigma 25); their cards are in \
+         `assets/models/`. `moons` and `circle16` (SiLU MLPs) have known manifolds; `digits_unet` is a convolutional \
+         U-Net on the 8×8 digits read through its ONNX graph (the first paper's kind of model); `moons_relu` is the \
+         moons MLP with ReLU units, a piecewise-linear network (the second paper's).",
     );
 }
