@@ -22,6 +22,7 @@ pub mod results;
 #[cfg(feature = "cli")]
 pub mod report;
 pub mod sampler;
+pub mod settings;
 pub mod scheduler;
 pub mod solver;
 

@@ -155,7 +155,6 @@ fn sampler_and_lyapunov_shards_and_device_blocks_join_to_the_whole_run() {
         clv: true,
         tangents: InitialTangents::Random { seed: 5 },
         history_points: 1000,
-        first_row: 0,
     };
     let run = |fields: &[&ScoreField], shard: Option<&str>| {
         lyapunov::lyapunov(fields, &x0, dynamics, settings, shard, options, "mlp", "run").unwrap()

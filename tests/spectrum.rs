@@ -177,12 +177,11 @@ fn matrix_free_methods_agree_with_the_dense_spectrum() {
             tolerance: 1e-6,
             max_iterations: 300,
             seed: 5,
-            first_row: 0,
         };
-        let found = analysis::lowrank_spectra(&field, &x, &t, settings, 2.0, 256, JobOptions::default()).unwrap();
+        let found = analysis::lowrank_spectra(&field, &x, &t, 0, settings, 2.0, 256, JobOptions::default()).unwrap();
         // Stopped at a cap of 2 iterations short of an unreachable tolerance, every point says so.
         let capped = analysis::lowrank::LowRankSettings { tolerance: 1e-14, max_iterations: 2, ..settings };
-        let short = analysis::lowrank_spectra(&field, &x, &t, capped, 2.0, 8, JobOptions::default()).unwrap();
+        let short = analysis::lowrank_spectra(&field, &x, &t, 0, capped, 2.0, 8, JobOptions::default()).unwrap();
         assert!(short.iter().all(|s| !s.converged), "oversampling {oversampling}: a capped point claims convergence");
         for (p, (f, full)) in found.iter().zip(&dense).enumerate() {
             // Plain subspace iteration (P = K = 5) reaches 1e-6 on the triplets, but its symmetric part's block
@@ -227,11 +226,10 @@ fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
         tolerance: 1e-5,
         max_iterations: 60,
         seed: 7,
-        first_row: 0,
     };
     let options = JobOptions::default();
-    let resident = analysis::lowrank::top_singular_triplets(&field, &x, &t, settings, options).unwrap();
-    let host = analysis::lowrank::host_triplets(&field, &x, &t, settings, options).unwrap();
+    let resident = analysis::lowrank::top_singular_triplets(&field, &x, &t, 0, settings, options).unwrap();
+    let host = analysis::lowrank::host_triplets(&field, &x, &t, 0, settings, options).unwrap();
     for (p, (r, h)) in resident.iter().zip(&host).enumerate() {
         for i in 0..k {
             let (a, b) = (r.singular_values[i], h.singular_values[i]);
@@ -249,13 +247,14 @@ fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
         &field,
         &x[2 * d..],
         &t,
-        analysis::lowrank::LowRankSettings { first_row: 2, ..settings },
+        2,
+        settings,
         options,
     )
     .unwrap();
     // The symmetric part's top eigenpairs, resident against the host path.
-    let eigen = analysis::lowrank::symmetric_part_top_eigenpairs(&field, &x, &t, settings, options).unwrap();
-    let eigen_host = analysis::lowrank::host_symmetric_eigenpairs(&field, &x, &t, settings, options).unwrap();
+    let eigen = analysis::lowrank::symmetric_part_top_eigenpairs(&field, &x, &t, 0, settings, options).unwrap();
+    let eigen_host = analysis::lowrank::host_symmetric_eigenpairs(&field, &x, &t, 0, settings, options).unwrap();
     for (p, (found, reference)) in eigen.iter().zip(&eigen_host).enumerate() {
         let (values, vectors, want, want_vectors) =
             (&found.values, &found.vectors, &reference.values, &reference.vectors);
