@@ -230,13 +230,8 @@ fn mlp_fixture_krylov_spectrum_matches_the_dense_route() {
         Ok(())
     })
     .unwrap();
-    let lowrank = analysis::lowrank::LowRankSettings {
-        k,
-        oversampling: 0,
-        tolerance: 1e-5,
-        max_iterations: 100,
-        seed: 3,
-    };
+    let lowrank =
+        analysis::lowrank::LowRankSettings { k, oversampling: 0, tolerance: 1e-5, max_iterations: 100, seed: 3 };
     let options = JobOptions::default();
     let found =
         analysis::matrix_free_spectra(&field, &x, &t, 0, MatrixFreeSolver::Krylov, lowrank, 2.0, 64, options).unwrap();

@@ -16,8 +16,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use scorelens::batch::{check_points, check_time_shape, check_time_values, Points, Shard};
 use scorelens::derivative::{has_exact_vjp, DivergenceMethod, JacobianMethod, JvpMethod};
-use scorelens::results::derivatives::{self as results, Directions};
 use scorelens::graph::MetadataOverrides;
+use scorelens::results::derivatives::{self as results, Directions};
 use scorelens::scheduler::{parse_memory_size, DEFAULT_MEMORY_BUDGET};
 use scorelens::{Error, GpuContext, ScoreField, ScoreModel};
 

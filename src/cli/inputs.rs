@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use scorelens::field::{SmoothedData, UserField};
-use scorelens::settings::{self, ScheduleParameters};
 use scorelens::graph::MetadataOverrides;
 use scorelens::io::npy;
 use scorelens::results::derivatives::Directions;
 use scorelens::scheduler::{JobOptions, Progress};
+use scorelens::settings::{self, ScheduleParameters};
 use scorelens::{Error, GpuContext, NoiseSchedule, Result, ScoreField, ScoreModel};
 
 use super::ComputeArgs;
@@ -193,8 +193,26 @@ impl Shard {
 
 /// The library's parameters that are flags of the same name here (`k` → `--k`, `qr_every` → `--qr-every`).
 const PARAMETER_FLAGS: [&str; 20] = [
-    "shard", "snr", "n", "k", "tangents", "qr_every", "threshold_c", "radius", "dim", "tol", "beta", "probes", "method",
-    "schedule", "sigma", "sigma_min", "sigma_max", "beta_min", "beta_max", "bandwidth",
+    "shard",
+    "snr",
+    "n",
+    "k",
+    "tangents",
+    "qr_every",
+    "threshold_c",
+    "radius",
+    "dim",
+    "tol",
+    "beta",
+    "probes",
+    "method",
+    "schedule",
+    "sigma",
+    "sigma_min",
+    "sigma_max",
+    "beta_min",
+    "beta_max",
+    "bandwidth",
 ];
 
 /// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …".

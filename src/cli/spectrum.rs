@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use scorelens::results::spectrum::{
-    spectra_from_samples, spectrum, RecordedLevels, RowLog, SampledSpectra, SpectrumMethod as Method,
-    SpectrumRequest, SpectrumResult,
+    spectra_from_samples, spectrum, RecordedLevels, RowLog, SampledSpectra, SpectrumMethod as Method, SpectrumRequest,
+    SpectrumResult,
 };
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result};

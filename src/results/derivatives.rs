@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ndarray::ArrayD;
 
-use super::{array, concatenate, write_f32, ArrayRef, NamedArrays};
+use super::{array, write_f32, ArrayRef, NamedArrays};
 use crate::batch::{split_points, Points};
 use crate::derivative::{self, has_exact_jvp, has_exact_vjp, DivergenceMethod, JacobianMethod, JvpMethod};
 use crate::error::{Error, Result};
@@ -146,11 +146,10 @@ pub fn jacobian_method(field: &ScoreField, requested: Option<JacobianMethod>) ->
     }
 }
 
-/// Blocks of f32 rows joined in order, as an array of `shape`.
+/// Blocks of rows (row-major values) joined in row order, the batch axis being each array's first, as an array
+/// of `shape`.
 fn joined(blocks: Vec<Vec<f32>>, shape: &[usize]) -> Result<ArrayD<f32>> {
-    let parts: Vec<ArrayD<f32>> = blocks.into_iter().map(|b| array(&[b.len()], b)).collect::<Result<_>>()?;
-    let flat = concatenate(&parts, 0)?;
-    array(shape, flat.into_raw_vec_and_offset().0)
+    array(shape, blocks.concat())
 }
 
 /// The score at every row of `points`.

@@ -9,7 +9,9 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
-use crate::analysis::lyapunov::{lyapunov_rows as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind};
+use crate::analysis::lyapunov::{
+    lyapunov_rows as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind,
+};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;

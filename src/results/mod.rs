@@ -27,6 +27,7 @@ pub use kde::KdeResult;
 pub use lyapunov::LyapunovResult;
 pub use merge::{merge, write_manifest, MANIFEST};
 pub use ridge::RidgeResult;
+pub use ridge_error::{PhaseTable, RidgeErrorResult};
 pub use sample::SampleResult;
 pub use spectrum::SpectrumResult;
 

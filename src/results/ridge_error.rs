@@ -13,7 +13,9 @@ use ndarray::ArrayD;
 
 use super::spectrum::RecordedLevels;
 use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
-use crate::analysis::ridge::{error_split_with_route, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings};
+use crate::analysis::ridge::{
+    error_split_with_route, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings,
+};
 use crate::batch::{check_points, split_rows, Points, Shard};
 use crate::error::{Error, Result};
 use crate::field::{KdeField, KdeScale, ScoreField};

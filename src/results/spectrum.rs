@@ -220,7 +220,17 @@ pub fn spectrum(
             let solver =
                 if route == SpectrumRoute::Krylov { MatrixFreeSolver::Krylov } else { MatrixFreeSolver::Power };
             let first_row = first_row + rows.start;
-            analysis::matrix_free_spectra(field, x, t, first_row, solver, lowrank, request.threshold_c, request.probes, options)
+            analysis::matrix_free_spectra(
+                field,
+                x,
+                t,
+                first_row,
+                solver,
+                lowrank,
+                request.threshold_c,
+                request.probes,
+                options,
+            )
         })?;
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
