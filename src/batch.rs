@@ -86,6 +86,21 @@ pub fn check_directions(
     Ok(())
 }
 
+/// Checks rows of points [rows, D] with D ≥ 1, all finite; with `same_dim` = (D, name), their D must be the D of
+/// the array `name` (e.g. the data they are queried against). Returns D.
+pub fn check_rows(shape: &[usize], data: &[f32], what: &str, same_dim: Option<(usize, &str)>) -> Result<usize> {
+    if shape.len() != 2 || shape[1] == 0 {
+        return Err(Error::bad_input(what, format!("shape {shape:?}; expected [rows, D] with D ≥ 1")));
+    }
+    if let Some((d, other)) = same_dim.filter(|&(d, _)| d != shape[1]) {
+        return Err(Error::bad_input(what, format!("shape {shape:?} has D = {} but {other} has D = {d}", shape[1])));
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NotFinite { what: what.to_string(), row: i / shape[1], value: data[i] as f64 });
+    }
+    Ok(shape[1])
+}
+
 fn shape_text(shape: &[usize]) -> String {
     shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -198,7 +198,7 @@ fn divergence_exact_is_the_trace_and_hutchinson_is_seeded() {
             &field,
             &x,
             &t,
-            DivergenceMethod::Hutchinson { probes: 4000, seed, first_row: 0 },
+            DivergenceMethod::Hutchinson { probes: 4000, seed },
             JobOptions::default(),
         )
         .unwrap()

@@ -46,9 +46,9 @@ fn reference_svd(a: &[f64], d: usize, k: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>
 /// residuals within the tolerance (recomputed here from A, not taken from the solver), and principal angles of
 /// both k-subspaces within `angle_tol` where the gap s_k / s_{k+1} allows.
 fn check_triplets(name: &str, a: &[f64], d: usize, k: usize, single: bool, tol: f64, value_tol: f64, angle_tol: f64) {
-    let settings = KrylovSettings::new(k, tol, 300, 11, 0);
+    let settings = KrylovSettings::new(k, tol, 300, 11);
     let mut op = DenseBatch::new(vec![a.to_vec()], d, single).unwrap();
-    let found = block_krylov_svd(&mut op, settings).unwrap().remove(0);
+    let found = block_krylov_svd(&mut op, settings, 0).unwrap().remove(0);
     assert!(found.converged, "{name}: not converged after {} steps", found.iterations);
     let (want, left, right) = reference_svd(a, d, k);
     let s1 = want[0];
@@ -124,20 +124,20 @@ fn a_point_stopped_at_the_cap_is_flagged_and_others_are_not_affected() {
     let easy =
         with_singular_values(&(0..d).map(|i| if i < 6 { 0.5f64.powi(i as i32) } else { 0.0 }).collect::<Vec<_>>(), 3);
     let hard = with_singular_values(&(0..d).map(|i| 1.0 - 1e-3 * i as f64).collect::<Vec<_>>(), 4);
-    let mut settings = KrylovSettings::new(5, 1e-10, 3, 2, 10);
+    let mut settings = KrylovSettings::new(5, 1e-10, 3, 2);
     settings.basis = 25;
     let mut op = DenseBatch::new(vec![easy.clone(), hard.clone()], d, false).unwrap();
-    let both = block_krylov_svd(&mut op, settings).unwrap();
+    let both = block_krylov_svd(&mut op, settings, 10).unwrap();
     assert!(both[0].converged, "the easy point converges within 3 steps");
     assert!(!both[1].converged, "the hard point cannot converge in 3 steps and must say so");
     assert_eq!(both[1].iterations, 3);
     assert!(both[1].transpose_residuals.iter().any(|&r| r > 1e-10));
     // The same rows alone (their global rows kept) give the same bits: the batch does not matter.
     let mut alone = DenseBatch::new(vec![hard], d, false).unwrap();
-    let second = block_krylov_svd(&mut alone, KrylovSettings { first_row: 11, ..settings }).unwrap().remove(0);
+    let second = block_krylov_svd(&mut alone, settings, 11).unwrap().remove(0);
     assert_eq!(second, both[1]);
     let mut alone = DenseBatch::new(vec![easy], d, false).unwrap();
-    let first = block_krylov_svd(&mut alone, settings).unwrap().remove(0);
+    let first = block_krylov_svd(&mut alone, settings, 10).unwrap().remove(0);
     assert_eq!(first, both[0]);
 }
 
@@ -163,7 +163,7 @@ fn symmetric_part_eigenpairs_by_magnitude() {
     for single in [false, true] {
         let tol = if single { 1e-5 } else { 1e-10 };
         let mut op = DenseBatch::new(vec![a.clone()], d, single).unwrap();
-        let found = block_lanczos_symmetric_part(&mut op, KrylovSettings::new(k, tol, 300, 5, 0)).unwrap().remove(0);
+        let found = block_lanczos_symmetric_part(&mut op, KrylovSettings::new(k, tol, 300, 5), 0).unwrap().remove(0);
         assert!(found.converged, "f32 products: {single}");
         let eig = s.self_adjoint_eigen(Side::Lower).unwrap();
         let mut want: Vec<f64> = (0..d).map(|i| eig.S().column_vector()[i]).collect();
@@ -187,9 +187,9 @@ fn symmetric_part_eigenpairs_by_magnitude() {
 #[test]
 fn bad_settings_are_named() {
     let mut op = DenseBatch::new(vec![vec![1.0; 9]], 3, false).unwrap();
-    let err = block_krylov_svd(&mut op, KrylovSettings::new(4, 1e-5, 10, 0, 0)).unwrap_err().to_string();
+    let err = block_krylov_svd(&mut op, KrylovSettings::new(4, 1e-5, 10, 0), 0).unwrap_err().to_string();
     assert!(err.contains("k = 4") && err.contains("D = 3"), "{err}");
-    let err = block_krylov_svd(&mut op, KrylovSettings { block: 0, ..KrylovSettings::new(2, 1e-5, 10, 0, 0) })
+    let err = block_krylov_svd(&mut op, KrylovSettings { block: 0, ..KrylovSettings::new(2, 1e-5, 10, 0) }, 0)
         .unwrap_err()
         .to_string();
     assert!(err.contains("block"), "{err}");
@@ -204,7 +204,7 @@ fn song_unet_jacobian_top_32_with_f32_products() {
     let d = 784;
     let a: Vec<f64> = jac.data[..d * d].iter().map(|&v| v as f64).collect();
     let mut op = DenseBatch::new(vec![a], d, true).unwrap();
-    let found = block_krylov_svd(&mut op, KrylovSettings::new(32, 1e-5, 400, 0, 0)).unwrap().remove(0);
+    let found = block_krylov_svd(&mut op, KrylovSettings::new(32, 1e-5, 400, 0), 0).unwrap().remove(0);
     assert!(found.converged, "{} steps", found.iterations);
     for i in 0..32 {
         let err = (found.singular_values[i] - want.data[i]).abs();
@@ -230,17 +230,11 @@ fn mlp_fixture_krylov_spectrum_matches_the_dense_route() {
         Ok(())
     })
     .unwrap();
-    let lowrank = analysis::lowrank::LowRankSettings {
-        k,
-        oversampling: 0,
-        tolerance: 1e-5,
-        max_iterations: 100,
-        seed: 3,
-        first_row: 0,
-    };
+    let lowrank =
+        analysis::lowrank::LowRankSettings { k, oversampling: 0, tolerance: 1e-5, max_iterations: 100, seed: 3 };
     let options = JobOptions::default();
     let found =
-        analysis::matrix_free_spectra(&field, &x, &t, MatrixFreeSolver::Krylov, lowrank, 2.0, 64, options).unwrap();
+        analysis::matrix_free_spectra(&field, &x, &t, 0, MatrixFreeSolver::Krylov, lowrank, 2.0, 64, options).unwrap();
     for (p, (f, full)) in found.iter().zip(&dense).enumerate() {
         assert!(f.converged, "point {p} not converged");
         assert!(f.products > 0);
@@ -270,8 +264,9 @@ fn mlp_fixture_krylov_spectrum_matches_the_dense_route() {
         &field,
         &x[3 * d..4 * d],
         &t[3..4],
+        3,
         MatrixFreeSolver::Krylov,
-        analysis::lowrank::LowRankSettings { first_row: 3, ..lowrank },
+        lowrank,
         2.0,
         64,
         options,
@@ -342,14 +337,14 @@ fn small_dimensions_and_a_zero_operator() {
         let s: Vec<f64> = (0..d).map(|i| 3.0 - 0.4 * i as f64).collect();
         let a = with_singular_values(&s, 90 + d as u64);
         let mut op = DenseBatch::new(vec![a, vec![0.0; d * d]], d, false).unwrap();
-        let settings = KrylovSettings { block: 4, ..KrylovSettings::new(k, 1e-10, 50, 1, 0) };
-        let found = block_krylov_svd(&mut op, settings).unwrap();
+        let settings = KrylovSettings { block: 4, ..KrylovSettings::new(k, 1e-10, 50, 1) };
+        let found = block_krylov_svd(&mut op, settings, 0).unwrap();
         assert!(found[0].converged && found[1].converged, "D = {d}");
         for i in 0..k {
             assert!((found[0].singular_values[i] - s[i]).abs() <= 1e-12, "D = {d} s{i}");
             assert_eq!(found[1].singular_values[i], 0.0);
         }
-        let eig = block_lanczos_symmetric_part(&mut op, settings).unwrap();
+        let eig = block_lanczos_symmetric_part(&mut op, settings, 0).unwrap();
         assert!(eig.iter().all(|e| e.converged && e.values.len() == k), "D = {d}");
         assert!(eig[1].values.iter().all(|&v| v == 0.0));
     }

@@ -8,8 +8,10 @@ use std::path::Path;
 use common::{fixture, gpu};
 use scorelens::analysis::lyapunov::{Dynamics, InitialTangents, LyapunovSettings};
 use scorelens::batch::{block, Points, Shard};
+use scorelens::derivative::{self, DivergenceMethod, JvpMethod};
+use scorelens::field::{KdeField, KdeScale};
 use scorelens::io::npy;
-use scorelens::results::{self, concatenate, lyapunov, sample, spectrum};
+use scorelens::results::{self, concatenate, derivatives, kde, lyapunov, sample, spectrum};
 use scorelens::sampler::{SamplerConfig, SamplerKind};
 use scorelens::scheduler::JobOptions;
 use scorelens::{ScoreField, ScoreModel};
@@ -155,7 +157,6 @@ fn sampler_and_lyapunov_shards_and_device_blocks_join_to_the_whole_run() {
         clv: true,
         tangents: InitialTangents::Random { seed: 5 },
         history_points: 1000,
-        first_row: 0,
     };
     let run = |fields: &[&ScoreField], shard: Option<&str>| {
         lyapunov::lyapunov(fields, &x0, dynamics, settings, shard, options, "mlp", "run").unwrap()
@@ -217,4 +218,115 @@ fn merge_refuses_shards_out_of_order_or_of_another_run() {
     let other = save("1/2", "another", "c");
     let e = results::merge(&[a, other], &scratch.path().join("o2")).unwrap_err().to_string();
     assert!(e.contains("another run"), "{e}");
+}
+
+/// The fixture's rows, each a little moved: directions V (or U) of X's shape.
+fn directions(all: &Points, field: &ScoreField) -> derivatives::Directions {
+    let v: Vec<f32> = all.x.iter().enumerate().map(|(i, x)| 0.5 * x + 0.1 * ((i % 7) as f32 - 3.0)).collect();
+    derivatives::Directions::checked(all.shape.clone(), v, &all.shape, field, "v").unwrap()
+}
+
+#[test]
+fn pointwise_results_on_two_devices_and_in_shards_equal_the_whole_run() {
+    let (field, other) = (mlp(), mlp());
+    let all = points(&field);
+    let v = directions(&all, &field);
+    let options = JobOptions::default();
+    let hutchinson = DivergenceMethod::Hutchinson { probes: 3, seed: 2 };
+    // Each result against the library's kernels called once on the whole batch.
+    let score = derivatives::score(&[&field], &all, options).unwrap();
+    assert_eq!(score.score.shape(), &[8, 16]);
+    assert_eq!(score.score.iter().copied().collect::<Vec<_>>(), field.score(&all.x, &all.t, options).unwrap());
+    let jvp = derivatives::jvp(&[&field], &all, &v, None, false, options).unwrap();
+    let want = derivative::jvp(&field, &all.x, &all.t, &v.values, JvpMethod::Exact, false, options).unwrap();
+    assert_eq!(jvp.jvp.iter().copied().collect::<Vec<_>>(), want);
+    let vjp = derivatives::vjp(&[&field], &all, &v, options).unwrap();
+    assert_eq!(
+        vjp.vjp.iter().copied().collect::<Vec<_>>(),
+        derivative::vjp(&field, &all.x, &all.t, &v.values, options).unwrap()
+    );
+    let jacobian = derivatives::jacobian(&[&field], &all, None, options).unwrap();
+    assert_eq!(jacobian.jacobian.shape(), &[8, 16, 16]);
+    let divergence = derivatives::divergence(&[&field], &all, 0, hutchinson, options).unwrap();
+    let want = derivative::divergence(&field, &all.x, &all.t, hutchinson, options).unwrap();
+    assert_eq!(
+        divergence.divergence.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        want.iter().map(|&v| v as f32 as f64).collect::<Vec<_>>()
+    );
+
+    // Two devices (rows 0..4 and 4..8) give the same bits.
+    let two = [&field, &other];
+    assert_eq!(derivatives::score(&two, &all, options).unwrap().score, score.score);
+    assert_eq!(derivatives::jvp(&two, &all, &v, None, false, options).unwrap().jvp, jvp.jvp);
+    assert_eq!(derivatives::vjp(&two, &all, &v, options).unwrap().vjp, vjp.vjp);
+    assert_eq!(derivatives::jacobian(&two, &all, None, options).unwrap().jacobian, jacobian.jacobian);
+    assert_eq!(derivatives::divergence(&two, &all, 0, hutchinson, options).unwrap().divergence, divergence.divergence);
+
+    // Three shards, each with its rows' global offset, joined along the rows.
+    let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3, 8).unwrap()).collect();
+    let joined = |part: &dyn Fn(&Points, &derivatives::Directions, &Shard) -> ndarray::ArrayD<f32>| {
+        let parts: Vec<_> = shards.iter().map(|s| part(&all.clone().take(s), &v.clone().take(s), s)).collect();
+        concatenate(&parts, 0).unwrap()
+    };
+    let f = [&field];
+    assert_eq!(joined(&|p, _, _| derivatives::score(&f, p, options).unwrap().score), score.score);
+    assert_eq!(joined(&|p, v, _| derivatives::jvp(&f, p, v, None, false, options).unwrap().jvp), jvp.jvp);
+    assert_eq!(joined(&|p, v, _| derivatives::vjp(&f, p, v, options).unwrap().vjp), vjp.vjp);
+    assert_eq!(joined(&|p, _, _| derivatives::jacobian(&f, p, None, options).unwrap().jacobian), jacobian.jacobian);
+    let by_shard =
+        joined(&|p, _, s| derivatives::divergence(&f, p, s.rows.start, hutchinson, options).unwrap().divergence);
+    assert_eq!(by_shard, divergence.divergence);
+
+    // save writes the array as its .npy; the streamed Jacobian writes the same file.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("j.npy"), dir.path().join("j_streamed.npy"));
+    jacobian.save(&a).unwrap();
+    derivatives::save_jacobian(&b, &f, &all, None, options).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let back = npy::read_f32(&a).unwrap();
+    assert_eq!((back.shape, back.data), (vec![8, 16, 16], jacobian.jacobian.iter().copied().collect::<Vec<_>>()));
+    assert_eq!(jvp.arrays()[0].0, "jvp");
+}
+
+#[test]
+fn an_exact_method_the_field_lacks_is_refused_by_name_and_directions_are_checked() {
+    let field = mlp();
+    let all = points(&field);
+    let e = derivatives::Directions::checked(vec![7, 16], vec![0.0; 7 * 16], &all.shape, &field, "v").unwrap_err();
+    assert!(e.to_string().contains("v: shape [7, 16]"), "{e}");
+    let e = scorelens::batch::check_rows(&[4, 3], &[0.0; 12], "x", Some((5, "data"))).unwrap_err().to_string();
+    assert!(e.contains("x: shape [4, 3] has D = 3 but data has D = 5"), "{e}");
+    let e = scorelens::batch::check_rows(&[1, 2], &[0.0, f32::NAN], "x", None).unwrap_err().to_string();
+    assert!(e.contains("x") && e.contains("row 0"), "{e}");
+    let e = DivergenceMethod::Hutchinson { probes: 0, seed: 0 };
+    let e = derivatives::divergence(&[&field], &all, 0, e, JobOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("probes must be at least 1") && !e.contains("--"), "{e}");
+}
+
+#[test]
+fn kde_on_two_devices_and_in_shards_equals_the_whole_run_and_saves_its_files() {
+    let data = npy::read_f32(&fixture("mlp_silu/x.npy")).unwrap();
+    let query: Vec<f32> = data.data.iter().map(|v| 0.8 * v + 0.05).collect();
+    let kde_field = || KdeField::new(gpu(), data.data.clone(), 16, KdeScale::bandwidth(0.7)).unwrap();
+    let (a, b) = (kde_field(), kde_field());
+    let options = JobOptions::default();
+    let whole = kde::kde(&[&a], &query, &Shard::whole(8), true, options, "run").unwrap();
+    let direct = a.evaluate(&query, true, options).unwrap();
+    assert_eq!(whole.log_density.iter().copied().collect::<Vec<_>>(), direct.log_density);
+    assert_eq!(whole.score.iter().copied().collect::<Vec<_>>(), direct.score);
+    assert_eq!(whole.hessian.as_ref().unwrap().shape(), &[8, 16, 16]);
+    let two = kde::kde(&[&a, &b], &query, &Shard::whole(8), true, options, "run").unwrap();
+    assert_eq!((&two.log_density, &two.score, &two.hessian), (&whole.log_density, &whole.score, &whole.hessian));
+
+    let dir = tempfile::tempdir().unwrap();
+    let parts: Vec<_> = (0..3).map(|i| dir.path().join(format!("part{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        kde::kde(&[&a], &query, &Shard::new(i, 3, 8).unwrap(), true, options, "run").unwrap().save(part).unwrap();
+    }
+    let (whole_dir, merged) = (dir.path().join("whole"), dir.path().join("merged"));
+    whole.save(&whole_dir).unwrap();
+    results::merge(&parts, &merged).unwrap();
+    same_files(&whole_dir, &merged, &["log_density.npy", "score.npy", "hessian.npy"]);
+    let names: Vec<_> = whole.arrays().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["log_density", "score", "hessian"]);
 }

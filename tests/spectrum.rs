@@ -171,18 +171,12 @@ fn matrix_free_methods_agree_with_the_dense_spectrum() {
     let dense = spectra(&model, &x, &t, SpectrumSettings { k: d, threshold_c: 2.0, vectors: true });
     let field = ScoreField::new(gpu(), &model).unwrap();
     for oversampling in [0, 8] {
-        let settings = analysis::lowrank::LowRankSettings {
-            k,
-            oversampling,
-            tolerance: 1e-6,
-            max_iterations: 300,
-            seed: 5,
-            first_row: 0,
-        };
-        let found = analysis::lowrank_spectra(&field, &x, &t, settings, 2.0, 256, JobOptions::default()).unwrap();
+        let settings =
+            analysis::lowrank::LowRankSettings { k, oversampling, tolerance: 1e-6, max_iterations: 300, seed: 5 };
+        let found = analysis::lowrank_spectra(&field, &x, &t, 0, settings, 2.0, 256, JobOptions::default()).unwrap();
         // Stopped at a cap of 2 iterations short of an unreachable tolerance, every point says so.
         let capped = analysis::lowrank::LowRankSettings { tolerance: 1e-14, max_iterations: 2, ..settings };
-        let short = analysis::lowrank_spectra(&field, &x, &t, capped, 2.0, 8, JobOptions::default()).unwrap();
+        let short = analysis::lowrank_spectra(&field, &x, &t, 0, capped, 2.0, 8, JobOptions::default()).unwrap();
         assert!(short.iter().all(|s| !s.converged), "oversampling {oversampling}: a capped point claims convergence");
         for (p, (f, full)) in found.iter().zip(&dense).enumerate() {
             // Plain subspace iteration (P = K = 5) reaches 1e-6 on the triplets, but its symmetric part's block
@@ -221,17 +215,11 @@ fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
     let field = ScoreField::new(gpu(), &ScoreModel::Mlp(mlp)).unwrap();
     let x = normal_vec(&mut rng(91), 3 * d, 1.0);
     let t = [0.3f32];
-    let settings = analysis::lowrank::LowRankSettings {
-        k,
-        oversampling: 6,
-        tolerance: 1e-5,
-        max_iterations: 60,
-        seed: 7,
-        first_row: 0,
-    };
+    let settings =
+        analysis::lowrank::LowRankSettings { k, oversampling: 6, tolerance: 1e-5, max_iterations: 60, seed: 7 };
     let options = JobOptions::default();
-    let resident = analysis::lowrank::top_singular_triplets(&field, &x, &t, settings, options).unwrap();
-    let host = analysis::lowrank::host_triplets(&field, &x, &t, settings, options).unwrap();
+    let resident = analysis::lowrank::top_singular_triplets(&field, &x, &t, 0, settings, options).unwrap();
+    let host = analysis::lowrank::host_triplets(&field, &x, &t, 0, settings, options).unwrap();
     for (p, (r, h)) in resident.iter().zip(&host).enumerate() {
         for i in 0..k {
             let (a, b) = (r.singular_values[i], h.singular_values[i]);
@@ -245,17 +233,10 @@ fn resident_triplets_match_the_host_path_and_do_not_depend_on_the_batch() {
             r.residuals[k - 1]
         );
     }
-    let alone = analysis::lowrank::top_singular_triplets(
-        &field,
-        &x[2 * d..],
-        &t,
-        analysis::lowrank::LowRankSettings { first_row: 2, ..settings },
-        options,
-    )
-    .unwrap();
+    let alone = analysis::lowrank::top_singular_triplets(&field, &x[2 * d..], &t, 2, settings, options).unwrap();
     // The symmetric part's top eigenpairs, resident against the host path.
-    let eigen = analysis::lowrank::symmetric_part_top_eigenpairs(&field, &x, &t, settings, options).unwrap();
-    let eigen_host = analysis::lowrank::host_symmetric_eigenpairs(&field, &x, &t, settings, options).unwrap();
+    let eigen = analysis::lowrank::symmetric_part_top_eigenpairs(&field, &x, &t, 0, settings, options).unwrap();
+    let eigen_host = analysis::lowrank::host_symmetric_eigenpairs(&field, &x, &t, 0, settings, options).unwrap();
     for (p, (found, reference)) in eigen.iter().zip(&eigen_host).enumerate() {
         let (values, vectors, want, want_vectors) =
             (&found.values, &found.vectors, &reference.values, &reference.vectors);

@@ -13,6 +13,10 @@ __version__: str
 ArrayLike = npt.ArrayLike
 Times = Union[float, ArrayLike]
 Float32Array = npt.NDArray[np.float32]
+# shard=(i, n): the i-th of n contiguous blocks of rows (the CLI's --shard i/n); devices: "all", "0,1", an adapter
+# index or a list of them (the CLI's --devices).
+Shard = Tuple[int, int]
+Devices = Union[str, int, Sequence[int]]
 
 class ScorelensError(RuntimeError):
     """A failure of the GPU or the environment, not of the inputs."""
@@ -22,7 +26,8 @@ class Model:
 
     x has shape [B, *row_shape] or [B, D]; t is one number for all rows or B values, each in (0, 1].
     Results are float32 with the command line's shapes. max_memory caps the job's device memory
-    ("512MiB", "4GiB"; default 1 GiB).
+    ("512MiB", "4GiB"; default 1 GiB); shard=(i, n) takes the i-th of n contiguous blocks of rows and devices
+    spreads the rows over GPUs (a model loaded from a file), as the CLI's --shard and --devices.
     """
 
     @property
@@ -39,7 +44,15 @@ class Model:
         """The model file this was loaded from."""
     def describe(self) -> List[Tuple[str, str]]:
         """The model's properties as `scorelens info MODEL` lists them."""
-    def score(self, x: ArrayLike, t: Times, *, max_memory: Optional[str] = None) -> Float32Array:
+    def score(
+        self,
+        x: ArrayLike,
+        t: Times,
+        *,
+        max_memory: Optional[str] = None,
+        shard: Optional[Shard] = None,
+        devices: Optional[Devices] = None,
+    ) -> Float32Array:
         """The score s(x, t) = ∇ₓ log p_t(x); x's shape."""
     def jvp(
         self,
@@ -50,9 +63,20 @@ class Model:
         *,
         richardson: bool = False,
         max_memory: Optional[str] = None,
+        shard: Optional[Shard] = None,
+        devices: Optional[Devices] = None,
     ) -> Float32Array:
         """J·v with J = ∂s/∂x; v has x's shape or [B, P, *row_shape]; v's shape."""
-    def vjp(self, x: ArrayLike, t: Times, u: ArrayLike, *, max_memory: Optional[str] = None) -> Float32Array:
+    def vjp(
+        self,
+        x: ArrayLike,
+        t: Times,
+        u: ArrayLike,
+        *,
+        max_memory: Optional[str] = None,
+        shard: Optional[Shard] = None,
+        devices: Optional[Devices] = None,
+    ) -> Float32Array:
         """Jᵀ·u with J = ∂s/∂x; u has x's shape or [B, Q, *row_shape]; u's shape."""
     def jacobian(
         self,
@@ -61,6 +85,8 @@ class Model:
         method: Literal["forward", "reverse", "fd"] = "forward",
         *,
         max_memory: Optional[str] = None,
+        shard: Optional[Shard] = None,
+        devices: Optional[Devices] = None,
     ) -> Float32Array:
         """J = ∂s/∂x at every point: [B, D, D], row i holding ∂s_i/∂x."""
     def divergence(
@@ -71,6 +97,8 @@ class Model:
         seed: int = 0,
         *,
         max_memory: Optional[str] = None,
+        shard: Optional[Shard] = None,
+        devices: Optional[Devices] = None,
     ) -> Float32Array:
         """∇ₓ·s = tr J at every point, [B]; with probes=N, Hutchinson's E[zᵀJz] over N Rademacher z."""
 
@@ -122,9 +150,6 @@ def field(
     """A user WGSL field `fn field(x: State, t: f32) -> State` (and optionally `field_jvp`): the CLI's --field."""
 
 # ---- analyses: each returns a Result whose arrays are named as the command line's output files ----
-
-Shard = Tuple[int, int]
-Devices = Union[str, int, Sequence[int]]
 
 class Result:
     """The result of an analysis: its arrays as attributes named as the command line's files (`result.exponents`

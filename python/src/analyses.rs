@@ -19,7 +19,7 @@ use scorelens::field::{KdeField, KdeScale};
 use scorelens::results::descriptors::descriptors;
 use scorelens::results::lyapunov::lyapunov;
 use scorelens::results::ridge::ridge;
-use scorelens::results::ridge_error::{ridge_error, ridge_phases, PhaseTable, RidgeErrorResult};
+use scorelens::results::ridge_error::{check_data, ridge_error, ridge_phases, PhaseTable, RidgeErrorResult};
 use scorelens::results::sample::{sample, Start};
 use scorelens::results::spectrum::RecordedLevels;
 use scorelens::results::spectrum::{spectrum, SpectrumMethod, SpectrumRequest};
@@ -244,7 +244,7 @@ impl Progress for Tqdm {
 }
 
 /// `shard=(i, n)` as the library's `I/N`.
-fn shard_spec(shard: Option<(usize, usize)>) -> Option<String> {
+pub(crate) fn shard_spec(shard: Option<(usize, usize)>) -> Option<String> {
     shard.map(|(i, n)| format!("{i}/{n}"))
 }
 
@@ -301,6 +301,46 @@ fn devices_on(
 /// The model on each device `devices` names (empty without devices).
 fn fields_on(py: Python<'_>, model: &Model, devices: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ScoreField>> {
     Ok(devices_on(py, model, devices)?.into_iter().map(|(_, field)| field).collect())
+}
+
+/// What every analysis takes besides its own settings (the keywords `devices`, `max_memory` and `progress`): the
+/// model on each device named, the memory budget and the progress bar.
+pub(crate) struct Run {
+    /// The model loaded again on each device `devices` names; empty without (the model's own field serves).
+    others: Vec<ScoreField>,
+    budget: u64,
+    bar: Tqdm,
+}
+
+impl Run {
+    pub(crate) fn new(
+        py: Python<'_>,
+        model: &Model,
+        devices: Option<&Bound<'_, PyAny>>,
+        max_memory: Option<&str>,
+        progress: bool,
+    ) -> PyResult<Run> {
+        let budget = memory_budget(max_memory)?;
+        Ok(Run { others: fields_on(py, model, devices)?, budget, bar: Tqdm::new(py, progress) })
+    }
+
+    /// A run whose fields the caller makes (the smoothed data, a model per device with its context).
+    fn without_fields(py: Python<'_>, max_memory: Option<&str>, progress: bool) -> PyResult<Run> {
+        Ok(Run { others: Vec::new(), budget: memory_budget(max_memory)?, bar: Tqdm::new(py, progress) })
+    }
+
+    /// The fields the rows are spread over: one per device, or the model's own.
+    pub(crate) fn fields<'a>(&'a self, model: &'a Model) -> Vec<&'a ScoreField> {
+        if self.others.is_empty() {
+            vec![&model.field]
+        } else {
+            self.others.iter().collect()
+        }
+    }
+
+    pub(crate) fn options(&self) -> JobOptions<'_> {
+        JobOptions { memory_budget: self.budget, progress: &self.bar }
+    }
 }
 
 /// The run's signature in a shard's manifest: the analysis and its settings, without what may differ between the
@@ -360,7 +400,6 @@ pub fn spectrum_of(
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
-    let budget = memory_budget(max_memory)?;
     let method = SpectrumMethod::parse(method).or_py()?;
     let points = points(py, &model.field, x, t)?;
     let shard = Shard::parse(shard_spec(shard).as_deref(), points.rows()).or_py()?;
@@ -377,10 +416,8 @@ pub fn spectrum_of(
         seed,
     };
     let run = signature("spectrum", model, format!("{request:?}"));
-    let others = fields_on(py, model, devices)?;
-    let fields: Vec<&ScoreField> = if others.is_empty() { vec![&model.field] } else { others.iter().collect() };
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::new(py, model, devices, max_memory, progress)?;
+    let (fields, options) = (run_on.fields(model), run_on.options());
     let result = py
         .detach(|| spectrum(&fields, &points, &shard, &request, options, &model.path, &run, |_, _| Ok(())))
         .or_py()?;
@@ -420,7 +457,6 @@ pub fn descriptors_of(
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
-    let budget = memory_budget(max_memory)?;
     let map = match map {
         "score" => DescribedMap::Score,
         "denoiser" => DescribedMap::Denoiser,
@@ -436,10 +472,8 @@ pub fn descriptors_of(
     let points = points.take(&shard);
     let settings = DescriptorSettings { map, k: k.unwrap_or(model.field.dim()), radius, directions };
     let run = signature("descriptors", model, format!("{settings:?} seed {seed}"));
-    let others = fields_on(py, model, devices)?;
-    let fields: Vec<&ScoreField> = if others.is_empty() { vec![&model.field] } else { others.iter().collect() };
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::new(py, model, devices, max_memory, progress)?;
+    let (fields, options) = (run_on.fields(model), run_on.options());
     let result =
         py.detach(|| descriptors(&fields, &points, &shard, &settings, seed, options, &model.path, &run)).or_py()?;
     Ok(AnalysisResult::new(py, Saved::Descriptors(result)))
@@ -479,7 +513,6 @@ pub fn sample_of(
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
-    let budget = memory_budget(max_memory)?;
     let kind = SamplerKind::parse(sampler)
         .map_err(|_| invalid(format!("sampler {sampler:?}: expected em, pc, ode-euler, ode-heun or ode-rk4")))?;
     let start = match x_init.filter(|x| !x.is_none()) {
@@ -492,10 +525,8 @@ pub fn sample_of(
     };
     let config = SamplerConfig { kind, steps, eps, snr, record_sigmas };
     let run = signature("sample", model, format!("{config:?} seed {seed} n {n}"));
-    let others = fields_on(py, model, devices)?;
-    let fields: Vec<&ScoreField> = if others.is_empty() { vec![&model.field] } else { others.iter().collect() };
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::new(py, model, devices, max_memory, progress)?;
+    let (fields, options) = (run_on.fields(model), run_on.options());
     let shard = shard_spec(shard);
     let result =
         py.detach(|| sample(&fields, start, &config, seed, shard.as_deref(), options, &model.path, &run)).or_py()?;
@@ -540,7 +571,6 @@ pub fn lyapunov_of(
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
-    let budget = memory_budget(max_memory)?;
     let dynamics = if flow {
         Dynamics::Flow { dt, steps, transient, t }
     } else {
@@ -568,12 +598,10 @@ pub fn lyapunov_of(
         other => return Err(invalid(format!("tangents {other:?}: expected random or axes"))),
     };
     let k = k.unwrap_or(model.field.dim().min(32));
-    let settings = LyapunovSettings { k, qr_every, clv, tangents, history_points: 1000, first_row: 0 };
+    let settings = LyapunovSettings { k, qr_every, clv, tangents, history_points: 1000 };
     let run = signature("lyapunov", model, format!("{dynamics:?} {settings:?}"));
-    let others = fields_on(py, model, devices)?;
-    let fields: Vec<&ScoreField> = if others.is_empty() { vec![&model.field] } else { others.iter().collect() };
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::new(py, model, devices, max_memory, progress)?;
+    let (fields, options) = (run_on.fields(model), run_on.options());
     let shard = shard_spec(shard);
     let result = py
         .detach(|| lyapunov(&fields, &x0.data, dynamics, settings, shard.as_deref(), options, &model.path, &run))
@@ -581,21 +609,10 @@ pub fn lyapunov_of(
     Ok(AnalysisResult::new(py, Saved::Lyapunov(result)))
 }
 
-/// Rows [B, D] of finite values whose D is `dim` (when given); `what` names the argument.
+/// Rows [B, D] of finite values whose D is `dim` (when given, the data's); `what` names the argument.
 fn read_rows(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str, dim: Option<usize>) -> PyResult<super::HostArray> {
     let a = read_array(py, object, what)?;
-    if a.shape.len() != 2 || a.shape[1] == 0 {
-        return Err(to_py_err(Error::bad_input(what, format!("shape {:?}; expected [rows, D] with D ≥ 1", a.shape))));
-    }
-    if let Some(d) = dim.filter(|&d| d != a.shape[1]) {
-        return Err(to_py_err(Error::bad_input(
-            what,
-            format!("shape {:?} has D = {} but data has D = {d}", a.shape, a.shape[1]),
-        )));
-    }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(to_py_err(Error::NotFinite { what: what.into(), row: i / a.shape[1], value: a.data[i] as f64 }));
-    }
+    scorelens::batch::check_rows(&a.shape, &a.data, what, dim.map(|d| (d, "data"))).or_py()?;
     Ok(a)
 }
 
@@ -628,7 +645,6 @@ pub fn ridge_of(
     max_memory: Option<&str>,
     progress: bool,
 ) -> PyResult<AnalysisResult> {
-    let budget = memory_budget(max_memory)?;
     if !(bandwidth > 0.0 && bandwidth.is_finite()) {
         return Err(invalid(format!("bandwidth {bandwidth} must be a positive number")));
     }
@@ -653,8 +669,8 @@ pub fn ridge_of(
     let data_name = format!("data [{}, {d}]", data.shape[0]);
     let x_name = format!("x [{}, {d}]", x.shape[0]);
     let run = format!("python ridge {data_name} {settings:?} bandwidth {bandwidth}");
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::without_fields(py, max_memory, progress)?;
+    let options = run_on.options();
     let shard = shard_spec(shard);
     let result = py
         .detach(|| ridge(&fields, &x.data, settings, shard.as_deref(), options, &data_name, &x_name, &run))
@@ -716,16 +732,10 @@ pub fn ridge_error_of(
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
-    let budget = memory_budget(max_memory)?;
     let eigensolver = Eigensolver::parse(eigensolver).or_py()?;
     let d = model.field.dim();
     let data = read_array(py, data, "data")?;
-    if data.shape.len() != 2 || data.shape[1] != d || data.shape[0] == 0 {
-        return Err(to_py_err(Error::bad_input(
-            "data",
-            format!("shape {:?}; expected [N, {d}] (D = {d} from {})", data.shape, model.path),
-        )));
-    }
+    check_data(&data.shape, &model.field, "data", &model.path).or_py()?;
     let loaded = devices_on(py, model, devices)?;
     let shared;
     let devices: Vec<(Arc<GpuContext>, &ScoreField)> = if loaded.is_empty() {
@@ -734,8 +744,8 @@ pub fn ridge_error_of(
     } else {
         loaded.iter().map(|(ctx, field)| (ctx.clone(), field)).collect()
     };
-    let bar = Tqdm::new(py, progress);
-    let options = JobOptions { memory_budget: budget, progress: &bar };
+    let run_on = Run::without_fields(py, max_memory, progress)?;
+    let options = run_on.options();
     let data_name = format!("data [{}, {d}]", data.shape[0]);
     let shard = shard_spec(shard);
     match (trajectory.filter(|t| !t.is_none()), x.filter(|x| !x.is_none()), t.filter(|t| !t.is_none())) {

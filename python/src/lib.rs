@@ -4,19 +4,21 @@
 
 mod analyses;
 
+use analyses::Run;
+
 use std::path::PathBuf;
 
-use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
-use scorelens::batch::{check_directions, check_points, check_time_shape, check_time_values};
-use scorelens::derivative::{self, has_exact_jvp, has_exact_vjp, DivergenceMethod, JacobianMethod, JvpMethod};
+use scorelens::batch::{check_points, check_time_shape, check_time_values, Points, Shard};
+use scorelens::derivative::{has_exact_vjp, DivergenceMethod, JacobianMethod, JvpMethod};
 use scorelens::graph::MetadataOverrides;
-use scorelens::scheduler::{parse_memory_size, JobOptions, DEFAULT_MEMORY_BUDGET};
+use scorelens::results::derivatives::{self as results, Directions};
+use scorelens::scheduler::{parse_memory_size, DEFAULT_MEMORY_BUDGET};
 use scorelens::{Error, GpuContext, ScoreField, ScoreModel};
 
 create_exception!(
@@ -103,12 +105,6 @@ fn memory_budget(max_memory: Option<&str>) -> PyResult<u64> {
     max_memory.map_or(Ok(DEFAULT_MEMORY_BUDGET), parse_memory_size).or_py()
 }
 
-fn to_numpy<'py>(py: Python<'py>, shape: &[usize], data: Vec<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let array = ArrayD::from_shape_vec(IxDyn(shape), data)
-        .map_err(|e| ScorelensError::new_err(format!("result of the wrong length for shape {shape:?}: {e}")))?;
-    Ok(array.into_pyarray(py))
-}
-
 /// Refuses an exact method the field lacks, in the command line's words.
 fn require(available: bool, what: &str) -> PyResult<()> {
     if available {
@@ -135,12 +131,13 @@ struct Model {
     overrides: Option<MetadataOverrides>,
 }
 
-/// A batch's inputs, read and checked as the command line checks them.
+/// A batch's inputs, read and checked as the command line checks them: the shard's rows of x with their times.
 struct Batch {
-    shape: Vec<usize>,
-    x: Vec<f32>,
-    t: Vec<f32>,
-    memory_budget: u64,
+    points: Points,
+    /// The rows taken (`shard=(i, n)`), of all of x's.
+    shard: Shard,
+    /// x's shape, all rows: what directions are checked against.
+    whole_shape: Vec<usize>,
 }
 
 impl Model {
@@ -149,24 +146,27 @@ impl Model {
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         t: &Bound<'_, PyAny>,
-        max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
     ) -> PyResult<Batch> {
-        let memory_budget = memory_budget(max_memory)?;
         let points = read_array(py, x, "x")?;
         let rows = check_points(&points.shape, &points.data, &self.field, "x").or_py()?;
         let t = read_times(py, t, rows)?;
-        Ok(Batch { shape: points.shape, x: points.data, t, memory_budget })
+        let shard = Shard::parse(analyses::shard_spec(shard).as_deref(), rows).or_py()?;
+        let whole_shape = points.shape.clone();
+        let points = Points { shape: points.shape, x: points.data, t }.take(&shard);
+        Ok(Batch { points, shard, whole_shape })
     }
 
-    fn directions(&self, py: Python<'_>, object: &Bound<'_, PyAny>, what: &str, batch: &Batch) -> PyResult<HostArray> {
+    /// Directions for the batch: x's shape (all rows), or [B, P, *row_shape]; the shard's rows of them.
+    fn directions(&self, py: Python<'_>, object: &Bound<'_, PyAny>, what: &str, batch: &Batch) -> PyResult<Directions> {
         let a = read_array(py, object, what)?;
-        check_directions(&a.shape, &a.data, &batch.shape, &self.field, what).or_py()?;
-        Ok(a)
+        Ok(Directions::checked(a.shape, a.data, &batch.whole_shape, &self.field, what).or_py()?.take(&batch.shard))
     }
-}
 
-fn options(memory_budget: u64) -> JobOptions<'static> {
-    JobOptions { memory_budget, ..JobOptions::default() }
+    /// The devices, budget and (silent) progress of a call.
+    fn run_on(&self, py: Python<'_>, devices: Option<&Bound<'_, PyAny>>, max_memory: Option<&str>) -> PyResult<Run> {
+        Run::new(py, self, devices, max_memory, false)
+    }
 }
 
 #[pymethods]
@@ -174,27 +174,32 @@ impl Model {
     /// The score s(x, t) = ∇ₓ log p_t(x) at every row of x; float32, x's shape.
     ///
     /// max_memory caps the device memory of the job ("512MiB", "4GiB"; default 1 GiB): larger batches run in
-    /// chunks.
-    #[pyo3(signature = (x, t, *, max_memory = None))]
+    /// chunks. shard=(i, n) takes the i-th of n contiguous blocks of rows; devices="all" or "0,1" spreads the rows
+    /// over GPUs (a model loaded from a file), as the command line's `--shard` and `--devices`.
+    #[pyo3(signature = (x, t, *, max_memory = None, shard = None, devices = None))]
     fn score<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         t: &Bound<'py, PyAny>,
         max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
+        devices: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let batch = self.batch(py, x, t, max_memory)?;
-        // The GIL is released while the GPU works (pyo3's `detach`, formerly `allow_threads`).
-        let out = py.detach(|| self.field.score(&batch.x, &batch.t, options(batch.memory_budget))).or_py()?;
-        to_numpy(py, &batch.shape, out)
+        let batch = self.batch(py, x, t, shard)?;
+        let run = self.run_on(py, devices, max_memory)?;
+        let out = py.detach(|| results::score(&run.fields(self), &batch.points, run.options())).or_py()?;
+        Ok(out.score.into_pyarray(py))
     }
 
     /// The Jacobian-vector product J·v, J = ∂s/∂x (torch.func.jvp of the score); float32, v's shape.
     ///
     /// v has x's shape (one direction per point) or [B, P, *row_shape] (P directions per point).
     /// method: "exact" (forward mode through the network), "fd" (central differences) or "fd4" (the
-    /// fourth-order stencil); richardson combines two finite-difference steps.
-    #[pyo3(signature = (x, t, v, method = "exact", *, richardson = false, max_memory = None))]
+    /// fourth-order stencil); richardson combines two finite-difference steps. max_memory, shard and devices as
+    /// for `score`.
+    #[pyo3(signature = (x, t, v, method = "exact", *, richardson = false, max_memory = None, shard = None,
+                        devices = None))]
     #[allow(clippy::too_many_arguments)]
     fn jvp<'py>(
         &self,
@@ -205,38 +210,30 @@ impl Model {
         method: &str,
         richardson: bool,
         max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
+        devices: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let batch = self.batch(py, x, t, max_memory)?;
+        let batch = self.batch(py, x, t, shard)?;
         let v = self.directions(py, v, "v", &batch)?;
         let method = match method {
-            "exact" => {
-                require(has_exact_jvp(&self.field), "method \"exact\"")?;
-                JvpMethod::Exact
-            }
+            "exact" => JvpMethod::Exact,
             "fd" => JvpMethod::Fd,
             "fd4" => JvpMethod::Fd4,
             other => return Err(invalid_method(other, "exact, fd or fd4")),
         };
+        let run = self.run_on(py, devices, max_memory)?;
         let out = py
-            .detach(|| {
-                derivative::jvp(
-                    &self.field,
-                    &batch.x,
-                    &batch.t,
-                    &v.data,
-                    method,
-                    richardson,
-                    options(batch.memory_budget),
-                )
-            })
+            .detach(|| results::jvp(&run.fields(self), &batch.points, &v, Some(method), richardson, run.options()))
             .or_py()?;
-        to_numpy(py, &v.shape, out)
+        Ok(out.jvp.into_pyarray(py))
     }
 
     /// The vector-Jacobian product Jᵀ·u, J = ∂s/∂x (torch.func.vjp of the score); float32, u's shape.
     ///
-    /// u has x's shape (one cotangent per point) or [B, Q, *row_shape] (Q cotangents per point).
-    #[pyo3(signature = (x, t, u, *, max_memory = None))]
+    /// u has x's shape (one cotangent per point) or [B, Q, *row_shape] (Q cotangents per point). max_memory,
+    /// shard and devices as for `score`.
+    #[pyo3(signature = (x, t, u, *, max_memory = None, shard = None, devices = None))]
+    #[allow(clippy::too_many_arguments)]
     fn vjp<'py>(
         &self,
         py: Python<'py>,
@@ -244,22 +241,26 @@ impl Model {
         t: &Bound<'py, PyAny>,
         u: &Bound<'py, PyAny>,
         max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
+        devices: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let batch = self.batch(py, x, t, max_memory)?;
+        let batch = self.batch(py, x, t, shard)?;
         let u = self.directions(py, u, "u", &batch)?;
+        // Where the field has no reverse mode the command line falls back to a finite-difference Jacobian (slow);
+        // here the caller is told instead, and can take `jacobian(x, t, method="fd")` knowingly.
         require(has_exact_vjp(&self.field), "vjp")?;
-        let out = py
-            .detach(|| derivative::vjp(&self.field, &batch.x, &batch.t, &u.data, options(batch.memory_budget)))
-            .or_py()?;
-        to_numpy(py, &u.shape, out)
+        let run = self.run_on(py, devices, max_memory)?;
+        let out = py.detach(|| results::vjp(&run.fields(self), &batch.points, &u, run.options())).or_py()?;
+        Ok(out.vjp.into_pyarray(py))
     }
 
     /// The Jacobian J = ∂s/∂x at every point; float32 [B, D, D], row i holding ∂s_i/∂x (torch.func.jacrev's
     /// layout with the row flattened).
     ///
     /// method: "forward" (D forward-mode products a point), "reverse" (D reverse-mode products) or "fd" (central
-    /// differences).
-    #[pyo3(signature = (x, t, method = "forward", *, max_memory = None))]
+    /// differences). max_memory, shard and devices as for `score`.
+    #[pyo3(signature = (x, t, method = "forward", *, max_memory = None, shard = None, devices = None))]
+    #[allow(clippy::too_many_arguments)]
     fn jacobian<'py>(
         &self,
         py: Python<'py>,
@@ -267,47 +268,29 @@ impl Model {
         t: &Bound<'py, PyAny>,
         method: &str,
         max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
+        devices: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let batch = self.batch(py, x, t, max_memory)?;
+        let batch = self.batch(py, x, t, shard)?;
         let method = match method {
-            "forward" => {
-                require(has_exact_jvp(&self.field), "method \"forward\"")?;
-                JacobianMethod::Forward
-            }
-            "reverse" => {
-                require(has_exact_vjp(&self.field), "method \"reverse\"")?;
-                JacobianMethod::Reverse
-            }
+            "forward" => JacobianMethod::Forward,
+            "reverse" => JacobianMethod::Reverse,
             "fd" => JacobianMethod::Fd,
             other => return Err(invalid_method(other, "forward, reverse or fd")),
         };
-        let d = self.field.dim();
-        let rows = batch.shape[0];
-        let out = py
-            .detach(|| {
-                let mut values = Vec::with_capacity(rows * d * d);
-                derivative::jacobian(
-                    &self.field,
-                    &batch.x,
-                    &batch.t,
-                    method,
-                    options(batch.memory_budget),
-                    |_, block| {
-                        values.extend_from_slice(block);
-                        Ok(())
-                    },
-                )
-                .map(|()| values)
-            })
-            .or_py()?;
-        to_numpy(py, &[rows, d, d], out)
+        let run = self.run_on(py, devices, max_memory)?;
+        let out =
+            py.detach(|| results::jacobian(&run.fields(self), &batch.points, Some(method), run.options())).or_py()?;
+        Ok(out.jacobian.into_pyarray(py))
     }
 
     /// The divergence ∇ₓ·s = tr J at every point; float32 [B].
     ///
     /// probes=None takes the exact trace; probes=N estimates it with Hutchinson's E[zᵀJz] over N Rademacher
-    /// vectors z a point, drawn from seed and the point's row index (the command line's `--probes N --seed S`).
-    #[pyo3(signature = (x, t, probes = None, seed = 0, *, max_memory = None))]
+    /// vectors z a point, drawn from seed and the point's row index in the whole x (the command line's
+    /// `--probes N --seed S`), so shards draw as the whole run does. max_memory, shard and devices as for `score`.
+    #[pyo3(signature = (x, t, probes = None, seed = 0, *, max_memory = None, shard = None, devices = None))]
+    #[allow(clippy::too_many_arguments)]
     fn divergence<'py>(
         &self,
         py: Python<'py>,
@@ -316,17 +299,21 @@ impl Model {
         probes: Option<usize>,
         seed: u64,
         max_memory: Option<&str>,
+        shard: Option<(usize, usize)>,
+        devices: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let batch = self.batch(py, x, t, max_memory)?;
+        let batch = self.batch(py, x, t, shard)?;
         let method = match probes {
-            Some(probes) => DivergenceMethod::Hutchinson { probes, seed, first_row: 0 },
+            Some(probes) => DivergenceMethod::Hutchinson { probes, seed },
             None => DivergenceMethod::Exact,
         };
+        let run = self.run_on(py, devices, max_memory)?;
+        let first_row = batch.shard.rows.start;
+        // Computed in f64, kept as float32 like the command line's OUT.npy.
         let out = py
-            .detach(|| derivative::divergence(&self.field, &batch.x, &batch.t, method, options(batch.memory_budget)))
+            .detach(|| results::divergence(&run.fields(self), &batch.points, first_row, method, run.options()))
             .or_py()?;
-        // Computed in f64, written as float32 like the command line's OUT.npy.
-        to_numpy(py, &[batch.shape[0]], out.into_iter().map(|v| v as f32).collect())
+        Ok(out.divergence.into_pyarray(py))
     }
 
     /// D: the number of values in one input row.
@@ -441,13 +428,13 @@ mod other_fields {
     use pyo3::prelude::*;
 
     use scorelens::field::{SmoothedData, Smoothing, UserField};
+    use scorelens::settings::{self, ScheduleParameters};
     use scorelens::{Error, GpuContext, NoiseSchedule, ScoreField};
 
     use super::{read_array, Model, OrPyErr};
 
-    /// The noise process of a field that has no file to read it from, with the command line's defaults (ve-song
-    /// with sigma 25; ve 0.01 to 50; vp 0.1 to 20) and its checks, in the parameters' names.
-    #[allow(clippy::too_many_arguments)]
+    /// The noise process of a field that has no file to read it from: the library's (the command line's defaults
+    /// and checks), in the keywords' names.
     fn schedule(
         name: Option<&str>,
         sigma: Option<f64>,
@@ -456,31 +443,7 @@ mod other_fields {
         beta_min: Option<f64>,
         beta_max: Option<f64>,
     ) -> scorelens::Result<NoiseSchedule> {
-        let positive = |parameter: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(v)
-            } else {
-                Err(Error::InvalidArgument(format!("{parameter}={v}: expected a positive number")))
-            }
-        };
-        match name.unwrap_or("ve-song") {
-            "ve-song" => {
-                let sigma = positive("sigma", sigma.unwrap_or(25.0))?;
-                if sigma == 1.0 {
-                    return Err(Error::InvalidArgument("sigma=1: ve-song needs sigma ≠ 1".into()));
-                }
-                Ok(NoiseSchedule::VeSong { sigma })
-            }
-            "ve" => Ok(NoiseSchedule::Ve {
-                sigma_min: positive("sigma_min", sigma_min.unwrap_or(0.01))?,
-                sigma_max: positive("sigma_max", sigma_max.unwrap_or(50.0))?,
-            }),
-            "vp" => Ok(NoiseSchedule::Vp {
-                beta_min: positive("beta_min", beta_min.unwrap_or(0.1))?,
-                beta_max: positive("beta_max", beta_max.unwrap_or(20.0))?,
-            }),
-            other => Err(Error::InvalidArgument(format!("schedule {other:?}: expected ve-song, ve or vp"))),
-        }
+        settings::schedule(name, ScheduleParameters { sigma, sigma_min, sigma_max, beta_min, beta_max })
     }
 
     /// The score of the data smoothed by the noise process: p_t = (1/N) Σᵢ N(x; α(t) xᵢ, std(t)² I), so
@@ -507,19 +470,9 @@ mod other_fields {
     ) -> PyResult<Model> {
         let what = "data";
         let points = read_array(py, data, what)?;
-        if points.shape.len() != 2 || points.shape[0] == 0 || points.shape[1] == 0 {
-            return Err(Error::bad_input(what, format!("shape {:?}; expected [N, D] data points", points.shape)))
-                .or_py();
-        }
-        let smoothing = match bandwidth {
-            Some(s) if s.is_finite() && s > 0.0 => Smoothing::Bandwidth(s),
-            Some(s) => {
-                return Err(Error::InvalidArgument(format!("bandwidth={s}: expected a positive number"))).or_py()
-            }
-            None => Smoothing::Schedule,
-        };
+        let (n, dim) = settings::check_data(&points.shape, what).or_py()?;
+        let smoothing = settings::smoothing(bandwidth).or_py()?;
         let schedule = self::schedule(schedule, sigma, sigma_min, sigma_max, beta_min, beta_max).or_py()?;
-        let (n, dim) = (points.shape[0], points.shape[1]);
         let field = py
             .detach(|| SmoothedData::new(GpuContext::shared()?, points.data, dim, schedule, smoothing))
             .map_err(|e| match e {

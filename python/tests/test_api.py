@@ -181,6 +181,36 @@ def test_divergence_equals_the_cli(cli, case):
 
 
 @needs_cli
+def test_shards_and_devices_equal_the_cli(cli, mlp):
+    x, t, v = mlp_inputs()
+    xs, ts, vs = cli.save("x.npy", x), cli.save("t.npy", t), cli.save("v.npy", v)
+    calls = {
+        "score": (lambda **k: mlp.score(x, t, **k), []),
+        "jvp": (lambda **k: mlp.jvp(x, t, v, **k), ["--v", vs]),
+        "vjp": (lambda **k: mlp.vjp(x, t, v, **k), ["--u", vs]),
+        "jacobian": (lambda **k: mlp.jacobian(x, t, **k), []),
+        "divergence": (lambda **k: mlp.divergence(x, t, probes=4, seed=2, **k), ["--probes", 4, "--seed", 2]),
+    }
+    for command, (call, extra) in calls.items():
+        whole = call()
+        # Each shard (its rows keeping their index in x, so Hutchinson's probes draw as in the whole run) is the
+        # CLI's shard, and the shards joined are the whole run.
+        parts = []
+        for i in range(3):
+            part = call(shard=(i, 3))
+            identical(part, cli.output(command, MLP, "--x", xs, "--t", ts, *extra, "--shard", f"{i}/3"))
+            parts.append(part)
+        identical(np.concatenate(parts), whole)
+        # Two devices (the same adapter twice) split the rows and give the one device's arrays.
+        identical(call(devices=[0, 0]), whole)
+        identical(call(devices="0,0"), cli.output(command, MLP, "--x", xs, "--t", ts, *extra, "--devices", "0,0"))
+    with pytest.raises(ValueError, match="none of the 8 rows"):
+        mlp.score(x, t, shard=(0, 9))
+    with pytest.raises(ValueError, match="devices=.*runs on one"):
+        sl.kde(x).score(x, t, devices="0,0")
+
+
+@needs_cli
 def test_metadata_keywords_equal_the_cli_flags(cli):
     path = BAD_ONNX / "ok.onnx"
     x = np.random.default_rng(1).standard_normal((3, *sl.load(path).row_shape)).astype(np.float32)
@@ -221,7 +251,11 @@ def test_memory_order_and_precision_do_not_change_the_result(mlp):
             return x if dtype is None else x.astype(dtype)
 
     identical(mlp.score(TensorLike(), t), want)
-    identical(mlp.jvp(fortran64, t, np.asfortranarray(v.astype(np.float64))), mlp.jvp(x, t, v))
+    v64 = np.asfortranarray(v.astype(np.float64))
+    identical(mlp.jvp(fortran64, t, v64), mlp.jvp(x, t, v))
+    identical(mlp.vjp(fortran64, t.astype(np.float64), v64), mlp.vjp(x, t, v))
+    identical(mlp.jacobian(fortran64, t), mlp.jacobian(x, t))
+    identical(mlp.divergence(fortran64, t, probes=3, seed=1), mlp.divergence(x, t, probes=3, seed=1))
     # [B, D] rows for a model whose rows are [1, 8, 8].
     x8, t8, _ = dit_inputs()
     dit = sl.load(DIT)

@@ -91,7 +91,7 @@ def test_kde_refuses_bad_data_and_settings(cli, data):
     message = cli.error("score", "--kde", cli.save("bad.npy", bad), "--x", cli.save("x.npy", points(2, 5, 0)),
                         "--t", "0.5")
     assert message.replace(str(cli.folder / "bad.npy"), "data") == str(e.value)
-    with pytest.raises(ValueError, match="bandwidth=-1"):
+    with pytest.raises(ValueError, match="bandwidth -1: expected a positive number"):
         sl.kde(data, bandwidth=-1.0)
     with pytest.raises(ValueError, match="schedule \"edm\""):
         sl.kde(data, schedule="edm")

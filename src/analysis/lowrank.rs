@@ -30,9 +30,6 @@ pub struct LowRankSettings {
     pub tolerance: f64,
     pub max_iterations: usize,
     pub seed: u64,
-    /// The index of the first point in the whole run: starting directions are drawn per point from (seed, this
-    /// + the point's index), so a point's triplets do not depend on its batch, shard or chunk.
-    pub first_row: usize,
 }
 
 /// The top-k singular triplets of one point's Jacobian.
@@ -71,7 +68,7 @@ impl BlockSizes {
         let d = field.dim();
         let k = settings.k;
         if k == 0 || k > d {
-            return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+            return Err(Error::InvalidArgument(format!("k {k} must be between 1 and D = {d}")));
         }
         if !derivative::has_exact_vjp(field) {
             return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
@@ -83,16 +80,21 @@ impl BlockSizes {
 /// Top-k singular triplets of J(x_b, t_b) for every point, matrix-free. Networks run resident on the GPU
 /// ([`resident_triplets`]): blocks stay on the device, the host sees only P×P factors and residual norms. Each
 /// point's result is taken at the first iteration where its residuals pass, so it does not depend on the batch.
+///
+/// `first_row` is the index of x's first point in the whole run (0 for a whole run): starting directions are drawn
+/// per point from (seed, first_row + the point's index), so a point's triplets do not depend on its batch, shard
+/// or chunk.
 pub fn top_singular_triplets(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<LowRank>> {
-    match resident_in_chunks(field, x, t, settings, options, resident_triplets)? {
+    match resident_in_chunks(field, x, t, first_row, settings, options, resident_triplets)? {
         Some(out) => Ok(out),
-        None => host_triplets(field, x, t, settings, options),
+        None => host_triplets(field, x, t, first_row, settings, options),
     }
 }
 
@@ -102,9 +104,10 @@ fn resident_in_chunks<T>(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
     options: JobOptions,
-    method: impl Fn(&ScoreField, &[f32], &[f32], LowRankSettings) -> Result<Vec<T>>,
+    method: impl Fn(&ScoreField, &[f32], &[f32], usize, LowRankSettings) -> Result<Vec<T>>,
 ) -> Result<Option<Vec<T>>> {
     let BlockSizes { d, points, p, .. } = BlockSizes::of(field, x, settings)?;
     if !blocks::supports(field) {
@@ -116,8 +119,7 @@ fn resident_in_chunks<T>(
     let mut out = Vec::with_capacity(points);
     for chunk in chunks {
         let tc: Vec<f32> = if t.len() == 1 { t.to_vec() } else { t[chunk.clone()].to_vec() };
-        let settings = LowRankSettings { first_row: settings.first_row + chunk.start, ..settings };
-        out.extend(method(field, &x[chunk.start * d..chunk.end * d], &tc, settings)?);
+        out.extend(method(field, &x[chunk.start * d..chunk.end * d], &tc, first_row + chunk.start, settings)?);
     }
     Ok(Some(out))
 }
@@ -128,18 +130,24 @@ fn power_products(iterations: usize, p: usize, k: usize) -> usize {
     p + iterations * (p + k) + (iterations - 1) * p
 }
 
-/// P starting directions per point, [points, P, D], drawn per point (see [`LowRankSettings::first_row`]).
-fn starting_directions(settings: LowRankSettings, points: usize, p: usize, d: usize) -> Vec<f32> {
-    normal_rows(settings.seed, stream::LOWRANK_DIRECTIONS, settings.first_row, points, p * d)
+/// P starting directions per point, [points, P, D], drawn per point (see [`top_singular_triplets`]).
+fn starting_directions(settings: LowRankSettings, first_row: usize, points: usize, p: usize, d: usize) -> Vec<f32> {
+    normal_rows(settings.seed, stream::LOWRANK_DIRECTIONS, first_row, points, p * d)
 }
 
 /// Randomized SVD / subspace iteration with every block on the GPU. Per iteration: Q = qr(Y); Bᵀ = Jᵀ Q;
 /// Bᵀ = Rᵀ Q₂ (GPU QR); R ᵀ = Ũ Σ Ṽᵀ on the host (P×P, f64); U = Ũᵀ Q, V = Ṽᵀ Q₂; residuals ‖J vᵢ − σᵢ uᵢ‖ on
 /// the GPU; next Y = J Q₂ (Q₂ = qr(Jᵀ Q), as the host path's power step).
-pub fn resident_triplets(field: &ScoreField, x: &[f32], t: &[f32], settings: LowRankSettings) -> Result<Vec<LowRank>> {
+pub fn resident_triplets(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    first_row: usize,
+    settings: LowRankSettings,
+) -> Result<Vec<LowRank>> {
     let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let op = BlockOperator::new(field, x, t, p)?;
-    let mut start = op.upload(&starting_directions(settings, points, p, d), p)?;
+    let mut start = op.upload(&starting_directions(settings, first_row, points, p, d), p)?;
     op.orthonormalize(&mut start)?;
     let mut y = op.jvp(&start)?;
     let mut found: Vec<Option<LowRank>> = vec![None; points];
@@ -203,13 +211,14 @@ pub fn host_triplets(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<LowRank>> {
     let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let jvp = |v: &[f32]| derivative::jvp(field, x, t, v, JvpMethod::Exact, false, options);
     let vjp = |u: &[f32]| derivative::vjp(field, x, t, u, options);
-    let omega = starting_directions(settings, points, p, d);
+    let omega = starting_directions(settings, first_row, points, p, d);
     let mut y = jvp(&orthonormalize(&omega, points, p, d)?)?;
     let mut results: Vec<Option<LowRank>> = vec![None; points];
     let mut done = vec![false; points];
@@ -280,12 +289,13 @@ pub fn symmetric_part_top_eigenpairs(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<Eigenpairs>> {
-    match resident_in_chunks(field, x, t, settings, options, resident_symmetric_eigenpairs)? {
+    match resident_in_chunks(field, x, t, first_row, settings, options, resident_symmetric_eigenpairs)? {
         Some(out) => Ok(out),
-        None => host_symmetric_eigenpairs(field, x, t, settings, options),
+        None => host_symmetric_eigenpairs(field, x, t, first_row, settings, options),
     }
 }
 
@@ -296,11 +306,12 @@ pub fn resident_symmetric_eigenpairs(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
 ) -> Result<Vec<Eigenpairs>> {
     let BlockSizes { d, points, k, p } = BlockSizes::of(field, x, settings)?;
     let op = BlockOperator::new(field, x, t, p)?;
-    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
+    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, first_row, points, p * d);
     let mut xq = op.upload(&start, p)?;
     op.orthonormalize(&mut xq)?;
     let mut found: Vec<Option<Eigenpairs>> = vec![None; points];
@@ -361,6 +372,7 @@ pub fn host_symmetric_eigenpairs(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: LowRankSettings,
     options: JobOptions,
 ) -> Result<Vec<Eigenpairs>> {
@@ -372,7 +384,7 @@ pub fn host_symmetric_eigenpairs(
         );
         Ok(a.iter().zip(&b).map(|(p, q)| 0.5 * (p + q)).collect())
     };
-    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, settings.first_row, points, p * d);
+    let start = normal_rows(settings.seed, stream::SYMMETRIC_DIRECTIONS, first_row, points, p * d);
     let mut xq = orthonormalize(&start, points, p, d)?;
     let mut result: Vec<Option<Eigenpairs>> = vec![None; points];
     let mut done = vec![false; points];
@@ -543,10 +555,10 @@ impl BatchOperator for JacobianBatch<'_> {
     }
 }
 
-/// The Krylov settings of a matrix-free run: k, tolerance, cap, seed and first row from `settings`, the default
-/// block and basis for k.
+/// The Krylov settings of a matrix-free run: k, tolerance, cap and seed from `settings`, the default block and
+/// basis for k.
 pub fn krylov_settings(settings: LowRankSettings) -> KrylovSettings {
-    KrylovSettings::new(settings.k, settings.tolerance, settings.max_iterations, settings.seed, settings.first_row)
+    KrylovSettings::new(settings.k, settings.tolerance, settings.max_iterations, settings.seed)
 }
 
 /// Chunks of points for a Krylov run: those whose blocks of `rows` fit the budget together (networks), else
@@ -565,9 +577,10 @@ fn krylov_in_chunks<T>(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: KrylovSettings,
     options: JobOptions,
-    solve: impl Fn(&mut dyn BatchOperator, KrylovSettings) -> Result<Vec<T>>,
+    solve: impl Fn(&mut dyn BatchOperator, KrylovSettings, usize) -> Result<Vec<T>>,
 ) -> Result<Vec<T>> {
     let d = field.dim();
     if settings.k == 0 || settings.k > d {
@@ -579,7 +592,7 @@ fn krylov_in_chunks<T>(
     for chunk in krylov_chunks(field, points, rows, options)? {
         let tc: &[f32] = if t.len() == 1 { t } else { &t[chunk.clone()] };
         let mut op = JacobianBatch::new(field, &x[chunk.start * d..chunk.end * d], tc, rows, options)?;
-        out.extend(solve(&mut op, KrylovSettings { first_row: settings.first_row + chunk.start, ..settings })?);
+        out.extend(solve(&mut op, settings, first_row + chunk.start)?);
     }
     Ok(out)
 }
@@ -590,10 +603,11 @@ pub fn krylov_triplets(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: KrylovSettings,
     options: JobOptions,
 ) -> Result<Vec<Triplets>> {
-    krylov_in_chunks(field, x, t, settings, options, block_krylov_svd)
+    krylov_in_chunks(field, x, t, first_row, settings, options, block_krylov_svd)
 }
 
 /// Top-k eigenpairs by |λ| of (J + Jᵀ)/2 for every point by block Lanczos ([`block_lanczos_symmetric_part`]).
@@ -601,8 +615,9 @@ pub fn krylov_symmetric_eigenpairs(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: KrylovSettings,
     options: JobOptions,
 ) -> Result<Vec<Eigenpairs>> {
-    krylov_in_chunks(field, x, t, settings, options, block_lanczos_symmetric_part)
+    krylov_in_chunks(field, x, t, first_row, settings, options, block_lanczos_symmetric_part)
 }

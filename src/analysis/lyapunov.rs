@@ -49,10 +49,6 @@ pub struct LyapunovSettings {
     pub tangents: InitialTangents,
     /// Most points of the convergence history kept.
     pub history_points: usize,
-    /// The index of x0's first row in the whole run (a shard's or a device's block): random tangents and EM's
-    /// noise are drawn per row from (seed, this + the row's index), so a trajectory's draws do not depend on the
-    /// batch it runs in.
-    pub first_row: usize,
 }
 
 impl LyapunovSettings {
@@ -63,7 +59,6 @@ impl LyapunovSettings {
             clv: false,
             tangents: InitialTangents::Random { seed: 0 },
             history_points: 1000,
-            first_row: 0,
         }
     }
 }
@@ -347,6 +342,7 @@ pub fn initial_tangents(
 /// Lyapunov exponents and vectors of the dynamics from the points `x0` ([B, D]). User fields with `field_jvp`
 /// in flow mode run fused on the GPU, MLP and U-Net fields resident on the GPU (no host round trip inside a call);
 /// everything else through the field's score and J·Q products per stage, updated and re-orthonormalised on the host.
+/// The rows of `x0` are the whole run's (see [`lyapunov_rows`] for a block of them).
 pub fn lyapunov(
     field: &ScoreField,
     x0: &[f32],
@@ -354,7 +350,21 @@ pub fn lyapunov(
     settings: LyapunovSettings,
     options: JobOptions,
 ) -> Result<LyapunovRun> {
-    run_with(field, x0, dynamics, settings, options, true)
+    run_with(field, x0, 0, dynamics, settings, options, true)
+}
+
+/// [`lyapunov`] for a block of the whole run's trajectories whose first is row `first_row` (a shard's or a
+/// device's block): random tangents and EM's noise are drawn per row from (seed, first_row + the row's index), so
+/// a trajectory's draws do not depend on the batch it runs in.
+pub fn lyapunov_rows(
+    field: &ScoreField,
+    x0: &[f32],
+    first_row: usize,
+    dynamics: Dynamics,
+    settings: LyapunovSettings,
+    options: JobOptions,
+) -> Result<LyapunovRun> {
+    run_with(field, x0, first_row, dynamics, settings, options, true)
 }
 
 /// [`lyapunov`] always through the host per-stage path (the reference for the fused and resident ones).
@@ -365,12 +375,13 @@ pub fn lyapunov_generic(
     settings: LyapunovSettings,
     options: JobOptions,
 ) -> Result<LyapunovRun> {
-    run_with(field, x0, dynamics, settings, options, false)
+    run_with(field, x0, 0, dynamics, settings, options, false)
 }
 
 fn run_with(
     field: &ScoreField,
     x0: &[f32],
+    first_row: usize,
     dynamics: Dynamics,
     settings: LyapunovSettings,
     options: JobOptions,
@@ -379,10 +390,10 @@ fn run_with(
     let d = field.dim();
     let k = settings.k;
     if k == 0 || k > d {
-        return Err(Error::InvalidArgument(format!("--k {k} must be between 1 and D = {d}")));
+        return Err(Error::InvalidArgument(format!("k {k} must be between 1 and D = {d}")));
     }
     if settings.qr_every == 0 {
-        return Err(Error::InvalidArgument("--qr-every 0: must be at least 1".into()));
+        return Err(Error::InvalidArgument("qr_every 0: must be at least 1".into()));
     }
     if x0.is_empty() || x0.len() % d != 0 {
         return Err(Error::bad_input("initial points", format!("{} values do not form rows of {d}", x0.len())));
@@ -403,8 +414,7 @@ fn run_with(
                 .step_by(most)
                 .map(|start| {
                     let end = (start + most).min(trajectories);
-                    let block = LyapunovSettings { first_row: settings.first_row + start, ..settings };
-                    run_with(field, &x0[start * d..end * d], dynamics, block, options, fused)
+                    run_with(field, &x0[start * d..end * d], first_row + start, dynamics, settings, options, fused)
                 })
                 .collect::<Result<Vec<_>>>()?;
             return LyapunovRun::join(parts);
@@ -421,18 +431,18 @@ fn run_with(
                 let parts = chunks
                     .into_iter()
                     .map(|c| {
-                        let block = LyapunovSettings { first_row: settings.first_row + c.start, ..settings };
-                        run_with(field, &x0[c.start * d..c.end * d], dynamics, block, options, fused)
+                        let x = &x0[c.start * d..c.end * d];
+                        run_with(field, x, first_row + c.start, dynamics, settings, options, fused)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 return LyapunovRun::join(parts);
             }
             Some(_) => {}
-            None => return run_with(field, x0, dynamics, settings, options, false),
+            None => return run_with(field, x0, first_row, dynamics, settings, options, false),
         }
     }
     let clock = Clock::of(&dynamics)?;
-    let q0 = initial_tangents(trajectories, k, d, settings.tangents, settings.first_row);
+    let q0 = initial_tangents(trajectories, k, d, settings.tangents, first_row);
     let inner = JobOptions { progress: &Silent, ..options };
     let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };
     let (mut propagator, kind): (Box<dyn Propagator + '_>, PropagatorKind) = match (field, dynamics) {
@@ -440,14 +450,14 @@ fn run_with(
             (Box::new(UserFlow::new(user, x0, &q0, k, dt, t)?), PropagatorKind::FusedFlow)
         }
         _ if resident => {
-            let planner = step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?;
+            let planner = step_planner(field, dynamics, &clock, x0.len(), first_row)?;
             let propagator = ResidentPropagator::new(field, planner, x0, &q0, k, stage_count(&dynamics)?)?;
             (Box::new(propagator), PropagatorKind::Resident)
         }
         _ => {
             let propagator = HostPropagator {
                 field,
-                planner: step_planner(field, dynamics, &clock, x0.len(), settings.first_row)?,
+                planner: step_planner(field, dynamics, &clock, x0.len(), first_row)?,
                 x: x0.to_vec(),
                 q: q0,
                 k,

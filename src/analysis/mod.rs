@@ -55,27 +55,32 @@ pub enum MatrixFreeSolver {
 
 /// Spectra of every point from the matrix-free top-k triplets (`lowrank`) by subspace iteration / randomized SVD:
 /// [`matrix_free_spectra`] with [`MatrixFreeSolver::Power`].
+#[allow(clippy::too_many_arguments)]
 pub fn lowrank_spectra(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     settings: lowrank::LowRankSettings,
     threshold_c: f64,
     probes: usize,
     options: JobOptions,
 ) -> Result<Vec<PointSpectrum>> {
-    matrix_free_spectra(field, x, t, MatrixFreeSolver::Power, settings, threshold_c, probes, options)
+    matrix_free_spectra(field, x, t, first_row, MatrixFreeSolver::Power, settings, threshold_c, probes, options)
 }
 
 /// Spectra of every point from the matrix-free top-k triplets and the symmetric part's top-k eigenpairs: the
 /// same outputs as the dense path, with the local-dimension threshold rule counted over the K kept values (exact
 /// when s_K is already below the threshold) and the non-conservativeness estimated with `probes` Rademacher
-/// probes. A point is `converged` when both its triplets and its eigenpairs reached the tolerance.
+/// probes. A point is `converged` when both its triplets and its eigenpairs reached the tolerance. `first_row` is
+/// the index of x's first point in the whole run (0 for a whole run): starting blocks and probes are drawn per
+/// point from (seed, its global row), so a point's spectrum does not depend on its batch, shard or device.
 #[allow(clippy::too_many_arguments)]
 pub fn matrix_free_spectra(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    first_row: usize,
     solver: MatrixFreeSolver,
     settings: lowrank::LowRankSettings,
     threshold_c: f64,
@@ -87,7 +92,7 @@ pub fn matrix_free_spectra(
     let k = settings.k;
     let (triplets, eigen) = match solver {
         MatrixFreeSolver::Power => {
-            let triplets = lowrank::top_singular_triplets(field, x, t, settings, options)?
+            let triplets = lowrank::top_singular_triplets(field, x, t, first_row, settings, options)?
                 .into_iter()
                 .map(|r| crate::solver::block_krylov::Triplets {
                     singular_values: r.singular_values,
@@ -100,18 +105,18 @@ pub fn matrix_free_spectra(
                     products: r.products,
                 })
                 .collect::<Vec<_>>();
-            (triplets, lowrank::symmetric_part_top_eigenpairs(field, x, t, settings, options)?)
+            (triplets, lowrank::symmetric_part_top_eigenpairs(field, x, t, first_row, settings, options)?)
         }
         MatrixFreeSolver::Krylov => {
             let krylov = lowrank::krylov_settings(settings);
             (
-                lowrank::krylov_triplets(field, x, t, krylov, options)?,
-                lowrank::krylov_symmetric_eigenpairs(field, x, t, krylov, options)?,
+                lowrank::krylov_triplets(field, x, t, first_row, krylov, options)?,
+                lowrank::krylov_symmetric_eigenpairs(field, x, t, first_row, krylov, options)?,
             )
         }
     };
     let nonconservativeness =
-        lowrank::nonconservativeness_by_probes(field, x, t, probes, settings.seed, settings.first_row, options)?;
+        lowrank::nonconservativeness_by_probes(field, x, t, probes, settings.seed, first_row, options)?;
     let schedule = field.schedule();
     Ok(triplets
         .into_iter()

@@ -318,6 +318,8 @@ pub struct RidgePhase {
     /// Their norms per point.
     pub normal_norm: Vec<f64>,
     pub tangent_norm: Vec<f64>,
+    /// The route the split's eigensolver took (it depends on D, N, d and the budget, not on the points).
+    pub route: EigenRoute,
 }
 
 /// The Euclidean norm of every row of `values` ([B, dim]).
@@ -340,7 +342,8 @@ pub fn ridge_phase(
         .zip(ridge.points.chunks(dim))
         .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
         .collect();
-    let (normal, tangent) = error_split(kde, x, model_scores, settings.ridge_dim, settings.eigensolver, options)?;
+    let split = error_split_with_route(kde, x, model_scores, settings.ridge_dim, settings.eigensolver, options)?;
+    let (normal, tangent, route) = (split.normal, split.tangent, split.route);
     let (normal_norm, tangent_norm) = (row_norms(&normal, dim), row_norms(&tangent, dim));
-    Ok(RidgePhase { ridge, distance, normal, tangent, normal_norm, tangent_norm })
+    Ok(RidgePhase { ridge, distance, normal, tangent, normal_norm, tangent_norm, route })
 }

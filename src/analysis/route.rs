@@ -182,7 +182,7 @@ fn decades(tolerance: f64) -> f64 {
 /// step a Rayleigh–Ritz on a basis of m = 3k + 2b columns (≈ 6 m² D flops with the residuals and the
 /// reorthogonalisation). Memory: four D × m f64 blocks per point.
 fn krylov_cost(inputs: &RouteInputs) -> RouteCost {
-    let settings = KrylovSettings::new(inputs.k, inputs.tolerance, 1, 0, 0);
+    let settings = KrylovSettings::new(inputs.k, inputs.tolerance, 1, 0);
     let (d, k, b) = (inputs.dim as f64, inputs.k as f64, settings.block as f64);
     let triplets = (2.0 * (k + b) * decades(inputs.tolerance)).min(4.0 * d);
     let symmetric = (1.75 * triplets).min(4.0 * d);

@@ -443,6 +443,6 @@ fn lyapunov_steps_with(
 /// The top 32 singular triplets per point by randomized SVD, a fixed 4 iterations (no early stop).
 fn top32(field: &ScoreField, x: &[f32], options: JobOptions) -> Result<()> {
     use scorelens::analysis::lowrank::{top_singular_triplets, LowRankSettings};
-    let settings = LowRankSettings { k: 32, oversampling: 8, tolerance: 0.0, max_iterations: 4, seed: 0, first_row: 0 };
-    top_singular_triplets(field, x, &[0.5], settings, options).map(|_| ())
+    let settings = LowRankSettings { k: 32, oversampling: 8, tolerance: 0.0, max_iterations: 4, seed: 0 };
+    top_singular_triplets(field, x, &[0.5], 0, settings, options).map(|_| ())
 }

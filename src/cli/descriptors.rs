@@ -71,7 +71,7 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
     let bar = Bar::new();
     let result = descriptors(
         &job.fields(),
-        &job.points(),
+        &job.points,
         &job.shard,
         &settings,
         args.seed,

@@ -3,10 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use scorelens::field::{SmoothedData, Smoothing, UserField};
+use scorelens::field::{SmoothedData, UserField};
 use scorelens::graph::MetadataOverrides;
 use scorelens::io::npy;
+use scorelens::results::derivatives::Directions;
 use scorelens::scheduler::{JobOptions, Progress};
+use scorelens::settings::{self, ScheduleParameters};
 use scorelens::{Error, GpuContext, NoiseSchedule, Result, ScoreField, ScoreModel};
 
 use super::ComputeArgs;
@@ -96,31 +98,14 @@ impl ModelSettings {
                 "--parameterization and --time-input apply to ONNX models, not to --field or --kde".into(),
             ));
         }
-        let positive = |flag: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(v)
-            } else {
-                Err(Error::InvalidArgument(format!("--{flag} {v}: expected a positive number")))
-            }
+        let numbers = ScheduleParameters {
+            sigma: self.sigma,
+            sigma_min: self.sigma_min,
+            sigma_max: self.sigma_max,
+            beta_min: self.beta_min,
+            beta_max: self.beta_max,
         };
-        match self.schedule.as_deref().unwrap_or("ve-song") {
-            "ve-song" => {
-                let sigma = positive("sigma", self.sigma.unwrap_or(25.0))?;
-                if sigma == 1.0 {
-                    return Err(Error::InvalidArgument("--sigma 1: ve-song needs sigma ≠ 1".into()));
-                }
-                Ok(NoiseSchedule::VeSong { sigma })
-            }
-            "ve" => Ok(NoiseSchedule::Ve {
-                sigma_min: positive("sigma-min", self.sigma_min.unwrap_or(0.01))?,
-                sigma_max: positive("sigma-max", self.sigma_max.unwrap_or(50.0))?,
-            }),
-            "vp" => Ok(NoiseSchedule::Vp {
-                beta_min: positive("beta-min", self.beta_min.unwrap_or(0.1))?,
-                beta_max: positive("beta-max", self.beta_max.unwrap_or(20.0))?,
-            }),
-            other => Err(Error::InvalidArgument(format!("--schedule {other:?}: expected ve-song, ve or vp"))),
-        }
+        settings::schedule(self.schedule.as_deref(), numbers).map_err(flags)
     }
 }
 
@@ -145,15 +130,8 @@ impl FieldArgs {
         if let Some(path) = &self.kde {
             let data = npy::read_f32(path)?;
             let what = path.display().to_string();
-            if data.shape.len() != 2 || data.shape[0] == 0 || data.shape[1] == 0 {
-                return Err(Error::bad_input(what, format!("shape {:?}; expected [N, D] data points", data.shape)));
-            }
-            let smoothing = match self.bandwidth {
-                Some(s) if s.is_finite() && s > 0.0 => Smoothing::Bandwidth(s),
-                Some(s) => return Err(Error::InvalidArgument(format!("--bandwidth {s}: expected a positive number"))),
-                None => Smoothing::Schedule,
-            };
-            let dim = data.shape[1];
+            let (_, dim) = settings::check_data(&data.shape, &what)?;
+            let smoothing = settings::smoothing(self.bandwidth).map_err(flags)?;
             let field = SmoothedData::new(ctx, data.data, dim, self.schedule()?, smoothing).map_err(|e| match e {
                 Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.clone(), row, value },
                 other => other,
@@ -211,16 +189,31 @@ impl Shard {
     pub fn of(spec: Option<&str>, total: usize) -> Result<Shard> {
         scorelens::batch::Shard::parse(spec, total).map(Shard).map_err(flags)
     }
-
-    /// Writes shard.json into a sharded run's output folder (see [`scorelens::results::write_manifest`]).
-    pub fn write_manifest(&self, dir: &Path, axis: &[(&str, usize)], same: &[&str]) -> Result<()> {
-        scorelens::results::write_manifest(dir, &self.0, &run_signature(), axis, same)
-    }
 }
 
 /// The library's parameters that are flags of the same name here (`k` → `--k`, `qr_every` → `--qr-every`).
-const PARAMETER_FLAGS: [&str; 11] =
-    ["shard", "snr", "n", "k", "tangents", "qr_every", "threshold_c", "radius", "dim", "tol", "beta"];
+const PARAMETER_FLAGS: [&str; 20] = [
+    "shard",
+    "snr",
+    "n",
+    "k",
+    "tangents",
+    "qr_every",
+    "threshold_c",
+    "radius",
+    "dim",
+    "tol",
+    "beta",
+    "probes",
+    "method",
+    "schedule",
+    "sigma",
+    "sigma_min",
+    "sigma_max",
+    "beta_min",
+    "beta_max",
+    "bandwidth",
+];
 
 /// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …".
 pub fn flags(error: Error) -> Error {
@@ -253,17 +246,17 @@ pub fn run_signature() -> String {
     kept.join(" ")
 }
 
-pub use scorelens::batch::split_rows;
-
-/// A model on the GPU with its validated inputs.
+/// A model on the GPU with its validated inputs: argument plumbing for the library's calls.
 pub struct Job {
     pub field: ScoreField,
     /// With `--devices`: the field on every device named, rows split between them.
     pub devices: Vec<ScoreField>,
     /// The model file or WGSL file the field came from.
     pub source: String,
-    pub x: Points,
-    pub t: Vec<f32>,
+    /// The shard's rows of X with their times.
+    pub points: scorelens::batch::Points,
+    /// X's shape, all rows (before `--shard`): what directions (V, U) are checked against.
+    pub whole_shape: Vec<usize>,
     pub memory_budget: u64,
     /// The rows taken (`--shard`), of all the input's.
     pub shard: Shard,
@@ -282,65 +275,17 @@ impl Job {
         let loaded = source.load()?;
         let x = read_points(x, &loaded.field)?;
         let t = read_times(t, x.rows)?;
-        let mut job = Job::from_parts(loaded, x, t, shard, memory_budget)?;
-        if let Some(spec) = &compute.devices {
-            job.devices = scorelens::gpu::contexts_for(spec)?
+        let shard = Shard::of(shard, x.rows)?;
+        let whole_shape = x.shape.clone();
+        let points = scorelens::batch::Points { shape: x.shape, x: x.data, t }.take(&shard);
+        let devices = match &compute.devices {
+            Some(spec) => scorelens::gpu::contexts_for(spec)?
                 .into_iter()
                 .map(|ctx| source.load_on(ctx).map(|l| l.field))
-                .collect::<Result<_>>()?;
-        }
-        Ok(job)
-    }
-
-    /// Runs `work(field, rows, x, t)` on contiguous blocks of the job's rows, one per device (in parallel), or on
-    /// the whole batch with one device; the blocks' results in row order. `rows` counts from the job's first row
-    /// (add `shard.rows.start` for the row's index in the whole input).
-    pub fn split<T: Send>(
-        &self,
-        work: impl Fn(&ScoreField, std::ops::Range<usize>, &[f32], &[f32]) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        let d = self.field.dim();
-        let fields: Vec<&ScoreField> =
-            if self.devices.is_empty() { vec![&self.field] } else { self.devices.iter().collect() };
-        split_rows(&fields, self.x.rows, |field, range| {
-            let t = if self.t.len() == 1 { self.t.clone() } else { self.t[range.clone()].to_vec() };
-            work(field, range.clone(), &self.x.data[range.start * d..range.end * d], &t)
-        })
-    }
-
-    /// [`Job::split`] for flat outputs (`per_row` values a row), joined in row order.
-    pub fn map_rows(
-        &self,
-        per_row: usize,
-        work: impl Fn(&ScoreField, std::ops::Range<usize>, &[f32], &[f32]) -> Result<Vec<f32>> + Sync,
-    ) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(self.x.rows * per_row);
-        for part in self.split(work)? {
-            out.extend(part);
-        }
-        Ok(out)
-    }
-
-    /// A job on points already read (e.g. a sampler's recorded iterates).
-    pub fn from_parts(
-        loaded: LoadedField,
-        mut x: Points,
-        mut t: Vec<f32>,
-        shard: Option<&str>,
-        memory_budget: u64,
-    ) -> Result<Job> {
-        let shard = Shard::of(shard, x.rows)?;
-        if shard.spec.is_some() {
-            let range = shard.rows.clone();
-            let per_row = x.data.len() / x.rows.max(1);
-            x.data = x.data[range.start * per_row..range.end * per_row].to_vec();
-            if t.len() > 1 {
-                t = t[range.clone()].to_vec();
-            }
-            x.rows = range.len();
-            x.shape[0] = range.len();
-        }
-        Ok(Job { field: loaded.field, devices: Vec::new(), source: loaded.source, x, t, memory_budget, shard })
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        Ok(Job { field: loaded.field, devices, source: loaded.source, points, whole_shape, memory_budget, shard })
     }
 
     /// The fields the rows are spread over: one per `--devices` device, or the one field.
@@ -352,27 +297,17 @@ impl Job {
         }
     }
 
-    /// The job's rows (the shard's) as the library takes a batch.
-    pub fn points(&self) -> scorelens::batch::Points {
-        scorelens::batch::Points { shape: self.x.shape.clone(), x: self.x.data.clone(), t: self.t.clone() }
-    }
-
-    #[allow(dead_code)] // kept for the commands that still write their own summaries
-    pub fn field_adapter(&self) -> String {
-        GpuContext::shared().map(|c| c.adapter_description()).unwrap_or_default()
-    }
-
     pub fn options<'a>(&self, progress: &'a dyn Progress) -> JobOptions<'a> {
         JobOptions { memory_budget: self.memory_budget, progress }
     }
-}
 
-/// Directions (V or U) for a batch: X's shape, or [B, P, ...row] for P per point; finite.
-pub fn read_directions(path: &Path, name: &str, job: &Job) -> Result<npy::Array> {
-    let a = npy::read_f32(path)?;
-    let what = format!("{} ({name})", path.display());
-    scorelens::batch::check_directions(&a.shape, &a.data, &job.x.shape, &job.field, &what)?;
-    Ok(a)
+    /// Directions (V or U) from a .npy: the whole input's X shape, or [B, P, ...row] for P per point, finite;
+    /// the shard's rows of them.
+    pub fn read_directions(&self, path: &Path, name: &str) -> Result<Directions> {
+        let a = npy::read_f32(path)?;
+        let what = format!("{} ({name})", path.display());
+        Ok(Directions::checked(a.shape, a.data, &self.whole_shape, &self.field, &what)?.take(&self.shard))
+    }
 }
 
 /// X as rows of the model's input: shape [B, ...row_shape] or [B, D] (flattened rows).
@@ -382,16 +317,11 @@ pub struct Points {
     pub rows: usize,
 }
 
+/// X from a .npy, checked against the field: [B, ...row_shape] or [B, D], finite.
 pub fn read_points(path: &Path, field: &ScoreField) -> Result<Points> {
     let x = npy::read_f32(path)?;
-    let points = Points { rows: x.shape.first().copied().unwrap_or(0), shape: x.shape, data: x.data };
-    check_points(&points, field, &format!("{} (X)", path.display()))?;
-    Ok(points)
-}
-
-/// Checks that points fit the field: [B, ...row_shape] or [B, D], finite.
-pub fn check_points(x: &Points, field: &ScoreField, what: &str) -> Result<()> {
-    scorelens::batch::check_points(&x.shape, &x.data, field, what).map(|_| ())
+    let rows = scorelens::batch::check_points(&x.shape, &x.data, field, &format!("{} (X)", path.display()))?;
+    Ok(Points { rows, shape: x.shape, data: x.data })
 }
 
 /// T: one number for all rows, or a .npy of shape [B] (or a single value).

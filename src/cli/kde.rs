@@ -2,15 +2,16 @@
 //! Gaussian-smoothed data distribution at every row of X.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use clap::Args;
-use scorelens::field::{KdeField, KdeOutputs, KdeScale};
+use scorelens::batch::check_rows;
+use scorelens::field::{KdeField, KdeScale};
 use scorelens::io::npy;
+use scorelens::results::kde::kde;
 use scorelens::scheduler::{JobOptions, Progress};
 use scorelens::{Error, Result};
 
-use super::inputs::{split_rows, Shard};
+use super::inputs::{flags, run_signature, Shard};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -46,24 +47,13 @@ impl KdeJob {
     }
 }
 
-/// Reads a finite [rows, D] array; `role` names it in errors ("data", "X").
+/// Reads a finite [rows, D] array; `role` names it in errors ("data", "X"); with `dim`, its D must be that of
+/// the other file named.
 pub fn read_rows(path: &Path, role: &str, dim: Option<(usize, &Path)>) -> Result<npy::Array> {
     let a = npy::read_f32(path)?;
     let what = format!("{} ({role})", path.display());
-    if a.shape.len() != 2 || a.shape[1] == 0 {
-        return Err(Error::bad_input(what, format!("shape {:?}; expected [rows, D] with D ≥ 1", a.shape)));
-    }
-    if let Some((d, other)) = dim {
-        if a.shape[1] != d {
-            return Err(Error::bad_input(
-                what,
-                format!("shape {:?} has D = {} but {} has D = {d}", a.shape, a.shape[1], other.display()),
-            ));
-        }
-    }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite { what, row: i / a.shape[1], value: a.data[i] as f64 });
-    }
+    let other = dim.map(|(d, other)| (d, other.display().to_string()));
+    check_rows(&a.shape, &a.data, &what, other.as_ref().map(|(d, o)| (*d, o.as_str())))?;
     Ok(a)
 }
 
@@ -113,30 +103,10 @@ pub struct KdeArgs {
 
 pub fn run(args: &KdeArgs) -> Result<()> {
     let job = args.inputs.load()?;
-    let d = job.field().dim();
-    let x = args.inputs.read_points(&args.x, d)?;
+    let x = args.inputs.read_points(&args.x, job.field().dim())?;
     let shard = Shard::of(args.shard.as_deref(), x.shape[0])?;
-    let x = shard.slice(&x.data, d);
-    let rows = shard.len();
-    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
-    let started = Instant::now();
-    let blocks = split_rows(&job.fields, rows, |field, block| {
-        field.evaluate(&x[block.start * d..block.end * d], args.hessian, job.options(&bar))
-    })?;
-    let mut out = KdeOutputs { log_density: Vec::new(), score: Vec::new(), hessian: args.hessian.then(Vec::new) };
-    for block in blocks {
-        out.log_density.extend(block.log_density);
-        out.score.extend(block.score);
-        if let (Some(all), Some(h)) = (&mut out.hessian, block.hessian) {
-            all.extend(h);
-        }
-    }
-    log::info!("kde: {rows} points over {} data points in {:.3} s", job.field().len(), started.elapsed().as_secs_f64());
-    npy::write_f32(&args.output.join("log_density.npy"), &[rows], &out.log_density)?;
-    npy::write_f32(&args.output.join("score.npy"), &[rows, d], &out.score)?;
-    if let Some(h) = &out.hessian {
-        npy::write_f32(&args.output.join("hessian.npy"), &[rows, d, d], h)?;
-    }
-    shard.write_manifest(&args.output, &[], &[])
+    let fields: Vec<&KdeField> = job.fields.iter().collect();
+    let result = kde(&fields, &x.data, &shard, args.hessian, job.options(&bar), &run_signature()).map_err(flags)?;
+    result.save(&args.output)
 }

@@ -109,8 +109,7 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
         other => return Err(Error::InvalidArgument(format!("--tangents {other:?}: expected random or axes"))),
     };
     // Trajectory r of the whole run draws its tangents and EM's noise from (seed, r): the same in any shard.
-    let settings =
-        LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000, first_row: 0 };
+    let settings = LyapunovSettings { k, qr_every: args.qr_every, clv: args.clv, tangents, history_points: 1000 };
     std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget, progress: &bar };

@@ -12,7 +12,7 @@ use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
 use scorelens::batch::Points;
 use scorelens::io::npy;
 use scorelens::results::create_dir;
-use scorelens::results::ridge_error::{ridge_error, ridge_phases, Device};
+use scorelens::results::ridge_error::{check_data, ridge_error, ridge_phases, Device};
 use scorelens::results::spectrum::RecordedLevels;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, GpuContext, Result, ScoreField};
@@ -79,18 +79,8 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let field = &devices[0].1;
     let source = args.model.display().to_string();
-    let d = field.dim();
     let data = npy::read_f32(&args.data)?;
-    if data.shape.len() != 2 || data.shape[1] != d || data.shape[0] == 0 {
-        return Err(Error::bad_input(
-            args.data.display().to_string(),
-            format!("shape {:?}; expected [N, {d}] (D = {d} from {source})", data.shape),
-        ));
-    }
-    if args.ridge_dim == 0 || args.ridge_dim >= d {
-        return Err(Error::InvalidArgument(format!("--dim {}: expected 1 ≤ d < D = {d}", args.ridge_dim)));
-    }
-    std::fs::create_dir_all(&args.output).map_err(|e| Error::io(&args.output, e))?;
+    check_data(&data.shape, field, &args.data.display().to_string(), &source)?;
     let eigensolver = Eigensolver::parse(&args.eigensolver)?;
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use scorelens::io::npy;
+use scorelens::results::derivatives::score;
 use scorelens::Result;
 
 use super::inputs::ModelInputs;
@@ -23,14 +23,13 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let bar = Bar::new();
     let started = Instant::now();
-    let d = job.field.dim();
-    let score = job.map_rows(d, |field, _, x, t| field.score(x, t, job.options(&bar)))?;
+    let result = score(&job.fields(), &job.points, job.options(&bar))?;
     let seconds = started.elapsed().as_secs_f64();
-    npy::write_f32(&args.output, &job.x.shape, &score)?;
+    result.save(&args.output)?;
+    let rows = job.points.rows();
     log::info!(
-        "scored {} rows in {seconds:.3} s ({:.2} GFLOP/s)",
-        job.x.rows,
-        job.field.flops_per_row() * job.x.rows as f64 / seconds / 1e9
+        "scored {rows} rows in {seconds:.3} s ({:.2} GFLOP/s)",
+        job.field.flops_per_row() * rows as f64 / seconds / 1e9
     );
     Ok(())
 }

@@ -1,13 +1,12 @@
 //! `scorelens spectrum MODEL --x X.npy --t T [--k K] [--vectors] [--method dense] -o DIR`, and
 //! `scorelens spectrum MODEL --from-samples DIR ... -o OUT`: the spectrum at every noise level a sampler recorded.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use scorelens::results::spectrum::{
-    row_line, spectra_from_samples, spectrum, RecordedLevels, SampledSpectra, SpectrumMethod as Method,
-    SpectrumRequest, SpectrumResult,
+    spectra_from_samples, spectrum, RecordedLevels, RowLog, SampledSpectra, SpectrumMethod as Method, SpectrumRequest,
+    SpectrumResult,
 };
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result};
@@ -90,7 +89,7 @@ pub fn run(args: &SpectrumArgs) -> Result<()> {
         (Some(dir), _, _) => from_samples(args, dir),
         (None, Some(x), Some(t)) => {
             let job = Job::load(&args.source, x, t, args.shard.as_deref(), &args.compute)?;
-            let result = spectrum_of(args, &job.fields(), &job.points(), &job.shard, &job.source, &args.output)?;
+            let result = spectrum_of(args, &job.fields(), &job.points, &job.shard, &job.source, &args.output)?;
             if let Some(warning) = result.unconverged_warning() {
                 eprintln!("{}", warning.replace("raise max_iter or loosen tol", "raise --max-iter or loosen --tol"));
             }
@@ -122,27 +121,6 @@ fn request(args: &SpectrumArgs, d: usize) -> SpectrumRequest {
         oversampling: args.oversampling,
         probes: args.probes,
         seed: args.seed,
-    }
-}
-
-/// Appends finished rows to `dir`/rows.jsonl as they come, so an interrupted run keeps them.
-struct RowLog {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl RowLog {
-    fn create(dir: &Path) -> Result<RowLog> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join("rows.jsonl");
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(RowLog { path, file })
-    }
-
-    fn write(&mut self, row: usize, s: &scorelens::analysis::PointSpectrum) -> Result<()> {
-        writeln!(self.file, "{}", row_line(row, s))
-            .and_then(|_| self.file.flush())
-            .map_err(|e| Error::io(&self.path, e))
     }
 }
 

@@ -57,8 +57,8 @@ pub enum DivergenceMethod {
     /// The trace of the exact Jacobian (finite differences where the field has no exact derivative).
     Exact,
     /// Hutchinson's estimator E[zᵀ J z] with `probes` Rademacher vectors per point, drawn per row from `seed` and
-    /// the point's index in the whole run (`first_row` + its index here), so shards draw as the whole run does.
-    Hutchinson { probes: usize, seed: u64, first_row: usize },
+    /// the point's index in the whole run (see [`divergence_rows`]), so shards draw as the whole run does.
+    Hutchinson { probes: usize, seed: u64 },
 }
 
 /// A field linearised at a batch of points, with its primal state on the GPU.
@@ -461,11 +461,24 @@ pub fn jacobian(
     }
 }
 
-/// div s = tr J per point.
+/// div s = tr J per point; the rows of x are the whole run's (see [`divergence_rows`] for a block of them).
 pub fn divergence(
     field: &ScoreField,
     x: &[f32],
     t: &[f32],
+    method: DivergenceMethod,
+    options: JobOptions,
+) -> Result<Vec<f64>> {
+    divergence_rows(field, x, t, 0, method, options)
+}
+
+/// [`divergence`] of a block of the whole run's rows whose first is row `first_row` (a shard's or a device's):
+/// Hutchinson's probes for a point are drawn from (seed, first_row + its index here).
+pub fn divergence_rows(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    first_row: usize,
     method: DivergenceMethod,
     options: JobOptions,
 ) -> Result<Vec<f64>> {
@@ -483,9 +496,9 @@ pub fn divergence(
             })?;
             Ok(out)
         }
-        DivergenceMethod::Hutchinson { probes, seed, first_row } => {
+        DivergenceMethod::Hutchinson { probes, seed } => {
             if probes == 0 {
-                return Err(Error::InvalidArgument("--probes must be at least 1".into()));
+                return Err(Error::InvalidArgument("probes must be at least 1".into()));
             }
             let z = crate::draws::rademacher_rows(seed, crate::draws::stream::PROBES, first_row, points, probes * d);
             let method = if has_exact_jvp(field) { JvpMethod::Exact } else { JvpMethod::Fd4 };

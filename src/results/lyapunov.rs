@@ -9,7 +9,9 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
-use crate::analysis::lyapunov::{lyapunov as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind};
+use crate::analysis::lyapunov::{
+    lyapunov_rows as run_lyapunov, Dynamics, LyapunovRun, LyapunovSettings, PropagatorKind,
+};
 use crate::batch::{split_rows, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -159,11 +161,11 @@ pub fn lyapunov(
     let d = field.dim();
     let shard = Shard::parse(shard, x0.len() / d.max(1))?;
     let x0 = shard.slice(x0, d);
-    let first_row = settings.first_row + shard.rows.start;
+    let first_row = shard.rows.start;
     let started = Instant::now();
     let blocks = split_rows(fields, shard.len(), |field, rows| {
-        let block = LyapunovSettings { first_row: first_row + rows.start, ..settings };
-        arrays(run_lyapunov(field, &x0[rows.start * d..rows.end * d], dynamics, block, options)?)
+        let x = &x0[rows.start * d..rows.end * d];
+        arrays(run_lyapunov(field, x, first_row + rows.start, dynamics, settings, options)?)
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let a = join(blocks)?;
@@ -180,7 +182,7 @@ pub fn lyapunov(
         propagator: a.propagator,
         products_per_step: a.products_per_step,
         dynamics,
-        settings: LyapunovSettings { first_row, ..settings },
+        settings,
         dim: d,
         info: RunInfo {
             source: source.to_string(),

@@ -3,7 +3,9 @@
 //! command line writes (`.npy`, `summary.json`, `shard.json`). The command line and the Python package both write
 //! through these, so a folder is the same whichever face made it.
 
+pub mod derivatives;
 pub mod descriptors;
+pub mod kde;
 pub mod lyapunov;
 pub mod merge;
 pub mod ridge;
@@ -19,10 +21,13 @@ use crate::batch::Shard;
 use crate::error::{Error, Result};
 use crate::io::{npy, write_atomically};
 
+pub use derivatives::{DivergenceResult, JacobianResult, JvpResult, ScoreResult, VjpResult};
 pub use descriptors::DescriptorsResult;
+pub use kde::KdeResult;
 pub use lyapunov::LyapunovResult;
 pub use merge::{merge, write_manifest, MANIFEST};
 pub use ridge::RidgeResult;
+pub use ridge_error::{PhaseTable, RidgeErrorResult};
 pub use sample::SampleResult;
 pub use spectrum::SpectrumResult;
 

@@ -13,7 +13,9 @@ use ndarray::ArrayD;
 
 use super::spectrum::RecordedLevels;
 use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
-use crate::analysis::ridge::{error_split, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings};
+use crate::analysis::ridge::{
+    error_split_with_route, ridge_phase, route, row_norms, EigenRoute, Eigensolver, ScmsSettings,
+};
 use crate::batch::{check_points, split_rows, Points, Shard};
 use crate::error::{Error, Result};
 use crate::field::{KdeField, KdeScale, ScoreField};
@@ -38,7 +40,8 @@ fn kde_at(ctx: &Arc<GpuContext>, field: &ScoreField, data: &[f32], t: f64) -> Re
 }
 
 /// The route the eigensolver takes for this data on this device: it depends on D, N, d and the budget, not on t
-/// or the rows, so one choice describes the whole run.
+/// or the rows, so one choice describes the whole run. The runs take it from their first split (which chose it
+/// anyway); this is only for a run without rows, which made no split.
 fn eigen_route(
     device: &Device,
     data: &[f32],
@@ -50,6 +53,16 @@ fn eigen_route(
     Ok(route::choose(&kde_at(ctx, field, data, 1.0)?, ridge_dim, eigensolver, budget))
 }
 
+/// Checks the data a model's error is measured against: [N, D] with N ≥ 1 and the model's D; `what` names the
+/// array, `source` the model.
+pub fn check_data(shape: &[usize], field: &ScoreField, what: &str, source: &str) -> Result<()> {
+    let d = field.dim();
+    if shape.len() != 2 || shape[1] != d || shape[0] == 0 {
+        return Err(Error::bad_input(what, format!("shape {shape:?}; expected [N, {d}] (D = {d} from {source})")));
+    }
+    Ok(())
+}
+
 fn check_ridge_dim(ridge_dim: usize, d: usize) -> Result<()> {
     if ridge_dim == 0 || ridge_dim >= d {
         return Err(Error::InvalidArgument(format!("dim {ridge_dim}: expected 1 ≤ d < D = {d}")));
@@ -58,7 +71,8 @@ fn check_ridge_dim(ridge_dim: usize, d: usize) -> Result<()> {
 }
 
 /// The error split at the rows `x` ([B, D]) with times `times` (one, or one per row), on one device: the rows
-/// grouped by their t, one smoothed field and one score call per distinct t. Returns (normal, tangent), [B, D].
+/// grouped by their t, one smoothed field and one score call per distinct t. Returns (normal, tangent), [B, D],
+/// and the route the eigensolver took (None without rows).
 pub fn error_split_by_t(
     device: &Device,
     data: &[f32],
@@ -67,11 +81,12 @@ pub fn error_split_by_t(
     ridge_dim: usize,
     eigensolver: Eigensolver,
     options: JobOptions,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+) -> Result<(Vec<f64>, Vec<f64>, Option<EigenRoute>)> {
     let (ctx, field) = device;
     let d = field.dim();
     let rows = x.len() / d;
     let (mut normal, mut tangent) = (vec![0.0; rows * d], vec![0.0; rows * d]);
+    let mut route = None;
     let mut distinct: Vec<f32> = times.to_vec();
     distinct.sort_by(|a, b| a.total_cmp(b));
     distinct.dedup();
@@ -80,13 +95,14 @@ pub fn error_split_by_t(
         let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].to_vec()).collect();
         let kde = kde_at(ctx, field, data, tv as f64)?;
         let scores = field.score(&xs, &[tv], options)?;
-        let (n, tg) = error_split(&kde, &xs, &scores, ridge_dim, eigensolver, options)?;
+        let split = error_split_with_route(&kde, &xs, &scores, ridge_dim, eigensolver, options)?;
         for (i, &r) in members.iter().enumerate() {
-            normal[r * d..(r + 1) * d].copy_from_slice(&n[i * d..(i + 1) * d]);
-            tangent[r * d..(r + 1) * d].copy_from_slice(&tg[i * d..(i + 1) * d]);
+            normal[r * d..(r + 1) * d].copy_from_slice(&split.normal[i * d..(i + 1) * d]);
+            tangent[r * d..(r + 1) * d].copy_from_slice(&split.tangent[i * d..(i + 1) * d]);
         }
+        route.get_or_insert(split.route);
     }
-    Ok((normal, tangent))
+    Ok((normal, tangent, route))
 }
 
 #[derive(Debug, Clone)]
@@ -123,15 +139,18 @@ pub fn ridge_error(
     let field = devices.first().ok_or_else(|| Error::Device("no device to run on".into()))?.1;
     let d = field.dim();
     check_ridge_dim(ridge_dim, d)?;
-    let route = eigen_route(&devices[0], data, ridge_dim, eigensolver, options.memory_budget)?;
     let started = Instant::now();
     let blocks = split_rows(devices, points.rows(), |device, block| {
         let (x, t) = points.block(block.clone());
-        let (normal, tangent) = error_split_by_t(device, data, x, t, ridge_dim, eigensolver, options)?;
+        let (normal, tangent, route) = error_split_by_t(device, data, x, t, ridge_dim, eigensolver, options)?;
         let b = block.len();
-        Ok((array(&[b, d], normal)?, array(&[b, d], tangent)?))
+        Ok((array(&[b, d], normal)?, array(&[b, d], tangent)?, route))
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    let route = match blocks.iter().find_map(|b| b.2.clone()) {
+        Some(route) => route,
+        None => eigen_route(&devices[0], data, ridge_dim, eigensolver, options.memory_budget)?,
+    };
     let normal =
         concatenate(&blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(), LAYOUT.axis_of("error_normal.npy"))?;
     let tangent =
@@ -278,13 +297,19 @@ pub fn ridge_phases(
                     array(&[1, b], phase.normal_norm)?,
                     array(&[1, b], phase.tangent_norm)?,
                     phase.ridge.converged.iter().filter(|&&c| c).count(),
+                    phase.route,
                 ))
             })
             .collect::<Result<Vec<_>>>()
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    let route = match blocks.iter().flatten().next() {
+        Some(level) => level.4.clone(),
+        None => eigen_route(&devices[0], data, settings.ridge_dim, settings.eigensolver, options.memory_budget)?,
+    };
     let axis = |name: &str| PHASE_LAYOUT.axis_of(name);
-    let level_arrays = |pick: &dyn Fn(&(ArrayD<f64>, ArrayD<f64>, ArrayD<f64>, usize)) -> ArrayD<f64>, name: &str| {
+    let level_arrays = |pick: &dyn Fn(&(ArrayD<f64>, ArrayD<f64>, ArrayD<f64>, usize, EigenRoute)) -> ArrayD<f64>,
+                        name: &str| {
         // Each level's blocks joined along the samples, then the levels stacked.
         let per_level: Vec<ArrayD<f64>> = (0..count)
             .map(|level| concatenate(&blocks.iter().map(|b| pick(&b[level])).collect::<Vec<_>>(), axis(name)))
@@ -315,7 +340,7 @@ pub fn ridge_phases(
         t: array(&[count], levels.times.clone())?,
         levels: rows,
         ridge_dim: settings.ridge_dim,
-        route: eigen_route(&devices[0], data, settings.ridge_dim, settings.eigensolver, options.memory_budget)?,
+        route,
         trajectory: names.0.to_string(),
         data: names.1.to_string(),
         info: RunInfo {

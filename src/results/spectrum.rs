@@ -6,7 +6,8 @@
 //! right_vectors.npy [B, K, D] (f32); rows.jsonl, summary.json, and shard.json for a shard. Spectra of a
 //! sampler's recorded iterates ([`spectra_from_samples`]) write one such folder per recorded σ.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::ArrayD;
@@ -215,11 +216,21 @@ pub fn spectrum(
                 tolerance: request.tol,
                 max_iterations: request.max_iter,
                 seed: request.seed,
-                first_row: first_row + rows.start,
             };
             let solver =
                 if route == SpectrumRoute::Krylov { MatrixFreeSolver::Krylov } else { MatrixFreeSolver::Power };
-            analysis::matrix_free_spectra(field, x, t, solver, lowrank, request.threshold_c, request.probes, options)
+            let first_row = first_row + rows.start;
+            analysis::matrix_free_spectra(
+                field,
+                x,
+                t,
+                first_row,
+                solver,
+                lowrank,
+                request.threshold_c,
+                request.probes,
+                options,
+            )
         })?;
         for (row, s) in blocks.into_iter().flatten().enumerate() {
             record(row, s)?;
@@ -275,6 +286,30 @@ pub fn spectrum(
             run: run.to_string(),
         },
     })
+}
+
+/// Appends finished rows to `dir`/rows.jsonl as they come ([`row_line`]), so an interrupted run keeps them; the
+/// result's `save` rewrites the file whole when the run ends.
+pub struct RowLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl RowLog {
+    /// Creates `dir` (if missing) and an empty rows.jsonl in it.
+    pub fn create(dir: &Path) -> Result<RowLog> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("rows.jsonl");
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(RowLog { path, file })
+    }
+
+    /// Appends the line of row `row` (its index in the whole input) and flushes it.
+    pub fn write(&mut self, row: usize, s: &PointSpectrum) -> Result<()> {
+        writeln!(self.file, "{}", row_line(row, s))
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 /// The line rows.jsonl holds for row `row` (its index in the whole input).

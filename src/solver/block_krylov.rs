@@ -26,7 +26,8 @@
 //! A point still short of the tolerance at the iteration cap is returned with `converged: false`.
 //!
 //! Per point, results depend only on the operator, the settings and the point's global row (its starting block
-//! and any replacement columns are drawn from (seed, first_row + b)), never on the batch it ran in.
+//! and any replacement columns are drawn from (seed, first_row + b), `first_row` the global row of the batch's
+//! first point, given with the batch), never on the batch it ran in.
 
 use faer::{Mat, Side};
 use rand_distr::{Distribution, StandardNormal};
@@ -49,15 +50,13 @@ pub struct KrylovSettings {
     /// Block steps at most (never fewer than the ⌈k / b⌉ that first fill the basis).
     pub max_iterations: usize,
     pub seed: u64,
-    /// The global row of the batch's first point: starting blocks are drawn per row from (seed, row).
-    pub first_row: usize,
 }
 
 impl KrylovSettings {
     /// The default block and basis for k: b = min(k, 8) directions per step and a basis of 3k + 2b columns.
-    pub fn new(k: usize, tolerance: f64, max_iterations: usize, seed: u64, first_row: usize) -> Self {
+    pub fn new(k: usize, tolerance: f64, max_iterations: usize, seed: u64) -> Self {
         let block = k.clamp(1, 8);
-        KrylovSettings { k, block, basis: 3 * k + 2 * block, tolerance, max_iterations, seed, first_row }
+        KrylovSettings { k, block, basis: 3 * k + 2 * block, tolerance, max_iterations, seed }
     }
 
     fn check(&self, d: usize) -> Result<()> {
@@ -282,11 +281,18 @@ fn assemble(mut locked: Vec<Locked>, current: Vec<Locked>, key: impl Fn(f64) -> 
 
 /// Each point's orthonormal starting block of b directions, drawn from (seed, `stream`, the point's global row),
 /// with the refill that replaces directions lost to rank deficiency from the same stream.
-fn starting_blocks(settings: &KrylovSettings, stream: u64, n: usize, d: usize, b: usize) -> Vec<(Mat<f64>, Refill)> {
-    let start = normal_rows(settings.seed, stream, settings.first_row, n, b * d);
+fn starting_blocks(
+    settings: &KrylovSettings,
+    first_row: usize,
+    stream: u64,
+    n: usize,
+    d: usize,
+    b: usize,
+) -> Vec<(Mat<f64>, Refill)> {
+    let start = normal_rows(settings.seed, stream, first_row, n, b * d);
     (0..n)
         .map(|p| {
-            let mut refill = Refill { seed: settings.seed, stream, row: (settings.first_row + p) as u64, event: 0, d };
+            let mut refill = Refill { seed: settings.seed, stream, row: (first_row + p) as u64, event: 0, d };
             let omega = Mat::from_fn(d, b, |r, c| start[(p * b + c) * d + r] as f64);
             let pending = orthonormalize_against(&empty(d), &omega, &mut || refill.next());
             (pending, refill)
@@ -294,14 +300,19 @@ fn starting_blocks(settings: &KrylovSettings, stream: u64, n: usize, d: usize, b
         .collect()
 }
 
-/// The top-k singular triplets of every point's operator (see the module documentation).
-pub fn block_krylov_svd(op: &mut dyn BatchOperator, settings: KrylovSettings) -> Result<Vec<Triplets>> {
+/// The top-k singular triplets of every point's operator (see the module documentation); `first_row` is the
+/// global row of the operator's first point (0 for a whole run), which keys its points' draws.
+pub fn block_krylov_svd(
+    op: &mut dyn BatchOperator,
+    settings: KrylovSettings,
+    first_row: usize,
+) -> Result<Vec<Triplets>> {
     let (d, n) = (op.dim(), op.points());
     settings.check(d)?;
     let k = settings.k;
     let (b, capacity) = settings.sizes(d);
     let last = settings.last_iteration(b);
-    let mut states: Vec<SvdState> = starting_blocks(&settings, stream::LOWRANK_DIRECTIONS, n, d, b)
+    let mut states: Vec<SvdState> = starting_blocks(&settings, first_row, stream::LOWRANK_DIRECTIONS, n, d, b)
         .into_iter()
         .map(|(pending, refill)| SvdState {
             v: empty(d),
@@ -337,7 +348,7 @@ pub fn block_krylov_svd(op: &mut dyn BatchOperator, settings: KrylovSettings) ->
             if st.fresh_u.ncols() < cols {
                 return Err(Error::Device(format!(
                     "block Krylov: the left basis of row {} could not be extended",
-                    settings.first_row + p
+                    first_row + p
                 )));
             }
         }
@@ -425,14 +436,19 @@ struct SymmetricState {
     refill: Refill,
 }
 
-/// The k eigenpairs of every point's symmetric part (A + Aᵀ)/2 largest in |λ| (see the module documentation).
-pub fn block_lanczos_symmetric_part(op: &mut dyn BatchOperator, settings: KrylovSettings) -> Result<Vec<Eigenpairs>> {
+/// The k eigenpairs of every point's symmetric part (A + Aᵀ)/2 largest in |λ| (see the module documentation);
+/// `first_row` as for [`block_krylov_svd`].
+pub fn block_lanczos_symmetric_part(
+    op: &mut dyn BatchOperator,
+    settings: KrylovSettings,
+    first_row: usize,
+) -> Result<Vec<Eigenpairs>> {
     let (d, n) = (op.dim(), op.points());
     settings.check(d)?;
     let k = settings.k;
     let (b, capacity) = settings.sizes(d);
     let last = settings.last_iteration(b);
-    let mut states: Vec<SymmetricState> = starting_blocks(&settings, stream::SYMMETRIC_DIRECTIONS, n, d, b)
+    let mut states: Vec<SymmetricState> = starting_blocks(&settings, first_row, stream::SYMMETRIC_DIRECTIONS, n, d, b)
         .into_iter()
         .map(|(pending, refill)| SymmetricState {
             x: empty(d),
