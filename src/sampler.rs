@@ -40,7 +40,7 @@ impl SamplerKind {
             "ode-rk4" => SamplerKind::OdeRk4,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "--sampler {other:?}: expected em, pc, ode-euler, ode-heun or ode-rk4"
+                    "sampler {other:?}: expected em, pc, ode-euler, ode-heun or ode-rk4"
                 )))
             }
         })
@@ -76,10 +76,10 @@ pub struct TimeGrid {
 impl TimeGrid {
     pub fn new(steps: usize, eps: f64) -> Result<Self> {
         if steps < 2 {
-            return Err(Error::InvalidArgument(format!("--steps {steps}: need at least 2 grid points")));
+            return Err(Error::InvalidArgument(format!("steps {steps}: need at least 2 grid points")));
         }
         if !(eps > 0.0 && eps < 1.0) {
-            return Err(Error::InvalidArgument(format!("--eps {eps}: expected 0 < eps < 1")));
+            return Err(Error::InvalidArgument(format!("eps {eps}: expected 0 < eps < 1")));
         }
         let times: Vec<f64> = (0..steps).map(|k| 1.0 + (eps - 1.0) * k as f64 / (steps - 1) as f64).collect();
         let dt = times[0] - times[1];
@@ -218,7 +218,7 @@ pub fn sample(
     for &sigma in &config.record_sigmas {
         if !(sigma >= last_std) {
             return Err(Error::InvalidArgument(format!(
-                "--record-sigmas {sigma}: below std(eps) = {last_std:.4e}, the smallest noise level the grid reaches"
+                "record_sigmas {sigma}: below std(eps) = {last_std:.4e}, the smallest noise level the grid reaches"
             )));
         }
     }

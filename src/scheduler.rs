@@ -76,7 +76,7 @@ pub fn plan_chunks(rows: usize, cost: RowCost, bounds: DeviceBounds) -> Result<V
     }
     let available = bounds.memory_budget.checked_sub(cost.fixed_bytes).filter(|a| *a > 0).ok_or_else(|| {
         Error::DoesNotFit(format!(
-            "the model needs {} of device memory but the memory budget is {} (raise --max-memory)",
+            "the model needs {} of device memory but the memory budget is {} (raise max_memory)",
             format_bytes(cost.fixed_bytes),
             format_bytes(bounds.memory_budget)
         ))
@@ -86,7 +86,7 @@ pub fn plan_chunks(rows: usize, cost: RowCost, bounds: DeviceBounds) -> Result<V
     let per_chunk = by_budget.min(by_binding).min(bounds.max_rows_per_dispatch).min(rows as u64);
     if per_chunk == 0 {
         return Err(Error::DoesNotFit(format!(
-            "one row needs {} of device memory but only {} is left in the budget after {} of weights (raise --max-memory)",
+            "one row needs {} of device memory but only {} is left in the budget after {} of weights (raise max_memory)",
             format_bytes(cost.bytes_per_row),
             format_bytes(available),
             format_bytes(cost.fixed_bytes)
@@ -185,7 +185,7 @@ mod tests {
     fn too_small_a_budget_is_a_clear_error() {
         let cost = RowCost { bytes_per_row: 1000, widest_row_bytes: 300, fixed_bytes: 10_000 };
         let err = plan_chunks(10, cost, bounds(5_000)).unwrap_err().to_string();
-        assert!(err.contains("--max-memory"), "{err}");
+        assert!(err.contains("raise max_memory"), "{err}");
         let err = plan_chunks(10, cost, bounds(10_500)).unwrap_err().to_string();
         assert!(err.contains("one row needs"), "{err}");
     }

@@ -211,5 +211,15 @@ fn bad_settings_are_refused() {
     config.steps = 10;
     config.record_sigmas = vec![1e-9];
     let e = sample(&field, &x, &config, &mut noise, JobOptions::default()).unwrap_err();
-    assert!(e.is_user_error() && e.to_string().contains("record-sigmas"), "{e}");
+    assert!(e.is_user_error() && e.to_string().contains("record_sigmas"), "{e}");
+}
+
+/// The library names its parameters (the command line maps them to its flags, tests/cli.rs checks those).
+#[test]
+fn grid_errors_name_the_parameter_not_a_flag() {
+    let steps = scorelens::sampler::TimeGrid::new(1, 1e-3).unwrap_err().to_string();
+    assert!(steps.contains("steps 1") && !steps.contains("--"), "{steps}");
+    let eps = scorelens::sampler::TimeGrid::new(10, 1.5).unwrap_err().to_string();
+    assert!(eps.contains("eps 1.5") && !eps.contains("--"), "{eps}");
+    assert!(scorelens::sampler::SamplerKind::parse("euler").unwrap_err().to_string().contains("sampler \"euler\""));
 }

@@ -72,7 +72,7 @@ pub fn polytope_directions(d: usize, directions: &Directions) -> Result<Vec<f64>
         Directions::Axes => Ok((0..d * d).map(|k| if k / d == k % d { 1.0 } else { 0.0 }).collect()),
         Directions::Random { count, seed } => {
             if count == 0 || count > d {
-                return Err(Error::InvalidArgument(format!("--n-directions {count} must be between 1 and D = {d}")));
+                return Err(Error::InvalidArgument(format!("n_directions {count} must be between 1 and D = {d}")));
             }
             use rand::SeedableRng;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -122,7 +122,7 @@ pub fn descriptors(
     let d = field.dim();
     let points = validate_batch(x, d, t, "X", "T")?;
     if !(settings.radius > 0.0 && settings.radius.is_finite()) {
-        return Err(Error::InvalidArgument(format!("--radius {} must be a positive number", settings.radius)));
+        return Err(Error::InvalidArgument(format!("radius {} must be a positive number", settings.radius)));
     }
     let k = settings.k.clamp(1, d);
     let directions = polytope_directions(d, &settings.directions)?;

@@ -158,10 +158,10 @@ impl Clock {
             }
             Dynamics::Flow { dt, steps, transient, t } => {
                 if !(dt > 0.0 && dt.is_finite()) {
-                    return Err(Error::InvalidArgument(format!("--dt {dt}: expected a positive step")));
+                    return Err(Error::InvalidArgument(format!("dt {dt}: expected a positive step")));
                 }
                 if steps == 0 {
-                    return Err(Error::InvalidArgument("--steps 0: need at least one step".into()));
+                    return Err(Error::InvalidArgument("steps 0: need at least one step".into()));
                 }
                 Ok(Clock { times: vec![t; steps + transient], dt })
             }
@@ -284,7 +284,7 @@ impl HostPropagator<'_> {
         }
         if let Some(i) = self.q.iter().position(|v| !v.is_finite()) {
             return Err(Error::NotFinite {
-                what: format!("tangent vectors at step {index} (try --qr-every 1)"),
+                what: format!("tangent vectors at step {index} (try qr_every 1)"),
                 row: i / (k * d),
                 value: self.q[i],
             });

@@ -192,8 +192,15 @@ impl Shard {
 }
 
 /// The library's parameters that are flags of the same name here (`k` → `--k`, `qr_every` → `--qr-every`).
-const PARAMETER_FLAGS: [&str; 20] = [
+const PARAMETER_FLAGS: [&str; 27] = [
     "shard",
+    "sampler",
+    "steps",
+    "eps",
+    "record_sigmas",
+    "devices",
+    "n_directions",
+    "dt",
     "snr",
     "n",
     "k",
@@ -215,17 +222,29 @@ const PARAMETER_FLAGS: [&str; 20] = [
     "bandwidth",
 ];
 
-/// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …".
+/// Advice inside library messages that names a parameter; the command line names its flag instead.
+const PARAMETER_ADVICE: [(&str, &str); 2] = [("raise max_memory", "raise --max-memory"), ("try qr_every", "try --qr-every")];
+
+/// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …",
+/// and "(raise max_memory)" → "(raise --max-memory)". Idempotent: a message already in flags is left alone.
 pub fn flags(error: Error) -> Error {
+    let advise = |mut message: String| {
+        for (parameter, flag) in PARAMETER_ADVICE {
+            message = message.replace(parameter, flag);
+        }
+        message
+    };
     match error {
         Error::InvalidArgument(message) => {
             let word = message.split(' ').next().unwrap_or("");
             if PARAMETER_FLAGS.contains(&word) {
-                Error::InvalidArgument(format!("--{}{}", word.replace('_', "-"), &message[word.len()..]))
+                Error::InvalidArgument(advise(format!("--{}{}", word.replace('_', "-"), &message[word.len()..])))
             } else {
-                Error::InvalidArgument(message)
+                Error::InvalidArgument(advise(message))
             }
         }
+        Error::DoesNotFit(message) => Error::DoesNotFit(advise(message)),
+        Error::NotFinite { what, row, value } => Error::NotFinite { what: advise(what), row, value },
         other => other,
     }
 }

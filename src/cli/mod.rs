@@ -109,7 +109,12 @@ impl ComputeArgs {
     }
 }
 
+/// Runs a command; library errors that name a parameter are reported with the command line's flag.
 pub fn run(cli: Cli) -> Result<()> {
+    run_command(cli).map_err(inputs::flags)
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { model, settings } => info::run(model.as_deref(), &settings),
         Command::Score(args) => score::run(&args),

@@ -66,7 +66,7 @@ impl UserField {
         schedule: NoiseSchedule,
     ) -> Result<Self> {
         if dim == 0 || dim > 1 << 16 {
-            return Err(Error::InvalidArgument(format!("--dim {dim}: expected 1 ≤ D ≤ 65536")));
+            return Err(Error::InvalidArgument(format!("dim {dim}: expected 1 ≤ D ≤ 65536")));
         }
         let functions = check_user_code(name, code, dim)?;
         let has_jvp = functions.contains(&"field_jvp".to_string());

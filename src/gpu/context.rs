@@ -242,11 +242,11 @@ pub fn contexts_for(spec: &str) -> Result<Vec<Arc<GpuContext>>> {
         spec.split(',')
             .map(|part| {
                 let index: usize = part.trim().parse().map_err(|_| {
-                    Error::InvalidArgument(format!("--devices {spec:?}: expected all or adapter indices like 0,1"))
+                    Error::InvalidArgument(format!("devices {spec:?}: expected all or adapter indices like 0,1"))
                 })?;
                 if index >= count {
                     return Err(Error::InvalidArgument(format!(
-                        "--devices {spec:?}: adapter {index} does not exist ({count} found; see `scorelens info`)"
+                        "devices {spec:?}: adapter {index} does not exist ({count} found; see `scorelens info`)"
                     )));
                 }
                 Ok(index)
@@ -254,7 +254,7 @@ pub fn contexts_for(spec: &str) -> Result<Vec<Arc<GpuContext>>> {
             .collect::<Result<_>>()?
     };
     if indices.is_empty() {
-        return Err(Error::InvalidArgument(format!("--devices {spec:?}: no adapter named")));
+        return Err(Error::InvalidArgument(format!("devices {spec:?}: no adapter named")));
     }
     indices
         .into_iter()
