@@ -1,7 +1,9 @@
 //! Tangent propagation that stays on the GPU: points, tangents, every Runge–Kutta stage, J·Q, the updates and the
 //! QR re-orthonormalisations are recorded step after step without waiting for the device; only log R_jj (and R
 //! when asked for) come back, once per call. The network's primal pass is re-run at device-resident points
-//! ([`MlpLinearization::record_primal`], [`UnetLinearization::record_primal`]); MLP and U-Net fields.
+//! ([`MlpLinearization::record_primal`], [`UnetLinearization::record_primal`],
+//! [`GraphExecutor::record_linearization`](crate::graph::exec::GraphExecutor::record_linearization)); network
+//! fields.
 //!
 //! Each step is one submit: its stage times and noise are queued writes, which wgpu orders after the previous
 //! step's reads, so the queue stays fed and the host never blocks inside a call.
@@ -19,6 +21,8 @@ use crate::ops::qr::{record_qr_rows, QrFactors};
 enum StageLinearization<'f> {
     Mlp { lin: MlpLinearization<'f>, features: wgpu::Buffer, time_index: wgpu::Buffer },
     Unet(UnetLinearization<'f>),
+    /// A network graph: its linearisation is recorded afresh at each stage's point buffer.
+    Graph(&'f crate::graph::exec::GraphExecutor),
 }
 
 impl StageLinearization<'_> {
@@ -33,6 +37,7 @@ impl StageLinearization<'_> {
                 lin.record_primal(rec, x, features, time_index)
             }
             StageLinearization::Unet(lin) => lin.record_primal(rec, x, t),
+            StageLinearization::Graph(_) => Ok(()),
         }
     }
 
@@ -43,6 +48,7 @@ impl StageLinearization<'_> {
                 lin.record_score(rec, out);
                 Ok(())
             }
+            StageLinearization::Graph(_) => Ok(()),
         }
     }
 
@@ -50,7 +56,32 @@ impl StageLinearization<'_> {
         match self {
             StageLinearization::Mlp { lin, .. } => lin.record_jvp(rec, q, k, out, TangentLayout::LikeInput),
             StageLinearization::Unet(lin) => lin.record_jvp(rec, q, k, out, TangentLayout::LikeInput),
+            StageLinearization::Graph(_) => Ok(()),
         }
+    }
+
+    /// The score at `x` into `score` and J·Q into `jq` for K = `k` tangents per point, all recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn record_stage(
+        &self,
+        rec: &mut Recorder,
+        x: &wgpu::Buffer,
+        t: f32,
+        points: usize,
+        score: &wgpu::Buffer,
+        q: &wgpu::Buffer,
+        k: usize,
+        jq: &wgpu::Buffer,
+        d: usize,
+    ) -> Result<()> {
+        if let StageLinearization::Graph(exec) = self {
+            let lin = exec.record_linearization(rec, x, t, points)?;
+            rec.copy(lin.score()?, score, (points * d * 4) as u64);
+            return lin.record_jvp(rec, q, k, jq, false);
+        }
+        self.record_primal(rec, x, t, points)?;
+        self.record_score(rec, score)?;
+        self.record_jvp(rec, q, k, jq)
     }
 }
 
@@ -82,7 +113,7 @@ pub struct ResidentPropagator<'f> {
 
 /// Whether a field can be propagated resident on the GPU.
 pub fn supports(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_))
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_))
 }
 
 impl<'f> ResidentPropagator<'f> {
@@ -110,7 +141,8 @@ impl<'f> ResidentPropagator<'f> {
                     time_index: ctx.upload("resident/time_index", &vec![0u32; b]),
                 }),
                 ScoreField::Unet(f) => Ok(StageLinearization::Unet(UnetLinearization::allocate(f, b, b * k))),
-                _ => Err(Error::InvalidArgument("resident propagation needs an MLP or U-Net field".into())),
+                ScoreField::Graph(f) => Ok(StageLinearization::Graph(f.executor())),
+                _ => Err(Error::InvalidArgument("resident propagation needs a network field".into())),
             }
         };
         let x = [ctx.upload("resident/x0", x0), storage("resident/x1", b * d)];
@@ -181,10 +213,8 @@ impl<'f> ResidentPropagator<'f> {
                 record_lincomb(&mut rec, b * k * d, &q_terms, &buffers.q)?;
                 (&buffers.x, &buffers.q)
             };
-            buffers.lin.record_primal(&mut rec, xi, stage.time as f32, b)?;
-            buffers.lin.record_score(&mut rec, &buffers.score)?;
+            buffers.lin.record_stage(&mut rec, xi, stage.time as f32, b, &buffers.score, qi, k, &buffers.jq, d)?;
             record_lincomb(&mut rec, b * d, &[(stage.score, &buffers.score), (stage.x_coef, xi)], &buffers.velocity)?;
-            buffers.lin.record_jvp(&mut rec, qi, k, &buffers.jq)?;
             record_lincomb(
                 &mut rec,
                 b * k * d,

@@ -60,7 +60,15 @@ pub enum ScoreField {
 }
 
 impl ScoreField {
+    /// The model on the graph engine: ONNX networks as imported, the built-in architectures through their graph
+    /// builders (crate::graph::builtin).
     pub fn new(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
+        Ok(ScoreField::Graph(GraphField::new(ctx, crate::graph::builtin::network(model)?)?))
+    }
+
+    /// A built-in architecture on its architecture-specific kernels, kept beside the graph path for the speed
+    /// comparison of `scorelens bench` (its `… hand-written` items).
+    pub fn hand_written(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
         match model {
             ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
             ScoreModel::Unet(m) => Ok(ScoreField::Unet(UnetField::new(ctx, m.clone())?)),
