@@ -344,9 +344,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
-    let unet_hand = ScoreField::hand_written(ctx.clone(), &ScoreModel::Unet(unet.clone()))?;
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;
-    let unet_paths = [("", &unet_field), (" hand-written", &unet_hand)];
+    let unet_paths = [("", &unet_field)];
     let unet_batches: &[usize] = if args.quick { &[1, 16] } else { &[1, 64, 512] };
     for &images in unet_batches {
         for (suffix, field) in unet_paths {

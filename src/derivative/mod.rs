@@ -15,14 +15,12 @@ pub mod fd;
 pub mod mlp;
 pub mod propagator;
 pub mod resident;
-pub mod unet;
 pub mod user;
 pub(crate) mod user_flow;
 
 use std::ops::Range;
 
 pub use mlp::{MlpLinearization, TangentLayout};
-pub use unet::UnetLinearization;
 pub use user::UserLinearization;
 
 use crate::error::{Error, Result};
@@ -65,7 +63,6 @@ pub enum DivergenceMethod {
 pub enum Linearization<'f> {
     Mlp(MlpLinearization<'f>),
     Graph(crate::graph::exec::GraphLinearization<'f>),
-    Unet(UnetLinearization<'f>),
     User(UserLinearization<'f>),
 }
 
@@ -82,7 +79,6 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.record_jvp(rec, v, per_point, out, layout),
             Linearization::Graph(l) => l.record_jvp(rec, v, per_point, out, layout == TangentLayout::Transposed),
-            Linearization::Unet(l) => l.record_jvp(rec, v, per_point, out, layout),
             Linearization::User(l) => l.record_jvp(rec, v, per_point, out, layout),
         }
     }
@@ -92,7 +88,6 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::Graph(l) => l.record_vjp(rec, u, per_point, out),
-            Linearization::Unet(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::User(l) => l.record_vjp(),
         }
     }
@@ -102,7 +97,6 @@ impl Linearization<'_> {
         match self {
             Linearization::Mlp(l) => l.pre_activations(),
             Linearization::Graph(l) => l.pre_activations(),
-            Linearization::Unet(l) => l.pre_activations(),
             Linearization::User(_) => Err(Error::InvalidArgument(
                 "a user field has no hidden units to count (local complexity needs a network)".into(),
             )),
@@ -115,12 +109,11 @@ pub fn linearize<'f>(
     field: &'f ScoreField,
     x: &[f32],
     t: &[f32],
-    max_tangent_rows: usize,
+    _max_tangent_rows: usize,
 ) -> Result<Linearization<'f>> {
     match field {
         ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
         ScoreField::Graph(f) => Ok(Linearization::Graph(f.executor().linearize(x, t)?)),
-        ScoreField::Unet(f) => Ok(Linearization::Unet(UnetLinearization::new(f, x, t, max_tangent_rows)?)),
         ScoreField::User(f) => Ok(Linearization::User(UserLinearization::new(f, x, t)?)),
         ScoreField::Smoothed(_) => Err(Error::InvalidArgument(
             "the smoothed data field has no network to linearise (its products are Hessian-vector products)".into(),
@@ -131,7 +124,7 @@ pub fn linearize<'f>(
 /// Whether the field has exact forward-mode products (J·v, forward-mode Jacobians).
 pub fn has_exact_jvp(field: &ScoreField) -> bool {
     match field {
-        ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_) => true,
+        ScoreField::Mlp(_) | ScoreField::Graph(_) => true,
         ScoreField::User(f) => f.has_jvp(),
         ScoreField::Smoothed(_) => true,
     }
@@ -140,7 +133,7 @@ pub fn has_exact_jvp(field: &ScoreField) -> bool {
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
 pub fn has_exact_vjp(field: &ScoreField) -> bool {
     // The smoothed field's Jacobian is a Hessian: symmetric, Jᵀ·u = J·u.
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_) | ScoreField::Smoothed(_))
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Graph(_) | ScoreField::Smoothed(_))
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
@@ -158,26 +151,6 @@ fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
             // input, output, read-back and two scratch rows
             let per_tangent = 4 * (3 * m.dim as u64 + 2 * widest);
             (per_point, per_tangent, 4 * widest.max(m.dim as u64))
-        }
-        ScoreField::Unet(f) => {
-            let m = f.model();
-            let grids = m.block_sizes();
-            let outputs: Vec<u64> =
-                m.blocks.iter().zip(&grids).map(|(b, (_, (h, w)))| (h * w * b.conv.outputs) as u64).collect();
-            // reverse mode holds the gradient of each block's whole (concatenated) input
-            let inputs: Vec<u64> =
-                m.blocks.iter().zip(&grids).map(|(b, ((h, w), _))| (h * w * b.conv.inputs) as u64).collect();
-            let activations: u64 = outputs.iter().sum();
-            let widest = outputs.iter().chain(&inputs).copied().max().unwrap_or(1);
-            let groups: u64 = m.blocks.iter().filter_map(|b| b.norm.as_ref().map(|n| n.groups as u64)).sum();
-            let channels: u64 = m.blocks.iter().filter(|b| b.norm.is_some()).map(|b| b.conv.outputs as u64).sum();
-            let d = m.dim() as u64;
-            let e = m.embed_dim() as u64;
-            // the primal pass: activations, GroupNorm data, time path
-            let per_point = 4 * (activations + 2 * channels + 2 * groups + d + 8 * e + 4);
-            // tangent (or cotangent) activations, input, output, read-back, their statistics
-            let per_tangent = 4 * (activations.max(inputs.iter().sum()) + 3 * d + 2 * groups);
-            (per_point, per_tangent, 4 * widest)
         }
         ScoreField::Graph(f) => f.executor().product_costs(),
         ScoreField::User(f) => {

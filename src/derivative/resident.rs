@@ -1,7 +1,7 @@
 //! Tangent propagation that stays on the GPU: points, tangents, every Runge–Kutta stage, J·Q, the updates and the
 //! QR re-orthonormalisations are recorded step after step without waiting for the device; only log R_jj (and R
 //! when asked for) come back, once per call. The network's primal pass is re-run at device-resident points
-//! ([`MlpLinearization::record_primal`], [`UnetLinearization::record_primal`],
+//! ([`MlpLinearization::record_primal`],
 //! [`GraphExecutor::record_linearization`](crate::graph::exec::GraphExecutor::record_linearization)); network
 //! fields.
 //!
@@ -10,7 +10,6 @@
 
 use crate::derivative::mlp::{MlpLinearization, TangentLayout};
 use crate::derivative::propagator::{Factors, Propagator, StepPlanner};
-use crate::derivative::unet::UnetLinearization;
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
@@ -20,7 +19,6 @@ use crate::ops::qr::{record_qr_rows, QrFactors};
 /// A network linearised at a stage's points, re-run every step.
 enum StageLinearization<'f> {
     Mlp { lin: MlpLinearization<'f>, features: wgpu::Buffer, time_index: wgpu::Buffer },
-    Unet(UnetLinearization<'f>),
     /// A network graph: its linearisation is recorded afresh at each stage's point buffer.
     Graph(&'f crate::graph::exec::GraphExecutor),
 }
@@ -36,7 +34,6 @@ impl StageLinearization<'_> {
                 ctx.write(lin.point_scale(), &vec![model.output_factor(t) as f32; points]);
                 lin.record_primal(rec, x, features, time_index)
             }
-            StageLinearization::Unet(lin) => lin.record_primal(rec, x, t),
             StageLinearization::Graph(_) => Ok(()),
         }
     }
@@ -44,10 +41,6 @@ impl StageLinearization<'_> {
     fn record_score(&self, rec: &mut Recorder, out: &wgpu::Buffer) -> Result<()> {
         match self {
             StageLinearization::Mlp { lin, .. } => lin.record_score(rec, out),
-            StageLinearization::Unet(lin) => {
-                lin.record_score(rec, out);
-                Ok(())
-            }
             StageLinearization::Graph(_) => Ok(()),
         }
     }
@@ -55,7 +48,6 @@ impl StageLinearization<'_> {
     fn record_jvp(&self, rec: &mut Recorder, q: &wgpu::Buffer, k: usize, out: &wgpu::Buffer) -> Result<()> {
         match self {
             StageLinearization::Mlp { lin, .. } => lin.record_jvp(rec, q, k, out, TangentLayout::LikeInput),
-            StageLinearization::Unet(lin) => lin.record_jvp(rec, q, k, out, TangentLayout::LikeInput),
             StageLinearization::Graph(_) => Ok(()),
         }
     }
@@ -113,7 +105,7 @@ pub struct ResidentPropagator<'f> {
 
 /// Whether a field can be propagated resident on the GPU.
 pub fn supports(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Unet(_) | ScoreField::Graph(_))
+    matches!(field, ScoreField::Mlp(_) | ScoreField::Graph(_))
 }
 
 impl<'f> ResidentPropagator<'f> {
@@ -140,7 +132,6 @@ impl<'f> ResidentPropagator<'f> {
                     features: storage("resident/features", f.model().embed_dim()),
                     time_index: ctx.upload("resident/time_index", &vec![0u32; b]),
                 }),
-                ScoreField::Unet(f) => Ok(StageLinearization::Unet(UnetLinearization::allocate(f, b, b * k))),
                 ScoreField::Graph(f) => Ok(StageLinearization::Graph(f.executor())),
                 _ => Err(Error::InvalidArgument("resident propagation needs a network field".into())),
             }

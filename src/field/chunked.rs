@@ -102,9 +102,4 @@ impl TimeTable {
         }
         table
     }
-
-    /// The number of distinct times (rows of the feature table).
-    pub fn distinct(&self) -> usize {
-        self.index.iter().copied().max().map_or(0, |m| m as usize + 1)
-    }
 }

@@ -5,7 +5,6 @@ pub mod graph;
 pub mod kde;
 pub mod mlp;
 pub mod smoothed;
-pub mod unet;
 pub mod user;
 
 use std::sync::Arc;
@@ -14,7 +13,6 @@ pub use graph::GraphField;
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
 pub use mlp::MlpField;
 pub use smoothed::{SmoothedData, Smoothing};
-pub use unet::UnetField;
 pub use user::UserField;
 
 use crate::error::{Error, Result};
@@ -49,9 +47,9 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 
 /// A score field whose parameters live on the GPU.
 pub enum ScoreField {
+    /// The MLP on its architecture-specific kernels (only through [`ScoreField::hand_written`]).
     Mlp(MlpField),
-    Unet(UnetField),
-    /// Any network as a graph (ONNX imports).
+    /// Any network as a graph: ONNX imports and the built-in architectures.
     Graph(GraphField),
     /// A user's WGSL field.
     User(UserField),
@@ -66,20 +64,18 @@ impl ScoreField {
         Ok(ScoreField::Graph(GraphField::new(ctx, crate::graph::builtin::network(model)?)?))
     }
 
-    /// A built-in architecture on its architecture-specific kernels, kept beside the graph path for the speed
-    /// comparison of `scorelens bench` (its `… hand-written` items).
+    /// The MLP on its architecture-specific kernels, kept beside the graph path for the speed comparison of
+    /// `scorelens bench` (its `… hand-written` items); other models run on the graph engine.
     pub fn hand_written(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
         match model {
             ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
-            ScoreModel::Unet(m) => Ok(ScoreField::Unet(UnetField::new(ctx, m.clone())?)),
-            ScoreModel::Graph(n) => Ok(ScoreField::Graph(GraphField::new(ctx, n.clone())?)),
+            other => Self::new(ctx, other),
         }
     }
 
     pub fn dim(&self) -> usize {
         match self {
             ScoreField::Mlp(f) => f.model().dim,
-            ScoreField::Unet(f) => f.model().dim(),
             ScoreField::Graph(f) => f.network().dim(),
             ScoreField::User(f) => f.dim(),
             ScoreField::Smoothed(f) => f.dim(),
@@ -90,7 +86,6 @@ impl ScoreField {
     pub fn row_shape(&self) -> Vec<usize> {
         match self {
             ScoreField::Mlp(f) => vec![f.model().dim],
-            ScoreField::Unet(f) => vec![1, f.model().height, f.model().width],
             ScoreField::Graph(f) => f.network().row_shape.clone(),
             ScoreField::User(f) => vec![f.dim()],
             ScoreField::Smoothed(f) => vec![f.dim()],
@@ -101,7 +96,6 @@ impl ScoreField {
     pub fn ctx(&self) -> &GpuContext {
         match self {
             ScoreField::Mlp(f) => f.ctx(),
-            ScoreField::Unet(f) => f.ctx(),
             ScoreField::Graph(f) => f.ctx(),
             ScoreField::User(f) => f.ctx(),
             ScoreField::Smoothed(f) => f.ctx(),
@@ -112,7 +106,6 @@ impl ScoreField {
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         match self {
             ScoreField::Mlp(f) => f.score(x, t, options),
-            ScoreField::Unet(f) => f.score(x, t, options),
             ScoreField::Graph(f) => f.score(x, t, options),
             ScoreField::User(f) => f.score(x, t, options),
             ScoreField::Smoothed(f) => f.score(x, t, options),
@@ -123,7 +116,6 @@ impl ScoreField {
     pub fn schedule(&self) -> crate::model::NoiseSchedule {
         match self {
             ScoreField::Mlp(f) => f.model().schedule,
-            ScoreField::Unet(f) => f.model().schedule,
             ScoreField::Graph(f) => f.network().schedule,
             ScoreField::User(f) => f.schedule(),
             ScoreField::Smoothed(f) => f.schedule(),
@@ -136,14 +128,13 @@ impl ScoreField {
         match self {
             ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
             ScoreField::Graph(f) => f.network().is_piecewise_linear(),
-            ScoreField::Unet(_) | ScoreField::User(_) | ScoreField::Smoothed(_) => false,
+            ScoreField::User(_) | ScoreField::Smoothed(_) => false,
         }
     }
 
     pub fn parameter_count(&self) -> usize {
         match self {
             ScoreField::Mlp(f) => f.model().parameter_count(),
-            ScoreField::Unet(f) => f.model().parameter_count(),
             ScoreField::Graph(f) => f.network().parameters,
             ScoreField::User(_) | ScoreField::Smoothed(_) => 0,
         }
@@ -153,7 +144,6 @@ impl ScoreField {
     pub fn flops_per_row(&self) -> f64 {
         match self {
             ScoreField::Mlp(f) => f.model().flops_per_row(),
-            ScoreField::Unet(f) => f.model().flops_per_image(),
             ScoreField::Graph(f) => f.network().flops_per_row(),
             ScoreField::User(_) => f64::NAN,
             // Distances, weights and the weighted sum over the N points.
