@@ -6,7 +6,6 @@ mod common;
 use common::{gpu, normal_vec, rel_err, rng};
 use rand::Rng;
 use scorelens::gpu::{BufferRole, Recorder};
-use scorelens::ops::conv::ConvTile;
 use scorelens::ops::matmul::{
     kernel_for, record_matmul, record_matmul_with, Epilogue, MatmulShape, MatmulTarget, TilePlan,
 };
@@ -275,16 +274,11 @@ fn chooser_large_bucket_matches_reference() {
 /// is refused when the context is opened, naming the option.
 #[test]
 fn device_options_given_in_code_force_the_variants() {
-    let options = DeviceOptions {
-        matmul_tile: Some(TilePlan::Small),
-        conv_tile: Some(ConvTile::Tile128),
-        subgroups: Some(false),
-        ..DeviceOptions::default()
-    };
+    let options =
+        DeviceOptions { matmul_tile: Some(TilePlan::Small), subgroups: Some(false), ..DeviceOptions::default() };
     let ctx = GpuContext::with_options(options.clone()).unwrap();
     assert_eq!(ctx.options(), &options);
     assert_eq!(ctx.forced_matmul_tile(), Some(TilePlan::Small));
-    assert_eq!(ctx.conv_tile(), ConvTile::Tile128);
     assert!(!ctx.subgroup_reductions());
     let shape = MatmulShape::new(70, 45, 33);
     let err = check_in(&ctx, shape, None, Fusions { bias: true, ..Fusions::default() }, 900);

@@ -119,7 +119,7 @@ fn unet_batches_beyond_the_memory_budget_run_in_chunks() {
     let t = random_times(17, images);
     let whole = field.score(&x, &t, JobOptions::default()).unwrap();
     // About 4 images per chunk: the job must be split, and agree with the unsplit run and the reference.
-    let small = JobOptions { memory_budget: 1 << 21, ..JobOptions::default() };
+    let small = JobOptions { memory_budget: 1 << 23, ..JobOptions::default() };
     let split = field.score(&x, &t, small).unwrap();
     let whole64: Vec<f64> = whole.iter().map(|&v| v as f64).collect();
     assert!(rel_err(&split, &whole64) <= 1e-6);

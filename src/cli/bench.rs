@@ -180,6 +180,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         record(name, seconds, repeats, mlp_flops * rows as f64, rows as f64, "rows");
     }
 
+    // Exact forward-mode J·V of the MLP, 8 tangents for each of 1024 points.
+    let name = "mlp jvp exact k8 b1024".to_string();
+    if wanted(&name) {
+        let (points, k) = (1024, 8);
+        let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
+        let v: Vec<f32> = (0..points * k * 64).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
+        let (seconds, repeats) = time_it(time_budget, || {
+            derivative::jvp(&mlp_field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
+        })?;
+        record(name, seconds, repeats, (k + 1) as f64 * mlp_flops * points as f64, (points * k) as f64, "products");
+    }
+
     // Full Jacobians of the MLP (exact forward and reverse mode): D products per point.
     let jacobian_points: &[usize] = if args.quick { &[16] } else { &[16, 256] };
     for &points in jacobian_points {

@@ -3,18 +3,14 @@
 pub(crate) mod chunked;
 pub mod graph;
 pub mod kde;
-pub mod mlp;
 pub mod smoothed;
-pub mod unet;
 pub mod user;
 
 use std::sync::Arc;
 
 pub use graph::GraphField;
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
-pub use mlp::MlpField;
 pub use smoothed::{SmoothedData, Smoothing};
-pub use unet::UnetField;
 pub use user::UserField;
 
 use crate::error::{Error, Result};
@@ -49,9 +45,7 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 
 /// A score field whose parameters live on the GPU.
 pub enum ScoreField {
-    Mlp(MlpField),
-    Unet(UnetField),
-    /// Any network as a graph (ONNX imports).
+    /// Any network as a graph: ONNX imports and the built-in architectures.
     Graph(GraphField),
     /// A user's WGSL field.
     User(UserField),
@@ -60,18 +54,14 @@ pub enum ScoreField {
 }
 
 impl ScoreField {
+    /// The model on the graph engine: ONNX networks as imported, the built-in architectures through their graph
+    /// builders (crate::graph::builtin).
     pub fn new(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
-        match model {
-            ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
-            ScoreModel::Unet(m) => Ok(ScoreField::Unet(UnetField::new(ctx, m.clone())?)),
-            ScoreModel::Graph(n) => Ok(ScoreField::Graph(GraphField::new(ctx, n.clone())?)),
-        }
+        Ok(ScoreField::Graph(GraphField::new(ctx, crate::graph::builtin::network(model)?)?))
     }
 
     pub fn dim(&self) -> usize {
         match self {
-            ScoreField::Mlp(f) => f.model().dim,
-            ScoreField::Unet(f) => f.model().dim(),
             ScoreField::Graph(f) => f.network().dim(),
             ScoreField::User(f) => f.dim(),
             ScoreField::Smoothed(f) => f.dim(),
@@ -81,8 +71,6 @@ impl ScoreField {
     /// The shape of one input row ([D], or [C, H, W] for images).
     pub fn row_shape(&self) -> Vec<usize> {
         match self {
-            ScoreField::Mlp(f) => vec![f.model().dim],
-            ScoreField::Unet(f) => vec![1, f.model().height, f.model().width],
             ScoreField::Graph(f) => f.network().row_shape.clone(),
             ScoreField::User(f) => vec![f.dim()],
             ScoreField::Smoothed(f) => vec![f.dim()],
@@ -92,8 +80,6 @@ impl ScoreField {
     /// The GPU this field lives on.
     pub fn ctx(&self) -> &GpuContext {
         match self {
-            ScoreField::Mlp(f) => f.ctx(),
-            ScoreField::Unet(f) => f.ctx(),
             ScoreField::Graph(f) => f.ctx(),
             ScoreField::User(f) => f.ctx(),
             ScoreField::Smoothed(f) => f.ctx(),
@@ -103,8 +89,6 @@ impl ScoreField {
     /// s(x, t) for every row of `x` (row-major, `dim` entries a row); `t` has one entry per row or one for all.
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         match self {
-            ScoreField::Mlp(f) => f.score(x, t, options),
-            ScoreField::Unet(f) => f.score(x, t, options),
             ScoreField::Graph(f) => f.score(x, t, options),
             ScoreField::User(f) => f.score(x, t, options),
             ScoreField::Smoothed(f) => f.score(x, t, options),
@@ -114,8 +98,6 @@ impl ScoreField {
     /// The model's noise schedule (std(t), α(t), g(t)).
     pub fn schedule(&self) -> crate::model::NoiseSchedule {
         match self {
-            ScoreField::Mlp(f) => f.model().schedule,
-            ScoreField::Unet(f) => f.model().schedule,
             ScoreField::Graph(f) => f.network().schedule,
             ScoreField::User(f) => f.schedule(),
             ScoreField::Smoothed(f) => f.schedule(),
@@ -126,16 +108,13 @@ impl ScoreField {
     /// between kinks.
     pub fn is_piecewise_linear(&self) -> bool {
         match self {
-            ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
             ScoreField::Graph(f) => f.network().is_piecewise_linear(),
-            ScoreField::Unet(_) | ScoreField::User(_) | ScoreField::Smoothed(_) => false,
+            ScoreField::User(_) | ScoreField::Smoothed(_) => false,
         }
     }
 
     pub fn parameter_count(&self) -> usize {
         match self {
-            ScoreField::Mlp(f) => f.model().parameter_count(),
-            ScoreField::Unet(f) => f.model().parameter_count(),
             ScoreField::Graph(f) => f.network().parameters,
             ScoreField::User(_) | ScoreField::Smoothed(_) => 0,
         }
@@ -144,8 +123,6 @@ impl ScoreField {
     /// FLOPs of one forward pass of one row (unknown, NaN, for user fields).
     pub fn flops_per_row(&self) -> f64 {
         match self {
-            ScoreField::Mlp(f) => f.model().flops_per_row(),
-            ScoreField::Unet(f) => f.model().flops_per_image(),
             ScoreField::Graph(f) => f.network().flops_per_row(),
             ScoreField::User(_) => f64::NAN,
             // Distances, weights and the weighted sum over the N points.

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::KernelCache;
 use crate::gpu::options::{AdapterChoice, DeviceOptions};
-use crate::ops::conv::ConvTile;
 use crate::ops::matmul::TilePlan;
 
 /// What the chosen adapter can do, read once.
@@ -383,12 +382,7 @@ impl GpuContext {
         self.options.matmul_tile
     }
 
-    /// The tile the convolutions run ([`DeviceOptions::conv_tile`], else [`ConvTile::DEFAULT`]).
-    pub fn conv_tile(&self) -> ConvTile {
-        self.options.conv_tile_or_default()
-    }
-
-    /// Whether reductions (the GroupNorm tangent and adjoint statistics) run their subgroup variants: set at
+    /// Whether reductions (the row QR of resident blocks) run their subgroup variants: set at
     /// creation from [`DeviceOptions::subgroups`] or [`Capabilities::subgroups_by_default`].
     pub fn subgroup_reductions(&self) -> bool {
         self.subgroups.load(Ordering::Relaxed)

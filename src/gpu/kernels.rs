@@ -16,16 +16,8 @@ const REGISTER_TILE: &str = include_str!("../../shaders/shared/register_tile.wgs
 const WORKGROUP_SUM: &str = include_str!("../../shaders/shared/workgroup_sum.wgsl");
 const QR_ROWS: &str = include_str!("../../shaders/qr_rows.wgsl");
 const WORKGROUP_SUM_SUBGROUP: &str = include_str!("../../shaders/shared/workgroup_sum_subgroup.wgsl");
-const GROUPNORM_TANGENT_STATS: &str = include_str!("../../shaders/groupnorm_tangent_stats.wgsl");
-const GROUPNORM_ADJOINT_STATS: &str = include_str!("../../shaders/groupnorm_adjoint_stats.wgsl");
 const COOP_MATRIX_ENABLE: &str = include_str!("../../shaders/shared/coop_matrix_enable.wgsl");
 const REGISTER_TILE_128: &str = include_str!("../../shaders/shared/register_tile_128.wgsl");
-const CONV_GEOMETRY: &str = include_str!("../../shaders/shared/conv_geometry.wgsl");
-const CONV_CORE: &str = include_str!("../../shaders/shared/conv_igemm_core.wgsl");
-const CONV_CORE_128: &str = include_str!("../../shaders/shared/conv_igemm_core_128.wgsl");
-const CONV2D_IGEMM: &str = include_str!("../../shaders/conv2d_igemm.wgsl");
-const CONV2D_TANGENT: &str = include_str!("../../shaders/conv2d_tangent.wgsl");
-const CONV2D_ADJOINT: &str = include_str!("../../shaders/conv2d_adjoint.wgsl");
 const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
 const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
 const KDE_BLOCK_NARROW: &str = include_str!("../../shaders/shared/kde_block_narrow.wgsl");
@@ -48,23 +40,10 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ),
     // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
-    ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
     ("qr_rows", &[WORKGROUP_SUM], QR_ROWS),
-    ("qr_rows_subgroup", &[WORKGROUP_SUM_SUBGROUP], QR_ROWS),
-    ("conv2d_igemm", &[ACTIVATIONS, REGISTER_TILE, CONV_GEOMETRY, CONV_CORE], CONV2D_IGEMM),
-    ("conv2d_tangent", &[ACTIVATIONS, REGISTER_TILE, CONV_GEOMETRY, CONV_CORE], CONV2D_TANGENT),
-    // The convolution bodies on the 128×128 core (ops::conv::ConvTile; only when SCORELENS_CONV_TILE=128).
-    ("conv2d_igemm_128", &[ACTIVATIONS, REGISTER_TILE_128, CONV_GEOMETRY, CONV_CORE_128], CONV2D_IGEMM),
-    ("conv2d_tangent_128", &[ACTIVATIONS, REGISTER_TILE_128, CONV_GEOMETRY, CONV_CORE_128], CONV2D_TANGENT),
-    ("conv2d_adjoint_128", &[ACTIVATIONS, REGISTER_TILE_128, CONV_GEOMETRY, CONV_CORE_128], CONV2D_ADJOINT),
-    ("groupnorm_stats", &[], include_str!("../../shaders/groupnorm_stats.wgsl")),
-    ("groupnorm_tangent_stats", &[WORKGROUP_SUM], GROUPNORM_TANGENT_STATS),
     // The same body on subgroup operations (GpuContext::subgroup_reductions decides).
-    ("groupnorm_tangent_stats_subgroup", &[WORKGROUP_SUM_SUBGROUP], GROUPNORM_TANGENT_STATS),
-    ("conv2d_adjoint", &[ACTIVATIONS, REGISTER_TILE, CONV_GEOMETRY, CONV_CORE], CONV2D_ADJOINT),
-    ("groupnorm_adjoint_stats", &[ACTIVATIONS, WORKGROUP_SUM], GROUPNORM_ADJOINT_STATS),
-    ("groupnorm_adjoint_stats_subgroup", &[ACTIVATIONS, WORKGROUP_SUM_SUBGROUP], GROUPNORM_ADJOINT_STATS),
+    ("qr_rows_subgroup", &[WORKGROUP_SUM_SUBGROUP], QR_ROWS),
     ("kde_distances", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_distances.wgsl")),
     ("kde_softmax_update", &[KDE_PARAMS], include_str!("../../shaders/kde_softmax_update.wgsl")),
     ("kde_mean_update", &[KDE_PARAMS, KDE_BLOCK], include_str!("../../shaders/kde_mean_update.wgsl")),

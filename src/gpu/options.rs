@@ -6,7 +6,6 @@
 
 use super::context::{ADAPTER_ENV, COOP_MATRIX_ENV, SUBGROUPS_ENV};
 use crate::error::{Error, Result};
-use crate::ops::conv::ConvTile;
 use crate::ops::matmul::{TilePlan, TILE_ENV};
 
 /// Which adapter to open.
@@ -43,9 +42,6 @@ pub struct DeviceOptions {
     /// The matmul variant every product runs; `None`: [`TilePlan::choose`] picks per shape. [`TilePlan::Coop`]
     /// needs `coop_matrix`. Environment: `SCORELENS_MATMUL_TILE` (`auto`, `small`, `64`, `128`, `coop`).
     pub matmul_tile: Option<TilePlan>,
-    /// The tile every convolution runs; `None`: [`ConvTile::DEFAULT`]. Environment: `SCORELENS_CONV_TILE` (`auto`,
-    /// `64`, `128`).
-    pub conv_tile: Option<ConvTile>,
     /// Subgroup reductions forced on (an error where the adapter lacks subgroups) or off; `None`:
     /// [`crate::gpu::Capabilities::subgroups_by_default`]. Environment: `SCORELENS_SUBGROUPS` (`0`, `1`).
     pub subgroups: Option<bool>,
@@ -61,15 +57,9 @@ impl DeviceOptions {
         Ok(DeviceOptions {
             adapter: std::env::var(ADAPTER_ENV).ok().and_then(|text| AdapterChoice::parse(&text)),
             matmul_tile: TilePlan::forced()?,
-            conv_tile: ConvTile::forced()?,
             subgroups: switch_from_env(SUBGROUPS_ENV)?,
             coop_matrix: switch_from_env(COOP_MATRIX_ENV)?.unwrap_or(false),
         })
-    }
-
-    /// The convolution tile: the forced one, else [`ConvTile::DEFAULT`].
-    pub fn conv_tile_or_default(&self) -> ConvTile {
-        self.conv_tile.unwrap_or(ConvTile::DEFAULT)
     }
 
     /// Contradictions that need no adapter to see: a forced cooperative-matrix matmul without cooperative matrices.

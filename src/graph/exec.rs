@@ -262,6 +262,27 @@ impl GraphExecutor {
         Ok(GraphLinearization { exec: self, points: x.len() / self.net.dim(), values })
     }
 
+    /// Records the network and its derivative factors at device-resident points `x` ([points, D]), all at time `t`,
+    /// without submitting: resident propagation re-runs it at every stage of every step.
+    pub fn record_linearization(
+        &self,
+        rec: &mut Recorder,
+        x: &wgpu::Buffer,
+        t: f32,
+        points: usize,
+    ) -> Result<GraphLinearization<'_>> {
+        let label = "graph/resident";
+        let p = &self.net.program;
+        let mut values: HashMap<ValueId, wgpu::Buffer> = HashMap::from([(p.graph.inputs[0], x.clone())]);
+        for (k, row) in self.net.row_inputs(&vec![t as f64; points]).iter().enumerate() {
+            let data: Vec<f32> = row.iter().map(|&v| v as f32).collect();
+            values.insert(p.graph.inputs[k + 1], self.ctx.upload(&format!("{label}/input{}", k + 1), &data));
+        }
+        let nodes: Vec<NodeId> = p.primal.iter().chain(&p.residuals).copied().collect();
+        self.record_nodes(rec, label, &nodes, points, 1, &mut values)?;
+        Ok(GraphLinearization { exec: self, points, values })
+    }
+
     fn finish(&self, rec: Recorder, label: &str, result: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         let mut rec = rec;
         let readback = self.ctx.buffer(&format!("{label}/readback"), (len * 4) as u64, BufferRole::Readback);
@@ -541,6 +562,11 @@ pub struct GraphLinearization<'e> {
 impl GraphLinearization<'_> {
     pub fn points(&self) -> usize {
         self.points
+    }
+
+    /// The score s(x, t) at the points, [points, D], on the device.
+    pub fn score(&self) -> Result<&wgpu::Buffer> {
+        self.exec.buffer(&self.values, self.exec.net.graph().output)
     }
 
     /// J·V for `per_point` tangents per point: `v` [points, P, D] → `out` [points, P, D], or each point's block

@@ -5,6 +5,7 @@
 //! A network's raw output becomes the score through an affine map per row, s = a(t) · out + b(t) · x, appended to
 //! the graph as two per-row inputs, so scores, J·V and Jᵀ·U all follow it exactly.
 
+pub mod builtin;
 pub mod exec;
 pub mod fuse;
 pub mod ir;
@@ -54,6 +55,11 @@ impl Parameterization {
             Parameterization::Denoiser => "denoiser",
             Parameterization::V => "v",
         }
+    }
+
+    /// Whether s depends on x besides the network output (b ≠ 0 in [`Parameterization::affine`]).
+    pub fn shifts(self) -> bool {
+        matches!(self, Parameterization::Denoiser | Parameterization::V)
     }
 
     /// (a, b) with s = a · out + b · x at noise level (α, std). For v with α² + std² ≠ 1 (VE schedules) the general
@@ -131,12 +137,16 @@ pub struct ScoreNetwork {
     pub time_input: TimeInput,
     /// Per-row shape of x.
     pub row_shape: Vec<usize>,
-    /// Inputs: x, the time input, a, b (the last two per-row scalars of the score conversion).
+    /// Inputs: x, the time input, then a (and b) of the score conversion (per-row scalars).
     pub program: Linearized,
     /// Weights in the network.
     pub parameters: usize,
     /// The ONNX metadata as read, for `info`.
     pub metadata: HashMap<String, String>,
+    /// The Gaussian Fourier frequencies W of a built-in architecture: its time input is then the row
+    /// e(t) = [sin(2π W t), cos(2π W t)], computed on the host in f64 from the f32 W and t (exact to f32 rounding,
+    /// whatever the driver's sin) rather than by the network.
+    pub time_features: Option<Vec<f32>>,
 }
 
 impl ScoreNetwork {
@@ -195,12 +205,18 @@ impl ScoreNetwork {
         if parameterization != Parameterization::Score {
             let scalar = vec![1usize; row_shape.len()];
             let a = graph.add_value("score/a", scalar.clone(), Stream::Primal);
-            let b = graph.add_value("score/b", scalar, Stream::Primal);
-            graph.inputs.extend([a, b]);
+            graph.inputs.push(a);
             let out = graph.output;
-            let scaled = graph.add_node("score", Op::Binary(BinaryOp::Mul), vec![out, a], row_shape.clone());
-            let shift = graph.add_node("score", Op::Binary(BinaryOp::Mul), vec![x, b], row_shape.clone());
-            graph.output = graph.add_node("score", Op::Binary(BinaryOp::Add), vec![scaled, shift], row_shape.clone());
+            graph.output = graph.add_node("score", Op::Binary(BinaryOp::Mul), vec![out, a], row_shape.clone());
+            // ε-predictors have b = 0: no b · x term to compute (or to differentiate).
+            if parameterization.shifts() {
+                let b = graph.add_value("score/b", scalar, Stream::Primal);
+                graph.inputs.push(b);
+                let scaled = graph.output;
+                let shift = graph.add_node("score", Op::Binary(BinaryOp::Mul), vec![x, b], row_shape.clone());
+                graph.output =
+                    graph.add_node("score", Op::Binary(BinaryOp::Add), vec![scaled, shift], row_shape.clone());
+            }
         }
         let program = linearize::linearize(graph).map_err(|e| match e {
             Error::InvalidArgument(m) => Error::bad_file(&path, m),
@@ -216,6 +232,7 @@ impl ScoreNetwork {
             program,
             parameters,
             metadata,
+            time_features: None,
         })
     }
 
@@ -227,10 +244,16 @@ impl ScoreNetwork {
         &self.program.graph
     }
 
-    /// The per-row primal inputs besides x, for rows whose times are `t` (one per row): the time input, then
-    /// (a, b) when the output needs converting.
+    /// The per-row primal inputs besides x, for rows whose times are `t` (one per row), each flattened over the
+    /// rows: the time input (a scalar, or the Fourier features of a built-in), then a (and b) when the output needs
+    /// converting.
     pub fn row_inputs(&self, t: &[f64]) -> Vec<Vec<f64>> {
-        let time: Vec<f64> = t.iter().map(|&t| self.time_input.value(&self.schedule, t)).collect();
+        let time: Vec<f64> = match &self.time_features {
+            // The times arrive as f32 widened to f64: the features are those of the f32 time, as the built-in
+            // architectures define them.
+            Some(w) => t.iter().flat_map(|&t| crate::model::mlp::fourier_features(w, t as f32)).collect(),
+            None => t.iter().map(|&t| self.time_input.value(&self.schedule, t)).collect(),
+        };
         let mut inputs = vec![time];
         if self.parameterization != Parameterization::Score {
             let (mut a, mut b) = (Vec::with_capacity(t.len()), Vec::with_capacity(t.len()));
@@ -239,7 +262,10 @@ impl ScoreNetwork {
                 a.push(ai);
                 b.push(bi);
             }
-            inputs.extend([a, b]);
+            inputs.push(a);
+            if self.parameterization.shifts() {
+                inputs.push(b);
+            }
         }
         inputs
     }

@@ -136,24 +136,6 @@ impl UnetModel {
         fourier_features(&self.embed_w, t)
     }
 
-    /// The convolution geometry of block `i` over `batch` rows: its input is [h, skip] for decoder blocks.
-    pub fn block_shape(&self, i: usize, batch: usize) -> crate::ops::conv::ConvShape {
-        let ((h, w), _) = self.block_sizes()[i];
-        let c = &self.blocks[i].conv;
-        let c2 = SKIP_OF[i].map_or(0, |s| self.blocks[s].conv.outputs);
-        crate::ops::conv::ConvShape {
-            batch,
-            height: h,
-            width: w,
-            c1: c.inputs - c2,
-            c2,
-            outputs: c.outputs,
-            stride: c.stride,
-            transposed: c.transposed,
-            output_padding: c.output_padding,
-        }
-    }
-
     pub fn output_factor(&self, t: f32) -> f64 {
         match self.output_scale {
             OutputScale::InvStd => 1.0 / self.schedule.std(t as f64),

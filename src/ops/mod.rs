@@ -1,13 +1,10 @@
 //! GPU operations: each records one kernel's dispatch from typed arguments. They know buffers and shapes,
 //! nothing of models, files or the CLI.
 
-pub mod conv;
 pub mod graph;
-pub mod groupnorm;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;
-pub mod mlp_input;
 pub mod qr;
 
 pub use matmul::{record_matmul, Epilogue, MatmulShape};
