@@ -700,8 +700,10 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
         "summary.json",
         "local_dimension.png",
         "local_rank.png",
-        "lyapunov_tangent_alignment.png",
-        "ridge_phases.png",
+        "moons/intervention_tangent_share.png",
+        "sphere16/intervention_tangent_share.png",
+        "circle16/ridge_align.png",
+        "moons/ridge_controlled.png",
         "moons/samples.png",
         "moons/ridge.png",
         "circle16/samples.png",
@@ -716,6 +718,26 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(summary["engine_rel_err_vs_pytorch"].as_f64().unwrap() < 1e-5);
+    // The last two papers' rows: per model, each with its deciding number, rule, verdict and an existing figure.
+    let findings = summary["findings"].as_array().unwrap();
+    for (paper, models, per_model) in
+        [("arXiv 2508.07581", &["moons", "circle16", "sphere16"][..], 2), ("arXiv 2602.06021", &["moons", "circle16"][..], 5)]
+    {
+        for model in models {
+            let rows: Vec<_> = findings
+                .iter()
+                .filter(|f| f["paper"] == paper && f["model"].as_str().unwrap().starts_with(model))
+                .collect();
+            assert_eq!(rows.len(), per_model, "{paper} on {model}: {rows:?}");
+            for f in rows {
+                assert!(f["holds"].is_boolean(), "{f}");
+                for key in ["claim", "measured", "deciding", "rule"] {
+                    assert!(!f[key].as_str().unwrap().is_empty(), "{key} empty in {f}");
+                }
+                assert!(out.join(f["figure"].as_str().unwrap()).exists(), "{f}");
+            }
+        }
+    }
 }
 
 #[test]

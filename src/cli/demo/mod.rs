@@ -11,7 +11,12 @@
 //! It starts with the engine check it always had: the GPU against PyTorch's float64 output on a fixture.
 
 mod geometry;
+mod lyapunov;
+mod plots;
+mod ridges;
 mod sections;
+mod stats;
+mod tangents;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -217,8 +222,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let recorded = sections::sampling(&mut run, &models, &geometry)?;
     sections::spectra(&mut run, &models, &recorded)?;
     sections::descriptors(&mut run, &models, &recorded)?;
-    sections::lyapunov(&mut run, &models, &geometry)?;
-    sections::ridges(&mut run, &models, &recorded, &geometry)?;
+    lyapunov::section(&mut run, &models, &geometry, &args.assets)?;
+    ridges::section(&mut run, &models)?;
 
     let seconds = started.elapsed().as_secs_f64();
     run.summary.insert("seconds".into(), seconds.into());
