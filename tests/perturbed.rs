@@ -126,6 +126,14 @@ fn the_sampler_on_a_perturbed_field_takes_the_perturbed_steps() {
     let a = sample(&unperturbed, &x0, &config, &mut SeededNoise::new(0), JobOptions::default()).unwrap().samples;
     let b = sample(&base, &x0, &config, &mut SeededNoise::new(0), JobOptions::default()).unwrap().samples;
     assert_eq!(a, b);
+    // Only rows 1..3 perturbed: those follow the perturbed run, the rest the base run, value for value.
+    let partial = Perturbed::new(&base, &error).unwrap().only_rows(1..3);
+    let c = sample(&partial, &x0, &config, &mut SeededNoise::new(0), JobOptions::default()).unwrap().samples;
+    let full = sample(&field, &x0, &config, &mut SeededNoise::new(0), JobOptions::default()).unwrap().samples;
+    for r in 0..5 {
+        let want = if (1..3).contains(&r) { &full } else { &b };
+        assert_eq!(&c[r * d..(r + 1) * d], &want[r * d..(r + 1) * d], "row {r}");
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::f64::consts::PI;
+use std::ops::Range;
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -18,6 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::draws::{row_rng, stream};
 use crate::error::{Error, Result};
 use crate::field::{validate_batch, ScoreField};
+
 use crate::model::NoiseSchedule;
 use crate::scheduler::JobOptions;
 
@@ -160,15 +162,18 @@ impl ErrorTerm for RandomFeatureError {
 }
 
 /// s̃ = s + e: a base field's score plus an error term, the error on only while std(t) ≤ `on_below_std` (all
-/// times when None).
+/// times when None) and only on the batch's rows in `rows` (all rows when None: with a range, one sampler run
+/// carries both the perturbed rows and an unperturbed control).
 pub struct Perturbed<'a> {
-    base: &'a ScoreField,
+    base: &'a dyn ScoreSource,
     error: &'a dyn ErrorTerm,
     on_below_std: Option<f64>,
+    rows: Option<Range<usize>>,
 }
 
 impl<'a> Perturbed<'a> {
-    pub fn new(base: &'a ScoreField, error: &'a dyn ErrorTerm) -> Result<Self> {
+    /// Any score source as the base: a field, or another perturbed field (errors on different rows).
+    pub fn new(base: &'a dyn ScoreSource, error: &'a dyn ErrorTerm) -> Result<Self> {
         if error.dim() != base.dim() {
             return Err(Error::InvalidArgument(format!(
                 "the error term has dimension {}, the field {}",
@@ -176,7 +181,7 @@ impl<'a> Perturbed<'a> {
                 base.dim()
             )));
         }
-        Ok(Perturbed { base, error, on_below_std: None })
+        Ok(Perturbed { base, error, on_below_std: None, rows: None })
     }
 
     /// The error only where std(t) ≤ `level` (> 0).
@@ -188,8 +193,10 @@ impl<'a> Perturbed<'a> {
         Ok(self)
     }
 
-    pub fn base(&self) -> &ScoreField {
-        self.base
+    /// The error only on the rows `rows` of every batch (the others get the base score alone).
+    pub fn only_rows(mut self, rows: Range<usize>) -> Self {
+        self.rows = Some(rows);
+        self
     }
 
     /// e(x, t) at every row (zeros where the error is off), [B, D] in f64.
@@ -201,6 +208,9 @@ impl<'a> Perturbed<'a> {
         // One evaluation per distinct time (samplers pass one t for all rows).
         let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for r in 0..rows {
+            if self.rows.as_ref().is_some_and(|keep| !keep.contains(&r)) {
+                continue;
+            }
             groups.entry(t[if t.len() == 1 { 0 } else { r }].to_bits()).or_default().push(r);
         }
         for (bits, members) in groups {

@@ -56,7 +56,7 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
          measure score errors). The probability-flow ODE (Euler, {steps} steps on Song's grid) runs from the same \
          x_T with and without it; each sample's displacement Δ = x̃₀ − x₀ is split at the manifold point nearest \
          to x₀ into its tangent part P_T Δ and the normal rest. Deciding number: the tangent share of the \
-         displacement, Σ‖P_T Δ‖² / Σ‖Δ‖² over the samples (a random direction: d/D). Beside it, K = min(D, 4) \
+         displacement, Σ‖P_T Δ‖² / Σ‖Δ‖² over the samples (a random direction: d/D). Beside it, K = d + 1 \
          Lyapunov vectors of the same sampler from {} other draws of x_T: the share of the top d (d = the \
          manifold's dimension) in the tangent space at their final points.",
         run.sizes.lyapunov_trajectories
@@ -70,10 +70,11 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
         // The intervention: same x_T, same (deterministic) sampler, with and without the error.
         let x_init = initial_points(&m.field, n, &mut SeededNoise::new(2508));
         let config = SamplerConfig::new(SamplerKind::OdeEuler, steps);
-        let clean = sample(&m.field, &x_init, &config, &mut SeededNoise::new(0), run.options)?.samples;
+        // One run carries both: the first n rows without the error, the next n (the same x_T) with it.
         let error = RandomFeatureError::new(d, ERROR_FEATURES, ERROR_LENGTH, ERROR_SIZE, ERROR_SEED)?;
-        let perturbed = Perturbed::new(&m.field, &error)?;
-        let moved = sample(&perturbed, &x_init, &config, &mut SeededNoise::new(0), run.options)?.samples;
+        let perturbed = Perturbed::new(&m.field, &error)?.only_rows(n..2 * n);
+        let both = sample(&perturbed, &x_init.repeat(2), &config, &mut SeededNoise::new(0), run.options)?.samples;
+        let (clean, moved) = both.split_at(n * d);
         let (mut tangent_sum, mut total_sum) = (0.0, 0.0);
         let mut shares = Vec::new();
         let mut sizes = Vec::new();
@@ -90,13 +91,14 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
         }
         let share = tangent_sum / total_sum;
         let chance = d_manifold as f64 / d as f64;
-        npy::write_f32(&run.path(&[m.name, "intervention_clean.npy"])?, &[n, d], &clean)?;
-        npy::write_f32(&run.path(&[m.name, "intervention_perturbed.npy"])?, &[n, d], &moved)?;
+        npy::write_f32(&run.path(&[m.name, "intervention_clean.npy"])?, &[n, d], clean)?;
+        npy::write_f32(&run.path(&[m.name, "intervention_perturbed.npy"])?, &[n, d], moved)?;
         npy::write_f64(&run.path(&[m.name, "intervention_tangent_share.npy"])?, &[shares.len()], &shares)?;
 
         // The prediction: the top Lyapunov vectors at the final points, their share in the tangent space.
         println!("  {}: intervention ({})", m.name, clock.lap());
-        let k = d.min(4);
+        // The top d and one more (the first d vectors of the QR do not depend on the later ones).
+        let k = (d_manifold + 1).min(d);
         let x_lyap = initial_points(&m.field, run.sizes.lyapunov_trajectories, &mut SeededNoise::new(7));
         let dynamics = Dynamics::Sampler { kind: SamplerKind::OdeEuler, steps, eps: 1e-3, seed: 7 };
         let result = lyapunov_run(&m.field, &x_lyap, dynamics, LyapunovSettings::new(k), run.options)?;

@@ -165,20 +165,23 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         let inner = RandomFeatureError::new(d, 64, 0.5, CONTROL_SIZE, 26020601)?;
         let x_c = initial_points(&m.field, n_c, &mut SeededNoise::new(2603));
         let plain = SamplerConfig::new(SamplerKind::OdeEuler, steps);
-        let exact_run = sample(&base, &x_c, &plain, &mut SeededNoise::new(0), run.options)?.samples;
-        let (exact_ridge, exact_dist) = to_ridge(&smoothed, &exact_run, t_end, run)?;
+        // One run of 3 n_c rows from the same x_T: the exact score alone, + the normal error, + the tangential one.
+        let normal = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Normal)?;
+        let tangent = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Tangent)?;
+        let with_normal = Perturbed::new(&base, &normal)?.on_below_std(CONTROL_BELOW)?.only_rows(n_c..2 * n_c);
+        let with_both = Perturbed::new(&with_normal, &tangent)?.on_below_std(CONTROL_BELOW)?.only_rows(2 * n_c..3 * n_c);
+        let out = sample(&with_both, &x_c.repeat(3), &plain, &mut SeededNoise::new(0), run.options)?.samples;
+        let (exact_ridge, exact_dist) = to_ridge(&smoothed, &out[..n_c * d], t_end, run)?;
         let mut controlled = Vec::new();
-        for part in [RidgePart::Normal, RidgePart::Tangent] {
-            let error = RidgeProjectedError::new(&smoothed, &inner, 1, part)?;
-            let field = Perturbed::new(&base, &error)?.on_below_std(CONTROL_BELOW)?;
-            let out = sample(&field, &x_c, &plain, &mut SeededNoise::new(0), run.options)?.samples;
-            let (ridge, dist) = to_ridge(&smoothed, &out, t_end, run)?;
+        for (i, part) in [(1, RidgePart::Normal), (2, RidgePart::Tangent)] {
+            let rows = &out[i * n_c * d..(i + 1) * n_c * d];
+            let (ridge, dist) = to_ridge(&smoothed, rows, t_end, run)?;
             let shift: Vec<f64> = distances(&ridge, &exact_ridge, d)
                 .into_iter()
                 .zip(dist.iter().zip(&exact_dist))
                 .map(|(s, (a, b))| if a.is_finite() && b.is_finite() { s } else { f64::NAN })
                 .collect();
-            npy::write_f32(&run.path(&[m.name, &format!("ridge_controlled_{}.npy", part.name())])?, &[n_c, d], &out)?;
+            npy::write_f32(&run.path(&[m.name, &format!("ridge_controlled_{}.npy", part.name())])?, &[n_c, d], rows)?;
             controlled.push((part, dist, shift));
         }
         println!("  {}: with the controlled runs ({})", m.name, clock.lap());
