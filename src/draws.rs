@@ -16,6 +16,8 @@ pub mod stream {
     pub const SYMMETRIC_DIRECTIONS: u64 = 4;
     /// Rademacher probes of Hutchinson-type estimators (divergence, non-conservativeness).
     pub const PROBES: u64 = 5;
+    /// Random features of a known error field ([`crate::field::perturbed::RandomFeatureError`]).
+    pub const ERROR_FIELD: u64 = 6;
 }
 
 /// SplitMix64's output function: a bijection of u64 that mixes every bit.

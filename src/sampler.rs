@@ -18,7 +18,8 @@
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::field::ScoreField;
+use crate::field::{ScoreField, ScoreSource};
+use crate::model::NoiseSchedule;
 use crate::scheduler::{JobOptions, Silent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +190,11 @@ pub struct StepCoefficients {
 
 impl StepCoefficients {
     pub fn at(field: &ScoreField, t: f64, ode: bool) -> Self {
-        let schedule = field.schedule();
+        StepCoefficients::of(&field.schedule(), t, ode)
+    }
+
+    /// The coefficients of a schedule at time t.
+    pub fn of(schedule: &NoiseSchedule, t: f64, ode: bool) -> Self {
         let g2 = schedule.diffusion(t).powi(2);
         StepCoefficients { score: if ode { 0.5 * g2 } else { g2 }, x: -schedule.drift_scale(t) }
     }
@@ -200,9 +205,10 @@ impl StepCoefficients {
     }
 }
 
-/// Runs the sampler from `x_init` ([N, D]); stochastic samplers draw from `noise`.
-pub fn sample(
-    field: &ScoreField,
+/// Runs the sampler from `x_init` ([N, D]); stochastic samplers draw from `noise`. Any [`ScoreSource`]: a field,
+/// or a field with a known error added ([`crate::field::Perturbed`]).
+pub fn sample<F: ScoreSource + ?Sized>(
+    field: &F,
     x_init: &[f32],
     config: &SamplerConfig,
     noise: &mut dyn NoiseSource,
@@ -263,7 +269,7 @@ pub fn sample(
                     }
                 }
                 let s = field.score(&x, &t32, inner)?;
-                let c = StepCoefficients::at(field, t, false);
+                let c = StepCoefficients::of(&schedule, t, false);
                 let g = schedule.diffusion(t);
                 if !last {
                     noise.fill(&mut z, d);
@@ -275,7 +281,7 @@ pub fn sample(
             }
             SamplerKind::OdeEuler => {
                 let s = field.score(&x, &t32, inner)?;
-                let c = StepCoefficients::at(field, t, true);
+                let c = StepCoefficients::of(&schedule, t, true);
                 for i in 0..x.len() {
                     x[i] = (x[i] as f64 + c.velocity(x[i], s[i]) * dt) as f32;
                 }
@@ -312,8 +318,8 @@ pub fn tableau(kind: SamplerKind) -> (&'static [f64], &'static [&'static [f64]],
 }
 
 /// One Heun or RK4 step of dx/dt = −v(x, t) from t to t − Δt (written as x ← x + Δt Σ b_i v(stage_i)).
-fn multistage_step(
-    field: &ScoreField,
+fn multistage_step<F: ScoreSource + ?Sized>(
+    field: &F,
     x: &[f32],
     t: f64,
     dt: f64,
@@ -328,7 +334,7 @@ fn multistage_step(
             .map(|e| (x[e] as f64 + dt * a[i].iter().zip(&stages).map(|(&aij, k)| aij * k[e]).sum::<f64>()) as f32)
             .collect();
         let s = field.score(&xi, &[ti as f32], options)?;
-        let c = StepCoefficients::at(field, ti, true);
+        let c = StepCoefficients::of(&field.schedule(), ti, true);
         stages.push(xi.iter().zip(&s).map(|(&xv, &sv)| c.velocity(xv, sv)).collect());
     }
     Ok((0..x.len())

@@ -698,8 +698,10 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
         "report.md",
         "report.html",
         "summary.json",
-        "lyapunov_tangent_alignment.png",
-        "ridge_phases.png",
+        "moons/intervention_tangent_share.png",
+        "sphere16/intervention_tangent_share.png",
+        "circle16/ridge_align.png",
+        "moons/ridge_controlled.png",
         "moons/samples.png",
         "moons/ridge.png",
         "circle16/samples.png",
@@ -750,6 +752,25 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
     // The table comes first: before the first section.
     let (table, section) = (html.find("<h2>Findings</h2>").unwrap(), html.find("<h2>Setup</h2>").unwrap());
     assert!(table < section, "the findings table is not first");
+    // The last two papers' rows: per model, each with its deciding number, rule, verdict and an existing figure.
+    for (paper, models, per_model) in
+        [("arXiv 2508.07581", &["moons", "circle16", "sphere16"][..], 2), ("arXiv 2602.06021", &["moons", "circle16"][..], 5)]
+    {
+        for model in models {
+            let rows: Vec<_> = findings
+                .iter()
+                .filter(|f| f["paper"] == paper && f["model"].as_str().unwrap().starts_with(model))
+                .collect();
+            assert_eq!(rows.len(), per_model, "{paper} on {model}: {rows:?}");
+            for f in rows {
+                assert!(f["holds"].is_boolean(), "{f}");
+                for key in ["claim", "measured", "deciding", "rule"] {
+                    assert!(!f[key].as_str().unwrap().is_empty(), "{key} empty in {f}");
+                }
+                assert!(out.join(f["figure"].as_str().unwrap()).exists(), "{f}");
+            }
+        }
+    }
 }
 
 #[test]

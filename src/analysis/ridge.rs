@@ -17,6 +17,7 @@ use crate::field::KdeField;
 use crate::scheduler::JobOptions;
 
 mod normal;
+pub mod projected;
 pub mod route;
 
 use normal::normal_spaces;

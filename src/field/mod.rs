@@ -3,6 +3,7 @@
 pub(crate) mod chunked;
 pub mod graph;
 pub mod kde;
+pub mod perturbed;
 pub mod smoothed;
 pub mod user;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 pub use graph::GraphField;
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
+pub use perturbed::{ErrorTerm, Perturbed, RandomFeatureError, ScoreSource};
 pub use smoothed::{SmoothedData, Smoothing};
 pub use user::UserField;
 

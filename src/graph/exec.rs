@@ -272,14 +272,13 @@ impl GraphExecutor {
         points: usize,
     ) -> Result<GraphLinearization<'_>> {
         let label = "graph/resident";
-        let p = &self.net.program;
-        let mut values: HashMap<ValueId, wgpu::Buffer> = HashMap::from([(p.graph.inputs[0], x.clone())]);
+        let f = &self.fused;
+        let mut values: HashMap<ValueId, wgpu::Buffer> = HashMap::from([(f.graph.inputs[0], x.clone())]);
         for (k, row) in self.net.row_inputs(&vec![t as f64; points]).iter().enumerate() {
             let data: Vec<f32> = row.iter().map(|&v| v as f32).collect();
-            values.insert(p.graph.inputs[k + 1], self.ctx.upload(&format!("{label}/input{}", k + 1), &data));
+            values.insert(f.graph.inputs[k + 1], self.ctx.upload(&format!("{label}/input{}", k + 1), &data));
         }
-        let nodes: Vec<NodeId> = p.primal.iter().chain(&p.residuals).copied().collect();
-        self.record_nodes(rec, label, &nodes, points, 1, &mut values)?;
+        self.record_nodes(rec, label, &f.linearisation, &f.kept, points, 1, &mut values)?;
         Ok(GraphLinearization { exec: self, points, values })
     }
 

@@ -66,24 +66,6 @@ impl KnownGeometry {
     }
 }
 
-/// |cos| of the angle between two vectors.
-pub fn abs_cos(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if na > 0.0 && nb > 0.0 {
-        (dot / (na * nb)).abs()
-    } else {
-        0.0
-    }
-}
-
-/// E|cos| between a fixed unit vector and a uniformly random direction in R^d: Γ(d/2) / (√π Γ((d+1)/2)).
-pub fn random_abs_cos(d: usize) -> f64 {
-    let ln_gamma = |x: f64| libm::lgamma(x);
-    (ln_gamma(d as f64 / 2.0) - ln_gamma((d as f64 + 1.0) / 2.0)).exp() / PI.sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +80,5 @@ mod tests {
             let (d, _) = g.moons(&[(1.0 - th.cos()) as f32, (0.5 - th.sin()) as f32]);
             assert!(d < 1e-6, "lower {k}");
         }
-        assert!((random_abs_cos(2) - 2.0 / PI).abs() < 1e-12);
     }
 }

@@ -12,9 +12,13 @@
 //! It starts with the engine check it always had: the GPU against PyTorch's float64 output on a fixture.
 
 mod geometry;
+mod lyapunov;
+mod plots;
 mod relu_geometry;
+mod ridges;
 mod sections;
 mod stats;
+mod tangents;
 mod unet_spectra;
 
 use std::path::{Path, PathBuf};
@@ -130,12 +134,6 @@ impl Run<'_> {
             finding.verdict()
         );
         self.findings.push(finding);
-    }
-
-    /// The older three-column form (claim with its paper in parentheses, measurement, verdict); kept while the
-    /// sections move to [`Run::claim`].
-    pub fn finding(&mut self, claim: &str, measured: String, holds: Option<bool>) {
-        self.claim(Finding { claim: claim.to_string(), measured, holds, ..Default::default() });
     }
 
     pub fn path(&self, parts: &[&str]) -> Result<PathBuf> {
@@ -261,15 +259,19 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let geometry = geometry::KnownGeometry { circle_frame: frame.data.iter().map(|&v| v as f64).collect() };
 
     intro(&mut run, &ctx, &[&models[0], &models[1], &unet, &relu], engine_error);
-    let recorded = sections::sampling(&mut run, &models, &geometry)?;
+    sections::sampling(&mut run, &models, &geometry)?;
     let timer = Instant::now();
     unet_spectra::claims(&mut run, &unet, &heldout)?;
     run.summary.insert("seconds_digits_unet_spectra".into(), timer.elapsed().as_secs_f64().into());
     let timer = Instant::now();
     relu_geometry::claims(&mut run, &relu)?;
     run.summary.insert("seconds_moons_relu_geometry".into(), timer.elapsed().as_secs_f64().into());
-    sections::lyapunov(&mut run, &models, &geometry)?;
-    sections::ridges(&mut run, &models, &recorded, &geometry)?;
+    let timer = Instant::now();
+    lyapunov::section(&mut run, &models, &geometry, &args.assets)?;
+    run.summary.insert("seconds_manifold_intervention".into(), timer.elapsed().as_secs_f64().into());
+    let timer = Instant::now();
+    ridges::section(&mut run, &models)?;
+    run.summary.insert("seconds_ridges".into(), timer.elapsed().as_secs_f64().into());
 
     let seconds = started.elapsed().as_secs_f64();
     run.summary.insert("seconds".into(), seconds.into());
