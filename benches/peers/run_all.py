@@ -9,8 +9,8 @@ binary first: `cargo build --profile ci --bin scorelens` (--scorelens picks anot
 
 1. Networks: every ONNX fixture network (tests/fixtures/onnx21/*, tests/fixtures/torch_onnx/*: Song's tutorial
    ScoreNet, the DDPM U-Net with attention, the DiT with adaLN, the EDM denoiser, the residual LayerNorm/GELU MLP).
-   scorelens: `scorelens bench --json --only graph --onnx FILE ...` (forward b1 and b64, J·V with 8 tangents at 4
-   points, the whole Jacobian of one point by forward and by reverse mode). onnxruntime (CPU provider): forward on
+   scorelens: `scorelens bench --json --only "graph NAME " --onnx FILE`, one per network (forward b1 and b64, J·V
+   with 8 tangents at 4 points, the whole Jacobian of one point by forward and by reverse mode). onnxruntime (CPU provider): forward on
    the same file, batches and inputs (ort_forward.py). PyTorch (torch_networks.py): forward, vmap over the tangents
    of jvp, vmap(jacfwd) and vmap(jacrev), on the module rebuilt from its definition where this repository has one,
    else on the ONNX graph evaluated op by op in PyTorch (onnx_torch.py); each route is checked against the
@@ -284,11 +284,18 @@ def main():
 
     if "networks" not in skip:
         files = [os.path.join(ROOT, path) for _, path, _ in NETWORKS]
-        command = [args.scorelens, "bench", "--json", "--only", "graph"] + (["--quick"] if args.quick else [])
-        for f in files:
-            command += ["--onnx", f]
-        ours, ours_error = run_json(command, args.step_timeout, env)
-        adapter = {k: v for k, v in (ours or {}).items() if k != "items"}
+        # One `scorelens bench` per network, so a network that fails or runs out of time loses only its own items.
+        ours, ours_errors = {"items": []}, []
+        for (stem, _, _), f in zip(NETWORKS, files):
+            command = [args.scorelens, "bench", "--json", "--only", f"graph {stem} "] + (["--quick"] if args.quick else [])
+            one, error = run_json(command + ["--onnx", f], args.step_timeout, env)
+            if error:
+                ours_errors.append(f"{stem}: {error}")
+                continue
+            adapter = {k: v for k, v in one.items() if k != "items"}
+            ours["items"] += one["items"]
+        ours.update(adapter)
+        ours_error = "; ".join(ours_errors) or None
         ort, ort_error = run_json([sys.executable, os.path.join(HERE, "ort_forward.py"), "--threads", str(args.threads)]
                                   + (["--quick"] if args.quick else []) + files, args.step_timeout, env)
         torch_result, torch_error = run_json([args.torch_python, os.path.join(HERE, "torch_networks.py"), "--threads",
