@@ -11,8 +11,9 @@ Workloads:
 - song-unet: the fixture tests/fixtures/song_unet (Song's tutorial ScoreNet, random weights), its first point
   (x.npy[0], t.npy[0]), D = 784; the module is torch_peer.py's ScoreNet with the fixture's weights.
 - wide-mlp: a D = 2048 MLP score network defined here (Fourier time features, two SiLU layers of width 1024,
-  ε-parameterised, vp schedule; --dim and --width change the size for smoke runs), weights from a fixed seed, exported to ONNX by tools/export_onnx.py's exporter so
-  scorelens reads the same network; the point x ~ N(0, 1) (seed 1), t = 0.5.
+  ε-parameterised, vp schedule; --dim and --width change the size for smoke runs), weights from a fixed seed,
+  exported to ONNX by tools/export_onnx.py's exporter (which checks the file against the module) so scorelens reads
+  the same network; the point x ~ N(0, 1) (seed 1), t = 0.5.
 
 PyTorch routes, float32, `--threads` threads, median of repeats after a warm-up:
 - the Jacobian materialised by vmap(jacfwd) and by vmap(jacrev) (the faster is "PyTorch's best"), then
@@ -190,6 +191,9 @@ def main():
             jac_seconds[label] = seconds
         except Exception as e:  # noqa: BLE001 - reported, not timed
             result["errors"][label] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    if args.workload == "song-unet":  # the f64 reference against the fixture's own (PyTorch, float64)
+        fixture_s = np.load(os.path.join(SONG_UNET, "singular_values.npy")).reshape(-1)[:k]
+        result["reference_vs_fixture_singular_values"] = float(np.max(np.abs(s_ref[:k] - fixture_s)) / s_ref[0])
     if not jac_seconds:
         print(json.dumps(result, indent=1))
         return
