@@ -2,6 +2,7 @@
 """scorelens beside its peers on the same machine, in one run: writes DIR/peers.md (tables) and DIR/peers.json.
 
     python3 benches/peers/run_all.py [-o DIR] [--quick] [--skip networks,spectrum-unet,spectrum-mlp]
+                                     [--networks scorenet_tutorial,...] [--step-timeout S]
 
 Run from anywhere, with a Python that has onnxruntime and numpy (the pyenv `python3`); PyTorch runs in a second
 Python (--torch-python, default Debian's /usr/bin/python3 with torch 1.13 + functorch, numpy and onnx). Build the
@@ -120,11 +121,11 @@ def fmt_ratio(peer, ours):
     return f"{r:.3g}×"
 
 
-def network_rows(ours, ort, torch_result, quick):
+def network_rows(ours, ort, torch_result, quick, networks=NETWORKS):
     """One row per (network, item): seconds of scorelens, onnxruntime and PyTorch, with notes."""
     big = "b16" if quick else "b64"
     rows = []
-    for stem, path, label in NETWORKS:
+    for stem, path, label in networks:
         o = {k.split(f"graph {stem} ", 1)[1]: v["seconds"] for k, v in ours.items() if k.startswith(f"graph {stem} ")}
         r = next((n for n in ort.get("networks", []) if n["network"] == stem), {"items": {}, "errors": {}})
         t = next((n for n in torch_result.get("networks", []) if n["network"] == stem), {"items": {}, "errors": {}})
@@ -264,11 +265,18 @@ def main():
     parser.add_argument("--scorelens", default=os.path.join(ROOT, "target", "ci", "scorelens"))
     parser.add_argument("--torch-python", default="/usr/bin/python3")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch and onnxruntime threads")
-    parser.add_argument("--step-timeout", type=int, default=900, help="seconds one step (one command) may take")
+    parser.add_argument("--step-timeout", type=int, default=1800, help="seconds one step (one command) may take")
+    parser.add_argument("--networks", default="", help="comma-separated fixture networks to time (default: all of "
+                        + ", ".join(n for n, _, _ in NETWORKS) + ")")
     args = parser.parse_args()
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(STEPS):
         parser.error(f"--skip: unknown steps {sorted(skip - set(STEPS))}; expected some of {', '.join(STEPS)}")
+    chosen = [n for n in args.networks.split(",") if n]
+    unknown = set(chosen) - {n for n, _, _ in NETWORKS}
+    if unknown:
+        parser.error(f"--networks: unknown {sorted(unknown)}; expected some of {', '.join(n for n, _, _ in NETWORKS)}")
+    networks = [n for n in NETWORKS if not chosen or n[0] in chosen]
     args.scorelens = os.path.abspath(args.scorelens)
     if not os.access(args.scorelens, os.X_OK):
         parser.error(f"--scorelens: {args.scorelens} is not an executable; build it with "
@@ -283,10 +291,10 @@ def main():
     adapter = {}
 
     if "networks" not in skip:
-        files = [os.path.join(ROOT, path) for _, path, _ in NETWORKS]
+        files = [os.path.join(ROOT, path) for _, path, _ in networks]
         # One `scorelens bench` per network, so a network that fails or runs out of time loses only its own items.
         ours, ours_errors = {"items": []}, []
-        for (stem, _, _), f in zip(NETWORKS, files):
+        for (stem, _, _), f in zip(networks, files):
             command = [args.scorelens, "bench", "--json", "--only", f"graph {stem} "] + (["--quick"] if args.quick else [])
             one, error = run_json(command + ["--onnx", f], args.step_timeout, env)
             if error:
@@ -302,7 +310,7 @@ def main():
                                               str(args.threads)] + (["--quick"] if args.quick else []) + files,
                                              args.step_timeout, env)
         ours_items = {i["name"]: i for i in (ours or {}).get("items", [])}
-        rows = network_rows(ours_items, ort or {}, torch_result or {}, args.quick)
+        rows = network_rows(ours_items, ort or {}, torch_result or {}, args.quick, networks)
         report["steps"]["networks"] = {
             "rows": rows, "scorelens": ours, "onnxruntime": ort, "torch": torch_result,
             "errors": {k: v for k, v in (("scorelens", ours_error), ("onnxruntime", ort_error),
