@@ -257,6 +257,47 @@ def spectrum_markdown(result):
     return "\n".join(lines)
 
 
+def write_report(report, args, adapter, spectra, out, started, final):
+    """DIR/peers.json and DIR/peers.md from the steps done so far (after every step, so a run cut short leaves its
+    finished steps behind); the last call prints the tables."""
+    report["machine"] = machine(args, adapter)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["complete"] = final
+    report["seconds"] = time.perf_counter() - started
+    versions = report["steps"].get("networks", {})
+    m = report["machine"]
+    torch_info = versions.get("torch") or next(
+        ({"torch": r["torch"], "threads": r["threads"]} for r in report["steps"].values() if "torch" in r and
+         isinstance(r["torch"], str)), {})
+    ort_info = (versions.get("onnxruntime") or {})
+    md = [f"Run {m['date']} on {m['host']}: {m['cpu']}, {m['cpus']} CPUs, {m['memory']}; load average "
+          f"{m['load_average_at_start'][0]:.1f} at the start, {m['load_average_at_end'][0]:.1f} at the end; "
+          f"{report['seconds']:.0f} s in all{' (--quick)' if args.quick else ''}"
+          f"{'' if final else ' so far (unfinished: the steps below are those done)'}.",
+          f"scorelens {m['commit']} ({m['scorelens']}) on {m['adapter']} ({m['backend']}, driver {m['driver']}; "
+          f"lavapipe threads: {m['lavapipe_threads']}). PyTorch {torch_info.get('torch', '?')} "
+          f"({torch_info.get('threads', '?')} threads), onnxruntime {ort_info.get('onnxruntime', '?')} "
+          f"({ort_info.get('threads', '?')} threads), both on the CPU. Ratios: peer time / scorelens time "
+          "(above 1: scorelens is faster).", ""]
+    if "networks" in report["steps"]:
+        step = report["steps"]["networks"]
+        md += ["### Fixture networks: forward, J·V, whole Jacobian", "", networks_markdown(step["rows"], torch_info)]
+        if step["errors"]:
+            md += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in step["errors"].items())]
+        md.append("")
+    for step, name in spectra:
+        if step in report["steps"]:
+            md += [f"### Spectrum: {name}", "", spectrum_markdown(report["steps"][step]), ""]
+    text = "\n".join(md)
+    with open(os.path.join(out, "peers.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(out, "peers.md"), "w") as f:
+        f.write(text)
+    if final:
+        print(text)
+    log(f"wrote {os.path.join(out, 'peers.md')} and peers.json ({report['seconds']:.0f} s{'' if final else ', so far'})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", default=os.path.join(ROOT, "target", "peers"))
@@ -315,46 +356,19 @@ def main():
             "rows": rows, "scorelens": ours, "onnxruntime": ort, "torch": torch_result,
             "errors": {k: v for k, v in (("scorelens", ours_error), ("onnxruntime", ort_error),
                                           ("torch", torch_error)) if v}}
+        write_report(report, args, adapter, [], out, started, final=False)
     spectra = [] if args.quick else [("spectrum-unet", "song-unet")]
     spectra.append(("spectrum-mlp", "wide-mlp"))
     for step, name in spectra:
         if step not in skip:
             report["steps"][step] = spectrum_step(name, args, env, out)
+            write_report(report, args, adapter, spectra, out, started, final=False)
     if not adapter:
         info, _ = run_json([args.scorelens, "bench", "--json", "--only", "none-such-item"], 120, env)
         adapter = {k: v for k, v in (info or {}).items() if k != "items"}
 
-    report["machine"] = machine(args, adapter)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    report["seconds"] = time.perf_counter() - started
-    versions = report["steps"].get("networks", {})
-    m = report["machine"]
-    torch_info = (versions.get("torch") or {})
-    ort_info = (versions.get("onnxruntime") or {})
-    md = [f"Run {m['date']} on {m['host']}: {m['cpu']}, {m['cpus']} CPUs, {m['memory']}; load average "
-          f"{m['load_average_at_start'][0]:.1f} at the start, {m['load_average_at_end'][0]:.1f} at the end; "
-          f"{report['seconds']:.0f} s in all{' (--quick)' if args.quick else ''}.",
-          f"scorelens {m['commit']} ({m['scorelens']}) on {m['adapter']} ({m['backend']}, driver {m['driver']}; "
-          f"lavapipe threads: {m['lavapipe_threads']}). PyTorch {torch_info.get('torch', '?')} "
-          f"({torch_info.get('threads', '?')} threads), onnxruntime {ort_info.get('onnxruntime', '?')} "
-          f"({ort_info.get('threads', '?')} threads), both on the CPU. Ratios: peer time / scorelens time "
-          "(above 1: scorelens is faster).", ""]
-    if "networks" in report["steps"]:
-        step = report["steps"]["networks"]
-        md += ["### Fixture networks: forward, J·V, whole Jacobian", "", networks_markdown(step["rows"], torch_info)]
-        if step["errors"]:
-            md += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in step["errors"].items())]
-        md.append("")
-    for step, name in spectra:
-        if step in report["steps"]:
-            md += [f"### Spectrum: {name}", "", spectrum_markdown(report["steps"][step]), ""]
-    text = "\n".join(md)
-    with open(os.path.join(out, "peers.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    with open(os.path.join(out, "peers.md"), "w") as f:
-        f.write(text)
-    print(text)
-    log(f"wrote {os.path.join(out, 'peers.md')} and peers.json ({report['seconds']:.0f} s)")
+    write_report(report, args, adapter, spectra, out, started, final=True)
+
 
 
 if __name__ == "__main__":
