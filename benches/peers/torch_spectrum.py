@@ -158,6 +158,24 @@ def accuracy(s, u, v, jac, s_ref, k):
     }
 
 
+def evaluate_scorelens_runs(specs, result, jac64, s_ref, k):
+    """Adds each scorelens spectrum output folder (NAME=DIR) as a route: its seconds, products and accuracy."""
+    for spec in specs:
+        name, folder = spec.split("=", 1)
+        try:
+            with open(os.path.join(folder, "summary.json")) as f:
+                summary = json.load(f)
+            s = np.load(os.path.join(folder, "singular_values.npy"))[0]
+            u = np.load(os.path.join(folder, "left_vectors.npy"))[0]
+            v = np.load(os.path.join(folder, "right_vectors.npy"))[0]
+            result["routes"][name] = {
+                "seconds": summary.get("seconds"), "products": summary.get("products"),
+                "method": summary.get("method"), "method_reason": summary.get("method_reason"),
+                "converged": summary.get("converged"), **accuracy(s, u, v, jac64, s_ref, k)}
+        except Exception as e:  # noqa: BLE001 - a failed run is a row with its error
+            result["errors"][name] = f"{type(e).__name__}: {e}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workload", choices=["song-unet", "wide-mlp"])
@@ -169,6 +187,10 @@ def main():
     parser.add_argument("--scorelens-run", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reference", metavar="J64.npy", help="the float64 Jacobian: loaded if the file exists, "
+                        "else computed and saved there")
+    parser.add_argument("--only-scorelens", action="store_true", help="time no PyTorch route: only the accuracy "
+                        "of the --scorelens-run folders")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.export:
@@ -178,7 +200,12 @@ def main():
     score32, score64, x, info = workload(args.workload, args.model)
     k, d = args.k, x.numel()
 
-    jac64 = jacrev(score64)(x.double()).numpy()
+    if args.reference and os.path.exists(args.reference):
+        jac64 = np.load(args.reference)
+    else:
+        jac64 = jacrev(score64)(x.double()).numpy()
+        if args.reference:
+            np.save(args.reference, jac64)
     u_ref, s_ref, vt_ref = np.linalg.svd(jac64)
     result = {"workload": args.workload, **info, "k": k, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "reference": "float64 Jacobian (jacrev) and numpy's float64 SVD",
@@ -194,7 +221,10 @@ def main():
     if args.workload == "song-unet":  # the f64 reference against the fixture's own (PyTorch, float64)
         fixture_s = np.load(os.path.join(SONG_UNET, "singular_values.npy")).reshape(-1)[:k]
         result["reference_vs_fixture_singular_values"] = float(np.max(np.abs(s_ref[:k] - fixture_s)) / s_ref[0])
+    if args.only_scorelens:
+        jac_seconds = {}
     if not jac_seconds:
+        evaluate_scorelens_runs(args.scorelens_run, result, jac64, s_ref, k)
         print(json.dumps(result, indent=1))
         return
     best = min(jac_seconds, key=jac_seconds.get)
@@ -213,20 +243,7 @@ def main():
             "seconds": jac_seconds[best] + seconds, "svd_seconds": seconds, "products": d,
             **accuracy(s.numpy(), u.T.numpy(), v.T.numpy(), jac64, s_ref, k)}
 
-    for spec in args.scorelens_run:
-        name, folder = spec.split("=", 1)
-        try:
-            with open(os.path.join(folder, "summary.json")) as f:
-                summary = json.load(f)
-            s = np.load(os.path.join(folder, "singular_values.npy"))[0]
-            u = np.load(os.path.join(folder, "left_vectors.npy"))[0]
-            v = np.load(os.path.join(folder, "right_vectors.npy"))[0]
-            result["routes"][name] = {
-                "seconds": summary.get("seconds"), "products": summary.get("products"),
-                "method": summary.get("method"), "method_reason": summary.get("method_reason"),
-                "converged": summary.get("converged"), **accuracy(s, u, v, jac64, s_ref, k)}
-        except Exception as e:  # noqa: BLE001 - a failed run is a row with its error
-            result["errors"][name] = f"{type(e).__name__}: {e}"
+    evaluate_scorelens_runs(args.scorelens_run, result, jac64, s_ref, k)
     print(json.dumps(result, indent=1))
 
 
