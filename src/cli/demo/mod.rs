@@ -46,8 +46,8 @@ pub struct DemoArgs {
     /// Where the shipped models and data live.
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
     pub assets: PathBuf,
-    /// Fewer samples and points (the same 500-step grid, which EM needs to be stable at t = 1e-3): a run of about
-    /// a minute on a software driver (used by the tests).
+    /// Fewer samples, trajectories and points (the same 500-step grid, which EM needs to be stable at t = 1e-3): a
+    /// run of two to three minutes on a 2-core software driver (used by the tests); the full run takes about four.
     #[arg(long)]
     pub quick: bool,
     #[command(flatten)]
@@ -210,9 +210,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let sizes = if args.quick {
         Sizes {
             steps: 500,
-            samples: [128, 64, 16],
-            lyapunov_trajectories: 16,
-            ridge_points: 64,
+            samples: [96, 48, 8],
+            lyapunov_trajectories: 6,
+            ridge_points: 24,
             unet_samples: 4,
             unet_steps: 40,
             unet_spectrum_points: 3,
@@ -221,12 +221,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     } else {
         Sizes {
             steps: 500,
-            samples: [1000, 256, 64],
-            lyapunov_trajectories: 64,
-            ridge_points: 400,
-            unet_samples: 24,
+            samples: [400, 128, 16],
+            lyapunov_trajectories: 24,
+            ridge_points: 96,
+            unet_samples: 16,
             unet_steps: 60,
-            unet_spectrum_points: 12,
+            unet_spectrum_points: 8,
             relu_trajectories: 256,
         }
     };
