@@ -10,27 +10,11 @@ the same architecture as tests/fixtures/onnx21/scorenet_tutorial). Times are med
 """
 import argparse
 import json
-import os
 import subprocess
-import time
 
 import numpy as np
 import onnxruntime
-
-
-def median_seconds(run, budget):
-    run()
-    times, started = [], time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - started < budget and len(times) < 100):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
-def stem(path):
-    name = os.path.splitext(os.path.basename(path))[0]
-    return os.path.basename(os.path.dirname(path)) if name == "model" else name
+from timing import median_seconds, stem
 
 
 def main():
@@ -54,7 +38,7 @@ def main():
         for b in batches:
             x = (np.arange(b * int(np.prod(row))) % 255 / 127.0 - 1.0).astype(np.float32).reshape([b] + row)
             t = np.full([b], 0.5, np.float32)
-            seconds = median_seconds(lambda: session.run(None, {x_info.name: x, t_info.name: t}), budget)
+            seconds, _ = median_seconds(lambda: session.run(None, {x_info.name: x, t_info.name: t}), budget)
             name = f"graph {stem(path)} forward b{b}"
             mine = ours.get(name)
             ratio = f"{seconds / mine:7.2f}" if mine else "      -"

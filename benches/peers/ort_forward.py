@@ -12,25 +12,10 @@ Times: median of repeats filling 2 s (--quick: 0.3 s), at least 3, after a warm-
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 import onnxruntime
-
-
-def median_seconds(run, budget):
-    run()
-    times, started = [], time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - started < budget and len(times) < 100):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], len(times)
-
-
-def stem(path):
-    name = os.path.splitext(os.path.basename(path))[0]
-    return os.path.basename(os.path.dirname(path)) if name == "model" else name
+from timing import median_seconds, stem
 
 
 def main():

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import time
 import traceback
 
 import numpy as np
@@ -38,20 +37,7 @@ try:
 except ImportError:  # PyTorch 1.13: the same API in functorch
     from functorch import jacfwd, jacrev, jvp, vmap
 
-
-def median_seconds(run, budget):
-    run()
-    times, started = [], time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - started < budget and len(times) < 100):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], len(times)
-
-
-def stem(path):
-    name = os.path.splitext(os.path.basename(path))[0]
-    return os.path.basename(os.path.dirname(path)) if name == "model" else name
+from timing import median_seconds, stem
 
 
 def _scorenet():
