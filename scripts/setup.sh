@@ -9,7 +9,8 @@ as_root() {
         echo "setup: need root (or sudo) to run: $*" >&2; exit 1; fi
 }
 
-have_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; }
+# grep without -q: under pipefail, -q's early exit would kill ldconfig with SIGPIPE and fail the test.
+have_loader() { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
 have_driver() {
     local d
     for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
