@@ -753,9 +753,10 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
     let (table, section) = (html.find("<h2>Findings</h2>").unwrap(), html.find("<h2>Setup</h2>").unwrap());
     assert!(table < section, "the findings table is not first");
     // The last two papers' rows: per model, each with its deciding number, rule, verdict and an existing figure.
-    for (paper, models, per_model) in
-        [("arXiv 2508.07581", &["moons", "circle16", "sphere16"][..], 2), ("arXiv 2602.06021", &["moons", "circle16"][..], 5)]
-    {
+    for (paper, models, per_model) in [
+        ("arXiv 2508.07581", &["moons", "circle16", "sphere16"][..], 2),
+        ("arXiv 2602.06021", &["moons", "circle16"][..], 5),
+    ] {
         for model in models {
             let rows: Vec<_> = findings
                 .iter()

@@ -152,7 +152,8 @@ fn ridge_projection_splits_an_error_into_the_hessians_normal_and_tangent_parts()
         let (a, b, c) = (h[0], h[1], h[3]);
         let small = 0.5 * (a + c) - (0.25 * (a - c).powi(2) + b * b).sqrt();
         // (H − λ I) n = 0: n ∝ (b, λ − a) (or (λ − c, b) when that is the longer).
-        let (p, q) = if (small - a).abs() + b.abs() > (small - c).abs() + b.abs() { (b, small - a) } else { (small - c, b) };
+        let (p, q) =
+            if (small - a).abs() + b.abs() > (small - c).abs() + b.abs() { (b, small - a) } else { (small - c, b) };
         let len = (p * p + q * q).sqrt();
         let (nx, ny) = (p / len, q / len);
         let dot = nx * vr[0] + ny * vr[1];
@@ -197,5 +198,11 @@ fn ridge_projection_splits_an_error_into_the_hessians_normal_and_tangent_parts()
         assert!(cross.abs() < 1e-4 * norm_h * scale * scale, "row {r}: n·Ht = {cross:e}");
     }
     assert!(RidgeProjectedError::new(&smoothed, &inner, 5, RidgePart::Normal).is_err());
-    assert!(RidgeProjectedError::new(&smoothed, &RandomFeatureError::new(3, 2, 1.0, 1.0, 0).unwrap(), 2, RidgePart::Normal).is_err());
+    assert!(RidgeProjectedError::new(
+        &smoothed,
+        &RandomFeatureError::new(3, 2, 1.0, 1.0, 0).unwrap(),
+        2,
+        RidgePart::Normal
+    )
+    .is_err());
 }

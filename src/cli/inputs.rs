@@ -223,7 +223,8 @@ const PARAMETER_FLAGS: [&str; 27] = [
 ];
 
 /// Advice inside library messages that names a parameter; the command line names its flag instead.
-const PARAMETER_ADVICE: [(&str, &str); 2] = [("raise max_memory", "raise --max-memory"), ("try qr_every", "try --qr-every")];
+const PARAMETER_ADVICE: [(&str, &str); 2] =
+    [("raise max_memory", "raise --max-memory"), ("try qr_every", "try --qr-every")];
 
 /// A library error with its parameter named as the command line's flag: "shard \"9/4\": …" → "--shard \"9/4\": …",
 /// and "(raise max_memory)" → "(raise --max-memory)". Idempotent: a message already in flags is left alone.

@@ -18,7 +18,11 @@ use crate::ops::qr::{record_qr_rows, QrFactors};
 
 /// A network linearised at a stage's points, re-run every step.
 enum StageLinearization<'f> {
-    Mlp { lin: MlpLinearization<'f>, features: wgpu::Buffer, time_index: wgpu::Buffer },
+    Mlp {
+        lin: MlpLinearization<'f>,
+        features: wgpu::Buffer,
+        time_index: wgpu::Buffer,
+    },
     /// A network graph: its linearisation is recorded afresh at each stage's point buffer.
     Graph(&'f crate::graph::exec::GraphExecutor),
 }

@@ -222,7 +222,10 @@ impl<'a> Perturbed<'a> {
             let xs: Vec<f32> = members.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
             let e = self.error.error(&xs, tr, std, options)?;
             if e.len() != xs.len() {
-                return Err(Error::bad_input("error term", format!("{} values for {} rows of {d}", e.len(), members.len())));
+                return Err(Error::bad_input(
+                    "error term",
+                    format!("{} values for {} rows of {d}", e.len(), members.len()),
+                ));
             }
             if let Some(i) = e.iter().position(|v| !v.is_finite()) {
                 return Err(Error::NotFinite { what: "error term".into(), row: members[i / d], value: e[i] });

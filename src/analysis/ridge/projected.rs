@@ -42,7 +42,10 @@ pub fn split_at_ridge(
     let d = smoothed.dim();
     check_ridge_dim(ridge_dim, d)?;
     if v.len() != x.len() {
-        return Err(Error::bad_input("V", format!("{} values for {} rows of D = {d} (expected X's shape)", v.len(), x.len() / d)));
+        return Err(Error::bad_input(
+            "V",
+            format!("{} values for {} rows of D = {d} (expected X's shape)", v.len(), x.len() / d),
+        ));
     }
     let hessians = smoothed.hessian(x, &[t], options)?;
     let mut normal = Vec::with_capacity(v.len());
@@ -65,7 +68,12 @@ pub struct RidgeProjectedError<'a> {
 }
 
 impl<'a> RidgeProjectedError<'a> {
-    pub fn new(smoothed: &'a SmoothedData, inner: &'a dyn ErrorTerm, ridge_dim: usize, part: RidgePart) -> Result<Self> {
+    pub fn new(
+        smoothed: &'a SmoothedData,
+        inner: &'a dyn ErrorTerm,
+        ridge_dim: usize,
+        part: RidgePart,
+    ) -> Result<Self> {
         check_ridge_dim(ridge_dim, smoothed.dim())?;
         if inner.dim() != smoothed.dim() {
             return Err(Error::InvalidArgument(format!(

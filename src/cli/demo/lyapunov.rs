@@ -14,10 +14,10 @@ use scorelens::report::histogram_points;
 use scorelens::sampler::{initial_points, sample, SamplerConfig, SamplerKind, SeededNoise};
 use scorelens::Result;
 
+use super::geometry::KnownGeometry;
 use super::plots::{panel, Layer, Panel};
 use super::stats::{mean, median, Clock};
 use super::tangents::Manifolds;
-use super::geometry::KnownGeometry;
 use super::{load_trained, Finding, Run, Trained};
 use std::path::Path;
 
@@ -38,11 +38,8 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
         (false, Some(first)) => Some(load_trained(&first.ctx, assets, "sphere16")?),
         _ => None,
     };
-    let models: Vec<&Trained> = models
-        .iter()
-        .chain(loaded.iter())
-        .filter(|m| Manifolds::dimension(m.name).is_some())
-        .collect();
+    let models: Vec<&Trained> =
+        models.iter().chain(loaded.iter()).filter(|m| Manifolds::dimension(m.name).is_some()).collect();
     let manifolds = &manifolds;
     println!("4. an inexact score moves samples along the manifold (arXiv 2508.07581)");
     let steps = run.sizes.steps;
@@ -185,7 +182,8 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
         run.claim(Finding {
             paper: PAPER,
             model: m.name.to_string(),
-            claim: "\"the alignment of the top Lyapunov vectors … with the tangent spaces … leads to robustness\"".into(),
+            claim: "\"the alignment of the top Lyapunov vectors … with the tangent spaces … leads to robustness\""
+                .into(),
             measured: format!(
                 "K = {k} Lyapunov vectors of the probability-flow ODE from {b} draws of x_T: the top {d_manifold} \
                  hold {vector_share:.3} of their energy in the tangent space at the final point (random {chance:.3})"

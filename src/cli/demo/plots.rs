@@ -89,7 +89,8 @@ where
             .draw()
             .map_err(|e| plot_error(path, e))?;
         let (log_x, log_y) = (panel.log_x, panel.log_y);
-        let keep = move |&(a, b): &(f64, f64)| a.is_finite() && b.is_finite() && (!log_x || a > 0.0) && (!log_y || b > 0.0);
+        let keep =
+            move |&(a, b): &(f64, f64)| a.is_finite() && b.is_finite() && (!log_x || a > 0.0) && (!log_y || b > 0.0);
         for (i, layer) in layers.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> = layer.points.iter().copied().filter(keep).collect();

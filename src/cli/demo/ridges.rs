@@ -152,7 +152,11 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         let exact_part: Vec<f64> = motion.iter().zip(&driven).map(|(a, b)| a - b).collect();
         let energy = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>();
         let error_share = energy(&driven) / (energy(&driven) + energy(&exact_part));
-        npy::write_f64(&run.path(&[m.name, "ridge_reach.npy"])?, &[reach.len(), 2], &reach.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>())?;
+        npy::write_f64(
+            &run.path(&[m.name, "ridge_reach.npy"])?,
+            &[reach.len(), 2],
+            &reach.iter().flat_map(|p| [p.0, p.1]).collect::<Vec<_>>(),
+        )?;
         npy::write_f64(&run.path(&[m.name, "ridge_final_distance.npy"])?, &[points], &final_dist)?;
         npy::write_f64(&run.path(&[m.name, "ridge_final_normal_error.npy"])?, &[points], &normal_error)?;
         npy::write_f64(&run.path(&[m.name, "ridge_slide_motion.npy"])?, &[points, d], &motion)?;
@@ -169,7 +173,8 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         let normal = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Normal)?;
         let tangent = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Tangent)?;
         let with_normal = Perturbed::new(&base, &normal)?.on_below_std(CONTROL_BELOW)?.only_rows(n_c..2 * n_c);
-        let with_both = Perturbed::new(&with_normal, &tangent)?.on_below_std(CONTROL_BELOW)?.only_rows(2 * n_c..3 * n_c);
+        let with_both =
+            Perturbed::new(&with_normal, &tangent)?.on_below_std(CONTROL_BELOW)?.only_rows(2 * n_c..3 * n_c);
         let out = sample(&with_both, &x_c.repeat(3), &plain, &mut SeededNoise::new(0), run.options)?.samples;
         let (exact_ridge, exact_dist) = to_ridge(&smoothed, &out[..n_c * d], t_end, run)?;
         let mut controlled = Vec::new();
@@ -233,7 +238,9 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         panel(
             &run.path(&[name, "ridge_slide.png"])?,
             &Panel {
-                title: &format!("{name}: slide — motion along the ridge against the tangential error's (cos {slide_cos:.2})"),
+                title: &format!(
+                    "{name}: slide — motion along the ridge against the tangential error's (cos {slide_cos:.2})"
+                ),
                 x_label: "‖P‖: tangential motion the error drives, σ ≤ 0.15 (data units)",
                 y_label: "actual tangential motion along P/‖P‖ (data units)",
                 log_x: false,
@@ -263,7 +270,10 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
             &[
                 Layer::points(format!("normal error: |Δ distance| {raise_n:.2e}, shift {shift_n:.2e}"), scatter(0)),
                 Layer::points(format!("tangential error: |Δ distance| {raise_t:.2e}, shift {shift_t:.2e}"), scatter(1)),
-                Layer::dashed(format!("exact score alone: median distance {base_dist:.2e}"), vec![(lo, base_dist), (hi, base_dist)]),
+                Layer::dashed(
+                    format!("exact score alone: median distance {base_dist:.2e}"),
+                    vec![(lo, base_dist), (hi, base_dist)],
+                ),
             ],
         )?;
         if name == "moons" {
@@ -320,7 +330,9 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         run.claim(Finding {
             paper: PAPER,
             model: name.to_string(),
-            claim: claim("align: \"their distance to the ridge is controlled by the normal component of training error\""),
+            claim: claim(
+                "align: \"their distance to the ridge is controlled by the normal component of training error\"",
+            ),
             measured: format!(
                 "across {} samples: final distance to the ridge (median {:.2e}) against std·‖e⊥‖ at the last step \
                  (median {:.3})",
