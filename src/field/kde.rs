@@ -252,11 +252,8 @@ impl KdeField {
             .ok_or_else(|| Error::Device("the Hessian pass returned nothing".into()))
     }
 
-    /// H·v for `per_point` directions per row of `x` (`v` is [B, P, D]), without forming H on the tiled path:
-    /// −v/σ² + Σᵢ wᵢ ((α xᵢ − m)·v)(α xᵢ − m)/σ⁴. This is also the exact JVP of the score. On the small-dimension
-    /// path H (at most 8×8) is formed and applied on the host.
-    pub fn hessian_vector(&self, x: &[f32], v: &[f32], per_point: usize, options: JobOptions) -> Result<Vec<f32>> {
-        let rows = self.check_points(x)?;
+    /// Checks directions V: `per_point` ≥ 1 finite rows of D for each of `rows` points ([rows, per_point, D]).
+    fn check_directions(&self, v: &[f32], rows: usize, per_point: usize) -> Result<()> {
         let d = self.dim;
         if per_point == 0 || v.len() != rows * per_point * d {
             return Err(Error::bad_input(
@@ -267,6 +264,16 @@ impl KdeField {
         if let Some(i) = v.iter().position(|a| !a.is_finite()) {
             return Err(Error::NotFinite { what: "V".into(), row: i / (per_point * d), value: v[i] as f64 });
         }
+        Ok(())
+    }
+
+    /// H·v for `per_point` directions per row of `x` (`v` is [B, P, D]), without forming H on the tiled path:
+    /// −v/σ² + Σᵢ wᵢ ((α xᵢ − m)·v)(α xᵢ − m)/σ⁴. This is also the exact JVP of the score. On the small-dimension
+    /// path H (at most 8×8) is formed and applied on the host.
+    pub fn hessian_vector(&self, x: &[f32], v: &[f32], per_point: usize, options: JobOptions) -> Result<Vec<f32>> {
+        let rows = self.check_points(x)?;
+        let d = self.dim;
+        self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
         if self.small {
             let h = self.hessian(x, options)?;
@@ -298,15 +305,7 @@ impl KdeField {
         }
         let rows = self.check_points(x)?;
         let d = self.dim;
-        if per_point == 0 || v.len() != rows * per_point * d {
-            return Err(Error::bad_input(
-                "V",
-                format!("{} values; expected [{rows}, {per_point}, {d}] ({} values)", v.len(), rows * per_point * d),
-            ));
-        }
-        if let Some(i) = v.iter().position(|a| !a.is_finite()) {
-            return Err(Error::NotFinite { what: "V".into(), row: i / (per_point * d), value: v[i] as f64 });
-        }
+        self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
         let moments = self.moments(x, rows, Second::Hvp { v, per_point }, options)?;
         let mut score = Vec::with_capacity(rows * d);
