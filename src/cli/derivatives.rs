@@ -7,7 +7,7 @@ use scorelens::derivative::{DivergenceMethod, JacobianMethod, JvpMethod};
 use scorelens::results::derivatives;
 use scorelens::Result;
 
-use super::inputs::{flags, ModelInputs};
+use super::inputs::ModelInputs;
 use super::progress::Bar;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,8 +90,7 @@ pub fn run_jvp(args: &JvpArgs) -> Result<()> {
         JvpChoice::Fd4 => JvpMethod::Fd4,
     });
     let bar = Bar::new();
-    let result =
-        derivatives::jvp(&job.fields(), &job.points, &v, method, args.richardson, job.options(&bar)).map_err(flags)?;
+    let result = derivatives::jvp(&job.fields(), &job.points, &v, method, args.richardson, job.options(&bar))?;
     result.save(&args.output)
 }
 
@@ -99,7 +98,7 @@ pub fn run_vjp(args: &VjpArgs) -> Result<()> {
     let job = args.inputs.load()?;
     let u = job.read_directions(&args.u, "U")?;
     let bar = Bar::new();
-    derivatives::vjp(&job.fields(), &job.points, &u, job.options(&bar)).map_err(flags)?.save(&args.output)
+    derivatives::vjp(&job.fields(), &job.points, &u, job.options(&bar))?.save(&args.output)
 }
 
 pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
@@ -110,7 +109,7 @@ pub fn run_jacobian(args: &JacobianArgs) -> Result<()> {
         JacobianChoice::Fd => JacobianMethod::Fd,
     });
     let bar = Bar::new();
-    derivatives::save_jacobian(&args.output, &job.fields(), &job.points, method, job.options(&bar)).map_err(flags)
+    derivatives::save_jacobian(&args.output, &job.fields(), &job.points, method, job.options(&bar))
 }
 
 pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
@@ -122,7 +121,6 @@ pub fn run_divergence(args: &DivergenceArgs) -> Result<()> {
     let bar = Bar::new();
     // Probes are drawn per row, keyed by the row's index in the whole input (the shard's first row onwards).
     let first_row = job.shard.rows.start;
-    let result =
-        derivatives::divergence(&job.fields(), &job.points, first_row, method, job.options(&bar)).map_err(flags)?;
+    let result = derivatives::divergence(&job.fields(), &job.points, first_row, method, job.options(&bar))?;
     result.save(&args.output)
 }

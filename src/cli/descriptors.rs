@@ -8,7 +8,7 @@ use scorelens::analysis::{DescribedMap, DescriptorSettings, Directions};
 use scorelens::results::descriptors::descriptors;
 use scorelens::{Error, Result};
 
-use super::inputs::{flags, run_signature, ModelInputs};
+use super::inputs::{run_signature, ModelInputs};
 use super::progress::Bar;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -78,7 +78,6 @@ pub fn run(args: &DescriptorArgs) -> Result<()> {
         job.options(&bar),
         &job.source,
         &run_signature(),
-    )
-    .map_err(flags)?;
+    )?;
     result.save(&args.output)
 }

@@ -105,7 +105,7 @@ impl ModelSettings {
             beta_min: self.beta_min,
             beta_max: self.beta_max,
         };
-        settings::schedule(self.schedule.as_deref(), numbers).map_err(flags)
+        settings::schedule(self.schedule.as_deref(), numbers)
     }
 }
 
@@ -131,7 +131,7 @@ impl FieldArgs {
             let data = npy::read_f32(path)?;
             let what = path.display().to_string();
             let (_, dim) = settings::check_data(&data.shape, &what)?;
-            let smoothing = settings::smoothing(self.bandwidth).map_err(flags)?;
+            let smoothing = settings::smoothing(self.bandwidth)?;
             let field = SmoothedData::new(ctx, data.data, dim, self.schedule()?, smoothing).map_err(|e| match e {
                 Error::NotFinite { row, value, .. } => Error::NotFinite { what: what.clone(), row, value },
                 other => other,
@@ -187,7 +187,7 @@ impl std::ops::Deref for Shard {
 impl Shard {
     /// Shard I/N of `total` rows, or all rows without a spec.
     pub fn of(spec: Option<&str>, total: usize) -> Result<Shard> {
-        scorelens::batch::Shard::parse(spec, total).map(Shard).map_err(flags)
+        scorelens::batch::Shard::parse(spec, total).map(Shard)
     }
 }
 

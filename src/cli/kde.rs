@@ -11,7 +11,7 @@ use scorelens::results::kde::kde;
 use scorelens::scheduler::{JobOptions, Progress};
 use scorelens::{Error, Result};
 
-use super::inputs::{flags, run_signature, Shard};
+use super::inputs::{run_signature, Shard};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -107,6 +107,6 @@ pub fn run(args: &KdeArgs) -> Result<()> {
     let shard = Shard::of(args.shard.as_deref(), x.shape[0])?;
     let bar = Bar::new();
     let fields: Vec<&KdeField> = job.fields.iter().collect();
-    let result = kde(&fields, &x.data, &shard, args.hessian, job.options(&bar), &run_signature()).map_err(flags)?;
+    let result = kde(&fields, &x.data, &shard, args.hessian, job.options(&bar), &run_signature())?;
     result.save(&args.output)
 }

@@ -10,7 +10,7 @@ use scorelens::sampler::SamplerKind;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
 
-use super::inputs::{flags, read_points, run_signature, FieldArgs, LoadedField};
+use super::inputs::{read_points, run_signature, FieldArgs, LoadedField};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -115,8 +115,7 @@ pub fn run(args: &LyapunovArgs) -> Result<()> {
     let options = JobOptions { memory_budget, progress: &bar };
     let shard = args.shard.as_deref();
     let result =
-        lyapunov(&fields, &points.data, dynamics, settings, shard, options, &loaded[0].source, &run_signature())
-            .map_err(flags)?;
+        lyapunov(&fields, &points.data, dynamics, settings, shard, options, &loaded[0].source, &run_signature())?;
     result.save(&args.output)?;
     if args.plot {
         result.plot(&args.output)?;

@@ -9,7 +9,7 @@ use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
 use scorelens::results::ridge::ridge;
 use scorelens::{Error, Result};
 
-use super::inputs::{flags, run_signature};
+use super::inputs::run_signature;
 use super::kde::KdeInputs;
 use super::progress::Bar;
 
@@ -86,8 +86,7 @@ pub fn run(args: &RidgeArgs) -> Result<()> {
     let fields: Vec<&scorelens::field::KdeField> = job.fields.iter().collect();
     let (data, x) = (args.inputs.data.display().to_string(), args.x.display().to_string());
     let shard = args.shard.as_deref();
-    let mut result =
-        ridge(&fields, &x0.data, settings, shard, job.options(&bar), &data, &x, &run_signature()).map_err(flags)?;
+    let mut result = ridge(&fields, &x0.data, settings, shard, job.options(&bar), &data, &x, &run_signature())?;
     result.load_seconds = loaded;
     if args.plot {
         let starts = result.info.shard.slice(&x0.data, d);

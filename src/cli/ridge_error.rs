@@ -17,7 +17,7 @@ use scorelens::results::spectrum::RecordedLevels;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, GpuContext, Result, ScoreField};
 
-use super::inputs::{flags, read_points, read_times, run_signature, Shard};
+use super::inputs::{read_points, read_times, run_signature, Shard};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -110,8 +110,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                 (&names.0, &names.1),
                 &what,
                 &run_signature(),
-            )
-            .map_err(flags)?;
+            )?;
             if args.plot {
                 create_dir(dir)?;
                 table.plot(dir)?;
@@ -134,8 +133,7 @@ pub fn run(args: &RidgeErrorArgs) -> Result<()> {
                 &source,
                 &data_name,
                 &run_signature(),
-            )
-            .map_err(flags)?;
+            )?;
             result.info.seconds = started.elapsed().as_secs_f64();
             result.save(dir)
         }

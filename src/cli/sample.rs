@@ -8,7 +8,7 @@ use scorelens::sampler::{SamplerConfig, SamplerKind};
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result, ScoreField};
 
-use super::inputs::{flags, read_points, run_signature, FieldArgs, LoadedField};
+use super::inputs::{read_points, run_signature, FieldArgs, LoadedField};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -79,8 +79,7 @@ pub fn run(args: &SampleArgs) -> Result<()> {
     let bar = Bar::new();
     let options = JobOptions { memory_budget, progress: &bar };
     let shard = args.shard.as_deref();
-    let result = sample(&fields, start, &config, args.seed, shard, options, &loaded[0].source, &run_signature())
-        .map_err(flags)?;
+    let result = sample(&fields, start, &config, args.seed, shard, options, &loaded[0].source, &run_signature())?;
     result.save(&args.output)
 }
 

@@ -11,7 +11,7 @@ use scorelens::results::spectrum::{
 use scorelens::scheduler::JobOptions;
 use scorelens::{Error, Result};
 
-use super::inputs::{flags, run_signature, FieldArgs, Job, LoadedField};
+use super::inputs::{run_signature, FieldArgs, Job, LoadedField};
 use super::progress::Bar;
 use super::ComputeArgs;
 
@@ -154,8 +154,7 @@ fn from_samples(args: &SpectrumArgs, samples: &Path) -> Result<()> {
             }
             log.as_mut().expect("opened above").1.write(row, s)
         },
-    )
-    .map_err(flags)?;
+    )?;
     result.samples = samples.display().to_string();
     result.save(&args.output)?;
     if args.plot {
@@ -184,5 +183,4 @@ fn spectrum_of(
     let bar = Bar::new();
     let options = JobOptions { memory_budget: args.compute.memory_budget()?, progress: &bar };
     spectrum(fields, points, shard, &request, options, source, &run_signature(), |row, s| log.write(row, s))
-        .map_err(flags)
 }
