@@ -26,6 +26,7 @@ const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
 const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
 const GRAPH_MATH: &str = include_str!("../../shaders/shared/graph_math.wgsl");
 const SEGMENT_SUM: &str = include_str!("../../shaders/shared/segment_sum.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../shaders/shared/attention_common.wgsl");
 
 /// Every kernel: its name (also its file name under `shaders/`, but for variants that reuse another kernel's body
 /// with other helpers, named `<kernel>_<variant>`), the shared helper files it is prefixed with (plain
@@ -89,6 +90,9 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("graph_norm_tangent", &[SEGMENT_SUM], include_str!("../../shaders/graph_norm_tangent.wgsl")),
     ("graph_softmax", &[], include_str!("../../shaders/graph_softmax.wgsl")),
     ("graph_softmax_tangent", &[SEGMENT_SUM], include_str!("../../shaders/graph_softmax_tangent.wgsl")),
+    // Fused attention (ops::attention).
+    ("graph_attention", &[ATTENTION_COMMON], include_str!("../../shaders/graph_attention.wgsl")),
+    ("graph_attention_tangent", &[ATTENTION_COMMON], include_str!("../../shaders/graph_attention_tangent.wgsl")),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

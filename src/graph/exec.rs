@@ -547,6 +547,24 @@ impl GraphExecutor {
                 let rep = row_map(0).rep as usize;
                 kernels::record_softmax_tangent(rec, rows, rep, *outer, *n, *inner, input(0)?, input(1)?, out)
             }
+            Op::Attention(a) => {
+                use crate::ops::attention::{record_attention, AttentionOperand};
+                let operand = |i: usize, layout| -> Result<AttentionOperand> {
+                    Ok(AttentionOperand { buffer: input(i)?, map: crate::graph::ir::Attention::map(layout, row_map(i)) })
+                };
+                record_attention(rec, &a.shape(rows), operand(0, a.q)?, operand(1, a.k)?, operand(2, a.v)?, out)
+            }
+            Op::AttentionTangent(a, t) => {
+                use crate::ops::attention::{record_attention_tangent, AttentionOperand};
+                let operand = |i: usize, layout| -> Result<AttentionOperand> {
+                    Ok(AttentionOperand { buffer: input(i)?, map: crate::graph::ir::Attention::map(layout, row_map(i)) })
+                };
+                let mut next = 4..;
+                let mut tangent = |layout: Option<_>| layout.map(|l| operand(next.next().unwrap(), l)).transpose();
+                let tangents = [tangent(t.dq)?, tangent(t.dk)?, tangent(t.dv)?];
+                let (q, k, v) = (operand(0, a.q)?, operand(1, a.k)?, operand(2, a.v)?);
+                record_attention_tangent(rec, &a.shape(rows), q, k, v, (input(3)?, row_map(3)), tangents, out)
+            }
         }
     }
 }

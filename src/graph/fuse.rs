@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::graph::attention;
 use crate::graph::ir::{Graph, MatMul, Node, NodeId, NormAffine, Op, StoreEpilogue, Stream, ValueId};
 use crate::graph::linearize::Linearized;
 use crate::ops::graph::{BinaryOp, UnaryFn};
@@ -303,16 +304,21 @@ pub fn fuse_program(p: &Linearized, keep: &[ValueId], enabled: bool) -> FusedPro
         };
     }
     let only = |v: ValueId| HashSet::from([v]);
-    let jvp = fuse_list(&mut graph, &p.jvp, &only(p.dy));
+    // Attention first (crate::graph::attention): its chains hold no bias or activation for the epilogues.
+    let attentions = if attention::enabled_from_env() { attention::find_attentions(&graph, &p.primal) } else { vec![] };
+    let jvp = attention::fuse_tangents(&mut graph, &p.jvp, &only(p.dy), &attentions);
+    let jvp = fuse_list(&mut graph, &jvp, &only(p.dy));
     let vjp = fuse_list(&mut graph, &p.vjp, &only(p.x_bar));
     let mut kept = read_outside(&graph, &[&jvp, &vjp]);
     kept.extend(keep.iter().copied().chain([graph.output]));
     // Derivative factors that every product absorbed are no longer needed.
     let residuals = live_suffix(&graph, &p.residuals, &kept);
     let linearisation: Vec<NodeId> = p.primal.iter().chain(&residuals).copied().collect();
+    let linearisation = attention::fuse_forward(&mut graph, &linearisation, &kept, &attentions);
     let linearisation = fuse_list(&mut graph, &linearisation, &kept);
     let output = graph.output;
-    let score = fuse_list(&mut graph, &p.primal, &only(output));
+    let score = attention::fuse_forward(&mut graph, &p.primal, &only(output), &attentions);
+    let score = fuse_list(&mut graph, &score, &only(output));
     FusedProgram { graph, score, linearisation, jvp, vjp, kept }
 }
 

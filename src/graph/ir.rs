@@ -149,6 +149,59 @@ pub enum Op {
     /// A [`Op::Norm`] with the constant per-channel scale and shift and the activation that follow it fused into
     /// its store. Inputs: x, the scale (if any), the shift (if any).
     FusedNorm { size: usize, eps: f32, store: NormAffine },
+    /// MatMul → scale → Softmax → MatMul as one kernel (crate::graph::attention). Inputs: q, k, v.
+    Attention(Attention),
+    /// The tangent of an attention, dO = dP · V + P · dV with dP = P ⊙ (dS − Σ P ⊙ dS) and
+    /// dS = scale · (dQ · K + Q · dK), as one kernel that stores neither dS nor dP. Inputs: q, k, v, the
+    /// probabilities P (primal, [lead, lq, lk]), then dq, dk, dv for those present.
+    AttentionTangent(Attention, AttentionTangents),
+}
+
+/// Scaled dot-product attention as one kernel (crate::graph::attention): per leading index l (head) of a row,
+/// O[l] = softmax(scale · Q[l] · K[l]) · V[l] along the key axis, with Q [lq, dk] (the first product's A),
+/// K [dk, lk] (its B), V [lk, dv] (the second product's B) and O contiguous [lead, lq, dv]. The scores
+/// [lq, lk] are never stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attention {
+    pub lead: usize,
+    pub lq: usize,
+    pub lk: usize,
+    pub dk: usize,
+    pub dv: usize,
+    pub q: MatrixLayout,
+    pub k: MatrixLayout,
+    pub v: MatrixLayout,
+    /// The constant the scores are multiplied by (1 / c for a division by c).
+    pub scale: f64,
+}
+
+impl Attention {
+    /// The kernels' sizes for `rows` output rows.
+    pub fn shape(&self, rows: usize) -> crate::ops::attention::AttentionShape {
+        crate::ops::attention::AttentionShape {
+            rows,
+            lead: self.lead,
+            lq: self.lq,
+            lk: self.lk,
+            dk: self.dk,
+            dv: self.dv,
+            scale: self.scale,
+        }
+    }
+
+    /// Where an operand with `layout` finds its matrices in `rows`.
+    pub fn map(layout: MatrixLayout, rows: RowMap) -> MatrixMap {
+        MatrixMap { rows, lead_stride: layout.lead_stride as u32, transposed: layout.transposed }
+    }
+}
+
+/// The tangent operands an [`Op::AttentionTangent`] reads (those of the inputs that depend on x) and where their
+/// matrices are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionTangents {
+    pub dq: Option<MatrixLayout>,
+    pub dk: Option<MatrixLayout>,
+    pub dv: Option<MatrixLayout>,
 }
 
 /// The per-channel affine map and activation of a [`Op::FusedNorm`]: element i of a row is in channel
@@ -181,6 +234,8 @@ impl Op {
             Op::FusedMatMul(..) => "matmul+epilogue",
             Op::FusedConv(..) => "conv+epilogue",
             Op::FusedNorm { .. } => "norm+affine",
+            Op::Attention(_) => "attention",
+            Op::AttentionTangent(..) => "attention-tangent",
         }
     }
 }
@@ -273,6 +328,8 @@ impl Graph {
             }
             Op::Norm { .. } | Op::FusedNorm { .. } | Op::Softmax { .. } => 5.0 * out,
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => 8.0 * out,
+            Op::Attention(a) => ((a.lead * a.lq * a.lk) * (2 * a.dk + 2 * a.dv + 5)) as f64,
+            Op::AttentionTangent(a, _) => ((a.lead * a.lq * a.lk) * (4 * a.dk + 6 * a.dv + 4)) as f64,
         }
     }
 

@@ -249,7 +249,11 @@ impl Builder<'_> {
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => {
                 return Err(self.unsupported("a linearisation inside the network"));
             }
-            Op::FusedMatMul(..) | Op::FusedConv(..) | Op::FusedNorm { .. } => {
+            Op::FusedMatMul(..)
+            | Op::FusedConv(..)
+            | Op::FusedNorm { .. }
+            | Op::Attention(_)
+            | Op::AttentionTangent(..) => {
                 return Err(self.unsupported("a fused node (fusion runs after the derivative programs are built)"));
             }
         })
@@ -420,7 +424,9 @@ impl Transposer<'_> {
             | Op::Binary(BinaryOp::Pow)
             | Op::FusedMatMul(..)
             | Op::FusedConv(..)
-            | Op::FusedNorm { .. } => {
+            | Op::FusedNorm { .. }
+            | Op::Attention(_)
+            | Op::AttentionTangent(..) => {
                 return Err(Error::InvalidArgument(format!(
                     "node `{}`: {} is not linear in its tangent (internal error in the tangent program)",
                     self.name,

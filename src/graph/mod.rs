@@ -5,6 +5,7 @@
 //! A network's raw output becomes the score through an affine map per row, s = a(t) · out + b(t) · x, appended to
 //! the graph as two per-row inputs, so scores, J·V and Jᵀ·U all follow it exactly.
 
+pub mod attention;
 pub mod builtin;
 pub mod exec;
 pub mod fuse;

@@ -1,6 +1,7 @@
 //! GPU operations: each records one kernel's dispatch from typed arguments. They know buffers and shapes,
 //! nothing of models, files or the CLI.
 
+pub mod attention;
 pub mod graph;
 pub mod kde;
 pub mod lincomb;

@@ -113,6 +113,26 @@ impl<'g> HostRun<'g> {
                     twin::record_norm_tangent(rows, rep, groups, *size, *eps as f64, input(0), input(1), &mut out);
                 }
                 Op::Softmax { outer, n, inner } => twin::record_softmax(rows, *outer, *n, *inner, input(0), &mut out),
+                Op::Attention(a) => {
+                    let operand = |i: usize, layout| {
+                        let id = node.inputs[i];
+                        (self.get(id), crate::graph::ir::Attention::map(layout, self.row_map(id, out_stream)))
+                    };
+                    let (q, k, v) = (operand(0, a.q), operand(1, a.k), operand(2, a.v));
+                    crate::reference::attention::record_attention(&a.shape(rows), q, k, v, &mut out);
+                }
+                Op::AttentionTangent(a, t) => {
+                    let operand = |i: usize, layout| {
+                        let id = node.inputs[i];
+                        (self.get(id), crate::graph::ir::Attention::map(layout, self.row_map(id, out_stream)))
+                    };
+                    let (q, k, v) = (operand(0, a.q), operand(1, a.k), operand(2, a.v));
+                    let p = (self.get(node.inputs[3]), self.row_map(node.inputs[3], out_stream));
+                    let mut next = 4..;
+                    let mut tangent = |layout: Option<_>| layout.map(|l| operand(next.next().unwrap(), l));
+                    let tangents = [tangent(t.dq), tangent(t.dk), tangent(t.dv)];
+                    crate::reference::attention::record_attention_tangent(&a.shape(rows), q, k, v, p, tangents, &mut out);
+                }
                 Op::SoftmaxTangent { outer, n, inner } => {
                     let rep = rows / self.rows(node.inputs[0]);
                     twin::record_softmax_tangent(rows, rep, *outer, *n, *inner, input(0), input(1), &mut out);

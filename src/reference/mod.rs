@@ -2,6 +2,7 @@
 //! the tests (and as the CPU answer where a GPU result is checked).
 #![allow(clippy::needless_range_loop)] // Keeps the loops comparable to the shaders.
 
+pub mod attention;
 pub mod flow;
 pub mod graph;
 pub mod graph_ops;
