@@ -1,6 +1,7 @@
-//! Fused attention (crate::graph::attention, ops::attention): the kernels against their f64 twins, and networks
-//! with self- and cross-attention whose fused programs (one attention node in the score, one attention-tangent
-//! node in J·V) match the unfused twin exactly in f64 and on the GPU to f32 rounding. Sizes are not multiples of
+//! Fused attention (crate::graph::attention, ops::attention): the kernels against their f64 twins, the twins
+//! against central differences and each other's transpose, and networks with self- and cross-attention whose fused
+//! programs (one attention node in the score, one attention-tangent node in J·V, one scores' cotangent node in
+//! Jᵀ·U) match the unfused twin exactly in f64 and on the GPU to f32 rounding. Sizes are not multiples of
 //! the kernels' 64-thread workgroups or 16-column chunks (sequence lengths 7, 11, 13; head sizes 5, 19, 33).
 
 mod common;
@@ -14,7 +15,9 @@ use scorelens::graph::exec::{GraphExecutor, GraphOptions, Pass};
 use scorelens::graph::ir::{Graph, MatMul, MatrixLayout, Op, Stream, ValueId};
 use scorelens::graph::{Parameterization, ScoreNetwork, TimeInput};
 use scorelens::model::NoiseSchedule;
-use scorelens::ops::attention::{record_attention, record_attention_tangent, AttentionOperand, AttentionShape};
+use scorelens::ops::attention::{
+    record_attention, record_attention_score_adjoint, record_attention_tangent, AttentionOperand, AttentionShape,
+};
 use scorelens::ops::graph::{BinaryOp, MatrixMap, RowMap, UnaryFn};
 use scorelens::reference::attention as twin;
 use scorelens::reference::graph::{run_network, HostRun};
@@ -156,6 +159,18 @@ fn attention_kernels_match_their_twins_on_awkward_shapes() {
             twin::record_attention_tangent(&tangent, (&q, q_rep), (&k, k_map), (&v, v_rep), (&p, p_rows), tangents, &mut want);
             check(&format!("case {case}: attention tangent, tangents {present:03b}"), &got, &want, 2e-6);
         }
+        // The scores' cotangent from an output cotangent per tangent row.
+        let ct = uniform(&mut r, out_len, -1.0, 1.0);
+        let gct = up(&ctx, &ct);
+        let s_len = points * rep * lead * lq * lk;
+        let out = ctx.buffer("test/out", (s_len * 4) as u64, BufferRole::Storage);
+        let mut rec = Recorder::new(&ctx, "test/attention-score-adjoint");
+        record_attention_score_adjoint(&mut rec, &tangent, operand(&gv, v_rep), (&gp, p_rows), &gct, &out).unwrap();
+        rec.submit();
+        let got = ctx.download(&out, s_len).unwrap();
+        let mut want = vec![0.0; s_len];
+        twin::record_attention_score_adjoint(&tangent, (&v, v_rep), (&p, p_rows), &ct, &mut want);
+        check(&format!("case {case}: attention score adjoint"), &got, &want, 2e-6);
     }
 }
 
@@ -203,6 +218,44 @@ fn attention_tangent_twin_is_the_derivative_of_the_forward_twin() {
     let err = twin_rel(&jvp, &fd);
     println!("tangent twin vs central differences: {err:.2e}");
     assert!(err < 1e-8, "tangent twin differs from central differences by {err:e}");
+}
+
+/// The scores' cotangent twin is the adjoint of the tangent twin: for the tangent of Q alone,
+/// ⟨dO(dQ), Ō⟩ = ⟨dQ, S̄ · Kᵀ⟩ with S̄ the scores' cotangent of Ō.
+#[test]
+fn attention_score_adjoint_twin_is_the_transpose_of_the_tangent_twin() {
+    let mut r = rng(64);
+    let (lead, lq, lk, dk, dv) = (3, 4, 6, 5, 7);
+    let s = AttentionShape { rows: 1, lead, lq, lk, dk, dv, scale: 0.45 };
+    let map = |size: usize| MatrixMap { rows: RowMap::rows(lead * size), lead_stride: size as u32, transposed: false };
+    let q = uniform(&mut r, lead * lq * dk, -1.5, 1.5);
+    let k = uniform(&mut r, lead * dk * lk, -1.5, 1.5);
+    let v = uniform(&mut r, lead * lk * dv, -1.0, 1.0);
+    let dq = uniform(&mut r, lead * lq * dk, -1.0, 1.0);
+    let ct = uniform(&mut r, lead * lq * dv, -1.0, 1.0);
+    let eye = AttentionShape { dv: lk, ..s };
+    let ident: Vec<f64> = (0..lk * lk).map(|i| if i / lk == i % lk { 1.0 } else { 0.0 }).collect();
+    let shared = MatrixMap { rows: RowMap::shared(), lead_stride: 0, transposed: false };
+    let mut p = vec![0.0; lead * lq * lk];
+    twin::record_attention(&eye, (&q, map(lq * dk)), (&k, map(dk * lk)), (&ident, shared), &mut p);
+    let p_rows = RowMap::rows(lead * lq * lk);
+    let mut d_out = vec![0.0; lead * lq * dv];
+    let tangents = [Some((&dq[..], map(lq * dk))), None, None];
+    twin::record_attention_tangent(&s, (&q, map(lq * dk)), (&k, map(dk * lk)), (&v, map(lk * dv)), (&p, p_rows), tangents, &mut d_out);
+    let mut s_bar = vec![0.0; lead * lq * lk];
+    twin::record_attention_score_adjoint(&s, (&v, map(lk * dv)), (&p, p_rows), &ct, &mut s_bar);
+    let left: f64 = d_out.iter().zip(&ct).map(|(a, b)| a * b).sum();
+    let mut right = 0.0;
+    for l in 0..lead {
+        for i in 0..lq {
+            for c in 0..dk {
+                let q_bar: f64 = (0..lk).map(|j| s_bar[(l * lq + i) * lk + j] * k[l * dk * lk + c * lk + j]).sum();
+                right += dq[l * lq * dk + i * dk + c] * q_bar;
+            }
+        }
+    }
+    println!("⟨dO, Ō⟩ = {left:.12}, ⟨dQ, Q̄⟩ = {right:.12}");
+    assert!((left - right).abs() < 1e-12 * left.abs().max(1.0), "{left} ≠ {right}");
 }
 
 fn weights(g: &mut Graph, r: &mut impl Rng, name: &str, shape: Vec<usize>, scale: f64) -> ValueId {
@@ -287,7 +340,7 @@ fn attention_network(r: &mut impl Rng, cross: bool) -> ScoreNetwork {
 }
 
 #[test]
-fn attention_networks_fuse_exactly_in_score_and_jvp() {
+fn attention_networks_fuse_exactly_in_every_program() {
     let ctx = gpu();
     let mut r = rng(63);
     for cross in [false, true] {
@@ -309,6 +362,9 @@ fn attention_networks_fuse_exactly_in_score_and_jvp() {
         assert_eq!(softmaxes(&p.score), 0, "{name}: the score's softmax fused");
         assert_eq!(count(&p.jvp, &|op| matches!(op, Op::AttentionTangent(..))), 1, "{name}: one attention tangent");
         assert_eq!(softmaxes(&p.jvp), 0, "{name}: the softmax tangent fused in J·V");
+        let adjoints = count(&p.vjp, &|op| matches!(op, Op::AttentionScoreAdjoint(_)));
+        assert_eq!(adjoints, 1, "{name}: one scores' cotangent node in Jᵀ·U");
+        assert_eq!(softmaxes(&p.vjp), 0, "{name}: the softmax linearisation fused in Jᵀ·U");
         println!(
             "{name}: score {} → {} nodes, jvp {} → {}",
             net.program.primal.len(),
@@ -330,6 +386,10 @@ fn attention_networks_fuse_exactly_in_score_and_jvp() {
         run.run(&p.jvp);
         let err = twin_rel(run.get(net.program.dy), &run_network(&net, Pass::Jvp, &x, &t, Some((&v, rep))));
         assert!(err < 1e-12, "{name}: fused J·V twin differs by {err:e}");
+        run.set(net.program.y_bar, v.clone());
+        run.run(&p.vjp);
+        let err = twin_rel(run.get(net.program.x_bar), &run_network(&net, Pass::Vjp, &x, &t, Some((&v, rep))));
+        assert!(err < 1e-12, "{name}: fused Jᵀ·U twin differs by {err:e}");
         // The GPU, fused and unfused, against the unfused twin.
         for pass in [Pass::Score, Pass::Jvp, Pass::Vjp] {
             let tangents = (pass != Pass::Score).then_some((&v[..], rep));

@@ -93,6 +93,11 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     // Fused attention (ops::attention).
     ("graph_attention", &[ATTENTION_COMMON], include_str!("../../shaders/graph_attention.wgsl")),
     ("graph_attention_tangent", &[ATTENTION_COMMON], include_str!("../../shaders/graph_attention_tangent.wgsl")),
+    (
+        "graph_attention_score_adjoint",
+        &[ATTENTION_COMMON],
+        include_str!("../../shaders/graph_attention_score_adjoint.wgsl"),
+    ),
 ];
 
 /// The complete WGSL of a kernel: its shared helpers followed by its own file.

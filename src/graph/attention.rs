@@ -6,7 +6,11 @@
 //!   dP·V + P·dV (six to eight nodes over K tangent rows, each storing a [lead, lq, lk] matrix per tangent),
 //!   becomes one [`Op::AttentionTangent`] node that reads the primal probabilities P of the linearisation.
 //!
-//! The adjoint program (Jᵀ·U) keeps the unfused nodes, as does the linearisation (its P is read by both products).
+//! - in the adjoint program (Jᵀ·U), the scores' cotangent Ō·Vᵀ → softmax linearisation → scale becomes one
+//!   [`Op::AttentionScoreAdjoint`] node; the three products that remain (Pᵀ·Ō for V̄, S̄·K and Q·S̄ for Q̄ and K̄)
+//!   run on the batched matmul as before.
+//!
+//! The linearisation keeps the unfused forward nodes: its P is what the products read.
 //! A node chain is fused only when each intermediate value has its one use inside the chain and is not read after
 //! the list. `SCORELENS_GRAPH_ATTENTION=0` turns attention fusion alone off (for before/after measurements).
 
@@ -317,6 +321,64 @@ pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, p
             output: last,
         };
         fused.push((chain, node));
+    }
+    splice(g, nodes, fused)
+}
+
+/// Fuses, in the adjoint program `nodes`, the product Ō·Vᵀ, the softmax linearisation and the scale of each
+/// attention of `patterns` into an [`Op::AttentionScoreAdjoint`] node; `kept` are values read after the list.
+pub fn fuse_adjoints(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, patterns: &[AttentionPattern]) -> Vec<NodeId> {
+    let consumers = readers(g, nodes);
+    let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
+    let only = |v: ValueId| -> Option<NodeId> {
+        match consumers.get(&v).map(Vec::as_slice) {
+            Some(&[n]) if !kept.contains(&v) && v != g.output => Some(n),
+            _ => None,
+        }
+    };
+    let mut fused = Vec::new();
+    for p in patterns {
+        let a = p.spec;
+        let Some(sts) = consumers.get(&p.probs) else { continue };
+        for &st in sts {
+            if !matches!(g.nodes[st].op, Op::SoftmaxTangent { .. }) || g.nodes[st].inputs[0] != p.probs {
+                continue;
+            }
+            let dp = g.nodes[st].inputs[1];
+            let Some(&m) = producer.get(&dp) else { continue };
+            // dP̄ = Ō · Vᵀ: Ō contiguous per tangent row, V as the primal read it, transposed.
+            let ct = g.nodes[m].inputs[0];
+            let product_ok = matches!(g.nodes[m].op, Op::MatMul(mm)
+                if (mm.m, mm.n, mm.k, mm.lead) == (a.lq, a.lk, a.dv, a.lead)
+                    && !mm.a.transposed
+                    && (a.lead == 1 || mm.a.lead_stride == a.lq * a.dv)
+                    && mm.b == crate::graph::ir::MatrixLayout { transposed: !a.v.transposed, ..a.v })
+                && g.nodes[m].inputs[1] == p.v
+                && g.values[ct].stream == Stream::Tangent
+                && g.values[ct].numel() == a.lead * a.lq * a.dv
+                && only(dp) == Some(st);
+            if !product_ok {
+                continue;
+            }
+            let mut chain = vec![m, st];
+            let mut last = g.nodes[st].output;
+            if let Some((c, op)) = p.scale {
+                let Some(sc) = only(last) else { continue };
+                let node = &g.nodes[sc];
+                if !matches!(node.op, Op::Binary(b) if b == op) || node.inputs != [last, c] {
+                    continue;
+                }
+                chain.push(sc);
+                last = node.output;
+            }
+            let node = Node {
+                name: g.nodes[st].name.clone(),
+                op: Op::AttentionScoreAdjoint(a),
+                inputs: vec![p.v, p.probs, ct],
+                output: last,
+            };
+            fused.push((chain, node));
+        }
     }
     splice(g, nodes, fused)
 }

@@ -565,6 +565,11 @@ impl GraphExecutor {
                 let (q, k, v) = (operand(0, a.q)?, operand(1, a.k)?, operand(2, a.v)?);
                 record_attention_tangent(rec, &a.shape(rows), q, k, v, (input(3)?, row_map(3)), tangents, out)
             }
+            Op::AttentionScoreAdjoint(a) => {
+                use crate::ops::attention::{record_attention_score_adjoint, AttentionOperand};
+                let v = AttentionOperand { buffer: input(0)?, map: crate::graph::ir::Attention::map(a.v, row_map(0)) };
+                record_attention_score_adjoint(rec, &a.shape(rows), v, (input(1)?, row_map(1)), input(2)?, out)
+            }
         }
     }
 }

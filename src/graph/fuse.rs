@@ -308,7 +308,8 @@ pub fn fuse_program(p: &Linearized, keep: &[ValueId], enabled: bool) -> FusedPro
     let attentions = if attention::enabled_from_env() { attention::find_attentions(&graph, &p.primal) } else { vec![] };
     let jvp = attention::fuse_tangents(&mut graph, &p.jvp, &only(p.dy), &attentions);
     let jvp = fuse_list(&mut graph, &jvp, &only(p.dy));
-    let vjp = fuse_list(&mut graph, &p.vjp, &only(p.x_bar));
+    let vjp = attention::fuse_adjoints(&mut graph, &p.vjp, &only(p.x_bar), &attentions);
+    let vjp = fuse_list(&mut graph, &vjp, &only(p.x_bar));
     let mut kept = read_outside(&graph, &[&jvp, &vjp]);
     kept.extend(keep.iter().copied().chain([graph.output]));
     // Derivative factors that every product absorbed are no longer needed.

@@ -155,6 +155,10 @@ pub enum Op {
     /// dS = scale · (dQ · K + Q · dK), as one kernel that stores neither dS nor dP. Inputs: q, k, v, the
     /// probabilities P (primal, [lead, lq, lk]), then dq, dk, dv for those present.
     AttentionTangent(Attention, AttentionTangents),
+    /// In the adjoint of an attention, the scores' cotangent from the output's cotangent Ō (tangent, [lead, lq, dv]
+    /// contiguous): S̄ = scale · P ⊙ (Ō·Vᵀ − rowsum(P ⊙ Ō·Vᵀ)), one kernel instead of a product, the softmax
+    /// linearisation and the scale. Inputs: v, the probabilities P, Ō.
+    AttentionScoreAdjoint(Attention),
 }
 
 /// Scaled dot-product attention as one kernel (crate::graph::attention): per leading index l (head) of a row,
@@ -236,6 +240,7 @@ impl Op {
             Op::FusedNorm { .. } => "norm+affine",
             Op::Attention(_) => "attention",
             Op::AttentionTangent(..) => "attention-tangent",
+            Op::AttentionScoreAdjoint(_) => "attention-score-adjoint",
         }
     }
 }
@@ -330,6 +335,7 @@ impl Graph {
             Op::NormTangent { .. } | Op::SoftmaxTangent { .. } => 8.0 * out,
             Op::Attention(a) => ((a.lead * a.lq * a.lk) * (2 * a.dk + 2 * a.dv + 5)) as f64,
             Op::AttentionTangent(a, _) => ((a.lead * a.lq * a.lk) * (4 * a.dk + 6 * a.dv + 4)) as f64,
+            Op::AttentionScoreAdjoint(a) => ((a.lead * a.lq * a.lk) * (2 * a.dv + 5)) as f64,
         }
     }
 

@@ -253,7 +253,8 @@ impl Builder<'_> {
             | Op::FusedConv(..)
             | Op::FusedNorm { .. }
             | Op::Attention(_)
-            | Op::AttentionTangent(..) => {
+            | Op::AttentionTangent(..)
+            | Op::AttentionScoreAdjoint(_) => {
                 return Err(self.unsupported("a fused node (fusion runs after the derivative programs are built)"));
             }
         })
@@ -426,7 +427,8 @@ impl Transposer<'_> {
             | Op::FusedConv(..)
             | Op::FusedNorm { .. }
             | Op::Attention(_)
-            | Op::AttentionTangent(..) => {
+            | Op::AttentionTangent(..)
+            | Op::AttentionScoreAdjoint(_) => {
                 return Err(Error::InvalidArgument(format!(
                     "node `{}`: {} is not linear in its tangent (internal error in the tangent program)",
                     self.name,

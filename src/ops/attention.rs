@@ -78,7 +78,7 @@ struct Params {
 
 /// The thread count, grid and parameters shared by both kernels (operands filled in by the caller).
 fn launch(kernel: &str, rec: &Recorder, s: &AttentionShape, out: &wgpu::Buffer) -> Result<(Params, [u32; 3])> {
-    if s.scale.is_nan() || !s.scale.is_finite() {
+    if !s.scale.is_finite() {
         return fail(kernel, format!("scale {} is not finite", s.scale));
     }
     let chunks = s.dv.div_ceil(CHUNK).max(1);
@@ -187,4 +187,49 @@ pub fn record_attention_tangent(
     inputs.push(out);
     inputs.push(&uniform);
     rec.dispatch(&kernel, &inputs, grid)
+}
+
+/// The cotangent of an attention's scores from the cotangent `ct` of its output (tangent rows, [lead, lq, dv]
+/// contiguous): out = scale · P ⊙ (G − rowsum(P ⊙ G)) with G = Ō · Vᵀ, [rows, lead, lq, lk] contiguous — the
+/// adjoint's product with V, softmax linearisation and scale in one dispatch (graph_attention_score_adjoint.wgsl).
+pub fn record_attention_score_adjoint(
+    rec: &mut Recorder,
+    s: &AttentionShape,
+    v: AttentionOperand,
+    p: (&wgpu::Buffer, RowMap),
+    ct: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    const KERNEL: &str = "graph_attention_score_adjoint";
+    // One thread per query (chunks = 1), over an output of lk columns.
+    let scores = AttentionShape { dv: s.lk, ..*s };
+    let (mut params, grid) = launch(KERNEL, rec, &scores, out)?;
+    let threads = u32_of(KERNEL, "threads", s.rows * s.lead * s.lq)?;
+    let (gx, gy) = grid_2d(threads.div_ceil(WORKGROUP as u32), rec.ctx().caps.max_workgroups_per_dimension());
+    params.threads = threads;
+    params.grid_width = gx;
+    params.chunks = 1;
+    params.dv = u32_of(KERNEL, "dv", s.dv)?;
+    params.operands[2] = operand_params(KERNEL, "v", &v, s, s.lk * s.dv)?;
+    let p_op = AttentionOperand {
+        buffer: p.0,
+        map: MatrixMap { rows: p.1, lead_stride: (s.lq * s.lk) as u32, transposed: false },
+    };
+    params.operands[3] = operand_params(KERNEL, "p", &p_op, s, s.lq * s.lk)?;
+    let ct_op = AttentionOperand {
+        buffer: ct,
+        map: MatrixMap { rows: RowMap::rows(s.lead * s.lq * s.dv), lead_stride: (s.lq * s.dv) as u32, transposed: false },
+    };
+    params.operands[4] = operand_params(KERNEL, "ct", &ct_op, s, s.lq * s.dv)?;
+    if [v.buffer, p.0, ct].contains(&out) {
+        return fail(KERNEL, "the output is also an input".into());
+    }
+    let _ = grid;
+    if threads == 0 || s.lk == 0 {
+        return Ok(());
+    }
+    let ctx = rec.ctx();
+    let kernel = ctx.kernel(KERNEL, &[])?;
+    let uniform = ctx.uniform("graph_attention_score_adjoint/params", &params);
+    rec.dispatch(&kernel, &[v.buffer, p.0, ct, out, &uniform], [gx, gy, 1])
 }

@@ -104,3 +104,32 @@ pub fn record_attention_tangent(
         }
     }
 }
+
+/// The cotangent of an attention's scores from the cotangent `ct` of its output ([rows, lead, lq, dv]
+/// contiguous), [rows, lead, lq, lk]: written as the adjoint program computes it unfused, dP̄ = Ō · Vᵀ, then the
+/// softmax's (self-adjoint) linearisation P ⊙ (dP̄ − rowsum(P ⊙ dP̄)), then the scale.
+pub fn record_attention_score_adjoint(
+    s: &AttentionShape,
+    v: (&[f64], MatrixMap),
+    p: (&[f64], RowMap),
+    ct: &[f64],
+    out: &mut [f64],
+) {
+    for r in 0..s.rows {
+        for l in 0..s.lead {
+            let pb = (r / p.1.rep as usize) * p.1.stride as usize + l * s.lq * s.lk;
+            let cb = (r * s.lead + l) * s.lq * s.dv;
+            let ob = (r * s.lead + l) * s.lq * s.lk;
+            for i in 0..s.lq {
+                let dp: Vec<f64> = (0..s.lk)
+                    .map(|j| (0..s.dv).map(|c| ct[cb + i * s.dv + c] * at(v.0, v.1, r, l, j, c, s.lk, s.dv)).sum())
+                    .collect();
+                let prob = &p.0[pb + i * s.lk..pb + (i + 1) * s.lk];
+                let dot: f64 = prob.iter().zip(&dp).map(|(a, b)| a * b).sum();
+                for j in 0..s.lk {
+                    out[ob + i * s.lk + j] = s.scale * prob[j] * (dp[j] - dot);
+                }
+            }
+        }
+    }
+}
