@@ -66,7 +66,8 @@ fn attention_kernels_match_their_twins_on_awkward_shapes() {
         lead_stride: lead_stride as u32,
         transposed,
     };
-    for (case, (lead, lq, lk, dk, dv)) in [(3, 7, 13, 5, 19), (1, 1, 1, 3, 2), (2, 11, 70, 9, 33)].into_iter().enumerate()
+    for (case, (lead, lq, lk, dk, dv)) in
+        [(3, 7, 13, 5, 19), (1, 1, 1, 3, 2), (2, 11, 70, 9, 33)].into_iter().enumerate()
     {
         let points = 5;
         let rep = 3;
@@ -156,7 +157,15 @@ fn attention_kernels_match_their_twins_on_awkward_shapes() {
                 has(1).then(|| (&dkt[..], t_map(dk * lk))),
                 has(2).then(|| (&dvt[..], t_map(lk * dv))),
             ];
-            twin::record_attention_tangent(&tangent, (&q, q_rep), (&k, k_map), (&v, v_rep), (&p, p_rows), tangents, &mut want);
+            twin::record_attention_tangent(
+                &tangent,
+                (&q, q_rep),
+                (&k, k_map),
+                (&v, v_rep),
+                (&p, p_rows),
+                tangents,
+                &mut want,
+            );
             check(&format!("case {case}: attention tangent, tangents {present:03b}"), &got, &want, 2e-6);
         }
         // The scores' cotangent from an output cotangent per tangent row.
@@ -185,7 +194,8 @@ fn attention_tangent_twin_is_the_derivative_of_the_forward_twin() {
     let x: Vec<Vec<f64>> = sizes.iter().map(|&n| uniform(&mut r, lead * n, -1.5, 1.5)).collect();
     let d: Vec<Vec<f64>> = sizes.iter().map(|&n| uniform(&mut r, lead * n, -1.0, 1.0)).collect();
     let forward = |h: f64| {
-        let shifted: Vec<Vec<f64>> = x.iter().zip(&d).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a + h * b).collect()).collect();
+        let shifted: Vec<Vec<f64>> =
+            x.iter().zip(&d).map(|(a, b)| a.iter().zip(b).map(|(a, b)| a + h * b).collect()).collect();
         let mut out = vec![0.0; lead * lq * dv];
         twin::record_attention(
             &s,
@@ -202,7 +212,8 @@ fn attention_tangent_twin_is_the_derivative_of_the_forward_twin() {
     let shared = MatrixMap { rows: RowMap::shared(), lead_stride: 0, transposed: false };
     twin::record_attention(&eye, (&x[0], map(sizes[0])), (&x[1], map(sizes[1])), (&ident, shared), &mut p);
     let mut jvp = vec![0.0; lead * lq * dv];
-    let tangents = [Some((&d[0][..], map(sizes[0]))), Some((&d[1][..], map(sizes[1]))), Some((&d[2][..], map(sizes[2])))];
+    let tangents =
+        [Some((&d[0][..], map(sizes[0]))), Some((&d[1][..], map(sizes[1]))), Some((&d[2][..], map(sizes[2])))];
     twin::record_attention_tangent(
         &s,
         (&x[0], map(sizes[0])),
@@ -241,7 +252,15 @@ fn attention_score_adjoint_twin_is_the_transpose_of_the_tangent_twin() {
     let p_rows = RowMap::rows(lead * lq * lk);
     let mut d_out = vec![0.0; lead * lq * dv];
     let tangents = [Some((&dq[..], map(lq * dk))), None, None];
-    twin::record_attention_tangent(&s, (&q, map(lq * dk)), (&k, map(dk * lk)), (&v, map(lk * dv)), (&p, p_rows), tangents, &mut d_out);
+    twin::record_attention_tangent(
+        &s,
+        (&q, map(lq * dk)),
+        (&k, map(dk * lk)),
+        (&v, map(lk * dv)),
+        (&p, p_rows),
+        tangents,
+        &mut d_out,
+    );
     let mut s_bar = vec![0.0; lead * lq * lk];
     twin::record_attention_score_adjoint(&s, (&v, map(lk * dv)), (&p, p_rows), &ct, &mut s_bar);
     let left: f64 = d_out.iter().zip(&ct).map(|(a, b)| a * b).sum();
@@ -284,7 +303,15 @@ fn reshape(g: &mut Graph, x: ValueId, shape: Vec<usize>) -> ValueId {
 }
 
 /// Tokens [tokens, width] → heads [heads, tokens, size] (the per-head matrices of a projection).
-fn heads(g: &mut Graph, r: &mut impl Rng, x: ValueId, tokens: usize, width: usize, heads: usize, size: usize) -> ValueId {
+fn heads(
+    g: &mut Graph,
+    r: &mut impl Rng,
+    x: ValueId,
+    tokens: usize,
+    width: usize,
+    heads: usize,
+    size: usize,
+) -> ValueId {
     let w = weights(g, r, "w", vec![width, heads * size], 1.0 / (width as f64).sqrt());
     let y = product(g, x, w, plain(tokens, heads * size, width), vec![tokens, heads * size]);
     let y = reshape(g, y, vec![tokens, heads, size]);
@@ -335,8 +362,16 @@ fn attention_network(r: &mut impl Rng, cross: bool) -> ScoreNetwork {
     let y = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![x, o], vec![tokens, width]);
     g.output = g.add_node("act", Op::Unary { f: UnaryFn::Gelu, derivative: false }, vec![y], vec![tokens, width]);
     let schedule = NoiseSchedule::VeSong { sigma: 25.0 };
-    ScoreNetwork::from_graph("test.onnx".into(), "onnx", g, schedule, Parameterization::Epsilon, TimeInput::T, Default::default())
-        .unwrap()
+    ScoreNetwork::from_graph(
+        "test.onnx".into(),
+        "onnx",
+        g,
+        schedule,
+        Parameterization::Epsilon,
+        TimeInput::T,
+        Default::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -356,8 +391,10 @@ fn attention_networks_fuse_exactly_in_every_program() {
             GraphExecutor::with_options(ctx.clone(), net.clone(), GraphOptions { fusion: false, memory_plan: true })
                 .unwrap();
         let p = fused.program();
-        let count = |nodes: &[usize], pick: &dyn Fn(&Op) -> bool| nodes.iter().filter(|&&n| pick(&p.graph.nodes[n].op)).count();
-        let softmaxes = |nodes: &[usize]| count(nodes, &|op| matches!(op, Op::Softmax { .. } | Op::SoftmaxTangent { .. }));
+        let count =
+            |nodes: &[usize], pick: &dyn Fn(&Op) -> bool| nodes.iter().filter(|&&n| pick(&p.graph.nodes[n].op)).count();
+        let softmaxes =
+            |nodes: &[usize]| count(nodes, &|op| matches!(op, Op::Softmax { .. } | Op::SoftmaxTangent { .. }));
         assert_eq!(count(&p.score, &|op| matches!(op, Op::Attention(_))), 1, "{name}: one attention in the score");
         assert_eq!(softmaxes(&p.score), 0, "{name}: the score's softmax fused");
         assert_eq!(count(&p.jvp, &|op| matches!(op, Op::AttentionTangent(..))), 1, "{name}: one attention tangent");

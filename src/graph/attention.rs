@@ -164,7 +164,12 @@ fn splice(g: &mut Graph, nodes: &[NodeId], fused: Vec<(Vec<NodeId>, Node)>) -> V
 
 /// Fuses the attentions of `patterns` that `nodes` compute whole into [`Op::Attention`] nodes; `kept` are values
 /// read after the list.
-pub fn fuse_forward(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, patterns: &[AttentionPattern]) -> Vec<NodeId> {
+pub fn fuse_forward(
+    g: &mut Graph,
+    nodes: &[NodeId],
+    kept: &HashSet<ValueId>,
+    patterns: &[AttentionPattern],
+) -> Vec<NodeId> {
     let consumers = readers(g, nodes);
     let listed: HashSet<NodeId> = nodes.iter().copied().collect();
     let mut fused = Vec::new();
@@ -194,7 +199,12 @@ pub fn fuse_forward(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, pa
 
 /// Fuses the tangents of the attentions of `patterns` in the tangent program `nodes` into [`Op::AttentionTangent`]
 /// nodes; `kept` are values read after the list.
-pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, patterns: &[AttentionPattern]) -> Vec<NodeId> {
+pub fn fuse_tangents(
+    g: &mut Graph,
+    nodes: &[NodeId],
+    kept: &HashSet<ValueId>,
+    patterns: &[AttentionPattern],
+) -> Vec<NodeId> {
     let consumers = readers(g, nodes);
     let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
     // The one node of the list reading v, when v is not read after it.
@@ -210,9 +220,13 @@ pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, p
         let Op::MatMul(mm1) = g.nodes[p.nodes[0]].op else { continue };
         let Op::MatMul(mm2) = g.nodes[*p.nodes.last().unwrap()].op else { continue };
         let same_sizes = |a: &MatMul, b: &MatMul| (a.m, a.n, a.k, a.lead) == (b.m, b.n, b.k, b.lead);
-        let Some(st) = consumers.get(&p.probs).into_iter().flatten().copied().find(|&n| {
-            matches!(g.nodes[n].op, Op::SoftmaxTangent { .. }) && g.nodes[n].inputs[0] == p.probs
-        }) else {
+        let Some(st) = consumers
+            .get(&p.probs)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&n| matches!(g.nodes[n].op, Op::SoftmaxTangent { .. }) && g.nodes[n].inputs[0] == p.probs)
+        else {
             continue;
         };
         let mut chain = vec![st];
@@ -222,7 +236,9 @@ pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, p
             Some((c, op)) => {
                 let Some(&sc) = producer.get(&ds) else { continue };
                 let node = &g.nodes[sc];
-                if !matches!(node.op, Op::Binary(b) if b == op) || node.inputs[1] != c || only(node.inputs[0]) != Some(sc)
+                if !matches!(node.op, Op::Binary(b) if b == op)
+                    || node.inputs[1] != c
+                    || only(node.inputs[0]) != Some(sc)
                 {
                     continue;
                 }
@@ -314,12 +330,8 @@ pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, p
         }
         let mut inputs = vec![p.q, p.k, p.v, p.probs];
         inputs.extend(operands.iter().flatten());
-        let node = Node {
-            name: g.nodes[st].name.clone(),
-            op: Op::AttentionTangent(p.spec, tangents),
-            inputs,
-            output: last,
-        };
+        let node =
+            Node { name: g.nodes[st].name.clone(), op: Op::AttentionTangent(p.spec, tangents), inputs, output: last };
         fused.push((chain, node));
     }
     splice(g, nodes, fused)
@@ -327,7 +339,12 @@ pub fn fuse_tangents(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, p
 
 /// Fuses, in the adjoint program `nodes`, the product Ō·Vᵀ, the softmax linearisation and the scale of each
 /// attention of `patterns` into an [`Op::AttentionScoreAdjoint`] node; `kept` are values read after the list.
-pub fn fuse_adjoints(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>, patterns: &[AttentionPattern]) -> Vec<NodeId> {
+pub fn fuse_adjoints(
+    g: &mut Graph,
+    nodes: &[NodeId],
+    kept: &HashSet<ValueId>,
+    patterns: &[AttentionPattern],
+) -> Vec<NodeId> {
     let consumers = readers(g, nodes);
     let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
     let only = |v: ValueId| -> Option<NodeId> {

@@ -550,14 +550,20 @@ impl GraphExecutor {
             Op::Attention(a) => {
                 use crate::ops::attention::{record_attention, AttentionOperand};
                 let operand = |i: usize, layout| -> Result<AttentionOperand> {
-                    Ok(AttentionOperand { buffer: input(i)?, map: crate::graph::ir::Attention::map(layout, row_map(i)) })
+                    Ok(AttentionOperand {
+                        buffer: input(i)?,
+                        map: crate::graph::ir::Attention::map(layout, row_map(i)),
+                    })
                 };
                 record_attention(rec, &a.shape(rows), operand(0, a.q)?, operand(1, a.k)?, operand(2, a.v)?, out)
             }
             Op::AttentionTangent(a, t) => {
                 use crate::ops::attention::{record_attention_tangent, AttentionOperand};
                 let operand = |i: usize, layout| -> Result<AttentionOperand> {
-                    Ok(AttentionOperand { buffer: input(i)?, map: crate::graph::ir::Attention::map(layout, row_map(i)) })
+                    Ok(AttentionOperand {
+                        buffer: input(i)?,
+                        map: crate::graph::ir::Attention::map(layout, row_map(i)),
+                    })
                 };
                 let mut next = 4..;
                 let mut tangent = |layout: Option<_>| layout.map(|l| operand(next.next().unwrap(), l)).transpose();

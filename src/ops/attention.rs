@@ -76,14 +76,20 @@ struct Params {
     operands: [[u32; 4]; 7],
 }
 
-/// The thread count, grid and parameters shared by both kernels (operands filled in by the caller).
-fn launch(kernel: &str, rec: &Recorder, s: &AttentionShape, out: &wgpu::Buffer) -> Result<(Params, [u32; 3])> {
+/// The parameters and grid shared by the kernels for `threads` threads of `chunks` column chunks each, writing
+/// `out_len` elements of `out` (operands filled in by the caller).
+fn launch(
+    kernel: &str,
+    rec: &Recorder,
+    s: &AttentionShape,
+    (threads, chunks): (usize, usize),
+    out_len: usize,
+    out: &wgpu::Buffer,
+) -> Result<(Params, [u32; 3])> {
     if !s.scale.is_finite() {
         return fail(kernel, format!("scale {} is not finite", s.scale));
     }
-    let chunks = s.dv.div_ceil(CHUNK).max(1);
-    let threads = u32_of(kernel, "threads", s.rows * s.lead * s.lq * chunks)?;
-    let out_len = s.rows * s.lead * s.lq * s.dv;
+    let threads = u32_of(kernel, "threads", threads)?;
     u32_of(kernel, "the output's elements", out_len)?;
     if out.size() < 4 * out_len as u64 {
         return fail(kernel, format!("out holds {} B of the {} B needed", out.size(), 4 * out_len));
@@ -96,7 +102,7 @@ fn launch(kernel: &str, rec: &Recorder, s: &AttentionShape, out: &wgpu::Buffer) 
         lq: s.lq as u32,
         lk: u32_of(kernel, "lk", s.lk)?,
         dk: u32_of(kernel, "dk", s.dk)?,
-        dv: s.dv as u32,
+        dv: u32_of(kernel, "dv", s.dv)?,
         chunks: chunks as u32,
         scale: s.scale as f32,
         present: 0,
@@ -104,6 +110,12 @@ fn launch(kernel: &str, rec: &Recorder, s: &AttentionShape, out: &wgpu::Buffer) 
         operands: [[1, 0, 0, 0]; 7],
     };
     Ok((params, [gx, gy, 1]))
+}
+
+/// Threads and column chunks of the output-producing kernels: one thread per (row, head, query, CHUNK columns).
+fn output_threads(s: &AttentionShape) -> (usize, usize) {
+    let chunks = s.dv.div_ceil(CHUNK).max(1);
+    (s.rows * s.lead * s.lq * chunks, chunks)
 }
 
 /// out = softmax(scale · Q·K) · V per row and head (graph_attention.wgsl).
@@ -119,7 +131,7 @@ pub fn record_attention(
     if s.lk == 0 && s.rows * s.lead * s.lq * s.dv > 0 {
         return fail(KERNEL, "an attention over no keys".into());
     }
-    let (mut params, grid) = launch(KERNEL, rec, s, out)?;
+    let (mut params, grid) = launch(KERNEL, rec, s, output_threads(s), s.rows * s.lead * s.lq * s.dv, out)?;
     params.operands[0] = operand_params(KERNEL, "q", &q, s, s.lq * s.dk)?;
     params.operands[1] = operand_params(KERNEL, "k", &k, s, s.dk * s.lk)?;
     params.operands[2] = operand_params(KERNEL, "v", &v, s, s.lk * s.dv)?;
@@ -153,7 +165,7 @@ pub fn record_attention_tangent(
     if tangents.iter().all(Option::is_none) {
         return fail(KERNEL, "an attention tangent without tangent operands".into());
     }
-    let (mut params, grid) = launch(KERNEL, rec, s, out)?;
+    let (mut params, grid) = launch(KERNEL, rec, s, output_threads(s), s.rows * s.lead * s.lq * s.dv, out)?;
     params.operands[0] = operand_params(KERNEL, "q", &q, s, s.lq * s.dk)?;
     params.operands[1] = operand_params(KERNEL, "k", &k, s, s.dk * s.lk)?;
     params.operands[2] = operand_params(KERNEL, "v", &v, s, s.lk * s.dv)?;
@@ -201,15 +213,8 @@ pub fn record_attention_score_adjoint(
     out: &wgpu::Buffer,
 ) -> Result<()> {
     const KERNEL: &str = "graph_attention_score_adjoint";
-    // One thread per query (chunks = 1), over an output of lk columns.
-    let scores = AttentionShape { dv: s.lk, ..*s };
-    let (mut params, grid) = launch(KERNEL, rec, &scores, out)?;
-    let threads = u32_of(KERNEL, "threads", s.rows * s.lead * s.lq)?;
-    let (gx, gy) = grid_2d(threads.div_ceil(WORKGROUP as u32), rec.ctx().caps.max_workgroups_per_dimension());
-    params.threads = threads;
-    params.grid_width = gx;
-    params.chunks = 1;
-    params.dv = u32_of(KERNEL, "dv", s.dv)?;
+    // One thread per query, over an output of lk columns.
+    let (mut params, grid) = launch(KERNEL, rec, s, (s.rows * s.lead * s.lq, 1), s.rows * s.lead * s.lq * s.lk, out)?;
     params.operands[2] = operand_params(KERNEL, "v", &v, s, s.lk * s.dv)?;
     let p_op = AttentionOperand {
         buffer: p.0,
@@ -218,18 +223,21 @@ pub fn record_attention_score_adjoint(
     params.operands[3] = operand_params(KERNEL, "p", &p_op, s, s.lq * s.lk)?;
     let ct_op = AttentionOperand {
         buffer: ct,
-        map: MatrixMap { rows: RowMap::rows(s.lead * s.lq * s.dv), lead_stride: (s.lq * s.dv) as u32, transposed: false },
+        map: MatrixMap {
+            rows: RowMap::rows(s.lead * s.lq * s.dv),
+            lead_stride: (s.lq * s.dv) as u32,
+            transposed: false,
+        },
     };
     params.operands[4] = operand_params(KERNEL, "ct", &ct_op, s, s.lq * s.dv)?;
     if [v.buffer, p.0, ct].contains(&out) {
         return fail(KERNEL, "the output is also an input".into());
     }
-    let _ = grid;
-    if threads == 0 || s.lk == 0 {
+    if params.threads == 0 || s.lk == 0 {
         return Ok(());
     }
     let ctx = rec.ctx();
     let kernel = ctx.kernel(KERNEL, &[])?;
     let uniform = ctx.uniform("graph_attention_score_adjoint/params", &params);
-    rec.dispatch(&kernel, &[v.buffer, p.0, ct, out, &uniform], [gx, gy, 1])
+    rec.dispatch(&kernel, &[v.buffer, p.0, ct, out, &uniform], grid)
 }

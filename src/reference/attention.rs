@@ -15,9 +15,8 @@ fn scores(s: &AttentionShape, q: (&[f64], MatrixMap), k: (&[f64], MatrixMap), r:
     let mut out = vec![0.0; s.lq * s.lk];
     for i in 0..s.lq {
         for j in 0..s.lk {
-            let dot: f64 = (0..s.dk)
-                .map(|c| at(q.0, q.1, r, l, i, c, s.lq, s.dk) * at(k.0, k.1, r, l, c, j, s.dk, s.lk))
-                .sum();
+            let dot: f64 =
+                (0..s.dk).map(|c| at(q.0, q.1, r, l, i, c, s.lq, s.dk) * at(k.0, k.1, r, l, c, j, s.dk, s.lk)).sum();
             out[i * s.lk + j] = s.scale * dot;
         }
     }

@@ -131,13 +131,27 @@ impl<'g> HostRun<'g> {
                     let mut next = 4..;
                     let mut tangent = |layout: Option<_>| layout.map(|l| operand(next.next().unwrap(), l));
                     let tangents = [tangent(t.dq), tangent(t.dk), tangent(t.dv)];
-                    crate::reference::attention::record_attention_tangent(&a.shape(rows), q, k, v, p, tangents, &mut out);
+                    crate::reference::attention::record_attention_tangent(
+                        &a.shape(rows),
+                        q,
+                        k,
+                        v,
+                        p,
+                        tangents,
+                        &mut out,
+                    );
                 }
                 Op::AttentionScoreAdjoint(a) => {
                     let id = node.inputs[0];
                     let v = (self.get(id), crate::graph::ir::Attention::map(a.v, self.row_map(id, out_stream)));
                     let p = (self.get(node.inputs[1]), self.row_map(node.inputs[1], out_stream));
-                    crate::reference::attention::record_attention_score_adjoint(&a.shape(rows), v, p, input(2), &mut out);
+                    crate::reference::attention::record_attention_score_adjoint(
+                        &a.shape(rows),
+                        v,
+                        p,
+                        input(2),
+                        &mut out,
+                    );
                 }
                 Op::SoftmaxTangent { outer, n, inner } => {
                     let rep = rows / self.rows(node.inputs[0]);
