@@ -5,7 +5,13 @@ use crate::ops::attention::AttentionShape;
 use crate::ops::graph::{MatrixMap, RowMap};
 
 /// Element (a, b) of the [rows_a, cols_b] matrix of output row r and head l of an operand.
-fn at(x: &[f64], m: MatrixMap, r: usize, l: usize, a: usize, b: usize, rows_a: usize, cols_b: usize) -> f64 {
+fn at(
+    x: &[f64],
+    m: MatrixMap,
+    (r, l): (usize, usize),
+    (a, b): (usize, usize),
+    (rows_a, cols_b): (usize, usize),
+) -> f64 {
     let base = (r / m.rows.rep as usize) * m.rows.stride as usize + l * m.lead_stride as usize;
     x[base + if m.transposed { b * rows_a + a } else { a * cols_b + b }]
 }
@@ -15,8 +21,9 @@ fn scores(s: &AttentionShape, q: (&[f64], MatrixMap), k: (&[f64], MatrixMap), r:
     let mut out = vec![0.0; s.lq * s.lk];
     for i in 0..s.lq {
         for j in 0..s.lk {
-            let dot: f64 =
-                (0..s.dk).map(|c| at(q.0, q.1, r, l, i, c, s.lq, s.dk) * at(k.0, k.1, r, l, c, j, s.dk, s.lk)).sum();
+            let dot: f64 = (0..s.dk)
+                .map(|c| at(q.0, q.1, (r, l), (i, c), (s.lq, s.dk)) * at(k.0, k.1, (r, l), (c, j), (s.dk, s.lk)))
+                .sum();
             out[i * s.lk + j] = s.scale * dot;
         }
     }
@@ -44,7 +51,7 @@ pub fn record_attention(
             for i in 0..s.lq {
                 for c in 0..s.dv {
                     out[base + i * s.dv + c] =
-                        (0..s.lk).map(|j| p[i * s.lk + j] * at(v.0, v.1, r, l, j, c, s.lk, s.dv)).sum();
+                        (0..s.lk).map(|j| p[i * s.lk + j] * at(v.0, v.1, (r, l), (j, c), (s.lk, s.dv))).sum();
                 }
             }
         }
@@ -92,9 +99,9 @@ pub fn record_attention_tangent(
                 for c in 0..s.dv {
                     let mut sum = 0.0;
                     for j in 0..s.lk {
-                        sum += dp[i * s.lk + j] * at(v.0, v.1, r, l, j, c, s.lk, s.dv);
+                        sum += dp[i * s.lk + j] * at(v.0, v.1, (r, l), (j, c), (s.lk, s.dv));
                         if let Some(dv) = dv {
-                            sum += prob[i * s.lk + j] * at(dv.0, dv.1, r, l, j, c, s.lk, s.dv);
+                            sum += prob[i * s.lk + j] * at(dv.0, dv.1, (r, l), (j, c), (s.lk, s.dv));
                         }
                     }
                     out[base + i * s.dv + c] = sum;
@@ -121,7 +128,9 @@ pub fn record_attention_score_adjoint(
             let ob = (r * s.lead + l) * s.lq * s.lk;
             for i in 0..s.lq {
                 let dp: Vec<f64> = (0..s.lk)
-                    .map(|j| (0..s.dv).map(|c| ct[cb + i * s.dv + c] * at(v.0, v.1, r, l, j, c, s.lk, s.dv)).sum())
+                    .map(|j| {
+                        (0..s.dv).map(|c| ct[cb + i * s.dv + c] * at(v.0, v.1, (r, l), (j, c), (s.lk, s.dv))).sum()
+                    })
                     .collect();
                 let prob = &p.0[pb + i * s.lk..pb + (i + 1) * s.lk];
                 let dot: f64 = prob.iter().zip(&dp).map(|(a, b)| a * b).sum();
