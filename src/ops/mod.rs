@@ -2,6 +2,7 @@
 //! nothing of models, files or the CLI.
 
 pub mod graph;
+pub mod gram;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;

@@ -4,6 +4,7 @@
 
 pub mod flow;
 pub mod graph;
+pub mod gram;
 pub mod graph_ops;
 pub mod kde;
 pub mod matmul;
