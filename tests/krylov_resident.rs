@@ -7,12 +7,17 @@ mod common;
 
 use common::{fixture, gpu, normal_vec, rng};
 use faer::Mat;
+use scorelens::analysis::lowrank::JacobianBatch;
+use scorelens::derivative::blocks::ResidentJacobians;
 use scorelens::gpu::{BufferRole, Recorder};
+use scorelens::io::npy;
 use scorelens::ops::gram::{gram_len, record_block_gram, RowBlock};
 use scorelens::reference::gram::block_gram;
+use scorelens::scheduler::JobOptions;
 use scorelens::solver::block_krylov::{block_krylov_svd, KrylovSettings, Triplets};
 use scorelens::solver::operator::{DenseBatch, DeviceDense};
 use scorelens::solver::resident_krylov::{block_krylov_svd_resident, resident_fits};
+use scorelens::{ScoreField, ScoreModel};
 
 fn orthogonal(d: usize, seed: u64) -> Mat<f64> {
     let g = normal_vec(&mut rng(seed), d * d, 1.0);
@@ -224,4 +229,40 @@ fn song_unet_jacobian_top_32_resident() {
         assert!(found.residuals[i] <= 1e-5 && found.transpose_residuals[i] <= 1e-5);
     }
     eprintln!("song_unet jacobian (resident): {} steps, {} products", found.iterations, found.products);
+}
+
+#[test]
+fn network_jacobians_resident_match_pytorch_and_the_host_path() {
+    // The MLP fixture (D = 16, 8 points) through the network's own products on device blocks (ResidentJacobians):
+    // k = 2, b = 2, a basis of 10 (D ≥ 10 + 2·2). Points finish at different steps, so the batch shrinks and the
+    // others are linearised again.
+    let model = ScoreModel::load(&fixture("mlp_silu/model.safetensors")).unwrap();
+    let x = npy::read_f32(&fixture("mlp_silu/x.npy")).unwrap().data;
+    let t = npy::read_f32(&fixture("mlp_silu/t.npy")).unwrap().data;
+    let want = npy::read_f64(&fixture("mlp_silu/singular_values.npy")).unwrap();
+    let (d, k) = (16, 2);
+    let ctx = gpu();
+    let field = ScoreField::new(ctx.clone(), &model).unwrap();
+    let settings = KrylovSettings::new(k, 1e-5, 100, 3);
+    assert!(resident_fits(&settings, d));
+    let mut op = ResidentJacobians::new(&field, &x, &t, settings.block).unwrap();
+    let found = block_krylov_svd_resident(&ctx, &mut op, settings, 0).unwrap();
+    let mut host_op = JacobianBatch::new(&field, &x, &t, settings.block, JobOptions::default()).unwrap();
+    let host = block_krylov_svd(&mut host_op, settings, 0).unwrap();
+    assert_eq!(found.len(), 8);
+    for (p, (f, h)) in found.iter().zip(&host).enumerate() {
+        assert!(f.converged && h.converged, "point {p}");
+        let s1 = want.data[p * d];
+        for i in 0..k {
+            let w = want.data[p * d + i];
+            assert!(
+                (f.singular_values[i] - w).abs() <= 2e-5 * s1,
+                "point {p} s{i}: {} vs PyTorch {w}",
+                f.singular_values[i]
+            );
+            assert!((f.singular_values[i] - h.singular_values[i]).abs() <= 2e-5 * s1, "point {p} s{i} vs host");
+            assert!(f.residuals[i] <= 1e-5 && f.transpose_residuals[i] <= 1e-5, "point {p} triplet {i}");
+        }
+        eprintln!("point {p}: resident {} products, host {}", f.products, h.products);
+    }
 }

@@ -623,9 +623,11 @@ fn resident_bytes_per_point(settings: &KrylovSettings, d: usize) -> u64 {
 }
 
 /// The resident block Krylov path ([`block_krylov_svd_resident`]: the bases on the GPU, only the projected
-/// problem on the host) where it applies: networks whose chunk of points is linearised once, and D ≥ the basis
-/// + 2 blocks. Chunks are split further so the bases take at most a quarter of the memory budget. `None`
-/// elsewhere (the host path runs).
+/// problem on the host) where it applies and pays: networks whose chunk of points is linearised once, D ≥ the
+/// basis + 2 blocks, on a hardware GPU. On a software driver (lavapipe) a block's round trip to the host costs
+/// about 2 ms against 0.5 s for its product, and the host path was the faster (docs/BENCHMARKS.md, "Block
+/// Krylov spectra"), so it runs there. Chunks are split further so the bases take at most a quarter of the
+/// memory budget. `None` where the host path runs.
 fn resident_krylov_triplets(
     field: &ScoreField,
     x: &[f32],
@@ -638,7 +640,7 @@ fn resident_krylov_triplets(
     if settings.k == 0 || settings.k > d || settings.block == 0 || !blocks::supports(field) {
         return Ok(None);
     }
-    if !resident_fits(&settings, d) {
+    if !resident_fits(&settings, d) || field.ctx().caps.is_cpu() {
         return Ok(None);
     }
     let points = x.len() / d;

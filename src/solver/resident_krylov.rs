@@ -96,12 +96,40 @@ impl Device<'_> {
 
     /// G[p] = aᵀ c per point in f64, [points, a.rows, c.rows] (or [points, a.rows] when `diagonal`).
     fn gram(&self, a: RowBlock, c: RowBlock, points: usize, diagonal: bool) -> Result<Vec<f64>> {
-        let len = gram_len(points, a.rows, c.rows, diagonal);
-        let out = self.zeros("krylov/gram", len);
+        Ok(self.grams(&[(a, c, diagonal)], points)?.remove(0))
+    }
+
+    /// Several Gram matrices of one submission, read back together (one wait instead of one each).
+    fn grams(&self, pairs: &[(RowBlock, RowBlock, bool)], points: usize) -> Result<Vec<Vec<f64>>> {
+        let lens: Vec<usize> =
+            pairs.iter().map(|(a, c, diagonal)| gram_len(points, a.rows, c.rows, *diagonal)).collect();
+        let total: usize = lens.iter().sum();
+        let outs: Vec<wgpu::Buffer> = lens.iter().map(|&len| self.zeros("krylov/gram", len)).collect();
         let mut rec = Recorder::new(self.ctx, "krylov/gram");
-        record_block_gram(&mut rec, points, self.d, a, c, diagonal, &out)?;
+        for ((a, c, diagonal), out) in pairs.iter().zip(&outs) {
+            record_block_gram(&mut rec, points, self.d, *a, *c, *diagonal, out)?;
+        }
         rec.submit();
-        Ok(self.ctx.download::<f32>(&out, len)?.into_iter().map(f64::from).collect())
+        let together = self.zeros("krylov/grams", total);
+        let mut encoder =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("krylov/grams") });
+        let mut offset = 0;
+        for (out, &len) in outs.iter().zip(&lens) {
+            if len > 0 {
+                encoder.copy_buffer_to_buffer(out, 0, &together, (offset * 4) as u64, (len * 4) as u64);
+            }
+            offset += len;
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        let values: Vec<f32> = self.ctx.download(&together, total)?;
+        let mut parts = Vec::with_capacity(pairs.len());
+        let mut rest = &values[..];
+        for &len in &lens {
+            let (head, tail) = rest.split_at(len);
+            parts.push(head.iter().map(|&v| f64::from(v)).collect());
+            rest = tail;
+        }
+        Ok(parts)
     }
 
     /// Records out[p, i] = Σ_j coef[p, i, j] · src[p, j] for i < rows (`coef` [points, rows, src.rows]), into the
@@ -139,14 +167,24 @@ impl Device<'_> {
         Ok(out)
     }
 
-    /// w ← w − Q (Qᵀ w) for the `basis` rows Q, through `scratch` (w's shape); returns nothing but leaves the
-    /// result in `w`.
-    fn project_out(&self, basis: RowBlock, w: &wgpu::Buffer, scratch: &wgpu::Buffer, points: usize) -> Result<()> {
+    /// w ← w − Q C for the `basis` rows Q and C = Qᵀ w ([points, m, b], computed here when not given), through
+    /// `scratch` (w's shape).
+    fn project_out(
+        &self,
+        basis: RowBlock,
+        w: &wgpu::Buffer,
+        scratch: &wgpu::Buffer,
+        points: usize,
+        coefficients: Option<Vec<f64>>,
+    ) -> Result<()> {
         let (m, b, d) = (basis.rows, self.b, self.d);
         if m == 0 {
             return Ok(());
         }
-        let c = self.gram(basis, self.compact(w, b), points, false)?;
+        let c = match coefficients {
+            Some(c) => c,
+            None => self.gram(basis, self.compact(w, b), points, false)?,
+        };
         if c.iter().any(|v| !v.is_finite()) {
             return Err(Error::Device("block Krylov: a product or projection is not finite".into()));
         }
@@ -180,11 +218,18 @@ impl Device<'_> {
         let scratch = self.zeros("krylov/scratch", points * b * d);
         let log_diag = self.zeros("krylov/log_diag", points * b);
         for attempt in 0..4 {
-            let before = self.gram(self.compact(w, b), self.compact(w, b), points, true)?;
+            // The columns' norms before the projection and the first projection's coefficients, read together.
+            let mut pairs = vec![(self.compact(w, b), self.compact(w, b), true)];
+            if basis.rows > 0 {
+                pairs.push((basis, self.compact(w, b), false));
+            }
+            let mut both = self.grams(&pairs, points)?;
+            let coefficients = (basis.rows > 0).then(|| both.pop().expect("two Gram matrices"));
+            let before = both.pop().expect("the norms");
             if before.iter().any(|v| !v.is_finite()) {
                 return Err(Error::Device("block Krylov: a product is not finite".into()));
             }
-            self.project_out(basis, w, &scratch, points)?;
+            self.project_out(basis, w, &scratch, points, coefficients)?;
             let mut rec = Recorder::new(self.ctx, "krylov/qr");
             record_qr_rows(&mut rec, w, points, b, d, QrFactors { r: None, log_diag: &log_diag, slot: 0 })?;
             rec.submit();
@@ -209,7 +254,7 @@ impl Device<'_> {
                 // The replaced columns were written over the once-orthogonalised block: orthogonalise it all again.
                 continue;
             }
-            self.project_out(basis, w, &scratch, points)?;
+            self.project_out(basis, w, &scratch, points, None)?;
             let mut rec = Recorder::new(self.ctx, "krylov/qr");
             record_qr_rows(&mut rec, w, points, b, d, QrFactors { r: None, log_diag: &log_diag, slot: 0 })?;
             rec.submit();
@@ -287,8 +332,14 @@ pub fn block_krylov_svd_resident(
             }
             full_gram = false;
         } else {
-            let column = dev.gram(dev.rows(&left, 0, grown), dev.rows(&left, capacity + m, b), na, false)?;
-            let row = dev.gram(dev.rows(&left, m, b), dev.rows(&left, capacity, m), na, false)?;
+            let mut strips = dev.grams(
+                &[
+                    (dev.rows(&left, 0, grown), dev.rows(&left, capacity + m, b), false),
+                    (dev.rows(&left, m, b), dev.rows(&left, capacity, m), false),
+                ],
+                na,
+            )?;
+            let (row, column) = (strips.pop().expect("two strips"), strips.pop().expect("two strips"));
             for (s, &p) in slots.iter().enumerate() {
                 let old = &states[p].projected;
                 states[p].projected = Mat::from_fn(grown, grown, |i, j| {
@@ -331,8 +382,14 @@ pub fn block_krylov_svd_resident(
         }
         let r_left = dev.combine(&coef_left, k, dev.rows(&left, 0, width), na)?;
         let r_right = dev.combine(&coef_right, k, dev.rows(&right, 0, width), na)?;
-        let n_left = dev.gram(dev.compact(&r_left, k), dev.compact(&r_left, k), na, true)?;
-        let n_right = dev.gram(dev.compact(&r_right, k), dev.compact(&r_right, k), na, true)?;
+        let mut norms = dev.grams(
+            &[
+                (dev.compact(&r_left, k), dev.compact(&r_left, k), true),
+                (dev.compact(&r_right, k), dev.compact(&r_right, k), true),
+            ],
+            na,
+        )?;
+        let (n_right, n_left) = (norms.pop().expect("two norms"), norms.pop().expect("two norms"));
         // Stopping: a point stops when all k pass at once (or at the cap) and reports this step's triplets.
         let mut finished = Vec::with_capacity(na);
         for s in 0..na {
