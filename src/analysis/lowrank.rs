@@ -598,8 +598,9 @@ fn krylov_in_chunks<T>(
     Ok(out)
 }
 
-/// Top-k singular triplets of J(x_b, t_b) for every point by block Golub–Kahan–Lanczos
-/// ([`block_krylov_svd`]) on the exact products.
+/// Top-k singular triplets of J(x_b, t_b) for every point by block Golub–Kahan–Lanczos on the exact products:
+/// with the bases resident on the GPU ([`block_krylov_svd_resident`]) where that applies, else on the host
+/// ([`block_krylov_svd`]).
 pub fn krylov_triplets(
     field: &ScoreField,
     x: &[f32],

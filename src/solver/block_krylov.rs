@@ -25,6 +25,10 @@
 //! others stay orthogonal to them; a point whose k triplets are locked leaves the batch (no more products).
 //! A point still short of the tolerance at the iteration cap is returned with `converged: false`.
 //!
+//! [`super::resident_krylov::block_krylov_svd_resident`] is the same Golub–Kahan–Lanczos with the bases in f32 on
+//! the GPU (products on a [`super::operator::DeviceBatchOperator`]); this host path is its f64 reference and the
+//! fallback where it does not apply (small D, fields without device blocks, software drivers).
+//!
 //! Per point, results depend only on the operator, the settings and the point's global row (its starting block
 //! and any replacement columns are drawn from (seed, first_row + b), `first_row` the global row of the batch's
 //! first point, given with the batch), never on the batch it ran in.
