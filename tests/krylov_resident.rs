@@ -46,6 +46,7 @@ fn resident(matrices: Vec<Vec<f64>>, d: usize, settings: KrylovSettings, first_r
 /// The resident triplets of `a` against the f64 SVD: values within `value_tol` · s₁, both residuals recomputed
 /// here from A in f64 within 2 · tol, principal angles within `angle_tol` where s_k / s_{k+1} > 1.01; and the
 /// host twin on the same f32 products reaches the same values. Returns (resident, host) products.
+#[allow(clippy::needless_range_loop)] // i indexes the values and the [k, D] vector rows alike.
 fn check(name: &str, a: &[f64], d: usize, k: usize, tol: f64, value_tol: f64, angle_tol: f64) -> (usize, usize) {
     let settings = KrylovSettings::new(k, tol, 300, 11);
     assert!(resident_fits(&settings, d), "{name}: D = {d} too small for the resident method");

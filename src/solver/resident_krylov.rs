@@ -238,7 +238,9 @@ impl Device<'_> {
             for (e, log) in kept.iter().enumerate() {
                 let norm_before = before[e].max(0.0).sqrt();
                 let after = (*log as f64).exp();
-                if norm_before == 0.0 || !(after > VANISHED * norm_before) {
+                // Written so that a NaN norm counts as vanished.
+                let kept = after > VANISHED * norm_before;
+                if norm_before == 0.0 || !kept {
                     if attempt == 3 {
                         return Err(Error::Device(format!(
                             "block Krylov: a new direction of point slot {} vanished four times",
