@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use faer::Mat;
 
-use crate::derivative::blocks::{self, BlockOperator};
+use crate::derivative::blocks::{self, BlockOperator, ResidentJacobians};
 use crate::derivative::{self, JvpMethod};
 use crate::draws::{normal_rows, rademacher_rows, stream};
 use crate::error::{Error, Result};
@@ -20,6 +20,7 @@ use crate::solver::block_krylov::{
     block_krylov_svd, block_lanczos_symmetric_part, Eigenpairs, KrylovSettings, Triplets,
 };
 use crate::solver::operator::BatchOperator;
+use crate::solver::resident_krylov::{block_krylov_svd_resident, resident_fits};
 
 #[derive(Debug, Clone, Copy)]
 pub struct LowRankSettings {
@@ -597,8 +598,9 @@ fn krylov_in_chunks<T>(
     Ok(out)
 }
 
-/// Top-k singular triplets of J(x_b, t_b) for every point by block Golub–Kahan–Lanczos
-/// ([`block_krylov_svd`]) on the exact products.
+/// Top-k singular triplets of J(x_b, t_b) for every point by block Golub–Kahan–Lanczos on the exact products:
+/// with the bases resident on the GPU ([`block_krylov_svd_resident`]) where that applies, else on the host
+/// ([`block_krylov_svd`]).
 pub fn krylov_triplets(
     field: &ScoreField,
     x: &[f32],
@@ -607,7 +609,57 @@ pub fn krylov_triplets(
     settings: KrylovSettings,
     options: JobOptions,
 ) -> Result<Vec<Triplets>> {
+    if let Some(out) = resident_krylov_triplets(field, x, t, first_row, settings, options)? {
+        return Ok(out);
+    }
     krylov_in_chunks(field, x, t, first_row, settings, options, block_krylov_svd)
+}
+
+/// Bytes of a resident run's device bases per point: [U; AV] and [V; AᵀU], `capacity` rows each half, plus the
+/// pending block and the scratch blocks of one step (generously: four blocks of b rows).
+fn resident_bytes_per_point(settings: &KrylovSettings, d: usize) -> u64 {
+    let b = settings.block.min(d);
+    let capacity = settings.basis.max(settings.k + 2 * b).min(d);
+    ((4 * capacity + 4 * b + 2 * settings.k) * d * 4) as u64
+}
+
+/// The resident block Krylov path ([`block_krylov_svd_resident`]: the bases on the GPU, only the projected
+/// problem on the host) where it applies and pays: networks whose chunk of points is linearised once, D ≥ the
+/// basis + 2 blocks, on a hardware GPU. On a software driver (lavapipe) a block's round trip to the host costs
+/// about 2 ms against 0.5 s for its product, and the host path was the faster (docs/BENCHMARKS.md, "Block
+/// Krylov spectra"), so it runs there. Chunks are split further so the bases take at most a quarter of the
+/// memory budget. `None` where the host path runs.
+fn resident_krylov_triplets(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    first_row: usize,
+    settings: KrylovSettings,
+    options: JobOptions,
+) -> Result<Option<Vec<Triplets>>> {
+    let d = field.dim();
+    if settings.k == 0 || settings.k > d || settings.block == 0 || !blocks::supports(field) {
+        return Ok(None);
+    }
+    if !resident_fits(&settings, d) || field.ctx().caps.is_cpu() {
+        return Ok(None);
+    }
+    let points = x.len() / d;
+    let rows = settings.block.min(d);
+    let Some(chunks) = blocks::point_chunks(field, points, rows, options)? else {
+        return Ok(None);
+    };
+    let per_chunk = ((options.memory_budget / 4) / resident_bytes_per_point(&settings, d)).max(1) as usize;
+    let mut out = Vec::with_capacity(points);
+    for chunk in chunks {
+        for start in chunk.clone().step_by(per_chunk) {
+            let part = start..(start + per_chunk).min(chunk.end);
+            let tc: &[f32] = if t.len() == 1 { t } else { &t[part.clone()] };
+            let mut op = ResidentJacobians::new(field, &x[part.start * d..part.end * d], tc, rows)?;
+            out.extend(block_krylov_svd_resident(field.ctx(), &mut op, settings, first_row + part.start)?);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Top-k eigenpairs by |λ| of (J + Jᵀ)/2 for every point by block Lanczos ([`block_lanczos_symmetric_part`]).

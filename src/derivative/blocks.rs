@@ -16,6 +16,7 @@ use crate::ops::lincomb::record_lincomb;
 use crate::ops::matmul::{record_matmul, Epilogue, MatmulShape};
 use crate::ops::qr::{record_qr_rows, QrFactors};
 use crate::scheduler::JobOptions;
+use crate::solver::operator::DeviceBatchOperator;
 
 /// P rows per point of a block on the GPU.
 pub struct DeviceBlock {
@@ -203,5 +204,55 @@ impl<'f> BlockOperator<'f> {
         rec.submit();
         let logs: Vec<f32> = self.ctx.download(&log_norms, rows)?;
         Ok(logs.into_iter().map(|v| (v as f64).exp()).collect())
+    }
+}
+
+/// The score Jacobians of a batch of networks' points as a [`DeviceBatchOperator`] for the resident solvers:
+/// J·V and Jᵀ·U on device blocks, linearised once per set of active points (a point that leaves the batch
+/// triggers one new linearisation of the others).
+pub struct ResidentJacobians<'f> {
+    field: &'f ScoreField,
+    x: &'f [f32],
+    t: &'f [f32],
+    rows_per_point: usize,
+    linearized: Option<(Vec<usize>, BlockOperator<'f>)>,
+}
+
+impl<'f> ResidentJacobians<'f> {
+    /// `rows_per_point`: the most rows per point one product will carry (the solver's block). `t` holds one time
+    /// for all points or one per point.
+    pub fn new(field: &'f ScoreField, x: &'f [f32], t: &'f [f32], rows_per_point: usize) -> Result<Self> {
+        if !supports(field) {
+            return Err(Error::InvalidArgument("resident products need a network field (MLP or graph)".into()));
+        }
+        Ok(ResidentJacobians { field, x, t, rows_per_point, linearized: None })
+    }
+}
+
+impl DeviceBatchOperator for ResidentJacobians<'_> {
+    fn dim(&self) -> usize {
+        self.field.dim()
+    }
+    fn points(&self) -> usize {
+        self.x.len() / self.field.dim()
+    }
+    fn apply_device(
+        &mut self,
+        active: &[usize],
+        block: &wgpu::Buffer,
+        rows: usize,
+        transpose: bool,
+    ) -> Result<wgpu::Buffer> {
+        if self.linearized.as_ref().is_none_or(|(set, _)| set != active) {
+            let d = self.field.dim();
+            let x: Vec<f32> = active.iter().flat_map(|&p| self.x[p * d..(p + 1) * d].iter().copied()).collect();
+            let t: Vec<f32> =
+                if self.t.len() == 1 { self.t.to_vec() } else { active.iter().map(|&p| self.t[p]).collect() };
+            self.linearized = Some((active.to_vec(), BlockOperator::new(self.field, &x, &t, self.rows_per_point)?));
+        }
+        let op = &self.linearized.as_ref().expect("linearised above").1;
+        let input = DeviceBlock { buffer: block.clone(), per_point: rows };
+        let out = if transpose { op.vjp(&input)? } else { op.jvp(&input)? };
+        Ok(out.buffer)
     }
 }

@@ -43,6 +43,7 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
     ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
+    ("block_gram", &[], include_str!("../../shaders/block_gram.wgsl")),
     ("qr_rows", &[WORKGROUP_SUM], QR_ROWS),
     // The same body on subgroup operations (GpuContext::subgroup_reductions decides).
     ("qr_rows_subgroup", &[WORKGROUP_SUM_SUBGROUP], QR_ROWS),

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod graph;
+pub mod gram;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod flow;
 pub mod graph;
+pub mod gram;
 pub mod graph_ops;
 pub mod kde;
 pub mod matmul;

@@ -25,6 +25,10 @@
 //! others stay orthogonal to them; a point whose k triplets are locked leaves the batch (no more products).
 //! A point still short of the tolerance at the iteration cap is returned with `converged: false`.
 //!
+//! [`super::resident_krylov::block_krylov_svd_resident`] is the same Golub–Kahan–Lanczos with the bases in f32 on
+//! the GPU (products on a [`super::operator::DeviceBatchOperator`]); this host path is its f64 reference and the
+//! fallback where it does not apply (small D, fields without device blocks, software drivers).
+//!
 //! Per point, results depend only on the operator, the settings and the point's global row (its starting block
 //! and any replacement columns are drawn from (seed, first_row + b), `first_row` the global row of the batch's
 //! first point, given with the batch), never on the batch it ran in.
@@ -59,7 +63,7 @@ impl KrylovSettings {
         KrylovSettings { k, block, basis: 3 * k + 2 * block, tolerance, max_iterations, seed }
     }
 
-    fn check(&self, d: usize) -> Result<()> {
+    pub(super) fn check(&self, d: usize) -> Result<()> {
         if self.k == 0 || self.k > d {
             return Err(Error::InvalidArgument(format!("k = {} must be between 1 and D = {d}", self.k)));
         }
@@ -73,13 +77,13 @@ impl KrylovSettings {
     }
 
     /// (b, the basis capacity) for dimension D.
-    fn sizes(&self, d: usize) -> (usize, usize) {
+    pub(super) fn sizes(&self, d: usize) -> (usize, usize) {
         let b = self.block.min(d);
         (b, self.basis.max(self.k + 2 * b).min(d))
     }
 
     /// The last block step: the cap, but never before the basis first holds k columns.
-    fn last_iteration(&self, b: usize) -> usize {
+    pub(super) fn last_iteration(&self, b: usize) -> usize {
         self.max_iterations.max(self.k.div_ceil(b)).max(1)
     }
 }
@@ -142,7 +146,7 @@ fn block_columns(block: &[f64], slot: usize, rows: usize, cols: usize, d: usize)
 }
 
 /// The columns of each slot's matrix as rows of one [slots, rows, D] block (zero rows pad short slots).
-fn stack<'a>(matrices: impl Iterator<Item = &'a Mat<f64>>, rows: usize, d: usize) -> Vec<f64> {
+pub(super) fn stack<'a>(matrices: impl Iterator<Item = &'a Mat<f64>>, rows: usize, d: usize) -> Vec<f64> {
     let mut out = Vec::new();
     for m in matrices {
         for c in 0..rows {
@@ -214,7 +218,7 @@ fn orthonormalize_against(basis: &Mat<f64>, w: &Mat<f64>, refill: &mut dyn FnMut
 }
 
 /// Random replacement columns of one point: row `row`'s own draws, a new event each time.
-struct Refill {
+pub(super) struct Refill {
     seed: u64,
     stream: u64,
     row: u64,
@@ -223,7 +227,7 @@ struct Refill {
 }
 
 impl Refill {
-    fn next(&mut self) -> Vec<f64> {
+    pub(super) fn next(&mut self) -> Vec<f64> {
         self.event += 1;
         let mut rng = row_rng(self.seed, self.stream, self.row, self.event);
         (0..self.d).map(|_| StandardNormal.sample(&mut rng)).collect()
@@ -232,12 +236,12 @@ impl Refill {
 
 /// A locked triplet or eigenpair: value, two D-vectors (the second empty for eigenpairs), residuals.
 #[derive(Clone)]
-struct Locked {
-    value: f64,
-    first: Vec<f64>,
-    second: Vec<f64>,
-    residual: f64,
-    transpose_residual: f64,
+pub(super) struct Locked {
+    pub(super) value: f64,
+    pub(super) first: Vec<f64>,
+    pub(super) second: Vec<f64>,
+    pub(super) residual: f64,
+    pub(super) transpose_residual: f64,
 }
 
 /// One point's Golub–Kahan–Lanczos state.
@@ -273,7 +277,7 @@ fn difference_norm(a: &[f64], scale: f64, b: &[f64]) -> f64 {
 }
 
 /// Locked entries first, then the current ones, k in all, sorted by `key` descending.
-fn assemble(mut locked: Vec<Locked>, current: Vec<Locked>, key: impl Fn(f64) -> f64) -> Vec<Locked> {
+pub(super) fn assemble(mut locked: Vec<Locked>, current: Vec<Locked>, key: impl Fn(f64) -> f64) -> Vec<Locked> {
     locked.extend(current);
     locked.sort_by(|a, b| key(b.value).total_cmp(&key(a.value)));
     locked
@@ -281,7 +285,7 @@ fn assemble(mut locked: Vec<Locked>, current: Vec<Locked>, key: impl Fn(f64) -> 
 
 /// Each point's orthonormal starting block of b directions, drawn from (seed, `stream`, the point's global row),
 /// with the refill that replaces directions lost to rank deficiency from the same stream.
-fn starting_blocks(
+pub(super) fn starting_blocks(
     settings: &KrylovSettings,
     first_row: usize,
     stream: u64,

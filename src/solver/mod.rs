@@ -5,3 +5,4 @@
 pub mod block_krylov;
 pub mod lanczos;
 pub mod operator;
+pub mod resident_krylov;

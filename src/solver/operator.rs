@@ -1,8 +1,15 @@
 //! The face a solver sees of a batch of linear operators A_b : R^D → R^D (one per point b): products with blocks
 //! of rows, A_b·v and A_bᵀ·u, for a subset of the points. The score Jacobian on the GPU is one implementation
 //! (`analysis::lowrank`); explicit f64 matrices ([`DenseBatch`]) are the host twin the solvers are tested on.
+//!
+//! [`DeviceBatchOperator`] is the same face with the blocks on the GPU (f32 rows in device buffers), for the
+//! resident solvers (`solver::resident_krylov`): the score Jacobians of networks (`derivative::blocks`) and
+//! [`DeviceDense`], explicit matrices whose products take the host detour, for tests.
+
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
 
 /// A batch of D×D linear operators applied to blocks of rows.
 pub trait BatchOperator {
@@ -76,5 +83,59 @@ impl BatchOperator for DenseBatch {
     }
     fn apply_transpose(&mut self, active: &[usize], block: &[f64], rows: usize) -> Result<Vec<f64>> {
         self.product(active, block, rows, true)
+    }
+}
+
+/// A batch of D×D linear operators applied to blocks of f32 rows that live on the GPU (the solver is given the
+/// same device's context beside it).
+pub trait DeviceBatchOperator {
+    /// D, the length of every row.
+    fn dim(&self) -> usize;
+    /// The points in the batch.
+    fn points(&self) -> usize;
+    /// A_b·v (A_bᵀ·v when `transpose`) for each point b of `active` (indices into the batch, ascending): `block`
+    /// holds `rows` rows of length D per active point ([active.len(), rows, D] f32 from offset 0); returns a new
+    /// buffer of the same shape.
+    fn apply_device(
+        &mut self,
+        active: &[usize],
+        block: &wgpu::Buffer,
+        rows: usize,
+        transpose: bool,
+    ) -> Result<wgpu::Buffer>;
+}
+
+/// [`DenseBatch`] behind the device face: each product downloads the block, multiplies on the host (in f32
+/// when the batch is single precision) and uploads the result. The resident solvers' test twin.
+pub struct DeviceDense {
+    ctx: Arc<GpuContext>,
+    dense: DenseBatch,
+}
+
+impl DeviceDense {
+    pub fn new(ctx: Arc<GpuContext>, dense: DenseBatch) -> Self {
+        DeviceDense { ctx, dense }
+    }
+}
+
+impl DeviceBatchOperator for DeviceDense {
+    fn dim(&self) -> usize {
+        self.dense.d
+    }
+    fn points(&self) -> usize {
+        self.dense.matrices.len()
+    }
+    fn apply_device(
+        &mut self,
+        active: &[usize],
+        block: &wgpu::Buffer,
+        rows: usize,
+        transpose: bool,
+    ) -> Result<wgpu::Buffer> {
+        let values: Vec<f32> = self.ctx.download(block, active.len() * rows * self.dense.d)?;
+        let wide: Vec<f64> = values.into_iter().map(f64::from).collect();
+        let out = self.dense.product(active, &wide, rows, transpose)?;
+        let narrow: Vec<f32> = out.into_iter().map(|v| v as f32).collect();
+        Ok(self.ctx.upload("dense/product", &narrow))
     }
 }
