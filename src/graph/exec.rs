@@ -310,9 +310,12 @@ impl GraphExecutor {
         })
     }
 
-    /// The widest per-row buffer: a value, or a convolution's gathered rows or product.
+    /// The widest per-row buffer: a primal or tangent value, or a convolution's gathered rows or product. Constants
+    /// are bound whole, one copy for every row, so they do not bound the rows of a chunk (counted here, a 512×512
+    /// weight cut the built-in MLP's J·V into chunks of 16 points, each linearised on its own).
     fn widest_value(&self) -> usize {
-        let values = self.fused.graph.values.iter().map(|v| v.numel()).max().unwrap_or(1);
+        let g = &self.fused.graph;
+        let values = g.values.iter().filter(|v| v.stream != Stream::Const).map(|v| v.numel()).max().unwrap_or(1);
         let scratch = self.conv_plans.values().map(|p| p.pixels * p.inner.max(p.width)).max().unwrap_or(0);
         values.max(scratch)
     }
