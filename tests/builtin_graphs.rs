@@ -93,7 +93,8 @@ fn mlp_first_layer_sum_is_fused_into_one_store() {
     let net = builtin::network(&ScoreModel::Mlp(model.clone())).unwrap();
     let p = fuse_program(&net.program, &[], true);
     let ops: Vec<&Op> = p.score.iter().map(|&n| &p.graph.nodes[n].op).collect();
-    let with_addend = ops.iter().filter(|op| matches!(op, Op::FusedMatMul(_, e) if e.addend && e.bias && e.act.is_some()));
+    let with_addend =
+        ops.iter().filter(|op| matches!(op, Op::FusedMatMul(_, e) if e.addend && e.bias && e.act.is_some()));
     assert_eq!(with_addend.count(), 1, "{ops:?}");
     assert!(!ops.iter().any(|op| matches!(op, Op::Unary { .. })), "an activation left unfused: {ops:?}");
     let adds = ops.iter().filter(|op| matches!(op, Op::Binary(scorelens::ops::graph::BinaryOp::Add))).count();

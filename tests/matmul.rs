@@ -160,7 +160,12 @@ fn addend_before_the_activation() {
             let shape = MatmulShape::new(m, 67, 45).with_trans_b();
             check(shape, kernel, Fusions { addend: true, bias: true, act: Some(act), ..Fusions::default() }, seed);
             let shape = MatmulShape::new(m, 29, 70).with_group_rows(5).with_pre_layout(33, 4);
-            check(shape, kernel, Fusions { addend: true, act: Some(act), scale: true, ..Fusions::default() }, seed + 50);
+            check(
+                shape,
+                kernel,
+                Fusions { addend: true, act: Some(act), scale: true, ..Fusions::default() },
+                seed + 50,
+            );
         }
     }
     // The addend and a derivative factor share a binding: asking for both is refused, naming both.

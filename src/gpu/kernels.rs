@@ -40,7 +40,6 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ),
     // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
-    ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
     ("qr_rows", &[WORKGROUP_SUM], QR_ROWS),
     // The same body on subgroup operations (GpuContext::subgroup_reductions decides).

@@ -483,8 +483,7 @@ impl GraphExecutor {
                 };
                 // An addend (the last input) has the output's layout: one group per product row, N apart.
                 let addend = if e.addend { Some(self.buffer(buffers, *node.inputs.last().unwrap())?) } else { None };
-                let epilogue =
-                    Epilogue { bias, deriv: pre, addend, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
+                let epilogue = Epilogue { bias, deriv: pre, addend, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
                 record_matmul(rec, &shape, input(0)?, input(1)?, epilogue, out)
             }
             Op::Conv(_) | Op::FusedConv(..) => {

@@ -5,7 +5,6 @@ pub mod graph;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;
-pub mod mlp_input;
 pub mod qr;
 
 pub use matmul::{record_matmul, Epilogue, MatmulShape};
