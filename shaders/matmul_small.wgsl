@@ -2,7 +2,7 @@
 // matmul_tiled.wgsl (act_a on A's loads; bias, act, act' factor, row scale, grouped transposed store on C's).
 //
 // For every batch index z and every (m, n) of the M×N output, g = m / group_rows:
-//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] ) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g]
+//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] [+ pre[offset_pre + g·ld_pre + n]] ) · act'(pre[..]) · row_scale[g]
 // One thread per output; a workgroup of 64 threads covers 64 consecutive columns of one row. Used where the
 // 64×64 tiles of matmul_tiled would mostly compute padding (M of a few rows: single points, small batches).
 //

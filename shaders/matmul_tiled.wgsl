@@ -3,9 +3,11 @@
 //
 // For every batch index z and every (m, n) of the M×N output, with g = m / group_rows (the row's group, e.g.
 // the point a tangent or cotangent row belongs to):
-//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] ) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g]
+//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] [+ pre[offset_pre + g·ld_pre + n]] ) · act'(pre[..]) · row_scale[g]
 // act_a is the ACT_A code applied to A (0 = none), act the ACT code, act' the derivative of the DERIV_ACT code
-// (0 = no factor; codes of shared/activations.wgsl); bias only when HAS_BIAS, row_scale only when SCALE_ROWS.
+// (0 = no factor; codes of shared/activations.wgsl); bias only when HAS_BIAS, row_scale only when SCALE_ROWS. With
+// ADD_PRE, `pre` is instead an addend summed before the activation (the other summand of an Add: a second
+// product, a residual; with group_rows = 1 and ld_pre = N it has C's layout) and no act' factor is applied.
 // With STORE_GROUP_TRANSPOSED each group's G×N block of C is stored transposed (N×G), e.g. Jacobian columns
 // computed as rows.
 //

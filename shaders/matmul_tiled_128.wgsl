@@ -3,7 +3,7 @@
 // scale and grouped transposed store on C's).
 //
 // For every batch index z and every (m, n) of the M×N output, g = m / group_rows:
-//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] ) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g]
+//     C[z](m, n) = act( Σ_k act_a(A[z](m, k)) · B[z](k, n) + bias[n] [+ pre[offset_pre + g·ld_pre + n]] ) · act'(pre[..]) · row_scale[g]
 // (meaning of every term and override constant: matmul_tiled.wgsl and shared/matmul_common.wgsl).
 //
 // Bindings (group 0): 0 a (read), 1 b (read), 2 bias (read, [N]), 3 row_scale (read, [M / G]),

@@ -80,3 +80,34 @@ fn unet_graph_states_the_song_unet() {
         assert!(e < 1e-11, "{scale:?}: score rel err {e:e}");
     }
 }
+
+/// The MLP's first layer, W_x x + (W_e e(t) + b), runs as one product whose store adds the other product, the bias
+/// and the activation (fuse: the addend): no Add or activation is left in its fused score program, and that
+/// program's f64 twin is the MLP.
+#[test]
+fn mlp_first_layer_sum_is_fused_into_one_store() {
+    use scorelens::graph::fuse::fuse_program;
+    use scorelens::graph::ir::Op;
+    use scorelens::reference::graph::HostRun;
+    let model = MlpModel::random(61, 7, &[19, 11], 6, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let net = builtin::network(&ScoreModel::Mlp(model.clone())).unwrap();
+    let p = fuse_program(&net.program, &[], true);
+    let ops: Vec<&Op> = p.score.iter().map(|&n| &p.graph.nodes[n].op).collect();
+    let with_addend =
+        ops.iter().filter(|op| matches!(op, Op::FusedMatMul(_, e) if e.addend && e.bias && e.act.is_some()));
+    assert_eq!(with_addend.count(), 1, "{ops:?}");
+    assert!(!ops.iter().any(|op| matches!(op, Op::Unary { .. })), "an activation left unfused: {ops:?}");
+    let adds = ops.iter().filter(|op| matches!(op, Op::Binary(scorelens::ops::graph::BinaryOp::Add))).count();
+    assert_eq!(adds, 0, "{ops:?}");
+    let points = 4;
+    let x = normal_vec(&mut rng(62), points * 7, 1.0);
+    let t = random_times(63, points);
+    let mut run = HostRun::new(&p.graph, points, 1);
+    run.set(p.graph.inputs[0], widen(&x));
+    for (k, values) in net.row_inputs(&widen(&t)).into_iter().enumerate() {
+        run.set(p.graph.inputs[k + 1], values);
+    }
+    run.run(&p.score);
+    let e = rel(run.get(p.graph.output), &mlp_score(&model, &x, &t));
+    assert!(e < 1e-12, "fused score rel err {e:e}");
+}

@@ -43,15 +43,15 @@ fn rows_wider_than_one_binding_are_split_by_the_binding_limit() {
     let ctx = gpu();
     let dim = 64;
     let binding = ctx.caps.max_binding_bytes() as usize;
-    // Enough rows that the input activations [rows, dim + embed] exceed one binding, capped to keep CI quick.
-    let rows = (binding / (4 * (dim + 4)) + 1000).min(600_000);
+    // Enough rows that the points x [rows, dim], the widest per-row value, exceed one binding, capped to keep CI quick.
+    let rows = (binding / (4 * dim) + 1000).min(600_000);
     let model = random_mlp(80, dim, &[16], 4, Activation::Relu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = ScoreField::new(ctx.clone(), &ScoreModel::Mlp(model.clone())).unwrap();
     let x = normal_vec(&mut rng(81), rows * dim, 1.0);
     let counter = CountChunks::default();
     let options = JobOptions { memory_budget: 8 << 30, progress: &counter };
     let got = field.score(&x, &[0.3], options).unwrap();
-    if rows * (dim + 4) * 4 > binding {
+    if rows * dim * 4 > binding {
         assert!(counter.chunks.load(Ordering::Relaxed) >= 2, "a job over one binding must be split");
     }
     // Check a spread of rows against the reference (the whole batch would be slow on one CPU core).
@@ -73,4 +73,26 @@ fn split_and_unsplit_runs_agree() {
     let split = field.score(&x, &t, JobOptions { memory_budget: 200 << 10, ..JobOptions::default() }).unwrap();
     let whole64: Vec<f64> = whole.iter().map(|&v| v as f64).collect();
     assert!(rel_err(&split, &whole64) <= 1e-6);
+}
+
+/// Only per-row values bound the rows of a chunk: weights are bound whole, one copy for all rows. (Counted as rows,
+/// a 512×512 weight cut the MLP's runs into chunks of binding / 1 MiB rows, each J·V chunk linearised on its own.)
+#[test]
+fn weights_do_not_split_a_batch() {
+    let ctx = gpu();
+    let (dim, width) = (8, 512);
+    let rows = (ctx.caps.max_binding_bytes() as usize / (4 * width * width) + 1).min(4096);
+    let model = random_mlp(93, dim, &[width, width], 4, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(ctx, &ScoreModel::Mlp(model.clone())).unwrap();
+    let x = normal_vec(&mut rng(94), rows * dim, 1.0);
+    let counter = CountChunks::default();
+    let got = field.score(&x, &[0.4], JobOptions { progress: &counter, ..JobOptions::default() }).unwrap();
+    assert_eq!(counter.chunks.load(Ordering::Relaxed), 1, "score of {rows} rows split");
+    let err = rel_err(&got, &mlp_score(&model, &x, &[0.4]));
+    assert!(err <= 1e-5, "rel err {err:e}");
+    let v = normal_vec(&mut rng(95), rows * 2 * dim, 1.0);
+    let counter = CountChunks::default();
+    let options = JobOptions { progress: &counter, ..JobOptions::default() };
+    scorelens::derivative::jvp(&field, &x, &[0.4], &v, scorelens::JvpMethod::Exact, false, options).unwrap();
+    assert_eq!(counter.chunks.load(Ordering::Relaxed), 1, "J·V of {rows} points × 2 tangents split");
 }

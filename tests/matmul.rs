@@ -19,6 +19,8 @@ struct Fusions {
     bias: bool,
     act: Option<Activation>,
     deriv: Option<Activation>,
+    /// An addend laid out as `pre`, summed before the activation.
+    addend: bool,
     scale: bool,
     group_transposed: bool,
 }
@@ -59,6 +61,9 @@ fn check_in(ctx: &GpuContext, shape: MatmulShape, kernel: Option<&'static str>, 
     if let Some(d) = f.deriv {
         epilogue = epilogue.with_deriv(d, &gpre);
     }
+    if f.addend {
+        epilogue = epilogue.with_addend(&gpre);
+    }
     if f.group_transposed {
         epilogue = epilogue.with_group_transposed_store();
     }
@@ -76,6 +81,7 @@ fn check_in(ctx: &GpuContext, shape: MatmulShape, kernel: Option<&'static str>, 
         bias: f.bias.then_some(&bias[..]),
         act: f.act.unwrap_or(Activation::Identity),
         deriv: f.deriv.map(|d| (d, &pre[..])),
+        addend: f.addend.then_some(&pre[..]),
         row_scale: f.scale.then_some(&scale[..]),
         store_group_transposed: f.group_transposed,
     };
@@ -142,6 +148,36 @@ fn activation_on_load_and_derivative_factors_for_every_activation() {
     }
 }
 
+/// C = act(A·B + bias + addend): the addend in C's own layout (one group per row, ld_pre = N) and per group of
+/// rows at an offset with a wider stride, on every variant and awkward sizes.
+#[test]
+fn addend_before_the_activation() {
+    let mut seed = 400;
+    for act in [Activation::Identity, Activation::Silu, Activation::Relu] {
+        for kernel in VARIANTS {
+            seed += 1;
+            let m = if kernel == "matmul_small" { 11 } else { 131 };
+            let shape = MatmulShape::new(m, 67, 45).with_trans_b();
+            check(shape, kernel, Fusions { addend: true, bias: true, act: Some(act), ..Fusions::default() }, seed);
+            let shape = MatmulShape::new(m, 29, 70).with_group_rows(5).with_pre_layout(33, 4);
+            check(
+                shape,
+                kernel,
+                Fusions { addend: true, act: Some(act), scale: true, ..Fusions::default() },
+                seed + 50,
+            );
+        }
+    }
+    // The addend and a derivative factor share a binding: asking for both is refused, naming both.
+    let ctx = gpu();
+    let buffer = ctx.buffer("x", 4 * 64, BufferRole::Storage);
+    let epilogue = Epilogue::act(Activation::Identity).with_deriv(Activation::Silu, &buffer).with_addend(&buffer);
+    let mut rec = Recorder::new(&ctx, "test/matmul");
+    let out = ctx.buffer("c", 4 * 64, BufferRole::Storage);
+    let err = record_matmul(&mut rec, &MatmulShape::new(8, 8, 8), &buffer, &buffer, epilogue, &out).unwrap_err();
+    assert!(err.to_string().contains("addend"), "{err}");
+}
+
 #[test]
 fn grouped_transposed_store() {
     for kernel in VARIANTS {
@@ -197,6 +233,7 @@ fn every_variant_batched_transposed_with_full_epilogue() {
         bias: true,
         act: Some(Activation::Gelu),
         deriv: Some(Activation::Tanh),
+        addend: false,
         scale: true,
         group_transposed: false,
     };

@@ -2,6 +2,7 @@
 // matmul_coop.wgsl) share: their parameters, override constants, bindings (see matmul_tiled.wgsl's header for their
 // meaning and layout), and the fused epilogue:
 //   epilogue(acc, m, n) = act(acc + bias[n]) · act'(pre[offset_pre + g·ld_pre + n]) · row_scale[g], g = m / group_rows
+//   (with ADD_PRE: act(acc + bias[n] + pre[offset_pre + g·ld_pre + n]) · row_scale[g], pre an addend, no act' factor);
 //   store_index(base_c, m, n) = where C(m, n) goes (grouped transposed with STORE_GROUP_TRANSPOSED);
 //   load_a / load_b: one element of an operand as the kernels stage it (act_a on A, zero outside the matrices).
 // Prefixed to the kernel after shared/activations.wgsl.
@@ -18,6 +19,7 @@ override TRANS_B: bool = false;
 override ACT: u32 = 0u;
 override ACT_A: u32 = 0u;
 override DERIV_ACT: u32 = 0u;
+override ADD_PRE: bool = false;
 override HAS_BIAS: bool = false;
 override SCALE_ROWS: bool = false;
 override STORE_GROUP_TRANSPOSED: bool = false;
@@ -50,8 +52,9 @@ fn epilogue(acc: f32, m: u32, n: u32) -> f32 {
     let g = m / params.group_rows;
     var v = acc;
     if (HAS_BIAS) { v += bias[n]; }
+    if (ADD_PRE) { v += pre[params.offset_pre + g * params.ld_pre + n]; }
     v = activate(ACT, v);
-    if (DERIV_ACT != 0u) { v *= activate_derivative(DERIV_ACT, pre[params.offset_pre + g * params.ld_pre + n]); }
+    if (DERIV_ACT != 0u && !ADD_PRE) { v *= activate_derivative(DERIV_ACT, pre[params.offset_pre + g * params.ld_pre + n]); }
     if (SCALE_ROWS) { v *= row_scale[g]; }
     return v;
 }

@@ -168,35 +168,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let mlp = MlpModel::random(1, 64, &[512, 512, 512], 64, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
     let mlp_flops = mlp.flops_per_row();
-    // The built-ins run on the graph engine; the `… hand-written` items time their architecture-specific kernels
-    // on the same workloads, in the same run.
-    let mlp_hand = ScoreField::hand_written(ctx.clone(), &ScoreModel::Mlp(mlp.clone()))?;
     let mlp_field = ScoreField::new(ctx.clone(), &ScoreModel::Mlp(mlp))?;
-    let mlp_paths = [("", &mlp_field), (" hand-written", &mlp_hand)];
     let mlp_batches: &[usize] = if args.quick { &[1024] } else { &[1, 1024, 65_536] };
     for &rows in mlp_batches {
-        for (suffix, field) in mlp_paths {
-            let name = format!("mlp forward D64-h512x3 b{rows}{suffix}");
-            if !wanted(&name) {
-                continue;
-            }
-            let x: Vec<f32> = (0..rows * 64).map(|i| ((i % 97) as f32 - 48.0) / 48.0).collect();
-            let (seconds, repeats) = time_it(time_budget, || field.score(&x, &[0.5], options).map(|_| ()))?;
-            record(name, seconds, repeats, mlp_flops * rows as f64, rows as f64, "rows");
-        }
-    }
-
-    // Exact forward-mode J·V of the MLP, 8 tangents for each of 1024 points.
-    for (suffix, field) in mlp_paths {
-        let name = format!("mlp jvp exact k8 b1024{suffix}");
+        let name = format!("mlp forward D64-h512x3 b{rows}");
         if !wanted(&name) {
             continue;
         }
+        let x: Vec<f32> = (0..rows * 64).map(|i| ((i % 97) as f32 - 48.0) / 48.0).collect();
+        let (seconds, repeats) = time_it(time_budget, || mlp_field.score(&x, &[0.5], options).map(|_| ()))?;
+        record(name, seconds, repeats, mlp_flops * rows as f64, rows as f64, "rows");
+    }
+
+    // Exact forward-mode J·V of the MLP, 8 tangents for each of 1024 points.
+    let name = "mlp jvp exact k8 b1024".to_string();
+    if wanted(&name) {
         let (points, k) = (1024, 8);
         let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
         let v: Vec<f32> = (0..points * k * 64).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
         let (seconds, repeats) = time_it(time_budget, || {
-            derivative::jvp(field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
+            derivative::jvp(&mlp_field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
         })?;
         record(name, seconds, repeats, (k + 1) as f64 * mlp_flops * points as f64, (points * k) as f64, "products");
     }
@@ -205,16 +196,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let jacobian_points: &[usize] = if args.quick { &[16] } else { &[16, 256] };
     for &points in jacobian_points {
         for (label, method) in [("forward", JacobianMethod::Forward), ("reverse", JacobianMethod::Reverse)] {
-            for (suffix, field) in mlp_paths {
-                let name = format!("mlp jacobian {label} b{points}{suffix}");
-                if !wanted(&name) {
-                    continue;
-                }
-                let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
-                let (seconds, repeats) =
-                    time_it(time_budget, || derivative::jacobian(field, &x, &[0.5], method, options, |_, _| Ok(())))?;
-                record(name, seconds, repeats, 64.0 * mlp_flops * points as f64, points as f64, "jacobians");
+            let name = format!("mlp jacobian {label} b{points}");
+            if !wanted(&name) {
+                continue;
             }
+            let x: Vec<f32> = (0..points * 64).map(|i| ((i % 89) as f32 - 44.0) / 44.0).collect();
+            let (seconds, repeats) =
+                time_it(time_budget, || derivative::jacobian(&mlp_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            record(name, seconds, repeats, 64.0 * mlp_flops * points as f64, points as f64, "jacobians");
         }
     }
 
@@ -345,45 +334,37 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let unet = UnetModel::random(1, [32, 64, 128, 256], 256, NoiseSchedule::VeSong { sigma: 25.0 });
     let unet_flops = unet.flops_per_image();
     let unet_field = ScoreField::new(ctx.clone(), &ScoreModel::Unet(unet))?;
-    let unet_paths = [("", &unet_field)];
     let unet_batches: &[usize] = if args.quick { &[1, 16] } else { &[1, 64, 512] };
     for &images in unet_batches {
-        for (suffix, field) in unet_paths {
-            let name = format!("unet forward b{images}{suffix}");
-            if !wanted(&name) {
-                continue;
-            }
-            let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
-            let (seconds, repeats) = time_it(time_budget, || field.score(&x, &[0.5], options).map(|_| ()))?;
-            record(name, seconds, repeats, unet_flops * images as f64, images as f64, "images");
+        let name = format!("unet forward b{images}");
+        if !wanted(&name) {
+            continue;
         }
+        let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
+        let (seconds, repeats) = time_it(time_budget, || unet_field.score(&x, &[0.5], options).map(|_| ()))?;
+        record(name, seconds, repeats, unet_flops * images as f64, images as f64, "images");
     }
     // Full 784×784 Jacobians of the U-Net, exact forward and reverse mode (784 products each).
     if !args.quick {
         let x: Vec<f32> = (0..784).map(|i| ((i % 255) as f32) / 255.0).collect();
         for (label, method) in [("forward", JacobianMethod::Forward), ("reverse", JacobianMethod::Reverse)] {
-            for (suffix, field) in unet_paths {
-                let name = format!("unet jacobian {label} b1{suffix}");
-                if !wanted(&name) {
-                    continue;
-                }
-                let (seconds, repeats) =
-                    time_it(time_budget, || derivative::jacobian(field, &x, &[0.5], method, options, |_, _| Ok(())))?;
-                record(name, seconds, repeats, 784.0 * unet_flops, 1.0, "jacobians");
+            let name = format!("unet jacobian {label} b1");
+            if !wanted(&name) {
+                continue;
             }
+            let (seconds, repeats) =
+                time_it(time_budget, || derivative::jacobian(&unet_field, &x, &[0.5], method, options, |_, _| Ok(())))?;
+            record(name, seconds, repeats, 784.0 * unet_flops, 1.0, "jacobians");
         }
     }
     // Exact forward-mode J·V, 8 tangents for each of 4 images (one linearisation, then 8 tangent passes each).
-    for (suffix, field) in unet_paths {
-        let name = format!("unet jvp exact k8 b4{suffix}");
-        if !wanted(&name) {
-            continue;
-        }
+    let name = "unet jvp exact k8 b4".to_string();
+    if wanted(&name) {
         let (images, k) = (4, 8);
         let x: Vec<f32> = (0..images * 784).map(|i| ((i % 255) as f32) / 255.0).collect();
         let v: Vec<f32> = (0..images * k * 784).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
         let (seconds, repeats) = time_it(time_budget, || {
-            derivative::jvp(field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
+            derivative::jvp(&unet_field, &x, &[0.5], &v, JvpMethod::Exact, false, options).map(|_| ())
         })?;
         record(name, seconds, repeats, (k + 1) as f64 * unet_flops * images as f64, (images * k) as f64, "products");
     }

@@ -41,7 +41,7 @@ pub struct BlockOperator<'f> {
 
 /// Whether a field's exact products can run on resident blocks (networks with both modes).
 pub fn supports(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Graph(_))
+    matches!(field, ScoreField::Graph(_))
 }
 
 /// Chunks of points whose blocks of `per_point` rows fit the budget together, or `None` when even one point's

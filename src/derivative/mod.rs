@@ -12,7 +12,6 @@
 
 pub mod blocks;
 pub mod fd;
-pub mod mlp;
 pub mod propagator;
 pub mod resident;
 pub mod user;
@@ -20,7 +19,6 @@ pub(crate) mod user_flow;
 
 use std::ops::Range;
 
-pub use mlp::{MlpLinearization, TangentLayout};
 pub use user::UserLinearization;
 
 use crate::error::{Error, Result};
@@ -59,9 +57,17 @@ pub enum DivergenceMethod {
     Hutchinson { probes: usize, seed: u64 },
 }
 
+/// How J·V is stored: as V is ([B, P, D], row p of point b holding J v_p), or each point's block transposed
+/// ([B, D, P]: with V = I that is the Jacobian, row i holding ∂s_i/∂x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TangentLayout {
+    LikeInput,
+    Transposed,
+}
+
 /// A field linearised at a batch of points, with its primal state on the GPU.
 pub enum Linearization<'f> {
-    Mlp(MlpLinearization<'f>),
+    /// A network graph (ONNX imports and the built-in architectures).
     Graph(crate::graph::exec::GraphLinearization<'f>),
     User(UserLinearization<'f>),
 }
@@ -77,7 +83,6 @@ impl Linearization<'_> {
         layout: TangentLayout,
     ) -> Result<()> {
         match self {
-            Linearization::Mlp(l) => l.record_jvp(rec, v, per_point, out, layout),
             Linearization::Graph(l) => l.record_jvp(rec, v, per_point, out, layout == TangentLayout::Transposed),
             Linearization::User(l) => l.record_jvp(rec, v, per_point, out, layout),
         }
@@ -86,7 +91,6 @@ impl Linearization<'_> {
     /// Jᵀ·U for `per_point` cotangents per point (`u` [points, Q, D]).
     pub fn record_vjp(&self, rec: &mut Recorder, u: &wgpu::Buffer, per_point: usize, out: &wgpu::Buffer) -> Result<()> {
         match self {
-            Linearization::Mlp(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::Graph(l) => l.record_vjp(rec, u, per_point, out),
             Linearization::User(l) => l.record_vjp(),
         }
@@ -95,7 +99,6 @@ impl Linearization<'_> {
     /// The pre-activations of every hidden unit (ReLU/SiLU inputs) at every point, [points, units].
     pub fn pre_activations(&self) -> Result<Vec<f32>> {
         match self {
-            Linearization::Mlp(l) => l.pre_activations(),
             Linearization::Graph(l) => l.pre_activations(),
             Linearization::User(_) => Err(Error::InvalidArgument(
                 "a user field has no hidden units to count (local complexity needs a network)".into(),
@@ -104,7 +107,8 @@ impl Linearization<'_> {
     }
 }
 
-/// Linearises the field at `x` for exact products with up to `max_tangent_rows` (points × directions) rows.
+/// Linearises the field at `x` for exact products (`_max_tangent_rows`, the most points × directions rows a product
+/// will have, is kept for callers; the graph allocates per product).
 pub fn linearize<'f>(
     field: &'f ScoreField,
     x: &[f32],
@@ -112,7 +116,6 @@ pub fn linearize<'f>(
     _max_tangent_rows: usize,
 ) -> Result<Linearization<'f>> {
     match field {
-        ScoreField::Mlp(f) => Ok(Linearization::Mlp(MlpLinearization::new(f, x, t)?)),
         ScoreField::Graph(f) => Ok(Linearization::Graph(f.executor().linearize(x, t)?)),
         ScoreField::User(f) => Ok(Linearization::User(UserLinearization::new(f, x, t)?)),
         ScoreField::Smoothed(_) => Err(Error::InvalidArgument(
@@ -124,7 +127,7 @@ pub fn linearize<'f>(
 /// Whether the field has exact forward-mode products (J·v, forward-mode Jacobians).
 pub fn has_exact_jvp(field: &ScoreField) -> bool {
     match field {
-        ScoreField::Mlp(_) | ScoreField::Graph(_) => true,
+        ScoreField::Graph(_) => true,
         ScoreField::User(f) => f.has_jvp(),
         ScoreField::Smoothed(_) => true,
     }
@@ -133,7 +136,7 @@ pub fn has_exact_jvp(field: &ScoreField) -> bool {
 /// Whether the field has exact reverse-mode products (Jᵀ·u, reverse-mode Jacobians).
 pub fn has_exact_vjp(field: &ScoreField) -> bool {
     // The smoothed field's Jacobian is a Hessian: symmetric, Jᵀ·u = J·u.
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Graph(_) | ScoreField::Smoothed(_))
+    matches!(field, ScoreField::Graph(_) | ScoreField::Smoothed(_))
 }
 
 fn ctx_of(field: &ScoreField) -> &GpuContext {
@@ -143,15 +146,6 @@ fn ctx_of(field: &ScoreField) -> &GpuContext {
 /// Device bytes of the exact products: per point (the linearisation) and per (point, tangent) pair.
 fn exact_costs(field: &ScoreField) -> (u64, u64, u64) {
     match field {
-        ScoreField::Mlp(f) => {
-            let m = f.model();
-            let hidden: u64 = m.hidden().iter().map(|&h| h as u64).sum();
-            let widest = m.hidden().into_iter().max().unwrap_or(1) as u64;
-            let per_point = 4 * (2 * (m.dim + m.embed_dim()) as u64 + hidden + 4);
-            // input, output, read-back and two scratch rows
-            let per_tangent = 4 * (3 * m.dim as u64 + 2 * widest);
-            (per_point, per_tangent, 4 * widest.max(m.dim as u64))
-        }
         ScoreField::Graph(f) => f.executor().product_costs(),
         ScoreField::User(f) => {
             let d = f.dim() as u64;

@@ -1,90 +1,23 @@
 //! Tangent propagation that stays on the GPU: points, tangents, every Runge–Kutta stage, J·Q, the updates and the
 //! QR re-orthonormalisations are recorded step after step without waiting for the device; only log R_jj (and R
-//! when asked for) come back, once per call. The network's primal pass is re-run at device-resident points
-//! ([`MlpLinearization::record_primal`],
-//! [`GraphExecutor::record_linearization`](crate::graph::exec::GraphExecutor::record_linearization)); network
-//! fields.
+//! when asked for) come back, once per call. The network's primal pass and derivative factors are re-recorded at
+//! each stage's device-resident points
+//! ([`GraphExecutor::record_linearization`](crate::graph::exec::GraphExecutor::record_linearization)).
 //!
 //! Each step is one submit: its stage times and noise are queued writes, which wgpu orders after the previous
 //! step's reads, so the queue stays fed and the host never blocks inside a call.
 
-use crate::derivative::mlp::{MlpLinearization, TangentLayout};
 use crate::derivative::propagator::{Factors, Propagator, StepPlanner};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
 use crate::gpu::{BufferRole, GpuContext, Recorder};
+use crate::graph::exec::GraphExecutor;
 use crate::ops::lincomb::record_lincomb;
 use crate::ops::qr::{record_qr_rows, QrFactors};
 
-/// A network linearised at a stage's points, re-run every step.
-enum StageLinearization<'f> {
-    Mlp {
-        lin: MlpLinearization<'f>,
-        features: wgpu::Buffer,
-        time_index: wgpu::Buffer,
-    },
-    /// A network graph: its linearisation is recorded afresh at each stage's point buffer.
-    Graph(&'f crate::graph::exec::GraphExecutor),
-}
-
-impl StageLinearization<'_> {
-    fn record_primal(&self, rec: &mut Recorder, x: &wgpu::Buffer, t: f32, points: usize) -> Result<()> {
-        match self {
-            StageLinearization::Mlp { lin, features, time_index } => {
-                let ctx = rec.ctx();
-                let model = lin.model();
-                let table: Vec<f32> = model.fourier_features(t).iter().map(|&v| v as f32).collect();
-                ctx.write(features, &table);
-                ctx.write(lin.point_scale(), &vec![model.output_factor(t) as f32; points]);
-                lin.record_primal(rec, x, features, time_index)
-            }
-            StageLinearization::Graph(_) => Ok(()),
-        }
-    }
-
-    fn record_score(&self, rec: &mut Recorder, out: &wgpu::Buffer) -> Result<()> {
-        match self {
-            StageLinearization::Mlp { lin, .. } => lin.record_score(rec, out),
-            StageLinearization::Graph(_) => Ok(()),
-        }
-    }
-
-    fn record_jvp(&self, rec: &mut Recorder, q: &wgpu::Buffer, k: usize, out: &wgpu::Buffer) -> Result<()> {
-        match self {
-            StageLinearization::Mlp { lin, .. } => lin.record_jvp(rec, q, k, out, TangentLayout::LikeInput),
-            StageLinearization::Graph(_) => Ok(()),
-        }
-    }
-
-    /// The score at `x` into `score` and J·Q into `jq` for K = `k` tangents per point, all recorded.
-    #[allow(clippy::too_many_arguments)]
-    fn record_stage(
-        &self,
-        rec: &mut Recorder,
-        x: &wgpu::Buffer,
-        t: f32,
-        points: usize,
-        score: &wgpu::Buffer,
-        q: &wgpu::Buffer,
-        k: usize,
-        jq: &wgpu::Buffer,
-        d: usize,
-    ) -> Result<()> {
-        if let StageLinearization::Graph(exec) = self {
-            let lin = exec.record_linearization(rec, x, t, points)?;
-            rec.copy(lin.score()?, score, (points * d * 4) as u64);
-            return lin.record_jvp(rec, q, k, jq, false);
-        }
-        self.record_primal(rec, x, t, points)?;
-        self.record_score(rec, score)?;
-        self.record_jvp(rec, q, k, jq)
-    }
-}
-
-/// One Runge–Kutta stage's buffers: its linearisation and its point, tangents, score, velocity, J·Q and tangent
+/// One Runge–Kutta stage's buffers: its point, tangents, score, velocity, J·Q and tangent
 /// velocity.
-struct StageBuffers<'f> {
-    lin: StageLinearization<'f>,
+struct StageBuffers {
     x: wgpu::Buffer,
     q: wgpu::Buffer,
     score: wgpu::Buffer,
@@ -103,13 +36,14 @@ pub struct ResidentPropagator<'f> {
     x: [wgpu::Buffer; 2],
     q: [wgpu::Buffer; 2],
     current: usize,
-    stages: Vec<StageBuffers<'f>>,
+    exec: &'f GraphExecutor,
+    stages: Vec<StageBuffers>,
     noise: wgpu::Buffer,
 }
 
 /// Whether a field can be propagated resident on the GPU.
 pub fn supports(field: &ScoreField) -> bool {
-    matches!(field, ScoreField::Mlp(_) | ScoreField::Graph(_))
+    matches!(field, ScoreField::Graph(_))
 }
 
 impl<'f> ResidentPropagator<'f> {
@@ -129,23 +63,14 @@ impl<'f> ResidentPropagator<'f> {
         let q32: Vec<f32> = q0.iter().map(|&v| v as f32).collect();
         let words = |n: usize| (n.max(1) * 4) as u64;
         let storage = |label: &str, n: usize| ctx.buffer(label, words(n), BufferRole::Storage);
-        let linearization = || -> Result<StageLinearization<'f>> {
-            match field {
-                ScoreField::Mlp(f) => Ok(StageLinearization::Mlp {
-                    lin: MlpLinearization::allocate(f, b),
-                    features: storage("resident/features", f.model().embed_dim()),
-                    time_index: ctx.upload("resident/time_index", &vec![0u32; b]),
-                }),
-                ScoreField::Graph(f) => Ok(StageLinearization::Graph(f.executor())),
-                _ => Err(Error::InvalidArgument("resident propagation needs a network field".into())),
-            }
+        let ScoreField::Graph(graph) = field else {
+            return Err(Error::InvalidArgument("resident propagation needs a network field".into()));
         };
         let x = [ctx.upload("resident/x0", x0), storage("resident/x1", b * d)];
         let q = [ctx.upload("resident/q0", &q32), storage("resident/q1", b * k * d)];
         let stages = (0..stages.max(1))
             .map(|_| {
                 Ok(StageBuffers {
-                    lin: linearization()?,
                     x: storage("resident/stage_x", b * d),
                     q: storage("resident/stage_q", b * k * d),
                     score: storage("resident/score", b * d),
@@ -156,7 +81,8 @@ impl<'f> ResidentPropagator<'f> {
             })
             .collect::<Result<_>>()?;
         let noise = storage("resident/noise", b * d);
-        Ok(ResidentPropagator { field, planner, trajectories: b, k, x, q, current: 0, stages, noise })
+        let exec = graph.executor();
+        Ok(ResidentPropagator { field, planner, trajectories: b, k, x, q, current: 0, exec, stages, noise })
     }
 
     fn ctx(&self) -> &'f GpuContext {
@@ -208,7 +134,9 @@ impl<'f> ResidentPropagator<'f> {
                 record_lincomb(&mut rec, b * k * d, &q_terms, &buffers.q)?;
                 (&buffers.x, &buffers.q)
             };
-            buffers.lin.record_stage(&mut rec, xi, stage.time as f32, b, &buffers.score, qi, k, &buffers.jq, d)?;
+            let lin = self.exec.record_linearization(&mut rec, xi, stage.time as f32, b)?;
+            rec.copy(lin.score()?, &buffers.score, (b * d * 4) as u64);
+            lin.record_jvp(&mut rec, qi, k, &buffers.jq, false)?;
             record_lincomb(&mut rec, b * d, &[(stage.score, &buffers.score), (stage.x_coef, xi)], &buffers.velocity)?;
             record_lincomb(
                 &mut rec,

@@ -1,7 +1,6 @@
 //! The host scheduler's execution half: runs a batch job chunk by chunk, two chunks in flight (one computing
 //! while the previous one is read back), every chunk one submit, read-back only at chunk ends.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::error::Result;
@@ -67,39 +66,4 @@ pub(crate) fn run_chunked<J: ChunkedJob>(
     }
     options.progress.finish();
     Ok(out)
-}
-
-/// The time conditioning of one chunk: each distinct t's features computed once (on the host, in f64), each row's
-/// index into that table, and each row's output factor.
-pub(crate) struct TimeTable {
-    pub features: Vec<f32>,
-    pub index: Vec<u32>,
-    pub row_scale: Vec<f32>,
-}
-
-impl TimeTable {
-    pub fn build(
-        t: &[f32],
-        rows: Range<usize>,
-        features: impl Fn(f32) -> Vec<f64>,
-        factor: impl Fn(f32) -> f64,
-    ) -> Self {
-        let mut slot_of: HashMap<u32, u32> = HashMap::new();
-        let mut table = TimeTable {
-            features: Vec::new(),
-            index: Vec::with_capacity(rows.len()),
-            row_scale: Vec::with_capacity(rows.len()),
-        };
-        for r in rows {
-            let tr = if t.len() == 1 { t[0] } else { t[r] };
-            let next = slot_of.len() as u32;
-            let slot = *slot_of.entry(tr.to_bits()).or_insert_with(|| {
-                table.features.extend(features(tr).iter().map(|&v| v as f32));
-                next
-            });
-            table.index.push(slot);
-            table.row_scale.push(factor(tr) as f32);
-        }
-        table
-    }
 }

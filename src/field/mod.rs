@@ -3,7 +3,6 @@
 pub(crate) mod chunked;
 pub mod graph;
 pub mod kde;
-pub mod mlp;
 pub mod perturbed;
 pub mod smoothed;
 pub mod user;
@@ -12,7 +11,6 @@ use std::sync::Arc;
 
 pub use graph::GraphField;
 pub use kde::{KdeField, KdeOutputs, KdePath, KdeScale};
-pub use mlp::MlpField;
 pub use perturbed::{ErrorTerm, Perturbed, RandomFeatureError, ScoreSource};
 pub use smoothed::{SmoothedData, Smoothing};
 pub use user::UserField;
@@ -49,8 +47,6 @@ pub fn validate_batch(x: &[f32], dim: usize, t: &[f32], x_name: &str, t_name: &s
 
 /// A score field whose parameters live on the GPU.
 pub enum ScoreField {
-    /// The MLP on its architecture-specific kernels (only through [`ScoreField::hand_written`]).
-    Mlp(MlpField),
     /// Any network as a graph: ONNX imports and the built-in architectures.
     Graph(GraphField),
     /// A user's WGSL field.
@@ -66,18 +62,8 @@ impl ScoreField {
         Ok(ScoreField::Graph(GraphField::new(ctx, crate::graph::builtin::network(model)?)?))
     }
 
-    /// The MLP on its architecture-specific kernels, kept beside the graph path for the speed comparison of
-    /// `scorelens bench` (its `… hand-written` items); other models run on the graph engine.
-    pub fn hand_written(ctx: Arc<GpuContext>, model: &ScoreModel) -> Result<Self> {
-        match model {
-            ScoreModel::Mlp(m) => Ok(ScoreField::Mlp(MlpField::new(ctx, m.clone())?)),
-            other => Self::new(ctx, other),
-        }
-    }
-
     pub fn dim(&self) -> usize {
         match self {
-            ScoreField::Mlp(f) => f.model().dim,
             ScoreField::Graph(f) => f.network().dim(),
             ScoreField::User(f) => f.dim(),
             ScoreField::Smoothed(f) => f.dim(),
@@ -87,7 +73,6 @@ impl ScoreField {
     /// The shape of one input row ([D], or [C, H, W] for images).
     pub fn row_shape(&self) -> Vec<usize> {
         match self {
-            ScoreField::Mlp(f) => vec![f.model().dim],
             ScoreField::Graph(f) => f.network().row_shape.clone(),
             ScoreField::User(f) => vec![f.dim()],
             ScoreField::Smoothed(f) => vec![f.dim()],
@@ -97,7 +82,6 @@ impl ScoreField {
     /// The GPU this field lives on.
     pub fn ctx(&self) -> &GpuContext {
         match self {
-            ScoreField::Mlp(f) => f.ctx(),
             ScoreField::Graph(f) => f.ctx(),
             ScoreField::User(f) => f.ctx(),
             ScoreField::Smoothed(f) => f.ctx(),
@@ -107,7 +91,6 @@ impl ScoreField {
     /// s(x, t) for every row of `x` (row-major, `dim` entries a row); `t` has one entry per row or one for all.
     pub fn score(&self, x: &[f32], t: &[f32], options: JobOptions) -> Result<Vec<f32>> {
         match self {
-            ScoreField::Mlp(f) => f.score(x, t, options),
             ScoreField::Graph(f) => f.score(x, t, options),
             ScoreField::User(f) => f.score(x, t, options),
             ScoreField::Smoothed(f) => f.score(x, t, options),
@@ -117,7 +100,6 @@ impl ScoreField {
     /// The model's noise schedule (std(t), α(t), g(t)).
     pub fn schedule(&self) -> crate::model::NoiseSchedule {
         match self {
-            ScoreField::Mlp(f) => f.model().schedule,
             ScoreField::Graph(f) => f.network().schedule,
             ScoreField::User(f) => f.schedule(),
             ScoreField::Smoothed(f) => f.schedule(),
@@ -128,7 +110,6 @@ impl ScoreField {
     /// between kinks.
     pub fn is_piecewise_linear(&self) -> bool {
         match self {
-            ScoreField::Mlp(f) => f.model().act == crate::Activation::Relu,
             ScoreField::Graph(f) => f.network().is_piecewise_linear(),
             ScoreField::User(_) | ScoreField::Smoothed(_) => false,
         }
@@ -136,7 +117,6 @@ impl ScoreField {
 
     pub fn parameter_count(&self) -> usize {
         match self {
-            ScoreField::Mlp(f) => f.model().parameter_count(),
             ScoreField::Graph(f) => f.network().parameters,
             ScoreField::User(_) | ScoreField::Smoothed(_) => 0,
         }
@@ -145,7 +125,6 @@ impl ScoreField {
     /// FLOPs of one forward pass of one row (unknown, NaN, for user fields).
     pub fn flops_per_row(&self) -> f64 {
         match self {
-            ScoreField::Mlp(f) => f.model().flops_per_row(),
             ScoreField::Graph(f) => f.network().flops_per_row(),
             ScoreField::User(_) => f64::NAN,
             // Distances, weights and the weighted sum over the N points.

@@ -41,7 +41,6 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ),
     // Compiled only on devices opened with cooperative matrices (GpuContext::coop_matrix_enabled).
     ("matmul_coop", &[COOP_MATRIX_ENABLE, ACTIVATIONS, MATMUL_COMMON], include_str!("../../shaders/matmul_coop.wgsl")),
-    ("mlp_input", &[], include_str!("../../shaders/mlp_input.wgsl")),
     ("lincomb", &[], include_str!("../../shaders/lincomb.wgsl")),
     ("block_gram", &[], include_str!("../../shaders/block_gram.wgsl")),
     ("qr_rows", &[WORKGROUP_SUM], QR_ROWS),

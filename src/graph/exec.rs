@@ -310,9 +310,12 @@ impl GraphExecutor {
         })
     }
 
-    /// The widest per-row buffer: a value, or a convolution's gathered rows or product.
+    /// The widest per-row buffer: a primal or tangent value, or a convolution's gathered rows or product. Constants
+    /// are bound whole, one copy for every row, so they do not bound the rows of a chunk (counted here, a 512×512
+    /// weight cut the built-in MLP's J·V into chunks of 16 points, each linearised on its own).
     fn widest_value(&self) -> usize {
-        let values = self.fused.graph.values.iter().map(|v| v.numel()).max().unwrap_or(1);
+        let g = &self.fused.graph;
+        let values = g.values.iter().filter(|v| v.stream != Stream::Const).map(|v| v.numel()).max().unwrap_or(1);
         let scratch = self.conv_plans.values().map(|p| p.pixels * p.inner.max(p.width)).max().unwrap_or(0);
         values.max(scratch)
     }
@@ -478,7 +481,9 @@ impl GraphExecutor {
                     }
                     None => None,
                 };
-                let epilogue = Epilogue { bias, deriv: pre, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
+                // An addend (the last input) has the output's layout: one group per product row, N apart.
+                let addend = if e.addend { Some(self.buffer(buffers, *node.inputs.last().unwrap())?) } else { None };
+                let epilogue = Epilogue { bias, deriv: pre, addend, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
                 record_matmul(rec, &shape, input(0)?, input(1)?, epilogue, out)
             }
             Op::Conv(_) | Op::FusedConv(..) => {

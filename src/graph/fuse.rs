@@ -4,7 +4,8 @@
 //!   GELU written out in its erf form (x·(1 + erf(x/√2))·0.5, any association) become one unary function each,
 //!   whose derivative factor is then one exact function instead of a chain of tangent ops.
 //! - [`fuse_program`] (in the executor): a rows-times-weight product or a one-group convolution absorbs the
-//!   constant bias add and the activation (Relu, SiLU, GELU, Tanh) that follow it into its store, and in the
+//!   constant bias add and the activation (Relu, SiLU, GELU, Tanh) that follow it into its store, a product also
+//!   the Add of another value of its shape computed before it (a second product, a residual), and in the
 //!   tangent and adjoint programs a product absorbs the derivative factor f′(pre) that multiplies its result
 //!   (the tuned matmul kernels' epilogue). A value is fused away only when its one use is the absorbing node and
 //!   no later program reads it, so the linearisation keeps every pre-activation the products need, and derivative
@@ -355,6 +356,8 @@ type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
     let uses = Uses::of(g, nodes);
     let position: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Where the list computes each value (absent: an input, a constant or a value of an earlier list).
+    let made_at: HashMap<ValueId, usize> = nodes.iter().enumerate().map(|(i, &n)| (g.nodes[n].output, i)).collect();
     // The node (of the list) that alone reads v, when v may be fused away.
     let sole = |v: ValueId| uses.only(v).filter(|_| !kept.contains(&v));
     let mut absorbed = vec![false; nodes.len()];
@@ -386,7 +389,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
                 let n_cols = mm.n;
                 (
-                    StoreEpilogue { bias: false, act: None, deriv: None },
+                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
                     n_cols,
                     Box::new(move |s: &[usize]| s.last() == Some(&n_cols) && s[..s.len() - 1].iter().all(|&d| d == 1)),
                 )
@@ -394,7 +397,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::Conv(spec) if is_patch_product(spec) && g.values[node.output].stream != Stream::Const => {
                 let c = spec.c_out;
                 (
-                    StoreEpilogue { bias: false, act: None, deriv: None },
+                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
                     c,
                     Box::new(move |s: &[usize]| {
                         let trimmed: Vec<usize> = s.iter().copied().skip_while(|&d| d == 1).collect();
@@ -431,6 +434,26 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
                 }
             }
         }
+        // An addend: the other summand of an Add, a non-constant value of the product's shape and stream that exists
+        // before the product runs (so that the fused node can stay at the product's place in the list).
+        if let (Op::MatMul(_), Some((pos, c))) = (&node.op, consumer(last)) {
+            let cn = &g.nodes[c];
+            if let Op::Binary(BinaryOp::Add) = cn.op {
+                let other = if cn.inputs[0] == last { cn.inputs[1] } else { cn.inputs[0] };
+                let (ov, lv) = (&g.values[other], &g.values[last]);
+                if cn.inputs[0] != cn.inputs[1]
+                    && ov.stream == lv.stream
+                    && ov.shape == out_shape
+                    && g.values[cn.output].shape == out_shape
+                    && made_at.get(&other).is_none_or(|&p| p < i)
+                {
+                    epilogue.addend = true;
+                    inputs.push(other);
+                    taken.push(pos);
+                    last = cn.output;
+                }
+            }
+        }
         // The activation.
         if let Some((pos, c)) = consumer(last) {
             if let Op::Unary { f, derivative: false } = g.nodes[c].op {
@@ -442,7 +465,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             }
         }
         // The derivative factor of a tangent product with one matrix row per tangent row: Mul(t, f′(pre)).
-        if let (Op::MatMul(mm), false, None) = (&node.op, epilogue.bias, epilogue.act) {
+        if let (Op::MatMul(mm), false, false, None) = (&node.op, epilogue.bias, epilogue.addend, epilogue.act) {
             let tangent_rows = g.values[last].stream == Stream::Tangent && mm.lead * mm.m == 1;
             if let Some((pos, c)) = consumer(last).filter(|_| tangent_rows) {
                 let cn = g.nodes[c].clone();

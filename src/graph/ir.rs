@@ -83,13 +83,17 @@ impl MatMul {
     }
 }
 
-/// What a fused product stores (crate::graph::fuse): act(A·B + bias) · f′(pre), elementwise over the output.
+/// What a fused product stores (crate::graph::fuse): act(A·B + bias + addend) · f′(pre), elementwise over the output.
 /// The functions are those the tuned matmul kernels fuse (Relu, Silu, Gelu, Tanh; see [`StoreEpilogue::fusable`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreEpilogue {
     /// A constant bias per output column (per output channel of a convolution): the input after the weight.
     pub bias: bool,
-    /// The activation applied after the bias.
+    /// A value of the product's shape and stream (the last input) added after the bias, before the activation: the
+    /// other summand of an Add, e.g. a second product (the built-in MLP's time features) or a residual. Never with
+    /// `deriv` (they share the kernels' binding). Products only, not convolutions.
+    pub addend: bool,
+    /// The activation applied after the bias (and addend).
     pub act: Option<UnaryFn>,
     /// A derivative factor f′(pre) multiplied in at the store: `pre` (the last input) is a primal value with one
     /// element per output column of the product row's point (the tangent rule of an activation, fused).

@@ -141,13 +141,16 @@ impl MatmulShape {
 }
 
 /// What is fused around the product: an activation of A as it loads, and at the store a bias per column, an
-/// activation, a factor act'(pre) per element of the row's group, and a scale per row group (see the WGSL header).
+/// addend (before the activation), an activation, a factor act'(pre) per element of the row's group, and a scale
+/// per row group (see the WGSL header). The addend and the factor share the kernels' `pre` binding: one or the other.
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub act_a: Activation,
     pub bias: Option<&'a wgpu::Buffer>,
     pub act: Activation,
     pub deriv: Option<(Activation, &'a wgpu::Buffer)>,
+    /// Added to A·B + bias before the activation, laid out as `pre` ([M / group_rows, ld_pre] from offset_pre).
+    pub addend: Option<&'a wgpu::Buffer>,
     pub row_scale: Option<&'a wgpu::Buffer>,
     pub store_group_transposed: bool,
 }
@@ -158,6 +161,7 @@ impl<'a> Epilogue<'a> {
         bias: None,
         act: Activation::Identity,
         deriv: None,
+        addend: None,
         row_scale: None,
         store_group_transposed: false,
     };
@@ -184,6 +188,13 @@ impl<'a> Epilogue<'a> {
     /// Multiply by act'(pre) at the store (the chain rule through an activation).
     pub fn with_deriv(mut self, act: Activation, pre: &'a wgpu::Buffer) -> Self {
         self.deriv = Some((act, pre));
+        self
+    }
+
+    /// Add `addend` (laid out as the factor's pre-activations, see [`MatmulShape::with_pre_layout`]) before the
+    /// activation: C = act(A·B + bias + addend), e.g. the other summand of a sum of two products.
+    pub fn with_addend(mut self, addend: &'a wgpu::Buffer) -> Self {
+        self.addend = Some(addend);
         self
     }
 
@@ -384,6 +395,12 @@ pub fn record_matmul_with(
             message: format!("the device was not opened with cooperative matrices ({}=1)", crate::gpu::COOP_MATRIX_ENV),
         });
     }
+    if epilogue.deriv.is_some() && epilogue.addend.is_some() {
+        return Err(Error::Kernel {
+            kernel: kernel_name.into(),
+            message: "a derivative factor and an addend share the `pre` binding: give one or the other".into(),
+        });
+    }
     let (ea, eb, ec) = shape.extents();
     for (name, need, buf) in [("A", ea, a), ("B", eb, b), ("C", ec, c)] {
         if need * 4 > buf.size() {
@@ -403,6 +420,7 @@ pub fn record_matmul_with(
             ("ACT_A", epilogue.act_a.code() as f64),
             ("DERIV_ACT", epilogue.deriv.map_or(0, |(a, _)| a.code()) as f64),
             ("HAS_BIAS", epilogue.bias.is_some() as u32 as f64),
+            ("ADD_PRE", epilogue.addend.is_some() as u32 as f64),
             ("SCALE_ROWS", epilogue.row_scale.is_some() as u32 as f64),
             ("STORE_GROUP_TRANSPOSED", epilogue.store_group_transposed as u32 as f64),
         ],
@@ -436,7 +454,7 @@ pub fn record_matmul_with(
             b,
             epilogue.bias.unwrap_or(dummy),
             epilogue.row_scale.unwrap_or(dummy),
-            epilogue.deriv.map_or(dummy, |(_, p)| p),
+            epilogue.deriv.map(|(_, p)| p).or(epilogue.addend).unwrap_or(dummy),
             c,
             &uniform,
         ],

@@ -7,7 +7,6 @@ pub mod gram;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;
-pub mod mlp_input;
 pub mod qr;
 
 pub use matmul::{record_matmul, Epilogue, MatmulShape};

@@ -89,15 +89,18 @@ impl<'g> HostRun<'g> {
                         let pre = *node.inputs.last().unwrap();
                         (f, self.get(pre), self.row_map(pre, out_stream))
                     });
+                    let addend = e.addend.then(|| self.get(*node.inputs.last().unwrap()));
                     let n = mm.n;
-                    twin::record_store_epilogue(rows, out_value.numel(), &|i| i % n, bias, e.act, deriv, &mut out);
+                    let column = |i: usize| i % n;
+                    twin::record_store_epilogue(rows, out_value.numel(), &column, bias, addend, e.act, deriv, &mut out);
                 }
                 Op::FusedConv(spec, e) => {
                     let spec = crate::ops::graph::Conv2d { rows, ..*spec };
                     twin::record_conv2d(&spec, input(0), input(1), &mut out);
                     let bias = e.bias.then(|| input(2));
                     let plane = spec.h_out * spec.w_out;
-                    twin::record_store_epilogue(rows, out_value.numel(), &|i| i / plane, bias, e.act, None, &mut out);
+                    let column = |i: usize| i / plane;
+                    twin::record_store_epilogue(rows, out_value.numel(), &column, bias, None, e.act, None, &mut out);
                 }
                 Op::Norm { size, eps } => twin::record_norm(out.len() / size, *size, *eps as f64, input(0), &mut out),
                 Op::FusedNorm { size, eps, store } => {

@@ -433,13 +433,14 @@ pub fn record_softmax_tangent(
 
 /// Twin of a fused product's store (crate::graph::ir::StoreEpilogue, the tuned matmul kernels' epilogue) applied
 /// to `out` holding A·B: `rows` rows of `per_row` elements, element i of a row in column `column(i)`:
-/// out = act(out + bias[column]) · f′(pre[(r / pre.rep) · pre.stride + i]).
+/// out = act(out + bias[column] + addend[r · per_row + i]) · f′(pre[(r / pre.rep) · pre.stride + i]).
 #[allow(clippy::too_many_arguments)]
 pub fn record_store_epilogue(
     rows: usize,
     per_row: usize,
     column: &dyn Fn(usize) -> usize,
     bias: Option<&[f64]>,
+    addend: Option<&[f64]>,
     act: Option<UnaryFn>,
     deriv: Option<(UnaryFn, &[f64], RowMap)>,
     out: &mut [f64],
@@ -449,6 +450,9 @@ pub fn record_store_epilogue(
             let mut v = out[r * per_row + i];
             if let Some(bias) = bias {
                 v += bias[column(i)];
+            }
+            if let Some(addend) = addend {
+                v += addend[r * per_row + i];
             }
             if let Some(f) = act {
                 v = unary(f, false, v);

@@ -10,6 +10,8 @@ pub struct EpilogueRef<'a> {
     pub bias: Option<&'a [f32]>,
     pub act: Activation,
     pub deriv: Option<(Activation, &'a [f32])>,
+    /// Laid out as the factor's pre-activations, added before the activation (see ops::matmul::Epilogue).
+    pub addend: Option<&'a [f32]>,
     pub row_scale: Option<&'a [f32]>,
     pub store_group_transposed: bool,
 }
@@ -20,13 +22,14 @@ impl EpilogueRef<'_> {
         bias: None,
         act: Activation::Identity,
         deriv: None,
+        addend: None,
         row_scale: None,
         store_group_transposed: false,
     };
 }
 
-/// C[z](m, n) = act(Σ_k act_a(A[z](m, k)) B[z](k, n) + bias[n]) · act'(pre[g, n]) · row_scale[g], g = m / group_rows,
-/// with the layout of `shape`. Entries of `c` that the layout does not reach are left as they are.
+/// C[z](m, n) = act(Σ_k act_a(A[z](m, k)) B[z](k, n) + bias[n] [+ addend[g, n]]) · act'(pre[g, n]) · row_scale[g],
+/// g = m / group_rows, with the layout of `shape`. Entries of `c` that the layout does not reach are left as they are.
 pub fn matmul(shape: &MatmulShape, a: &[f32], b: &[f32], e: EpilogueRef, c: &mut [f64]) {
     let s = shape;
     let g_rows = s.group_rows.max(1) as usize;
@@ -46,6 +49,9 @@ pub fn matmul(shape: &MatmulShape, a: &[f32], b: &[f32], e: EpilogueRef, c: &mut
                 }
                 if let Some(bias) = e.bias {
                     acc += bias[n] as f64;
+                }
+                if let Some(addend) = e.addend {
+                    acc += addend[s.offset_pre as usize + g * s.ld_pre as usize + n] as f64;
                 }
                 let mut v = e.act.apply_f64(acc);
                 if let Some((act, pre)) = e.deriv {
