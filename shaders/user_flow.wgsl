@@ -4,17 +4,17 @@
 //
 // Assembled by src/derivative/user_flow.rs as: the user prelude (`const DIM`, `alias State`), the user's code
 // (`fn field(x: State, t: f32) -> State`, `fn field_jvp(x: State, v: State, t: f32) -> State`), then
-// `const SCORELENS_K: u32` (tangents), `const SCORELENS_W: u32` (workgroup size) and `const SCORELENS_P: u32`
-// (tangents an invocation carries per pass), then this file.
+// `const SCORELENS_K: u32` (tangents) and `const SCORELENS_W: u32` (workgroup size), then this file.
 //
 // How the work is split. The user's contract evaluates a whole point per call (all D outputs of the field, or of
-// one J·v), so the workgroup splits the K tangents: invocation l carries tangents l, l + W, … through the RK4
-// stages in private memory, P of them per pass, and evaluates the field at the stage points itself, so x needs no
-// sharing and a step needs no barrier (every invocation computes the same x; one field evaluation serves P
-// products). At most 3P + 4 State-sized private arrays live per invocation (the host bounds P·D), never all K
-// tangents (the earlier one-invocation-per-trajectory kernel held them all). On a CPU driver W is its SIMD width
-// (8) and P = ⌈K / 8⌉ up to that bound: redundant field evaluations and idle lanes cost real time there; on a GPU
-// W = ⌈K / 8⌉·8 up to 64 and P = 1. The re-orthonormalisation shares the tangents through storage: the
+// one J·v), so the workgroup splits the K tangents: every invocation steps x itself (the same values, bit for bit,
+// in private memory between steps, so x needs no sharing and a step no barrier), keeps x's four stage points, and
+// then carries its tangents l, l + W, … one at a time through the step's stages (one J·v each). Tangents live in
+// storage between steps (one read and one write of D floats per tangent and step). The stage loops and the loop
+// over an invocation's tangents are bounded by uniforms, so the driver inlines `field` and `field_jvp` once each;
+// the kernel's loops over the coordinates that index private arrays are marked `// unroll` and the host unrolls
+// them (src/derivative/user_flow.rs), so that every private index is a constant: lavapipe indexes a private
+// array with a run-time index lane by lane. The re-orthonormalisation shares the tangents through storage: the
 // projections' dot products are split over invocations (one earlier column each), the subtraction and scaling
 // over coordinates (invocation l owns l, l + W, …), with barriers between. Idle invocations (columns past K,
 // coordinates past D) compute on clamped indices and write to a scratch row / slot, so every loop is uniform.
@@ -48,11 +48,11 @@ struct FlowParams {
     first_block: u32,
     first_step: u32,
     canary: u32,
-    // Unused (padding).
-    dim: u32,
-    per_pass: u32,
+    // Tangents per invocation (⌈K / W⌉) and RK4 stages (4): uniforms, so that the driver keeps these loops.
+    rounds: u32,
     stages: u32,
     pad0: u32,
+    pad1: u32,
     dt: f32,
     t: f32,
 }
@@ -64,9 +64,8 @@ struct FlowParams {
 @group(0) @binding(4) var<storage, read_write> scorelens_status: array<atomic<u32>>;
 @group(0) @binding(5) var<uniform> scorelens_params: FlowParams;
 
-// Rounds of P tangents per invocation in a step; rounds of W columns or coordinates in the QR.
+// Rounds of W columns or coordinates in the QR.
 const SCORELENS_R_ROUNDS: u32 = (SCORELENS_K + SCORELENS_W - 1u) / SCORELENS_W;
-const SCORELENS_ROUNDS: u32 = (SCORELENS_K + SCORELENS_W * SCORELENS_P - 1u) / (SCORELENS_W * SCORELENS_P);
 const SCORELENS_COORD_ROUNDS: u32 = (DIM + SCORELENS_W - 1u) / SCORELENS_W;
 
 // Gram–Schmidt coefficients of the column being orthogonalised (this sweep's, the first sweep's), slot K scratch.
@@ -82,60 +81,73 @@ fn scorelens_is_bad(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
 }
 
-// One RK4 step of x (private, the same in every invocation) and of the tangents the invocation carries, P at a
-// time (one field evaluation per stage serves P products). Returns whether a value it wrote is not finite.
+// RK4 of dx/dt = field(x, t): weights 1/6, 1/3, 1/3, 1/6; stage s + 1 at x0 + c_s · k_s with c = 1/2, 1/2, 1 (none
+// after the last stage).
+fn scorelens_weight(stage: u32) -> f32 {
+    return scorelens_params.dt * select(1.0 / 3.0, 1.0 / 6.0, stage == 0u || stage == 3u);
+}
+
+fn scorelens_offset(stage: u32) -> f32 {
+    return scorelens_params.dt * select(0.5, 1.0, stage == 2u);
+}
+
+// One RK4 step of x (private, the same in every invocation) and of each tangent the invocation carries. x's stage
+// points are computed once (four field evaluations) and kept for the tangents, which go one at a time through the
+// four stages (one J·v each). Returns whether a value it wrote is not finite.
 fn scorelens_rk4_step(b: u32, lid: u32, x: ptr<function, State>) -> bool {
-    let dt = scorelens_params.dt;
     let t = scorelens_params.t;
-    let weights = array<f32, 4>(1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0);
-    let next_offset = array<f32, 4>(0.5, 0.5, 1.0, 0.0);
     let x0 = *x;
-    var x_next = x0;
-    var bad = false;
-    for (var round = 0u; round < SCORELENS_ROUNDS; round++) {
-        var rows: array<u32, SCORELENS_P>;
-        var carries: array<bool, SCORELENS_P>;
-        var q0: array<State, SCORELENS_P>;
-        for (var p = 0u; p < SCORELENS_P; p++) {
-            let column = (round * SCORELENS_P + p) * SCORELENS_W + lid;
-            carries[p] = column < SCORELENS_K;
-            rows[p] = scorelens_row(b, select(SCORELENS_K, column, carries[p]));
-            for (var i = 0u; i < DIM; i++) {
-                q0[p][i] = scorelens_q[rows[p] + i];
-            }
+    // The stage points after the first (x0 itself): selected element by element with uniform conditions, so
+    // that the stage loops stay loops with one call of the user's function each and every index is a constant.
+    var xs1: State;
+    var xs2: State;
+    var xs3: State;
+    var xs = x0;
+    var x_acc = x0;
+    for (var stage = 0u; stage < scorelens_params.stages; stage++) {
+        let w = scorelens_weight(stage);
+        let c = scorelens_offset(stage);
+        let kx = field(xs, t);
+        for (var i = 0u; i < DIM; i++) { // unroll
+            x_acc[i] = fma(w, kx[i], x_acc[i]);
+            xs[i] = fma(c, kx[i], x0[i]);
+            xs1[i] = select(xs1[i], xs[i], stage == 0u);
+            xs2[i] = select(xs2[i], xs[i], stage == 1u);
+            xs3[i] = select(xs3[i], xs[i], stage == 2u);
         }
-        var xs = x0;
-        var qs = q0;
-        var x_acc = x0;
-        var q_acc = q0;
-        for (var stage = 0u; stage < 4u; stage++) {
-            let w = dt * weights[stage];
-            let c = dt * next_offset[stage];
-            let kx = field(xs, t);
-            for (var p = 0u; p < SCORELENS_P; p++) {
-                let kq = field_jvp(xs, qs[p], t);
-                for (var i = 0u; i < DIM; i++) {
-                    q_acc[p][i] = fma(w, kq[i], q_acc[p][i]);
-                    qs[p][i] = fma(c, kq[i], q0[p][i]);
-                }
-            }
-            for (var i = 0u; i < DIM; i++) {
-                x_acc[i] = fma(w, kx[i], x_acc[i]);
-                xs[i] = fma(c, kx[i], x0[i]);
-            }
-        }
-        for (var p = 0u; p < SCORELENS_P; p++) {
-            for (var i = 0u; i < DIM; i++) {
-                scorelens_q[rows[p] + i] = q_acc[p][i];
-                bad = bad || (carries[p] && scorelens_is_bad(q_acc[p][i]));
-            }
-        }
-        for (var i = 0u; i < DIM; i++) {
-            bad = bad || scorelens_is_bad(x_acc[i]);
-        }
-        x_next = x_acc;
     }
-    *x = x_next;
+    var bad = false;
+    for (var i = 0u; i < DIM; i++) { // unroll
+        bad = bad | scorelens_is_bad(x_acc[i]);
+    }
+    for (var round = 0u; round < scorelens_params.rounds; round++) {
+        let column = round * SCORELENS_W + lid;
+        let carries = column < SCORELENS_K;
+        let row = scorelens_row(b, select(SCORELENS_K, column, carries));
+        var q0: State;
+        for (var i = 0u; i < DIM; i++) { // unroll
+            q0[i] = scorelens_q[row + i];
+        }
+        var qs = q0;
+        var q_acc = q0;
+        for (var stage = 0u; stage < scorelens_params.stages; stage++) {
+            let w = scorelens_weight(stage);
+            let c = scorelens_offset(stage);
+            for (var i = 0u; i < DIM; i++) { // unroll
+                xs[i] = select(select(select(x0[i], xs1[i], stage == 1u), xs2[i], stage == 2u), xs3[i], stage == 3u);
+            }
+            let kq = field_jvp(xs, qs, t);
+            for (var i = 0u; i < DIM; i++) { // unroll
+                q_acc[i] = fma(w, kq[i], q_acc[i]);
+                qs[i] = fma(c, kq[i], q0[i]);
+            }
+        }
+        for (var i = 0u; i < DIM; i++) { // unroll
+            scorelens_q[row + i] = q_acc[i];
+            bad = bad | (carries & scorelens_is_bad(q_acc[i]));
+        }
+    }
+    *x = x_acc;
     return bad;
 }
 
@@ -227,7 +239,7 @@ fn main(
         return;
     }
     var x: State;
-    for (var i = 0u; i < DIM; i++) {
+    for (var i = 0u; i < DIM; i++) { // unroll
         x[i] = scorelens_x[b * DIM + i];
     }
     var first_bad = 0xffffffffu;
@@ -245,7 +257,7 @@ fn main(
         }
     }
     if lid == 0u {
-        for (var i = 0u; i < DIM; i++) {
+        for (var i = 0u; i < DIM; i++) { // unroll
             scorelens_x[b * DIM + i] = x[i];
         }
     }

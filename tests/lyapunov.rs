@@ -354,7 +354,7 @@ fn fused_flow_matches_the_f64_reference() {
 }
 
 #[test]
-#[ignore = "lavapipe compiles the D = 101 kernel for minutes (see docs/lyapunov.md); run by hand"]
+#[ignore = "≈ 18 s of CPU on lavapipe, nearly all compiling the D = 101 kernel (docs/lyapunov.md); run by hand"]
 fn fused_flow_runs_hundreds_of_tangents() {
     // One QR of 101 tangents is more than lavapipe runs in one dispatch: it is cut into column ranges.
     check_fused_flow_against_reference(2, 101, 101, 12, 1);
@@ -380,8 +380,9 @@ fn lorenz96_exponents_sum_to_minus_d() {
         );
         assert!((sum + d as f64).abs() < 1e-3, "trajectory {b}: sum {sum}");
         assert!(exponents[0] > 0.5, "trajectory {b}: λ1 {}", exponents[0]);
-        // Finite-time exponents (time 8) come out ordered up to their fluctuations.
-        assert!(exponents.windows(2).all(|w| w[0] >= w[1] - 0.25), "not ordered: {exponents:?}");
+        // Finite-time exponents (time 8) come out ordered up to their fluctuations, a few tenths at this length
+        // (which trajectory shows the largest swap depends on the kernel's rounding: the orbit is chaotic).
+        assert!(exponents.windows(2).all(|w| w[0] >= w[1] - 0.5), "not ordered: {exponents:?}");
     }
 }
 

@@ -1,9 +1,11 @@
 //! The fused flow propagator of user fields with `field_jvp`: one workgroup per trajectory carries x and its K
 //! tangent vectors through blocks of RK4 steps of dx/dt = field(x, t) and its variational equation, and
 //! re-orthonormalises them (classical Gram–Schmidt, each column twice) after each block, writing R_jj (and R when
-//! asked). The columns (x and the tangents) are spread over the workgroup's invocations, the QR's projections over
-//! tangents and coordinates (shaders/user_flow.wgsl says how). Nothing returns to the host inside a call but the R
-//! factors and a per-trajectory status word, so long runs (10⁵ steps) cost a few hundred submits.
+//! asked). Each invocation steps x itself and carries its share of the tangents one at a time; the QR's
+//! projections are split over tangents and coordinates (shaders/user_flow.wgsl says how). Up to
+//! D = 512 (`MOST_UNROLLED_DIM`) the loops over the coordinates are unrolled here, before the driver sees them. Nothing
+//! returns to the host inside a call but the R factors and a per-trajectory status word, so long runs (10⁵ steps)
+//! cost a few hundred submits.
 
 use crate::derivative::propagator::{Factors, Propagator};
 use crate::error::{Error, Result};
@@ -27,10 +29,9 @@ struct FlowParams {
     first_block: u32,
     first_step: u32,
     canary: u32,
-    dim: u32,
-    per_pass: u32,
+    rounds: u32,
     stages: u32,
-    _pad: u32,
+    _pad: [u32; 2],
     dt: f32,
     t: f32,
     _pad2: [f32; 2],
@@ -45,6 +46,8 @@ const MOST_DISPATCHES_PER_SUBMIT: usize = 512;
 const MOST_RETRIES: usize = 8;
 /// Iterations of the kernel's final canary loop.
 const CANARY: u32 = 2;
+/// RK4.
+const STAGES: usize = 4;
 
 /// One dispatch: `blocks` × { `steps` RK4 steps, then QR columns `columns` }.
 #[derive(Debug, Clone)]
@@ -72,32 +75,24 @@ pub(crate) struct UserFlow<'f> {
     /// Copies of x and q at the start of a submit, to re-run it when the driver cut it short.
     x_backup: wgpu::Buffer,
     q_backup: wgpu::Buffer,
-    /// Loop iterations assumed per call of the user's `field` or `field_jvp` (doubled when a dispatch ran short).
+    /// Loop iterations assumed per call of the user's `field` or `field_jvp`: D at first (one loop over the
+    /// coordinates), doubled after a dispatch ran short.
     user_loops: usize,
 }
 
-/// Floats of tangents one invocation holds in private memory per pass (P·D), at most: lavapipe unrolls the D-long
-/// loops over them, and its compile time grows with P·D (about 11 s of CPU at D = 40 with P = 2, 30 s with P = 5).
-const MOST_PRIVATE_TANGENT_FLOATS: usize = 80;
-
-/// How the K tangents are spread: W invocations per trajectory, each carrying P tangents per pass.
+/// How the K tangents are spread: W invocations per trajectory, each carrying ⌈K / W⌉ tangents in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     workgroup: usize,
-    per_pass: usize,
+    rounds: usize,
 }
 
 impl Layout {
-    /// On a CPU driver (lavapipe) one SIMD vector of 8 lanes, each carrying as many tangents per pass as private
-    /// memory allows: a lane's field evaluation serves P products, and idle lanes cost as much as busy ones. On a
-    /// GPU one invocation per tangent, up to [`MAX_WORKGROUP`], in whole groups of 8.
-    fn for_device(ctx: &GpuContext, k: usize, dim: usize) -> Self {
-        if ctx.caps.is_cpu() {
-            let per_pass = k.div_ceil(8).min((MOST_PRIVATE_TANGENT_FLOATS / dim).max(1));
-            Layout { workgroup: 8, per_pass }
-        } else {
-            Layout { workgroup: k.next_multiple_of(8).min(MAX_WORKGROUP), per_pass: 1 }
-        }
+    /// On a CPU driver (lavapipe) one SIMD vector of 8 lanes (idle lanes cost as much as busy ones); on a GPU one
+    /// invocation per tangent, up to [`MAX_WORKGROUP`], in whole groups of 8.
+    fn for_device(ctx: &GpuContext, k: usize) -> Self {
+        let workgroup = if ctx.caps.is_cpu() { 8 } else { k.next_multiple_of(8).min(MAX_WORKGROUP) };
+        Layout { workgroup, rounds: k.div_ceil(workgroup) }
     }
 }
 
@@ -118,7 +113,7 @@ impl<'f> UserFlow<'f> {
 
     pub fn new(field: &'f UserField, x0: &[f32], q0: &[f64], k: usize, dt: f64, t: f64) -> Result<Self> {
         let d = field.dim();
-        let layout = Layout::for_device(field.ctx(), k, d);
+        let layout = Layout::for_device(field.ctx(), k);
         let source = flow_kernel_source(field.code(), d, k, layout);
         let kernel = field.ctx().compile_source("user_flow", &source, &[], false).map_err(|e| match e {
             Error::Kernel { message, .. } => {
@@ -149,11 +144,14 @@ impl<'f> UserFlow<'f> {
         })
     }
 
-    /// Loop iterations of one RK4 step in one invocation (the kernel's loops, the user's as estimated).
+    /// Loop iterations of one RK4 step in one invocation: the stage loops (x's, then each tangent's),
+    /// `user_loops` in each call of the user's functions and, when they are not unrolled, the kernel's loops over
+    /// D.
     fn step_loops(&self) -> usize {
-        let (d, u, p) = (self.field.dim(), self.user_loops, self.layout.per_pass);
-        let rounds = self.k.div_ceil(self.layout.workgroup * p);
-        rounds * (2 * p * (d + 1) + 4 * (u + d + 2 + p * (u + d + 1)) + d + 2) + 1
+        let d = self.field.dim();
+        let kd = if d <= MOST_UNROLLED_DIM { 0 } else { d };
+        let u = self.user_loops;
+        STAGES * (u + 1 + kd) + kd + self.layout.rounds * (1 + 2 * kd + STAGES * (u + 1 + 2 * kd)) + 1
     }
 
     /// Loop iterations of QR column j in one invocation.
@@ -248,10 +246,9 @@ impl<'f> UserFlow<'f> {
                 first_block: (piece.first_block - blocks.start) as u32,
                 first_step: (first_step + piece.first_step) as u32,
                 canary: CANARY,
-                dim: d as u32,
-                per_pass: self.layout.per_pass as u32,
-                stages: 4,
-                _pad: 0,
+                rounds: self.layout.rounds as u32,
+                stages: STAGES as u32,
+                _pad: [0; 2],
                 _pad2: [0.0; 2],
                 dt: self.dt as f32,
                 t: self.t as f32,
@@ -350,17 +347,161 @@ impl Propagator for UserFlow<'_> {
     }
 }
 
-/// The user's code followed by the flow kernel (shaders/user_flow.wgsl) for K tangents.
+/// The user's code followed by the flow kernel (shaders/user_flow.wgsl) for K tangents. Up to
+/// [`MOST_UNROLLED_DIM`], the kernel's loops marked [`UNROLLED_LOOP`] are unrolled, and so are the user's loops
+/// `for (var i = 0u; i < DIM; i++) { … }` (any name for i) when the result is the same program: it still
+/// validates (a `break`, `continue` or assignment to i in the body would not) — otherwise the user's code goes in
+/// as written.
 fn flow_kernel_source(code: &str, dim: usize, k: usize, layout: Layout) -> String {
-    let mut source = user_prelude(dim);
-    source.push_str(code);
-    if !code.ends_with('\n') {
-        source.push('\n');
+    let assemble = |user: &str, kernel: &str| {
+        let mut source = user_prelude(dim);
+        source.push_str(user);
+        if !user.ends_with('\n') {
+            source.push('\n');
+        }
+        source.push_str(&format!("const SCORELENS_K: u32 = {k}u;\nconst SCORELENS_W: u32 = {}u;\n", layout.workgroup));
+        source.push_str(kernel);
+        source
+    };
+    if dim > MOST_UNROLLED_DIM {
+        return assemble(code, FLOW_SHADER);
     }
-    source.push_str(&format!(
-        "const SCORELENS_K: u32 = {k}u;\nconst SCORELENS_W: u32 = {}u;\nconst SCORELENS_P: u32 = {}u;\n",
-        layout.workgroup, layout.per_pass
-    ));
-    source.push_str(FLOW_SHADER);
-    source
+    let kernel = unroll_loops(FLOW_SHADER, dim, |line| (line == UNROLLED_LOOP).then(|| "i".to_string()));
+    let user = unroll_loops(code, dim, user_dim_loop);
+    if user != code {
+        let source = assemble(&user, &kernel);
+        if validates(&source) {
+            return source;
+        }
+    }
+    assemble(code, &kernel)
+}
+
+/// Most D whose loops the kernel unrolls (its source grows as D).
+const MOST_UNROLLED_DIM: usize = 512;
+/// How the kernel marks a loop over the coordinates that [`unroll_loops`] unrolls.
+const UNROLLED_LOOP: &str = "for (var i = 0u; i < DIM; i++) { // unroll";
+
+/// The counter's name when `line` (trimmed) is `for (var NAME = 0u; NAME < DIM; NAME++) {`.
+fn user_dim_loop(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("for (var ")?;
+    let (name, rest) = rest.split_once(" = 0u; ")?;
+    let simple = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (simple && rest == format!("{name} < DIM; {name}++) {{")).then(|| name.to_string())
+}
+
+/// Repeats the body of every loop whose header line `header` recognises (giving its counter's name) for
+/// counter = 0, …, D − 1, each copy a block that binds `let <counter> = <n>u;`, so every index by the counter is
+/// a constant. Why: lavapipe indexes a private array with a run-time index lane by lane (a gather or scatter per
+/// element), and leaves loops over D as loops; unrolled, the Lorenz-96 step at D = 40 runs about 4× faster. The
+/// body ends at the first line after the header that closes a brace at the header's indentation; a body whose
+/// braces do not balance is left as a loop.
+fn unroll_loops(text: &str, dim: usize, header: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(counter) = header(line.trim()) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let close = format!("{indent}}}");
+        let mut body = Vec::new();
+        let mut closed = false;
+        for l in lines.by_ref() {
+            if l.trim_end() == close {
+                closed = true;
+                break;
+            }
+            body.push(l);
+        }
+        let braces = |c: char| body.iter().map(|l| l.matches(c).count()).sum::<usize>();
+        if !closed || braces('{') != braces('}') {
+            // Left as written.
+            for l in std::iter::once(line).chain(body.iter().copied()) {
+                out.push_str(l);
+                out.push('\n');
+            }
+            if closed {
+                out.push_str(&close);
+                out.push('\n');
+            }
+            continue;
+        }
+        for n in 0..dim {
+            out.push_str(&format!("{indent}{{\n{indent}    let {counter} = {n}u;\n"));
+            for l in &body {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str(&close);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether a whole kernel source parses and validates.
+fn validates(source: &str) -> bool {
+    naga::front::wgsl::parse_str(source).is_ok_and(|module| {
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_loops_over_dim_are_recognised_by_their_exact_form() {
+        assert_eq!(user_dim_loop("for (var i = 0u; i < DIM; i++) {").as_deref(), Some("i"));
+        assert_eq!(user_dim_loop("for (var row_2 = 0u; row_2 < DIM; row_2++) {").as_deref(), Some("row_2"));
+        assert_eq!(user_dim_loop("for (var i = 1u; i < DIM; i++) {"), None);
+        assert_eq!(user_dim_loop("for (var i = 0u; i < DIM - 1u; i++) {"), None);
+        assert_eq!(user_dim_loop("for (var i = 0u; j < DIM; i++) {"), None);
+        assert_eq!(user_dim_loop("for (var i = 0u; i < DIM; i++) { out[i] = 0.0; }"), None);
+    }
+
+    const SUM: &str = "fn total(x: State) -> f32 {\n    var s = 0.0;\n    for (var i = 0u; i < DIM; i++) {\n        s += x[i];\n    }\n    return s;\n}\n";
+
+    #[test]
+    fn an_unrolled_loop_binds_its_counter_in_one_block_per_coordinate() {
+        let unrolled = unroll_loops(SUM, 3, user_dim_loop);
+        let want = "fn total(x: State) -> f32 {\n    var s = 0.0;\n    {\n        let i = 0u;\n        s += x[i];\n    }\n    {\n        let i = 1u;\n        s += x[i];\n    }\n    {\n        let i = 2u;\n        s += x[i];\n    }\n    return s;\n}\n";
+        assert_eq!(unrolled, want);
+        assert!(validates(&format!("{}{unrolled}", user_prelude(3))));
+    }
+
+    #[test]
+    fn loops_that_cannot_be_unrolled_as_the_same_program_stay_loops() {
+        // Unbalanced braces in the body (the closing line found is not the loop's): left as written.
+        let odd = "fn f(x: State) -> f32 {\n    var s = 0.0;\n    for (var i = 0u; i < DIM; i++) {\n        if x[i] > 0.0 {\n    }\n        s += x[i];\n    }\n    return s;\n}\n";
+        assert_eq!(unroll_loops(odd, 4, user_dim_loop), odd);
+        // A `break` in the body unrolls to code that does not validate, so the kernel keeps the user's loop.
+        let early = SUM.replace("s += x[i];", "if x[i] < 0.0 {\n            break;\n        }\n        s += x[i];");
+        let layout = Layout { workgroup: 8, rounds: 1 };
+        let field = format!("{early}fn field(x: State, t: f32) -> State {{\n    var y = x;\n    y[0] = total(x);\n    return y;\n}}\nfn field_jvp(x: State, v: State, t: f32) -> State {{\n    return v;\n}}\n");
+        let source = flow_kernel_source(&field, 4, 3, layout);
+        assert!(
+            source.contains("for (var i = 0u; i < DIM; i++) {\n        if x[i] < 0.0"),
+            "the user's loop was unrolled"
+        );
+        assert!(!source.contains(UNROLLED_LOOP), "the kernel's own loops stay unrolled");
+        assert!(validates(&source));
+        // Without the break, the same field's loop is unrolled.
+        let plain = field.replace("if x[i] < 0.0 {\n            break;\n        }\n        ", "");
+        let source = flow_kernel_source(&plain, 4, 3, layout);
+        assert!(!source.contains("for (var i = 0u; i < DIM; i++)") && validates(&source));
+    }
+
+    #[test]
+    fn large_dimensions_keep_every_loop() {
+        let field = include_str!("../../examples/fields/lorenz96.wgsl");
+        let source = flow_kernel_source(field, MOST_UNROLLED_DIM + 1, 3, Layout { workgroup: 8, rounds: 1 });
+        assert!(source.contains(UNROLLED_LOOP) && source.contains("for (var i = 0u; i < DIM; i++) {\n"));
+        assert!(validates(&source));
+    }
 }
