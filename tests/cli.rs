@@ -485,8 +485,22 @@ fn descriptors_say_which_route_found_the_singular_values() {
     let mut scaling = Vec::new();
     for method in ["dense", "krylov", "auto"] {
         let dir = scratch.path(method);
-        let args =
-            ["descriptors", m, "--x", s(&x), "--t", s(&t), "--k", "3", "--map", "score", "--method", method, "-o", s(&dir)];
+        let args = [
+            "descriptors",
+            m,
+            "--x",
+            s(&x),
+            "--t",
+            s(&t),
+            "--k",
+            "3",
+            "--map",
+            "score",
+            "--method",
+            method,
+            "-o",
+            s(&dir),
+        ];
         let (code, _, stderr) = scorelens(&args);
         assert_eq!(code, 0, "{method}: {stderr}");
         let summary = summary(&dir);
@@ -495,7 +509,11 @@ fn descriptors_say_which_route_found_the_singular_values() {
         assert_eq!(taken, if method == "auto" { taken.as_str() } else { method });
         assert!(["dense", "krylov"].contains(&taken.as_str()), "{summary}");
         let reason = summary["method_reason"].as_str().unwrap();
-        assert!(if method == "auto" { reason.contains("dense") && reason.contains("krylov") } else { !reason.is_empty() });
+        assert!(if method == "auto" {
+            reason.contains("dense") && reason.contains("krylov")
+        } else {
+            !reason.is_empty()
+        });
         let rows = summary["rows"].as_array().unwrap();
         assert!(rows.iter().all(|r| r["converged"] == true && r["products"].as_u64().unwrap() > 0), "{summary}");
         let total: u64 = rows.iter().map(|r| r["products"].as_u64().unwrap()).sum();

@@ -179,8 +179,12 @@ fn a_krylov_route_stopped_at_its_cap_says_not_converged() {
     let model = random_mlp(995, d, &[40], 4, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
     let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model)).unwrap();
     let x = normal_vec(&mut rng(996), 2 * d, 1.0);
-    let settings =
-        DescriptorSettings { map: DescribedMap::Score, k: 6, radius: 0.1, directions: Directions::Random { count: 2, seed: 0 } };
+    let settings = DescriptorSettings {
+        map: DescribedMap::Score,
+        k: 6,
+        radius: 0.1,
+        directions: Directions::Random { count: 2, seed: 0 },
+    };
     let solver = SingularValueSolver { method: DescriptorMethod::Krylov, tolerance: 1e-14, max_iterations: 1, seed: 0 };
     let mut got = Vec::new();
     analysis::descriptors_with(&field, &x, &[0.4], 0, &settings, &solver, JobOptions::default(), |_, r| {

@@ -6,9 +6,7 @@ mod common;
 
 use common::{gpu, normal_vec, rng};
 use rand::Rng;
-use scorelens::analysis::ridge::{
-    error_split, ridge_phase, route, scms, symmetric_eigen, Eigensolver, ScmsSettings,
-};
+use scorelens::analysis::ridge::{error_split, ridge_phase, route, scms, symmetric_eigen, Eigensolver, ScmsSettings};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::reference::kde::{kde_point, scms_point};
 use scorelens::scheduler::JobOptions;

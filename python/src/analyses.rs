@@ -484,8 +484,9 @@ pub fn descriptors_of(
     let run = signature("descriptors", model, format!("{settings:?} {solver:?} seed {seed}"));
     let run_on = Run::new(py, model, devices, max_memory, progress)?;
     let (fields, options) = (run_on.fields(model), run_on.options());
-    let result =
-        py.detach(|| descriptors(&fields, &points, &shard, &settings, &solver, seed, options, &model.path, &run)).or_py()?;
+    let result = py
+        .detach(|| descriptors(&fields, &points, &shard, &settings, &solver, seed, options, &model.path, &run))
+        .or_py()?;
     Ok(AnalysisResult::new(py, Saved::Descriptors(result)))
 }
 

@@ -212,7 +212,8 @@ mod tests {
     #[test]
     fn the_crossover_lies_where_it_was_measured() {
         for n in [10_000, 100_000, 1_000_000] {
-            for (dim, krylov_faster) in [(64, false), (128, false), (192, false), (256, true), (384, true), (784, true)] {
+            for (dim, krylov_faster) in [(64, false), (128, false), (192, false), (256, true), (384, true), (784, true)]
+            {
                 let step = step_cost(n, dim, 1);
                 assert_eq!(step.krylov_seconds < step.dense_seconds, krylov_faster, "N {n} D {dim}: {step:?}");
             }
