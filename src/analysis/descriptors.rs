@@ -318,8 +318,7 @@ fn krylov_values(
     let mut out = Vec::with_capacity(points);
     for chunk in chunks {
         let tc: &[f32] = if t.len() == 1 { t } else { &t[chunk.clone()] };
-        let coefficients =
-            (chunk.clone()).map(|p| map_coefficients(field, map, if t.len() == 1 { t[0] } else { t[p] }));
+        let coefficients = chunk.clone().map(|p| map_coefficients(field, map, if t.len() == 1 { t[0] } else { t[p] }));
         let mut op = MapOperator {
             jacobian: JacobianBatch::new(field, &x[chunk.start * d..chunk.end * d], tc, rows, options)?,
             coefficients: coefficients.collect(),
