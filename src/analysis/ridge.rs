@@ -148,6 +148,9 @@ pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOpti
     Ok(scms_splitting(kde, x0, None, settings, options)?.0)
 }
 
+/// E Eᵀ e and (I − E Eᵀ) e of a score error e, [B, D] each.
+type SplitError = (Vec<f64>, Vec<f64>);
+
 /// [`scms`], and with `model_scores` ([B, D]) the error split at the starting points from the first step's normal
 /// spaces (the step solves them at x0 anyway, so the split costs no second solve).
 fn scms_splitting(
@@ -156,7 +159,7 @@ fn scms_splitting(
     model_scores: Option<&[f32]>,
     settings: ScmsSettings,
     options: JobOptions,
-) -> Result<(ScmsResult, Option<(Vec<f64>, Vec<f64>)>)> {
+) -> Result<(ScmsResult, Option<SplitError>)> {
     let dim = kde.dim();
     check_ridge_dim(settings.ridge_dim, dim)?;
     if !(settings.tolerance > 0.0 && settings.tolerance.is_finite()) {
@@ -324,7 +327,7 @@ fn check_model_scores(x: &[f32], model_scores: &[f32], dim: usize) -> Result<()>
 }
 
 /// (E Eᵀ e, (I − E Eᵀ) e) for e = s_θ − ∇log p, from normal spaces that projected the model's scores too.
-fn split_error(spaces: &[normal::NormalSpace], model_scores: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
+fn split_error(spaces: &[normal::NormalSpace], model_scores: &[f32], dim: usize) -> SplitError {
     let mut normal = Vec::with_capacity(model_scores.len());
     let mut tangent = Vec::with_capacity(model_scores.len());
     for (b, space) in spaces.iter().enumerate() {
