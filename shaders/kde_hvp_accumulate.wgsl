@@ -10,9 +10,10 @@
 //                     [rows, ld]), 3 state (read, vec4 [rows]), 4 acc (read, [rows, dim]),
 //                     5 proj (read, [rows, per_point, ld]), 6 u (read_write, [rows, per_point, dim]),
 //                     7 params (uniform, shared/kde_params.wgsl).
-// Layout: row-major. Per query point (workgroup z), a 16×16-thread workgroup computes a 64×64 block (64
-// directions × 64 coordinates, shared/register_tile.wgsl), stepping over the tile's data points 16 at a time.
-// Dispatch (⌈dim/64⌉, ⌈per_point/64⌉, rows).
+// Layout: row-major. Per query point (workgroup z), a 16 × (BLOCK_ROWS/4)-thread workgroup computes a
+// BLOCK_ROWS × 64 block (BLOCK_ROWS directions × 64 coordinates, 4×4 per thread, shared/register_tile.wgsl),
+// stepping over the tile's data points 16 at a time; BLOCK_ROWS (override, shared/kde_block.wgsl) is 64, or 16
+// for narrow blocks. Dispatch (⌈dim/64⌉, ⌈per_point/BLOCK_ROWS⌉, rows).
 // Shared: `main` and centred_data (shared/kde_block.wgsl), weighted_mean (shared/kde_moments.wgsl), stage_weights
 // (shared/kde_weights.wgsl), multiply_tiles (shared/register_tile.wgsl); this file defines `block`.
 
@@ -31,19 +32,21 @@ var<workgroup> mean_cols: array<f32, 64>;
 fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
     let b = group.z;
     if (b >= params.rows) { return; }
-    let p0 = group.y * TILE_M;
+    let p0 = group.y * BLOCK_ROWS;
     let k0 = group.x * TILE_N;
     let s = state[b];
     let inv_s = 1.0 / s.y;
+    // One mean per column, by the first 64 threads (stage_weights' barrier below publishes them).
     if (lid < 64u && k0 + lid < params.dim) { mean_cols[lid] = weighted_mean(b, k0 + lid, inv_s); }
 
     var out = array<vec4<f32>, 4>();
 
     for (var i0 = 0u; i0 < params.tile_rows; i0 += TILE_K) {
         stage_weights(lid, b, i0, s, inv_s);
+        // Weighted projections: 16 × BLOCK_ROWS values, 4 per thread; consecutive threads walk i (contiguous in
+        // proj).
         for (var r = 0u; r < 4u; r++) {
             let e = lid + r * THREADS;
-            // Weighted projections: consecutive threads walk i (contiguous in proj).
             let ii = e & 15u;
             let pp = e >> 4u;
             var a = 0.0;
@@ -51,7 +54,9 @@ fn block(group: vec3<u32>, row0: u32, col0: u32, lid: u32) {
                 a = weights[ii] * proj[(b * params.per_point + p0 + pp) * params.ld + i0 + ii];
             }
             tile_a[ii * TILE_M + pp] = a;
-            // Centred data: consecutive threads walk k (contiguous in data).
+        }
+        // Centred data: 16×64 values, 1024 / THREADS per thread; consecutive threads walk k (contiguous in data).
+        for (var e = lid; e < TILE_K * TILE_N; e += THREADS) {
             let kk = e & 63u;
             let iy = e >> 6u;
             tile_b[iy * TILE_N + kk] = centred_data(i0 + iy, k0 + kk, mean_cols[kk]);

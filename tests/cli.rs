@@ -475,6 +475,64 @@ fn descriptors_write_every_output() {
 }
 
 #[test]
+fn descriptors_say_which_route_found_the_singular_values() {
+    let scratch = Scratch::new();
+    let model = fixture("mlp_silu/model.safetensors");
+    let (m, x, t) = (s(&model), fixture("mlp_silu/x.npy"), fixture("mlp_silu/t.npy"));
+    let summary = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let mut scaling = Vec::new();
+    for method in ["dense", "krylov", "auto"] {
+        let dir = scratch.path(method);
+        let args = [
+            "descriptors",
+            m,
+            "--x",
+            s(&x),
+            "--t",
+            s(&t),
+            "--k",
+            "3",
+            "--map",
+            "score",
+            "--method",
+            method,
+            "-o",
+            s(&dir),
+        ];
+        let (code, _, stderr) = scorelens(&args);
+        assert_eq!(code, 0, "{method}: {stderr}");
+        let summary = summary(&dir);
+        assert_eq!(summary["method_requested"], method);
+        let taken = summary["method"].as_str().unwrap().to_string();
+        assert_eq!(taken, if method == "auto" { taken.as_str() } else { method });
+        assert!(["dense", "krylov"].contains(&taken.as_str()), "{summary}");
+        let reason = summary["method_reason"].as_str().unwrap();
+        assert!(if method == "auto" {
+            reason.contains("dense") && reason.contains("krylov")
+        } else {
+            !reason.is_empty()
+        });
+        let rows = summary["rows"].as_array().unwrap();
+        assert!(rows.iter().all(|r| r["converged"] == true && r["products"].as_u64().unwrap() > 0), "{summary}");
+        let total: u64 = rows.iter().map(|r| r["products"].as_u64().unwrap()).sum();
+        assert_eq!(summary["products"].as_u64(), Some(total));
+        scaling.push(npy::read_f64(&dir.join("local_scaling.npy")).unwrap().data);
+    }
+    for (dense, krylov) in scaling[0].iter().zip(&scaling[1]) {
+        assert!((dense - krylov).abs() <= 1e-4 * dense.abs().max(1.0), "ψ dense {dense} vs krylov {krylov}");
+    }
+    let dir = scratch.path("bad");
+    expect_user_error(
+        &["descriptors", m, "--x", s(&x), "--t", s(&t), "--method", "qr", "-o", s(&dir)],
+        &["--method", "\"qr\"", "auto, dense or krylov"],
+    );
+    let (_, _, stderr) = scorelens(&["descriptors", m, "--x", s(&x), "--t", s(&t), "--method", "qr", "-o", s(&dir)]);
+    assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "one line: {stderr}");
+}
+
+#[test]
 fn shards_merge_into_the_unsharded_result() {
     let scratch = Scratch::new();
     let model = fixture("mlp_silu/model.safetensors");

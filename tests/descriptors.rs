@@ -5,7 +5,9 @@ mod common;
 use common::{gpu, normal_vec, random_mlp, random_times, rng};
 use faer::Mat;
 use scorelens::analysis::descriptors::polytope_directions;
-use scorelens::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
+use scorelens::analysis::{
+    self, DescribedMap, DescriptorMethod, DescriptorSettings, Directions, PointDescriptors, SingularValueSolver,
+};
 use scorelens::model::{MlpModel, NoiseSchedule};
 use scorelens::reference::mlp::mlp_jacobian;
 use scorelens::scheduler::JobOptions;
@@ -65,6 +67,8 @@ fn reference(model: &MlpModel, x: &[f32], t: &[f32], settings: &DescriptorSettin
                 local_scaling: psi,
                 local_rank: nu,
                 local_complexity: changed.iter().filter(|&&c| c).count(),
+                converged: true,
+                products: d,
             }
         })
         .collect()
@@ -107,6 +111,89 @@ fn descriptors_match_an_independent_f64_computation() {
             }
         }
     }
+}
+
+/// The descriptors of every point of x by `method`.
+fn by_method(
+    field: &ScoreField,
+    x: &[f32],
+    t: &[f32],
+    settings: &DescriptorSettings,
+    method: DescriptorMethod,
+) -> Vec<PointDescriptors> {
+    let solver = SingularValueSolver { method, tolerance: 1e-6, max_iterations: 200, seed: 5 };
+    let mut got = Vec::new();
+    analysis::descriptors_with(field, x, t, 0, settings, &solver, JobOptions::default(), |_, r| {
+        got.push(r);
+        Ok(())
+    })
+    .unwrap();
+    got
+}
+
+#[test]
+fn the_krylov_route_agrees_with_the_dense_route_and_the_f64_reference() {
+    // D = 19 and k = 5 and 11: neither a multiple of the Krylov block (min(k, 8)); both maps (the denoiser's
+    // Jacobian a·I + b·J is applied as a·v + b·J v), time per point.
+    let d = 19;
+    for (seed, act, map, k) in [
+        (990, Activation::Silu, DescribedMap::Denoiser, 5),
+        (991, Activation::Tanh, DescribedMap::Score, 11),
+        (992, Activation::Relu, DescribedMap::Denoiser, 11),
+    ] {
+        let model = random_mlp(seed, d, &[48, 48], 6, act, NoiseSchedule::Vp { beta_min: 0.1, beta_max: 20.0 });
+        let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model.clone())).unwrap();
+        let x = normal_vec(&mut rng(seed + 1), 5 * d, 1.0);
+        let t = random_times(seed + 2, 5);
+        let settings = DescriptorSettings { map, k, radius: 0.2, directions: Directions::Random { count: 3, seed: 1 } };
+        let dense = by_method(&field, &x, &t, &settings, DescriptorMethod::Dense);
+        let krylov = by_method(&field, &x, &t, &settings, DescriptorMethod::Krylov);
+        let reference = reference(&model, &x, &t, &settings);
+        for (p, ((k_, d_), r)) in krylov.iter().zip(&dense).zip(&reference).enumerate() {
+            let what = format!("{act} {map:?} k = {k} point {p}");
+            assert!(k_.converged && d_.converged, "{what}: converged {} / {}", k_.converged, d_.converged);
+            assert_eq!(d_.products, d, "{what}: the dense route takes D products");
+            assert!(k_.products > 0 && k_.products % 2 == 0, "{what}: krylov products {}", k_.products);
+            for (route, got) in [("krylov", k_), ("dense", d_)] {
+                assert!(
+                    (got.local_scaling - r.local_scaling).abs() <= 1e-4 * r.local_scaling.abs().max(1.0),
+                    "{what} {route}: ψ {} vs {}",
+                    got.local_scaling,
+                    r.local_scaling
+                );
+                assert!(
+                    (got.local_rank / r.local_rank - 1.0).abs() <= 1e-5,
+                    "{what} {route}: ν {} vs {}",
+                    got.local_rank,
+                    r.local_rank
+                );
+                assert_eq!(got.local_complexity, r.local_complexity, "{what} {route}: δ");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_krylov_route_stopped_at_its_cap_says_not_converged() {
+    let d = 13;
+    let model = random_mlp(995, d, &[40], 4, Activation::Silu, NoiseSchedule::VeSong { sigma: 25.0 });
+    let field = ScoreField::new(gpu(), &ScoreModel::Mlp(model)).unwrap();
+    let x = normal_vec(&mut rng(996), 2 * d, 1.0);
+    let settings = DescriptorSettings {
+        map: DescribedMap::Score,
+        k: 6,
+        radius: 0.1,
+        directions: Directions::Random { count: 2, seed: 0 },
+    };
+    let solver = SingularValueSolver { method: DescriptorMethod::Krylov, tolerance: 1e-14, max_iterations: 1, seed: 0 };
+    let mut got = Vec::new();
+    analysis::descriptors_with(&field, &x, &[0.4], 0, &settings, &solver, JobOptions::default(), |_, r| {
+        got.push(r);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| !r.converged && r.local_scaling.is_finite()), "{got:?}");
 }
 
 #[test]

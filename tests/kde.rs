@@ -143,9 +143,12 @@ fn hessian_vector_products_match_hessian_times_v() {
         (500, 5, 3, 500, KdePath::Small),
         (500, 5, 2, 123, KdePath::Tiled),
         (777, 37, 3, 300, KdePath::Tiled),
-        // The narrow kernels (≤ 32 directions): one and two 16-direction groups, tiles not multiples of 64.
+        // Narrow blocks (≤ 32 directions: BLOCK_ROWS = 16): one and two 16-direction workgroups, tiles not
+        // multiples of 64.
         (601, 75, 13, 250, KdePath::Tiled),
         (601, 75, 29, 601, KdePath::Tiled),
+        // Wide blocks (BLOCK_ROWS = 64): just past the narrow limit, and two 64-direction workgroups.
+        (400, 67, 33, 150, KdePath::Tiled),
         (300, 130, 70, 300, KdePath::Tiled),
     ] {
         let data = normal_vec(&mut r, n * d, 1.0);

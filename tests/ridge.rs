@@ -6,7 +6,7 @@ mod common;
 
 use common::{gpu, normal_vec, rng};
 use rand::Rng;
-use scorelens::analysis::ridge::{error_split, route, scms, symmetric_eigen, Eigensolver, ScmsSettings};
+use scorelens::analysis::ridge::{error_split, ridge_phase, route, scms, symmetric_eigen, Eigensolver, ScmsSettings};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::reference::kde::{kde_point, scms_point};
 use scorelens::scheduler::JobOptions;
@@ -200,6 +200,41 @@ fn error_split_is_an_orthogonal_decomposition() {
         assert!(error_split(&field, &x, &model, 6, eigensolver, JobOptions::default()).is_err());
     }
     assert!(scms(&field, &x, ScmsSettings { ridge_dim: 0, ..ScmsSettings::default() }, JobOptions::default()).is_err());
+}
+
+#[test]
+fn a_ridge_phase_is_scms_and_the_error_split_from_one_solve() {
+    // The phase takes the split from SCMS's first step (the normal spaces at x) instead of solving again: the
+    // same split as error_split, the same ridge points as scms, on both routes (D = 7, 11 points).
+    let mut r = rng(27);
+    let (n, dim) = (350, 7);
+    let data = normal_vec(&mut r, n * dim, 1.0);
+    let x = normal_vec(&mut r, 11 * dim, 1.0);
+    let model = normal_vec(&mut r, 11 * dim, 2.0);
+    let field = KdeField::new(gpu(), data, dim, KdeScale::bandwidth(0.5)).unwrap();
+    for eigensolver in [Eigensolver::Dense, Eigensolver::Krylov] {
+        let settings = ScmsSettings { ridge_dim: 1, max_iterations: 20, eigensolver, ..ScmsSettings::default() };
+        let phase = ridge_phase(&field, &x, &model, settings, JobOptions::default()).unwrap();
+        let (normal, tangent) = error_split(&field, &x, &model, 1, eigensolver, JobOptions::default()).unwrap();
+        let ridge = scms(&field, &x, settings, JobOptions::default()).unwrap();
+        let rel = |a: &[f64], b: &[f64]| {
+            let num: f64 = a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum();
+            (num / b.iter().map(|q| q * q).sum::<f64>()).sqrt()
+        };
+        let (en, et) = (rel(&phase.normal, &normal), rel(&phase.tangent, &tangent));
+        assert!(en < 1e-6 && et < 1e-6, "{}: normal {en:e}, tangent {et:e}", eigensolver.name());
+        let moved = phase.ridge.points.iter().zip(&ridge.points).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(moved < 1e-6, "{}: ridge points {moved:e} apart", eigensolver.name());
+        assert_eq!(phase.route.chosen, eigensolver);
+        for b in 0..11 {
+            let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let want = norm(&normal[b * dim..(b + 1) * dim]);
+            assert!((phase.normal_norm[b] - want).abs() <= 1e-6 * want.max(1.0), "point {b}");
+        }
+    }
+    // Bad model scores are still refused.
+    let settings = ScmsSettings { ridge_dim: 1, ..ScmsSettings::default() };
+    assert!(ridge_phase(&field, &x, &model[1..], settings, JobOptions::default()).is_err());
 }
 
 /// A noisy unit circle in the first two coordinates of `dim`, with isotropic noise in every coordinate.

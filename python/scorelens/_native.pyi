@@ -241,12 +241,18 @@ def descriptors(
     directions: Literal["axes", "random"] = "axes",
     n_directions: int = 16,
     seed: int = 0,
+    method: Literal["auto", "dense", "krylov"] = "auto",
+    tol: float = 1e-5,
+    max_iter: int = 100,
     shard: Optional[Shard] = None,
     devices: Optional[Devices] = None,
     max_memory: Optional[str] = None,
     progress: bool = True,
 ) -> DescriptorsResult:
-    """Local scaling ψ = Σ log σᵢ, rank ν = exp(−Σ pᵢ log pᵢ) and complexity δ, as `scorelens descriptors`."""
+    """Local scaling ψ = Σ log σᵢ, rank ν = exp(−Σ pᵢ log pᵢ) and complexity δ, as `scorelens descriptors`.
+
+    method: how the singular values are found, "auto" (the cheaper of dense and krylov by a cost model; the
+    summary says which and why), "dense" or "krylov" (the top k by block Golub–Kahan–Lanczos to tol)."""
 
 def sample(
     model: Model,

@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyInt, PyList, PyString};
 
 use scorelens::analysis::lyapunov::{Dynamics, InitialTangents, LyapunovSettings};
 use scorelens::analysis::ridge::{Eigensolver, ScmsSettings};
-use scorelens::analysis::{DescribedMap, DescriptorSettings, Directions};
+use scorelens::analysis::{DescribedMap, DescriptorMethod, DescriptorSettings, Directions, SingularValueSolver};
 use scorelens::batch::{check_points, Points, Shard};
 use scorelens::field::{KdeField, KdeScale};
 use scorelens::results::descriptors::descriptors;
@@ -438,7 +438,8 @@ pub fn spectrum_of(
 #[pyfunction]
 #[pyo3(name = "descriptors")]
 #[pyo3(signature = (model, x, t, *, map = "denoiser", k = None, radius = 0.1, directions = "axes",
-    n_directions = 16, seed = 0, shard = None, devices = None, max_memory = None, progress = true))]
+    n_directions = 16, seed = 0, method = "auto", tol = 1e-5, max_iter = 100, shard = None, devices = None,
+    max_memory = None, progress = true))]
 #[allow(clippy::too_many_arguments)]
 pub fn descriptors_of(
     py: Python<'_>,
@@ -451,12 +452,21 @@ pub fn descriptors_of(
     directions: &str,
     n_directions: usize,
     seed: u64,
+    method: &str,
+    tol: f64,
+    max_iter: usize,
     shard: Option<(usize, usize)>,
     devices: Option<&Bound<'_, PyAny>>,
     max_memory: Option<&str>,
     progress: bool,
 ) -> PyResult<AnalysisResult> {
     let model = model.get();
+    let solver = SingularValueSolver {
+        method: DescriptorMethod::parse(method).or_py()?,
+        tolerance: tol,
+        max_iterations: max_iter,
+        seed,
+    };
     let map = match map {
         "score" => DescribedMap::Score,
         "denoiser" => DescribedMap::Denoiser,
@@ -471,11 +481,12 @@ pub fn descriptors_of(
     let shard = Shard::parse(shard_spec(shard).as_deref(), points.rows()).or_py()?;
     let points = points.take(&shard);
     let settings = DescriptorSettings { map, k: k.unwrap_or(model.field.dim()), radius, directions };
-    let run = signature("descriptors", model, format!("{settings:?} seed {seed}"));
+    let run = signature("descriptors", model, format!("{settings:?} {solver:?} seed {seed}"));
     let run_on = Run::new(py, model, devices, max_memory, progress)?;
     let (fields, options) = (run_on.fields(model), run_on.options());
-    let result =
-        py.detach(|| descriptors(&fields, &points, &shard, &settings, seed, options, &model.path, &run)).or_py()?;
+    let result = py
+        .detach(|| descriptors(&fields, &points, &shard, &settings, &solver, seed, options, &model.path, &run))
+        .or_py()?;
     Ok(AnalysisResult::new(py, Saved::Descriptors(result)))
 }
 

@@ -82,6 +82,16 @@ def test_descriptors_equal_the_cli(cli, mlp, tmp_path, directions):  # noqa: F81
 
 
 @needs_cli
+def test_descriptors_by_krylov_equal_the_cli_and_say_so(cli, mlp, tmp_path):  # noqa: F811
+    x, t = inputs(cli)
+    out = run_cli(cli, "descriptors", MLP, "--x", x, "--t", t, "--k", 4, "--method", "krylov")
+    result = sl.descriptors(mlp, X, T, k=4, method="krylov")
+    assert result.summary["method"] == "krylov" and result.summary["method_requested"] == "krylov"
+    assert all(row["converged"] for row in result.summary["rows"])
+    same_as_cli(result, out, tmp_path)
+
+
+@needs_cli
 def test_sample_equals_the_cli(cli, mlp, tmp_path):  # noqa: F811
     out = run_cli(cli, "sample", MLP, "--n", 5, "--steps", 20, "--sampler", "em", "--seed", 4,
                   "--record-sigmas", "10,1")
@@ -191,6 +201,8 @@ def test_bad_inputs_raise_with_the_cli_words(cli, mlp):  # noqa: F811
         (("spectrum", MLP, "--x", x, "--t", t, "--shard", "3/3"), lambda: sl.spectrum(mlp, X, T, shard=(3, 3)),
          "--shard", "shard"),
         (("descriptors", MLP, "--x", x, "--t", t, "--k", 0), lambda: sl.descriptors(mlp, X, T, k=0), "--k", "k"),
+        (("descriptors", MLP, "--x", x, "--t", t, "--method", "qr"), lambda: sl.descriptors(mlp, X, T, method="qr"),
+         "--method", "method"),
         (("sample", MLP, "--n", 3, "--snr", 0, "--sampler", "pc"), lambda: sl.sample(mlp, 3, snr=0, sampler="pc"),
          "--snr", "snr"),
         (("lyapunov", MLP, "--x-init", x, "--tangents", "up"), lambda: sl.lyapunov(mlp, X, tangents="up"),

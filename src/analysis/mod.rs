@@ -10,7 +10,10 @@ pub mod spectrum;
 
 use std::ops::Range;
 
-pub use descriptors::{descriptors, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
+pub use descriptors::{
+    descriptors, descriptors_with, DescribedMap, DescriptorMethod, DescriptorSettings, Directions, PointDescriptors,
+    SingularValueSolver,
+};
 pub use route::{choose_route, RouteChoice, RouteCost, RouteInputs, SpectrumRoute};
 pub use spectrum::{dense_spectrum, PointSpectrum, SpectrumSettings};
 

@@ -145,6 +145,21 @@ fn check_ridge_dim(ridge_dim: usize, dim: usize) -> Result<()> {
 
 /// SCMS from every row of `x0` ([B, D]) at once; converged points stop and are not evaluated again.
 pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOptions) -> Result<ScmsResult> {
+    Ok(scms_splitting(kde, x0, None, settings, options)?.0)
+}
+
+/// E Eᵀ e and (I − E Eᵀ) e of a score error e, [B, D] each.
+type SplitError = (Vec<f64>, Vec<f64>);
+
+/// [`scms`], and with `model_scores` ([B, D]) the error split at the starting points from the first step's normal
+/// spaces (the step solves them at x0 anyway, so the split costs no second solve).
+fn scms_splitting(
+    kde: &KdeField,
+    x0: &[f32],
+    model_scores: Option<&[f32]>,
+    settings: ScmsSettings,
+    options: JobOptions,
+) -> Result<(ScmsResult, Option<SplitError>)> {
     let dim = kde.dim();
     check_ridge_dim(settings.ridge_dim, dim)?;
     if !(settings.tolerance > 0.0 && settings.tolerance.is_finite()) {
@@ -159,6 +174,10 @@ pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOpti
     if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
         return Err(Error::NotFinite { what: "X".into(), row: i / dim, value: x0[i] as f64 });
     }
+    if let Some(scores) = model_scores {
+        check_model_scores(x0, scores, dim)?;
+    }
+    let mut split = None;
     let rows = x0.len() / dim;
     let d = settings.ridge_dim;
     let variance = kde.scale().sigma.powi(2);
@@ -190,7 +209,12 @@ pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOpti
         let x: Vec<f32> = active.iter().flat_map(|&b| result.points[b * dim..(b + 1) * dim].iter().copied()).collect();
         let starts: Vec<Vec<Vec<f64>>> =
             if krylov { active.iter().map(|&b| std::mem::take(&mut warm[b])).collect() } else { Vec::new() };
-        let spaces = normal_spaces(kde, &x, None, &starts, d, route.chosen, d, options, &mut result.eigen)?;
+        // The first sweep runs at x0 with every row active, in order: the split projects the model's scores there.
+        let other = if sweep == 0 { model_scores } else { None };
+        let spaces = normal_spaces(kde, &x, other, &starts, d, route.chosen, d, options, &mut result.eigen)?;
+        if let (0, Some(scores)) = (sweep, other) {
+            split = Some(split_error(&spaces, scores, dim));
+        }
         result.evaluations += active.len();
         result.sweeps += 1;
         let mut still = Vec::with_capacity(active.len());
@@ -237,7 +261,7 @@ pub fn scms(kde: &KdeField, x0: &[f32], settings: ScmsSettings, options: JobOpti
         result.eigengap[b] = values[d - 1] - values[d];
         result.below_beta[b] = values[d] <= -settings.beta;
     }
-    Ok(result)
+    Ok((result, split))
 }
 
 /// The model's score error e = s_θ − ∇log p at every row of `x`, split into its part normal to the d-dimensional
@@ -276,6 +300,17 @@ pub fn error_split_with_route(
 ) -> Result<ErrorSplit> {
     let dim = kde.dim();
     check_ridge_dim(ridge_dim, dim)?;
+    check_model_scores(x, model_scores, dim)?;
+    let route = route::choose(kde, ridge_dim, eigensolver, options.memory_budget);
+    let mut eigen = EigenStats::default();
+    let spaces =
+        normal_spaces(kde, x, Some(model_scores), &[], ridge_dim, route.chosen, ridge_dim, options, &mut eigen)?;
+    let (normal, tangent) = split_error(&spaces, model_scores, dim);
+    Ok(ErrorSplit { normal, tangent, route, eigen })
+}
+
+/// The model's scores ([B, D], finite) against the points X.
+fn check_model_scores(x: &[f32], model_scores: &[f32], dim: usize) -> Result<()> {
     if model_scores.len() != x.len() {
         return Err(Error::bad_input(
             "model scores",
@@ -288,12 +323,13 @@ pub fn error_split_with_route(
     if x.len() % dim != 0 {
         return Err(Error::bad_input("X", format!("{} values do not form rows of D = {dim}", x.len())));
     }
-    let route = route::choose(kde, ridge_dim, eigensolver, options.memory_budget);
-    let mut eigen = EigenStats::default();
-    let spaces =
-        normal_spaces(kde, x, Some(model_scores), &[], ridge_dim, route.chosen, ridge_dim, options, &mut eigen)?;
-    let mut normal = Vec::with_capacity(x.len());
-    let mut tangent = Vec::with_capacity(x.len());
+    Ok(())
+}
+
+/// (E Eᵀ e, (I − E Eᵀ) e) for e = s_θ − ∇log p, from normal spaces that projected the model's scores too.
+fn split_error(spaces: &[normal::NormalSpace], model_scores: &[f32], dim: usize) -> SplitError {
+    let mut normal = Vec::with_capacity(model_scores.len());
+    let mut tangent = Vec::with_capacity(model_scores.len());
     for (b, space) in spaces.iter().enumerate() {
         for k in 0..dim {
             // E Eᵀ is linear: E Eᵀ e = E Eᵀ s_θ − E Eᵀ ∇log p.
@@ -303,7 +339,7 @@ pub fn error_split_with_route(
             tangent.push(e - n);
         }
     }
-    Ok(ErrorSplit { normal, tangent, route, eigen })
+    (normal, tangent)
 }
 
 /// Where points stand against the ridge of p: SCMS from each (its ridge point and the distance to it), and the
@@ -337,14 +373,16 @@ pub fn ridge_phase(
     options: JobOptions,
 ) -> Result<RidgePhase> {
     let dim = kde.dim();
-    let ridge = scms(kde, x, settings, options)?;
+    // One solve at x serves both: SCMS's first step and the split (the same route, d tested pairs, no warm start).
+    let (ridge, split) = scms_splitting(kde, x, Some(model_scores), settings, options)?;
+    // None only without rows (no first step): an empty split.
+    let (normal, tangent) = split.unwrap_or_default();
     let distance = x
         .chunks(dim)
         .zip(ridge.points.chunks(dim))
         .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt())
         .collect();
-    let split = error_split_with_route(kde, x, model_scores, settings.ridge_dim, settings.eigensolver, options)?;
-    let (normal, tangent, route) = (split.normal, split.tangent, split.route);
+    let route = ridge.route.clone();
     let (normal_norm, tangent_norm) = (row_norms(&normal, dim), row_norms(&tangent, dim));
     Ok(RidgePhase { ridge, distance, normal, tangent, normal_norm, tangent_norm, route })
 }

@@ -94,7 +94,35 @@ const STEP_SECONDS: f64 = 0.02;
 
 /// The route with the least estimated time among the feasible ones, and why.
 pub fn choose_route(inputs: RouteInputs) -> RouteChoice {
-    let estimates = vec![dense_cost(&inputs), krylov_cost(&inputs), rsvd_cost(&inputs)];
+    least_time(&inputs, vec![dense_cost(&inputs), krylov_cost(&inputs), rsvd_cost(&inputs)])
+}
+
+/// The route for the top k singular values alone, without vectors, the symmetric part or probes (the local
+/// descriptors): the dense Jacobian and its singular values (D products; ≈ 4 D³ host flops for the
+/// bidiagonalisation and the QR sweeps, no vectors), or block Golub–Kahan–Lanczos for the triplets only.
+/// Randomized SVD is not a candidate: it stalls above 1e-5 where Krylov converges (issue 17).
+pub fn choose_values_route(inputs: RouteInputs) -> RouteChoice {
+    let d = inputs.dim as f64;
+    let dense = RouteCost {
+        seconds: product_seconds(&inputs, d) + 4.0 * d.powi(3) * inputs.points as f64 / HOST_FLOP_RATE + STEP_SECONDS,
+        ..dense_cost(&inputs)
+    };
+    least_time(&inputs, vec![dense, krylov_triplets_cost(&inputs)])
+}
+
+/// [`choose_values_route`] for a field: its dimension, forward cost and products, the job's memory budget.
+pub fn choose_values_route_for(
+    field: &ScoreField,
+    points: usize,
+    k: usize,
+    tolerance: f64,
+    options: JobOptions,
+) -> RouteChoice {
+    choose_values_route(field_inputs(field, points, k, tolerance, 0, 0, options))
+}
+
+/// The feasible estimate of least time (the first, dense, when none is), and the reason naming all of them.
+fn least_time(inputs: &RouteInputs, estimates: Vec<RouteCost>) -> RouteChoice {
     let best = estimates
         .iter()
         .filter(|c| c.feasible)
@@ -136,7 +164,20 @@ pub fn choose_route_for(
     oversampling: usize,
     options: JobOptions,
 ) -> RouteChoice {
-    choose_route(RouteInputs {
+    choose_route(field_inputs(field, points, k, tolerance, probes, oversampling, options))
+}
+
+/// The cost model's inputs for `points` points of `field`.
+fn field_inputs(
+    field: &ScoreField,
+    points: usize,
+    k: usize,
+    tolerance: f64,
+    probes: usize,
+    oversampling: usize,
+    options: JobOptions,
+) -> RouteInputs {
+    RouteInputs {
         dim: field.dim(),
         k,
         points,
@@ -149,7 +190,7 @@ pub fn choose_route_for(
             .unwrap_or(100.0 * field.dim() as f64),
         exact_products: has_exact_vjp(field),
         memory_budget: options.memory_budget,
-    })
+    }
 }
 
 fn product_seconds(inputs: &RouteInputs, products_per_point: f64) -> f64 {
@@ -182,18 +223,33 @@ fn decades(tolerance: f64) -> f64 {
 /// step a Rayleigh–Ritz on a basis of m = 3k + 2b columns (≈ 6 m² D flops with the residuals and the
 /// reorthogonalisation). Memory: four D × m f64 blocks per point.
 fn krylov_cost(inputs: &RouteInputs) -> RouteCost {
+    let triplets = krylov_triplet_products(inputs);
+    let symmetric = (1.75 * triplets).min(4.0 * inputs.dim as f64);
+    krylov_run_cost(inputs, triplets + symmetric, 2.0 * inputs.probes as f64)
+}
+
+/// The triplets alone (no symmetric part, no probes), as [`krylov_cost`] counts them.
+fn krylov_triplets_cost(inputs: &RouteInputs) -> RouteCost {
+    krylov_run_cost(inputs, krylov_triplet_products(inputs), 0.0)
+}
+
+/// 2 (k + b) · decades(tol) products for the triplets, at most 4 D.
+fn krylov_triplet_products(inputs: &RouteInputs) -> f64 {
+    let b = KrylovSettings::new(inputs.k, inputs.tolerance, 1, 0).block as f64;
+    (2.0 * (inputs.k as f64 + b) * decades(inputs.tolerance)).min(4.0 * inputs.dim as f64)
+}
+
+/// A Krylov run of `solved` products in steps of 2b, plus `extra` products outside the steps.
+fn krylov_run_cost(inputs: &RouteInputs, solved: f64, extra: f64) -> RouteCost {
     let settings = KrylovSettings::new(inputs.k, inputs.tolerance, 1, 0);
-    let (d, k, b) = (inputs.dim as f64, inputs.k as f64, settings.block as f64);
-    let triplets = (2.0 * (k + b) * decades(inputs.tolerance)).min(4.0 * d);
-    let symmetric = (1.75 * triplets).min(4.0 * d);
-    let products = triplets + symmetric + 2.0 * inputs.probes as f64;
+    let (d, b) = (inputs.dim as f64, settings.block as f64);
     let m = settings.basis.min(inputs.dim) as f64;
-    let steps = (triplets + symmetric) / (2.0 * b);
+    let steps = solved / (2.0 * b);
     let host = steps * 6.0 * m * m * d * inputs.points as f64 / HOST_FLOP_RATE;
     RouteCost {
         route: SpectrumRoute::Krylov,
-        products_per_point: products,
-        seconds: product_seconds(inputs, products) + host + steps * STEP_SECONDS,
+        products_per_point: solved + extra,
+        seconds: product_seconds(inputs, solved + extra) + host + steps * STEP_SECONDS,
         bytes_per_point: (4.0 * m * d * 8.0) as u64,
         feasible: inputs.exact_products && inputs.k < inputs.dim,
     }
@@ -244,5 +300,19 @@ mod tests {
         assert_eq!(choose_route(no_vjp).route, SpectrumRoute::Dense);
         // All D triplets wanted: nothing beats the dense SVD.
         assert_eq!(choose_route(inputs(500, 500, 1, 1e9)).route, SpectrumRoute::Dense);
+    }
+
+    #[test]
+    fn values_alone_take_krylov_only_for_few_of_many_with_exact_products() {
+        // Few values of a large expensive map: far fewer products than D.
+        let large = choose_values_route(inputs(12288, 32, 1, 1e9));
+        assert_eq!(large.route, SpectrumRoute::Krylov, "{}", large.reason);
+        assert_eq!(large.estimates.len(), 2, "dense and krylov only: {}", large.reason);
+        // All D values (the descriptors' default), or no exact products: dense.
+        assert_eq!(choose_values_route(inputs(784, 784, 1, 3.3e7)).route, SpectrumRoute::Dense);
+        let no_vjp = RouteInputs { exact_products: false, ..inputs(12288, 32, 1, 1e9) };
+        assert_eq!(choose_values_route(no_vjp).route, SpectrumRoute::Dense);
+        // A small cheap map: D products and a small SVD beat Krylov's steps.
+        assert_eq!(choose_values_route(inputs(16, 4, 128, 1e4)).route, SpectrumRoute::Dense);
     }
 }

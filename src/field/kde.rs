@@ -471,9 +471,6 @@ impl KdeField {
                 Second::None => &[],
                 Second::Covariance if self.small => &[KdeKernel::SmallCovariance],
                 Second::Covariance => &[KdeKernel::Covariance],
-                Second::Hvp { per_point, .. } if per_point <= op::NARROW_MAX_DIRECTIONS => {
-                    &[KdeKernel::HvpProjectNarrow, KdeKernel::HvpAccumulateNarrow]
-                }
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
             };
             if !second_pass.is_empty() {

@@ -20,7 +20,6 @@ const COOP_MATRIX_ENABLE: &str = include_str!("../../shaders/shared/coop_matrix_
 const REGISTER_TILE_128: &str = include_str!("../../shaders/shared/register_tile_128.wgsl");
 const KDE_PARAMS: &str = include_str!("../../shaders/shared/kde_params.wgsl");
 const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
-const KDE_BLOCK_NARROW: &str = include_str!("../../shaders/shared/kde_block_narrow.wgsl");
 const KDE_MOMENTS: &str = include_str!("../../shaders/shared/kde_moments.wgsl");
 const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
 const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
@@ -63,16 +62,6 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         "kde_hvp_accumulate",
         &[KDE_PARAMS, REGISTER_TILE, KDE_BLOCK, KDE_MOMENTS, KDE_WEIGHTS],
         include_str!("../../shaders/kde_hvp_accumulate.wgsl"),
-    ),
-    (
-        "kde_hvp_project_narrow",
-        &[KDE_PARAMS, KDE_BLOCK_NARROW, KDE_MOMENTS],
-        include_str!("../../shaders/kde_hvp_project_narrow.wgsl"),
-    ),
-    (
-        "kde_hvp_accumulate_narrow",
-        &[KDE_PARAMS, KDE_BLOCK_NARROW, KDE_MOMENTS, KDE_WEIGHTS],
-        include_str!("../../shaders/kde_hvp_accumulate_narrow.wgsl"),
     ),
     ("kde_small_moments", &[KDE_PARAMS, KDE_SMALL], include_str!("../../shaders/kde_small_moments.wgsl")),
     (

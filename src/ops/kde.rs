@@ -22,9 +22,9 @@ pub struct KdeParams {
 pub const SMALL_DIM: usize = 8;
 /// Output block edge of the tiled kernels.
 const BLOCK: u32 = 64;
-/// Directions per workgroup of the narrow H·V kernels (kde_hvp_*_narrow.wgsl).
+/// Directions per workgroup of the H·V kernels for narrow blocks (their `BLOCK_ROWS` override; 64 otherwise).
 pub const NARROW_DIRECTIONS: usize = 16;
-/// Blocks of at most this many directions use the narrow H·V kernels.
+/// Blocks of at most this many directions take the narrow workgroups.
 pub const NARROW_MAX_DIRECTIONS: usize = 32;
 /// Query points per workgroup of the small-dimension kernels.
 const SMALL_THREADS: u32 = 256;
@@ -53,14 +53,10 @@ pub enum KdeKernel {
     MeanUpdate,
     /// Folds the tile into the centred weighted covariance (final state and acc).
     Covariance,
-    /// proj[b, p, i] = v_bp · (α·dataᵢ − m_b) for the tile.
+    /// proj[b, p, i] = v_bp · (α·dataᵢ − m_b) for the tile (16 or 64 directions per workgroup: [`directions_per_group`]).
     HvpProject,
-    /// u[b, p] (+)= Σᵢ wᵢ proj[b, p, i] (α·dataᵢ − m_b) for the tile.
+    /// u[b, p] (+)= Σᵢ wᵢ proj[b, p, i] (α·dataᵢ − m_b) for the tile (as HvpProject).
     HvpAccumulate,
-    /// HvpProject with 16 directions per workgroup (narrow blocks).
-    HvpProjectNarrow,
-    /// HvpAccumulate with 16 directions per workgroup (narrow blocks).
-    HvpAccumulateNarrow,
     /// dim ≤ 8: distances, online log-sum-exp and displacement of the tile in one pass.
     SmallMoments,
     /// dim ≤ 8: the tile's centred weighted covariance.
@@ -77,8 +73,6 @@ impl KdeKernel {
             KdeKernel::Covariance => "kde_covariance",
             KdeKernel::HvpProject => "kde_hvp_project",
             KdeKernel::HvpAccumulate => "kde_hvp_accumulate",
-            KdeKernel::HvpProjectNarrow => "kde_hvp_project_narrow",
-            KdeKernel::HvpAccumulateNarrow => "kde_hvp_accumulate_narrow",
             KdeKernel::SmallMoments => "kde_small_moments",
             KdeKernel::SmallCovariance => "kde_small_covariance",
         }
@@ -91,10 +85,8 @@ impl KdeKernel {
             KdeKernel::SoftmaxUpdate => vec![b.logits, b.state],
             KdeKernel::MeanUpdate => vec![b.data, b.x, b.logits, b.state, b.acc],
             KdeKernel::Covariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
-            KdeKernel::HvpProject | KdeKernel::HvpProjectNarrow => vec![b.data, b.x, b.state, b.acc, b.v, b.proj],
-            KdeKernel::HvpAccumulate | KdeKernel::HvpAccumulateNarrow => {
-                vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second]
-            }
+            KdeKernel::HvpProject => vec![b.data, b.x, b.state, b.acc, b.v, b.proj],
+            KdeKernel::HvpAccumulate => vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second],
             KdeKernel::SmallMoments => vec![b.data, b.x, b.state, b.acc],
             KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
         }
@@ -108,14 +100,28 @@ impl KdeKernel {
             KdeKernel::SoftmaxUpdate => [p.rows, 1, 1],
             KdeKernel::MeanUpdate => [blocks(p.dim), blocks(p.rows), 1],
             KdeKernel::Covariance => [blocks(p.dim), blocks(p.dim), p.rows],
-            KdeKernel::HvpProject => [blocks(p.tile_rows), blocks(p.per_point), p.rows],
-            KdeKernel::HvpAccumulate => [blocks(p.dim), blocks(p.per_point), p.rows],
-            KdeKernel::HvpProjectNarrow => {
-                [blocks(p.tile_rows), p.per_point.div_ceil(NARROW_DIRECTIONS as u32), p.rows]
-            }
-            KdeKernel::HvpAccumulateNarrow => [blocks(p.dim), p.per_point.div_ceil(NARROW_DIRECTIONS as u32), p.rows],
+            KdeKernel::HvpProject => [blocks(p.tile_rows), p.per_point.div_ceil(directions_per_group(p)), p.rows],
+            KdeKernel::HvpAccumulate => [blocks(p.dim), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
         }
+    }
+
+    /// The kernel's `override` constants: the H·V kernels' directions per workgroup (shared/kde_block.wgsl).
+    fn constants(self, p: &KdeParams) -> Vec<(&'static str, f64)> {
+        match self {
+            KdeKernel::HvpProject | KdeKernel::HvpAccumulate => vec![("BLOCK_ROWS", directions_per_group(p) as f64)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Directions per workgroup of the H·V kernels: 16 for blocks of at most [`NARROW_MAX_DIRECTIONS`] (a Lanczos block
+/// of 8–16 vectors then pays for 16, not 64), else 64.
+pub fn directions_per_group(p: &KdeParams) -> u32 {
+    if p.per_point as usize <= NARROW_MAX_DIRECTIONS {
+        NARROW_DIRECTIONS as u32
+    } else {
+        BLOCK
     }
 }
 
@@ -124,7 +130,7 @@ pub fn record(rec: &mut Recorder, kernels: &[KdeKernel], params: &KdeParams, buf
     for &kernel in kernels {
         let name = kernel.name();
         let ctx = rec.ctx();
-        let pipeline = ctx.kernel(name, &[])?;
+        let pipeline = ctx.kernel(name, &kernel.constants(params))?;
         let uniform = ctx.uniform(&format!("{name}/params"), params);
         let mut all = kernel.bindings(buffers);
         all.push(&uniform);

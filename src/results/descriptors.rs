@@ -1,6 +1,7 @@
 //! `descriptors`: local scaling ψ = Σᵢ log σᵢ, local rank ν = exp(−Σᵢ pᵢ log pᵢ) (pᵢ = σᵢ / Σⱼ σⱼ) and local
 //! complexity δ of the score or denoiser map at every point. Writes local_scaling.npy and local_rank.npy [B]
-//! (f64), local_complexity.npy [B] (i64), summary.json (with every row), and shard.json for a shard.
+//! (f64), local_complexity.npy [B] (i64), summary.json (with every row, the route of the singular values and
+//! why, the products and per-row convergence), and shard.json for a shard.
 
 use std::path::Path;
 use std::time::Instant;
@@ -8,7 +9,8 @@ use std::time::Instant;
 use ndarray::ArrayD;
 
 use super::{array, concatenate, create_dir, write_arrays, write_json, ArrayRef, Layout, NamedArrays, RunInfo};
-use crate::analysis::{self, DescribedMap, DescriptorSettings, Directions, PointDescriptors};
+use crate::analysis::descriptors::{descriptors_with, DescriptorMethod, SingularValueSolver};
+use crate::analysis::{DescribedMap, DescriptorSettings, Directions, PointDescriptors, SpectrumRoute};
 use crate::batch::{split_points, Points, Shard};
 use crate::error::{Error, Result};
 use crate::field::ScoreField;
@@ -25,6 +27,13 @@ pub struct DescriptorsResult {
     pub local_rank: ArrayD<f64>,
     /// [B]: δ, hidden units whose pre-activation changes sign between x and a vertex x ± r·bⱼ.
     pub local_complexity: ArrayD<i64>,
+    /// Per row: the singular values reached the tolerance (always on the dense route), and the products spent.
+    pub converged: Vec<bool>,
+    pub products: Vec<usize>,
+    /// The route of the singular values, and why (the cost model's estimates for `Auto`).
+    pub route: SpectrumRoute,
+    pub route_reason: String,
+    pub solver: SingularValueSolver,
     pub settings: DescriptorSettings,
     /// The seed given (random directions draw from it; recorded with axes too, as given).
     pub seed: u64,
@@ -35,13 +44,16 @@ pub struct DescriptorsResult {
 }
 
 /// The descriptors of every point of `points` (the rows of `shard`, already taken), spread over `fields` (one
-/// per device). Rows are independent (random directions come from the seed alone).
+/// per device), the singular values by `solver` (`Auto`: the cost model's route, chosen for the whole input so
+/// every shard takes the same one). Rows are independent (random directions come from the seed alone, Krylov
+/// starting blocks from the solver's seed and the row's index in the whole input).
 #[allow(clippy::too_many_arguments)]
 pub fn descriptors(
     fields: &[&ScoreField],
     points: &Points,
     shard: &Shard,
     settings: &DescriptorSettings,
+    solver: &SingularValueSolver,
     seed: u64,
     options: JobOptions,
     source: &str,
@@ -52,10 +64,15 @@ pub fn descriptors(
     if settings.k == 0 || settings.k > d {
         return Err(Error::InvalidArgument(format!("k {} must be between 1 and D = {d}", settings.k)));
     }
+    let choice = solver.route(field, shard.total, settings.k, options);
+    let forced = SingularValueSolver {
+        method: if choice.route == SpectrumRoute::Krylov { DescriptorMethod::Krylov } else { DescriptorMethod::Dense },
+        ..*solver
+    };
     let started = Instant::now();
-    let blocks = split_points(fields, points, |field, _, x, t| {
+    let blocks = split_points(fields, points, |field, range, x, t| {
         let mut rows: Vec<PointDescriptors> = Vec::new();
-        analysis::descriptors(field, x, t, settings, options, |_, r| {
+        descriptors_with(field, x, t, shard.rows.start + range.start, settings, &forced, options, |_, r| {
             rows.push(r);
             Ok(())
         })?;
@@ -64,6 +81,7 @@ pub fn descriptors(
             array(&[n], rows.iter().map(|r| r.local_scaling).collect())?,
             array(&[n], rows.iter().map(|r| r.local_rank).collect())?,
             array(&[n], rows.iter().map(|r| r.local_complexity as i64).collect())?,
+            rows.iter().map(|r| (r.converged, r.products)).collect::<Vec<_>>(),
         ))
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -75,6 +93,11 @@ pub fn descriptors(
             &blocks.iter().map(|b| b.2.clone()).collect::<Vec<_>>(),
             axis("local_complexity.npy"),
         )?,
+        converged: blocks.iter().flat_map(|b| b.3.iter().map(|r| r.0)).collect(),
+        products: blocks.iter().flat_map(|b| b.3.iter().map(|r| r.1)).collect(),
+        route: choice.route,
+        route_reason: choice.reason,
+        solver: *solver,
         settings: settings.clone(),
         seed,
         dim: d,
@@ -91,11 +114,23 @@ pub fn descriptors(
 }
 
 impl DescriptorsResult {
+    /// The warning naming the rows whose singular values stopped at the iteration cap short of the tolerance.
+    pub fn unconverged_warning(&self) -> Option<String> {
+        crate::analysis::spectrum::unconverged_warning(&self.converged, self.info.shard.rows.start, self.route.name())
+    }
+
     pub fn summary(&self) -> serde_json::Value {
         let first_row = self.info.shard.rows.start;
         serde_json::json!({
             "command": "descriptors",
             "model": self.info.source,
+            "method": self.route.name(),
+            "method_requested": self.solver.method.name(),
+            "method_reason": self.route_reason,
+            "products": self.products.iter().sum::<usize>(),
+            "converged": self.converged.iter().all(|&c| c),
+            "tol": self.solver.tolerance,
+            "max_iter": self.solver.max_iterations,
             "map": match self.settings.map { DescribedMap::Score => "score", DescribedMap::Denoiser => "denoiser" },
             "k": self.settings.k,
             "radius": self.settings.radius,
@@ -115,6 +150,8 @@ impl DescriptorsResult {
                 "local_scaling": self.local_scaling[i],
                 "local_rank": self.local_rank[i],
                 "local_complexity": self.local_complexity[i],
+                "converged": self.converged[i],
+                "products": self.products[i],
             })).collect::<Vec<_>>(),
         })
     }
