@@ -66,6 +66,9 @@ pub(crate) struct Sizes {
     pub unet_spectrum_points: usize,
     /// Probability-flow ODE trajectories of the ReLU model (its generator's volume change).
     pub relu_trajectories: usize,
+    /// Whether the ridge section also runs on sphere16 (its 2-d ridge over 10,000 points is the section's costliest
+    /// part: left out of `--quick`, which CI runs).
+    pub sphere_ridge: bool,
 }
 
 /// A shipped model with its training data.
@@ -216,6 +219,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 40,
             unet_spectrum_points: 3,
             relu_trajectories: 64,
+            sphere_ridge: false,
         }
     } else {
         Sizes {
@@ -227,6 +231,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 60,
             unet_spectrum_points: 8,
             relu_trajectories: 256,
+            sphere_ridge: true,
         }
     };
     let mut run = Run {
