@@ -763,7 +763,7 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
         "moons/samples.png",
         "moons/ridge.png",
         "circle16/samples.png",
-        "moons/recorded.npy",
+        "moons/samples.npy",
         "digits_unet/samples.png",
         "digits_unet/samples.npy",
         "digits_unet/local_dimension_threshold.npy",

@@ -10,15 +10,14 @@
 use scorelens::analysis::lyapunov::{lyapunov as lyapunov_run, Dynamics, LyapunovSettings};
 use scorelens::field::{Perturbed, RandomFeatureError};
 use scorelens::io::npy;
-use scorelens::report::histogram_points;
+use scorelens::report::{histogram_points, panel, Layer, Panel};
 use scorelens::sampler::{initial_points, sample, SamplerConfig, SamplerKind, SeededNoise};
 use scorelens::Result;
 
 use super::geometry::KnownGeometry;
-use super::plots::{panel, Layer, Panel};
 use super::stats::{mean, median, Clock};
 use super::tangents::Manifolds;
-use super::{load_trained, Finding, Run, Trained};
+use super::{Finding, Run, Trained};
 use std::path::Path;
 
 pub(crate) const PAPER: &str = "arXiv 2508.07581";
@@ -30,16 +29,11 @@ const ERROR_SEED: u64 = 25087581;
 /// The rule, fixed before the run (docs/demo.md, "arXiv 2508.07581").
 pub(crate) const MOSTLY_TANGENT: f64 = 0.8;
 
-/// On the models with a known manifold: moons, circle16 and sphere16 (loaded here when the run has not).
+/// On the models with a known manifold: moons, circle16 and sphere16.
 pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometry, assets: &Path) -> Result<()> {
     let frame = npy::read_f32(&assets.join("data").join("sphere16_frame.npy"))?;
     let manifolds = Manifolds { geometry, sphere_frame: frame.data.iter().map(|&v| v as f64).collect() };
-    let loaded = match (models.iter().any(|m| m.name == "sphere16"), models.first()) {
-        (false, Some(first)) => Some(load_trained(&first.ctx, assets, "sphere16")?),
-        _ => None,
-    };
-    let models: Vec<&Trained> =
-        models.iter().chain(loaded.iter()).filter(|m| Manifolds::dimension(m.name).is_some()).collect();
+    let models: Vec<&Trained> = models.iter().filter(|m| Manifolds::dimension(m.name).is_some()).collect();
     let manifolds = &manifolds;
     println!("4. an inexact score moves samples along the manifold (arXiv 2508.07581)");
     let steps = run.sizes.steps;
@@ -127,13 +121,12 @@ pub(crate) fn section(run: &mut Run, models: &[Trained], geometry: &KnownGeometr
         );
         panel(
             &run.path(&[m.name, "intervention_tangent_share.png"])?,
-            &Panel {
-                title: &format!("{}: where an ε = {ERROR_SIZE} score error moves the samples", m.name),
-                x_label: "tangent share ‖P_T Δ‖² / ‖Δ‖² (per sample; Lyapunov: top-d vectors)",
-                y_label: "fraction of samples / trajectories",
-                log_x: false,
-                log_y: false,
-            },
+            &Panel::new(
+                &format!("{}: where an ε = {ERROR_SIZE} score error moves the samples", m.name),
+                "tangent share ‖P_T Δ‖² / ‖Δ‖² (per sample; Lyapunov: top-d vectors)",
+                "fraction of samples / trajectories",
+            )
+            .log(false, false),
             &[
                 Layer::line(
                     format!("displacement Δ of {} samples (pooled {share:.3})", shares.len()),

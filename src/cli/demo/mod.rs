@@ -2,7 +2,7 @@
 //! `tools/train/train.py`) it tests the four papers' claims, each as the paper states it, on a model of the kind the
 //! paper used, and writes every array, PNG figures, `summary.json`, and `report.md` / `report.html` that open with
 //! the findings table (claim, measurement, deciding number, rule, verdict, figure):
-//! 1. sampling the known-manifold MLPs (two moons, a circle in R^16) with recorded noise levels;
+//! 1. sampling the known-manifold MLPs (two moons, a circle in R^16);
 //! 2. Jacobian spectra of the image U-Net `digits_unet` at the paper's noise levels (arXiv 2311.09952);
 //! 3. local complexity, scaling and rank of the ReLU network `moons_relu`, and the density of the probability-flow
 //!    ODE's samples from its volume change (arXiv 2408.08307);
@@ -13,7 +13,6 @@
 
 mod geometry;
 mod lyapunov;
-mod plots;
 mod relu_geometry;
 mod ridges;
 mod sections;
@@ -67,6 +66,9 @@ pub(crate) struct Sizes {
     pub unet_spectrum_points: usize,
     /// Probability-flow ODE trajectories of the ReLU model (its generator's volume change).
     pub relu_trajectories: usize,
+    /// Whether the ridge section also runs on sphere16 (its 2-d ridge over 10,000 points is the section's costliest
+    /// part: left out of `--quick`, which CI runs).
+    pub sphere_ridge: bool,
 }
 
 /// A shipped model with its training data.
@@ -217,6 +219,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 40,
             unet_spectrum_points: 3,
             relu_trajectories: 64,
+            sphere_ridge: false,
         }
     } else {
         Sizes {
@@ -228,6 +231,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 60,
             unet_spectrum_points: 8,
             relu_trajectories: 256,
+            sphere_ridge: true,
         }
     };
     let mut run = Run {
@@ -249,17 +253,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let engine_error = rel_err(&fixture_field.score(&x, &t, options)?, &npy_from_bytes("score.npy", FIXTURE_SCORE)?);
     run.summary.insert("engine_rel_err_vs_pytorch".into(), engine_error.into());
 
-    // The known-manifold MLPs (sampling, Lyapunov vectors, ridges), and the models like the first two papers'.
-    let models: Vec<Trained> =
-        ["moons", "circle16"].into_iter().map(|name| load_trained(&ctx, &args.assets, name)).collect::<Result<_>>()?;
+    // The known-manifold MLPs (sampling the first two; Lyapunov vectors and ridges on all three), and the models
+    // like the first two papers'.
+    let models: Vec<Trained> = ["moons", "circle16", "sphere16"]
+        .into_iter()
+        .map(|name| load_trained(&ctx, &args.assets, name))
+        .collect::<Result<_>>()?;
     let unet = load_model(&ctx, &args.assets, "digits_unet", "digits_unet.onnx", "digits")?;
     let heldout = read_indices(&args.assets.join("data").join("digits_unet_heldout_idx.npy"))?;
     let relu = load_model(&ctx, &args.assets, "moons_relu", "moons_relu.safetensors", "moons")?;
     let frame = npy::read_f32(&args.assets.join("data").join("circle16_frame.npy"))?;
     let geometry = geometry::KnownGeometry { circle_frame: frame.data.iter().map(|&v| v as f64).collect() };
 
-    intro(&mut run, &ctx, &[&models[0], &models[1], &unet, &relu], engine_error);
-    sections::sampling(&mut run, &models, &geometry)?;
+    intro(&mut run, &ctx, &[&models[0], &models[1], &models[2], &unet, &relu], engine_error);
+    sections::sampling(&mut run, &models[..2], &geometry)?;
     let timer = Instant::now();
     unet_spectra::claims(&mut run, &unet, &heldout)?;
     run.summary.insert("seconds_digits_unet_spectra".into(), timer.elapsed().as_secs_f64().into());
@@ -359,7 +366,8 @@ fn intro(run: &mut Run, ctx: &GpuContext, models: &[&Trained], engine_error: f64
     );
     run.doc.paragraph(
         "All are trained by denoising score matching with Song's VE schedule (sigma 25); their cards are in \
-         `assets/models/`. `moons` and `circle16` (SiLU MLPs) have known manifolds; `digits_unet` is a convolutional \
+         `assets/models/`. `moons`, `circle16` and `sphere16` (SiLU MLPs) have known manifolds (two arcs in the \
+         plane, a circle in R^16, a 2-sphere in R^16); `digits_unet` is a convolutional \
          U-Net on the 8×8 digits read through its ONNX graph (the first paper's kind of model); `moons_relu` is the \
          moons MLP with ReLU units, a piecewise-linear network (the second paper's).",
     );

@@ -12,12 +12,12 @@ use scorelens::analysis::ridge::projected::{split_at_ridge, RidgePart, RidgeProj
 use scorelens::analysis::ridge::{scms, ScmsSettings};
 use scorelens::field::{Perturbed, RandomFeatureError, SmoothedData, Smoothing};
 use scorelens::io::npy;
-use scorelens::report::{scatter_chart, PointSet};
+use scorelens::report::{panel, scatter_chart, Layer, Panel, PointSet};
 use scorelens::sampler::{initial_points, sample, SamplerConfig, SamplerKind, SeededNoise, TimeGrid};
 use scorelens::{Result, ScoreField};
 
-use super::plots::{panel, Layer, Panel};
 use super::stats::{median, pooled_cos, spearman, Clock};
+use super::tangents::Manifolds;
 use super::{Finding, Run, Trained};
 
 pub(crate) const PAPER: &str = "arXiv 2602.06021";
@@ -42,14 +42,15 @@ fn distances(a: &[f32], b: &[f32], d: usize) -> Vec<f64> {
         .collect()
 }
 
-fn scms_settings() -> ScmsSettings {
-    ScmsSettings { ridge_dim: 1, tolerance: 1e-4, max_iterations: 200, beta: 0.0, ..ScmsSettings::default() }
+fn scms_settings(ridge_dim: usize) -> ScmsSettings {
+    ScmsSettings { ridge_dim, tolerance: 1e-4, max_iterations: 200, beta: 0.0, ..ScmsSettings::default() }
 }
 
-/// The ridge points of `x` at time t and the distances to them (NaN where SCMS did not converge).
-fn to_ridge(smoothed: &SmoothedData, x: &[f32], t: f64, run: &Run) -> Result<(Vec<f32>, Vec<f64>)> {
+/// The `ridge_dim`-dimensional ridge points of `x` at time t and the distances to them (NaN where SCMS did not
+/// converge).
+fn to_ridge(smoothed: &SmoothedData, x: &[f32], t: f64, ridge_dim: usize, run: &Run) -> Result<(Vec<f32>, Vec<f64>)> {
     let d = smoothed.dim();
-    let ridge = scms(&smoothed.at(t as f32)?, x, scms_settings(), run.options)?;
+    let ridge = scms(&smoothed.at(t as f32)?, x, scms_settings(ridge_dim), run.options)?;
     let dist = distances(x, &ridge.points, d)
         .into_iter()
         .zip(&ridge.converged)
@@ -62,9 +63,14 @@ fn to_f64(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()
 }
 
-/// On the models whose data lie on a known 1-dimensional curve (moons, circle16).
+/// On the models whose data lie on a known manifold (moons and circle16: curves; sphere16: a 2-sphere), each with
+/// the ridge of the manifold's dimension.
 pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
-    let models: Vec<&Trained> = models.iter().filter(|m| matches!(m.name, "moons" | "circle16")).collect();
+    let models: Vec<(&Trained, usize)> = models
+        .iter()
+        .filter_map(|m| Manifolds::dimension(m.name).map(|k| (m, k)))
+        .filter(|&(_, k)| k == 1 || run.sizes.sphere_ridge)
+        .collect();
     println!("5. reach, align, slide on the ridge of the smoothed data (arXiv 2602.06021)");
     let steps = run.sizes.steps;
     run.doc.heading(2, "5. Reach, align and slide on density ridges (arXiv 2602.06021)");
@@ -72,9 +78,10 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         "The paper: \"generated samples evolve by a reach-align-slide mechanism: they first enter a neighborhood of \
          the ridge, then their distance to the ridge is controlled by the normal component of training error, and \
          finally their motion along the ridge is controlled by the tangential component\". The ridge at time t is \
-         the 1-dimensional ridge of log p_t, p_t the training set smoothed by the model's forward process (α = 1, \
-         σ = std(t)); subspace-constrained mean shift finds each sample's ridge point, and the Hessian of log p_t \
-         splits vectors into normal (its D − 1 most negative eigenvectors) and tangential parts. Sampler: the \
+         the k-dimensional ridge of log p_t (k = the data manifold's dimension: 1 for the moons and the circle, 2 \
+         for the sphere), p_t the training set smoothed by the model's forward process (α = 1, σ = std(t)); \
+         subspace-constrained mean shift finds each sample's ridge point, and the Hessian of log p_t splits vectors \
+         into normal (its D − k most negative eigenvectors) and tangential parts. Sampler: the \
          probability-flow ODE (Euler, {steps} steps), deterministic, so distances and motions come from the score. \
          The model's error is e = s_θ − ∇log p_t. Reach: median distance to the ridge at σ ∈ {REACH_SIGMAS:?} and \
          at the end (0.032). Align: across samples, Spearman ρ between the final distance to the ridge and \
@@ -87,14 +94,24 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
          exact run's (medians over the samples)."
     ));
     let mut rows = Vec::new();
-    for m in models {
+    for (m, k_ridge) in models {
         let clock = Clock::start();
         let d = m.dim;
         let schedule = m.field.schedule();
-        // Above D = 2 every SCMS sweep and split forms D×D Hessians over the data: fewer points, and every 5th
-        // training point (spacing far below the smallest σ, so the same ridge).
-        let points = if d > 2 { run.sizes.ridge_points / 4 } else { run.sizes.ridge_points };
-        let stride = if d > 2 { 5 } else { 1 };
+        // Above D = 2 every SCMS sweep and split forms D×D Hessians over the data: fewer points, and every
+        // `stride`-th training point: every 5th on the circle (spacing 0.003, far below the smallest σ, so the same
+        // ridge), every 2nd on the sphere (10,000 points, spacing about 0.035 against σ ≥ 0.032).
+        // The sphere's 2-d ridge over 10,000 points costs about twice the circle's a sample: half the samples.
+        let points = match (d > 2, k_ridge) {
+            (false, _) => run.sizes.ridge_points,
+            (true, 1) => run.sizes.ridge_points / 4,
+            (true, _) => (run.sizes.ridge_points / 8).max(6),
+        };
+        let stride = match (d > 2, k_ridge) {
+            (false, _) => 1,
+            (true, 1) => 5,
+            (true, _) => 2,
+        };
         let data: Vec<f32> = m.data.chunks(d).step_by(stride).flatten().copied().collect();
         let smoothed = SmoothedData::new(m.ctx.clone(), data.clone(), d, schedule, Smoothing::Schedule)?;
 
@@ -112,10 +129,10 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         // Reach.
         let mut reach = Vec::new();
         for (level, &sigma) in REACH_SIGMAS.iter().enumerate() {
-            let (_, dist) = to_ridge(&smoothed, &result.recorded[level], result.recorded_t[level], run)?;
+            let (_, dist) = to_ridge(&smoothed, &result.recorded[level], result.recorded_t[level], k_ridge, run)?;
             reach.push((sigma, median(dist.clone())));
         }
-        let (final_ridge, final_dist) = to_ridge(&smoothed, &result.samples, t_end, run)?;
+        let (final_ridge, final_dist) = to_ridge(&smoothed, &result.samples, t_end, k_ridge, run)?;
         reach.push((std_end, median(final_dist.clone())));
         let reach_ratio = reach[reach.len() - 1].1 / reach[0].1;
 
@@ -129,8 +146,8 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
             let s_model = to_f64(&m.field.score(x, &[t as f32], run.options)?);
             let s_exact = to_f64(&smoothed.score(x, &[t as f32], run.options)?);
             let e: Vec<f64> = s_model.iter().zip(&s_exact).map(|(a, b)| a - b).collect();
-            let (_, tangent_model) = split_at_ridge(&smoothed, x, t as f32, &s_model, 1, run.options)?;
-            let (normal_e, tangent_e) = split_at_ridge(&smoothed, x, t as f32, &e, 1, run.options)?;
+            let (_, tangent_model) = split_at_ridge(&smoothed, x, t as f32, &s_model, k_ridge, run.options)?;
+            let (normal_e, tangent_e) = split_at_ridge(&smoothed, x, t as f32, &e, k_ridge, run.options)?;
             let c = 0.5 * schedule.diffusion(grid.times[k]).powi(2) * grid.dt;
             for i in 0..points * d {
                 motion[i] += c * tangent_model[i];
@@ -164,23 +181,28 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
 
         println!("  {}: reach, align, slide ({})", m.name, clock.lap());
         // The controlled version: exact score + a purely normal or purely tangential error.
-        let n_c = if d > 2 { run.sizes.ridge_points / 8 } else { run.sizes.ridge_points / 4 }.max(8);
+        let n_c = match (d > 2, k_ridge) {
+            (false, _) => run.sizes.ridge_points / 4,
+            (true, 1) => run.sizes.ridge_points / 8,
+            (true, _) => run.sizes.ridge_points / 16,
+        }
+        .max(8);
         let base = ScoreField::Smoothed(SmoothedData::new(m.ctx.clone(), data, d, schedule, Smoothing::Schedule)?);
         let inner = RandomFeatureError::new(d, 64, 0.5, CONTROL_SIZE, 26020601)?;
         let x_c = initial_points(&m.field, n_c, &mut SeededNoise::new(2603));
         let plain = SamplerConfig::new(SamplerKind::OdeEuler, steps);
         // One run of 3 n_c rows from the same x_T: the exact score alone, + the normal error, + the tangential one.
-        let normal = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Normal)?;
-        let tangent = RidgeProjectedError::new(&smoothed, &inner, 1, RidgePart::Tangent)?;
+        let normal = RidgeProjectedError::new(&smoothed, &inner, k_ridge, RidgePart::Normal)?;
+        let tangent = RidgeProjectedError::new(&smoothed, &inner, k_ridge, RidgePart::Tangent)?;
         let with_normal = Perturbed::new(&base, &normal)?.on_below_std(CONTROL_BELOW)?.only_rows(n_c..2 * n_c);
         let with_both =
             Perturbed::new(&with_normal, &tangent)?.on_below_std(CONTROL_BELOW)?.only_rows(2 * n_c..3 * n_c);
         let out = sample(&with_both, &x_c.repeat(3), &plain, &mut SeededNoise::new(0), run.options)?.samples;
-        let (exact_ridge, exact_dist) = to_ridge(&smoothed, &out[..n_c * d], t_end, run)?;
+        let (exact_ridge, exact_dist) = to_ridge(&smoothed, &out[..n_c * d], t_end, k_ridge, run)?;
         let mut controlled = Vec::new();
         for (i, part) in [(1, RidgePart::Normal), (2, RidgePart::Tangent)] {
             let rows = &out[i * n_c * d..(i + 1) * n_c * d];
-            let (ridge, dist) = to_ridge(&smoothed, rows, t_end, run)?;
+            let (ridge, dist) = to_ridge(&smoothed, rows, t_end, k_ridge, run)?;
             let shift: Vec<f64> = distances(&ridge, &exact_ridge, d)
                 .into_iter()
                 .zip(dist.iter().zip(&exact_dist))
@@ -206,24 +228,22 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         let fig = |what: &str| format!("{name}/ridge_{what}.png");
         panel(
             &run.path(&[name, "ridge_reach.png"])?,
-            &Panel {
-                title: &format!("{name}: reach — distance to the ridge of p_t falls with σ"),
-                x_label: "noise level σ = std(t) (data units, log)",
-                y_label: "median distance to the ridge (data units, log)",
-                log_x: true,
-                log_y: true,
-            },
+            &Panel::new(
+                &format!("{name}: reach — distance to the ridge of p_t falls with σ"),
+                "noise level σ = std(t) (data units, log)",
+                "median distance to the ridge (data units, log)",
+            )
+            .log(true, true),
             &[Layer::line(format!("{points} ODE samples (end/start ratio {reach_ratio:.3})"), reach.clone())],
         )?;
         panel(
             &run.path(&[name, "ridge_align.png"])?,
-            &Panel {
-                title: &format!("{name}: align — final distance against the normal error (Spearman ρ = {rho:.2})"),
-                x_label: "std(t)·‖e⊥‖ at the last step (noise units, log)",
-                y_label: "final distance to the ridge (data units, log)",
-                log_x: true,
-                log_y: true,
-            },
+            &Panel::new(
+                &format!("{name}: align — final distance against the normal error (Spearman ρ = {rho:.2})"),
+                "std(t)·‖e⊥‖ at the last step (noise units, log)",
+                "final distance to the ridge (data units, log)",
+            )
+            .log(true, true),
             &[Layer::points(format!("{} samples", pairs.len()), pairs.clone())],
         )?;
         let slide_points: Vec<(f64, f64)> = motion
@@ -237,15 +257,12 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         let top = slide_points.iter().map(|p| p.0).fold(0.0, f64::max);
         panel(
             &run.path(&[name, "ridge_slide.png"])?,
-            &Panel {
-                title: &format!(
-                    "{name}: slide — motion along the ridge against the tangential error's (cos {slide_cos:.2})"
-                ),
-                x_label: "‖P‖: tangential motion the error drives, σ ≤ 0.15 (data units)",
-                y_label: "actual tangential motion along P/‖P‖ (data units)",
-                log_x: false,
-                log_y: false,
-            },
+            &Panel::new(
+                &format!("{name}: slide — motion along the ridge against the tangential error's (cos {slide_cos:.2})"),
+                "‖P‖: tangential motion the error drives, σ ≤ 0.15 (data units)",
+                "actual tangential motion along P/‖P‖ (data units)",
+            )
+            .log(false, false),
             &[
                 Layer::points(format!("{} samples", slide_points.len()), slide_points),
                 Layer::dashed("motion = error-driven motion", vec![(0.0, 0.0), (top, top)]),
@@ -260,13 +277,12 @@ pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
         };
         panel(
             &run.path(&[name, "ridge_controlled.png"])?,
-            &Panel {
-                title: &format!("{name}: exact score + an error of one kind (RMS {CONTROL_SIZE})"),
-                x_label: "shift of the ridge point from the exact run's (data units, log)",
-                y_label: "final distance to the ridge (data units, log)",
-                log_x: true,
-                log_y: true,
-            },
+            &Panel::new(
+                &format!("{name}: exact score + an error of one kind (RMS {CONTROL_SIZE})"),
+                "shift of the ridge point from the exact run's (data units, log)",
+                "final distance to the ridge (data units, log)",
+            )
+            .log(true, true),
             &[
                 Layer::points(format!("normal error: |Δ distance| {raise_n:.2e}, shift {shift_n:.2e}"), scatter(0)),
                 Layer::points(format!("tangential error: |Δ distance| {raise_t:.2e}, shift {shift_t:.2e}"), scatter(1)),

@@ -10,10 +10,6 @@ use super::geometry::KnownGeometry;
 use super::stats::{median, nearest_distances};
 use super::{Run, Trained};
 
-/// The noise levels recorded along every sampler run: the first paper's levels that Song's 500-step grid reaches
-/// (its last point, t = 1e-3, has std 0.032), and two large ones.
-pub(crate) const SIGMAS: [f64; 6] = [3.0, 1.0, 0.3, 0.15, 0.07, 0.032];
-
 fn rows_of(x: &[f32], d: usize) -> impl Iterator<Item = &[f32]> {
     x.chunks(d)
 }
@@ -23,23 +19,19 @@ pub(crate) fn sampling(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
     run.doc.heading(2, "1. Sampling");
     run.doc.paragraph(format!(
         "The known-manifold models `moons` and `circle16`: Euler–Maruyama on Song's grid, {} steps from t = 1 to \
-         1e-3, x_T = std(1)·z, seeded; the iterate is recorded at the first grid time where std(t) ≤ σ for \
-         σ ∈ {:?}. (The grid's last noise level is 0.032; the U-Net's chains in section 2 step on a grid in σ that \
-         reaches the first paper's 0.01.)",
-        run.sizes.steps, SIGMAS
+         1e-3, x_T = std(1)·z, seeded. (The grid's last noise level is 0.032; the U-Net's chains in section 2 step \
+         on a grid in σ that reaches the first paper's 0.01.)",
+        run.sizes.steps
     ));
     let mut rows = Vec::new();
     let mut samples_of = Vec::new();
     for (m, n) in models.iter().zip(run.sizes.samples) {
         let mut noise = SeededNoise::new(2026);
         let x_init = initial_points(&m.field, n, &mut noise);
-        let mut config = SamplerConfig::new(SamplerKind::Em, run.sizes.steps);
-        config.record_sigmas = SIGMAS.to_vec();
+        let config = SamplerConfig::new(SamplerKind::Em, run.sizes.steps);
         let result = sample(&m.field, &x_init, &config, &mut noise, run.options)?;
         let d = m.dim;
         npy::write_f32(&run.path(&[m.name, "samples.npy"])?, &[n, d], &result.samples)?;
-        npy::write_f32(&run.path(&[m.name, "recorded.npy"])?, &[SIGMAS.len(), n, d], &result.recorded.concat())?;
-        npy::write_f64(&run.path(&[m.name, "recorded_t.npy"])?, &[SIGMAS.len()], &result.recorded_t)?;
         let nearest = nearest_distances(&result.samples, &m.data, d);
         let data_probe: Vec<f32> = m.data.iter().take(200 * d).copied().collect();
         let data_nearest: Vec<f64> = {
@@ -68,7 +60,6 @@ pub(crate) fn sampling(run: &mut Run, models: &[Trained], geometry: &KnownGeomet
                 "samples": n,
                 "median_nearest_training_distance": median(nearest),
                 "median_training_nearest_neighbour_distance": median(data_nearest),
-                "recorded_t": result.recorded_t,
             }),
         );
         samples_of.push(result.samples);

@@ -10,9 +10,10 @@
 //! is recorded ("sample sequences": the same chains at every level); the final sample is the posterior mean
 //! x + σ² s(x) at σ = 0.01.
 
+use plotters::style::{Color, RGBColor};
 use scorelens::analysis::{spectra as spectra_of, PointSpectrum, SpectrumSettings};
 use scorelens::io::npy;
-use scorelens::report::{image_grid, line_chart_axes, Axes, Series};
+use scorelens::report::{image_grid, line_chart_axes, palette, panel, Axes, Layer, Panel, Series};
 use scorelens::sampler::{initial_points, NoiseSource, SeededNoise};
 use scorelens::{Error, Result, ScoreField};
 
@@ -259,27 +260,27 @@ pub(crate) fn claims(run: &mut Run, unet: &Trained, heldout: &[usize]) -> Result
     let rho_dim = spearman(&pairs);
     let (first, last) = (mean_dim[0], mean_dim[levels - 1]);
     let figure = "digits_unet/local_dimension.png";
-    let chain_lines: Vec<Series> = (0..points.min(8))
-        .map(|p| Series {
-            label: if p == 0 { "single chains (first 8)".into() } else { String::new() },
-            points: (0..levels).map(|l| (PAPER_SIGMAS[l], dims[l][p])).collect(),
-            reference: None,
+    // The single chains in grey, the mean drawn last, over them.
+    let grey = RGBColor(150, 150, 150).to_rgba();
+    let mut curves: Vec<Layer> = (0..points.min(8))
+        .map(|p| {
+            let label = if p == 0 { "single chains (first 8)" } else { "" };
+            Layer::line(label, (0..levels).map(|l| (PAPER_SIGMAS[l], dims[l][p])).collect()).colour(grey)
         })
         .collect();
-    // The mean drawn last, over the single chains.
-    let mut curves = chain_lines;
-    curves.push(Series {
-        label: "mean over chains".into(),
-        points: (0..levels).map(|l| (PAPER_SIGMAS[l], mean_dim[l])).collect(),
-        reference: None,
-    });
-    line_chart_axes(
+    curves.push(
+        Layer::line("mean over chains", (0..levels).map(|l| (PAPER_SIGMAS[l], mean_dim[l])).collect())
+            .colour(palette(0)),
+    );
+    panel(
         &run.path(&["digits_unet", "local_dimension.png"])?,
-        &format!("digits_unet: local dimension (threshold rule) vs σ; Spearman ρ = {rho_dim:+.2}"),
-        "noise level σ (log scale)",
-        "local dimension #{i : 1/s_i > 2σ²}",
+        &Panel::new(
+            &format!("digits_unet: local dimension (threshold rule) vs σ; Spearman ρ = {rho_dim:+.2}"),
+            "noise level σ (log scale)",
+            "local dimension #{i : 1/s_i > 2σ²}",
+        )
+        .log(true, false),
         &curves,
-        Axes { log_x: true, log_y: false },
     )?;
     run.doc.figure(
         figure,
