@@ -19,7 +19,7 @@
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let thread = (wid.y * params.grid_width + wid.x) * 64u + lid;
+    let thread = thread_index(wid, lid, params.grid_width);
     if (thread >= params.threads) {
         return;
     }
@@ -27,11 +27,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let lk = params.lk;
     let dk = params.dk;
     let dv = params.dv;
-    let chunk = thread % params.chunks;
-    let i = (thread / params.chunks) % lq;
-    let head = thread / (params.chunks * lq);
-    let l = head % params.lead;
-    let r = head / params.lead;
+    let item = work_item(thread, params);
+    let r = item.r;
+    let l = item.l;
+    let i = item.i;
+    let chunk = item.chunk;
     let qb = matrix_base(params.q, r, l);
     let kb = matrix_base(params.k, r, l);
     let vb = matrix_base(params.v, r, l);
@@ -62,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
-    let ob = ((r * params.lead + l) * lq + i) * dv;
+    let ob = item.out_row * dv;
     for (var c = 0u; c < CHUNK; c = c + 1u) {
         let col = c0 + c;
         if (col < dv) {

@@ -18,21 +18,20 @@
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let thread = (wid.y * params.grid_width + wid.x) * 64u + lid;
+    let thread = thread_index(wid, lid, params.grid_width);
     if (thread >= params.threads) {
         return;
     }
-    let lq = params.lq;
     let lk = params.lk;
     let n_v = params.dv;
-    let i = thread % lq;
-    let head = thread / lq;
-    let l = head % params.lead;
-    let r = head / params.lead;
+    let item = work_item(thread, params);
+    let r = item.r;
+    let l = item.l;
+    let i = item.i;
     let vb = matrix_base(params.v, r, l);
     let pb = matrix_base(params.p, r, l) + i * lk;
     let cb = matrix_base(params.dq, r, l) + i * n_v;
-    let ob = ((r * params.lead + l) * lq + i) * lk;
+    let ob = item.out_row * lk;
     var dot = 0.0;
     for (var j = 0u; j < lk; j = j + 1u) {
         var g = 0.0;

@@ -24,7 +24,7 @@
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let thread = (wid.y * params.grid_width + wid.x) * 64u + lid;
+    let thread = thread_index(wid, lid, params.grid_width);
     if (thread >= params.threads) {
         return;
     }
@@ -35,11 +35,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let has_dq = (params.present & 1u) != 0u;
     let has_dk = (params.present & 2u) != 0u;
     let has_dv = (params.present & 4u) != 0u;
-    let chunk = thread % params.chunks;
-    let i = (thread / params.chunks) % lq;
-    let head = thread / (params.chunks * lq);
-    let l = head % params.lead;
-    let r = head / params.lead;
+    let item = work_item(thread, params);
+    let r = item.r;
+    let l = item.l;
+    let i = item.i;
+    let chunk = item.chunk;
     let qb = matrix_base(params.q, r, l);
     let kb = matrix_base(params.k, r, l);
     let vb = matrix_base(params.v, r, l);
@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
-    let ob = ((r * params.lead + l) * lq + i) * n_v;
+    let ob = item.out_row * n_v;
     for (var c = 0u; c < CHUNK; c = c + 1u) {
         let col = c0 + c;
         if (col < n_v) {

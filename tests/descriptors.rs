@@ -13,6 +13,24 @@ use scorelens::reference::mlp::mlp_jacobian;
 use scorelens::scheduler::JobOptions;
 use scorelens::{Activation, ScoreField, ScoreModel};
 
+/// A point's descriptors against the f64 reference's: ψ within 1e-4 (relative, absolute below 1), ν within 1e-5
+/// relative, δ exactly.
+fn assert_descriptors_match(what: &str, got: &PointDescriptors, want: &PointDescriptors) {
+    assert!(
+        (got.local_scaling - want.local_scaling).abs() <= 1e-4 * want.local_scaling.abs().max(1.0),
+        "{what}: ψ {} vs {}",
+        got.local_scaling,
+        want.local_scaling
+    );
+    assert!(
+        (got.local_rank / want.local_rank - 1.0).abs() <= 1e-5,
+        "{what}: ν {} vs {}",
+        got.local_rank,
+        want.local_rank
+    );
+    assert_eq!(got.local_complexity, want.local_complexity, "{what}: δ");
+}
+
 /// Pre-activations of every hidden unit in f64, layer by layer.
 fn pre_activations(model: &MlpModel, x: &[f64], t: f32) -> Vec<f64> {
     let mut h: Vec<f64> = x.to_vec();
@@ -95,19 +113,7 @@ fn descriptors_match_an_independent_f64_computation() {
             })
             .unwrap();
             for (p, (g, w)) in got.iter().zip(reference(&model, &x, &t, &settings)).enumerate() {
-                assert!(
-                    (g.local_scaling - w.local_scaling).abs() <= 1e-4 * w.local_scaling.abs().max(1.0),
-                    "{act} {map:?} point {p}: ψ {} vs {}",
-                    g.local_scaling,
-                    w.local_scaling
-                );
-                assert!(
-                    (g.local_rank / w.local_rank - 1.0).abs() <= 1e-5,
-                    "{act} {map:?} point {p}: ν {} vs {}",
-                    g.local_rank,
-                    w.local_rank
-                );
-                assert_eq!(g.local_complexity, w.local_complexity, "{act} {map:?} point {p}: δ");
+                assert_descriptors_match(&format!("{act} {map:?} point {p}"), g, &w);
             }
         }
     }
@@ -155,19 +161,7 @@ fn the_krylov_route_agrees_with_the_dense_route_and_the_f64_reference() {
             assert_eq!(d_.products, d, "{what}: the dense route takes D products");
             assert!(k_.products > 0 && k_.products % 2 == 0, "{what}: krylov products {}", k_.products);
             for (route, got) in [("krylov", k_), ("dense", d_)] {
-                assert!(
-                    (got.local_scaling - r.local_scaling).abs() <= 1e-4 * r.local_scaling.abs().max(1.0),
-                    "{what} {route}: ψ {} vs {}",
-                    got.local_scaling,
-                    r.local_scaling
-                );
-                assert!(
-                    (got.local_rank / r.local_rank - 1.0).abs() <= 1e-5,
-                    "{what} {route}: ν {} vs {}",
-                    got.local_rank,
-                    r.local_rank
-                );
-                assert_eq!(got.local_complexity, r.local_complexity, "{what} {route}: δ");
+                assert_descriptors_match(&format!("{what} {route}"), got, r);
             }
         }
     }

@@ -48,6 +48,18 @@ fn twin_rel(a: &[f64], b: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
+/// The probabilities softmax(scale · Q · K) from the forward twin's own softmax, [rows, lead, lq, lk] contiguous:
+/// its output over an identity V.
+fn twin_probabilities(s: &AttentionShape, q: (&[f64], MatrixMap), k: (&[f64], MatrixMap)) -> Vec<f64> {
+    let lk = s.lk;
+    let eye = AttentionShape { dv: lk, ..*s };
+    let ident: Vec<f64> = (0..lk * lk).map(|i| if i / lk == i % lk { 1.0 } else { 0.0 }).collect();
+    let shared = MatrixMap { rows: RowMap::shared(), lead_stride: 0, transposed: false };
+    let mut p = vec![0.0; s.rows * s.lead * s.lq * lk];
+    twin::record_attention(&eye, q, k, (&ident, shared), &mut p);
+    p
+}
+
 /// One operand's data for `rows` rows under `map` (enough elements for every row and head it addresses).
 fn operand_data(r: &mut impl Rng, s: &AttentionShape, map: MatrixMap, size: usize, scale: f64) -> Vec<f64> {
     let rows = if map.rows.stride == 0 { 1 } else { s.rows.div_ceil(map.rows.rep as usize) };
@@ -107,17 +119,7 @@ fn attention_kernels_match_their_twins_on_awkward_shapes() {
         );
         check(&format!("case {case}: attention"), &got, &want, 2e-6);
 
-        // The probabilities from the twin's own softmax: softmax(S) · I over an identity V.
-        let eye = AttentionShape { dv: lk, ..primal };
-        let ident: Vec<f64> = (0..lk * lk).map(|i| if i / lk == i % lk { 1.0 } else { 0.0 }).collect();
-        let mut p = vec![0.0; points * lead * lq * lk];
-        twin::record_attention(
-            &eye,
-            (&q, q_map(RowMap::rows(per(lq * dk)))),
-            (&k, k_map),
-            (&ident, lay(RowMap::shared(), 0, false)),
-            &mut p,
-        );
+        let p = twin_probabilities(&primal, (&q, q_map(RowMap::rows(per(lq * dk)))), (&k, k_map));
         let gp = up(&ctx, &p);
         let p_rows = RowMap::repeated(per(lq * lk), rep);
         // Tangents: per tangent row, untransposed; each nonempty subset.
@@ -206,11 +208,7 @@ fn attention_tangent_twin_is_the_derivative_of_the_forward_twin() {
         );
         out
     };
-    let eye = AttentionShape { dv: lk, ..s };
-    let ident: Vec<f64> = (0..lk * lk).map(|i| if i / lk == i % lk { 1.0 } else { 0.0 }).collect();
-    let mut p = vec![0.0; lead * lq * lk];
-    let shared = MatrixMap { rows: RowMap::shared(), lead_stride: 0, transposed: false };
-    twin::record_attention(&eye, (&x[0], map(sizes[0])), (&x[1], map(sizes[1])), (&ident, shared), &mut p);
+    let p = twin_probabilities(&s, (&x[0], map(sizes[0])), (&x[1], map(sizes[1])));
     let mut jvp = vec![0.0; lead * lq * dv];
     let tangents =
         [Some((&d[0][..], map(sizes[0]))), Some((&d[1][..], map(sizes[1]))), Some((&d[2][..], map(sizes[2])))];
@@ -244,11 +242,7 @@ fn attention_score_adjoint_twin_is_the_transpose_of_the_tangent_twin() {
     let v = uniform(&mut r, lead * lk * dv, -1.0, 1.0);
     let dq = uniform(&mut r, lead * lq * dk, -1.0, 1.0);
     let ct = uniform(&mut r, lead * lq * dv, -1.0, 1.0);
-    let eye = AttentionShape { dv: lk, ..s };
-    let ident: Vec<f64> = (0..lk * lk).map(|i| if i / lk == i % lk { 1.0 } else { 0.0 }).collect();
-    let shared = MatrixMap { rows: RowMap::shared(), lead_stride: 0, transposed: false };
-    let mut p = vec![0.0; lead * lq * lk];
-    twin::record_attention(&eye, (&q, map(lq * dk)), (&k, map(dk * lk)), (&ident, shared), &mut p);
+    let p = twin_probabilities(&s, (&q, map(lq * dk)), (&k, map(dk * lk)));
     let p_rows = RowMap::rows(lead * lq * lk);
     let mut d_out = vec![0.0; lead * lq * dv];
     let tangents = [Some((&dq[..], map(lq * dk))), None, None];

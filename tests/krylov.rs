@@ -5,6 +5,9 @@
 mod common;
 
 use common::cli::{s as path, scorelens, Scratch};
+use common::spectra::{
+    check_triplets, largest_principal_angle, orthogonal, prescribed_spectra, with_singular_values, Tolerances,
+};
 use common::{fixture, gpu, normal_vec, rng};
 use faer::{Mat, Side};
 use scorelens::analysis::{self, MatrixFreeSolver, SpectrumSettings};
@@ -14,98 +17,24 @@ use scorelens::solver::block_krylov::{block_krylov_svd, block_lanczos_symmetric_
 use scorelens::solver::operator::DenseBatch;
 use scorelens::{ScoreField, ScoreModel};
 
-/// A random D×D orthogonal matrix (Q of a Gaussian matrix).
-fn orthogonal(d: usize, seed: u64) -> Mat<f64> {
-    let g = normal_vec(&mut rng(seed), d * d, 1.0);
-    Mat::<f64>::from_fn(d, d, |r, c| g[r * d + c] as f64).qr().compute_Q()
-}
-
-/// Row-major A = Q₁ diag(s) Q₂ᵀ.
-fn with_singular_values(s: &[f64], seed: u64) -> Vec<f64> {
-    let d = s.len();
-    let (q1, q2) = (orthogonal(d, seed), orthogonal(d, seed + 1000));
-    let a = &q1 * Mat::<f64>::from_fn(d, d, |r, c| if r == c { s[r] } else { 0.0 }) * q2.transpose();
-    (0..d * d).map(|e| a[(e / d, e % d)]).collect()
-}
-
-/// The largest principal angle between the row spaces of two [k, D] blocks with orthonormal rows.
-fn largest_principal_angle(a: &[f64], b: &[f64], k: usize, d: usize) -> f64 {
-    let m = Mat::<f64>::from_fn(k, k, |i, j| (0..d).map(|r| a[i * d + r] * b[j * d + r]).sum());
-    m.singular_values().unwrap().iter().cloned().fold(1.0, f64::min).clamp(-1.0, 1.0).acos()
-}
-
-/// The f64 SVD of a row-major matrix: singular values and the top-k left and right vectors as [k, D] rows.
-fn reference_svd(a: &[f64], d: usize, k: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let m = Mat::<f64>::from_fn(d, d, |r, c| a[r * d + c]);
-    let svd = m.svd().unwrap();
-    let rows = |q: faer::MatRef<'_, f64>| (0..k).flat_map(|i| (0..d).map(move |r| q[(r, i)])).collect();
-    ((0..d).map(|i| svd.S().column_vector()[i]).collect(), rows(svd.U()), rows(svd.V()))
-}
-
-/// Checks the triplets of `a` found by the solver against the f64 SVD: values within `value_tol` · s₁, both
-/// residuals within the tolerance (recomputed here from A, not taken from the solver), and principal angles of
-/// both k-subspaces within `angle_tol` where the gap s_k / s_{k+1} allows.
-fn check_triplets(name: &str, a: &[f64], d: usize, k: usize, single: bool, tol: f64, value_tol: f64, angle_tol: f64) {
+/// Runs the host solver on `a` (f32 products when `single`) and checks its triplets against the f64 SVD.
+fn check_host(name: &str, a: &[f64], d: usize, k: usize, single: bool, tol: f64, value_tol: f64, angle_tol: f64) {
     let settings = KrylovSettings::new(k, tol, 300, 11);
     let mut op = DenseBatch::new(vec![a.to_vec()], d, single).unwrap();
     let found = block_krylov_svd(&mut op, settings, 0).unwrap().remove(0);
-    assert!(found.converged, "{name}: not converged after {} steps", found.iterations);
-    let (want, left, right) = reference_svd(a, d, k);
-    let s1 = want[0];
-    for i in 0..k {
-        let (u, v) = (&found.left[i * d..(i + 1) * d], &found.right[i * d..(i + 1) * d]);
-        let err = (found.singular_values[i] - want[i]).abs() / s1;
-        assert!(err <= value_tol, "{name}: s{i} {} vs {} (error {err:e} s₁)", found.singular_values[i], want[i]);
-        let av: Vec<f64> = (0..d).map(|r| (0..d).map(|c| a[r * d + c] * v[c]).sum()).collect();
-        let atu: Vec<f64> = (0..d).map(|r| (0..d).map(|c| a[c * d + r] * u[c]).sum()).collect();
-        let s = found.singular_values[i];
-        let r1 = av.iter().zip(u).map(|(x, y)| (x - s * y).powi(2)).sum::<f64>().sqrt() / s1;
-        let r2 = atu.iter().zip(v).map(|(x, y)| (x - s * y).powi(2)).sum::<f64>().sqrt() / s1;
-        // The solver's own residuals come from the (possibly f32) products; the true ones differ by that noise.
-        let slack = if single { 2.0 } else { 1.0 + 1e-6 };
-        assert!(r1 <= slack * tol && r2 <= slack * tol, "{name}: triplet {i} residuals {r1:e}, {r2:e}");
-        assert!(found.residuals[i] <= tol && found.transpose_residuals[i] <= tol);
-    }
-    if want[k - 1] > 1.01 * want[k] && want[k - 1] > 1e-8 * s1 {
-        let l = largest_principal_angle(&found.left, &left, k, d);
-        let r = largest_principal_angle(&found.right, &right, k, d);
-        assert!(l <= angle_tol && r <= angle_tol, "{name}: principal angles {l:e} (left), {r:e} (right)");
-    }
+    // The solver's own residuals come from the (possibly f32) products; the true ones differ by that noise.
+    let slack = if single { 2.0 } else { 1.0 + 1e-6 };
+    let bounds = Tolerances { solver: tol, residual: slack * tol, value: value_tol, angle: angle_tol };
+    check_triplets(name, a, d, k, &found, &bounds);
     eprintln!("{name}: {} steps, {} products", found.iterations, found.products);
 }
 
 #[test]
 fn prescribed_spectra_in_f64() {
     let d = 61; // not a multiple of the block (8)
-    let decaying = |i: usize| 10.0 * 0.93f64.powi(i as i32);
-    let spectra: Vec<(&str, Vec<f64>, usize)> = vec![
-        ("decaying", (0..d).map(decaying).collect(), 10),
-        // Clustered: twelve values within 1e-3 of each other, then a drop.
-        ("clustered", (0..d).map(|i| if i < 12 { 5.0 - 1e-4 * i as f64 } else { decaying(i) * 0.3 }).collect(), 9),
-        // A tiny gap after s_k: s_k / s_{k+1} = 1 + 1e-4 (the subspace check is then skipped; values still match).
-        (
-            "tiny gap",
-            (0..d).map(|i| if i < 7 { 3.0 - 0.1 * i as f64 } else { 2.4 - 2.4e-4 - 0.02 * (i - 7) as f64 }).collect(),
-            7,
-        ),
-        // Repeated: 4.0 three times, 2.0 twice, inside the top k.
-        (
-            "repeated",
-            (0..d)
-                .map(|i| match i {
-                    0..=2 => 4.0,
-                    3..=4 => 2.0,
-                    _ => 1.5 * 0.9f64.powi(i as i32),
-                })
-                .collect(),
-            6,
-        ),
-        // Rank-deficient: rank 5 < k = 8; s₆..s₈ = 0.
-        ("rank-deficient", (0..d).map(|i| if i < 5 { 3.0 - 0.5 * i as f64 } else { 0.0 }).collect(), 8),
-    ];
-    for (seed, (name, s, k)) in spectra.into_iter().enumerate() {
+    for (seed, (name, s, k)) in prescribed_spectra(d).into_iter().enumerate() {
         let a = with_singular_values(&s, 40 + seed as u64);
-        check_triplets(name, &a, d, k, false, 1e-10, 1e-9, 1e-6);
+        check_host(name, &a, d, k, false, 1e-10, 1e-9, 1e-6);
     }
 }
 
@@ -115,7 +44,7 @@ fn float32_products_reach_1e_5_on_a_slowly_decaying_spectrum() {
     let d = 150;
     let s: Vec<f64> = (0..d).map(|i| 2.0 / (1.0 + 0.01 * i as f64)).collect();
     let a = with_singular_values(&s, 7);
-    check_triplets("slow decay, f32 products", &a, d, 20, true, 1e-5, 1e-5, 1e-3);
+    check_host("slow decay, f32 products", &a, d, 20, true, 1e-5, 1e-5, 1e-3);
 }
 
 #[test]

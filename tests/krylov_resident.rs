@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::spectra::{
+    check_triplets, largest_principal_angle, prescribed_spectra, subspace_gap, with_singular_values, Tolerances,
+};
 use common::{fixture, gpu, normal_vec, rng};
-use faer::Mat;
 use scorelens::analysis::lowrank::JacobianBatch;
 use scorelens::derivative::blocks::ResidentJacobians;
 use scorelens::gpu::{BufferRole, Recorder};
@@ -19,24 +21,6 @@ use scorelens::solver::operator::{DenseBatch, DeviceDense};
 use scorelens::solver::resident_krylov::{block_krylov_svd_resident, resident_fits};
 use scorelens::{ScoreField, ScoreModel};
 
-fn orthogonal(d: usize, seed: u64) -> Mat<f64> {
-    let g = normal_vec(&mut rng(seed), d * d, 1.0);
-    Mat::<f64>::from_fn(d, d, |r, c| g[r * d + c] as f64).qr().compute_Q()
-}
-
-/// Row-major A = Q₁ diag(s) Q₂ᵀ.
-fn with_singular_values(s: &[f64], seed: u64) -> Vec<f64> {
-    let d = s.len();
-    let (q1, q2) = (orthogonal(d, seed), orthogonal(d, seed + 1000));
-    let a = &q1 * Mat::<f64>::from_fn(d, d, |r, c| if r == c { s[r] } else { 0.0 }) * q2.transpose();
-    (0..d * d).map(|e| a[(e / d, e % d)]).collect()
-}
-
-fn largest_principal_angle(a: &[f64], b: &[f64], k: usize, d: usize) -> f64 {
-    let m = Mat::<f64>::from_fn(k, k, |i, j| (0..d).map(|r| a[i * d + r] * b[j * d + r]).sum());
-    m.singular_values().unwrap().iter().cloned().fold(1.0, f64::min).clamp(-1.0, 1.0).acos()
-}
-
 fn resident(matrices: Vec<Vec<f64>>, d: usize, settings: KrylovSettings, first_row: usize) -> Vec<Triplets> {
     let ctx = gpu();
     let mut op = DeviceDense::new(ctx.clone(), DenseBatch::new(matrices, d, true).unwrap());
@@ -46,34 +30,13 @@ fn resident(matrices: Vec<Vec<f64>>, d: usize, settings: KrylovSettings, first_r
 /// The resident triplets of `a` against the f64 SVD: values within `value_tol` · s₁, both residuals recomputed
 /// here from A in f64 within 2 · tol, principal angles within `angle_tol` where s_k / s_{k+1} > 1.01; and the
 /// host twin on the same f32 products reaches the same values. Returns (resident, host) products.
-#[allow(clippy::needless_range_loop)] // i indexes the values and the [k, D] vector rows alike.
 fn check(name: &str, a: &[f64], d: usize, k: usize, tol: f64, value_tol: f64, angle_tol: f64) -> (usize, usize) {
     let settings = KrylovSettings::new(k, tol, 300, 11);
     assert!(resident_fits(&settings, d), "{name}: D = {d} too small for the resident method");
     let found = resident(vec![a.to_vec()], d, settings, 0).remove(0);
-    assert!(found.converged, "{name}: not converged after {} steps", found.iterations);
-    let m = Mat::<f64>::from_fn(d, d, |r, c| a[r * d + c]);
-    let svd = m.svd().unwrap();
-    let want: Vec<f64> = (0..d).map(|i| svd.S().column_vector()[i]).collect();
-    let rows = |q: faer::MatRef<'_, f64>| -> Vec<f64> { (0..k).flat_map(|i| (0..d).map(move |r| q[(r, i)])).collect() };
-    let s1 = want[0];
-    for i in 0..k {
-        let (u, v) = (&found.left[i * d..(i + 1) * d], &found.right[i * d..(i + 1) * d]);
-        let err = (found.singular_values[i] - want[i]).abs() / s1;
-        assert!(err <= value_tol, "{name}: s{i} {} vs {} (error {err:e} s₁)", found.singular_values[i], want[i]);
-        let s = found.singular_values[i];
-        let av: Vec<f64> = (0..d).map(|r| (0..d).map(|c| a[r * d + c] * v[c]).sum()).collect();
-        let atu: Vec<f64> = (0..d).map(|r| (0..d).map(|c| a[c * d + r] * u[c]).sum()).collect();
-        let r1 = av.iter().zip(u).map(|(x, y)| (x - s * y).powi(2)).sum::<f64>().sqrt() / s1;
-        let r2 = atu.iter().zip(v).map(|(x, y)| (x - s * y).powi(2)).sum::<f64>().sqrt() / s1;
-        assert!(r1 <= 2.0 * tol && r2 <= 2.0 * tol, "{name}: triplet {i} residuals {r1:e}, {r2:e}");
-        assert!(found.residuals[i] <= tol && found.transpose_residuals[i] <= tol);
-    }
-    if want[k - 1] > 1.01 * want[k] && want[k - 1] > 1e-8 * s1 {
-        let l = largest_principal_angle(&found.left, &rows(svd.U()), k, d);
-        let r = largest_principal_angle(&found.right, &rows(svd.V()), k, d);
-        assert!(l <= angle_tol && r <= angle_tol, "{name}: principal angles {l:e} (left), {r:e} (right)");
-    }
+    let bounds = Tolerances { solver: tol, residual: 2.0 * tol, value: value_tol, angle: angle_tol };
+    let reference = check_triplets(name, a, d, k, &found, &bounds);
+    let s1 = reference.values[0];
     let mut op = DenseBatch::new(vec![a.to_vec()], d, true).unwrap();
     let host = block_krylov_svd(&mut op, settings, 0).unwrap().remove(0);
     assert!(host.converged, "{name}: the host twin did not converge");
@@ -86,8 +49,8 @@ fn check(name: &str, a: &[f64], d: usize, k: usize, tol: f64, value_tol: f64, an
             host.singular_values[i]
         );
     }
-    if want[k - 1] > 1.01 * want[k] && want[k - 1] > 1e-8 * s1 {
-        let l = largest_principal_angle(&host.left, &rows(svd.U()), k, d);
+    if subspace_gap(&reference.values, k) {
+        let l = largest_principal_angle(&host.left, &reference.left, k, d);
         eprintln!("{name}: the host twin's left principal angle {l:e}");
     }
     eprintln!(
@@ -144,30 +107,7 @@ fn gram_kernel_names_a_short_buffer() {
 #[test]
 fn prescribed_spectra_with_f32_products_on_the_device() {
     let d = 67; // not a multiple of the block (8) nor of the Gram kernel's 64 threads
-    let decaying = |i: usize| 10.0 * 0.93f64.powi(i as i32);
-    let spectra: Vec<(&str, Vec<f64>, usize)> = vec![
-        ("decaying", (0..d).map(decaying).collect(), 10),
-        ("clustered", (0..d).map(|i| if i < 12 { 5.0 - 1e-4 * i as f64 } else { decaying(i) * 0.3 }).collect(), 9),
-        (
-            "tiny gap",
-            (0..d).map(|i| if i < 7 { 3.0 - 0.1 * i as f64 } else { 2.4 - 2.4e-4 - 0.02 * (i - 7) as f64 }).collect(),
-            7,
-        ),
-        (
-            "repeated",
-            (0..d)
-                .map(|i| match i {
-                    0..=2 => 4.0,
-                    3..=4 => 2.0,
-                    _ => 1.5 * 0.9f64.powi(i as i32),
-                })
-                .collect(),
-            6,
-        ),
-        // Rank 5 < k = 8: the products' new directions vanish and are replaced by random ones.
-        ("rank-deficient", (0..d).map(|i| if i < 5 { 3.0 - 0.5 * i as f64 } else { 0.0 }).collect(), 8),
-    ];
-    for (seed, (name, s, k)) in spectra.into_iter().enumerate() {
+    for (seed, (name, s, k)) in prescribed_spectra(d).into_iter().enumerate() {
         let a = with_singular_values(&s, 40 + seed as u64);
         check(name, &a, d, k, 1e-5, 1e-5, 1e-3);
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::spectra::{largest_principal_angle, orthogonal};
 use common::{fixture, gpu, normal_vec, random_mlp, rng};
 use faer::Mat;
 use scorelens::analysis::{self, PointSpectrum, SpectrumSettings};
@@ -41,12 +42,6 @@ fn linear_model(w: &[f64], d: usize, schedule: NoiseSchedule) -> MlpModel {
         schedule,
         output_scale: OutputScale::InvStd,
     }
-}
-
-fn orthogonal(d: usize, seed: u64) -> Mat<f64> {
-    let g = normal_vec(&mut rng(seed), d * d, 1.0);
-    let m = Mat::<f64>::from_fn(d, d, |r, c| g[r * d + c] as f64);
-    m.qr().compute_Q()
 }
 
 #[test]
@@ -152,13 +147,6 @@ fn random_mlp_against_an_f64_svd_of_the_reference_jacobian() {
             assert!(dot.abs() >= 1.0 - 1e-6, "point {p}: |v1·v1_ref| = {}", dot.abs());
         }
     }
-}
-
-/// The largest principal angle between the row spaces of two [k, D] orthonormal blocks.
-fn largest_principal_angle(a: &[f64], b: &[f64], k: usize, d: usize) -> f64 {
-    let m = Mat::<f64>::from_fn(k, k, |i, j| (0..d).map(|r| a[i * d + r] * b[j * d + r]).sum());
-    let cosines = m.singular_values().unwrap();
-    cosines.iter().cloned().fold(1.0, f64::min).clamp(-1.0, 1.0).acos()
 }
 
 #[test]

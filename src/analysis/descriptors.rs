@@ -16,13 +16,11 @@
 //! forming J, which is cheaper when k ≪ D. `Auto` takes the cheaper by the cost model of
 //! [`super::route::choose_values_route`].
 
-use std::ops::Range;
-
 use faer::Mat;
 
-use super::lowrank::JacobianBatch;
+use super::lowrank::{krylov_chunks, point_range, JacobianBatch};
 use super::route::{choose_values_route_for, RouteChoice, SpectrumRoute};
-use crate::derivative::{self, blocks, linearize, JacobianMethod};
+use crate::derivative::{self, linearize, JacobianMethod};
 use crate::error::{Error, Result};
 use crate::field::{validate_batch, ScoreField};
 use crate::scheduler::JobOptions;
@@ -311,16 +309,12 @@ fn krylov_values(
     let points = x.len() / d;
     let settings = KrylovSettings::new(k, solver.tolerance, solver.max_iterations, solver.seed);
     let rows = settings.block.min(d);
-    let chunks: Vec<Range<usize>> = match blocks::supports(field) {
-        true => blocks::point_chunks(field, points, rows, options)?.unwrap_or_else(|| vec![0..points]),
-        false => vec![0..points],
-    };
     let mut out = Vec::with_capacity(points);
-    for chunk in chunks {
-        let tc: &[f32] = if t.len() == 1 { t } else { &t[chunk.clone()] };
+    for chunk in krylov_chunks(field, points, rows, options)? {
+        let (xc, tc) = point_range(x, t, d, &chunk);
         let coefficients = chunk.clone().map(|p| map_coefficients(field, map, if t.len() == 1 { t[0] } else { t[p] }));
         let mut op = MapOperator {
-            jacobian: JacobianBatch::new(field, &x[chunk.start * d..chunk.end * d], tc, rows, options)?,
+            jacobian: JacobianBatch::new(field, xc, tc, rows, options)?,
             coefficients: coefficients.collect(),
         };
         for triplets in block_krylov_svd(&mut op, settings, first_row + chunk.start)? {

@@ -564,13 +564,23 @@ pub fn krylov_settings(settings: LowRankSettings) -> KrylovSettings {
 
 /// Chunks of points for a Krylov run: those whose blocks of `rows` fit the budget together (networks), else
 /// all points at once (the host path chunks its own products).
-fn krylov_chunks(field: &ScoreField, points: usize, rows: usize, options: JobOptions) -> Result<Vec<Range<usize>>> {
+pub(super) fn krylov_chunks(
+    field: &ScoreField,
+    points: usize,
+    rows: usize,
+    options: JobOptions,
+) -> Result<Vec<Range<usize>>> {
     if blocks::supports(field) {
         if let Some(chunks) = blocks::point_chunks(field, points, rows, options)? {
             return Ok(chunks);
         }
     }
     Ok(vec![0..points])
+}
+
+/// The points `range` of a batch of D-long rows `x` and their times (`t` one time for all points or one per point).
+pub(super) fn point_range<'a>(x: &'a [f32], t: &'a [f32], d: usize, range: &Range<usize>) -> (&'a [f32], &'a [f32]) {
+    (&x[range.start * d..range.end * d], if t.len() == 1 { t } else { &t[range.clone()] })
 }
 
 /// Runs a solver over [`krylov_chunks`], each chunk's rows keeping their global index.
@@ -591,8 +601,8 @@ fn krylov_in_chunks<T>(
     let rows = settings.block.min(d);
     let mut out = Vec::with_capacity(points);
     for chunk in krylov_chunks(field, points, rows, options)? {
-        let tc: &[f32] = if t.len() == 1 { t } else { &t[chunk.clone()] };
-        let mut op = JacobianBatch::new(field, &x[chunk.start * d..chunk.end * d], tc, rows, options)?;
+        let (xc, tc) = point_range(x, t, d, &chunk);
+        let mut op = JacobianBatch::new(field, xc, tc, rows, options)?;
         out.extend(solve(&mut op, settings, first_row + chunk.start)?);
     }
     Ok(out)
@@ -618,8 +628,7 @@ pub fn krylov_triplets(
 /// Bytes of a resident run's device bases per point: [U; AV] and [V; AᵀU], `capacity` rows each half, plus the
 /// pending block and the scratch blocks of one step (generously: four blocks of b rows).
 fn resident_bytes_per_point(settings: &KrylovSettings, d: usize) -> u64 {
-    let b = settings.block.min(d);
-    let capacity = settings.basis.max(settings.k + 2 * b).min(d);
+    let (b, capacity) = settings.sizes(d);
     ((4 * capacity + 4 * b + 2 * settings.k) * d * 4) as u64
 }
 
@@ -654,8 +663,8 @@ fn resident_krylov_triplets(
     for chunk in chunks {
         for start in chunk.clone().step_by(per_chunk) {
             let part = start..(start + per_chunk).min(chunk.end);
-            let tc: &[f32] = if t.len() == 1 { t } else { &t[part.clone()] };
-            let mut op = ResidentJacobians::new(field, &x[part.start * d..part.end * d], tc, rows)?;
+            let (xc, tc) = point_range(x, t, d, &part);
+            let mut op = ResidentJacobians::new(field, xc, tc, rows)?;
             out.extend(block_krylov_svd_resident(field.ctx(), &mut op, settings, first_row + part.start)?);
         }
     }

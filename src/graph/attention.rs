@@ -16,7 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::graph::fuse::scalar;
 use crate::graph::ir::{Attention, AttentionTangents, Graph, MatMul, Node, NodeId, Op, Stream, ValueId};
+use crate::graph::uses::Uses;
 use crate::ops::graph::BinaryOp;
 
 /// Environment variable that turns attention fusion off (`0`, `off`, `false`) while the other fusions stay on.
@@ -42,15 +44,6 @@ pub struct AttentionPattern {
     pub nodes: Vec<NodeId>,
 }
 
-/// The constant scalar a value holds, if it is one.
-fn scalar(g: &Graph, v: ValueId) -> Option<f64> {
-    let value = &g.values[v];
-    match (&value.data, value.stream) {
-        (Some(data), Stream::Const) if data.len() == 1 => Some(data[0] as f64),
-        _ => None,
-    }
-}
-
 /// A product's A operand read as one contiguous block of `lead` [m, k] matrices, not transposed (the probabilities
 /// as the second product reads them).
 fn contiguous_a(mm: &MatMul) -> bool {
@@ -59,13 +52,8 @@ fn contiguous_a(mm: &MatMul) -> bool {
 
 /// The attentions computed by `nodes` (primal or constant streams).
 pub fn find_attentions(g: &Graph, nodes: &[NodeId]) -> Vec<AttentionPattern> {
-    let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
-    let mut consumers: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
-    for &n in nodes {
-        for &i in &g.nodes[n].inputs {
-            consumers.entry(i).or_default().push(n);
-        }
-    }
+    let none_kept = HashSet::new();
+    let uses = Uses::of(g, nodes, &none_kept);
     let mut found = Vec::new();
     for &s in nodes {
         let Op::Softmax { outer, n, inner: 1 } = g.nodes[s].op else { continue };
@@ -77,7 +65,7 @@ pub fn find_attentions(g: &Graph, nodes: &[NodeId]) -> Vec<AttentionPattern> {
         let mut logits = g.nodes[s].inputs[0];
         let mut scale = None;
         let mut factor = 1.0;
-        if let Some(&sc) = producer.get(&logits) {
+        if let Some(sc) = uses.producer(logits) {
             if let Op::Binary(op @ (BinaryOp::Mul | BinaryOp::Div)) = g.nodes[sc].op {
                 let ins = &g.nodes[sc].inputs;
                 let pick = match op {
@@ -97,12 +85,12 @@ pub fn find_attentions(g: &Graph, nodes: &[NodeId]) -> Vec<AttentionPattern> {
                 }
             }
         }
-        let Some(&m1) = producer.get(&logits) else { continue };
+        let Some(m1) = uses.producer(logits) else { continue };
         let Op::MatMul(mm1) = g.nodes[m1].op else { continue };
         if mm1.lead * mm1.m != outer || mm1.n != n || g.values[logits].numel() != mm1.lead * mm1.m * mm1.n {
             continue;
         }
-        let second = consumers.get(&probs).into_iter().flatten().copied().find(|&c| {
+        let second = uses.readers(probs).iter().copied().find(|&c| {
             let node = &g.nodes[c];
             matches!(node.op, Op::MatMul(mm2)
                 if node.inputs[0] == probs && node.inputs[1] != probs && mm2.lead == mm1.lead && mm2.m == mm1.m
@@ -128,17 +116,6 @@ pub fn find_attentions(g: &Graph, nodes: &[NodeId]) -> Vec<AttentionPattern> {
         found.push(AttentionPattern { spec, q, k, v, scale, probs, nodes });
     }
     found
-}
-
-/// The nodes of a list that read each value.
-fn readers(g: &Graph, nodes: &[NodeId]) -> HashMap<ValueId, Vec<NodeId>> {
-    let mut consumers: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
-    for &n in nodes {
-        for &i in &g.nodes[n].inputs {
-            consumers.entry(i).or_default().push(n);
-        }
-    }
-    consumers
 }
 
 /// Replaces, in `nodes`, each chain by its fused node (appended to the graph) at the position of the chain's last
@@ -170,7 +147,7 @@ pub fn fuse_forward(
     kept: &HashSet<ValueId>,
     patterns: &[AttentionPattern],
 ) -> Vec<NodeId> {
-    let consumers = readers(g, nodes);
+    let uses = Uses::of(g, nodes, kept);
     let listed: HashSet<NodeId> = nodes.iter().copied().collect();
     let mut fused = Vec::new();
     for p in patterns {
@@ -178,10 +155,7 @@ pub fn fuse_forward(
             continue;
         }
         // Every value but the last is read once, by the next node of the chain, and not after the list.
-        let private = p.nodes.windows(2).all(|w| {
-            let v = g.nodes[w[0]].output;
-            !kept.contains(&v) && v != g.output && consumers.get(&v).map(Vec::as_slice) == Some(&[w[1]])
-        });
+        let private = p.nodes.windows(2).all(|w| uses.only(g.nodes[w[0]].output) == Some(w[1]));
         if !private {
             continue;
         }
@@ -205,25 +179,16 @@ pub fn fuse_tangents(
     kept: &HashSet<ValueId>,
     patterns: &[AttentionPattern],
 ) -> Vec<NodeId> {
-    let consumers = readers(g, nodes);
-    let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
-    // The one node of the list reading v, when v is not read after it.
-    let only = |v: ValueId| -> Option<NodeId> {
-        match consumers.get(&v).map(Vec::as_slice) {
-            Some(&[n]) if !kept.contains(&v) && v != g.output => Some(n),
-            _ => None,
-        }
-    };
+    let uses = Uses::of(g, nodes, kept);
     let tangent = |v: ValueId| g.values[v].stream == Stream::Tangent;
     let mut fused = Vec::new();
     for p in patterns {
         let Op::MatMul(mm1) = g.nodes[p.nodes[0]].op else { continue };
         let Op::MatMul(mm2) = g.nodes[*p.nodes.last().unwrap()].op else { continue };
         let same_sizes = |a: &MatMul, b: &MatMul| (a.m, a.n, a.k, a.lead) == (b.m, b.n, b.k, b.lead);
-        let Some(st) = consumers
-            .get(&p.probs)
-            .into_iter()
-            .flatten()
+        let Some(st) = uses
+            .readers(p.probs)
+            .iter()
             .copied()
             .find(|&n| matches!(g.nodes[n].op, Op::SoftmaxTangent { .. }) && g.nodes[n].inputs[0] == p.probs)
         else {
@@ -234,34 +199,34 @@ pub fn fuse_tangents(
         // The scale: the same op with the same constant as the primal's.
         let ds0 = match p.scale {
             Some((c, op)) => {
-                let Some(&sc) = producer.get(&ds) else { continue };
+                let Some(sc) = uses.producer(ds) else { continue };
                 let node = &g.nodes[sc];
                 if !matches!(node.op, Op::Binary(b) if b == op)
                     || node.inputs[1] != c
-                    || only(node.inputs[0]) != Some(sc)
+                    || uses.only(node.inputs[0]) != Some(sc)
                 {
                     continue;
                 }
-                if only(ds) != Some(st) {
+                if uses.only(ds) != Some(st) {
                     continue;
                 }
                 chain.push(sc);
                 node.inputs[0]
             }
-            None if only(ds) == Some(st) => ds,
+            None if uses.only(ds) == Some(st) => ds,
             None => continue,
         };
         // dS₀ = dQ·K + Q·dK (either term alone when one operand is constant in x).
-        let Some(&d0) = producer.get(&ds0) else { continue };
+        let Some(d0) = uses.producer(ds0) else { continue };
         let terms: Vec<NodeId> = match g.nodes[d0].op {
             Op::Binary(BinaryOp::Add) => {
                 let ins = g.nodes[d0].inputs.clone();
-                if ins[0] == ins[1] || ins.iter().any(|&t| only(t) != Some(d0)) {
+                if ins[0] == ins[1] || ins.iter().any(|&t| uses.only(t) != Some(d0)) {
                     continue;
                 }
                 chain.push(d0);
-                match (producer.get(&ins[0]), producer.get(&ins[1])) {
-                    (Some(&a), Some(&b)) => vec![a, b],
+                match (uses.producer(ins[0]), uses.producer(ins[1])) {
+                    (Some(a), Some(b)) => vec![a, b],
                     _ => continue,
                 }
             }
@@ -296,7 +261,7 @@ pub fn fuse_tangents(
         }
         // dO = dP·V (+ P·dV).
         let dp = g.nodes[st].output;
-        let Some(u1) = only(dp) else { continue };
+        let Some(u1) = uses.only(dp) else { continue };
         let first_ok = matches!(g.nodes[u1].op, Op::MatMul(mm)
             if same_sizes(&mm, &mm2) && mm.b == mm2.b && contiguous_a(&mm))
             && g.nodes[u1].inputs == [dp, p.v];
@@ -305,20 +270,20 @@ pub fn fuse_tangents(
         }
         chain.push(u1);
         let u1_out = g.nodes[u1].output;
-        let add = only(u1_out).filter(|&a| {
+        let add = uses.only(u1_out).filter(|&a| {
             let node = &g.nodes[a];
             matches!(node.op, Op::Binary(BinaryOp::Add)) && node.inputs[0] == u1_out && node.inputs[1] != u1_out
         });
         let mut last = u1_out;
         if let Some(a) = add {
             let other = g.nodes[a].inputs[1];
-            let Some(&u2) = producer.get(&other) else { continue };
+            let Some(u2) = uses.producer(other) else { continue };
             let node = &g.nodes[u2];
             let second_ok = matches!(node.op, Op::MatMul(mm)
                 if same_sizes(&mm, &mm2) && mm.a == mm2.a)
                 && node.inputs[0] == p.probs
                 && tangent(node.inputs[1])
-                && only(other) == Some(a);
+                && uses.only(other) == Some(a);
             if second_ok {
                 if let Op::MatMul(mm) = node.op {
                     tangents.dv = Some(mm.b);
@@ -345,24 +310,16 @@ pub fn fuse_adjoints(
     kept: &HashSet<ValueId>,
     patterns: &[AttentionPattern],
 ) -> Vec<NodeId> {
-    let consumers = readers(g, nodes);
-    let producer: HashMap<ValueId, NodeId> = nodes.iter().map(|&n| (g.nodes[n].output, n)).collect();
-    let only = |v: ValueId| -> Option<NodeId> {
-        match consumers.get(&v).map(Vec::as_slice) {
-            Some(&[n]) if !kept.contains(&v) && v != g.output => Some(n),
-            _ => None,
-        }
-    };
+    let uses = Uses::of(g, nodes, kept);
     let mut fused = Vec::new();
     for p in patterns {
         let a = p.spec;
-        let Some(sts) = consumers.get(&p.probs) else { continue };
-        for &st in sts {
+        for &st in uses.readers(p.probs) {
             if !matches!(g.nodes[st].op, Op::SoftmaxTangent { .. }) || g.nodes[st].inputs[0] != p.probs {
                 continue;
             }
             let dp = g.nodes[st].inputs[1];
-            let Some(&m) = producer.get(&dp) else { continue };
+            let Some(m) = uses.producer(dp) else { continue };
             // dP̄ = Ō · Vᵀ: Ō contiguous per tangent row, V as the primal read it, transposed.
             let ct = g.nodes[m].inputs[0];
             let product_ok = matches!(g.nodes[m].op, Op::MatMul(mm)
@@ -373,14 +330,14 @@ pub fn fuse_adjoints(
                 && g.nodes[m].inputs[1] == p.v
                 && g.values[ct].stream == Stream::Tangent
                 && g.values[ct].numel() == a.lead * a.lq * a.dv
-                && only(dp) == Some(st);
+                && uses.only(dp) == Some(st);
             if !product_ok {
                 continue;
             }
             let mut chain = vec![m, st];
             let mut last = g.nodes[st].output;
             if let Some((c, op)) = p.scale {
-                let Some(sc) = only(last) else { continue };
+                let Some(sc) = uses.only(last) else { continue };
                 let node = &g.nodes[sc];
                 if !matches!(node.op, Op::Binary(b) if b == op) || node.inputs != [last, c] {
                     continue;

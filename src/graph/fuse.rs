@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use crate::graph::attention;
 use crate::graph::ir::{Graph, MatMul, Node, NodeId, NormAffine, Op, StoreEpilogue, Stream, ValueId};
 use crate::graph::linearize::Linearized;
+use crate::graph::uses::Uses;
 use crate::ops::graph::{BinaryOp, UnaryFn};
 
 /// Environment variable that turns fusion off (`0`, `off`, `false`); anything else, or unset, leaves it on.
@@ -48,7 +49,7 @@ pub fn is_patch_product(spec: &crate::ops::graph::Conv2d) -> bool {
 }
 
 /// The constant scalar a value holds, if it is one.
-fn scalar(g: &Graph, v: ValueId) -> Option<f64> {
+pub(crate) fn scalar(g: &Graph, v: ValueId) -> Option<f64> {
     let value = &g.values[v];
     match (&value.data, value.stream) {
         (Some(data), Stream::Const) if data.len() == 1 => Some(data[0] as f64),
@@ -60,38 +61,13 @@ fn near(value: Option<f64>, want: f64) -> bool {
     value.is_some_and(|v| (v - want).abs() <= 1e-6 * want.abs())
 }
 
-/// Consumers of every value among `nodes`, and whether it is the graph's output.
-struct Uses {
-    consumers: HashMap<ValueId, Vec<NodeId>>,
-    output: ValueId,
-}
-
-impl Uses {
-    fn of(g: &Graph, nodes: &[NodeId]) -> Self {
-        let mut consumers: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
-        for &n in nodes {
-            for &i in &g.nodes[n].inputs {
-                consumers.entry(i).or_default().push(n);
-            }
-        }
-        Uses { consumers, output: g.output }
-    }
-
-    /// The one node reading `v`, when exactly one node reads it once and it is not the output.
-    fn only(&self, v: ValueId) -> Option<NodeId> {
-        match self.consumers.get(&v).map(Vec::as_slice) {
-            Some(&[n]) if v != self.output => Some(n),
-            _ => None,
-        }
-    }
-}
-
 /// Rewrites SiLU (Mul of x and Sigmoid(x)) and the erf form of GELU into single unary nodes (the last node of
 /// each pattern takes the new op, so its output keeps its id) and drops the nodes left without a use. Returns
 /// how many activations were recognised.
 pub fn recognise_activations(g: &mut Graph) -> usize {
     let all: Vec<NodeId> = (0..g.nodes.len()).collect();
-    let uses = Uses::of(g, &all);
+    let none_kept = HashSet::new();
+    let uses = Uses::of(g, &all, &none_kept);
     let mut producer: HashMap<ValueId, NodeId> = HashMap::new();
     for (n, node) in g.nodes.iter().enumerate() {
         producer.insert(node.output, n);
@@ -354,12 +330,10 @@ type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
 /// Fuses the bias adds, activations and derivative factors that follow products in `nodes` into new fused nodes
 /// (appended to the graph); `kept` are values read after the list, which are never fused away.
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
-    let uses = Uses::of(g, nodes);
+    let uses = Uses::of(g, nodes, kept);
     let position: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // Where the list computes each value (absent: an input, a constant or a value of an earlier list).
     let made_at: HashMap<ValueId, usize> = nodes.iter().enumerate().map(|(i, &n)| (g.nodes[n].output, i)).collect();
-    // The node (of the list) that alone reads v, when v may be fused away.
-    let sole = |v: ValueId| uses.only(v).filter(|_| !kept.contains(&v));
     let mut absorbed = vec![false; nodes.len()];
     let mut out = Vec::with_capacity(nodes.len());
     for (i, &n) in nodes.iter().enumerate() {
@@ -368,7 +342,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
         }
         let node = g.nodes[n].clone();
         let consumer = |v: ValueId| -> Option<(usize, NodeId)> {
-            let c = sole(v)?;
+            let c = uses.only(v)?;
             let &pos = position.get(&c)?;
             (pos > i).then_some((pos, c))
         };

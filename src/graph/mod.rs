@@ -13,6 +13,7 @@ pub mod ir;
 pub mod layout;
 pub mod linearize;
 pub mod onnx;
+mod uses;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -77,7 +77,7 @@ impl KrylovSettings {
     }
 
     /// (b, the basis capacity) for dimension D.
-    pub(super) fn sizes(&self, d: usize) -> (usize, usize) {
+    pub(crate) fn sizes(&self, d: usize) -> (usize, usize) {
         let b = self.block.min(d);
         (b, self.basis.max(self.k + 2 * b).min(d))
     }

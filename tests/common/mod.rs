@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod spectra;
 
 use std::path::PathBuf;
 use std::sync::Arc;
