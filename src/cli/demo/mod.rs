@@ -46,7 +46,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
     pub assets: PathBuf,
     /// Fewer samples, trajectories and points (the same 500-step grid, which EM needs to be stable at t = 1e-3): a
-    /// run of two to three minutes on a 2-core software driver (used by the tests); the full run takes about four.
+    /// run of two to three minutes on a 2-core software driver (used by the tests); the full run about six and a half.
     #[arg(long)]
     pub quick: bool,
     #[command(flatten)]
