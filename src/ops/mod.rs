@@ -2,8 +2,8 @@
 //! nothing of models, files or the CLI.
 
 pub mod attention;
-pub mod graph;
 pub mod gram;
+pub mod graph;
 pub mod kde;
 pub mod lincomb;
 pub mod matmul;

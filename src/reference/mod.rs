@@ -4,8 +4,8 @@
 
 pub mod attention;
 pub mod flow;
-pub mod graph;
 pub mod gram;
+pub mod graph;
 pub mod graph_ops;
 pub mod kde;
 pub mod matmul;
