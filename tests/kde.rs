@@ -119,6 +119,58 @@ fn random_clouds_match_the_f64_reference() {
     println!("worst: log p {:.1e}, score {:.1e}, Hessian {:.1e}", worst[0], worst[1], worst[2]);
 }
 
+/// The per-query-point kernels (kde_point_*.wgsl) against the f64 reference and against the forced tiles, and
+/// `Auto` (which picks them for few rows) against both, at dimensions and row counts that fill no block: one tile
+/// and several, N and tiles not multiples of the 256-point chunks or 64-point stages.
+#[test]
+fn per_point_kernels_match_the_reference_and_the_tiles() {
+    let mut r = rng(16);
+    for (n, d, rows, tile) in [
+        (1000, 9, 1, 1000),
+        (1000, 13, 3, 333),
+        (777, 16, 7, 777),
+        (777, 16, 25, 250),
+        (601, 23, 70, 601),
+        (601, 37, 25, 200),
+        (500, 37, 7, 500),
+        (300, 64, 3, 130),
+        (500, 2, 70, 123),
+        (300, 5, 3, 300),
+    ] {
+        let sigma = 0.6;
+        let data = normal_vec(&mut r, n * d, 1.0);
+        let x = queries(&mut r, &data, d, sigma, rows);
+        let field = |path| {
+            KdeField::new(gpu(), data.clone(), d, KdeScale::bandwidth(sigma))
+                .unwrap()
+                .with_path(path)
+                .unwrap()
+                .with_tile_rows(tile)
+        };
+        let point = field(KdePath::Point);
+        assert_eq!(point.path_for(rows), KdePath::Point);
+        let e = errors(&point, &x, JobOptions::default());
+        println!(
+            "per-point N {n} D {d} rows {rows} tile {tile}: log p {:.1e}, score {:.1e}, Hessian {:.1e}",
+            e.0, e.1, e.2
+        );
+        assert!(e.0 <= 1e-6 && e.1 <= 1e-4 && e.2 <= 1e-4, "N {n} D {d} rows {rows}: {e:?}");
+        let got = point.evaluate(&x, true, JobOptions::default()).unwrap();
+        for other in [KdePath::Tiled, KdePath::Auto] {
+            let want = field(other).evaluate(&x, true, JobOptions::default()).unwrap();
+            let diffs = [
+                rel_err(&got.log_density, &want.log_density.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+                rel_err(&got.score, &want.score.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+                rel_err(
+                    got.hessian.as_ref().unwrap(),
+                    &want.hessian.unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                ),
+            ];
+            assert!(diffs[0] <= 1e-6 && diffs[1] <= 1e-4 && diffs[2] <= 1e-4, "{other:?} N {n} D {d}: {diffs:?}");
+        }
+    }
+}
+
 #[test]
 fn several_tiles_chunks_and_streamed_data_agree_with_one_tile() {
     let mut r = rng(12);
@@ -150,6 +202,9 @@ fn hessian_vector_products_match_hessian_times_v() {
         // Wide blocks (BLOCK_ROWS = 64): just past the narrow limit, and two 64-direction workgroups.
         (400, 67, 33, 150, KdePath::Tiled),
         (300, 130, 70, 300, KdePath::Tiled),
+        // The per-point path forms H (16×16, 37×37) and applies it on the host.
+        (500, 16, 3, 123, KdePath::Point),
+        (400, 37, 2, 400, KdePath::Point),
     ] {
         let data = normal_vec(&mut r, n * d, 1.0);
         let x = queries(&mut r, &data, d, 0.7, 5);
@@ -217,6 +272,9 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(bad(KdeField::new(ctx.clone(), vec![1.0; 18], 9, KdeScale::bandwidth(1.0))
         .and_then(|f| f.with_path(KdePath::Small)))
     .contains("D ≤ 8"));
+    assert!(bad(KdeField::new(ctx.clone(), vec![1.0; 130], 65, KdeScale::bandwidth(1.0))
+        .and_then(|f| f.with_path(KdePath::Point)))
+    .contains("D ≤ 64"));
     let field = KdeField::new(ctx, vec![1.0; 4], 2, KdeScale::bandwidth(1.0)).unwrap();
     assert!(field.score(&[1.0; 3], JobOptions::default()).is_err());
     assert!(field.score(&[1.0, f32::INFINITY], JobOptions::default()).is_err());

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::NoiseSchedule;
-use crate::ops::kde::{self as op, KdeBuffers, KdeKernel, KdeParams, SMALL_DIM};
+use crate::ops::kde::{self as op, KdeBuffers, KdeKernel, KdeParams, POINT_MAX_DIM, SMALL_DIM};
 use crate::scheduler::{plan_chunks, DeviceBounds, JobOptions, RowCost};
 
 /// The mean scaling α and standard deviation σ of the smoothing kernel.
@@ -49,14 +49,23 @@ impl KdeScale {
     }
 }
 
-/// Which kernels evaluate the field: 64-wide register tiles (any dimension), or one thread per query point
-/// (dimension ≤ 8, where the tiles would compute mostly padding). `Auto` picks by dimension.
+/// Which kernels evaluate the field: 64-wide register tiles (any dimension), one thread per query point
+/// (dimension ≤ 8, where the tiles would compute mostly padding), or one workgroup per query point (dimension
+/// ≤ 64, few query points: threads over the data, covariance in 16×16 blocks). `Auto` picks per call from the
+/// dimension and the number of query points ([`KdeField::path_for`]), by crossovers measured on lavapipe
+/// (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KdePath {
     Auto,
     Tiled,
     Small,
+    Point,
 }
+
+/// At 9 ≤ D ≤ 64, `Auto` takes the per-point kernels for at most this many query points (more: the tiles).
+const POINT_ROWS_MODERATE_DIM: usize = 128;
+/// At D ≤ 8, `Auto` takes the per-point kernels for at most this many query points (more: the small kernels).
+const POINT_ROWS_SMALL_DIM: usize = 0;
 
 /// Log density [B], score [B, D] and, when asked for, Hessian [B, D, D] at a batch of points.
 #[derive(Debug, Clone)]
@@ -79,7 +88,8 @@ pub struct KdeField {
     n: usize,
     dim: usize,
     scale: KdeScale,
-    small: bool,
+    /// The path asked for (`Auto` is resolved per call by `path_for`).
+    path: KdePath,
     tile_rows: usize,
     /// The data as device tiles, uploaded on first use when they fit half the memory budget.
     resident: OnceLock<Vec<wgpu::Buffer>>,
@@ -142,24 +152,31 @@ impl KdeField {
         }
         scale.validate()?;
         let n = data.len() / dim;
-        let field = KdeField { ctx, data, n, dim, scale, small: false, tile_rows: n, resident: OnceLock::new() };
+        let field = KdeField { ctx, data, n, dim, scale, path: KdePath::Auto, tile_rows: n, resident: OnceLock::new() };
         field.with_path(KdePath::Auto)
     }
 
     /// Chooses the kernels (tests run both paths on the same inputs).
     pub fn with_path(mut self, path: KdePath) -> Result<Self> {
-        self.small = match path {
-            KdePath::Auto => self.dim <= SMALL_DIM,
-            KdePath::Tiled => false,
-            KdePath::Small if self.dim <= SMALL_DIM => true,
-            KdePath::Small => {
+        match path {
+            KdePath::Small if self.dim > SMALL_DIM => {
                 return Err(Error::InvalidArgument(format!(
                     "the small-dimension kernels take D ≤ {SMALL_DIM}, not {}",
                     self.dim
                 )))
             }
-        };
-        let rows = if self.small { SMALL_TILE_ROWS } else { TILE_ROWS };
+            KdePath::Point if self.dim > POINT_MAX_DIM => {
+                return Err(Error::InvalidArgument(format!(
+                    "the per-point kernels take D ≤ {POINT_MAX_DIM}, not {}",
+                    self.dim
+                )))
+            }
+            _ => {}
+        }
+        self.path = path;
+        // The small kernels loop over whole tiles per thread (see SMALL_TILE_ROWS); the others take either.
+        let small_possible = matches!(path, KdePath::Auto | KdePath::Small) && self.dim <= SMALL_DIM;
+        let rows = if small_possible { SMALL_TILE_ROWS } else { TILE_ROWS };
         Ok(self.with_tile_rows(rows))
     }
 
@@ -197,9 +214,20 @@ impl KdeField {
         &self.ctx
     }
 
-    /// True when the small-dimension kernels are used.
+    /// True when the small-dimension kernels are used for large batches of query points.
     pub fn is_small_path(&self) -> bool {
-        self.small
+        self.path_for(usize::MAX) == KdePath::Small
+    }
+
+    /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) that evaluate `rows` query points.
+    pub fn path_for(&self, rows: usize) -> KdePath {
+        match self.path {
+            KdePath::Auto if self.dim <= SMALL_DIM && rows <= POINT_ROWS_SMALL_DIM => KdePath::Point,
+            KdePath::Auto if self.dim <= SMALL_DIM => KdePath::Small,
+            KdePath::Auto if self.dim <= POINT_MAX_DIM && rows <= POINT_ROWS_MODERATE_DIM => KdePath::Point,
+            KdePath::Auto => KdePath::Tiled,
+            path => path,
+        }
     }
 
     /// FLOPs of one data pass for one query point, counted as 3·N·D (difference, multiply, add per coordinate
@@ -269,13 +297,13 @@ impl KdeField {
 
     /// H·v for `per_point` directions per row of `x` (`v` is [B, P, D]), without forming H on the tiled path:
     /// −v/σ² + Σᵢ wᵢ ((α xᵢ − m)·v)(α xᵢ − m)/σ⁴. This is also the exact JVP of the score. On the small-dimension
-    /// path H (at most 8×8) is formed and applied on the host.
+    /// and per-point paths H (at most 64×64) is formed and applied on the host.
     pub fn hessian_vector(&self, x: &[f32], v: &[f32], per_point: usize, options: JobOptions) -> Result<Vec<f32>> {
         let rows = self.check_points(x)?;
         let d = self.dim;
         self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
-        if self.small {
+        if self.path_for(rows) != KdePath::Tiled {
             let h = self.hessian(x, options)?;
             let mut out = Vec::with_capacity(v.len());
             for b in 0..rows {
@@ -300,10 +328,10 @@ impl KdeField {
         per_point: usize,
         options: JobOptions,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        if self.small {
+        let rows = self.check_points(x)?;
+        if self.path_for(rows) != KdePath::Tiled {
             return Ok((self.score(x, options)?, self.hessian_vector(x, v, per_point, options)?));
         }
-        let rows = self.check_points(x)?;
         let d = self.dim;
         self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
@@ -324,12 +352,13 @@ impl KdeField {
 
     /// Device bytes of evaluating the Hessian at one query point, and the fixed bytes of the data, under `budget`.
     pub fn hessian_cost(&self, budget: u64) -> RowCost {
-        self.row_cost(Second::Covariance, self.data_bytes() <= budget / 2)
+        self.row_cost(self.path_for(usize::MAX), Second::Covariance, self.data_bytes() <= budget / 2)
     }
 
     /// Device bytes of `per_point` Hessian-vector products at one query point, and the data's, under `budget`.
     pub fn hessian_vector_cost(&self, per_point: usize, budget: u64) -> RowCost {
-        self.row_cost(Second::Hvp { v: &[], per_point }, self.data_bytes() <= budget / 2)
+        // The per-point path forms the Hessian; the tiles cost more per row for any P, so they bound both.
+        self.row_cost(self.path_for(usize::MAX), Second::Hvp { v: &[], per_point }, self.data_bytes() <= budget / 2)
     }
 
     /// The device's binding and dispatch limits with `budget`, for planning chunks of query points.
@@ -360,8 +389,9 @@ impl KdeField {
         4 * self.data.len() as u64
     }
 
-    fn row_cost(&self, second: Second, resident: bool) -> RowCost {
-        let (d, t) = (self.dim as u64, if self.small { 0 } else { self.tile_rows as u64 });
+    fn row_cost(&self, path: KdePath, second: Second, resident: bool) -> RowCost {
+        let small = path == KdePath::Small;
+        let (d, t) = (self.dim as u64, if small { 0 } else { self.tile_rows as u64 });
         // x, state, acc, logits, and the read-backs of state and acc.
         let mut words = d + 4 + d + t + 4 + d;
         let mut widest = t.max(d).max(4);
@@ -381,8 +411,8 @@ impl KdeField {
         RowCost { bytes_per_row: 4 * words, widest_row_bytes: 4 * widest, fixed_bytes: fixed }
     }
 
-    fn allocate(&self, rows: usize, second: Second, label: &str) -> Slot {
-        let (d, t) = (self.dim, if self.small { 0 } else { self.tile_rows });
+    fn allocate(&self, path: KdePath, rows: usize, second: Second, label: &str) -> Slot {
+        let (d, t) = (self.dim, if path == KdePath::Small { 0 } else { self.tile_rows });
         let buffer = |name: &str, words: usize| {
             self.ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage)
         };
@@ -414,7 +444,8 @@ impl KdeField {
     fn moments(&self, x: &[f32], rows: usize, second: Second, options: JobOptions) -> Result<Moments> {
         let resident = self.data_bytes() <= options.memory_budget / 2;
         let bounds = self.device_bounds(options.memory_budget);
-        let chunks = plan_chunks(rows, self.row_cost(second, resident), bounds)?;
+        let path = self.path_for(rows);
+        let chunks = plan_chunks(rows, self.row_cost(path, second, resident), bounds)?;
         let d = self.dim;
         let per_point = match second {
             Second::Hvp { per_point, .. } => per_point,
@@ -445,7 +476,7 @@ impl KdeField {
             Some(_) => None,
             None => Some(self.ctx.buffer("kde/data/staging", (self.tile_rows * d * 4) as u64, BufferRole::Storage)),
         };
-        let slot = self.allocate(chunks[0].len(), second, "kde");
+        let slot = self.allocate(path, chunks[0].len(), second, "kde");
         options.progress.start("kde", rows);
         for chunk in &chunks {
             let b = chunk.len();
@@ -459,17 +490,18 @@ impl KdeField {
             for (t, range) in tiles.iter().enumerate() {
                 let (data, mut rec) = feeder.begin(t, range, "kde/pass1")?;
                 let p = self.params(b, range.len(), per_point, t == 0);
-                let first_pass: &[KdeKernel] = if self.small {
-                    &[KdeKernel::SmallMoments]
-                } else {
-                    &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate]
+                let first_pass: &[KdeKernel] = match path {
+                    KdePath::Small => &[KdeKernel::SmallMoments],
+                    KdePath::Point => &[KdeKernel::PointMoments],
+                    _ => &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate],
                 };
                 op::record(&mut rec, first_pass, &p, &slot.buffers(data))?;
                 feeder.submit(rec)?;
             }
             let second_pass: &[KdeKernel] = match second {
                 Second::None => &[],
-                Second::Covariance if self.small => &[KdeKernel::SmallCovariance],
+                Second::Covariance if path == KdePath::Small => &[KdeKernel::SmallCovariance],
+                Second::Covariance if path == KdePath::Point => &[KdeKernel::PointCovariance],
                 Second::Covariance => &[KdeKernel::Covariance],
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
             };
@@ -478,8 +510,9 @@ impl KdeField {
                     let (data, mut rec) = feeder.begin(t, range, "kde/pass2")?;
                     let p = self.params(b, range.len(), per_point, t == 0);
                     let buffers = slot.buffers(data);
-                    // With one tile the first pass's logits are still in place.
-                    if !self.small && tiles.len() > 1 {
+                    // With one tile the first pass's logits are still in place (the small and per-point
+                    // covariances recompute their weights).
+                    if path == KdePath::Tiled && tiles.len() > 1 {
                         op::record(&mut rec, &[KdeKernel::Distances], &p, &buffers)?;
                     }
                     op::record(&mut rec, second_pass, &p, &buffers)?;

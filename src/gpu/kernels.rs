@@ -69,6 +69,8 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         &[KDE_PARAMS, KDE_SMALL, KDE_MOMENTS],
         include_str!("../../shaders/kde_small_covariance.wgsl"),
     ),
+    ("kde_point_moments", &[KDE_PARAMS], include_str!("../../shaders/kde_point_moments.wgsl")),
+    ("kde_point_covariance", &[KDE_PARAMS, KDE_MOMENTS], include_str!("../../shaders/kde_point_covariance.wgsl")),
     // The graph engine's primitive kernels (ops::graph).
     ("graph_unary", &[ACTIVATIONS, GRAPH_MATH], include_str!("../../shaders/graph_unary.wgsl")),
     ("graph_binary", &[GRAPH_MATH], include_str!("../../shaders/graph_binary.wgsl")),

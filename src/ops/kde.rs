@@ -20,6 +20,10 @@ pub struct KdeParams {
 
 /// Dimensions up to this use the fused one-thread-per-point kernels (kde_small_*.wgsl).
 pub const SMALL_DIM: usize = 8;
+/// Dimensions up to this can use the one-workgroup-per-query-point kernels (kde_point_*.wgsl).
+pub const POINT_MAX_DIM: usize = 64;
+/// Output block edge of kde_point_covariance.wgsl.
+const POINT_EDGE: u32 = 16;
 /// Output block edge of the tiled kernels.
 const BLOCK: u32 = 64;
 /// Directions per workgroup of the H·V kernels for narrow blocks (their `BLOCK_ROWS` override; 64 otherwise).
@@ -61,6 +65,11 @@ pub enum KdeKernel {
     SmallMoments,
     /// dim ≤ 8: the tile's centred weighted covariance.
     SmallCovariance,
+    /// dim ≤ 64, few query points: logits, online log-sum-exp and displacement of the tile, one workgroup per
+    /// query point.
+    PointMoments,
+    /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (weights recomputed).
+    PointCovariance,
 }
 
 impl KdeKernel {
@@ -75,6 +84,8 @@ impl KdeKernel {
             KdeKernel::HvpAccumulate => "kde_hvp_accumulate",
             KdeKernel::SmallMoments => "kde_small_moments",
             KdeKernel::SmallCovariance => "kde_small_covariance",
+            KdeKernel::PointMoments => "kde_point_moments",
+            KdeKernel::PointCovariance => "kde_point_covariance",
         }
     }
 
@@ -89,6 +100,8 @@ impl KdeKernel {
             KdeKernel::HvpAccumulate => vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second],
             KdeKernel::SmallMoments => vec![b.data, b.x, b.state, b.acc],
             KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
+            KdeKernel::PointMoments => vec![b.data, b.x, b.logits, b.state, b.acc],
+            KdeKernel::PointCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
         }
     }
 
@@ -103,6 +116,8 @@ impl KdeKernel {
             KdeKernel::HvpProject => [blocks(p.tile_rows), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::HvpAccumulate => [blocks(p.dim), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
+            KdeKernel::PointMoments => [p.rows, 1, 1],
+            KdeKernel::PointCovariance => [p.dim.div_ceil(POINT_EDGE), p.dim.div_ceil(POINT_EDGE), p.rows],
         }
     }
 
