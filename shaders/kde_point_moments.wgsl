@@ -1,121 +1,80 @@
-// kde_point_moments.wgsl — for few query points at moderate dimension (dim ≤ 64), the online log-sum-exp and
-// weighted displacement of each query point over one data tile, fused in one kernel with one workgroup per query
-// point and its threads over the data points (the 64-wide blocks of kde_distances / kde_mean_update would compute
-// mostly padding there, and one-thread-per-point kernels would leave all but one core idle).
+// kde_point_moments.wgsl — for few query points at moderate dimension (dim ≤ 64), the log-sum-exp and weighted
+// displacement of each query point over one slice of one data tile: the slices of a tile are separate
+// workgroups (so that a few query points still keep every core busy), merged by kde_point_combine.wgsl.
 //
-// Same results as kde_distances → kde_softmax_update → kde_mean_update: for query b, with
-// ℓᵢ = max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT) over the tile's points i < tile_rows,
-//     logits[b·ld + i] = ℓᵢ
-//     state[b] = (M', S', M, 0),   M' = max(M, maxᵢ ℓᵢ),   S' = S · exp(M − M') + Σᵢ exp(ℓᵢ − M')
-//     acc[b·dim + k] = acc[b·dim + k] · exp(M − M') + Σᵢ exp(ℓᵢ − M') · (α·dataᵢₖ − x_bk)
-// with (M, S, acc) = (LOWEST_LOGIT, 0, 0) when `first`, else the previous tile's.
+// For query b < rows and slice j (the tile's points i in [j·SLICE, min((j + 1)·SLICE, tile_rows))), with
+// ℓᵢ = max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT):
+//     partial_state[j·rows + b] = (mⱼ, sⱼ, 0, 0),   mⱼ = maxᵢ ℓᵢ,   sⱼ = Σᵢ exp(ℓᵢ − mⱼ)
+//     partial_acc[(j·rows + b)·dim + k] = Σᵢ exp(ℓᵢ − mⱼ) · (α·dataᵢₖ − x_bk)
+// summed point by point with an online max (rescaling by exp(m_old − m_new) whenever the max grows).
 //
 // Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]),
-//                     2 logits (read_write, [rows, ld]), 3 state (read_write, vec4 [rows]),
-//                     4 acc (read_write, [rows, dim]), 5 params (uniform, shared/kde_params.wgsl).
-// Layout: row-major. One 256-thread workgroup per query point b = workgroup x. Phase 1: thread t computes the
-// logits of points t, t + 256, … (written to `logits`, which the same thread reads back) and the tile max is a
-// workgroup reduction. Phase 2, 256 points at a time: thread t stages the weight of point i0 + t in workgroup
-// memory, then thread t = g·dim + k (g < ⌊256/dim⌋) sums coordinate k over the points g, g + ⌊256/dim⌋, … of the
-// chunk (consecutive threads read consecutive words of data); the groups g are summed at the end. Every
-// accumulator is a scalar per thread (no run-time-indexed private arrays).
-// Dispatch (rows, 1, 1).
+//                     2 partial_state (read_write, vec4 [slices, rows]), 3 partial_acc (read_write,
+//                     [slices, rows, dim]), 4 params (uniform, shared/kde_params.wgsl).
+// Layout: row-major. Workgroup (j, r) = slice j, query points 8r..8r + 7, one per thread (the lanes of one SIMD
+// vector on lavapipe). The slice is staged through workgroup memory 32 points at a time, and every thread walks
+// the staged points in the same order: each data word is read at one address by all lanes (a broadcast, not a
+// gather), and x_b and the displacement live in private arrays indexed only by the uniform coordinate loop.
+// Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1); SLICE (512) is POINT_SLICE in src/ops/kde.rs.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> acc: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read_write> partial_state: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> partial_acc: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
-const THREADS: u32 = 256u;
+const THREADS: u32 = 8u;
 const MAX_DIM: u32 = 64u;
-var<workgroup> x_b: array<f32, 64>;
-var<workgroup> weights: array<f32, 256>;
-var<workgroup> partial: array<f32, 256>;
+const SLICE: u32 = 512u;
+const STAGE: u32 = 32u;
+var<workgroup> points: array<f32, 2048>; // [STAGE][dim], α·data
 
-// The workgroup's sum (is_max false) or max (is_max true) of one value per thread; all threads call it.
-fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            if (is_max) {
-                partial[lid] = max(partial[lid], partial[lid + stride]);
-            } else {
-                partial[lid] += partial[lid + stride];
-            }
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(8, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = group.x;
+    let b = group.y * THREADS + lid;
+    let in_range = b < params.rows;
     let dim = min(params.dim, MAX_DIM);
-    let base = b * params.ld;
-    if (lid < dim) { x_b[lid] = x[b * params.dim + lid]; }
-    workgroupBarrier();
-
-    // Phase 1: the tile's logits and their max.
-    var local_max = LOWEST_LOGIT;
-    for (var i = lid; i < params.tile_rows; i += THREADS) {
-        var dist = 0.0;
-        for (var k = 0u; k < dim; k++) {
-            let d = x_b[k] - params.alpha * data[i * params.dim + k];
-            dist = fma(d, d, dist);
-        }
-        let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
-        logits[base + i] = logit;
-        local_max = max(local_max, logit);
+    let start = group.x * SLICE;
+    let end = min(start + SLICE, params.tile_rows);
+    var xb: array<f32, 64>;
+    var sum_d: array<f32, 64>;
+    for (var k = 0u; k < dim; k++) {
+        var value = 0.0;
+        if (in_range) { value = x[b * params.dim + k]; }
+        xb[k] = value;
+        sum_d[k] = 0.0;
     }
-    let tile_max = reduce(lid, local_max, true);
-    var old = vec4<f32>(LOWEST_LOGIT, 0.0, LOWEST_LOGIT, 0.0);
-    if (params.first == 0u) { old = state[b]; }
-    let m_new = max(old.x, tile_max);
-
-    // Phase 2: the weights and the weighted displacement, 256 points at a time.
-    let groups = THREADS / dim;
-    let k = lid % dim;
-    let g = lid / dim;
-    let xk = x_b[k];
-    var sum_w = 0.0;
-    var sum_d = 0.0;
-    for (var i0 = 0u; i0 < params.tile_rows; i0 += THREADS) {
-        var w = 0.0;
-        if (i0 + lid < params.tile_rows) { w = exp(logits[base + i0 + lid] - m_new); }
-        weights[lid] = w;
-        sum_w += w;
+    var m = LOWEST_LOGIT;
+    var s = 0.0;
+    for (var i0 = start; i0 < end; i0 += STAGE) {
+        let count = min(STAGE, end - i0);
+        for (var e = lid; e < count * dim; e += THREADS) { points[e] = params.alpha * data[i0 * params.dim + e]; }
         workgroupBarrier();
-        if (g < groups) {
-            let count = min(THREADS, params.tile_rows - i0);
-            var chunk = 0.0;
-            for (var j = g; j < count; j += groups) {
-                chunk = fma(weights[j], params.alpha * data[(i0 + j) * params.dim + k] - xk, chunk);
+        for (var i = 0u; i < count; i++) {
+            let row = i * dim;
+            var dist = 0.0;
+            for (var k = 0u; k < dim; k++) {
+                let d = xb[k] - points[row + k];
+                dist = fma(d, d, dist);
             }
-            sum_d += chunk;
+            let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
+            if (logit > m) {
+                // A new max: rescale what was summed so far; this point weighs exp(0) = 1.
+                let scale = exp(m - logit);
+                s = fma(s, scale, 1.0);
+                for (var k = 0u; k < dim; k++) { sum_d[k] = fma(sum_d[k], scale, points[row + k] - xb[k]); }
+                m = logit;
+            } else {
+                let w = exp(logit - m);
+                s += w;
+                for (var k = 0u; k < dim; k++) { sum_d[k] = fma(w, points[row + k] - xb[k], sum_d[k]); }
+            }
         }
         workgroupBarrier();
     }
-    let tile_sum = reduce(lid, sum_w, false);
-
-    var mine = 0.0;
-    if (g < groups) { mine = sum_d; }
-    partial[lid] = mine;
-    workgroupBarrier();
-    let rescale = exp(old.x - m_new);
-    if (lid < dim) {
-        var total = 0.0;
-        for (var gg = 0u; gg < groups; gg++) { total += partial[gg * dim + lid]; }
-        var previous = 0.0;
-        if (params.first == 0u) { previous = acc[b * params.dim + lid] * rescale; }
-        acc[b * params.dim + lid] = previous + total;
-    }
-    if (lid == 0u) {
-        state[b] = vec4<f32>(m_new, old.y * rescale + tile_sum, old.x, 0.0);
+    if (in_range) {
+        let slot = group.x * params.rows + b;
+        partial_state[slot] = vec4<f32>(m, s, 0.0, 0.0);
+        for (var k = 0u; k < dim; k++) { partial_acc[slot * params.dim + k] = sum_d[k]; }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferRole, GpuContext, Recorder};
 use crate::model::NoiseSchedule;
-use crate::ops::kde::{self as op, KdeBuffers, KdeKernel, KdeParams, POINT_MAX_DIM, SMALL_DIM};
+use crate::ops::kde::{self as op, KdeBuffers, KdeKernel, KdeParams, POINT_MAX_DIM, POINT_SLICE, SMALL_DIM};
 use crate::scheduler::{plan_chunks, DeviceBounds, JobOptions, RowCost};
 
 /// The mean scaling α and standard deviation σ of the smoothing kernel.
@@ -119,6 +119,8 @@ struct Slot {
     second: wgpu::Buffer,
     v: wgpu::Buffer,
     proj: wgpu::Buffer,
+    partial_state: wgpu::Buffer,
+    partial_acc: wgpu::Buffer,
     readback: [wgpu::Buffer; 3],
 }
 
@@ -134,6 +136,8 @@ impl Slot {
             v: &self.v,
             proj: &self.proj,
             second: &self.second,
+            partial_state: &self.partial_state,
+            partial_acc: &self.partial_acc,
         }
     }
 }
@@ -385,15 +389,21 @@ impl KdeField {
         (0..self.n).step_by(self.tile_rows).map(|s| s..(s + self.tile_rows).min(self.n)).collect()
     }
 
+    /// Slices of the largest tile on the per-point path (kde_point_moments.wgsl).
+    fn point_slices(&self) -> usize {
+        self.tile_rows.div_ceil(POINT_SLICE)
+    }
+
     fn data_bytes(&self) -> u64 {
         4 * self.data.len() as u64
     }
 
     fn row_cost(&self, path: KdePath, second: Second, resident: bool) -> RowCost {
-        let small = path == KdePath::Small;
-        let (d, t) = (self.dim as u64, if small { 0 } else { self.tile_rows as u64 });
-        // x, state, acc, logits, and the read-backs of state and acc.
-        let mut words = d + 4 + d + t + 4 + d;
+        // Only the tiles keep a tile of logits per query point.
+        let (d, t) = (self.dim as u64, if path == KdePath::Tiled { self.tile_rows as u64 } else { 0 });
+        // x, state, acc, logits, the per-point path's slices, and the read-backs of state and acc.
+        let slices = if path == KdePath::Point { self.point_slices() as u64 } else { 0 };
+        let mut words = d + 4 + d + t + slices * (4 + d) + 4 + d;
         let mut widest = t.max(d).max(4);
         match second {
             Second::None => {}
@@ -412,7 +422,7 @@ impl KdeField {
     }
 
     fn allocate(&self, path: KdePath, rows: usize, second: Second, label: &str) -> Slot {
-        let (d, t) = (self.dim, if path == KdePath::Small { 0 } else { self.tile_rows });
+        let (d, t) = (self.dim, if path == KdePath::Tiled { self.tile_rows } else { 0 });
         let buffer = |name: &str, words: usize| {
             self.ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage)
         };
@@ -424,7 +434,10 @@ impl KdeField {
             Second::Covariance => (rows * d * d, 0, 0),
             Second::Hvp { per_point, .. } => (rows * per_point * d, rows * per_point * d, rows * per_point * t),
         };
+        let slices = if path == KdePath::Point { self.point_slices() } else { 0 };
         Slot {
+            partial_state: buffer("partial_state", slices * rows * 4),
+            partial_acc: buffer("partial_acc", slices * rows * d),
             x: buffer("x", rows * d),
             state: buffer("state", rows * 4),
             acc: buffer("acc", rows * d),
@@ -492,7 +505,7 @@ impl KdeField {
                 let p = self.params(b, range.len(), per_point, t == 0);
                 let first_pass: &[KdeKernel] = match path {
                     KdePath::Small => &[KdeKernel::SmallMoments],
-                    KdePath::Point => &[KdeKernel::PointMoments],
+                    KdePath::Point => &[KdeKernel::PointMoments, KdeKernel::PointCombine],
                     _ => &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate],
                 };
                 op::record(&mut rec, first_pass, &p, &slot.buffers(data))?;
@@ -510,8 +523,8 @@ impl KdeField {
                     let (data, mut rec) = feeder.begin(t, range, "kde/pass2")?;
                     let p = self.params(b, range.len(), per_point, t == 0);
                     let buffers = slot.buffers(data);
-                    // With one tile the first pass's logits are still in place (the small and per-point
-                    // covariances recompute their weights).
+                    // With one tile the tiled first pass's logits are still in place (the small and per-point
+                    // kernels keep no logits, and their covariances recompute the weights).
                     if path == KdePath::Tiled && tiles.len() > 1 {
                         op::record(&mut rec, &[KdeKernel::Distances], &p, &buffers)?;
                     }

@@ -24,6 +24,10 @@ pub const SMALL_DIM: usize = 8;
 pub const POINT_MAX_DIM: usize = 64;
 /// Output block edge of kde_point_covariance.wgsl.
 const POINT_EDGE: u32 = 16;
+/// Data points per workgroup of kde_point_moments.wgsl (its and kde_point_combine.wgsl's `SLICE`).
+pub const POINT_SLICE: usize = 512;
+/// Query points per workgroup of kde_point_moments.wgsl.
+const POINT_ROWS_PER_GROUP: u32 = 8;
 /// Output block edge of the tiled kernels.
 const BLOCK: u32 = 64;
 /// Directions per workgroup of the H·V kernels for narrow blocks (their `BLOCK_ROWS` override; 64 otherwise).
@@ -44,6 +48,9 @@ pub struct KdeBuffers<'a> {
     pub v: &'a wgpu::Buffer,
     pub proj: &'a wgpu::Buffer,
     pub second: &'a wgpu::Buffer,
+    /// Per-slice (max, sum) and displacement of the per-point path ([slices, rows] and [slices, rows, dim]).
+    pub partial_state: &'a wgpu::Buffer,
+    pub partial_acc: &'a wgpu::Buffer,
 }
 
 /// The kde kernels; each records one dispatch over one data tile for a chunk of query points.
@@ -65,9 +72,11 @@ pub enum KdeKernel {
     SmallMoments,
     /// dim ≤ 8: the tile's centred weighted covariance.
     SmallCovariance,
-    /// dim ≤ 64, few query points: logits, online log-sum-exp and displacement of the tile, one workgroup per
-    /// query point.
+    /// dim ≤ 64, few query points: log-sum-exp and displacement of each 512-point slice of the tile, one thread
+    /// per query point.
     PointMoments,
+    /// Merges PointMoments' slices into the running state and acc.
+    PointCombine,
     /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (weights recomputed).
     PointCovariance,
 }
@@ -85,6 +94,7 @@ impl KdeKernel {
             KdeKernel::SmallMoments => "kde_small_moments",
             KdeKernel::SmallCovariance => "kde_small_covariance",
             KdeKernel::PointMoments => "kde_point_moments",
+            KdeKernel::PointCombine => "kde_point_combine",
             KdeKernel::PointCovariance => "kde_point_covariance",
         }
     }
@@ -100,7 +110,8 @@ impl KdeKernel {
             KdeKernel::HvpAccumulate => vec![b.data, b.x, b.logits, b.state, b.acc, b.proj, b.second],
             KdeKernel::SmallMoments => vec![b.data, b.x, b.state, b.acc],
             KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
-            KdeKernel::PointMoments => vec![b.data, b.x, b.logits, b.state, b.acc],
+            KdeKernel::PointMoments => vec![b.data, b.x, b.partial_state, b.partial_acc],
+            KdeKernel::PointCombine => vec![b.partial_state, b.partial_acc, b.state, b.acc],
             KdeKernel::PointCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
         }
     }
@@ -116,7 +127,10 @@ impl KdeKernel {
             KdeKernel::HvpProject => [blocks(p.tile_rows), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::HvpAccumulate => [blocks(p.dim), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
-            KdeKernel::PointMoments => [p.rows, 1, 1],
+            KdeKernel::PointMoments => {
+                [p.tile_rows.div_ceil(POINT_SLICE as u32), p.rows.div_ceil(POINT_ROWS_PER_GROUP), 1]
+            }
+            KdeKernel::PointCombine => [p.rows, 1, 1],
             KdeKernel::PointCovariance => [p.dim.div_ceil(POINT_EDGE), p.dim.div_ceil(POINT_EDGE), p.rows],
         }
     }
