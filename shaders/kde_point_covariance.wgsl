@@ -2,40 +2,39 @@
 // covariance of the (scaled) data around each query point's weighted mean, folded over one data tile, in output
 // blocks of 16×16 (kde_covariance.wgsl's 64×64 blocks would compute mostly padding there).
 //
-// For b < rows and k, l < dim, with state[b] = (M, S, ·, ·) final (after every tile's first pass),
-// ℓᵢ = max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT) recomputed here, wᵢ = exp(ℓᵢ − M) / S and
-// m_b = x_b + acc_b / S (shared/kde_moments.wgsl):
+// For b < rows and k, l < dim, with state[b] = (M, S, ·, ·) final (after every tile's first pass), the tile's
+// weights wᵢ = weights[b·ld + i] (kde_point_weights.wgsl) and m_b = x_b + acc_b / S (shared/kde_moments.wgsl):
 //     cov[(b·dim + k)·dim + l] (+)= Σᵢ wᵢ (α·dataᵢₖ − m_bk)(α·dataᵢₗ − m_bl)      (i < tile_rows)
 // overwritten when `first`, accumulated otherwise; centred on m_b, never as E[yyᵀ] − mmᵀ.
 //
-// Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]), 2 state (read, vec4
-//                     [rows]), 3 acc (read, [rows, dim]), 4 cov (read_write, [rows, dim, dim]),
-//                     5 params (uniform, shared/kde_params.wgsl).
+// Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]), 2 weights (read,
+//                     [rows, ld]), 3 state (read, vec4 [rows]), 4 acc (read, [rows, dim]),
+//                     5 cov (read_write, [rows, dim, dim]), 6 params (uniform, shared/kde_params.wgsl).
 // Layout: row-major. Workgroup (x, y, z) computes the 16×16 block of rows k0 = 16y.., columns l0 = 16x.. of
 // query point b = z's covariance (entries past dim are computed on zero padding and not written). Its 64 threads:
 // thread t = 16g + 4p + q owns the 4×4 entries (k0 + 4p.., l0 + 4q..) over the points j ≡ g (mod 4) of each
 // 64-point chunk, in four vec4 accumulators; the four groups g are summed through workgroup memory at the end.
-// Each chunk goes through workgroup memory: the weights (one thread per point), then the weighted centred rows
+// Each chunk goes through workgroup memory: the weights, then the weighted centred rows
 // za[j] = wⱼ (α·dataⱼ,k0.. − m_b,k0..) and centred columns zb[j] = α·dataⱼ,l0.. − m_b,l0.. as 4 vec4 each.
 // Dispatch (⌈dim/16⌉, ⌈dim/16⌉, rows).
 // Shared: weighted_mean (shared/kde_moments.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> state: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> acc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> cov: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read> weights: array<f32>;
+@group(0) @binding(3) var<storage, read> state: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> acc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> cov: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
 
 const THREADS: u32 = 64u;
 const MAX_DIM: u32 = 64u;
 const EDGE: u32 = 16u;
 const CHUNK: u32 = 64u;
 const GROUPS: u32 = 4u;
-var<workgroup> x_b: array<f32, 64>;
 var<workgroup> mean_rows: array<f32, 16>;
 var<workgroup> mean_cols: array<f32, 16>;
-var<workgroup> weights: array<f32, 64>;
+var<workgroup> chunk_weights: array<f32, 64>;
 var<workgroup> za: array<vec4<f32>, 256>; // [CHUNK][EDGE / 4]
 var<workgroup> zb: array<vec4<f32>, 256>; // [CHUNK][EDGE / 4]
 var<workgroup> partial: array<vec4<f32>, 256>; // [GROUPS][EDGE][EDGE / 4]
@@ -54,7 +53,6 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let l0 = group.x * EDGE;
     let s = state[b];
     let inv_s = 1.0 / s.y;
-    if (lid < dim) { x_b[lid] = x[b * params.dim + lid]; }
     if (lid < EDGE) {
         var mk = 0.0;
         if (k0 + lid < dim) { mk = weighted_mean(b, k0 + lid, inv_s); }
@@ -71,15 +69,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     var out = array<vec4<f32>, 4>();
     for (var i0 = 0u; i0 < params.tile_rows; i0 += CHUNK) {
         let count = min(CHUNK, params.tile_rows - i0);
-        if (lid < count) {
-            let i = i0 + lid;
-            var dist = 0.0;
-            for (var k = 0u; k < dim; k++) {
-                let d = x_b[k] - params.alpha * data[i * params.dim + k];
-                dist = fma(d, d, dist);
-            }
-            weights[lid] = exp(max(-dist * params.inv_two_var, LOWEST_LOGIT) - s.x) * inv_s;
-        }
+        if (lid < count) { chunk_weights[lid] = weights[b * params.ld + i0 + lid]; }
         workgroupBarrier();
         // Thread t stages quarter-rows e = t, t + 64, …: point j = e / 4, coordinates 4(e % 4)...
         for (var e = lid; e < count * 4u; e += THREADS) {
@@ -93,7 +83,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
                 centred(row, ka + 2u, dim, mean_rows[c + 2u]),
                 centred(row, ka + 3u, dim, mean_rows[c + 3u]),
             );
-            za[e] = weights[j] * va;
+            za[e] = chunk_weights[j] * va;
             let lb = l0 + c;
             zb[e] = vec4<f32>(
                 centred(row, lb, dim, mean_cols[c]),

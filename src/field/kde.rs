@@ -399,8 +399,8 @@ impl KdeField {
     }
 
     fn row_cost(&self, path: KdePath, second: Second, resident: bool) -> RowCost {
-        // Only the tiles keep a tile of logits per query point.
-        let (d, t) = (self.dim as u64, if path == KdePath::Tiled { self.tile_rows as u64 } else { 0 });
+        // The tiles keep a tile of logits per query point, the per-point path one of weights.
+        let (d, t) = (self.dim as u64, if path == KdePath::Small { 0 } else { self.tile_rows as u64 });
         // x, state, acc, logits, the per-point path's slices, and the read-backs of state and acc.
         let slices = if path == KdePath::Point { self.point_slices() as u64 } else { 0 };
         let mut words = d + 4 + d + t + slices * (4 + d) + 4 + d;
@@ -422,7 +422,7 @@ impl KdeField {
     }
 
     fn allocate(&self, path: KdePath, rows: usize, second: Second, label: &str) -> Slot {
-        let (d, t) = (self.dim, if path == KdePath::Tiled { self.tile_rows } else { 0 });
+        let (d, t) = (self.dim, if path == KdePath::Small { 0 } else { self.tile_rows });
         let buffer = |name: &str, words: usize| {
             self.ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage)
         };
@@ -514,7 +514,7 @@ impl KdeField {
             let second_pass: &[KdeKernel] = match second {
                 Second::None => &[],
                 Second::Covariance if path == KdePath::Small => &[KdeKernel::SmallCovariance],
-                Second::Covariance if path == KdePath::Point => &[KdeKernel::PointCovariance],
+                Second::Covariance if path == KdePath::Point => &[KdeKernel::PointWeights, KdeKernel::PointCovariance],
                 Second::Covariance => &[KdeKernel::Covariance],
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
             };

@@ -77,7 +77,9 @@ pub enum KdeKernel {
     PointMoments,
     /// Merges PointMoments' slices into the running state and acc.
     PointCombine,
-    /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (weights recomputed).
+    /// dim ≤ 64, few query points: the final weights of the tile's points, into `logits`.
+    PointWeights,
+    /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (after PointWeights).
     PointCovariance,
 }
 
@@ -95,6 +97,7 @@ impl KdeKernel {
             KdeKernel::SmallCovariance => "kde_small_covariance",
             KdeKernel::PointMoments => "kde_point_moments",
             KdeKernel::PointCombine => "kde_point_combine",
+            KdeKernel::PointWeights => "kde_point_weights",
             KdeKernel::PointCovariance => "kde_point_covariance",
         }
     }
@@ -112,7 +115,8 @@ impl KdeKernel {
             KdeKernel::SmallCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
             KdeKernel::PointMoments => vec![b.data, b.x, b.partial_state, b.partial_acc],
             KdeKernel::PointCombine => vec![b.partial_state, b.partial_acc, b.state, b.acc],
-            KdeKernel::PointCovariance => vec![b.data, b.x, b.state, b.acc, b.second],
+            KdeKernel::PointWeights => vec![b.data, b.x, b.state, b.logits],
+            KdeKernel::PointCovariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
         }
     }
 
@@ -127,7 +131,7 @@ impl KdeKernel {
             KdeKernel::HvpProject => [blocks(p.tile_rows), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::HvpAccumulate => [blocks(p.dim), p.per_point.div_ceil(directions_per_group(p)), p.rows],
             KdeKernel::SmallMoments | KdeKernel::SmallCovariance => [p.rows.div_ceil(SMALL_THREADS), 1, 1],
-            KdeKernel::PointMoments => {
+            KdeKernel::PointMoments | KdeKernel::PointWeights => {
                 [p.tile_rows.div_ceil(POINT_SLICE as u32), p.rows.div_ceil(POINT_ROWS_PER_GROUP), 1]
             }
             KdeKernel::PointCombine => [p.rows, 1, 1],
