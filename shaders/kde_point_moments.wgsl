@@ -6,7 +6,7 @@
 // ℓᵢ = max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT):
 //     partial_state[j·rows + b] = (mⱼ, sⱼ, 0, 0),   mⱼ = maxᵢ ℓᵢ,   sⱼ = Σᵢ exp(ℓᵢ − mⱼ)
 //     partial_acc[(j·rows + b)·dim + k] = Σᵢ exp(ℓᵢ − mⱼ) · (α·dataᵢₖ − x_bk)
-// summed point by point with an online max (rescaling by exp(m_old − m_new) whenever the max grows).
+// summed point by point with an online max m' (rescaling by exp(m − m') whenever the max grows).
 //
 // Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]),
 //                     2 partial_state (read_write, vec4 [slices, rows]), 3 partial_acc (read_write,
@@ -14,7 +14,9 @@
 // Layout: row-major. Workgroup (j, r) = slice j, query points 8r..8r + 7, one per thread (the lanes of one SIMD
 // vector on lavapipe). The slice is staged through workgroup memory 32 points at a time, and every thread walks
 // the staged points in the same order: each data word is read at one address by all lanes (a broadcast, not a
-// gather), and x_b and the displacement live in private arrays indexed only by the uniform coordinate loop.
+// gather), and x_b and the displacement are vec4 arrays indexed by loops of constant length QUADS (override,
+// ⌈dim / 4⌉), which the compiler unrolls into registers (lavapipe reads run-time-indexed private arrays lane by
+// lane). Each point updates the max branch-free: (s, acc) · exp(m − m') + exp(ℓ − m') · (1, α·dataᵢ − x_b).
 // Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1); SLICE (512) is POINT_SLICE in src/ops/kde.rs.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
@@ -24,57 +26,80 @@
 @group(0) @binding(4) var<uniform> params: Params;
 
 const THREADS: u32 = 8u;
-const MAX_DIM: u32 = 64u;
 const SLICE: u32 = 512u;
 const STAGE: u32 = 32u;
-var<workgroup> points: array<f32, 2048>; // [STAGE][dim], α·data
+// ⌈dim / 4⌉ (host-set, at most 16): every coordinate loop runs a constant QUADS times, so that the compiler
+// unrolls it and the private vec4 arrays become registers.
+override QUADS: u32 = 16u;
+var<workgroup> points: array<vec4<f32>, 512>; // [STAGE][QUADS], α·data, zero past dim
+
+// α·data[i, k..k + 3], zero past dim.
+fn stage_quad(i: u32, k: u32) -> vec4<f32> {
+    var quad = vec4<f32>(0.0);
+    let base = i * params.dim;
+    if (k < params.dim) { quad.x = params.alpha * data[base + k]; }
+    if (k + 1u < params.dim) { quad.y = params.alpha * data[base + k + 1u]; }
+    if (k + 2u < params.dim) { quad.z = params.alpha * data[base + k + 2u]; }
+    if (k + 3u < params.dim) { quad.w = params.alpha * data[base + k + 3u]; }
+    return quad;
+}
+
+// x[b, k..k + 3], zero past dim or past the last query point.
+fn load_x(b: u32, in_range: bool, k: u32) -> vec4<f32> {
+    var quad = vec4<f32>(0.0);
+    if (!in_range) { return quad; }
+    let base = b * params.dim;
+    if (k < params.dim) { quad.x = x[base + k]; }
+    if (k + 1u < params.dim) { quad.y = x[base + k + 1u]; }
+    if (k + 2u < params.dim) { quad.z = x[base + k + 2u]; }
+    if (k + 3u < params.dim) { quad.w = x[base + k + 3u]; }
+    return quad;
+}
 
 @compute @workgroup_size(8, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = group.y * THREADS + lid;
     let in_range = b < params.rows;
-    let dim = min(params.dim, MAX_DIM);
     let start = group.x * SLICE;
     let end = min(start + SLICE, params.tile_rows);
-    var xb: array<f32, 64>;
-    var sum_d: array<f32, 64>;
-    for (var k = 0u; k < dim; k++) {
-        var value = 0.0;
-        if (in_range) { value = x[b * params.dim + k]; }
-        xb[k] = value;
-        sum_d[k] = 0.0;
+    var xb: array<vec4<f32>, 16>;
+    var sum_d: array<vec4<f32>, 16>;
+    for (var q = 0u; q < QUADS; q++) {
+        xb[q] = load_x(b, in_range, 4u * q);
+        sum_d[q] = vec4<f32>(0.0);
     }
     var m = LOWEST_LOGIT;
     var s = 0.0;
     for (var i0 = start; i0 < end; i0 += STAGE) {
         let count = min(STAGE, end - i0);
-        for (var e = lid; e < count * dim; e += THREADS) { points[e] = params.alpha * data[i0 * params.dim + e]; }
+        for (var e = lid; e < count * QUADS; e += THREADS) { points[e] = stage_quad(i0 + e / QUADS, 4u * (e % QUADS)); }
         workgroupBarrier();
         for (var i = 0u; i < count; i++) {
-            let row = i * dim;
+            let row = i * QUADS;
             var dist = 0.0;
-            for (var k = 0u; k < dim; k++) {
-                let d = xb[k] - points[row + k];
-                dist = fma(d, d, dist);
+            for (var q = 0u; q < QUADS; q++) {
+                let d = xb[q] - points[row + q];
+                dist += dot(d, d);
             }
             let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
-            if (logit > m) {
-                // A new max: rescale what was summed so far; this point weighs exp(0) = 1.
-                let scale = exp(m - logit);
-                s = fma(s, scale, 1.0);
-                for (var k = 0u; k < dim; k++) { sum_d[k] = fma(sum_d[k], scale, points[row + k] - xb[k]); }
-                m = logit;
-            } else {
-                let w = exp(logit - m);
-                s += w;
-                for (var k = 0u; k < dim; k++) { sum_d[k] = fma(w, points[row + k] - xb[k], sum_d[k]); }
-            }
+            // A new max rescales what was summed so far (this point then weighs exp(0) = 1).
+            let m_new = max(m, logit);
+            let scale = exp(m - m_new);
+            let w = exp(logit - m_new);
+            s = fma(s, scale, w);
+            for (var q = 0u; q < QUADS; q++) { sum_d[q] = fma(vec4<f32>(w), points[row + q] - xb[q], sum_d[q] * scale); }
+            m = m_new;
         }
         workgroupBarrier();
     }
     if (in_range) {
         let slot = group.x * params.rows + b;
         partial_state[slot] = vec4<f32>(m, s, 0.0, 0.0);
-        for (var k = 0u; k < dim; k++) { partial_acc[slot * params.dim + k] = sum_d[k]; }
+        for (var q = 0u; q < QUADS; q++) {
+            let total = sum_d[q];
+            for (var c = 0u; c < 4u; c++) {
+                if (4u * q + c < params.dim) { partial_acc[slot * params.dim + 4u * q + c] = total[c]; }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 //                     [rows]), 3 weights (read_write, [rows, ld]), 4 params (uniform, shared/kde_params.wgsl).
 // Layout: row-major. Workgroup (j, r) = slice j of SLICE (512) points, query points 8r..8r + 7, one per thread;
 // the slice is staged through workgroup memory 32 points at a time and walked in the same order by every thread
-// (broadcast reads of the data; x_b in a private array indexed by the uniform coordinate loop).
+// (broadcast reads of the data; x_b a vec4 array indexed by loops of constant length QUADS, override, ⌈dim / 4⌉).
 // Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1), as kde_point_moments.wgsl.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
@@ -20,37 +20,57 @@
 @group(0) @binding(4) var<uniform> params: Params;
 
 const THREADS: u32 = 8u;
-const MAX_DIM: u32 = 64u;
 const SLICE: u32 = 512u;
 const STAGE: u32 = 32u;
-var<workgroup> points: array<f32, 2048>; // [STAGE][dim], α·data
+// ⌈dim / 4⌉ (host-set, at most 16): every coordinate loop runs a constant QUADS times, so that the compiler
+// unrolls it and the private vec4 arrays become registers.
+override QUADS: u32 = 16u;
+var<workgroup> points: array<vec4<f32>, 512>; // [STAGE][QUADS], α·data, zero past dim
+
+// α·data[i, k..k + 3], zero past dim.
+fn stage_quad(i: u32, k: u32) -> vec4<f32> {
+    var quad = vec4<f32>(0.0);
+    let base = i * params.dim;
+    if (k < params.dim) { quad.x = params.alpha * data[base + k]; }
+    if (k + 1u < params.dim) { quad.y = params.alpha * data[base + k + 1u]; }
+    if (k + 2u < params.dim) { quad.z = params.alpha * data[base + k + 2u]; }
+    if (k + 3u < params.dim) { quad.w = params.alpha * data[base + k + 3u]; }
+    return quad;
+}
+
+// x[b, k..k + 3], zero past dim or past the last query point.
+fn load_x(b: u32, in_range: bool, k: u32) -> vec4<f32> {
+    var quad = vec4<f32>(0.0);
+    if (!in_range) { return quad; }
+    let base = b * params.dim;
+    if (k < params.dim) { quad.x = x[base + k]; }
+    if (k + 1u < params.dim) { quad.y = x[base + k + 1u]; }
+    if (k + 2u < params.dim) { quad.z = x[base + k + 2u]; }
+    if (k + 3u < params.dim) { quad.w = x[base + k + 3u]; }
+    return quad;
+}
 
 @compute @workgroup_size(8, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = group.y * THREADS + lid;
     let in_range = b < params.rows;
-    let dim = min(params.dim, MAX_DIM);
     let start = group.x * SLICE;
     let end = min(start + SLICE, params.tile_rows);
-    var xb: array<f32, 64>;
+    var xb: array<vec4<f32>, 16>;
     var s = vec4<f32>(0.0, 1.0, 0.0, 0.0);
     if (in_range) { s = state[b]; }
     let inv_s = 1.0 / s.y;
-    for (var k = 0u; k < dim; k++) {
-        var value = 0.0;
-        if (in_range) { value = x[b * params.dim + k]; }
-        xb[k] = value;
-    }
+    for (var q = 0u; q < QUADS; q++) { xb[q] = load_x(b, in_range, 4u * q); }
     for (var i0 = start; i0 < end; i0 += STAGE) {
         let count = min(STAGE, end - i0);
-        for (var e = lid; e < count * dim; e += THREADS) { points[e] = params.alpha * data[i0 * params.dim + e]; }
+        for (var e = lid; e < count * QUADS; e += THREADS) { points[e] = stage_quad(i0 + e / QUADS, 4u * (e % QUADS)); }
         workgroupBarrier();
         for (var i = 0u; i < count; i++) {
-            let row = i * dim;
+            let row = i * QUADS;
             var dist = 0.0;
-            for (var k = 0u; k < dim; k++) {
-                let d = xb[k] - points[row + k];
-                dist = fma(d, d, dist);
+            for (var q = 0u; q < QUADS; q++) {
+                let d = xb[q] - points[row + q];
+                dist += dot(d, d);
             }
             let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
             if (in_range) { weights[b * params.ld + i0 + i] = exp(logit - s.x) * inv_s; }

@@ -139,10 +139,13 @@ impl KdeKernel {
         }
     }
 
-    /// The kernel's `override` constants: the H·V kernels' directions per workgroup (shared/kde_block.wgsl).
+    /// The kernel's `override` constants: the H·V kernels' directions per workgroup (shared/kde_block.wgsl), the
+    /// per-point kernels' ⌈dim / 4⌉.
     fn constants(self, p: &KdeParams) -> Vec<(&'static str, f64)> {
         match self {
             KdeKernel::HvpProject | KdeKernel::HvpAccumulate => vec![("BLOCK_ROWS", directions_per_group(p) as f64)],
+            // Coordinate loops of constant length (unrolled, private arrays in registers).
+            KdeKernel::PointMoments | KdeKernel::PointWeights => vec![("QUADS", p.dim.div_ceil(4) as f64)],
             _ => Vec::new(),
         }
     }
