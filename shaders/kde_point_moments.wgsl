@@ -87,7 +87,9 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             let scale = exp(m - m_new);
             let w = exp(logit - m_new);
             s = fma(s, scale, w);
-            for (var q = 0u; q < QUADS; q++) { sum_d[q] = fma(vec4<f32>(w), points[row + q] - xb[q], sum_d[q] * scale); }
+            for (var q = 0u; q < QUADS; q++) {
+                sum_d[q] = fma(vec4<f32>(w), points[row + q] - xb[q], sum_d[q] * scale);
+            }
             m = m_new;
         }
         workgroupBarrier();

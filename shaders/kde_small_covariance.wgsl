@@ -9,8 +9,9 @@
 // Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]), 2 state (read, vec4
 //                     [rows]), 3 acc (read, [rows, dim]), 4 cov (read_write, [rows, dim, dim]),
 //                     5 params (uniform, shared/kde_params.wgsl).
-// Layout: row-major. 256-thread workgroups, thread b = one query point; the tile is staged through workgroup
-// memory 256 data points at a time; full rows are summed as vec4 pairs. Dispatch (⌈rows/256⌉, 1, 1).
+// Layout: row-major. 32-thread workgroups (shared/kde_small.wgsl), thread b = one query point; the tile is
+// staged through workgroup memory 256 data points at a time; full rows are summed as vec4 pairs.
+// Dispatch (⌈rows/32⌉, 1, 1).
 // Shared: `main`, stage_points, load_x, point_logit (shared/kde_small.wgsl), weighted_mean
 // (shared/kde_moments.wgsl); this file defines `query`.
 
@@ -49,7 +50,7 @@ fn query(b: u32, in_range: bool, dim: u32, lid: u32) {
         for (var k = 0u; k < dim; k++) { mean[k] = weighted_mean(b, k, inv_s); }
     }
 
-    for (var i0 = 0u; i0 < params.tile_rows; i0 += THREADS) {
+    for (var i0 = 0u; i0 < params.tile_rows; i0 += STAGE) {
         let count = stage_points(lid, i0, dim);
         if (in_range) {
             for (var k = 0u; k < MAX_DIM; k++) {

@@ -12,8 +12,8 @@
 // Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]),
 //                     2 state (read_write, vec4 [rows]), 3 acc (read_write, [rows, dim]),
 //                     4 params (uniform, shared/kde_params.wgsl).
-// Layout: row-major. 256-thread workgroups, thread b = one query point; the tile is staged through workgroup
-// memory 256 data points at a time. Dispatch (⌈rows/256⌉, 1, 1).
+// Layout: row-major. 32-thread workgroups (shared/kde_small.wgsl), thread b = one query point; the tile is
+// staged through workgroup memory 256 data points at a time. Dispatch (⌈rows/32⌉, 1, 1).
 // Shared: `main`, stage_points, load_x, point_logit (shared/kde_small.wgsl); this file defines `query`.
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
@@ -47,7 +47,7 @@ fn query(b: u32, in_range: bool, dim: u32, lid: u32) {
     // error near (256 + N/256)·ε instead of N·ε.
     var chunk_s = 0.0;
     var chunk_d: array<f32, 8>;
-    for (var i0 = 0u; i0 < params.tile_rows; i0 += THREADS) {
+    for (var i0 = 0u; i0 < params.tile_rows; i0 += STAGE) {
         let count = stage_points(lid, i0, dim);
         if (in_range) {
             chunk_s = 0.0;

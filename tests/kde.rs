@@ -28,7 +28,7 @@ fn errors(field: &KdeField, x: &[f32], options: JobOptions) -> (f64, f64, f64) {
 }
 
 #[test]
-fn reproduces_the_pytorch_fixture_on_both_paths() {
+fn reproduces_the_pytorch_fixture_on_every_path() {
     let data = npy::read_f32(&fixture("kde/data.npy")).unwrap();
     let x = npy::read_f32(&fixture("kde/x.npy")).unwrap();
     let sigma = npy::read_f64(&fixture("kde/sigma.npy")).unwrap().data[0];
@@ -37,7 +37,7 @@ fn reproduces_the_pytorch_fixture_on_both_paths() {
     let want_hessian = npy::read_f64(&fixture("kde/hessian.npy")).unwrap();
     let want_eigen = npy::read_f64(&fixture("kde/hessian_eigenvalues.npy")).unwrap();
     let d = data.shape[1];
-    for path in [KdePath::Small, KdePath::Tiled] {
+    for path in [KdePath::Small, KdePath::Tiled, KdePath::Point, KdePath::Auto] {
         for tile in [200, 37] {
             let field = KdeField::new(gpu(), data.data.clone(), d, KdeScale::bandwidth(sigma))
                 .unwrap()
@@ -104,7 +104,11 @@ fn random_clouds_match_the_f64_reference() {
     ] {
         let data = normal_vec(&mut r, n * d, 1.0);
         let x = queries(&mut r, &data, d, sigma, 9);
-        let paths: &[KdePath] = if d <= 8 { &[KdePath::Small, KdePath::Tiled] } else { &[KdePath::Tiled] };
+        let paths: &[KdePath] = match d {
+            ..=8 => &[KdePath::Small, KdePath::Tiled, KdePath::Point],
+            ..=64 => &[KdePath::Tiled, KdePath::Point],
+            _ => &[KdePath::Tiled],
+        };
         for &path in paths {
             let field =
                 KdeField::new(gpu(), data.clone(), d, KdeScale::bandwidth(sigma)).unwrap().with_path(path).unwrap();
@@ -148,7 +152,7 @@ fn per_point_kernels_match_the_reference_and_the_tiles() {
                 .with_tile_rows(tile)
         };
         let point = field(KdePath::Point);
-        assert_eq!(point.path_for(rows), KdePath::Point);
+        assert_eq!(point.paths_for(rows), (KdePath::Point, KdePath::Point));
         let e = errors(&point, &x, JobOptions::default());
         println!(
             "per-point N {n} D {d} rows {rows} tile {tile}: log p {:.1e}, score {:.1e}, Hessian {:.1e}",

@@ -3,15 +3,17 @@
 //
 // Bindings: none of its own; reads the including kernel's `data` (the tile [tile_rows, dim]), `x` ([rows, dim]) and
 //           `params` (shared/kde_params.wgsl), and calls the kernel's `fn query(b, in_range, dim, lid)`.
-// Layout: 256-thread workgroups, thread lid = one query point; points = α·data for 256 data points of the tile at a
-// time, [256][dim] row-major; per-point vectors are array<f32, 8> with entries past dim zero.
+// Layout: 32-thread workgroups, thread lid = one query point (small workgroups, so that a few dozen query points
+// still spread over several cores); points = α·data for STAGE = 256 data points of the tile at a time, [256][dim]
+// row-major; per-point vectors are array<f32, 8> with entries past dim zero.
 
-const THREADS: u32 = 256u;
+const THREADS: u32 = 32u;
+const STAGE: u32 = 256u;
 const MAX_DIM: u32 = 8u;
 var<workgroup> points: array<f32, 2048>; // [256][dim], α·data
 
 // Query point b = one thread; in_range = b < rows (threads past the end still stage data and meet the barriers).
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(32, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = group.x * THREADS + lid;
     query(b, b < params.rows, min(params.dim, MAX_DIM), lid);
@@ -19,7 +21,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
 
 // Stages the tile's points i0.. (at most 256) into `points` and returns how many; all threads call it.
 fn stage_points(lid: u32, i0: u32, dim: u32) -> u32 {
-    let count = min(THREADS, params.tile_rows - i0);
+    let count = min(STAGE, params.tile_rows - i0);
     for (var e = lid; e < count * dim; e += THREADS) {
         points[e] = params.alpha * data[i0 * params.dim + e];
     }

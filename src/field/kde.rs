@@ -51,9 +51,9 @@ impl KdeScale {
 
 /// Which kernels evaluate the field: 64-wide register tiles (any dimension), one thread per query point
 /// (dimension ≤ 8, where the tiles would compute mostly padding), or one workgroup per query point (dimension
-/// ≤ 64, few query points: threads over the data, covariance in 16×16 blocks). `Auto` picks per call from the
-/// dimension and the number of query points ([`KdeField::path_for`]), by crossovers measured on lavapipe
-/// (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
+/// ≤ 64: one thread per query point over slices of the data in several workgroups, covariance in 16×16 blocks).
+/// `Auto` picks each pass's kernels from the dimension ([`KdeField::paths_for`]), by what measured fastest on
+/// lavapipe (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KdePath {
     Auto,
@@ -61,11 +61,6 @@ pub enum KdePath {
     Small,
     Point,
 }
-
-/// At 9 ≤ D ≤ 64, `Auto` takes the per-point kernels for at most this many query points (more: the tiles).
-const POINT_ROWS_MODERATE_DIM: usize = 128;
-/// At D ≤ 8, `Auto` takes the per-point kernels for at most this many query points (more: the small kernels).
-const POINT_ROWS_SMALL_DIM: usize = 0;
 
 /// Log density [B], score [B, D] and, when asked for, Hessian [B, D, D] at a batch of points.
 #[derive(Debug, Clone)]
@@ -88,7 +83,7 @@ pub struct KdeField {
     n: usize,
     dim: usize,
     scale: KdeScale,
-    /// The path asked for (`Auto` is resolved per call by `path_for`).
+    /// The path asked for (`Auto` is resolved by `paths_for`).
     path: KdePath,
     tile_rows: usize,
     /// The data as device tiles, uploaded on first use when they fit half the memory budget.
@@ -220,17 +215,22 @@ impl KdeField {
 
     /// True when the small-dimension kernels are used for large batches of query points.
     pub fn is_small_path(&self) -> bool {
-        self.path_for(usize::MAX) == KdePath::Small
+        let (first, second) = self.paths_for(usize::MAX);
+        first == KdePath::Small || second == KdePath::Small
     }
 
-    /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) that evaluate `rows` query points.
-    pub fn path_for(&self, rows: usize) -> KdePath {
+    /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) of the first pass (log-sum-exp and displacement)
+    /// and of the covariance pass for `rows` query points. `Auto`: D ≤ 8, per-point then small; D ≤ 64,
+    /// per-point for both; larger D, the tiles. On lavapipe the per-point first pass measured faster than the
+    /// small and tiled ones from 8 to 1000 rows, and the per-point covariance faster than the tiled one at
+    /// D ≤ 64 (BENCHMARKS.md); at D ≤ 8 the one-thread-per-point covariance is faster still.
+    pub fn paths_for(&self, rows: usize) -> (KdePath, KdePath) {
+        let _ = rows; // The measured crossovers do not depend on the number of query points (yet).
         match self.path {
-            KdePath::Auto if self.dim <= SMALL_DIM && rows <= POINT_ROWS_SMALL_DIM => KdePath::Point,
-            KdePath::Auto if self.dim <= SMALL_DIM => KdePath::Small,
-            KdePath::Auto if self.dim <= POINT_MAX_DIM && rows <= POINT_ROWS_MODERATE_DIM => KdePath::Point,
-            KdePath::Auto => KdePath::Tiled,
-            path => path,
+            KdePath::Auto if self.dim <= SMALL_DIM => (KdePath::Point, KdePath::Small),
+            KdePath::Auto if self.dim <= POINT_MAX_DIM => (KdePath::Point, KdePath::Point),
+            KdePath::Auto => (KdePath::Tiled, KdePath::Tiled),
+            path => (path, path),
         }
     }
 
@@ -307,7 +307,7 @@ impl KdeField {
         let d = self.dim;
         self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
-        if self.path_for(rows) != KdePath::Tiled {
+        if self.paths_for(rows).1 != KdePath::Tiled {
             let h = self.hessian(x, options)?;
             let mut out = Vec::with_capacity(v.len());
             for b in 0..rows {
@@ -333,7 +333,7 @@ impl KdeField {
         options: JobOptions,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let rows = self.check_points(x)?;
-        if self.path_for(rows) != KdePath::Tiled {
+        if self.paths_for(rows).1 != KdePath::Tiled {
             return Ok((self.score(x, options)?, self.hessian_vector(x, v, per_point, options)?));
         }
         let d = self.dim;
@@ -356,13 +356,15 @@ impl KdeField {
 
     /// Device bytes of evaluating the Hessian at one query point, and the fixed bytes of the data, under `budget`.
     pub fn hessian_cost(&self, budget: u64) -> RowCost {
-        self.row_cost(self.path_for(usize::MAX), Second::Covariance, self.data_bytes() <= budget / 2)
+        self.row_cost(self.paths_for(usize::MAX), Second::Covariance, self.data_bytes() <= budget / 2)
     }
 
     /// Device bytes of `per_point` Hessian-vector products at one query point, and the data's, under `budget`.
     pub fn hessian_vector_cost(&self, per_point: usize, budget: u64) -> RowCost {
-        // The per-point path forms the Hessian; the tiles cost more per row for any P, so they bound both.
-        self.row_cost(self.path_for(usize::MAX), Second::Hvp { v: &[], per_point }, self.data_bytes() <= budget / 2)
+        let paths = self.paths_for(usize::MAX);
+        // The small and per-point covariances form the Hessian and apply it on the host.
+        let second = if paths.1 == KdePath::Tiled { Second::Hvp { v: &[], per_point } } else { Second::Covariance };
+        self.row_cost(paths, second, self.data_bytes() <= budget / 2)
     }
 
     /// The device's binding and dispatch limits with `budget`, for planning chunks of query points.
@@ -389,6 +391,16 @@ impl KdeField {
         (0..self.n).step_by(self.tile_rows).map(|s| s..(s + self.tile_rows).min(self.n)).collect()
     }
 
+    /// Words per query point of the logits buffer: a tile of logits for the tiled kernels, of weights for the
+    /// per-point covariance, none for the small kernels.
+    fn logit_words(&self, (first, second): (KdePath, KdePath)) -> usize {
+        if first == KdePath::Tiled || second != KdePath::Small {
+            self.tile_rows
+        } else {
+            0
+        }
+    }
+
     /// Slices of the largest tile on the per-point path (kde_point_moments.wgsl).
     fn point_slices(&self) -> usize {
         self.tile_rows.div_ceil(POINT_SLICE)
@@ -398,11 +410,10 @@ impl KdeField {
         4 * self.data.len() as u64
     }
 
-    fn row_cost(&self, path: KdePath, second: Second, resident: bool) -> RowCost {
-        // The tiles keep a tile of logits per query point, the per-point path one of weights.
-        let (d, t) = (self.dim as u64, if path == KdePath::Small { 0 } else { self.tile_rows as u64 });
+    fn row_cost(&self, paths: (KdePath, KdePath), second: Second, resident: bool) -> RowCost {
+        let (d, t) = (self.dim as u64, self.logit_words(paths) as u64);
         // x, state, acc, logits, the per-point path's slices, and the read-backs of state and acc.
-        let slices = if path == KdePath::Point { self.point_slices() as u64 } else { 0 };
+        let slices = if paths.0 == KdePath::Point { self.point_slices() as u64 } else { 0 };
         let mut words = d + 4 + d + t + slices * (4 + d) + 4 + d;
         let mut widest = t.max(d).max(4);
         match second {
@@ -421,8 +432,8 @@ impl KdeField {
         RowCost { bytes_per_row: 4 * words, widest_row_bytes: 4 * widest, fixed_bytes: fixed }
     }
 
-    fn allocate(&self, path: KdePath, rows: usize, second: Second, label: &str) -> Slot {
-        let (d, t) = (self.dim, if path == KdePath::Small { 0 } else { self.tile_rows });
+    fn allocate(&self, paths: (KdePath, KdePath), rows: usize, second: Second, label: &str) -> Slot {
+        let (d, t) = (self.dim, self.logit_words(paths));
         let buffer = |name: &str, words: usize| {
             self.ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage)
         };
@@ -434,7 +445,7 @@ impl KdeField {
             Second::Covariance => (rows * d * d, 0, 0),
             Second::Hvp { per_point, .. } => (rows * per_point * d, rows * per_point * d, rows * per_point * t),
         };
-        let slices = if path == KdePath::Point { self.point_slices() } else { 0 };
+        let slices = if paths.0 == KdePath::Point { self.point_slices() } else { 0 };
         Slot {
             partial_state: buffer("partial_state", slices * rows * 4),
             partial_acc: buffer("partial_acc", slices * rows * d),
@@ -457,8 +468,9 @@ impl KdeField {
     fn moments(&self, x: &[f32], rows: usize, second: Second, options: JobOptions) -> Result<Moments> {
         let resident = self.data_bytes() <= options.memory_budget / 2;
         let bounds = self.device_bounds(options.memory_budget);
-        let path = self.path_for(rows);
-        let chunks = plan_chunks(rows, self.row_cost(path, second, resident), bounds)?;
+        let paths = self.paths_for(rows);
+        let (first_path, second_path) = paths;
+        let chunks = plan_chunks(rows, self.row_cost(paths, second, resident), bounds)?;
         let d = self.dim;
         let per_point = match second {
             Second::Hvp { per_point, .. } => per_point,
@@ -489,7 +501,7 @@ impl KdeField {
             Some(_) => None,
             None => Some(self.ctx.buffer("kde/data/staging", (self.tile_rows * d * 4) as u64, BufferRole::Storage)),
         };
-        let slot = self.allocate(path, chunks[0].len(), second, "kde");
+        let slot = self.allocate(paths, chunks[0].len(), second, "kde");
         options.progress.start("kde", rows);
         for chunk in &chunks {
             let b = chunk.len();
@@ -503,7 +515,7 @@ impl KdeField {
             for (t, range) in tiles.iter().enumerate() {
                 let (data, mut rec) = feeder.begin(t, range, "kde/pass1")?;
                 let p = self.params(b, range.len(), per_point, t == 0);
-                let first_pass: &[KdeKernel] = match path {
+                let first_pass: &[KdeKernel] = match first_path {
                     KdePath::Small => &[KdeKernel::SmallMoments],
                     KdePath::Point => &[KdeKernel::PointMoments, KdeKernel::PointCombine],
                     _ => &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate],
@@ -513,8 +525,10 @@ impl KdeField {
             }
             let second_pass: &[KdeKernel] = match second {
                 Second::None => &[],
-                Second::Covariance if path == KdePath::Small => &[KdeKernel::SmallCovariance],
-                Second::Covariance if path == KdePath::Point => &[KdeKernel::PointWeights, KdeKernel::PointCovariance],
+                Second::Covariance if second_path == KdePath::Small => &[KdeKernel::SmallCovariance],
+                Second::Covariance if second_path == KdePath::Point => {
+                    &[KdeKernel::PointWeights, KdeKernel::PointCovariance]
+                }
                 Second::Covariance => &[KdeKernel::Covariance],
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],
             };
@@ -524,8 +538,8 @@ impl KdeField {
                     let p = self.params(b, range.len(), per_point, t == 0);
                     let buffers = slot.buffers(data);
                     // With one tile the tiled first pass's logits are still in place (the small and per-point
-                    // kernels keep no logits, and their covariances recompute the weights).
-                    if path == KdePath::Tiled && tiles.len() > 1 {
+                    // first passes keep none; the small and per-point covariances compute their own weights).
+                    if second_path == KdePath::Tiled && (tiles.len() > 1 || first_path != KdePath::Tiled) {
                         op::record(&mut rec, &[KdeKernel::Distances], &p, &buffers)?;
                     }
                     op::record(&mut rec, second_pass, &p, &buffers)?;

@@ -34,8 +34,8 @@ const BLOCK: u32 = 64;
 pub const NARROW_DIRECTIONS: usize = 16;
 /// Blocks of at most this many directions take the narrow workgroups.
 pub const NARROW_MAX_DIRECTIONS: usize = 32;
-/// Query points per workgroup of the small-dimension kernels.
-const SMALL_THREADS: u32 = 256;
+/// Query points per workgroup of the small-dimension kernels (shared/kde_small.wgsl).
+const SMALL_THREADS: u32 = 32;
 
 /// The device buffers of one data tile and one chunk of query points. Each kernel binds the ones its WGSL
 /// declares, in binding order (`KdeKernel::bindings`); `second` is the second pass's output (cov or u).
