@@ -9,6 +9,11 @@
 //! sums the covariance centred on m (or its product with directions). Memory is bounded by one tile of logits per
 //! query point; query points are split into chunks by the memory budget. The data stay on the device when they
 //! fit half the budget, and are uploaded tile by tile otherwise.
+//!
+//! Three kernel families ([`KdePath`]): 64-wide register tiles (kde_distances … kde_covariance, any D), one
+//! thread per query point (kde_small_*, D ≤ 8) and, for D ≤ 64, one thread per query point over 512-point slices
+//! of each tile in separate workgroups, merged per tile (kde_point_*): its data reads are broadcasts and its
+//! covariance blocks 16×16, where the tiles would pad every block to 64.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
