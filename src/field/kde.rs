@@ -121,6 +121,7 @@ struct Slot {
     proj: wgpu::Buffer,
     partial_state: wgpu::Buffer,
     partial_acc: wgpu::Buffer,
+    partial_cov: wgpu::Buffer,
     readback: [wgpu::Buffer; 3],
 }
 
@@ -138,6 +139,7 @@ impl Slot {
             second: &self.second,
             partial_state: &self.partial_state,
             partial_acc: &self.partial_acc,
+            partial_cov: &self.partial_cov,
         }
     }
 }
@@ -421,6 +423,11 @@ impl KdeField {
         let slices = if paths.0 == KdePath::Point { self.point_slices() as u64 } else { 0 };
         let mut words = d + 4 + d + t + slices * (4 + d) + 4 + d;
         let mut widest = t.max(d).max(4);
+        if paths.1 == KdePath::Point && matches!(second, Second::Covariance) {
+            // The per-slice covariances.
+            words += self.point_slices() as u64 * d * d;
+            widest = widest.max(self.point_slices() as u64 * d * d);
+        }
         match second {
             Second::None => {}
             Second::Covariance => {
@@ -451,7 +458,9 @@ impl KdeField {
             Second::Hvp { per_point, .. } => (rows * per_point * d, rows * per_point * d, rows * per_point * t),
         };
         let slices = if paths.0 == KdePath::Point { self.point_slices() } else { 0 };
+        let cov_slices = if paths.1 == KdePath::Point { self.point_slices() } else { 0 };
         Slot {
+            partial_cov: buffer("partial_cov", cov_slices * rows * d * d * second_words.min(1)),
             partial_state: buffer("partial_state", slices * rows * 4),
             partial_acc: buffer("partial_acc", slices * rows * d),
             x: buffer("x", rows * d),
@@ -532,7 +541,7 @@ impl KdeField {
                 Second::None => &[],
                 Second::Covariance if second_path == KdePath::Small => &[KdeKernel::SmallCovariance],
                 Second::Covariance if second_path == KdePath::Point => {
-                    &[KdeKernel::PointWeights, KdeKernel::PointCovariance]
+                    &[KdeKernel::PointWeights, KdeKernel::PointCovarianceRows, KdeKernel::PointCovarianceCombine]
                 }
                 Second::Covariance => &[KdeKernel::Covariance],
                 Second::Hvp { .. } => &[KdeKernel::HvpProject, KdeKernel::HvpAccumulate],

@@ -51,6 +51,8 @@ pub struct KdeBuffers<'a> {
     /// Per-slice (max, sum) and displacement of the per-point path ([slices, rows] and [slices, rows, dim]).
     pub partial_state: &'a wgpu::Buffer,
     pub partial_acc: &'a wgpu::Buffer,
+    /// Per-slice covariances of the per-point path ([slices, rows, dim, dim]).
+    pub partial_cov: &'a wgpu::Buffer,
 }
 
 /// The kde kernels; each records one dispatch over one data tile for a chunk of query points.
@@ -81,6 +83,11 @@ pub enum KdeKernel {
     PointWeights,
     /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (after PointWeights).
     PointCovariance,
+    /// dim ≤ 64: each 512-point slice's centred weighted covariance, one thread per query point (after
+    /// PointWeights).
+    PointCovarianceRows,
+    /// Sums PointCovarianceRows' slices into the covariance.
+    PointCovarianceCombine,
 }
 
 impl KdeKernel {
@@ -99,6 +106,8 @@ impl KdeKernel {
             KdeKernel::PointCombine => "kde_point_combine",
             KdeKernel::PointWeights => "kde_point_weights",
             KdeKernel::PointCovariance => "kde_point_covariance",
+            KdeKernel::PointCovarianceRows => "kde_point_covariance_rows",
+            KdeKernel::PointCovarianceCombine => "kde_point_covariance_combine",
         }
     }
 
@@ -117,6 +126,8 @@ impl KdeKernel {
             KdeKernel::PointCombine => vec![b.partial_state, b.partial_acc, b.state, b.acc],
             KdeKernel::PointWeights => vec![b.data, b.x, b.state, b.logits],
             KdeKernel::PointCovariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
+            KdeKernel::PointCovarianceRows => vec![b.data, b.x, b.logits, b.state, b.acc, b.partial_cov],
+            KdeKernel::PointCovarianceCombine => vec![b.partial_cov, b.second],
         }
     }
 
@@ -135,6 +146,10 @@ impl KdeKernel {
                 [p.tile_rows.div_ceil(POINT_SLICE as u32), p.rows.div_ceil(POINT_ROWS_PER_GROUP), 1]
             }
             KdeKernel::PointCombine => [p.rows, 1, 1],
+            KdeKernel::PointCovarianceRows => {
+                [p.tile_rows.div_ceil(POINT_SLICE as u32), p.rows.div_ceil(POINT_ROWS_PER_GROUP), p.dim.div_ceil(4)]
+            }
+            KdeKernel::PointCovarianceCombine => [(p.dim * p.dim).div_ceil(64), p.rows, 1],
             KdeKernel::PointCovariance => [p.dim.div_ceil(POINT_EDGE), p.dim.div_ceil(POINT_EDGE), p.rows],
         }
     }
@@ -145,7 +160,9 @@ impl KdeKernel {
         match self {
             KdeKernel::HvpProject | KdeKernel::HvpAccumulate => vec![("BLOCK_ROWS", directions_per_group(p) as f64)],
             // Coordinate loops of constant length (unrolled, private arrays in registers).
-            KdeKernel::PointMoments | KdeKernel::PointWeights => vec![("QUADS", p.dim.div_ceil(4) as f64)],
+            KdeKernel::PointMoments | KdeKernel::PointWeights | KdeKernel::PointCovarianceRows => {
+                vec![("QUADS", p.dim.div_ceil(4) as f64)]
+            }
             _ => Vec::new(),
         }
     }
