@@ -6,7 +6,8 @@
 // k in [4c, 4c + 4) of the covariance (c = workgroup z), with the final weights wᵢ = weights[b·ld + i]
 // (kde_point_weights.wgsl) and m_b = x_b + acc_b / S (state[b] = (M, S, ·, ·) final):
 //     partial_cov[((j·rows + b)·dim + k)·dim + l] = Σᵢ wᵢ (α·dataᵢₖ − m_bk)(α·dataᵢₗ − m_bl)     (k, l < dim)
-// centred on m_b, never as E[yyᵀ] − mmᵀ.
+// centred on m_b, never as E[yyᵀ] − mmᵀ. Only the column quads at or right of c are summed; each entry is written
+// at (k, l) and (l, k).
 //
 // Bindings (group 0): 0 data (read, the tile [tile_rows, dim]), 1 x (read, [rows, dim]), 2 weights (read,
 //                     [rows, ld]), 3 state (read, vec4 [rows]), 4 acc (read, [rows, dim]),
@@ -85,6 +86,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             let row = i * QUADS;
             let za = w * (points[row + c] - mean_c);
             for (var q = 0u; q < QUADS; q++) {
+                // The blocks left of the diagonal are the mirror images of those above it.
+                if (q < c) { continue; }
                 let zb = points[row + q] - mean[q];
                 out[4u * q] = fma(vec4<f32>(za.x), zb, out[4u * q]);
                 out[4u * q + 1u] = fma(vec4<f32>(za.y), zb, out[4u * q + 1u]);
@@ -102,7 +105,10 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
                 let quad = out[4u * q + r];
                 for (var t = 0u; t < 4u; t++) {
                     let l = 4u * q + t;
-                    if (k < params.dim && l < params.dim) { partial_cov[base + k * params.dim + l] = quad[t]; }
+                    if (q >= c && k < params.dim && l < params.dim) {
+                        partial_cov[base + k * params.dim + l] = quad[t];
+                        partial_cov[base + l * params.dim + k] = quad[t];
+                    }
                 }
             }
         }
