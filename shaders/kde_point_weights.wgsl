@@ -1,6 +1,6 @@
 // kde_point_weights.wgsl — for few query points at moderate dimension (dim ≤ 64), the final softmax weights of one
-// data tile's points for each query point, once per tile for kde_point_covariance.wgsl (whose 16×16 output blocks
-// would otherwise each recompute them).
+// data tile's points for each query point, once per tile for kde_point_covariance_rows.wgsl (whose workgroups,
+// one per quad of covariance rows, would otherwise each recompute them).
 //
 // For b < rows, i < tile_rows, with state[b] = (M, S, ·, ·) final (after every tile's first pass) and
 // ℓᵢ = max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT) (as kde_point_moments.wgsl computes it):

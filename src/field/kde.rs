@@ -12,8 +12,8 @@
 //!
 //! Three kernel families ([`KdePath`]): 64-wide register tiles (kde_distances … kde_covariance, any D), one
 //! thread per query point (kde_small_*, D ≤ 8) and, for D ≤ 64, one thread per query point over 512-point slices
-//! of each tile in separate workgroups, merged per tile (kde_point_*): its data reads are broadcasts and its
-//! covariance blocks 16×16, where the tiles would pad every block to 64.
+//! of each tile in separate workgroups, merged per tile (kde_point_*): its data reads are broadcasts, and nothing
+//! is padded beyond a multiple of 4 in D, where the tiles pad every block to 64.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -56,7 +56,7 @@ impl KdeScale {
 
 /// Which kernels evaluate the field: 64-wide register tiles (any dimension), one thread per query point
 /// (dimension ≤ 8, where the tiles would compute mostly padding), or one workgroup per query point (dimension
-/// ≤ 64: one thread per query point over slices of the data in several workgroups, covariance in 16×16 blocks).
+/// ≤ 64: one thread per query point over slices of the data in several workgroups, first pass and covariance).
 /// `Auto` picks each pass's kernels from the dimension ([`KdeField::paths_for`]), by what measured fastest on
 /// lavapipe (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,9 +180,9 @@ impl KdeField {
             _ => {}
         }
         self.path = path;
-        // The small kernels loop over whole tiles per thread (see SMALL_TILE_ROWS); the others take either.
-        let small_possible = matches!(path, KdePath::Auto | KdePath::Small) && self.dim <= SMALL_DIM;
-        let rows = if small_possible { SMALL_TILE_ROWS } else { TILE_ROWS };
+        // The small kernels loop over whole tiles per thread (see SMALL_TILE_ROWS); the others over 512-point
+        // slices or 16-point steps.
+        let rows = if path == KdePath::Small { SMALL_TILE_ROWS } else { TILE_ROWS };
         Ok(self.with_tile_rows(rows))
     }
 
@@ -227,14 +227,13 @@ impl KdeField {
     }
 
     /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) of the first pass (log-sum-exp and displacement)
-    /// and of the covariance pass for `rows` query points. `Auto`: D ≤ 8, per-point then small; D ≤ 64,
-    /// per-point for both; larger D, the tiles. On lavapipe the per-point first pass measured faster than the
-    /// small and tiled ones from 8 to 1000 rows, and the per-point covariance faster than the tiled one at
-    /// D ≤ 64 (BENCHMARKS.md); at D ≤ 8 the one-thread-per-point covariance is faster still.
+    /// and of the covariance pass for `rows` query points. `Auto`: the per-point kernels up to D = 64, the tiles
+    /// above. On lavapipe the per-point kernels measured faster than the small and tiled ones at every row count
+    /// from 8 to 1000 (docs/BENCHMARKS.md), so the choice does not depend on `rows` (yet); the passes may differ
+    /// (the kernels of either pass work after those of the other).
     pub fn paths_for(&self, rows: usize) -> (KdePath, KdePath) {
-        let _ = rows; // The measured crossovers do not depend on the number of query points (yet).
+        let _ = rows;
         match self.path {
-            KdePath::Auto if self.dim <= SMALL_DIM => (KdePath::Point, KdePath::Small),
             KdePath::Auto if self.dim <= POINT_MAX_DIM => (KdePath::Point, KdePath::Point),
             KdePath::Auto => (KdePath::Tiled, KdePath::Tiled),
             path => (path, path),

@@ -74,7 +74,6 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
     ("kde_point_weights", &[KDE_PARAMS], include_str!("../../shaders/kde_point_weights.wgsl")),
     ("kde_point_covariance_rows", &[KDE_PARAMS], include_str!("../../shaders/kde_point_covariance_rows.wgsl")),
     ("kde_point_covariance_combine", &[KDE_PARAMS], include_str!("../../shaders/kde_point_covariance_combine.wgsl")),
-    ("kde_point_covariance", &[KDE_PARAMS, KDE_MOMENTS], include_str!("../../shaders/kde_point_covariance.wgsl")),
     // The graph engine's primitive kernels (ops::graph).
     ("graph_unary", &[ACTIVATIONS, GRAPH_MATH], include_str!("../../shaders/graph_unary.wgsl")),
     ("graph_binary", &[GRAPH_MATH], include_str!("../../shaders/graph_binary.wgsl")),

@@ -22,8 +22,6 @@ pub struct KdeParams {
 pub const SMALL_DIM: usize = 8;
 /// Dimensions up to this can use the one-workgroup-per-query-point kernels (kde_point_*.wgsl).
 pub const POINT_MAX_DIM: usize = 64;
-/// Output block edge of kde_point_covariance.wgsl.
-const POINT_EDGE: u32 = 16;
 /// Data points per workgroup of kde_point_moments.wgsl (its and kde_point_combine.wgsl's `SLICE`).
 pub const POINT_SLICE: usize = 512;
 /// Query points per workgroup of kde_point_moments.wgsl.
@@ -81,8 +79,6 @@ pub enum KdeKernel {
     PointCombine,
     /// dim ≤ 64, few query points: the final weights of the tile's points, into `logits`.
     PointWeights,
-    /// dim ≤ 64, few query points: the tile's centred weighted covariance in 16×16 blocks (after PointWeights).
-    PointCovariance,
     /// dim ≤ 64: each 512-point slice's centred weighted covariance, one thread per query point (after
     /// PointWeights).
     PointCovarianceRows,
@@ -105,7 +101,6 @@ impl KdeKernel {
             KdeKernel::PointMoments => "kde_point_moments",
             KdeKernel::PointCombine => "kde_point_combine",
             KdeKernel::PointWeights => "kde_point_weights",
-            KdeKernel::PointCovariance => "kde_point_covariance",
             KdeKernel::PointCovarianceRows => "kde_point_covariance_rows",
             KdeKernel::PointCovarianceCombine => "kde_point_covariance_combine",
         }
@@ -125,7 +120,6 @@ impl KdeKernel {
             KdeKernel::PointMoments => vec![b.data, b.x, b.partial_state, b.partial_acc],
             KdeKernel::PointCombine => vec![b.partial_state, b.partial_acc, b.state, b.acc],
             KdeKernel::PointWeights => vec![b.data, b.x, b.state, b.logits],
-            KdeKernel::PointCovariance => vec![b.data, b.x, b.logits, b.state, b.acc, b.second],
             KdeKernel::PointCovarianceRows => vec![b.data, b.x, b.logits, b.state, b.acc, b.partial_cov],
             KdeKernel::PointCovarianceCombine => vec![b.partial_cov, b.second],
         }
@@ -150,7 +144,6 @@ impl KdeKernel {
                 [p.tile_rows.div_ceil(POINT_SLICE as u32), p.rows.div_ceil(POINT_ROWS_PER_GROUP), p.dim.div_ceil(4)]
             }
             KdeKernel::PointCovarianceCombine => [(p.dim * p.dim).div_ceil(64), p.rows, 1],
-            KdeKernel::PointCovariance => [p.dim.div_ceil(POINT_EDGE), p.dim.div_ceil(POINT_EDGE), p.rows],
         }
     }
 
