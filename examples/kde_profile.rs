@@ -80,12 +80,12 @@ fn main() -> scorelens::Result<()> {
             };
             for &rows in &rows_list {
                 let x = stream.take(rows * d);
-                let score = time(reps, || field.score(&x, options.clone()).map(drop))?;
-                let hessian = time(reps, || field.hessian(&x, options.clone()).map(drop))?;
+                let score = time(reps, || field.score(&x, options).map(drop))?;
+                let hessian = time(reps, || field.hessian(&x, options).map(drop))?;
                 let mut line = format!("D {d:>3} rows {rows:>5} {name:>6}: score {score:>9.2}  hessian {hessian:>9.2}");
                 for &p in &directions {
                     let v = stream.take(rows * p * d);
-                    let hv = time(reps, || field.hessian_vector(&x, &v, p, options.clone()).map(drop))?;
+                    let hv = time(reps, || field.hessian_vector(&x, &v, p, options).map(drop))?;
                     line += &format!("  hv(P={p}) {hv:>9.2}");
                 }
                 println!("{line}");
@@ -94,8 +94,8 @@ fn main() -> scorelens::Result<()> {
         for &rows in rows_list.iter().filter(|_| paths.iter().any(|name| name == "smoothed")) {
             let x = stream.take(rows * d);
             let t = vec![T; rows];
-            let score = time(reps, || smoothed.score(&x, &t, options.clone()).map(drop))?;
-            let hessian = time(reps, || smoothed.hessian(&x, &t, options.clone()).map(drop))?;
+            let score = time(reps, || smoothed.score(&x, &t, options).map(drop))?;
+            let hessian = time(reps, || smoothed.hessian(&x, &t, options).map(drop))?;
             println!("D {d:>3} rows {rows:>5} SmoothedData: score {score:>9.2}  hessian {hessian:>9.2}");
         }
     }

@@ -104,10 +104,12 @@ fn random_clouds_match_the_f64_reference() {
     ] {
         let data = normal_vec(&mut r, n * d, 1.0);
         let x = queries(&mut r, &data, d, sigma, 9);
-        let paths: &[KdePath] = match d {
-            ..=8 => &[KdePath::Small, KdePath::Tiled, KdePath::Point],
-            ..=64 => &[KdePath::Tiled, KdePath::Point],
-            _ => &[KdePath::Tiled],
+        let paths: &[KdePath] = if d <= 8 {
+            &[KdePath::Small, KdePath::Tiled, KdePath::Point]
+        } else if d <= 64 {
+            &[KdePath::Tiled, KdePath::Point]
+        } else {
+            &[KdePath::Tiled]
         };
         for &path in paths {
             let field =

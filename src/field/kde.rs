@@ -55,8 +55,8 @@ impl KdeScale {
 }
 
 /// Which kernels evaluate the field: 64-wide register tiles (any dimension), one thread per query point
-/// (dimension ≤ 8, where the tiles would compute mostly padding), or one workgroup per query point (dimension
-/// ≤ 64: one thread per query point over slices of the data in several workgroups, first pass and covariance).
+/// (dimension ≤ 8, where the tiles would compute mostly padding), or one thread per query point over 512-point
+/// slices of each data tile in separate workgroups, merged per tile (`Point`, dimension ≤ 64, both passes).
 /// `Auto` picks each pass's kernels from the dimension ([`KdeField::paths_for`]), by what measured fastest on
 /// lavapipe (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,8 +229,9 @@ impl KdeField {
     /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) of the first pass (log-sum-exp and displacement)
     /// and of the covariance pass for `rows` query points. `Auto`: the per-point kernels up to D = 64, the tiles
     /// above. On lavapipe the per-point kernels measured faster than the small and tiled ones at every row count
-    /// from 8 to 1000 (docs/BENCHMARKS.md), so the choice does not depend on `rows` (yet); the passes may differ
-    /// (the kernels of either pass work after those of the other).
+    /// from 8 to 1000 (docs/BENCHMARKS.md), so the choice does not depend on `rows` (yet); a pair, so that the
+    /// passes can be chosen apart should a crossover appear (every covariance kernel reads only the state and
+    /// displacement a first pass leaves, and the tiled one recomputes its logits after another first pass).
     pub fn paths_for(&self, rows: usize) -> (KdePath, KdePath) {
         let _ = rows;
         match self.path {
@@ -457,9 +458,10 @@ impl KdeField {
             Second::Hvp { per_point, .. } => (rows * per_point * d, rows * per_point * d, rows * per_point * t),
         };
         let slices = if paths.0 == KdePath::Point { self.point_slices() } else { 0 };
-        let cov_slices = if paths.1 == KdePath::Point { self.point_slices() } else { 0 };
+        let cov_slices =
+            if paths.1 == KdePath::Point && matches!(second, Second::Covariance) { self.point_slices() } else { 0 };
         Slot {
-            partial_cov: buffer("partial_cov", cov_slices * rows * d * d * second_words.min(1)),
+            partial_cov: buffer("partial_cov", cov_slices * rows * d * d),
             partial_state: buffer("partial_state", slices * rows * 4),
             partial_acc: buffer("partial_acc", slices * rows * d),
             x: buffer("x", rows * d),

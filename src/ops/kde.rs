@@ -20,11 +20,11 @@ pub struct KdeParams {
 
 /// Dimensions up to this use the fused one-thread-per-point kernels (kde_small_*.wgsl).
 pub const SMALL_DIM: usize = 8;
-/// Dimensions up to this can use the one-workgroup-per-query-point kernels (kde_point_*.wgsl).
+/// Dimensions up to this can use the per-point kernels over data slices (kde_point_*.wgsl).
 pub const POINT_MAX_DIM: usize = 64;
 /// Data points per workgroup of kde_point_moments.wgsl (its and kde_point_combine.wgsl's `SLICE`).
 pub const POINT_SLICE: usize = 512;
-/// Query points per workgroup of kde_point_moments.wgsl.
+/// Query points per workgroup of kde_point_moments, kde_point_weights and kde_point_covariance_rows.
 const POINT_ROWS_PER_GROUP: u32 = 8;
 /// Output block edge of the tiled kernels.
 const BLOCK: u32 = 64;
@@ -72,12 +72,11 @@ pub enum KdeKernel {
     SmallMoments,
     /// dim ≤ 8: the tile's centred weighted covariance.
     SmallCovariance,
-    /// dim ≤ 64, few query points: log-sum-exp and displacement of each 512-point slice of the tile, one thread
-    /// per query point.
+    /// dim ≤ 64: log-sum-exp and displacement of each 512-point slice of the tile, one thread per query point.
     PointMoments,
     /// Merges PointMoments' slices into the running state and acc.
     PointCombine,
-    /// dim ≤ 64, few query points: the final weights of the tile's points, into `logits`.
+    /// dim ≤ 64: the final weights of the tile's points, into `logits`.
     PointWeights,
     /// dim ≤ 64: each 512-point slice's centred weighted covariance, one thread per query point (after
     /// PointWeights).
