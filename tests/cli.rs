@@ -813,7 +813,7 @@ fn the_demo_runs_on_the_shipped_models_and_writes_its_report() {
     // The last two papers' rows: per model, each with its deciding number, rule, verdict and an existing figure.
     for (paper, models, per_model) in [
         ("arXiv 2508.07581", &["moons", "circle16", "sphere16"][..], 2),
-        ("arXiv 2602.06021", &["moons", "circle16"][..], 5),
+        ("arXiv 2602.06021", &["moons", "circle16", "sphere16"][..], 5),
     ] {
         for model in models {
             let rows: Vec<_> = findings

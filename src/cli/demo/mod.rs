@@ -46,7 +46,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
     pub assets: PathBuf,
     /// Fewer samples, trajectories and points (the same 500-step grid, which EM needs to be stable at t = 1e-3): a
-    /// run of two to three minutes on a 2-core software driver (used by the tests); the full run about six and a half.
+    /// run of about two minutes on a 2-core software driver (used by the tests); the full run about three and a half.
     #[arg(long)]
     pub quick: bool,
     #[command(flatten)]
@@ -66,9 +66,6 @@ pub(crate) struct Sizes {
     pub unet_spectrum_points: usize,
     /// Probability-flow ODE trajectories of the ReLU model (its generator's volume change).
     pub relu_trajectories: usize,
-    /// Whether the ridge section also runs on sphere16 (its 2-d ridge over 10,000 points is the section's costliest
-    /// part: left out of `--quick`, which CI runs).
-    pub sphere_ridge: bool,
 }
 
 /// A shipped model with its training data.
@@ -219,7 +216,6 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 40,
             unet_spectrum_points: 3,
             relu_trajectories: 64,
-            sphere_ridge: false,
         }
     } else {
         Sizes {
@@ -231,7 +227,6 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             unet_steps: 60,
             unet_spectrum_points: 8,
             relu_trajectories: 256,
-            sphere_ridge: true,
         }
     };
     let mut run = Run {

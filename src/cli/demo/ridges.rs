@@ -66,11 +66,8 @@ fn to_f64(x: &[f32]) -> Vec<f64> {
 /// On the models whose data lie on a known manifold (moons and circle16: curves; sphere16: a 2-sphere), each with
 /// the ridge of the manifold's dimension.
 pub(crate) fn section(run: &mut Run, models: &[Trained]) -> Result<()> {
-    let models: Vec<(&Trained, usize)> = models
-        .iter()
-        .filter_map(|m| Manifolds::dimension(m.name).map(|k| (m, k)))
-        .filter(|&(_, k)| k == 1 || run.sizes.sphere_ridge)
-        .collect();
+    let models: Vec<(&Trained, usize)> =
+        models.iter().filter_map(|m| Manifolds::dimension(m.name).map(|k| (m, k))).collect();
     println!("5. reach, align, slide on the ridge of the smoothed data (arXiv 2602.06021)");
     let steps = run.sizes.steps;
     run.doc.heading(2, "5. Reach, align and slide on density ridges (arXiv 2602.06021)");
