@@ -18,6 +18,7 @@
 // time as vec4 quads and walked in the same order by every thread (broadcast reads); each thread keeps its 4 rows ×
 // QUADS column quads in vec4 accumulators indexed by loops of constant length QUADS (override, ⌈dim / 4⌉), which
 // the compiler unrolls. Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, ⌈dim / 4⌉); SLICE (512) as kde_point_moments.
+// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points and load_x (shared/kde_point.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -26,23 +27,6 @@
 @group(0) @binding(4) var<storage, read> acc: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partial_cov: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
-
-const THREADS: u32 = 8u;
-const SLICE: u32 = 512u;
-const STAGE: u32 = 32u;
-override QUADS: u32 = 16u;
-var<workgroup> points: array<vec4<f32>, 512>; // [STAGE][QUADS], α·data, zero past dim
-
-// α·data[i, k..k + 3], zero past dim.
-fn stage_quad(i: u32, k: u32) -> vec4<f32> {
-    var quad = vec4<f32>(0.0);
-    let base = i * params.dim;
-    if (k < params.dim) { quad.x = params.alpha * data[base + k]; }
-    if (k + 1u < params.dim) { quad.y = params.alpha * data[base + k + 1u]; }
-    if (k + 2u < params.dim) { quad.z = params.alpha * data[base + k + 2u]; }
-    if (k + 3u < params.dim) { quad.w = params.alpha * data[base + k + 3u]; }
-    return quad;
-}
 
 // m_b[k..k + 3] = x_b + acc_b / S, zero past dim or past the last query point.
 fn mean_quad(b: u32, in_range: bool, k: u32, inv_s: f32) -> vec4<f32> {
@@ -78,8 +62,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     }
     for (var i0 = start; i0 < end; i0 += STAGE) {
         let count = min(STAGE, end - i0);
-        for (var e = lid; e < count * QUADS; e += THREADS) { points[e] = stage_quad(i0 + e / QUADS, 4u * (e % QUADS)); }
-        workgroupBarrier();
+        stage_points(lid, i0, count);
         for (var i = 0u; i < count; i++) {
             var w = 0.0;
             if (in_range) { w = weights[b * params.ld + i0 + i]; }

@@ -12,43 +12,13 @@
 // the slice is staged through workgroup memory 32 points at a time and walked in the same order by every thread
 // (broadcast reads of the data; x_b a vec4 array indexed by loops of constant length QUADS, override, ⌈dim / 4⌉).
 // Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1), as kde_point_moments.wgsl.
+// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points and load_x (shared/kde_point.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> state: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> weights: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-
-const THREADS: u32 = 8u;
-const SLICE: u32 = 512u;
-const STAGE: u32 = 32u;
-// ⌈dim / 4⌉ (host-set, at most 16): every coordinate loop runs a constant QUADS times, so that the compiler
-// unrolls it and the private vec4 arrays become registers.
-override QUADS: u32 = 16u;
-var<workgroup> points: array<vec4<f32>, 512>; // [STAGE][QUADS], α·data, zero past dim
-
-// α·data[i, k..k + 3], zero past dim.
-fn stage_quad(i: u32, k: u32) -> vec4<f32> {
-    var quad = vec4<f32>(0.0);
-    let base = i * params.dim;
-    if (k < params.dim) { quad.x = params.alpha * data[base + k]; }
-    if (k + 1u < params.dim) { quad.y = params.alpha * data[base + k + 1u]; }
-    if (k + 2u < params.dim) { quad.z = params.alpha * data[base + k + 2u]; }
-    if (k + 3u < params.dim) { quad.w = params.alpha * data[base + k + 3u]; }
-    return quad;
-}
-
-// x[b, k..k + 3], zero past dim or past the last query point.
-fn load_x(b: u32, in_range: bool, k: u32) -> vec4<f32> {
-    var quad = vec4<f32>(0.0);
-    if (!in_range) { return quad; }
-    let base = b * params.dim;
-    if (k < params.dim) { quad.x = x[base + k]; }
-    if (k + 1u < params.dim) { quad.y = x[base + k + 1u]; }
-    if (k + 2u < params.dim) { quad.z = x[base + k + 2u]; }
-    if (k + 3u < params.dim) { quad.w = x[base + k + 3u]; }
-    return quad;
-}
 
 @compute @workgroup_size(8, 1, 1)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -63,8 +33,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var q = 0u; q < QUADS; q++) { xb[q] = load_x(b, in_range, 4u * q); }
     for (var i0 = start; i0 < end; i0 += STAGE) {
         let count = min(STAGE, end - i0);
-        for (var e = lid; e < count * QUADS; e += THREADS) { points[e] = stage_quad(i0 + e / QUADS, 4u * (e % QUADS)); }
-        workgroupBarrier();
+        stage_points(lid, i0, count);
         for (var i = 0u; i < count; i++) {
             let row = i * QUADS;
             var dist = 0.0;

@@ -23,6 +23,7 @@ const KDE_BLOCK: &str = include_str!("../../shaders/shared/kde_block.wgsl");
 const KDE_MOMENTS: &str = include_str!("../../shaders/shared/kde_moments.wgsl");
 const KDE_WEIGHTS: &str = include_str!("../../shaders/shared/kde_weights.wgsl");
 const KDE_SMALL: &str = include_str!("../../shaders/shared/kde_small.wgsl");
+const KDE_POINT: &str = include_str!("../../shaders/shared/kde_point.wgsl");
 const GRAPH_MATH: &str = include_str!("../../shaders/shared/graph_math.wgsl");
 const SEGMENT_SUM: &str = include_str!("../../shaders/shared/segment_sum.wgsl");
 const ATTENTION_COMMON: &str = include_str!("../../shaders/shared/attention_common.wgsl");
@@ -69,10 +70,14 @@ pub const KERNELS: &[(&str, &[&str], &str)] = &[
         &[KDE_PARAMS, KDE_SMALL, KDE_MOMENTS],
         include_str!("../../shaders/kde_small_covariance.wgsl"),
     ),
-    ("kde_point_moments", &[KDE_PARAMS], include_str!("../../shaders/kde_point_moments.wgsl")),
+    ("kde_point_moments", &[KDE_PARAMS, KDE_POINT], include_str!("../../shaders/kde_point_moments.wgsl")),
     ("kde_point_combine", &[KDE_PARAMS], include_str!("../../shaders/kde_point_combine.wgsl")),
-    ("kde_point_weights", &[KDE_PARAMS], include_str!("../../shaders/kde_point_weights.wgsl")),
-    ("kde_point_covariance_rows", &[KDE_PARAMS], include_str!("../../shaders/kde_point_covariance_rows.wgsl")),
+    ("kde_point_weights", &[KDE_PARAMS, KDE_POINT], include_str!("../../shaders/kde_point_weights.wgsl")),
+    (
+        "kde_point_covariance_rows",
+        &[KDE_PARAMS, KDE_POINT],
+        include_str!("../../shaders/kde_point_covariance_rows.wgsl"),
+    ),
     ("kde_point_covariance_combine", &[KDE_PARAMS], include_str!("../../shaders/kde_point_covariance_combine.wgsl")),
     // The graph engine's primitive kernels (ops::graph).
     ("graph_unary", &[ACTIVATIONS, GRAPH_MATH], include_str!("../../shaders/graph_unary.wgsl")),
