@@ -657,7 +657,29 @@ mod fused {
         let y = unary(&mut g, UnaryFn::Silu, y);
         g.output = conv(&mut g, &mut r, y, 5, 3, 9, 11);
         let convs = network(g);
-        vec![("mlp", mlp), ("tokens", tokens), ("convs", convs)]
+
+        // Residual outputs: the last product absorbs the input as an addend; with one product row per point the
+        // output factor c(t) too, with 7 (tokens) it stays a Mul (the addend and the scale would index different
+        // row groups).
+        let (mut g, x) = start(vec![13]);
+        let y = dense(&mut g, &mut r, x, 1, 13, 23);
+        let y = unary(&mut g, UnaryFn::Silu, y);
+        let y = dense(&mut g, &mut r, y, 1, 23, 13);
+        g.output = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, x], vec![13]);
+        let residual = network(g);
+        let (mut g, x) = start(vec![7, 5]);
+        let y = dense(&mut g, &mut r, x, 7, 5, 11);
+        let y = unary(&mut g, UnaryFn::Tanh, y);
+        let y = dense(&mut g, &mut r, y, 7, 11, 5);
+        g.output = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, x], vec![7, 5]);
+        let residual_tokens = network(g);
+        vec![
+            ("mlp", mlp),
+            ("tokens", tokens),
+            ("convs", convs),
+            ("residual", residual),
+            ("residual tokens", residual_tokens),
+        ]
     }
 
     fn count(g: &Graph, nodes: &[usize], pick: impl Fn(&Op) -> bool) -> usize {
@@ -704,10 +726,26 @@ mod fused {
                     count(&p.graph, &p.score, |op| matches!(op, Op::FusedNorm { store, .. } if store.act.is_some()));
                 assert_eq!(norms, 1, "{name}: the norm, its affine map and SiLU in one node");
             }
+            // The output factor c(t) (ε-parameterised networks) in the last product's row scale, in the score
+            // and the tangent program (the adjoint program multiplies by it first, before any product).
+            let scaled = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(_, e) if e.scale));
+            let want_scaled = match name {
+                "mlp" | "tokens" => (1, 1),
+                // The score's addend is read per product row (one per point): fused; the tangent program's
+                // addend is a tangent and the factor a primal: not.
+                "residual" => (1, 0),
+                _ => (0, 0),
+            };
+            assert_eq!((scaled(&p.score), scaled(&p.jvp)), want_scaled, "{name}: row scales in score, jvp");
+            let output_muls = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::Binary(BinaryOp::Mul)));
+            if want_scaled.0 == 1 {
+                assert_eq!(output_muls(&p.score), 0, "{name}: the output factor still a Mul in the score");
+            }
             if name == "mlp" {
-                // Every layer's bias and activation in the score; every derivative factor in both products.
+                // Every layer's bias and activation in the score; every derivative factor in both products, and the
+                // output factor in the tangent program's last product.
                 assert_eq!(epilogues(&p.score), 5, "{name}");
-                assert_eq!(epilogues(&p.jvp), 4, "{name}");
+                assert_eq!(epilogues(&p.jvp), 5, "{name}");
                 assert_eq!(epilogues(&p.vjp), 4, "{name}");
                 let factors = count(&p.graph, &p.linearisation, |op| matches!(op, Op::Unary { derivative: true, .. }));
                 assert_eq!(factors, 0, "{name}: derivative factors still computed");

@@ -9,9 +9,11 @@
 //!   tangent and adjoint programs a product absorbs the derivative factor f′(pre) that multiplies its result
 //!   (the tuned matmul kernels' epilogue). A value is fused away only when its one use is the absorbing node and
 //!   no later program reads it, so the linearisation keeps every pre-activation the products need, and derivative
-//!   factors that every product absorbs are no longer computed at all.
+//!   factors that every product absorbs are no longer computed at all. Last, a product absorbs a Mul by a primal
+//!   value of one element per row (the output factor c(t) of an ε-parameterised network) into its row scale.
 //!
-//! Fusion is on by default; `SCORELENS_GRAPH_FUSION=0` turns both passes off (for before/after measurements).
+//! Fusion is on by default; `SCORELENS_GRAPH_FUSION=0` turns both passes off, `SCORELENS_GRAPH_ROW_SCALE=0` the
+//! row scale alone (for before/after measurements).
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,9 +26,22 @@ use crate::ops::graph::{BinaryOp, UnaryFn};
 /// Environment variable that turns fusion off (`0`, `off`, `false`); anything else, or unset, leaves it on.
 pub const FUSION_ENV: &str = "SCORELENS_GRAPH_FUSION";
 
+/// Environment variable that turns off only the row-scale fusion (`0`, `off`, `false`), for before/after
+/// measurements of it.
+pub const ROW_SCALE_ENV: &str = "SCORELENS_GRAPH_ROW_SCALE";
+
 /// Whether fusion is on (see [`FUSION_ENV`]).
 pub fn enabled_from_env() -> bool {
-    !matches!(std::env::var(FUSION_ENV).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
+    !switched_off(FUSION_ENV)
+}
+
+/// Whether products absorb the per-row scale that follows them (see [`ROW_SCALE_ENV`]).
+pub fn row_scale_enabled_from_env() -> bool {
+    !switched_off(ROW_SCALE_ENV)
+}
+
+fn switched_off(variable: &str) -> bool {
+    matches!(std::env::var(variable).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
 }
 
 /// Whether a product runs as one rows-times-weight product on the tuned matmul kernels: A one contiguous block of
@@ -327,9 +342,10 @@ fn live_suffix(g: &Graph, nodes: &[NodeId], needed: &HashSet<ValueId>) -> Vec<No
 /// Whether a constant's shape is one bias value per output column of a product (per channel of a convolution).
 type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
 
-/// Fuses the bias adds, activations and derivative factors that follow products in `nodes` into new fused nodes
-/// (appended to the graph); `kept` are values read after the list, which are never fused away.
+/// Fuses the bias adds, activations, derivative factors and row scales that follow products in `nodes` into new
+/// fused nodes (appended to the graph); `kept` are values read after the list, which are never fused away.
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
+    let row_scales = row_scale_enabled_from_env();
     let uses = Uses::of(g, nodes, kept);
     let position: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // Where the list computes each value (absent: an input, a constant or a value of an earlier list).
@@ -363,7 +379,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
                 let n_cols = mm.n;
                 (
-                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
+                    StoreEpilogue::NONE,
                     n_cols,
                     Box::new(move |s: &[usize]| s.last() == Some(&n_cols) && s[..s.len() - 1].iter().all(|&d| d == 1)),
                 )
@@ -371,7 +387,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::Conv(spec) if is_patch_product(spec) && g.values[node.output].stream != Stream::Const => {
                 let c = spec.c_out;
                 (
-                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
+                    StoreEpilogue::NONE,
                     c,
                     Box::new(move |s: &[usize]| {
                         let trimmed: Vec<usize> = s.iter().copied().skip_while(|&d| d == 1).collect();
@@ -463,6 +479,29 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
                             }
                         }
                     }
+                }
+            }
+        }
+        // The row scale: a Mul by a primal value of one element per row (the output factor c(t) of an ε model),
+        // computed before the product, applied last. With an addend (read per product row) only where a product
+        // row is a value row, so that both index the kernels' row groups alike.
+        if let (Op::MatMul(mm), true, Some((pos, c))) = (&node.op, row_scales, consumer(last)) {
+            let cn = &g.nodes[c];
+            if let Op::Binary(BinaryOp::Mul) = cn.op {
+                let other = if cn.inputs[0] == last { cn.inputs[1] } else { cn.inputs[0] };
+                let ov = &g.values[other];
+                let row_per_value_row = mm.lead * mm.m == 1 && g.values[last].stream == Stream::Primal;
+                if cn.inputs[0] != cn.inputs[1]
+                    && ov.stream == Stream::Primal
+                    && ov.numel() == 1
+                    && g.values[cn.output].shape == out_shape
+                    && made_at.get(&other).is_none_or(|&p| p < i)
+                    && (!epilogue.addend || row_per_value_row)
+                {
+                    epilogue.scale = true;
+                    inputs.push(other);
+                    taken.push(pos);
+                    last = cn.output;
                 }
             }
         }
