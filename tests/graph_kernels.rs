@@ -673,7 +673,17 @@ mod fused {
         let y = dense(&mut g, &mut r, y, 7, 11, 5);
         g.output = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, x], vec![7, 5]);
         let residual_tokens = network(g);
+        // A residual from a pre-activation: the activation cannot go into its product's store (the Add reads the
+        // pre-activation too), so the next product applies it as it loads A, in the score as well.
+        let (mut g, x) = start(vec![3, 9]);
+        let h = dense(&mut g, &mut r, x, 3, 9, 14);
+        let y = unary(&mut g, UnaryFn::Gelu, h);
+        let y = dense(&mut g, &mut r, y, 3, 14, 14);
+        let y = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, h], vec![3, 14]);
+        g.output = dense(&mut g, &mut r, y, 3, 14, 9);
+        let pre_residual = network(g);
         vec![
+            ("pre residual", pre_residual),
             ("mlp", mlp),
             ("tokens", tokens),
             ("convs", convs),
@@ -730,7 +740,7 @@ mod fused {
             // and the tangent program (the adjoint program multiplies by it first, before any product).
             let scaled = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(_, e) if e.scale));
             let want_scaled = match name {
-                "mlp" | "tokens" => (1, 1),
+                "mlp" | "tokens" | "pre residual" => (1, 1),
                 // The score's addend is read per product row (one per point): fused; the tangent program's
                 // addend is a tangent and the factor a primal: not.
                 "residual" => (1, 0),
@@ -740,6 +750,22 @@ mod fused {
             let output_muls = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::Binary(BinaryOp::Mul)));
             if want_scaled.0 == 1 {
                 assert_eq!(output_muls(&p.score), 0, "{name}: the output factor still a Mul in the score");
+            }
+            // Activations on A's loads: every activation of the linearisation (their inputs stay stored for the
+            // derivative factors), none in the score (the stores take them) but the pre-residual network's.
+            let on_load =
+                |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(_, e) if e.act_a.is_some()));
+            let activations =
+                |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::Unary { derivative: false, .. }));
+            let want_on_load = match name {
+                "mlp" => (0, 4),
+                "tokens" | "residual" | "residual tokens" => (0, 1),
+                "pre residual" => (1, 1),
+                _ => (0, 0),
+            };
+            assert_eq!((on_load(&p.score), on_load(&p.linearisation)), want_on_load, "{name}: on load in score, lin.");
+            if name != "convs" {
+                assert_eq!(activations(&p.linearisation), 0, "{name}: activation passes left in the linearisation");
             }
             if name == "mlp" {
                 // Every layer's bias and activation in the score; every derivative factor in both products, and the

@@ -493,8 +493,14 @@ impl GraphExecutor {
                 } else {
                     None
                 };
-                let epilogue =
-                    Epilogue { bias, deriv: pre, addend, row_scale, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
+                let epilogue = Epilogue {
+                    bias,
+                    deriv: pre,
+                    addend,
+                    row_scale,
+                    act_a: StoreEpilogue::activation(e.act_a),
+                    ..Epilogue::act(StoreEpilogue::activation(e.act))
+                };
                 record_matmul(rec, &shape, input(0)?, input(1)?, epilogue, out)
             }
             Op::Conv(_) | Op::FusedConv(..) => {

@@ -12,8 +12,12 @@
 //!   factors that every product absorbs are no longer computed at all. Last, a product absorbs a Mul by a primal
 //!   value of one element per row (the output factor c(t) of an ε-parameterised network) into its row scale.
 //!
+//!   Then an activation whose input stays stored (the linearisation's pre-activations, a residual's source) and
+//!   whose output only a product reads moves into that product's loads of A (the kernels' `ACT_A`): its pass and
+//!   buffer go.
+//!
 //! Fusion is on by default; `SCORELENS_GRAPH_FUSION=0` turns both passes off, `SCORELENS_GRAPH_ROW_SCALE=0` the
-//! row scale alone (for before/after measurements).
+//! row scale alone, `SCORELENS_GRAPH_ACT_LOAD=0` the activation on load alone (for before/after measurements).
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,6 +33,14 @@ pub const FUSION_ENV: &str = "SCORELENS_GRAPH_FUSION";
 /// Environment variable that turns off only the row-scale fusion (`0`, `off`, `false`), for before/after
 /// measurements of it.
 pub const ROW_SCALE_ENV: &str = "SCORELENS_GRAPH_ROW_SCALE";
+
+/// Environment variable that turns off only the activation → product fusion (activation on A's loads).
+pub const ACT_LOAD_ENV: &str = "SCORELENS_GRAPH_ACT_LOAD";
+
+/// Whether products absorb the activation of their A operand (see [`ACT_LOAD_ENV`]).
+pub fn act_load_enabled_from_env() -> bool {
+    !switched_off(ACT_LOAD_ENV)
+}
 
 /// Whether fusion is on (see [`FUSION_ENV`]).
 pub fn enabled_from_env() -> bool {
@@ -345,7 +357,7 @@ type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
 /// Fuses the bias adds, activations, derivative factors and row scales that follow products in `nodes` into new
 /// fused nodes (appended to the graph); `kept` are values read after the list, which are never fused away.
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
-    let row_scales = row_scale_enabled_from_env();
+    let (row_scales, act_loads) = (row_scale_enabled_from_env(), act_load_enabled_from_env());
     let uses = Uses::of(g, nodes, kept);
     let position: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // Where the list computes each value (absent: an input, a constant or a value of an earlier list).
@@ -521,7 +533,49 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
         g.nodes.push(Node { name: node.name.clone(), op, inputs, output: last });
         out.push(g.nodes.len() - 1);
     }
+    if act_loads {
+        out = fuse_activation_loads(g, out, kept);
+    }
     out
+}
+
+/// Activation → product: where A of a rows-times-weight product is f(pre) for an activation the kernels apply on
+/// load, and no other node (nor a later program) reads f(pre), the product reads pre and applies f to A as it loads
+/// it. Runs after the store fusions, so an activation that the store of pre's product could take stays there (there
+/// it is computed once per element; on load once per element and column tile).
+fn fuse_activation_loads(g: &mut Graph, nodes: Vec<NodeId>, kept: &HashSet<ValueId>) -> Vec<NodeId> {
+    let uses = Uses::of(g, &nodes, kept);
+    let mut dropped = HashSet::new();
+    let mut replaced: HashMap<NodeId, NodeId> = HashMap::new();
+    for &n in &nodes {
+        let node = &g.nodes[n];
+        let (mm, epilogue) = match &node.op {
+            Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
+                (*mm, StoreEpilogue::NONE)
+            }
+            Op::FusedMatMul(mm, e) if e.act_a.is_none() => (*mm, *e),
+            _ => continue,
+        };
+        let a = node.inputs[0];
+        // One read only: not also the product's addend or pre.
+        if uses.only(a) != Some(n) {
+            continue;
+        }
+        let Some(p) = uses.producer(a) else { continue };
+        let Op::Unary { f, derivative: false } = g.nodes[p].op else { continue };
+        let pre = g.nodes[p].inputs[0];
+        let (va, vp) = (&g.values[a], &g.values[pre]);
+        if !StoreEpilogue::fusable(f) || vp.stream != va.stream || vp.numel() != va.numel() {
+            continue;
+        }
+        let mut inputs = node.inputs.clone();
+        inputs[0] = pre;
+        let op = Op::FusedMatMul(mm, StoreEpilogue { act_a: Some(f), ..epilogue });
+        g.nodes.push(Node { name: node.name.clone(), op, inputs, output: node.output });
+        replaced.insert(n, g.nodes.len() - 1);
+        dropped.insert(p);
+    }
+    nodes.into_iter().filter(|n| !dropped.contains(n)).map(|n| replaced.get(&n).copied().unwrap_or(n)).collect()
 }
 
 /// Where a constant broadcast over a row of shape `out` varies: (channels, inner) when it is one value per channel

@@ -103,11 +103,15 @@ pub struct StoreEpilogue {
     /// A factor per row multiplied in last: a primal value of one element per row (e.g. the output factor c(t) of
     /// an ε-parameterisation), one factor for the product rows of a point (and of its tangent rows).
     pub scale: bool,
+    /// An activation applied to A as the kernels load it (the product reads pre and multiplies f(pre), which is
+    /// never stored): the activation → product fusion of a pre-activation that something else also reads.
+    pub act_a: Option<UnaryFn>,
 }
 
 impl StoreEpilogue {
     /// Nothing fused (yet).
-    pub const NONE: StoreEpilogue = StoreEpilogue { bias: false, addend: false, act: None, deriv: None, scale: false };
+    pub const NONE: StoreEpilogue =
+        StoreEpilogue { bias: false, addend: false, act: None, deriv: None, scale: false, act_a: None };
 
     /// The fused node's input holding the addend or the derivative factor's pre-activations.
     pub fn pre_input(&self) -> usize {

@@ -83,7 +83,15 @@ impl<'g> HostRun<'g> {
                         self.row_map(node.inputs[0], out_stream),
                         self.row_map(node.inputs[1], out_stream),
                     );
-                    twin::record_batched_matmul(&spec, input(0), input(1), &mut out);
+                    match e.act_a {
+                        // The kernels apply the activation to A as they load it.
+                        Some(f) => {
+                            let mut a = vec![0.0; input(0).len()];
+                            twin::record_unary(f, false, input(0), &mut a);
+                            twin::record_batched_matmul(&spec, &a, input(1), &mut out);
+                        }
+                        None => twin::record_batched_matmul(&spec, input(0), input(1), &mut out),
+                    }
                     let bias = e.bias.then(|| input(2));
                     let deriv = e.deriv.map(|f| {
                         let pre = node.inputs[e.pre_input()];
