@@ -657,7 +657,39 @@ mod fused {
         let y = unary(&mut g, UnaryFn::Silu, y);
         g.output = conv(&mut g, &mut r, y, 5, 3, 9, 11);
         let convs = network(g);
-        vec![("mlp", mlp), ("tokens", tokens), ("convs", convs)]
+
+        // Residual outputs: the last product absorbs the input as an addend; with one product row per point the
+        // output factor c(t) too, with 7 (tokens) it stays a Mul (the addend and the scale would index different
+        // row groups).
+        let (mut g, x) = start(vec![13]);
+        let y = dense(&mut g, &mut r, x, 1, 13, 23);
+        let y = unary(&mut g, UnaryFn::Silu, y);
+        let y = dense(&mut g, &mut r, y, 1, 23, 13);
+        g.output = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, x], vec![13]);
+        let residual = network(g);
+        let (mut g, x) = start(vec![7, 5]);
+        let y = dense(&mut g, &mut r, x, 7, 5, 11);
+        let y = unary(&mut g, UnaryFn::Tanh, y);
+        let y = dense(&mut g, &mut r, y, 7, 11, 5);
+        g.output = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, x], vec![7, 5]);
+        let residual_tokens = network(g);
+        // A residual from a pre-activation: the activation cannot go into its product's store (the Add reads the
+        // pre-activation too), so the next product applies it as it loads A, in the score as well.
+        let (mut g, x) = start(vec![3, 9]);
+        let h = dense(&mut g, &mut r, x, 3, 9, 14);
+        let y = unary(&mut g, UnaryFn::Gelu, h);
+        let y = dense(&mut g, &mut r, y, 3, 14, 14);
+        let y = g.add_node("residual", Op::Binary(BinaryOp::Add), vec![y, h], vec![3, 14]);
+        g.output = dense(&mut g, &mut r, y, 3, 14, 9);
+        let pre_residual = network(g);
+        vec![
+            ("pre residual", pre_residual),
+            ("mlp", mlp),
+            ("tokens", tokens),
+            ("convs", convs),
+            ("residual", residual),
+            ("residual tokens", residual_tokens),
+        ]
     }
 
     fn count(g: &Graph, nodes: &[usize], pick: impl Fn(&Op) -> bool) -> usize {
@@ -704,10 +736,42 @@ mod fused {
                     count(&p.graph, &p.score, |op| matches!(op, Op::FusedNorm { store, .. } if store.act.is_some()));
                 assert_eq!(norms, 1, "{name}: the norm, its affine map and SiLU in one node");
             }
+            // The output factor c(t) (ε-parameterised networks) in the last product's row scale, in the score
+            // and the tangent program (the adjoint program multiplies by it first, before any product).
+            let scaled = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(_, e) if e.scale));
+            let want_scaled = match name {
+                "mlp" | "tokens" | "pre residual" => (1, 1),
+                // The score's addend is read per product row (one per point): fused; the tangent program's
+                // addend is a tangent and the factor a primal: not.
+                "residual" => (1, 0),
+                _ => (0, 0),
+            };
+            assert_eq!((scaled(&p.score), scaled(&p.jvp)), want_scaled, "{name}: row scales in score, jvp");
+            let output_muls = |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::Binary(BinaryOp::Mul)));
+            if want_scaled.0 == 1 {
+                assert_eq!(output_muls(&p.score), 0, "{name}: the output factor still a Mul in the score");
+            }
+            // Activations on A's loads: every activation of the linearisation (their inputs stay stored for the
+            // derivative factors), none in the score (the stores take them) but the pre-residual network's.
+            let on_load =
+                |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::FusedMatMul(_, e) if e.act_a.is_some()));
+            let activations =
+                |nodes: &[usize]| count(&p.graph, nodes, |op| matches!(op, Op::Unary { derivative: false, .. }));
+            let want_on_load = match name {
+                "mlp" => (0, 4),
+                "tokens" | "residual" | "residual tokens" => (0, 1),
+                "pre residual" => (1, 1),
+                _ => (0, 0),
+            };
+            assert_eq!((on_load(&p.score), on_load(&p.linearisation)), want_on_load, "{name}: on load in score, lin.");
+            if name != "convs" {
+                assert_eq!(activations(&p.linearisation), 0, "{name}: activation passes left in the linearisation");
+            }
             if name == "mlp" {
-                // Every layer's bias and activation in the score; every derivative factor in both products.
+                // Every layer's bias and activation in the score; every derivative factor in both products, and the
+                // output factor in the tangent program's last product.
                 assert_eq!(epilogues(&p.score), 5, "{name}");
-                assert_eq!(epilogues(&p.jvp), 4, "{name}");
+                assert_eq!(epilogues(&p.jvp), 5, "{name}");
                 assert_eq!(epilogues(&p.vjp), 4, "{name}");
                 let factors = count(&p.graph, &p.linearisation, |op| matches!(op, Op::Unary { derivative: true, .. }));
                 assert_eq!(factors, 0, "{name}: derivative factors still computed");

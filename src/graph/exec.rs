@@ -474,16 +474,33 @@ impl GraphExecutor {
                 let bias = if e.bias { Some(input(2)?) } else { None };
                 let pre = match e.deriv {
                     Some(f) => {
-                        let pre = *node.inputs.last().unwrap();
+                        let pre = node.inputs[e.pre_input()];
                         // One product row per tangent row (lead · m = 1): the row's point is its group.
                         shape = shape.with_group_rows(g.row_map(pre, out_v.stream, rep).rep as usize);
                         Some((StoreEpilogue::activation(Some(f)), self.buffer(buffers, pre)?))
                     }
                     None => None,
                 };
-                // An addend (the last input) has the output's layout: one group per product row, N apart.
-                let addend = if e.addend { Some(self.buffer(buffers, *node.inputs.last().unwrap())?) } else { None };
-                let epilogue = Epilogue { bias, deriv: pre, addend, ..Epilogue::act(StoreEpilogue::activation(e.act)) };
+                // An addend has the output's layout: one group per product row, N apart.
+                let addend = if e.addend { Some(input(e.pre_input())?) } else { None };
+                // One scale per value row (per point for tangent rows): lead · m product rows per value row. With a
+                // derivative factor (lead · m = 1) that is its group too; with an addend, fuse saw to it being 1.
+                let row_scale = if e.scale {
+                    let scale = node.inputs[e.scale_input()];
+                    let value_rows = g.row_map(scale, out_v.stream, rep).rep as usize;
+                    shape = shape.with_group_rows(mm.lead * mm.m * value_rows);
+                    Some(self.buffer(buffers, scale)?)
+                } else {
+                    None
+                };
+                let epilogue = Epilogue {
+                    bias,
+                    deriv: pre,
+                    addend,
+                    row_scale,
+                    act_a: StoreEpilogue::activation(e.act_a),
+                    ..Epilogue::act(StoreEpilogue::activation(e.act))
+                };
                 record_matmul(rec, &shape, input(0)?, input(1)?, epilogue, out)
             }
             Op::Conv(_) | Op::FusedConv(..) => {

@@ -9,9 +9,15 @@
 //!   tangent and adjoint programs a product absorbs the derivative factor f′(pre) that multiplies its result
 //!   (the tuned matmul kernels' epilogue). A value is fused away only when its one use is the absorbing node and
 //!   no later program reads it, so the linearisation keeps every pre-activation the products need, and derivative
-//!   factors that every product absorbs are no longer computed at all.
+//!   factors that every product absorbs are no longer computed at all. Last, a product absorbs a Mul by a primal
+//!   value of one element per row (the output factor c(t) of an ε-parameterised network) into its row scale.
 //!
-//! Fusion is on by default; `SCORELENS_GRAPH_FUSION=0` turns both passes off (for before/after measurements).
+//!   Then an activation whose input stays stored (the linearisation's pre-activations, a residual's source) and
+//!   whose output only a product reads moves into that product's loads of A (the kernels' `ACT_A`): its pass and
+//!   buffer go.
+//!
+//! Fusion is on by default; `SCORELENS_GRAPH_FUSION=0` turns both passes off, `SCORELENS_GRAPH_ROW_SCALE=0` the
+//! row scale alone, `SCORELENS_GRAPH_ACT_LOAD=0` the activation on load alone (for before/after measurements).
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,9 +30,30 @@ use crate::ops::graph::{BinaryOp, UnaryFn};
 /// Environment variable that turns fusion off (`0`, `off`, `false`); anything else, or unset, leaves it on.
 pub const FUSION_ENV: &str = "SCORELENS_GRAPH_FUSION";
 
+/// Environment variable that turns off only the row-scale fusion (`0`, `off`, `false`), for before/after
+/// measurements of it.
+pub const ROW_SCALE_ENV: &str = "SCORELENS_GRAPH_ROW_SCALE";
+
+/// Environment variable that turns off only the activation → product fusion (activation on A's loads).
+pub const ACT_LOAD_ENV: &str = "SCORELENS_GRAPH_ACT_LOAD";
+
+/// Whether products absorb the activation of their A operand (see [`ACT_LOAD_ENV`]).
+pub fn act_load_enabled_from_env() -> bool {
+    !switched_off(ACT_LOAD_ENV)
+}
+
 /// Whether fusion is on (see [`FUSION_ENV`]).
 pub fn enabled_from_env() -> bool {
-    !matches!(std::env::var(FUSION_ENV).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
+    !switched_off(FUSION_ENV)
+}
+
+/// Whether products absorb the per-row scale that follows them (see [`ROW_SCALE_ENV`]).
+pub fn row_scale_enabled_from_env() -> bool {
+    !switched_off(ROW_SCALE_ENV)
+}
+
+fn switched_off(variable: &str) -> bool {
+    matches!(std::env::var(variable).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
 }
 
 /// Whether a product runs as one rows-times-weight product on the tuned matmul kernels: A one contiguous block of
@@ -327,9 +354,10 @@ fn live_suffix(g: &Graph, nodes: &[NodeId], needed: &HashSet<ValueId>) -> Vec<No
 /// Whether a constant's shape is one bias value per output column of a product (per channel of a convolution).
 type BiasShapeTest = Box<dyn Fn(&[usize]) -> bool>;
 
-/// Fuses the bias adds, activations and derivative factors that follow products in `nodes` into new fused nodes
-/// (appended to the graph); `kept` are values read after the list, which are never fused away.
+/// Fuses the bias adds, activations, derivative factors and row scales that follow products in `nodes` into new
+/// fused nodes (appended to the graph); `kept` are values read after the list, which are never fused away.
 fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<NodeId> {
+    let (row_scales, act_loads) = (row_scale_enabled_from_env(), act_load_enabled_from_env());
     let uses = Uses::of(g, nodes, kept);
     let position: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // Where the list computes each value (absent: an input, a constant or a value of an earlier list).
@@ -363,7 +391,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
                 let n_cols = mm.n;
                 (
-                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
+                    StoreEpilogue::NONE,
                     n_cols,
                     Box::new(move |s: &[usize]| s.last() == Some(&n_cols) && s[..s.len() - 1].iter().all(|&d| d == 1)),
                 )
@@ -371,7 +399,7 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
             Op::Conv(spec) if is_patch_product(spec) && g.values[node.output].stream != Stream::Const => {
                 let c = spec.c_out;
                 (
-                    StoreEpilogue { bias: false, addend: false, act: None, deriv: None },
+                    StoreEpilogue::NONE,
                     c,
                     Box::new(move |s: &[usize]| {
                         let trimmed: Vec<usize> = s.iter().copied().skip_while(|&d| d == 1).collect();
@@ -466,6 +494,29 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
                 }
             }
         }
+        // The row scale: a Mul by a primal value of one element per row (the output factor c(t) of an ε model),
+        // computed before the product, applied last. With an addend (read per product row) only where a product
+        // row is a value row, so that both index the kernels' row groups alike.
+        if let (Op::MatMul(mm), true, Some((pos, c))) = (&node.op, row_scales, consumer(last)) {
+            let cn = &g.nodes[c];
+            if let Op::Binary(BinaryOp::Mul) = cn.op {
+                let other = if cn.inputs[0] == last { cn.inputs[1] } else { cn.inputs[0] };
+                let ov = &g.values[other];
+                let row_per_value_row = mm.lead * mm.m == 1 && g.values[last].stream == Stream::Primal;
+                if cn.inputs[0] != cn.inputs[1]
+                    && ov.stream == Stream::Primal
+                    && ov.numel() == 1
+                    && g.values[cn.output].shape == out_shape
+                    && made_at.get(&other).is_none_or(|&p| p < i)
+                    && (!epilogue.addend || row_per_value_row)
+                {
+                    epilogue.scale = true;
+                    inputs.push(other);
+                    taken.push(pos);
+                    last = cn.output;
+                }
+            }
+        }
         if taken.is_empty() {
             out.push(n);
             continue;
@@ -482,7 +533,49 @@ fn fuse_list(g: &mut Graph, nodes: &[NodeId], kept: &HashSet<ValueId>) -> Vec<No
         g.nodes.push(Node { name: node.name.clone(), op, inputs, output: last });
         out.push(g.nodes.len() - 1);
     }
+    if act_loads {
+        out = fuse_activation_loads(g, out, kept);
+    }
     out
+}
+
+/// Activation → product: where A of a rows-times-weight product is f(pre) for an activation the kernels apply on
+/// load, and no other node (nor a later program) reads f(pre), the product reads pre and applies f to A as it loads
+/// it. Runs after the store fusions, so an activation that the store of pre's product could take stays there (there
+/// it is computed once per element; on load once per element and column tile).
+fn fuse_activation_loads(g: &mut Graph, nodes: Vec<NodeId>, kept: &HashSet<ValueId>) -> Vec<NodeId> {
+    let uses = Uses::of(g, &nodes, kept);
+    let mut dropped = HashSet::new();
+    let mut replaced: HashMap<NodeId, NodeId> = HashMap::new();
+    for &n in &nodes {
+        let node = &g.nodes[n];
+        let (mm, epilogue) = match &node.op {
+            Op::MatMul(mm) if is_rows_times_weight(g, mm, node.inputs[0], node.inputs[1], node.output) => {
+                (*mm, StoreEpilogue::NONE)
+            }
+            Op::FusedMatMul(mm, e) if e.act_a.is_none() => (*mm, *e),
+            _ => continue,
+        };
+        let a = node.inputs[0];
+        // One read only: not also the product's addend or pre.
+        if uses.only(a) != Some(n) {
+            continue;
+        }
+        let Some(p) = uses.producer(a) else { continue };
+        let Op::Unary { f, derivative: false } = g.nodes[p].op else { continue };
+        let pre = g.nodes[p].inputs[0];
+        let (va, vp) = (&g.values[a], &g.values[pre]);
+        if !StoreEpilogue::fusable(f) || vp.stream != va.stream || vp.numel() != va.numel() {
+            continue;
+        }
+        let mut inputs = node.inputs.clone();
+        inputs[0] = pre;
+        let op = Op::FusedMatMul(mm, StoreEpilogue { act_a: Some(f), ..epilogue });
+        g.nodes.push(Node { name: node.name.clone(), op, inputs, output: node.output });
+        replaced.insert(n, g.nodes.len() - 1);
+        dropped.insert(p);
+    }
+    nodes.into_iter().filter(|n| !dropped.contains(n)).map(|n| replaced.get(&n).copied().unwrap_or(n)).collect()
 }
 
 /// Where a constant broadcast over a row of shape `out` varies: (channels, inner) when it is one value per channel

@@ -83,7 +83,9 @@ impl MatMul {
     }
 }
 
-/// What a fused product stores (crate::graph::fuse): act(A·B + bias + addend) · f′(pre), elementwise over the output.
+/// What a fused product stores (crate::graph::fuse): act(A·B + bias + addend) · f′(pre) · scale, elementwise over the
+/// output (scale one factor per row). Inputs of the fused node: a, b, then the bias, the addend or pre, and the scale,
+/// those present, in that order.
 /// The functions are those the tuned matmul kernels fuse (Relu, Silu, Gelu, Tanh; see [`StoreEpilogue::fusable`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreEpilogue {
@@ -98,9 +100,29 @@ pub struct StoreEpilogue {
     /// A derivative factor f′(pre) multiplied in at the store: `pre` (the last input) is a primal value with one
     /// element per output column of the product row's point (the tangent rule of an activation, fused).
     pub deriv: Option<UnaryFn>,
+    /// A factor per row multiplied in last: a primal value of one element per row (e.g. the output factor c(t) of
+    /// an ε-parameterisation), one factor for the product rows of a point (and of its tangent rows).
+    pub scale: bool,
+    /// An activation applied to A as the kernels load it (the product reads pre and multiplies f(pre), which is
+    /// never stored): the activation → product fusion of a pre-activation that something else also reads.
+    pub act_a: Option<UnaryFn>,
 }
 
 impl StoreEpilogue {
+    /// Nothing fused (yet).
+    pub const NONE: StoreEpilogue =
+        StoreEpilogue { bias: false, addend: false, act: None, deriv: None, scale: false, act_a: None };
+
+    /// The fused node's input holding the addend or the derivative factor's pre-activations.
+    pub fn pre_input(&self) -> usize {
+        2 + self.bias as usize
+    }
+
+    /// The fused node's input holding the row scale.
+    pub fn scale_input(&self) -> usize {
+        self.pre_input() + (self.addend || self.deriv.is_some()) as usize
+    }
+
     /// Whether the tuned matmul kernels' store can apply `f` (or its derivative).
     pub fn fusable(f: UnaryFn) -> bool {
         matches!(f, UnaryFn::Relu | UnaryFn::Silu | UnaryFn::Gelu | UnaryFn::Tanh)
@@ -144,8 +166,8 @@ pub enum Op {
     /// The softmax's linearisation at its output y (first input) applied to a tangent (second); self-adjoint.
     SoftmaxTangent { outer: usize, n: usize, inner: usize },
     /// A rows-times-weight [`MatMul`] (A one matrix per row, B constant) with its store epilogue, made by
-    /// crate::graph::fuse from a product and the bias add, activation or derivative factor that follow it.
-    /// Inputs: a, b, the bias (if any), pre (if a derivative factor).
+    /// crate::graph::fuse from a product and the bias add, activation, derivative factor or row scale that follow
+    /// it. Inputs: a, b, the bias, the addend or pre, the scale (those present; see [`StoreEpilogue`]).
     FusedMatMul(MatMul, StoreEpilogue),
     /// A convolution (one group, not transposed) with a per-channel bias and activation fused into its product's
     /// store. Inputs: x, w, the bias (if any; c_out values).

@@ -83,16 +83,29 @@ impl<'g> HostRun<'g> {
                         self.row_map(node.inputs[0], out_stream),
                         self.row_map(node.inputs[1], out_stream),
                     );
-                    twin::record_batched_matmul(&spec, input(0), input(1), &mut out);
+                    match e.act_a {
+                        // The kernels apply the activation to A as they load it.
+                        Some(f) => {
+                            let mut a = vec![0.0; input(0).len()];
+                            twin::record_unary(f, false, input(0), &mut a);
+                            twin::record_batched_matmul(&spec, &a, input(1), &mut out);
+                        }
+                        None => twin::record_batched_matmul(&spec, input(0), input(1), &mut out),
+                    }
                     let bias = e.bias.then(|| input(2));
                     let deriv = e.deriv.map(|f| {
-                        let pre = *node.inputs.last().unwrap();
+                        let pre = node.inputs[e.pre_input()];
                         (f, self.get(pre), self.row_map(pre, out_stream))
                     });
-                    let addend = e.addend.then(|| self.get(*node.inputs.last().unwrap()));
+                    let addend = e.addend.then(|| self.get(node.inputs[e.pre_input()]));
                     let n = mm.n;
                     let column = |i: usize| i % n;
-                    twin::record_store_epilogue(rows, out_value.numel(), &column, bias, addend, e.act, deriv, &mut out);
+                    let mut store = twin::StoreEpilogue { bias, addend, act: e.act, deriv, scale: None };
+                    if e.scale {
+                        let scale = node.inputs[e.scale_input()];
+                        store.scale = Some((self.get(scale), self.row_map(scale, out_stream)));
+                    }
+                    twin::record_store_epilogue(rows, out_value.numel(), &column, &store, &mut out);
                 }
                 Op::FusedConv(spec, e) => {
                     let spec = crate::ops::graph::Conv2d { rows, ..*spec };
@@ -100,7 +113,8 @@ impl<'g> HostRun<'g> {
                     let bias = e.bias.then(|| input(2));
                     let plane = spec.h_out * spec.w_out;
                     let column = |i: usize| i / plane;
-                    twin::record_store_epilogue(rows, out_value.numel(), &column, bias, None, e.act, None, &mut out);
+                    let store = twin::StoreEpilogue { bias, addend: None, act: e.act, deriv: None, scale: None };
+                    twin::record_store_epilogue(rows, out_value.numel(), &column, &store, &mut out);
                 }
                 Op::Norm { size, eps } => twin::record_norm(out.len() / size, *size, *eps as f64, input(0), &mut out),
                 Op::FusedNorm { size, eps, store } => {

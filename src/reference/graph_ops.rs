@@ -431,34 +431,46 @@ pub fn record_softmax_tangent(
     }
 }
 
+/// What [`record_store_epilogue`] applies (crate::graph::ir::StoreEpilogue with its operands): a bias per column,
+/// an addend in the output's layout, an activation, a derivative factor f′(pre) and a scale per row (each a primal
+/// operand with its row map).
+pub struct StoreEpilogue<'a> {
+    pub bias: Option<&'a [f64]>,
+    pub addend: Option<&'a [f64]>,
+    pub act: Option<UnaryFn>,
+    pub deriv: Option<(UnaryFn, &'a [f64], RowMap)>,
+    pub scale: Option<(&'a [f64], RowMap)>,
+}
+
 /// Twin of a fused product's store (crate::graph::ir::StoreEpilogue, the tuned matmul kernels' epilogue) applied
 /// to `out` holding A·B: `rows` rows of `per_row` elements, element i of a row in column `column(i)`:
-/// out = act(out + bias[column] + addend[r · per_row + i]) · f′(pre[(r / pre.rep) · pre.stride + i]).
-#[allow(clippy::too_many_arguments)]
+/// out = act(out + bias[column] + addend[r · per_row + i]) · f′(pre[(r / pre.rep) · pre.stride + i])
+///       · scale[(r / scale.rep) · scale.stride].
 pub fn record_store_epilogue(
     rows: usize,
     per_row: usize,
     column: &dyn Fn(usize) -> usize,
-    bias: Option<&[f64]>,
-    addend: Option<&[f64]>,
-    act: Option<UnaryFn>,
-    deriv: Option<(UnaryFn, &[f64], RowMap)>,
+    store: &StoreEpilogue,
     out: &mut [f64],
 ) {
     for r in 0..rows {
+        let scale = store.scale.map(|(scale, map)| scale[row_start(map, r)]);
         for i in 0..per_row {
             let mut v = out[r * per_row + i];
-            if let Some(bias) = bias {
+            if let Some(bias) = store.bias {
                 v += bias[column(i)];
             }
-            if let Some(addend) = addend {
+            if let Some(addend) = store.addend {
                 v += addend[r * per_row + i];
             }
-            if let Some(f) = act {
+            if let Some(f) = store.act {
                 v = unary(f, false, v);
             }
-            if let Some((f, pre, map)) = deriv {
+            if let Some((f, pre, map)) = store.deriv {
                 v *= unary(f, true, pre[row_start(map, r) + i]);
+            }
+            if let Some(scale) = scale {
+                v *= scale;
             }
             out[r * per_row + i] = v;
         }
