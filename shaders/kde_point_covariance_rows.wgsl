@@ -18,7 +18,7 @@
 // time as vec4 quads and walked in the same order by every thread (broadcast reads); each thread keeps its 4 rows ×
 // QUADS column quads in vec4 accumulators indexed by loops of constant length QUADS (override, ⌈dim / 4⌉), which
 // the compiler unrolls. Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, ⌈dim / 4⌉); SLICE (512) as kde_point_moments.
-// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points and load_x (shared/kde_point.wgsl).
+// Shared: THREADS, SLICE, STAGE, QUADS, `points` and stage_points (shared/kde_point.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

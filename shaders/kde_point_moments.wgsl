@@ -18,7 +18,7 @@
 // ⌈dim / 4⌉), which the compiler unrolls into registers (lavapipe reads run-time-indexed private arrays lane by
 // lane). Each point updates the max branch-free: (s, acc) · exp(m − m') + exp(ℓ − m') · (1, α·dataᵢ − x_b).
 // Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1); SLICE (512) is POINT_SLICE in src/ops/kde.rs.
-// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points and load_x (shared/kde_point.wgsl).
+// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points, staged_logit and load_x (shared/kde_point.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -45,12 +45,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         stage_points(lid, i0, count);
         for (var i = 0u; i < count; i++) {
             let row = i * QUADS;
-            var dist = 0.0;
-            for (var q = 0u; q < QUADS; q++) {
-                let d = xb[q] - points[row + q];
-                dist += dot(d, d);
-            }
-            let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
+            let logit = staged_logit(&xb, row);
             // A new max rescales what was summed so far (this point then weighs exp(0) = 1).
             let m_new = max(m, logit);
             let scale = exp(m - m_new);

@@ -12,7 +12,7 @@
 // the slice is staged through workgroup memory 32 points at a time and walked in the same order by every thread
 // (broadcast reads of the data; x_b a vec4 array indexed by loops of constant length QUADS, override, ⌈dim / 4⌉).
 // Dispatch (⌈tile_rows / SLICE⌉, ⌈rows / 8⌉, 1), as kde_point_moments.wgsl.
-// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points and load_x (shared/kde_point.wgsl).
+// Shared: THREADS, SLICE, STAGE, QUADS, `points`, stage_points, staged_logit and load_x (shared/kde_point.wgsl).
 
 @group(0) @binding(0) var<storage, read> data: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -36,12 +36,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         stage_points(lid, i0, count);
         for (var i = 0u; i < count; i++) {
             let row = i * QUADS;
-            var dist = 0.0;
-            for (var q = 0u; q < QUADS; q++) {
-                let d = xb[q] - points[row + q];
-                dist += dot(d, d);
-            }
-            let logit = max(-dist * params.inv_two_var, LOWEST_LOGIT);
+            let logit = staged_logit(&xb, row);
             if (in_range) { weights[b * params.ld + i0 + i] = exp(logit - s.x) * inv_s; }
         }
         workgroupBarrier();

@@ -35,6 +35,17 @@ fn stage_points(lid: u32, i0: u32, count: u32) {
     workgroupBarrier();
 }
 
+// The logit max(−‖x_b − α·dataᵢ‖² · inv_two_var, LOWEST_LOGIT) of the staged point at `row` (= i · QUADS), x_b
+// given as its QUADS vec4 quads.
+fn staged_logit(xb: ptr<function, array<vec4<f32>, 16>>, row: u32) -> f32 {
+    var dist = 0.0;
+    for (var q = 0u; q < QUADS; q++) {
+        let d = (*xb)[q] - points[row + q];
+        dist += dot(d, d);
+    }
+    return max(-dist * params.inv_two_var, LOWEST_LOGIT);
+}
+
 // x[b, k..k + 3], zero past dim or past the last query point.
 fn load_x(b: u32, in_range: bool, k: u32) -> vec4<f32> {
     var quad = vec4<f32>(0.0);
