@@ -489,8 +489,8 @@ pub struct JacobianBatch<'f> {
     t: &'f [f32],
     rows_per_point: usize,
     options: JobOptions<'f>,
-    resident: bool,
-    linearized: Option<(Vec<usize>, BlockOperator<'f>)>,
+    /// The networks' per-active-set linearisation, where the chunk of points is linearised once.
+    resident: Option<ResidentJacobians<'f>>,
 }
 
 impl<'f> JacobianBatch<'f> {
@@ -506,31 +506,25 @@ impl<'f> JacobianBatch<'f> {
             return Err(Error::InvalidArgument("matrix-free spectra need exact J·v and Jᵀ·u products".into()));
         }
         let points = x.len() / field.dim();
-        let resident = blocks::supports(field)
-            && blocks::point_chunks(field, points, rows_per_point, options)?.is_some_and(|c| c.len() == 1);
-        Ok(JacobianBatch { field, x, t, rows_per_point, options, resident, linearized: None })
-    }
-
-    /// X and T of the active points.
-    fn rows_of(&self, active: &[usize]) -> (Vec<f32>, Vec<f32>) {
-        let d = self.field.dim();
-        let x = active.iter().flat_map(|&p| self.x[p * d..(p + 1) * d].iter().copied()).collect();
-        let t = if self.t.len() == 1 { self.t.to_vec() } else { active.iter().map(|&p| self.t[p]).collect() };
-        (x, t)
+        let resident = if blocks::supports(field)
+            && blocks::point_chunks(field, points, rows_per_point, options)?.is_some_and(|c| c.len() == 1)
+        {
+            Some(ResidentJacobians::new(field, x, t, rows_per_point)?)
+        } else {
+            None
+        };
+        Ok(JacobianBatch { field, x, t, rows_per_point, options, resident })
     }
 
     fn product(&mut self, active: &[usize], block: &[f64], rows: usize, transpose: bool) -> Result<Vec<f64>> {
         let narrow: Vec<f32> = block.iter().map(|&v| v as f32).collect();
-        let out = if self.resident && rows <= self.rows_per_point {
-            if self.linearized.as_ref().is_none_or(|(set, _)| set != active) {
-                let (x, t) = self.rows_of(active);
-                self.linearized = Some((active.to_vec(), BlockOperator::new(self.field, &x, &t, self.rows_per_point)?));
-            }
-            let op = &self.linearized.as_ref().expect("linearised above").1;
+        let fits = rows <= self.rows_per_point;
+        let out = if let Some(resident) = self.resident.as_mut().filter(|_| fits) {
+            let op = resident.linearized_for(active)?;
             let input = op.upload(&narrow, rows)?;
             op.download(&if transpose { op.vjp(&input)? } else { op.jvp(&input)? })?
         } else {
-            let (x, t) = self.rows_of(active);
+            let (x, t) = blocks::rows_of(self.x, self.t, self.field.dim(), active);
             if transpose {
                 derivative::vjp(self.field, &x, &t, &narrow, self.options)?
             } else {

@@ -227,6 +227,23 @@ impl<'f> ResidentJacobians<'f> {
         }
         Ok(ResidentJacobians { field, x, t, rows_per_point, linearized: None })
     }
+
+    /// The network linearised at the `active` points (indices into the batch), made anew only when the set changed.
+    pub fn linearized_for(&mut self, active: &[usize]) -> Result<&BlockOperator<'f>> {
+        if self.linearized.as_ref().is_none_or(|(set, _)| set != active) {
+            let (x, t) = rows_of(self.x, self.t, self.field.dim(), active);
+            self.linearized = Some((active.to_vec(), BlockOperator::new(self.field, &x, &t, self.rows_per_point)?));
+        }
+        Ok(&self.linearized.as_ref().expect("linearised above").1)
+    }
+}
+
+/// X and T of the `active` points of a batch of D-long rows `x` (`t` one time for all points, kept as is, or one
+/// per point).
+pub fn rows_of(x: &[f32], t: &[f32], d: usize, active: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let xs = active.iter().flat_map(|&p| x[p * d..(p + 1) * d].iter().copied()).collect();
+    let ts = if t.len() == 1 { t.to_vec() } else { active.iter().map(|&p| t[p]).collect() };
+    (xs, ts)
 }
 
 impl DeviceBatchOperator for ResidentJacobians<'_> {
@@ -243,14 +260,7 @@ impl DeviceBatchOperator for ResidentJacobians<'_> {
         rows: usize,
         transpose: bool,
     ) -> Result<wgpu::Buffer> {
-        if self.linearized.as_ref().is_none_or(|(set, _)| set != active) {
-            let d = self.field.dim();
-            let x: Vec<f32> = active.iter().flat_map(|&p| self.x[p * d..(p + 1) * d].iter().copied()).collect();
-            let t: Vec<f32> =
-                if self.t.len() == 1 { self.t.to_vec() } else { active.iter().map(|&p| self.t[p]).collect() };
-            self.linearized = Some((active.to_vec(), BlockOperator::new(self.field, &x, &t, self.rows_per_point)?));
-        }
-        let op = &self.linearized.as_ref().expect("linearised above").1;
+        let op = self.linearized_for(active)?;
         let input = DeviceBlock { buffer: block.clone(), per_point: rows };
         let out = if transpose { op.vjp(&input)? } else { op.jvp(&input)? };
         Ok(out.buffer)
