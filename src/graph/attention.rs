@@ -26,7 +26,7 @@ pub const ATTENTION_ENV: &str = "SCORELENS_GRAPH_ATTENTION";
 
 /// Whether attention fusion is on (see [`ATTENTION_ENV`]).
 pub fn enabled_from_env() -> bool {
-    !matches!(std::env::var(ATTENTION_ENV).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
+    !super::fuse::switched_off(ATTENTION_ENV)
 }
 
 /// An attention of the primal program: the values it reads and the nodes that compute it.

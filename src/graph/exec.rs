@@ -51,8 +51,7 @@ impl Default for GraphOptions {
 impl GraphOptions {
     /// The defaults, with `SCORELENS_GRAPH_FUSION=0` or `SCORELENS_GRAPH_MEMORY_PLAN=0` turning a part off.
     pub fn from_env() -> Self {
-        let off = |key: &str| matches!(std::env::var(key).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"));
-        GraphOptions { fusion: fuse::enabled_from_env(), memory_plan: !off(MEMORY_PLAN_ENV) }
+        GraphOptions { fusion: fuse::enabled_from_env(), memory_plan: !fuse::switched_off(MEMORY_PLAN_ENV) }
     }
 }
 

@@ -52,7 +52,9 @@ pub fn row_scale_enabled_from_env() -> bool {
     !switched_off(ROW_SCALE_ENV)
 }
 
-fn switched_off(variable: &str) -> bool {
+/// Whether the environment variable `variable` turns a part of the graph engine off (`0`, `off`, `false`, `no`);
+/// anything else, or unset, leaves it on.
+pub(crate) fn switched_off(variable: &str) -> bool {
     matches!(std::env::var(variable).as_deref().map(str::trim), Ok("0" | "off" | "false" | "no"))
 }
 
