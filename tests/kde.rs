@@ -154,7 +154,7 @@ fn per_point_kernels_match_the_reference_and_the_tiles() {
                 .with_tile_rows(tile)
         };
         let point = field(KdePath::Point);
-        assert_eq!(point.paths_for(rows), (KdePath::Point, KdePath::Point));
+        assert_eq!(point.kernels(), KdePath::Point);
         let e = errors(&point, &x, JobOptions::default());
         println!(
             "per-point N {n} D {d} rows {rows} tile {tile}: log p {:.1e}, score {:.1e}, Hessian {:.1e}",

@@ -57,7 +57,7 @@ impl KdeScale {
 /// Which kernels evaluate the field: 64-wide register tiles (any dimension), one thread per query point
 /// (dimension ≤ 8, where the tiles would compute mostly padding), or one thread per query point over 512-point
 /// slices of each data tile in separate workgroups, merged per tile (`Point`, dimension ≤ 64, both passes).
-/// `Auto` picks each pass's kernels from the dimension ([`KdeField::paths_for`]), by what measured fastest on
+/// `Auto` picks the kernels from the dimension ([`KdeField::kernels`]), by what measured fastest on
 /// lavapipe (docs/BENCHMARKS.md, "The smoothed-data field at moderate D and few rows").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KdePath {
@@ -88,7 +88,7 @@ pub struct KdeField {
     n: usize,
     dim: usize,
     scale: KdeScale,
-    /// The path asked for (`Auto` is resolved by `paths_for`).
+    /// The path asked for (`Auto` is resolved by `kernels`).
     path: KdePath,
     tile_rows: usize,
     /// The data as device tiles, uploaded on first use when they fit half the memory budget.
@@ -220,24 +220,20 @@ impl KdeField {
         &self.ctx
     }
 
-    /// True when the small-dimension kernels are used for large batches of query points.
+    /// True when the small-dimension kernels are used.
     pub fn is_small_path(&self) -> bool {
-        let (first, second) = self.paths_for(usize::MAX);
-        first == KdePath::Small || second == KdePath::Small
+        self.kernels() == KdePath::Small
     }
 
-    /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) of the first pass (log-sum-exp and displacement)
-    /// and of the covariance pass for `rows` query points. `Auto`: the per-point kernels up to D = 64, the tiles
-    /// above. On lavapipe the per-point kernels measured faster than the small and tiled ones at every row count
-    /// from 8 to 1000 (docs/BENCHMARKS.md), so the choice does not depend on `rows` (yet); a pair, so that the
-    /// passes can be chosen apart should a crossover appear (every covariance kernel reads only the state and
-    /// displacement a first pass leaves, and the tiled one recomputes its logits after another first pass).
-    pub fn paths_for(&self, rows: usize) -> (KdePath, KdePath) {
-        let _ = rows;
+    /// The kernels (`Tiled`, `Small` or `Point`, never `Auto`) of both passes (log-sum-exp and displacement, then
+    /// the covariance). `Auto`: the per-point kernels up to D = 64, the tiles above. On lavapipe the per-point
+    /// kernels measured faster than the small and tiled ones at every row count from 8 to 1000
+    /// (docs/BENCHMARKS.md), so the choice does not depend on the number of query points.
+    pub fn kernels(&self) -> KdePath {
         match self.path {
-            KdePath::Auto if self.dim <= POINT_MAX_DIM => (KdePath::Point, KdePath::Point),
-            KdePath::Auto => (KdePath::Tiled, KdePath::Tiled),
-            path => (path, path),
+            KdePath::Auto if self.dim <= POINT_MAX_DIM => KdePath::Point,
+            KdePath::Auto => KdePath::Tiled,
+            path => path,
         }
     }
 
@@ -314,7 +310,7 @@ impl KdeField {
         let d = self.dim;
         self.check_directions(v, rows, per_point)?;
         let var = self.scale.sigma * self.scale.sigma;
-        if self.paths_for(rows).1 != KdePath::Tiled {
+        if self.kernels() != KdePath::Tiled {
             let h = self.hessian(x, options)?;
             let mut out = Vec::with_capacity(v.len());
             for b in 0..rows {
@@ -340,7 +336,7 @@ impl KdeField {
         options: JobOptions,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let rows = self.check_points(x)?;
-        if self.paths_for(rows).1 != KdePath::Tiled {
+        if self.kernels() != KdePath::Tiled {
             return Ok((self.score(x, options)?, self.hessian_vector(x, v, per_point, options)?));
         }
         let d = self.dim;
@@ -363,15 +359,15 @@ impl KdeField {
 
     /// Device bytes of evaluating the Hessian at one query point, and the fixed bytes of the data, under `budget`.
     pub fn hessian_cost(&self, budget: u64) -> RowCost {
-        self.row_cost(self.paths_for(usize::MAX), Second::Covariance, self.data_bytes() <= budget / 2)
+        self.row_cost(self.kernels(), Second::Covariance, self.data_bytes() <= budget / 2)
     }
 
     /// Device bytes of `per_point` Hessian-vector products at one query point, and the data's, under `budget`.
     pub fn hessian_vector_cost(&self, per_point: usize, budget: u64) -> RowCost {
-        let paths = self.paths_for(usize::MAX);
+        let path = self.kernels();
         // The small and per-point covariances form the Hessian and apply it on the host.
-        let second = if paths.1 == KdePath::Tiled { Second::Hvp { v: &[], per_point } } else { Second::Covariance };
-        self.row_cost(paths, second, self.data_bytes() <= budget / 2)
+        let second = if path == KdePath::Tiled { Second::Hvp { v: &[], per_point } } else { Second::Covariance };
+        self.row_cost(path, second, self.data_bytes() <= budget / 2)
     }
 
     /// The device's binding and dispatch limits with `budget`, for planning chunks of query points.
@@ -400,11 +396,11 @@ impl KdeField {
 
     /// Words per query point of the logits buffer: a tile of logits for the tiled kernels, of weights for the
     /// per-point covariance, none for the small kernels.
-    fn logit_words(&self, (first, second): (KdePath, KdePath)) -> usize {
-        if first == KdePath::Tiled || second != KdePath::Small {
-            self.tile_rows
-        } else {
+    fn logit_words(&self, path: KdePath) -> usize {
+        if path == KdePath::Small {
             0
+        } else {
+            self.tile_rows
         }
     }
 
@@ -417,13 +413,13 @@ impl KdeField {
         4 * self.data.len() as u64
     }
 
-    fn row_cost(&self, paths: (KdePath, KdePath), second: Second, resident: bool) -> RowCost {
-        let (d, t) = (self.dim as u64, self.logit_words(paths) as u64);
+    fn row_cost(&self, path: KdePath, second: Second, resident: bool) -> RowCost {
+        let (d, t) = (self.dim as u64, self.logit_words(path) as u64);
         // x, state, acc, logits, the per-point path's slices, and the read-backs of state and acc.
-        let slices = if paths.0 == KdePath::Point { self.point_slices() as u64 } else { 0 };
+        let slices = if path == KdePath::Point { self.point_slices() as u64 } else { 0 };
         let mut words = d + 4 + d + t + slices * (4 + d) + 4 + d;
         let mut widest = t.max(d).max(4);
-        if paths.1 == KdePath::Point && matches!(second, Second::Covariance) {
+        if path == KdePath::Point && matches!(second, Second::Covariance) {
             // The per-slice covariances.
             words += self.point_slices() as u64 * d * d;
             widest = widest.max(self.point_slices() as u64 * d * d);
@@ -444,8 +440,8 @@ impl KdeField {
         RowCost { bytes_per_row: 4 * words, widest_row_bytes: 4 * widest, fixed_bytes: fixed }
     }
 
-    fn allocate(&self, paths: (KdePath, KdePath), rows: usize, second: Second, label: &str) -> Slot {
-        let (d, t) = (self.dim, self.logit_words(paths));
+    fn allocate(&self, path: KdePath, rows: usize, second: Second, label: &str) -> Slot {
+        let (d, t) = (self.dim, self.logit_words(path));
         let buffer = |name: &str, words: usize| {
             self.ctx.buffer(&format!("{label}/{name}"), (words * 4) as u64, BufferRole::Storage)
         };
@@ -457,9 +453,9 @@ impl KdeField {
             Second::Covariance => (rows * d * d, 0, 0),
             Second::Hvp { per_point, .. } => (rows * per_point * d, rows * per_point * d, rows * per_point * t),
         };
-        let slices = if paths.0 == KdePath::Point { self.point_slices() } else { 0 };
+        let slices = if path == KdePath::Point { self.point_slices() } else { 0 };
         let cov_slices =
-            if paths.1 == KdePath::Point && matches!(second, Second::Covariance) { self.point_slices() } else { 0 };
+            if path == KdePath::Point && matches!(second, Second::Covariance) { self.point_slices() } else { 0 };
         Slot {
             partial_cov: buffer("partial_cov", cov_slices * rows * d * d),
             partial_state: buffer("partial_state", slices * rows * 4),
@@ -483,9 +479,8 @@ impl KdeField {
     fn moments(&self, x: &[f32], rows: usize, second: Second, options: JobOptions) -> Result<Moments> {
         let resident = self.data_bytes() <= options.memory_budget / 2;
         let bounds = self.device_bounds(options.memory_budget);
-        let paths = self.paths_for(rows);
-        let (first_path, second_path) = paths;
-        let chunks = plan_chunks(rows, self.row_cost(paths, second, resident), bounds)?;
+        let path = self.kernels();
+        let chunks = plan_chunks(rows, self.row_cost(path, second, resident), bounds)?;
         let d = self.dim;
         let per_point = match second {
             Second::Hvp { per_point, .. } => per_point,
@@ -516,7 +511,7 @@ impl KdeField {
             Some(_) => None,
             None => Some(self.ctx.buffer("kde/data/staging", (self.tile_rows * d * 4) as u64, BufferRole::Storage)),
         };
-        let slot = self.allocate(paths, chunks[0].len(), second, "kde");
+        let slot = self.allocate(path, chunks[0].len(), second, "kde");
         options.progress.start("kde", rows);
         for chunk in &chunks {
             let b = chunk.len();
@@ -530,7 +525,7 @@ impl KdeField {
             for (t, range) in tiles.iter().enumerate() {
                 let (data, mut rec) = feeder.begin(t, range, "kde/pass1")?;
                 let p = self.params(b, range.len(), per_point, t == 0);
-                let first_pass: &[KdeKernel] = match first_path {
+                let first_pass: &[KdeKernel] = match path {
                     KdePath::Small => &[KdeKernel::SmallMoments],
                     KdePath::Point => &[KdeKernel::PointMoments, KdeKernel::PointCombine],
                     _ => &[KdeKernel::Distances, KdeKernel::SoftmaxUpdate, KdeKernel::MeanUpdate],
@@ -540,8 +535,8 @@ impl KdeField {
             }
             let second_pass: &[KdeKernel] = match second {
                 Second::None => &[],
-                Second::Covariance if second_path == KdePath::Small => &[KdeKernel::SmallCovariance],
-                Second::Covariance if second_path == KdePath::Point => {
+                Second::Covariance if path == KdePath::Small => &[KdeKernel::SmallCovariance],
+                Second::Covariance if path == KdePath::Point => {
                     &[KdeKernel::PointWeights, KdeKernel::PointCovarianceRows, KdeKernel::PointCovarianceCombine]
                 }
                 Second::Covariance => &[KdeKernel::Covariance],
@@ -553,8 +548,8 @@ impl KdeField {
                     let p = self.params(b, range.len(), per_point, t == 0);
                     let buffers = slot.buffers(data);
                     // With one tile the tiled first pass's logits are still in place (the small and per-point
-                    // first passes keep none; the small and per-point covariances compute their own weights).
-                    if second_path == KdePath::Tiled && (tiles.len() > 1 || first_path != KdePath::Tiled) {
+                    // covariances compute their own weights).
+                    if path == KdePath::Tiled && tiles.len() > 1 {
                         op::record(&mut rec, &[KdeKernel::Distances], &p, &buffers)?;
                     }
                     op::record(&mut rec, second_pass, &p, &buffers)?;
